@@ -1,0 +1,1 @@
+"""REST API (FastAPI): thin routes that parse, call a service, and render."""

@@ -1,0 +1,80 @@
+"""The FastAPI application: wires the platform, the engine, routes, errors and metrics."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .. import __version__
+from ..services.context import Platform
+from ..services.engine import Engine
+from . import errors, routes_jobs, routes_platform
+from .metrics import Metrics
+
+log = logging.getLogger("suanli.api")
+
+DESCRIPTION = """The compute scheduling service platform of a city compute network (算力一张网).
+
+Authenticate with `Authorization: Bearer sl_...`. Money is integer fen (分); times are UTC."""
+
+
+def create_app(platform: Platform, engine: Engine | None = None, *,
+               run_engine: bool = True) -> FastAPI:
+    engine = engine or Engine(platform)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if run_engine:
+            engine.start()
+        try:
+            yield
+        finally:
+            engine.stop()
+
+    app = FastAPI(title="suanli 算力", version=__version__, description=DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.platform = platform
+    app.state.engine = engine
+    metrics = Metrics(platform, engine)
+    app.state.metrics = metrics
+    errors.install(app)
+    limit = platform.settings.max_body_bytes
+
+    @app.middleware("http")
+    async def body_limit(request: Request,
+                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        declared = request.headers.get("content-length")
+        if declared is not None:
+            if not declared.isdigit():
+                return JSONResponse(errors.body("invalid Content-Length"), status_code=400)
+            if int(declared) > limit:
+                return JSONResponse(
+                    errors.body(f"request body over the limit of {limit} bytes"),
+                    status_code=413)
+        return await call_next(request)
+
+    app.middleware("http")(metrics.middleware)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return JSONResponse(errors.body("internal error; see the server log"), status_code=500)
+
+    app.include_router(routes_platform.router)
+    app.include_router(routes_jobs.router)
+
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus() -> PlainTextResponse:
+        return PlainTextResponse(generate_latest(metrics.registry),
+                                 media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/", include_in_schema=False)
+    def root() -> RedirectResponse:
+        return RedirectResponse("/docs")
+
+    return app

@@ -1,0 +1,39 @@
+"""Request dependencies: the platform, the engine, and the authenticated principal."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ..domain.errors import Unauthenticated
+from ..services.auth import Principal, authenticate
+from ..services.context import Platform
+from ..services.engine import Engine
+
+bearer = HTTPBearer(auto_error=False, description="an API token (sl_...)")
+
+
+def get_platform(request: Request) -> Platform:
+    platform: Platform = request.app.state.platform
+    return platform
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine = request.app.state.engine
+    return engine
+
+
+def get_principal(
+    request: Request,
+    creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    if creds is None or not creds.credentials:
+        raise Unauthenticated("missing bearer token (Authorization: Bearer sl_...)")
+    return authenticate(get_platform(request), creds.credentials)
+
+
+PlatformDep = Annotated[Platform, Depends(get_platform)]
+EngineDep = Annotated[Engine, Depends(get_engine)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

@@ -1,0 +1,94 @@
+"""Prometheus metrics: request latency, and the platform's state read at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from sqlalchemy import func, select
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Match
+
+from ..domain.jobstate import JobState
+from ..services.centers import used_units_by_pool
+from ..services.context import Platform
+from ..services.engine import Engine
+from ..store import models as m
+
+
+class PlatformCollector(Collector):
+    def __init__(self, platform: Platform, engine: Engine) -> None:
+        self.p = platform
+        self.engine = engine
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        jobs = GaugeMetricFamily("suanli_jobs", "Jobs by state", labels=["state"])
+        units = GaugeMetricFamily("suanli_pool_units_in_use", "Units in use per pool",
+                                  labels=["center", "pool"])
+        total = GaugeMetricFamily("suanli_pool_units_total", "Units per pool",
+                                  labels=["center", "pool"])
+        util = GaugeMetricFamily("suanli_pool_utilization", "Units in use / units, per pool",
+                                 labels=["center", "pool"])
+        cutil = GaugeMetricFamily("suanli_center_utilization", "Units in use / units, per center",
+                                  labels=["center"])
+        queue = GaugeMetricFamily("suanli_queue_length",
+                                  "Queued jobs waiting for a pool (the pool ranked best for them)",
+                                  labels=["center", "pool"])
+        with self.p.db.session() as s:
+            counts = dict(s.execute(select(m.Job.state, func.count()).group_by(m.Job.state)).all())
+            used = used_units_by_pool(s)
+            pools = s.execute(select(m.Pool, m.Center.slug).join(m.Center)).all()
+        for state in JobState:
+            jobs.add_metric([state.value], counts.get(state.value, 0))
+        per_center: dict[str, list[int]] = {}
+        waiting = self.engine.last.waiting_by_pool
+        for pool, slug in pools:
+            n = pool.units_per_node * pool.nodes
+            u = used.get(pool.id, 0)
+            units.add_metric([slug, pool.name], u)
+            total.add_metric([slug, pool.name], n)
+            util.add_metric([slug, pool.name], u / n if n else 0.0)
+            queue.add_metric([slug, pool.name], waiting.get(pool.id, 0))
+            acc = per_center.setdefault(slug, [0, 0])
+            acc[0] += u
+            acc[1] += n
+        for slug, (u, n) in per_center.items():
+            cutil.add_metric([slug], u / n if n else 0.0)
+        placements = CounterMetricFamily("suanli_placements", "Placements made by this server")
+        placements.add_metric([], self.engine.placements_total)
+        yield from (jobs, units, total, util, cutil, queue, placements)
+
+
+class Metrics:
+    def __init__(self, platform: Platform, engine: Engine) -> None:
+        self.registry = CollectorRegistry()
+        self.latency = Histogram(
+            "suanli_api_request_seconds", "API latency", ["method", "route", "status"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
+        self.errors = Counter("suanli_api_errors", "API responses with status >= 500",
+                              ["route"], registry=self.registry)
+        self.registry.register(PlatformCollector(platform, engine))
+
+    async def middleware(
+        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        start = time.perf_counter()
+        response = await call_next(request)
+        route = "unmatched"
+        for r in request.app.router.routes:
+            match, _ = r.matches(request.scope)
+            if match is Match.FULL:
+                route = getattr(r, "path", "unmatched")
+                break
+        self.latency.labels(request.method, route, str(response.status_code)).observe(
+            time.perf_counter() - start
+        )
+        if response.status_code >= 500:
+            self.errors.labels(route).inc()
+        return response

@@ -1,0 +1,50 @@
+"""Rows -> API models (adds derived figures such as capacity in P)."""
+
+from __future__ import annotations
+
+from ..domain.enums import Precision
+from ..services.centers import redact
+from ..store import models as m
+from .schemas import CenterPublic, JobPublic, PoolPublic
+
+
+def pool_public(pool: m.Pool, used: dict[int, int] | None = None) -> PoolPublic:
+    spec = pool.spec()
+    out = PoolPublic.model_validate(pool)
+    out.total_units = spec.total_units
+    out.peak_pflops = {p.value: round(spec.peak_pflops(p), 6) for p in Precision}
+    if used is not None:
+        out.used_units = used.get(pool.id, 0)
+    return out
+
+
+def center_public(center: m.Center, used: dict[int, int] | None = None) -> CenterPublic:
+    pools = [pool_public(p, used) for p in center.pools]
+    out = CenterPublic(
+        id=center.id, slug=center.slug, name_zh=center.name_zh, name_en=center.name_en,
+        kind=center.kind, district=center.district, operator=center.operator, pue=center.pue,
+        connector=center.connector, connector_config=redact(center.connector_config or {}),
+        status=center.status, status_reason=center.status_reason, emulated=center.emulated,
+        created_at=center.created_at, pools=pools,
+    )
+    out.peak_pflops = {
+        p.value: round(sum(pl.peak_pflops.get(p.value, 0.0) for pl in pools), 6)
+        for p in Precision
+    }
+    return out
+
+
+def job_public(job: m.Job, center: str | None = None) -> JobPublic:
+    return JobPublic(
+        id=job.id, tenant_id=job.tenant_id, user_id=job.user_id, name=job.name,
+        command=list(job.command),
+        resources={"device": job.device_kind, "model": job.device_model, "units": job.units,
+                   "nodes": job.nodes, "memory_gb": job.memory_gb},
+        walltime_s=job.walltime_s, precision=job.precision, policy=job.policy,
+        priority=job.priority, domestic_only=job.domestic_only, district=job.district,
+        deadline=job.deadline, budget_fen=job.budget_fen, requeue=job.requeue, state=job.state,
+        state_reason=job.state_reason, exit_code=job.exit_code, submitted_at=job.submitted_at,
+        updated_at=job.updated_at, started_at=job.started_at, finished_at=job.finished_at,
+        cancel_requested_at=job.cancel_requested_at, current_run_id=job.current_run_id,
+        center=center,
+    )

@@ -1,0 +1,137 @@
+"""Routes: jobs (submit, list, show, cancel, logs, placement) and metered usage."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query
+from sqlalchemy import select
+
+from ..domain.jobstate import JobState
+from ..services import jobs, usage
+from ..services.context import Platform
+from ..services.jobs import JobInput
+from ..store import models as m
+from .deps import EngineDep, PlatformDep, PrincipalDep
+from .render import job_public
+from .routes_platform import ERRORS
+from .schemas import (
+    BIG,
+    JobDetail,
+    JobEventPublic,
+    JobPage,
+    JobPublic,
+    JobSubmit,
+    LogChunkPublic,
+    RunPublic,
+    UsagePage,
+    UsagePublic,
+)
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+Id = Annotated[int, Query(ge=1, le=BIG)]
+
+
+def _input(body: JobSubmit) -> JobInput:
+    r = body.resources
+    return JobInput(
+        name=body.name, command=body.command, device=r.device, units=r.units, nodes=r.nodes,
+        model=r.model, memory_gb=r.memory_gb, walltime_s=body.walltime_s,
+        precision=body.precision, policy=body.policy, priority=body.priority,
+        domestic_only=body.domestic_only, district=body.district, deadline=body.deadline,
+        budget_fen=body.budget_fen, requeue=body.requeue,
+    )
+
+
+def _center_slugs(p: Platform, run_ids: list[int]) -> dict[int, str]:
+    if not run_ids:
+        return {}
+    with p.db.session() as s:
+        rows = s.execute(select(m.Run.id, m.Center.slug).join(m.Center)
+                         .where(m.Run.id.in_(run_ids)))
+        return {rid: slug for rid, slug in rows}
+
+
+@router.post("/jobs", status_code=201, tags=["jobs"])
+def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep,
+               engine: EngineDep) -> JobPublic:
+    """Submit a job. Refused with 422 and per-pool reasons when no pool could ever run it."""
+    job = jobs.submit_job(p, who, _input(body))
+    engine.wake()
+    return job_public(job)
+
+
+@router.post("/jobs/estimate", tags=["jobs"])
+def estimate_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """Where the job would go now, with every candidate's score; nothing is submitted."""
+    return jobs.estimate(p, who, _input(body))
+
+
+@router.get("/jobs", tags=["jobs"])
+def list_jobs(
+    p: PlatformDep, who: PrincipalDep, state: JobState | None = None,
+    tenant_id: Id | None = None, name: Annotated[str | None, Query(max_length=200)] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+    offset: Annotated[int, Query(ge=0, le=BIG)] = 0,
+) -> JobPage:
+    page = jobs.list_jobs(p, who, state=state, tenant_id=tenant_id, name=name, limit=limit,
+                          offset=offset)
+    slugs = _center_slugs(p, [j.current_run_id for j in page.items if j.current_run_id])
+    return JobPage(
+        items=[job_public(j, slugs.get(j.current_run_id or 0)) for j in page.items],
+        total=page.total, limit=page.limit, offset=page.offset,
+    )
+
+
+@router.get("/jobs/{job_id}", tags=["jobs"])
+def get_job(job_id: int, p: PlatformDep, who: PrincipalDep) -> JobDetail:
+    job = jobs.get_job(p, who, job_id)
+    runs = jobs.job_runs(p, who, job_id)
+    slugs = _center_slugs(p, [r.id for r in runs])
+    base = job_public(job, slugs.get(job.current_run_id or 0))
+    return JobDetail(
+        **base.model_dump(),
+        history=[JobEventPublic.model_validate(e) for e in jobs.job_history(p, who, job_id)],
+        runs=[RunPublic.model_validate(r) for r in runs],
+    )
+
+
+@router.post("/jobs/{job_id}/cancel", tags=["jobs"])
+def cancel_job(job_id: int, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> JobPublic:
+    job = jobs.cancel_job(p, who, job_id)
+    engine.wake()
+    return job_public(job)
+
+
+@router.get("/jobs/{job_id}/logs", tags=["jobs"])
+def job_logs(
+    job_id: int, p: PlatformDep, who: PrincipalDep,
+    stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
+    offset: Annotated[int, Query(ge=0, le=BIG)] = 0, run_id: Id | None = None,
+) -> LogChunkPublic:
+    """A chunk of a run's log from a byte offset; follow with `next_offset` until `eof`."""
+    chunk = jobs.job_logs(p, who, job_id, stream=stream, offset=offset, run_id=run_id)
+    return LogChunkPublic(data=chunk.data, offset=chunk.offset, next_offset=chunk.next_offset,
+                          eof=chunk.eof, run_id=chunk.run_id)
+
+
+@router.get("/jobs/{job_id}/placement", tags=["jobs"])
+def job_placement(job_id: int, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """Why the job is where it is: every candidate pool, feasible or not, with its reasons and
+    score components, and the chosen one."""
+    return jobs.placement_explanation(p, who, job_id)
+
+
+@router.get("/usage", tags=["usage"])
+def list_usage(
+    p: PlatformDep, who: PrincipalDep, job_id: Id | None = None, tenant_id: Id | None = None,
+    center_id: Id | None = None, since: datetime | None = None, until: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    offset: Annotated[int, Query(ge=0, le=BIG)] = 0,
+) -> UsagePage:
+    """Metered runs (unit-seconds, standard P·h, energy, amount in fen) and their totals."""
+    page = usage.list_usage(p, who, job_id=job_id, tenant_id=tenant_id, center_id=center_id,
+                            since=since, until=until, limit=limit, offset=offset)
+    return UsagePage(items=[UsagePublic.model_validate(u) for u in page.items], total=page.total,
+                     totals=page.totals, limit=page.limit, offset=page.offset)

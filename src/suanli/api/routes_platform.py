@@ -1,0 +1,164 @@
+"""Routes: health, centers, pools, capacity, tenants, users, tokens."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Any
+
+from fastapi import APIRouter, Response
+
+from .. import __version__
+from ..domain.errors import NotFound
+from ..services import auth, centers, tenants
+from ..services.centers import CenterInput, PoolInput
+from .deps import EngineDep, PlatformDep, PrincipalDep
+from .render import center_public, pool_public
+from .schemas import (
+    CenterCreate,
+    CenterPublic,
+    CenterStatusUpdate,
+    ErrorBody,
+    PoolCreate,
+    PoolPublic,
+    TenantCreate,
+    TenantPublic,
+    TokenCreate,
+    TokenCreated,
+    TokenPublic,
+    UserCreate,
+    UserPublic,
+)
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    c: {"model": ErrorBody} for c in (401, 403, 404, 409, 422)
+}
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+
+
+@router.get("/health", tags=["platform"])
+def health(p: PlatformDep, engine: EngineDep) -> dict[str, Any]:
+    """Liveness and the scheduler's last pass. No token needed."""
+    last = engine.last
+    return {
+        "status": "ok",
+        "version": __version__,
+        "database": p.db.engine.dialect.name,
+        "scheduler": {
+            "last_pass_at": last.at.isoformat() if last.at else None,
+            "queued": last.queued,
+            "placed": last.placed,
+            "seconds": round(last.seconds, 4),
+        },
+    }
+
+
+def _used(p: PlatformDep) -> dict[int, int]:
+    with p.db.session() as s:
+        return centers.used_units_by_pool(s)
+
+
+@router.get("/centers", tags=["centers"])
+def list_centers(p: PlatformDep, who: PrincipalDep) -> list[CenterPublic]:
+    used = _used(p)
+    return [center_public(c, used) for c in centers.list_centers(p, who)]
+
+
+@router.post("/centers", status_code=201, tags=["centers"])
+def create_center(body: CenterCreate, p: PlatformDep, who: PrincipalDep,
+                  engine: EngineDep) -> CenterPublic:
+    data = body.model_dump()
+    data["pools"] = [PoolInput(**pl) for pl in data["pools"]]
+    center = centers.create_center(p, who, CenterInput(**data))
+    engine.wake()
+    return center_public(center, _used(p))
+
+
+@router.get("/centers/{center_id}", tags=["centers"])
+def get_center(center_id: int, p: PlatformDep, who: PrincipalDep) -> CenterPublic:
+    return center_public(centers.get_center(p, who, center_id), _used(p))
+
+
+@router.post("/centers/{center_id}/status", tags=["centers"])
+def set_center_status(center_id: int, body: CenterStatusUpdate, p: PlatformDep,
+                      who: PrincipalDep, engine: EngineDep) -> CenterPublic:
+    center = centers.set_center_status(p, who, center_id, body.status, body.reason)
+    engine.wake()
+    return center_public(center, _used(p))
+
+
+@router.get("/centers/{center_id}/pools", tags=["centers"])
+def center_pools(center_id: int, p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
+    used = _used(p)
+    return [pool_public(pl, used) for pl in centers.get_center(p, who, center_id).pools]
+
+
+@router.post("/centers/{center_id}/pools", status_code=201, tags=["centers"])
+def add_pool(center_id: int, body: PoolCreate, p: PlatformDep, who: PrincipalDep,
+             engine: EngineDep) -> PoolPublic:
+    pool = centers.add_pool(p, who, center_id, PoolInput(**body.model_dump()))
+    engine.wake()
+    return pool_public(pool, _used(p))
+
+
+@router.get("/pools", tags=["centers"])
+def list_pools(p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
+    used = _used(p)
+    return [pool_public(pl, used) for pl in centers.list_pools(p, who)]
+
+
+@router.get("/capacity", tags=["centers"])
+def capacity(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """The city's total and free capacity in P (PFLOPS) per precision, kind and district."""
+    return centers.city_capacity(p, who)
+
+
+@router.get("/tenants", tags=["tenants"])
+def list_tenants(p: PlatformDep, who: PrincipalDep) -> list[TenantPublic]:
+    return [TenantPublic.model_validate(t) for t in tenants.list_tenants(p, who)]
+
+
+@router.post("/tenants", status_code=201, tags=["tenants"])
+def create_tenant(body: TenantCreate, p: PlatformDep, who: PrincipalDep) -> TenantPublic:
+    return TenantPublic.model_validate(tenants.create_tenant(p, who, **body.model_dump()))
+
+
+@router.get("/tenants/{tenant_id}", tags=["tenants"])
+def get_tenant(tenant_id: int, p: PlatformDep, who: PrincipalDep) -> TenantPublic:
+    return TenantPublic.model_validate(tenants.get_tenant(p, who, tenant_id))
+
+
+@router.get("/users", tags=["users"])
+def list_users(p: PlatformDep, who: PrincipalDep) -> list[UserPublic]:
+    return [UserPublic.model_validate(u) for u in auth.visible_users(p, who)]
+
+
+@router.get("/users/me", tags=["users"])
+def me(who: PrincipalDep) -> dict[str, Any]:
+    return {**asdict(who), "role": who.role.value}
+
+
+@router.post("/users", status_code=201, tags=["users"])
+def create_user(body: UserCreate, p: PlatformDep, who: PrincipalDep) -> UserPublic:
+    return UserPublic.model_validate(auth.create_user(p, who, **body.model_dump()))
+
+
+@router.get("/tokens", tags=["users"])
+def list_tokens(p: PlatformDep, who: PrincipalDep) -> list[TokenPublic]:
+    return [TokenPublic.model_validate(t) for t in auth.list_tokens(p, who)]
+
+
+@router.post("/tokens", status_code=201, tags=["users"])
+def create_token(body: TokenCreate, p: PlatformDep, who: PrincipalDep) -> TokenCreated:
+    """Create an API token. The secret is in this response only; suanli keeps just its hash."""
+    tok, secret = auth.create_token(p, who, name=body.name, user_id=body.user_id)
+    return TokenCreated(**TokenPublic.model_validate(tok).model_dump(), token=secret)
+
+
+@router.delete("/tokens/{token_id}", tags=["users"])
+def revoke_token(token_id: int, p: PlatformDep, who: PrincipalDep) -> TokenPublic:
+    return TokenPublic.model_validate(auth.revoke_token(p, who, token_id))
+
+
+@router.get("/", include_in_schema=False)
+def api_root() -> Response:
+    raise NotFound("see /docs for the API")

@@ -1,0 +1,301 @@
+"""API models: what clients send (XCreate) and what they get back (XPublic). Not DB rows."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Policy, Precision, Role
+from ..domain.jobstate import JobState
+
+BIG = 10**12
+Name = Annotated[str, Field(min_length=1, max_length=200)]
+Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+Tflops = Annotated[float | None, Field(default=None, ge=0, le=1e6)]
+
+
+class Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Output(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+
+class PoolCreate(Input):
+    name: Slug
+    device_kind: DeviceKind
+    device_model: Annotated[str, Field(min_length=1, max_length=100)]
+    domestic: bool = False
+    units_per_node: Annotated[int, Field(ge=1, le=100_000)]
+    nodes: Annotated[int, Field(ge=1, le=100_000)]
+    memory_gb_per_node: Annotated[int, Field(ge=1, le=1_000_000)]
+    price_fen_per_unit_hour: Annotated[int, Field(ge=0, le=BIG)]
+    tflops_fp64: Tflops = None
+    tflops_fp32: Tflops = None
+    tflops_fp16: Tflops = None
+    tflops_int8: Tflops = None
+    watts_per_unit: Annotated[int, Field(ge=0, le=100_000)] = 300
+    max_walltime_s: Annotated[int, Field(ge=1, le=365 * 86400)] = 7 * 86400
+
+
+class CenterCreate(Input):
+    slug: Slug
+    name_zh: Name
+    name_en: Name
+    kind: CenterKind
+    district: Annotated[str, Field(max_length=64)] = ""
+    operator: Annotated[str, Field(max_length=200)] = ""
+    pue: Annotated[float, Field(ge=1.0, le=3.0)] = 1.3
+    connector: Annotated[str, Field(min_length=1, max_length=32)] = "local"
+    connector_config: dict[str, Any] = Field(default_factory=dict)
+    emulated: bool = False
+    pools: Annotated[list[PoolCreate], Field(max_length=100)] = Field(default_factory=list)
+
+
+class CenterStatusUpdate(Input):
+    status: CenterStatus
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
+class PoolPublic(Output):
+    id: int
+    center_id: int
+    name: str
+    device_kind: DeviceKind
+    device_model: str
+    domestic: bool
+    tflops_fp64: float | None
+    tflops_fp32: float | None
+    tflops_fp16: float | None
+    tflops_int8: float | None
+    units_per_node: int
+    nodes: int
+    total_units: int = 0
+    memory_gb_per_node: int
+    price_fen_per_unit_hour: int
+    watts_per_unit: int
+    max_walltime_s: int
+    peak_pflops: dict[str, float] = Field(default_factory=dict)
+    used_units: int | None = None
+
+
+class CenterPublic(Output):
+    id: int
+    slug: str
+    name_zh: str
+    name_en: str
+    kind: CenterKind
+    district: str
+    operator: str
+    pue: float
+    connector: str
+    connector_config: dict[str, Any]
+    status: CenterStatus
+    status_reason: str
+    emulated: bool
+    created_at: datetime
+    pools: list[PoolPublic] = Field(default_factory=list)
+    peak_pflops: dict[str, float] = Field(default_factory=dict)
+
+
+class TenantCreate(Input):
+    name: Name
+    credit_code: Annotated[str, Field(min_length=1, max_length=64)]
+    district: Annotated[str, Field(max_length=64)] = ""
+    contact_name: Annotated[str, Field(max_length=100)] = ""
+    contact_email: Annotated[str, Field(max_length=200)] = ""
+    contact_phone: Annotated[str, Field(max_length=40)] = ""
+
+
+class TenantPublic(Output):
+    id: int
+    name: str
+    credit_code: str
+    district: str
+    contact_name: str
+    contact_email: str
+    contact_phone: str
+    created_at: datetime
+
+
+class UserCreate(Input):
+    username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{2,64}$")]
+    role: Role
+    tenant_id: Annotated[int | None, Field(ge=1, le=BIG)] = None
+    center_id: Annotated[int | None, Field(ge=1, le=BIG)] = None
+    display_name: Annotated[str, Field(max_length=200)] = ""
+    password: Annotated[str | None, Field(min_length=8, max_length=200)] = None
+
+
+class UserPublic(Output):
+    id: int
+    username: str
+    display_name: str
+    role: Role
+    tenant_id: int | None
+    center_id: int | None
+    disabled: bool
+    created_at: datetime
+
+
+class TokenCreate(Input):
+    name: Annotated[str, Field(max_length=100)] = ""
+    user_id: Annotated[int | None, Field(ge=1, le=BIG)] = None
+
+
+class TokenPublic(Output):
+    id: int
+    user_id: int
+    name: str
+    prefix: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked_at: datetime | None
+
+
+class TokenCreated(TokenPublic):
+    token: str = Field(description="the secret: shown only in this response")
+
+
+class ResourcesIn(Input):
+    device: DeviceKind
+    model: Annotated[str | None, Field(min_length=1, max_length=100)] = None
+    units: Annotated[int, Field(ge=1, le=1_000_000)] = 1
+    nodes: Annotated[int, Field(ge=1, le=100_000)] = 1
+    memory_gb: Annotated[int | None, Field(ge=1, le=1_000_000)] = None
+
+
+class JobSubmit(Input):
+    name: Name
+    command: Annotated[
+        list[Annotated[str, Field(max_length=100_000)]], Field(min_length=1, max_length=1000)
+    ]
+    resources: ResourcesIn
+    walltime_s: Annotated[int, Field(ge=1, le=365 * 86400)] = 3600
+    precision: Precision = Precision.FP32
+    policy: Policy = Policy.BALANCED
+    priority: Annotated[int, Field(ge=-1000, le=1000)] = 0
+    domestic_only: bool = False
+    district: Annotated[str | None, Field(max_length=64)] = None
+    deadline: datetime | None = None
+    budget_fen: Annotated[int | None, Field(ge=0, le=BIG)] = None
+    requeue: bool = True
+
+    @field_validator("command")
+    @classmethod
+    def _first_not_empty(cls, v: list[str]) -> list[str]:
+        if not v[0]:
+            raise ValueError("the program (first element) must not be empty")
+        if any("\x00" in a for a in v):
+            raise ValueError("arguments must not contain NUL characters")
+        return v
+
+
+class JobPublic(Output):
+    id: int
+    tenant_id: int
+    user_id: int
+    name: str
+    command: list[str]
+    resources: dict[str, Any]
+    walltime_s: int
+    precision: Precision
+    policy: Policy
+    priority: int
+    domestic_only: bool
+    district: str | None
+    deadline: datetime | None
+    budget_fen: int | None
+    requeue: bool
+    state: JobState
+    state_reason: str
+    exit_code: int | None
+    submitted_at: datetime
+    updated_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    cancel_requested_at: datetime | None
+    current_run_id: int | None
+    center: str | None = None
+
+
+class JobPage(BaseModel):
+    items: list[JobPublic]
+    total: int
+    limit: int
+    offset: int
+
+
+class JobEventPublic(Output):
+    at: datetime
+    from_state: str | None
+    to_state: str
+    reason: str
+
+
+class RunPublic(Output):
+    id: int
+    job_id: int
+    center_id: int
+    pool_id: int
+    attempt: int
+    run_key: str
+    external_id: str | None
+    state: str
+    reason: str
+    units: int
+    nodes: list[int]
+    devices: list[int]
+    created_at: datetime
+    started_at: datetime | None
+    ended_at: datetime | None
+    exit_code: int | None
+
+
+class JobDetail(JobPublic):
+    history: list[JobEventPublic] = Field(default_factory=list)
+    runs: list[RunPublic] = Field(default_factory=list)
+
+
+class LogChunkPublic(BaseModel):
+    data: str
+    offset: int
+    next_offset: int
+    eof: bool
+    run_id: int | None
+
+
+class UsagePublic(Output):
+    id: int
+    run_id: int
+    job_id: int
+    tenant_id: int
+    center_id: int
+    pool_id: int
+    units: int
+    started_at: datetime
+    ended_at: datetime
+    unit_seconds: int
+    precision: Precision
+    pflops_hours: float
+    energy_wh: int
+    pue: float
+    price_fen_per_unit_hour: int
+    amount_fen: int
+
+
+class UsagePage(BaseModel):
+    items: list[UsagePublic]
+    total: int
+    totals: dict[str, Any]
+    limit: int
+    offset: int
+
+
+class ErrorBody(BaseModel):
+    error: str
+    field: str | None = None
+    detail: Any = None

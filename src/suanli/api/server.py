@@ -1,0 +1,60 @@
+"""Start the platform: settings -> database (migrated) -> optional demo city -> API + engine."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from .. import logs
+from ..config import Settings
+from ..services.context import Platform
+from ..services.demo import ensure_credentials, seed_demo
+from ..store.db import Database
+
+log = logging.getLogger("suanli.server")
+
+
+def build_platform(settings: Settings) -> Platform:
+    settings.home.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    db.upgrade()
+    return Platform(db=db, settings=settings)
+
+
+def prepare_demo(platform: Platform) -> Path:
+    created = seed_demo(platform)
+    path = platform.home / "demo-credentials.json"
+    ensure_credentials(platform, path)
+    log.info("demo city %s; credentials in %s", "created" if created else "present", path)
+    return path
+
+
+def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> None:
+    import uvicorn
+
+    from .app import create_app
+
+    logs.configure(settings.log_format, settings.log_level)
+    platform = build_platform(settings)
+    creds = prepare_demo(platform) if demo else None
+    app = create_app(platform)
+    if announce:
+        base = f"http://{settings.host}:{settings.port}"
+        lines = [
+            "suanli 算力 — city compute network",
+            f"  API:      {base}/api/v1",
+            f"  docs:     {base}/docs",
+            f"  metrics:  {base}/metrics",
+            f"  data:     {settings.home}  (database {platform.db.engine.url.render_as_string()})",
+        ]
+        if creds is not None:
+            lines += [
+                f"  tokens:   {creds}",
+                "  try:      export SUANLI_URL=" + base,
+                "            export SUANLI_TOKEN=$(python3 -c \"import json;print(json.load(open('"
+                + str(creds) + "'))['tenant_a'])\")",
+                "            suanli job submit --device cpu --units 1 --wait -- echo hello",
+            ]
+        print("\n".join(lines), flush=True)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
+                access_log=False, timeout_graceful_shutdown=5)

@@ -1,0 +1,1 @@
+"""The `suanli` command line (Typer + Rich), a client of the REST API."""

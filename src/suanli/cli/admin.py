@@ -1,0 +1,247 @@
+"""`suanli center|tenant|user|token|capacity|usage` commands."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import typer
+import yaml
+from rich.table import Table
+
+from .common import Output, OutputOpt, console, emit_json, fail, run
+from .format import pflops, when, yuan
+
+center_app = typer.Typer(help="Compute centers and their pools. 算力中心")
+tenant_app = typer.Typer(help="Tenants (enterprises). 租户/企业")
+user_app = typer.Typer(help="Users. 用户")
+token_app = typer.Typer(help="API tokens. 令牌")
+
+
+def _yes(flag: bool) -> str:
+    return "✓" if flag else ""
+
+
+@center_app.command("list")
+def center_list(output: Output = OutputOpt) -> None:
+    """List the centers of the network."""
+    centers = run(lambda c: c.list_centers())
+    if output is Output.json:
+        return emit_json(centers)
+    t = Table(title="centers 算力中心")
+    for col in ("id", "slug", "name", "kind", "district", "status", "emulated", "pools",
+                "FP16 P", "FP64 P"):
+        t.add_column(col)
+    for c in centers:
+        t.add_row(str(c["id"]), c["slug"], f"{c['name_zh']}\n{c['name_en']}", c["kind"],
+                  c["district"], c["status"], "emulated" if c["emulated"] else "real",
+                  str(len(c["pools"])), pflops(c["peak_pflops"]["fp16"]),
+                  pflops(c["peak_pflops"]["fp64"]))
+    console.print(t)
+
+
+def _resolve_center(c: Any, ref: str) -> dict[str, Any]:
+    if ref.isdigit():
+        found: dict[str, Any] = c.get_center(int(ref))
+        return found
+    for center in c.list_centers():
+        if center["slug"] == ref:
+            return dict(center)
+    fail(f"no center {ref!r}")
+
+
+@center_app.command("show")
+def center_show(center: str = typer.Argument(..., help="id or slug"),
+                output: Output = OutputOpt) -> None:
+    """Show one center with its pools."""
+    data = run(lambda c: _resolve_center(c, center))
+    if output is Output.json:
+        return emit_json(data)
+    kind = "emulated by the local executor" if data["emulated"] else "real"
+    console.print(f"[bold]{data['name_zh']}[/] / {data['name_en']}  (#{data['id']} "
+                  f"{data['slug']}, {data['kind']}, {data['district'] or '-'}, PUE {data['pue']},"
+                  f" {data['connector']} connector, {kind}, {data['status']})")
+    t = Table(title="pools 资源池")
+    for col in ("id", "pool", "device", "model", "国产", "units", "in use", "FP64", "FP32",
+                "FP16", "INT8", "price/unit·h"):
+        t.add_column(col)
+    for p in data["pools"]:
+        pk = p["peak_pflops"]
+        t.add_row(str(p["id"]), p["name"], p["device_kind"], p["device_model"],
+                  _yes(p["domestic"]), f"{p['nodes']}×{p['units_per_node']}",
+                  str(p.get("used_units") or 0), pflops(pk["fp64"]), pflops(pk["fp32"]),
+                  pflops(pk["fp16"]), pflops(pk["int8"]), yuan(p["price_fen_per_unit_hour"]))
+    console.print(t)
+
+
+@center_app.command("add")
+def center_add(
+    file: Path = typer.Option(..., "--file", "-f", help="center description (YAML or JSON), "
+                              "with its pools; see examples/center.yaml"),
+    output: Output = OutputOpt,
+) -> None:
+    """Register a center (platform admin)."""
+    try:
+        text = file.read_text(encoding="utf-8")
+        body = yaml.safe_load(text) if file.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        fail(f"cannot read {file}: {exc}")
+    if not isinstance(body, dict):
+        fail(f"{file} must describe one center (a mapping)")
+    data = run(lambda c: c.create_center(body))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(f"center #{data['id']} {data['slug']} added with {len(data['pools'])} pools")
+
+
+@center_app.command("status")
+def center_status(center: str = typer.Argument(..., help="id or slug"),
+                  status: str = typer.Argument(..., help="online, offline or draining"),
+                  reason: str = typer.Option("", help="why")) -> None:
+    """Set a center online, offline or draining."""
+    data = run(lambda c: c.set_center_status(_resolve_center(c, center)["id"], status, reason))
+    console.print(f"center {data['slug']} is {data['status']}")
+
+
+def capacity(output: Output = OutputOpt) -> None:
+    """The city's capacity in P (PFLOPS): total and free, by precision, kind and district."""
+    data = run(lambda c: c.capacity())
+    if output is Output.json:
+        return emit_json(data)
+    t = Table(title="city capacity 城市算力 (P = PFLOPS, peak)")
+    t.add_column("scope")
+    for prec in ("fp64", "fp32", "fp16", "int8"):
+        t.add_column(f"{prec.upper()} total")
+        t.add_column("free")
+    t.add_column("units in use")
+
+    def row(name: str, fig: dict[str, Any]) -> None:
+        cells = [name]
+        for prec in ("fp64", "fp32", "fp16", "int8"):
+            cells += [pflops(fig["total_pflops"].get(prec)), pflops(fig["free_pflops"].get(prec))]
+        cells.append(f"{fig['total_units'] - fig['free_units']:,}/{fig['total_units']:,}")
+        t.add_row(*cells)
+
+    row("[bold]city[/]", data["total"])
+    row("domestic 国产", data["domestic"])
+    for k, v in data["by_kind"].items():
+        row(f"kind: {k}", v)
+    for k, v in data["by_district"].items():
+        row(f"district: {k}", v)
+    console.print(t)
+
+
+def usage(job: int | None = typer.Option(None, "--job", help="only this job"),
+          limit: int = typer.Option(20, help="rows to show"),
+          output: Output = OutputOpt) -> None:
+    """Metered usage: unit-hours, standard P·h, energy and amount, per run."""
+    data = run(lambda c: c.usage(job_id=job, limit=limit))
+    if output is Output.json:
+        return emit_json(data)
+    t = Table(title="usage 计量")
+    for col in ("run", "job", "center", "units", "start", "end", "unit·h", "P·h", "kWh",
+                "price", "amount"):
+        t.add_column(col)
+    for u in data["items"]:
+        t.add_row(str(u["run_id"]), str(u["job_id"]), str(u["center_id"]), str(u["units"]),
+                  when(u["started_at"]), when(u["ended_at"]), f"{u['unit_seconds'] / 3600:.4f}",
+                  f"{u['pflops_hours']:.6f}", f"{u['energy_wh'] / 1000:.3f}",
+                  yuan(u["price_fen_per_unit_hour"]), yuan(u["amount_fen"]))
+    tot = data["totals"]
+    console.print(t)
+    console.print(f"total: {tot['runs']} runs, {tot['unit_hours']:.4f} unit·h, "
+                  f"{tot['pflops_hours']:.6f} P·h, {tot['energy_wh'] / 1000:.3f} kWh, "
+                  f"{yuan(tot['amount_fen'])}")
+
+
+@tenant_app.command("add")
+def tenant_add(name: str = typer.Option(..., help="enterprise name"),
+               credit_code: str = typer.Option(..., help="统一社会信用代码 (18 characters)"),
+               district: str = typer.Option("", help="district"),
+               contact: str = typer.Option("", help="contact person"),
+               output: Output = OutputOpt) -> None:
+    """Register a tenant (platform admin). The credit code is checked (GB 32100-2015)."""
+    data = run(lambda c: c.create_tenant({"name": name, "credit_code": credit_code,
+                                          "district": district, "contact_name": contact}))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(f"tenant #{data['id']} {data['name']} ({data['credit_code']}) added")
+
+
+@tenant_app.command("list")
+def tenant_list(output: Output = OutputOpt) -> None:
+    """List tenants."""
+    data = run(lambda c: c.list_tenants())
+    if output is Output.json:
+        return emit_json(data)
+    t = Table(title="tenants 租户")
+    for col in ("id", "name", "credit code", "district", "contact"):
+        t.add_column(col)
+    for x in data:
+        t.add_row(str(x["id"]), x["name"], x["credit_code"], x["district"], x["contact_name"])
+    console.print(t)
+
+
+@user_app.command("add")
+def user_add(username: str = typer.Argument(...),
+             role: str = typer.Option(..., help="platform_admin, center_operator, tenant_admin,"
+                                      " tenant_user, reviewer or auditor"),
+             tenant: int | None = typer.Option(None, help="tenant id"),
+             center: int | None = typer.Option(None, help="center id"),
+             output: Output = OutputOpt) -> None:
+    """Add a user."""
+    data = run(lambda c: c.create_user({"username": username, "role": role,
+                                        "tenant_id": tenant, "center_id": center}))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(f"user #{data['id']} {data['username']} ({data['role']}) added")
+
+
+@user_app.command("list")
+def user_list(output: Output = OutputOpt) -> None:
+    """List the users you may see."""
+    data = run(lambda c: c.list_users())
+    if output is Output.json:
+        return emit_json(data)
+    t = Table(title="users 用户")
+    for col in ("id", "username", "role", "tenant", "center"):
+        t.add_column(col)
+    for u in data:
+        t.add_row(str(u["id"]), u["username"], u["role"], str(u["tenant_id"] or ""),
+                  str(u["center_id"] or ""))
+    console.print(t)
+
+
+@token_app.command("create")
+def token_create(name: str = typer.Option("", help="a label"),
+                 user: int | None = typer.Option(None, help="user id (platform admin only)"),
+                 output: Output = OutputOpt) -> None:
+    """Create an API token. The secret is shown once."""
+    data = run(lambda c: c.create_token(name, user))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(f"token #{data['id']} for user {data['user_id']} — shown only now:")
+    console.print(data["token"], highlight=False)
+
+
+@token_app.command("list")
+def token_list(output: Output = OutputOpt) -> None:
+    """List your tokens (prefixes only)."""
+    data = run(lambda c: c.list_tokens())
+    if output is Output.json:
+        return emit_json(data)
+    t = Table(title="tokens 令牌")
+    for col in ("id", "user", "name", "prefix", "created", "revoked"):
+        t.add_column(col)
+    for x in data:
+        t.add_row(str(x["id"]), str(x["user_id"]), x["name"], x["prefix"] + "…",
+                  when(x["created_at"]), when(x["revoked_at"]))
+    console.print(t)
+
+
+@token_app.command("revoke")
+def token_revoke(token_id: int = typer.Argument(...)) -> None:
+    """Revoke a token."""
+    data = run(lambda c: c.revoke_token(token_id))
+    console.print(f"token #{data['id']} revoked at {when(data['revoked_at'])}")

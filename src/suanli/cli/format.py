@@ -1,0 +1,56 @@
+"""Formatting at the edge: money in yuan, durations, times, and parsing of durations."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+_DURATION = re.compile(r"(\d+)\s*([dhms])")
+_UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def yuan(fen: int | None) -> str:
+    """Integer fen as ¥1,234.56 (exact: no float on the way)."""
+    if fen is None:
+        return "-"
+    sign = "-" if fen < 0 else ""
+    whole, cents = divmod(abs(int(fen)), 100)
+    return f"{sign}¥{whole:,}.{cents:02d}"
+
+
+def parse_duration(text: str) -> int:
+    """'3600', '90s', '30m', '2h', '1d', '1h30m' -> seconds."""
+    text = text.strip().lower()
+    if text.isdigit():
+        return int(text)
+    parts = _DURATION.findall(text)
+    if not parts or _DURATION.sub("", text).strip():
+        raise ValueError(f"not a duration: {text!r} (use e.g. 3600, 90s, 30m, 2h, 1h30m)")
+    return sum(int(n) * _UNIT[u] for n, u in parts)
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
+    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
+
+
+def when(value: str | None) -> str:
+    """An ISO time from the API as local-free UTC 'YYYY-MM-DD HH:MM:SS'."""
+    if not value:
+        return "-"
+    t = datetime.fromisoformat(value).astimezone(UTC)
+    return t.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def pflops(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.2f}P" if value >= 0.01 or value == 0 else f"{value * 1000:.1f}T"

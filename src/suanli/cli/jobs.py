@@ -1,0 +1,280 @@
+"""`suanli job ...`: submit, list, show, logs, cancel, watch, placement."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+import typer
+from rich.live import Live
+from rich.table import Table
+
+from ..client import ApiError, Client
+from .common import Output, OutputOpt, api_errors, client, console, emit_json, fail, run
+from .format import duration, parse_duration, when, yuan
+
+job_app = typer.Typer(help="Jobs. 作业")
+TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
+STATE_STYLE = {"QUEUED": "yellow", "PLACED": "cyan", "RUNNING": "blue", "COMPLETED": "green",
+               "FAILED": "red", "CANCELLED": "magenta", "TIMEOUT": "red"}
+
+
+def _state(s: str) -> str:
+    return f"[{STATE_STYLE.get(s, 'white')}]{s}[/]"
+
+
+def exit_code_of(job: dict[str, Any]) -> int:
+    """The process exit code a `--wait` caller gets: the job's own, or 124/130/1 like a shell."""
+    if job["state"] == "COMPLETED":
+        return 0
+    if job["state"] == "TIMEOUT":
+        return 124
+    if job["state"] == "CANCELLED":
+        return 130
+    code = job.get("exit_code")
+    if isinstance(code, int) and 0 < code < 256:
+        return code
+    return 1
+
+
+@job_app.command("submit", context_settings={"allow_interspersed_args": False})
+def submit(
+    command: list[str] = typer.Argument(..., help="the program and its arguments, after --"),
+    name: str | None = typer.Option(None, help="job name (default: the program)"),
+    device: str = typer.Option("cpu", help="cpu, gpu or npu"),
+    model: str | None = typer.Option(None, help="device model, e.g. 'Ascend 910B'"),
+    units: int = typer.Option(1, help="units in total (cores, GPUs or NPUs)"),
+    nodes: int = typer.Option(1, help="nodes (a gang job gets all of them at once)"),
+    memory_gb: int | None = typer.Option(None, help="memory per node in GB"),
+    walltime: str = typer.Option("1h", help="time limit, e.g. 600, 30m, 2h"),
+    precision: str = typer.Option("fp32", help="fp64, fp32, fp16 or int8"),
+    policy: str = typer.Option("balanced", help="fastest, cheapest, greenest or balanced"),
+    priority: int = typer.Option(0, help="higher runs first (±1000)"),
+    domestic_only: bool = typer.Option(False, "--domestic-only", help="only 国产 devices"),
+    district: str | None = typer.Option(None, help="only centers in this district"),
+    deadline: str | None = typer.Option(None, help="ISO time with zone, e.g. 2026-12-01T00:00Z"),
+    budget_fen: int | None = typer.Option(None, help="spending cap in fen"),
+    no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of re-placing "
+                                    "when the center fails"),
+    wait: bool = typer.Option(False, "--wait", help="follow the job to its end and exit with "
+                              "its exit code"),
+    output: Output = OutputOpt,
+) -> None:
+    """Submit a job: suanli job submit [OPTIONS] -- COMMAND [ARGS]..."""
+    try:
+        walltime_s = parse_duration(walltime)
+    except ValueError as exc:
+        fail(str(exc))
+    body = {
+        "name": name or command[0].rsplit("/", 1)[-1],
+        "command": command,
+        "resources": {"device": device, "model": model, "units": units, "nodes": nodes,
+                      "memory_gb": memory_gb},
+        "walltime_s": walltime_s, "precision": precision, "policy": policy,
+        "priority": priority, "domestic_only": domestic_only, "district": district,
+        "deadline": deadline, "budget_fen": budget_fen, "requeue": not no_requeue,
+    }
+    job = run(lambda c: c.submit_job(body))
+    if not wait:
+        if output is Output.json:
+            return emit_json(job)
+        print(job["id"])
+        return
+    err = console if output is Output.table else None
+    if err is not None:
+        console.print(f"job {job['id']} submitted", style="dim")
+    final = follow(job["id"], logs=output is Output.table)
+    if output is Output.json:
+        emit_json(final)
+    raise typer.Exit(exit_code_of(final))
+
+
+def follow(job_id: int, *, logs: bool = True, poll_s: float = 0.5) -> dict[str, Any]:
+    """Stream a job's stdout to ours and report state changes until it ends."""
+    offsets: dict[int, int] = {}
+    last_state = ""
+    with api_errors(), client() as c:
+        while True:
+            job = c.get_job(job_id)
+            if job["state"] != last_state:
+                last_state = job["state"]
+                where = f" on {job['center']}" if job.get("center") else ""
+                if logs:
+                    console.print(f"[dim]job {job_id}:[/] {_state(last_state)}{where} "
+                                  f"[dim]{job['state_reason']}[/]")
+            if logs and job.get("current_run_id"):
+                _pump_logs(c, job_id, job["current_run_id"], offsets)
+            if job["state"] in TERMINAL:
+                if logs and job.get("current_run_id"):
+                    _pump_logs(c, job_id, job["current_run_id"], offsets)
+                return dict(job)
+            time.sleep(poll_s)
+
+
+def _pump_logs(c: Client, job_id: int, run_id: int, offsets: dict[int, int]) -> None:
+    while True:
+        chunk = c.job_logs(job_id, offset=offsets.get(run_id, 0), run_id=run_id)
+        if chunk["data"]:
+            sys.stdout.write(chunk["data"])
+            sys.stdout.flush()
+        offsets[run_id] = chunk["next_offset"]
+        if chunk["next_offset"] == chunk["offset"]:
+            return
+
+
+def _jobs_table(items: list[dict[str, Any]], title: str = "jobs 作业") -> Table:
+    t = Table(title=title)
+    for col in ("id", "name", "state", "center", "device", "units", "tenant", "submitted",
+                "ran"):
+        t.add_column(col)
+    for j in items:
+        ran = None
+        if j["started_at"]:
+            from datetime import UTC, datetime
+
+            end = datetime.fromisoformat(j["finished_at"]) if j["finished_at"] \
+                else datetime.now(UTC)
+            ran = (end - datetime.fromisoformat(j["started_at"])).total_seconds()
+        res = j["resources"]
+        dev = res["device"] + (f" {res['model']}" if res.get("model") else "")
+        t.add_row(str(j["id"]), j["name"], _state(j["state"]), j.get("center") or "-", dev,
+                  str(res["units"]), str(j["tenant_id"]), when(j["submitted_at"]),
+                  duration(ran))
+    return t
+
+
+@job_app.command("list")
+def list_jobs(state: str | None = typer.Option(None, help="only jobs in this state"),
+              limit: int = typer.Option(20, help="how many"),
+              offset: int = typer.Option(0, help="skip this many"),
+              output: Output = OutputOpt) -> None:
+    """List jobs, newest first."""
+    page = run(lambda c: c.list_jobs(state=state.upper() if state else None, limit=limit,
+                                     offset=offset))
+    if output is Output.json:
+        return emit_json(page)
+    console.print(_jobs_table(page["items"]))
+    console.print(f"[dim]{len(page['items'])} of {page['total']}[/]")
+
+
+@job_app.command("show")
+def show(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
+    """Show a job: its request, state, history and runs."""
+    job = run(lambda c: c.get_job(job_id))
+    if output is Output.json:
+        return emit_json(job)
+    res = job["resources"]
+    console.print(f"[bold]job {job['id']}[/] {job['name']}  {_state(job['state'])}  "
+                  f"[dim]{job['state_reason']}[/]")
+    console.print(f"  command:  {' '.join(job['command'])}")
+    console.print(f"  needs:    {res['units']} {res['device']}"
+                  f"{' ' + res['model'] if res.get('model') else ''} on {res['nodes']} node(s), "
+                  f"walltime {duration(job['walltime_s'])}, {job['precision']}, "
+                  f"policy {job['policy']}, priority {job['priority']}"
+                  f"{', domestic only' if job['domestic_only'] else ''}")
+    console.print(f"  center:   {job.get('center') or '-'}   exit code: "
+                  f"{job['exit_code'] if job['exit_code'] is not None else '-'}")
+    h = Table(title="history 历史")
+    for col in ("at", "from", "to", "reason"):
+        h.add_column(col)
+    for e in job["history"]:
+        h.add_row(when(e["at"]), e["from_state"] or "", _state(e["to_state"]), e["reason"])
+    console.print(h)
+    if job["runs"]:
+        r = Table(title="runs 运行")
+        for col in ("run", "attempt", "center", "state", "devices", "started", "ended", "exit"):
+            r.add_column(col)
+        for x in job["runs"]:
+            r.add_row(str(x["id"]), str(x["attempt"]), str(x["center_id"]), x["state"],
+                      ",".join(map(str, x["devices"][:16])) + ("…" if len(x["devices"]) > 16
+                                                               else ""),
+                      when(x["started_at"]), when(x["ended_at"]),
+                      str(x["exit_code"]) if x["exit_code"] is not None else "-")
+        console.print(r)
+
+
+@job_app.command("placement")
+def placement(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
+    """Why the job went where it went: every candidate pool and its score."""
+    data = run(lambda c: c.job_placement(job_id))
+    if output is Output.json:
+        return emit_json(data)
+    cur = data.get("current")
+    if not cur:
+        console.print("no placement yet")
+        return
+    console.print(f"[bold]job {job_id}[/] policy [bold]{cur['policy']}[/]: {cur['message']}")
+    t = Table(title="candidates 候选资源池")
+    for col in ("pool", "feasible", "fits now", "wait", "run", "cost", "kWh", "score", "why not"):
+        t.add_column(col)
+    cands = sorted(cur["candidates"], key=lambda x: (not x["feasible"],
+                                                     x["score"] if x["score"] is not None
+                                                     else float("inf")))
+    for x in cands:
+        mark = "[bold green]→ " if x["chosen"] else ""
+        t.add_row(mark + x["pool"], "yes" if x["feasible"] else "[red]no[/]",
+                  "yes" if x["fits_now"] else "", duration(x["wait_s"]),
+                  duration(x["runtime_s"]), yuan(x["cost_fen"]),
+                  f"{x['energy_wh'] / 1000:.2f}" if x["energy_wh"] is not None else "-",
+                  f"{x['score']:.4g}" if x["score"] is not None else "-",
+                  "; ".join(x["reasons"]))
+    console.print(t)
+
+
+@job_app.command("logs")
+def logs(job_id: int = typer.Argument(...),
+         stderr: bool = typer.Option(False, "--stderr", help="stderr instead of stdout"),
+         follow_: bool = typer.Option(False, "--follow", "-f", help="keep following"),
+         ) -> None:
+    """Print a job's log."""
+    stream = "stderr" if stderr else "stdout"
+    offset = 0
+    with api_errors(), client() as c:
+        while True:
+            chunk = c.job_logs(job_id, stream=stream, offset=offset)
+            sys.stdout.write(chunk["data"])
+            sys.stdout.flush()
+            offset = chunk["next_offset"]
+            if chunk["next_offset"] > chunk["offset"]:
+                continue
+            if not follow_ or chunk["eof"]:
+                return
+            time.sleep(0.5)
+
+
+@job_app.command("cancel")
+def cancel(job_id: int = typer.Argument(...)) -> None:
+    """Cancel a job (a running job gets SIGTERM, then SIGKILL after a grace period)."""
+    job = run(lambda c: c.cancel_job(job_id))
+    console.print(f"job {job_id}: {_state(job['state'])} [dim]{job['state_reason']}[/]")
+
+
+@job_app.command("watch")
+def watch(job_id: int = typer.Argument(...), interval: float = typer.Option(1.0)) -> None:
+    """A live view of a job until it ends."""
+    def render(job: dict[str, Any], usage: dict[str, Any] | None) -> Table:
+        t = Table(title=f"job {job['id']} {job['name']}", show_header=False)
+        t.add_row("state", _state(job["state"]))
+        t.add_row("reason", job["state_reason"])
+        t.add_row("center", job.get("center") or "-")
+        t.add_row("started", when(job["started_at"]))
+        t.add_row("finished", when(job["finished_at"]))
+        if usage:
+            tot = usage["totals"]
+            t.add_row("metered", f"{tot['unit_hours']:.4f} unit·h, {tot['pflops_hours']:.6f} "
+                      f"P·h, {yuan(tot['amount_fen'])}")
+        return t
+
+    with api_errors(), client() as c, Live(console=console, auto_refresh=False) as live:
+        while True:
+            job = c.get_job(job_id)
+            try:
+                use = c.usage(job_id=job_id) if job["state"] in TERMINAL else None
+            except ApiError:
+                use = None
+            live.update(render(job, use), refresh=True)
+            if job["state"] in TERMINAL:
+                break
+            time.sleep(interval)
+    raise typer.Exit(exit_code_of(job))

@@ -1,0 +1,83 @@
+"""The `suanli` command."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import sys
+
+import typer
+
+from .. import __version__
+from ..client import Client
+from . import admin
+from .common import api_errors, cli_config_path, console, fail, load_cli_config
+from .jobs import job_app
+
+app = typer.Typer(
+    help="suanli 算力 — the city compute network: centers, jobs, placement, metering.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(admin.center_app, name="center")
+app.add_typer(admin.tenant_app, name="tenant")
+app.add_typer(admin.user_app, name="user")
+app.add_typer(admin.token_app, name="token")
+app.add_typer(job_app, name="job")
+app.command("capacity")(admin.capacity)
+app.command("usage")(admin.usage)
+
+
+@app.command()
+def version() -> None:
+    """Print the version."""
+    print(__version__)
+
+
+@app.command()
+def serve(
+    demo: bool = typer.Option(False, "--demo", help="seed the demo city (Qingdao) and accounts"),
+    host: str | None = typer.Option(None, help="bind address (default 127.0.0.1)"),
+    port: int | None = typer.Option(None, help="port (default 8000 or SUANLI_PORT)"),
+) -> None:
+    """Run the platform: REST API, scheduler loop and the local executor."""
+    from ..api.server import serve as run_server
+    from ..config import Settings
+
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        fail(str(exc))
+    if host or port:
+        from dataclasses import replace
+
+        settings = replace(settings, host=host or settings.host, port=port or settings.port)
+    run_server(settings, demo=demo)
+
+
+@app.command()
+def login(
+    url: str = typer.Option("http://127.0.0.1:8000", help="the suanli server"),
+    token: str | None = typer.Option(None, help="API token (asked for when not given)"),
+) -> None:
+    """Save the server URL and your token for later commands ($SUANLI_HOME/cli.json)."""
+    secret = token or getpass.getpass("API token: ")
+    with api_errors(), Client(url, secret) as c:
+        me = c.me()
+    path = cli_config_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = load_cli_config()
+    data.update({"url": url, "token": secret})
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(data, fh)
+    console.print(f"logged in to {url} as {me['username']} ({me['role']}); saved to {path}")
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,207 @@
+"""The suanli client. Endpoints are declared once (`_Endpoints`) and sent either synchronously
+(`Client`) or asynchronously (`AsyncClient`)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import httpx
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+class ApiError(Exception):
+    """An error answer from the server (status >= 400), or the server could not be reached."""
+
+    def __init__(self, status: int, message: str, field: str | None = None,
+                 detail: Any = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.detail = detail
+
+    def __str__(self) -> str:
+        return f"{self.message} (HTTP {self.status})" if self.status else self.message
+
+
+def _raise_for(resp: httpx.Response) -> Any:
+    if resp.status_code < 400:
+        return resp.json() if resp.content else None
+    try:
+        data = resp.json()
+    except ValueError:
+        data = {"error": resp.text.strip() or resp.reason_phrase}
+    if not isinstance(data, dict):
+        data = {"error": str(data)}
+    raise ApiError(resp.status_code, str(data.get("error") or data.get("detail")),
+                   data.get("field"), data.get("detail"))
+
+
+def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    if params is None:
+        return None
+    return {k: v for k, v in params.items() if v is not None}
+
+
+class _Endpoints:
+    """Every API call, once. `_call` returns the decoded JSON (or an awaitable of it)."""
+
+    def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+              json: Any = None) -> Any:
+        raise NotImplementedError
+
+    # platform
+    def health(self) -> Any:
+        return self._call("GET", "/api/v1/health")
+
+    def me(self) -> Any:
+        return self._call("GET", "/api/v1/users/me")
+
+    def capacity(self) -> Any:
+        return self._call("GET", "/api/v1/capacity")
+
+    # centers
+    def list_centers(self) -> Any:
+        return self._call("GET", "/api/v1/centers")
+
+    def get_center(self, center_id: int) -> Any:
+        return self._call("GET", f"/api/v1/centers/{center_id}")
+
+    def create_center(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/centers", json=dict(body))
+
+    def set_center_status(self, center_id: int, status: str, reason: str = "") -> Any:
+        return self._call("POST", f"/api/v1/centers/{center_id}/status",
+                          json={"status": status, "reason": reason})
+
+    def center_pools(self, center_id: int) -> Any:
+        return self._call("GET", f"/api/v1/centers/{center_id}/pools")
+
+    def add_pool(self, center_id: int, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", f"/api/v1/centers/{center_id}/pools", json=dict(body))
+
+    def list_pools(self) -> Any:
+        return self._call("GET", "/api/v1/pools")
+
+    # tenants, users, tokens
+    def list_tenants(self) -> Any:
+        return self._call("GET", "/api/v1/tenants")
+
+    def create_tenant(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/tenants", json=dict(body))
+
+    def list_users(self) -> Any:
+        return self._call("GET", "/api/v1/users")
+
+    def create_user(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/users", json=dict(body))
+
+    def list_tokens(self) -> Any:
+        return self._call("GET", "/api/v1/tokens")
+
+    def create_token(self, name: str = "", user_id: int | None = None) -> Any:
+        return self._call("POST", "/api/v1/tokens", json={"name": name, "user_id": user_id})
+
+    def revoke_token(self, token_id: int) -> Any:
+        return self._call("DELETE", f"/api/v1/tokens/{token_id}")
+
+    # jobs
+    def submit_job(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/jobs", json=dict(body))
+
+    def estimate_job(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/jobs/estimate", json=dict(body))
+
+    def list_jobs(self, *, state: str | None = None, tenant_id: int | None = None,
+                  name: str | None = None, limit: int = 50, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/jobs", params=_clean(
+            {"state": state, "tenant_id": tenant_id, "name": name, "limit": limit,
+             "offset": offset}))
+
+    def get_job(self, job_id: int) -> Any:
+        return self._call("GET", f"/api/v1/jobs/{job_id}")
+
+    def cancel_job(self, job_id: int) -> Any:
+        return self._call("POST", f"/api/v1/jobs/{job_id}/cancel")
+
+    def job_logs(self, job_id: int, *, stream: str = "stdout", offset: int = 0,
+                 run_id: int | None = None) -> Any:
+        return self._call("GET", f"/api/v1/jobs/{job_id}/logs", params=_clean(
+            {"stream": stream, "offset": offset, "run_id": run_id}))
+
+    def job_placement(self, job_id: int) -> Any:
+        return self._call("GET", f"/api/v1/jobs/{job_id}/placement")
+
+    def usage(self, *, job_id: int | None = None, tenant_id: int | None = None,
+              center_id: int | None = None, limit: int = 100, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/usage", params=_clean(
+            {"job_id": job_id, "tenant_id": tenant_id, "center_id": center_id, "limit": limit,
+             "offset": offset}))
+
+
+def _settings(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
+    url = (url or os.environ.get("SUANLI_URL") or DEFAULT_URL).rstrip("/")
+    token = token if token is not None else os.environ.get("SUANLI_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return url, headers
+
+
+class Client(_Endpoints):
+    """Synchronous client: `Client(url, token).submit_job({...})`."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *,
+                 timeout: float = 30.0, transport: httpx.BaseTransport | None = None) -> None:
+        base, headers = _settings(url, token)
+        self.url = base
+        self._http = httpx.Client(base_url=base, headers=headers, timeout=timeout,
+                                  transport=transport)
+
+    def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+              json: Any = None) -> Any:
+        try:
+            resp = self._http.request(method, path, params=params, json=json)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
+        return _raise_for(resp)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class AsyncClient(_Endpoints):
+    """Asynchronous client: `await AsyncClient(url, token).submit_job({...})`."""
+
+    def __init__(self, url: str | None = None, token: str | None = None, *,
+                 timeout: float = 30.0, transport: httpx.AsyncBaseTransport | None = None,
+                 limits: httpx.Limits | None = None) -> None:
+        base, headers = _settings(url, token)
+        self.url = base
+        self._http = httpx.AsyncClient(base_url=base, headers=headers, timeout=timeout,
+                                       transport=transport,
+                                       limits=limits or httpx.Limits(max_connections=100))
+
+    async def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
+                    json: Any = None) -> Any:
+        try:
+            resp = await self._http.request(method, path, params=params, json=json)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
+        return _raise_for(resp)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()

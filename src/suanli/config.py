@@ -1,0 +1,50 @@
+"""Settings from the environment (SUANLI_*). Read once at start and passed down."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def default_home() -> Path:
+    return Path(os.environ.get("SUANLI_HOME") or Path.home() / ".suanli").expanduser()
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    database_url: str
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_format: str = "text"
+    log_level: str = "INFO"
+    scheduler_interval_s: float = 1.0
+    max_body_bytes: int = 1 << 20
+
+    @staticmethod
+    def from_env() -> Settings:
+        home = default_home()
+        url = os.environ.get("SUANLI_DATABASE_URL") or f"sqlite:///{home / 'suanli.db'}"
+        port_raw = os.environ.get("SUANLI_PORT") or "8000"
+        if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
+            raise ValueError(f"SUANLI_PORT must be a port number, got {port_raw!r}")
+        return Settings(
+            home=home,
+            database_url=url,
+            host=os.environ.get("SUANLI_HOST") or "127.0.0.1",
+            port=int(port_raw),
+            log_format=(os.environ.get("SUANLI_LOG_FORMAT") or "text").lower(),
+            log_level=(os.environ.get("SUANLI_LOG_LEVEL") or "INFO").upper(),
+            scheduler_interval_s=_float("SUANLI_SCHEDULER_INTERVAL", 1.0),
+        )

@@ -1,0 +1,79 @@
+"""The Connector interface: submit, status, cancel, logs, capacity, health. Nothing more."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from ..domain.enums import RunState
+
+
+class Capability(StrEnum):
+    GANG = "gang"  # several nodes started together
+    CANCEL = "cancel"
+    LOGS = "logs"
+    ACCELERATORS = "accelerators"  # device indices / GRES are honoured
+    REATTACH = "reattach"  # runs survive a restart of suanli and are found again
+
+
+@dataclass(frozen=True, slots=True)
+class RunRequest:
+    """One attempt of a job on one pool. `run_key` is unique and makes submit idempotent."""
+
+    run_key: str
+    job_id: int
+    command: list[str]
+    units: int
+    nodes: int
+    walltime_s: int
+    devices: tuple[int, ...] = ()
+    memory_gb: int | None = None
+    pool: str = ""
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RunStatus:
+    state: RunState
+    exit_code: int | None = None
+    started_at: datetime | None = None
+    ended_at: datetime | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolCapacity:
+    pool: str
+    total_units: int
+    free_units: int
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    ok: bool
+    detail: str = ""
+
+
+@runtime_checkable
+class Connector(Protocol):
+    """What suanli needs from a center's workload manager."""
+
+    name: str
+    capabilities: frozenset[Capability]
+
+    def submit(self, req: RunRequest) -> str:
+        """Start (or queue) the run; returns the backend's id. Submitting the same key twice
+        returns the same id and starts nothing new."""
+        ...
+
+    def status(self, external_id: str) -> RunStatus: ...
+
+    def cancel(self, external_id: str) -> None: ...
+
+    def logs(self, external_id: str, stream: str = "stdout", offset: int = 0) -> bytes: ...
+
+    def capacity(self) -> list[PoolCapacity]: ...
+
+    def health(self) -> Health: ...

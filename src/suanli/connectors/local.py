@@ -1,0 +1,225 @@
+"""The local executor: jobs as real processes on this machine (the embedded default center).
+
+Each run gets a directory `<root>/<run_key>/` holding its spec, its logs, its working directory and
+its result. A detached supervisor (`local_shim`) runs the job, so jobs keep running while the
+suanli server is down and are re-attached when it comes back; see local_shim.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..domain.enums import RunState
+from ..domain.errors import ConnectorError
+from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus
+from .local_shim import write_json_atomic
+from .procfs import is_alive, start_ticks
+
+LOG_CHUNK = 1 << 20  # the most bytes one logs() call returns
+LAUNCH_TIMEOUT_S = 60.0  # a launch marker with no supervisor after this long is a lost launch
+_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "PYTHONPATH")
+
+
+def _parse_time(value: object) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+class LocalConnector:
+    name = "local"
+    capabilities = frozenset(
+        {Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS, Capability.REATTACH}
+    )
+
+    def __init__(self, root: Path, *, term_grace_s: float = 10.0,
+                 device_env: str | None = None, pools: Mapping[str, int] | None = None) -> None:
+        self.root = root
+        self.term_grace_s = term_grace_s
+        self.device_env = device_env
+        self.pools = dict(pools or {})
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _dir(self, key: str) -> Path:
+        if not key or "/" in key or key.startswith("."):
+            raise ConnectorError(f"invalid run key {key!r}")
+        return self.root / key
+
+    def _reap(self, key: str) -> None:
+        child = self._children.get(key)
+        if child is not None and child.poll() is not None:
+            del self._children[key]
+
+    @staticmethod
+    def _read_json(path: Path) -> dict[str, Any] | None:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return data if isinstance(data, dict) else None
+
+    # -- the interface -------------------------------------------------------------------------
+    def submit(self, req: RunRequest) -> str:
+        run_dir = self._dir(req.run_key)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(run_dir / "launch", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            return req.run_key  # already launched: idempotent
+        os.close(fd)
+        if not req.command:
+            raise ConnectorError("empty command")
+        env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
+        env.update(req.env)
+        devices = ",".join(str(d) for d in req.devices)
+        env.update(
+            {
+                "SUANLI_JOB_ID": str(req.job_id),
+                "SUANLI_RUN_KEY": req.run_key,
+                "SUANLI_UNITS": str(req.units),
+                "SUANLI_NODES": str(req.nodes),
+                "SUANLI_DEVICES": devices,
+                "SUANLI_POOL": req.pool,
+            }
+        )
+        if self.device_env:
+            env[self.device_env] = devices
+        spec = {
+            "command": list(req.command),
+            "env": env,
+            "walltime_s": req.walltime_s,
+            "term_grace_s": self.term_grace_s,
+            "pool": req.pool,
+            "units": req.units,
+        }
+        write_json_atomic(run_dir / "spec.json", spec)
+        child = subprocess.Popen(
+            [sys.executable, "-m", "suanli.connectors.local_shim", str(run_dir)],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(run_dir / "shim.log", "ab"),  # noqa: SIM115 - the child owns it
+            start_new_session=True,
+            close_fds=True,
+        )
+        self._children[req.run_key] = child
+        write_json_atomic(
+            run_dir / "shim.json", {"pid": child.pid, "ticks": start_ticks(child.pid)}
+        )
+        return req.run_key
+
+    def status(self, external_id: str) -> RunStatus:
+        run_dir = self._dir(external_id)
+        self._reap(external_id)
+        result = self._read_json(run_dir / "result.json")
+        if result is not None:
+            return self._from_result(result)
+        shim = self._read_json(run_dir / "shim.json")
+        if shim is None:
+            launch = run_dir / "launch"
+            if not launch.exists():
+                return RunStatus(RunState.UNKNOWN, reason="never submitted")
+            if time.time() - launch.stat().st_mtime > LAUNCH_TIMEOUT_S:
+                return RunStatus(RunState.LOST, reason="launch interrupted before the job started")
+            return RunStatus(RunState.PENDING, reason="launching")
+        started = self._read_json(run_dir / "started.json")
+        if is_alive(int(shim["pid"]), shim.get("ticks")):
+            if started is None:
+                return RunStatus(RunState.PENDING, reason="starting")
+            return RunStatus(RunState.RUNNING, started_at=_parse_time(started.get("started_at")))
+        result = self._read_json(run_dir / "result.json")  # it may have just finished
+        if result is not None:
+            return self._from_result(result)
+        if (run_dir / "cancel").exists():
+            return RunStatus(RunState.CANCELLED, reason="cancelled; supervisor gone")
+        return RunStatus(
+            RunState.LOST,
+            started_at=_parse_time(started.get("started_at")) if started else None,
+            reason="the run's supervisor died without a result (machine restart?)",
+        )
+
+    @staticmethod
+    def _from_result(result: dict[str, Any]) -> RunStatus:
+        code = result.get("exit_code")
+        return RunStatus(
+            RunState(result["state"]),
+            exit_code=int(code) if code is not None else None,
+            started_at=_parse_time(result.get("started_at")),
+            ended_at=_parse_time(result.get("ended_at")),
+            reason=str(result.get("reason", "")),
+        )
+
+    def cancel(self, external_id: str) -> None:
+        run_dir = self._dir(external_id)
+        if not run_dir.exists():
+            raise ConnectorError(f"no such run {external_id}")
+        (run_dir / "cancel").touch()
+        shim = self._read_json(run_dir / "shim.json")
+        if shim and is_alive(int(shim["pid"]), shim.get("ticks")):
+            try:
+                os.kill(int(shim["pid"]), signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
+    def logs(self, external_id: str, stream: str = "stdout", offset: int = 0) -> bytes:
+        if stream not in ("stdout", "stderr"):
+            raise ConnectorError(f"unknown log stream {stream!r}")
+        path = self._dir(external_id) / f"{stream}.log"
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(0, offset))
+                return fh.read(LOG_CHUNK)
+        except FileNotFoundError:
+            return b""
+
+    def active_units(self) -> dict[str, int]:
+        """Units held by runs without a result, per pool name (scans the run directories)."""
+        used: dict[str, int] = {}
+        if not self.root.exists():
+            return used
+        for run_dir in self.root.iterdir():
+            if (run_dir / "result.json").exists():
+                continue
+            spec = self._read_json(run_dir / "spec.json")
+            if spec is None:
+                continue
+            status = self.status(run_dir.name)
+            if status.state.is_terminal:
+                continue
+            pool = str(spec.get("pool", ""))
+            used[pool] = used.get(pool, 0) + int(spec.get("units", 0))
+        return used
+
+    def capacity(self) -> list[PoolCapacity]:
+        used = self.active_units()
+        return [
+            PoolCapacity(pool, total, max(0, total - used.get(pool, 0)))
+            for pool, total in sorted(self.pools.items())
+        ]
+
+    def health(self) -> Health:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            probe = self.root / ".health"
+            probe.write_text("ok", encoding="utf-8")
+            probe.unlink()
+        except OSError as exc:
+            return Health(False, f"run directory {self.root} not writable: {exc}")
+        return Health(True, f"local executor at {self.root}")
+
+
+def create(config: Mapping[str, Any], home: Path) -> LocalConnector:
+    root = Path(config.get("root") or home / "runs" / str(config.get("center", "local")))
+    return LocalConnector(
+        root,
+        term_grace_s=float(config.get("term_grace_s", 10.0)),
+        device_env=config.get("device_env"),
+        pools=config.get("pools"),
+    )

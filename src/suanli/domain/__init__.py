@@ -1,0 +1,1 @@
+"""Domain: enums, value objects, errors and rules. Imports nothing else of suanli."""

@@ -1,0 +1,47 @@
+"""Domain errors. The API maps each class to one HTTP status in one place (api/errors.py)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class SuanliError(Exception):
+    """Base of every error we raise on purpose; carries a message meant for the user."""
+
+    def __init__(self, message: str, *, field: str | None = None, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.detail = detail
+
+
+class InvalidInput(SuanliError):
+    """The request is well-formed but a value is not acceptable (HTTP 422)."""
+
+
+class NotFound(SuanliError):
+    """No such object, or the caller may not know that it exists (HTTP 404)."""
+
+
+class Unauthenticated(SuanliError):
+    """No credentials, or credentials that are not valid (HTTP 401)."""
+
+
+class Forbidden(SuanliError):
+    """The caller is known but its role may not do this (HTTP 403)."""
+
+
+class Conflict(SuanliError):
+    """The request clashes with the current state, e.g. a duplicate name (HTTP 409)."""
+
+
+class IllegalTransition(Conflict):
+    """A job state change that the state machine does not allow."""
+
+
+class Infeasible(InvalidInput):
+    """No pool in the network could ever run this job; `detail` holds the per-pool reasons."""
+
+
+class ConnectorError(SuanliError):
+    """A center's workload manager refused or failed a request (HTTP 502 when surfaced)."""

@@ -1,0 +1,110 @@
+"""Value objects shared by the scheduler, the services and the simulator."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from .enums import CenterKind, CenterStatus, DeviceKind, Policy, Precision
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    """What a resource pool is: the facts an operator registers. Capacity is derived, never stored."""
+
+    device_kind: DeviceKind
+    device_model: str
+    domestic: bool
+    units_per_node: int
+    nodes: int
+    memory_gb_per_node: int
+    price_fen_per_unit_hour: int
+    tflops_fp64: float | None = None
+    tflops_fp32: float | None = None
+    tflops_fp16: float | None = None
+    tflops_int8: float | None = None
+    watts_per_unit: int = 300
+    max_walltime_s: int = 7 * 24 * 3600
+
+    @property
+    def total_units(self) -> int:
+        return self.units_per_node * self.nodes
+
+    def tflops(self, precision: Precision) -> float | None:
+        """Peak TFLOPS (TOPS for INT8) of one unit at a precision; None where the device has none."""
+        value: float | None = getattr(self, f"tflops_{precision.value}")
+        return value
+
+    def peak_pflops(self, precision: Precision, units: int | None = None) -> float:
+        """Peak PFLOPS of `units` units (all units by default); 0 where the precision is absent."""
+        per_unit = self.tflops(precision) or 0.0
+        return per_unit * (self.total_units if units is None else units) / 1000.0
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What a job asks for. `units` is the total over all nodes; `memory_gb` is per node."""
+
+    device: DeviceKind
+    units: int = 1
+    nodes: int = 1
+    model: str | None = None
+    memory_gb: int | None = None
+
+    @property
+    def units_per_node(self) -> int:
+        return self.units // self.nodes
+
+
+@dataclass(frozen=True, slots=True)
+class CenterInfo:
+    id: int
+    slug: str
+    name_zh: str
+    name_en: str
+    kind: CenterKind
+    district: str
+    pue: float
+    status: CenterStatus
+    emulated: bool
+
+
+@dataclass(frozen=True, slots=True)
+class UsageFigures:
+    """The metered facts of one run: what it consumed and what it costs at the price of its start."""
+
+    unit_seconds: int
+    pflops_hours: float
+    energy_wh: int
+    amount_fen: int
+
+
+def meter(
+    spec: PoolSpec, *, units: int, seconds: int, precision: Precision, pue: float
+) -> UsageFigures:
+    """Meter a run of `units` units for `seconds` seconds on a pool.
+
+    Standard P·h is the peak PFLOPS of the units at the job's precision times the hours.
+    Energy is units × watts × hours × PUE. The amount is rounded half up to the fen, in integers.
+    """
+    seconds = max(0, seconds)
+    unit_seconds = units * seconds
+    pflops_hours = spec.peak_pflops(precision, units) * seconds / 3600.0
+    energy_wh = round(units * spec.watts_per_unit * seconds * pue / 3600.0)
+    amount_fen = (unit_seconds * spec.price_fen_per_unit_hour + 1800) // 3600
+    return UsageFigures(unit_seconds, round(pflops_hours, 9), energy_wh, amount_fen)
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequirements:
+    """The parts of a job that decide where it may run and how to rank the choices."""
+
+    resources: Resources
+    walltime_s: int
+    precision: Precision = Precision.FP32
+    policy: Policy = Policy.BALANCED
+    priority: int = 0
+    domestic_only: bool = False
+    district: str | None = None
+    deadline: datetime | None = None
+    budget_fen: int | None = None

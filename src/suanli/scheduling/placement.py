@@ -1,0 +1,349 @@
+"""Scheduler v1: filter feasible pools, score them by the job's policy, place greedily by priority.
+
+The whole pass is a pure function: `schedule(pools, queue, now) -> list[Decision]`.
+
+* Filter: device kind and model, domestic-only, precision supported, units and nodes (a gang job
+  gets all its nodes in one pool), memory per node, the pool's walltime limit, district, and the
+  center's status (offline or draining centers get no new work).
+* Score: the run time on a pool is the job's walltime scaled by the pool's speed at the job's
+  precision relative to the fastest feasible pool (the walltime is read as the time on the fastest
+  device; it stays the hard limit everywhere). Wait is 0 when the job fits now, else the time until
+  enough running units reach their walltime. From these: finish = wait + run time, cost = units ×
+  price × run time, energy = units × watts × run time × PUE.
+* Policy: `fastest` ranks by finish, `cheapest` by cost, `greenest` by energy (ties by finish),
+  `balanced` by 0.5·finish/best + 0.3·cost/best + 0.2·energy/best.
+* Queue order: priority (high first), then submission time, then id. A job goes to its best pool if
+  it fits there now; otherwise it waits for that pool (v1 has no reservations: later jobs may still
+  use free units; EASY backfilling comes with the scheduler engine).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ..domain.enums import CenterStatus, Policy
+from ..domain.model import JobRequirements
+from .snapshot import PoolState, QueuedJob, RunningAllocation
+
+BALANCED_WEIGHTS = {"finish": 0.5, "cost": 0.3, "energy": 0.2}
+
+
+@dataclass(slots=True)
+class Candidate:
+    """One pool as seen for one job: whether it could run it, why not, and its score components."""
+
+    pool_id: int
+    pool: str
+    center_id: int
+    feasible: bool
+    reasons: list[str] = field(default_factory=list)
+    fits_now: bool = False
+    wait_s: float | None = None
+    runtime_s: float | None = None
+    finish_s: float | None = None
+    cost_fen: int | None = None
+    energy_wh: int | None = None
+    score: float | None = None
+    chosen: bool = False
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "pool_id": self.pool_id,
+            "pool": self.pool,
+            "center_id": self.center_id,
+            "feasible": self.feasible,
+            "reasons": list(self.reasons),
+            "fits_now": self.fits_now,
+            "wait_s": self.wait_s,
+            "runtime_s": self.runtime_s,
+            "finish_s": self.finish_s,
+            "cost_fen": self.cost_fen,
+            "energy_wh": self.energy_wh,
+            "score": self.score,
+            "chosen": self.chosen,
+        }
+
+
+@dataclass(slots=True)
+class Decision:
+    """The outcome for one queued job in one pass."""
+
+    job_id: int
+    policy: Policy
+    candidates: list[Candidate]
+    pool_id: int | None = None  # set when the job is placed now
+    nodes: tuple[int, ...] = ()
+    devices: tuple[int, ...] = ()
+    estimated_start: datetime | None = None
+    message: str = ""
+
+    @property
+    def placed(self) -> bool:
+        return self.pool_id is not None
+
+    def explanation(self) -> dict[str, object]:
+        return {
+            "policy": self.policy.value,
+            "message": self.message,
+            "chosen_pool_id": self.pool_id,
+            "estimated_start": self.estimated_start.isoformat() if self.estimated_start else None,
+            "weights": BALANCED_WEIGHTS if self.policy is Policy.BALANCED else None,
+            "candidates": [c.as_dict() for c in self.candidates],
+        }
+
+
+def static_reasons(req: JobRequirements, pool: PoolState) -> list[str]:
+    """Why this pool could never run the job, whatever its load (empty when it could)."""
+    spec = pool.spec
+    res = req.resources
+    reasons: list[str] = []
+    if spec.device_kind != res.device:
+        reasons.append(f"device is {spec.device_kind}, job needs {res.device}")
+    if res.model and res.model.lower() != spec.device_model.lower():
+        reasons.append(f"model is {spec.device_model}, job needs {res.model}")
+    if req.domestic_only and not spec.domestic:
+        reasons.append("not a domestic (国产) device")
+    if spec.tflops(req.precision) is None:
+        reasons.append(f"{spec.device_model} has no {req.precision} capability")
+    if res.units % res.nodes:
+        reasons.append(f"{res.units} units cannot be split evenly over {res.nodes} nodes")
+    elif res.units_per_node > spec.units_per_node:
+        reasons.append(
+            f"needs {res.units_per_node} units per node, pool has {spec.units_per_node} per node"
+        )
+    if res.nodes > spec.nodes:
+        reasons.append(f"needs {res.nodes} nodes, pool has {spec.nodes}")
+    if res.memory_gb is not None and res.memory_gb > spec.memory_gb_per_node:
+        reasons.append(
+            f"needs {res.memory_gb} GB per node, pool has {spec.memory_gb_per_node} GB per node"
+        )
+    if req.walltime_s > spec.max_walltime_s:
+        reasons.append(f"walltime {req.walltime_s}s over the pool's limit {spec.max_walltime_s}s")
+    if req.district and req.district != pool.district:
+        reasons.append(f"district is {pool.district or 'unknown'}, job requires {req.district}")
+    return reasons
+
+
+def _status_reasons(pool: PoolState) -> list[str]:
+    if pool.center_status is CenterStatus.OFFLINE:
+        return ["center is offline"]
+    if pool.center_status is CenterStatus.DRAINING:
+        return ["center is draining (no new placements)"]
+    return []
+
+
+class _WorkingPool:
+    """Mutable copy of a pool's free devices during one pass, so a pass never oversubscribes."""
+
+    __slots__ = ("state", "free_devices", "free_memory", "running")
+
+    def __init__(self, state: PoolState) -> None:
+        self.state = state
+        self.free_devices = [set(f) for f in state.free_devices]
+        self.free_memory = list(state.free_memory_gb)
+        self.running = list(state.running)
+
+    @property
+    def free_units(self) -> int:
+        return sum(len(f) for f in self.free_devices)
+
+    def find_nodes(self, req: JobRequirements) -> list[int] | None:
+        """Best fit: the nodes with the fewest free units that still fit the per-node share."""
+        res = req.resources
+        need_units = res.units_per_node
+        need_mem = res.memory_gb or 0
+        fitting = [
+            n
+            for n, free in enumerate(self.free_devices)
+            if len(free) >= need_units and self.free_memory[n] >= need_mem
+        ]
+        if len(fitting) < res.nodes:
+            return None
+        fitting.sort(key=lambda n: (len(self.free_devices[n]), n))
+        return sorted(fitting[: res.nodes])
+
+    def take(
+        self, req: JobRequirements, nodes: list[int], now: datetime
+    ) -> tuple[int, ...]:
+        res = req.resources
+        devices: list[int] = []
+        for n in nodes:
+            chosen = sorted(self.free_devices[n])[: res.units_per_node]
+            self.free_devices[n].difference_update(chosen)
+            self.free_memory[n] -= res.memory_gb or 0
+            devices.extend(chosen)
+        self.running.append(
+            RunningAllocation(res.units, now + timedelta(seconds=req.walltime_s))
+        )
+        return tuple(devices)
+
+    def wait_estimate(self, units: int, now: datetime) -> float:
+        """Seconds until `units` units are free, assuming running jobs use their full walltime."""
+        free = self.free_units
+        if free >= units:
+            return 0.0
+        for alloc in sorted(self.running, key=lambda a: a.ends_by):
+            free += alloc.units
+            if free >= units:
+                return max(0.0, (alloc.ends_by - now).total_seconds())
+        return math.inf
+
+
+def _score(
+    policy: Policy, cands: list[Candidate]
+) -> None:
+    feasible = [c for c in cands if c.feasible]
+    if not feasible:
+        return
+    best_finish = min(c.finish_s or 0.0 for c in feasible) or 1.0
+    best_cost = min(c.cost_fen or 0 for c in feasible) or 1
+    best_energy = min(c.energy_wh or 0 for c in feasible) or 1
+    for c in feasible:
+        finish = c.finish_s or 0.0
+        if policy is Policy.FASTEST:
+            c.score = finish
+        elif policy is Policy.CHEAPEST:
+            c.score = float(c.cost_fen or 0)
+        elif policy is Policy.GREENEST:
+            c.score = float(c.energy_wh or 0)
+        else:
+            c.score = round(
+                BALANCED_WEIGHTS["finish"] * finish / best_finish
+                + BALANCED_WEIGHTS["cost"] * (c.cost_fen or 0) / best_cost
+                + BALANCED_WEIGHTS["energy"] * (c.energy_wh or 0) / best_energy,
+                6,
+            )
+
+
+def _evaluate(
+    job: QueuedJob, pools: list[_WorkingPool], now: datetime
+) -> list[Candidate]:
+    req = job.req
+    cands: list[Candidate] = []
+    speeds: dict[int, float] = {}
+    for wp in pools:
+        st = wp.state
+        reasons = static_reasons(req, st) + _status_reasons(st)
+        cands.append(Candidate(st.pool_id, st.label, st.center_id, not reasons, reasons))
+        if not reasons:
+            speeds[st.pool_id] = st.spec.tflops(req.precision) or 0.0
+    ref_speed = max(speeds.values(), default=0.0)
+    units = req.resources.units
+    for wp, c in zip(pools, cands, strict=True):
+        if not c.feasible:
+            continue
+        st = wp.state
+        speed = speeds[st.pool_id]
+        runtime = req.walltime_s * (ref_speed / speed) if speed > 0 else math.inf
+        c.fits_now = wp.find_nodes(req) is not None
+        wait = 0.0 if c.fits_now else wp.wait_estimate(units, now)
+        c.wait_s = round(wait, 3) if math.isfinite(wait) else None
+        c.runtime_s = round(runtime, 3)
+        c.finish_s = round(wait + runtime, 3) if math.isfinite(wait) else None
+        c.cost_fen = round(units * st.spec.price_fen_per_unit_hour * runtime / 3600)
+        c.energy_wh = round(units * st.spec.watts_per_unit * runtime * st.pue / 3600)
+        if c.finish_s is None:
+            c.feasible = False
+            c.reasons.append("cannot free enough units")
+    _score(req.policy, cands)
+    return cands
+
+
+def _rank_key(c: Candidate) -> tuple[float, float, int]:
+    return (c.score if c.score is not None else math.inf, c.finish_s or math.inf, c.pool_id)
+
+
+def _shape(req: JobRequirements) -> tuple[object, ...]:
+    """What decides whether a job fits a pool now (not its policy or priority)."""
+    return (req.resources, req.walltime_s, req.precision, req.domestic_only, req.district)
+
+
+class _PassCache:
+    """Per-pass memo: static feasibility per (shape, pool), and shapes that fit nowhere now.
+
+    Free capacity only shrinks during a pass, so once a shape fits no pool, every later job of
+    the same shape will not fit either: it waits without being scored again.
+    """
+
+    def __init__(self) -> None:
+        self.feasible: dict[tuple[object, ...], list[_WorkingPool]] = {}
+        self.blocked: set[tuple[object, ...]] = set()
+
+    def feasible_pools(
+        self, key: tuple[object, ...], req: JobRequirements, pools: list[_WorkingPool]
+    ) -> list[_WorkingPool]:
+        found = self.feasible.get(key)
+        if found is None:
+            found = [
+                wp for wp in pools
+                if not static_reasons(req, wp.state) and not _status_reasons(wp.state)
+            ]
+            self.feasible[key] = found
+        return found
+
+
+def _decide(
+    job: QueuedJob, pools: list[_WorkingPool], now: datetime, cache: _PassCache | None = None
+) -> Decision:
+    if cache is not None:
+        key = _shape(job.req)
+        if key in cache.blocked or not any(
+            wp.find_nodes(job.req) is not None
+            for wp in cache.feasible_pools(key, job.req, pools)
+        ):
+            cache.blocked.add(key)
+            return Decision(job.job_id, job.req.policy, [], message="waiting for free capacity")
+    cands = _evaluate(job, pools, now)
+    decision = Decision(job.job_id, job.req.policy, cands)
+    feasible = [c for c in cands if c.feasible]
+    if not feasible:
+        decision.message = "no feasible pool now"
+        return decision
+    best = min(feasible, key=_rank_key)
+    best.chosen = True
+    wp = next(p for p in pools if p.state.pool_id == best.pool_id)
+    nodes = wp.find_nodes(job.req) if best.fits_now else None
+    if nodes is None:
+        decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
+        decision.message = f"waiting for {best.pool} (best by {job.req.policy})"
+        return decision
+    decision.pool_id = best.pool_id
+    decision.nodes = tuple(nodes)
+    decision.devices = wp.take(job.req, nodes, now)
+    decision.estimated_start = now
+    decision.message = f"placed on {best.pool} (best by {job.req.policy})"
+    return decision
+
+
+def queue_order(job: QueuedJob) -> tuple[int, datetime, int]:
+    return (-job.req.priority, job.submitted_at, job.job_id)
+
+
+def schedule(
+    pools: list[PoolState], queue: list[QueuedJob], now: datetime
+) -> list[Decision]:
+    """One scheduling pass. Returns a decision for every queued job, in queue order."""
+    working = [_WorkingPool(p) for p in sorted(pools, key=lambda p: p.pool_id)]
+    cache = _PassCache()
+    return [_decide(job, working, now, cache) for job in sorted(queue, key=queue_order)]
+
+
+def explain_job(
+    req: JobRequirements, pools: list[PoolState], now: datetime, *, job_id: int = 0
+) -> Decision:
+    """Evaluate one job against the pools as they are, without placing anything."""
+    working = [_WorkingPool(p) for p in sorted(pools, key=lambda p: p.pool_id)]
+    job = QueuedJob(job_id, 0, now, req)
+    cands = _evaluate(job, working, now)
+    decision = Decision(job_id, req.policy, cands)
+    feasible = [c for c in cands if c.feasible]
+    if feasible:
+        best = min(feasible, key=_rank_key)
+        best.chosen = True
+        decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
+        decision.message = f"best pool now: {best.pool}"
+    else:
+        decision.message = "no feasible pool now"
+    return decision

@@ -1,0 +1,195 @@
+"""The demo city (Qingdao, from the seeds), its accounts, and `demo-credentials.json`.
+
+Facts from the seeds: the Qingdao AI Computing Center (Laoshan, Ascend, first phase 100P, peak use
+82P), the "Heart of the Sea" center (Sugon; with the former a 250P park), the supercomputing center
+(Sunway, x86, GPU and big-data clusters), China Mobile's and China Unicom's AI centers, China
+Telecom's cloud base. Unit counts, device figures, prices, districts (where the seeds are silent)
+and PUE are chosen to be plausible; the README lists which are which.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ..domain.credit_code import check_character
+from ..domain.enums import CenterKind, DeviceKind, Role
+from ..domain.errors import Unauthenticated
+from ..store import models as m
+from .auth import authenticate, create_user, issue_token
+from .centers import CenterInput, PoolInput, create_center
+from .context import Platform
+from .tenants import create_tenant
+
+CREDENTIAL_KEYS = ("platform_admin", "tenant_a", "tenant_b", "center_operator", "reviewer")
+DEMO_USERS = {
+    "platform_admin": ("admin", Role.PLATFORM_ADMIN, "平台管理员 Platform admin"),
+    "tenant_a": ("alice", Role.TENANT_ADMIN, "Alice (海蓝智能)"),
+    "tenant_b": ("bob", Role.TENANT_ADMIN, "Bob (蓝海生物)"),
+    "center_operator": ("operator", Role.CENTER_OPERATOR, "青岛人工智能计算中心 operator"),
+    "reviewer": ("reviewer", Role.REVIEWER, "算力券 reviewer"),
+}
+
+
+def _pool(name: str, kind: DeviceKind, model: str, domestic: bool, upn: int, nodes: int,
+          mem: int, price: int, watts: int, fp64: float | None, fp32: float | None,
+          fp16: float | None, int8: float | None) -> PoolInput:
+    return PoolInput(name=name, device_kind=kind, device_model=model, domestic=domestic,
+                     units_per_node=upn, nodes=nodes, memory_gb_per_node=mem,
+                     price_fen_per_unit_hour=price, watts_per_unit=watts, tflops_fp64=fp64,
+                     tflops_fp32=fp32, tflops_fp16=fp16, tflops_int8=int8)
+
+
+NPU, GPU, CPU = DeviceKind.NPU, DeviceKind.GPU, DeviceKind.CPU
+
+
+def demo_centers() -> list[CenterInput]:
+    def emulated(slug: str, zh: str, en: str, kind: CenterKind, district: str, operator: str,
+                 pue: float, pools: list[PoolInput]) -> CenterInput:
+        return CenterInput(slug=slug, name_zh=zh, name_en=en, kind=kind, district=district,
+                           operator=operator, pue=pue, connector="local",
+                           connector_config={"center": slug}, emulated=True, pools=pools)
+
+    return [
+        emulated("qd-ai", "青岛人工智能计算中心", "Qingdao AI Computing Center", CenterKind.AI,
+                 "崂山区", "青岛芯算科技发展有限公司", 1.25, [
+                     # 320 × 320 TFLOPS FP16 = 102.4P: the seeds' "first phase 100P".
+                     _pool("ascend-910b", NPU, "Ascend 910B", True, 8, 40, 1024, 800, 400,
+                           None, 80.0, 320.0, 640.0),
+                     _pool("kunpeng-920", CPU, "Kunpeng 920", True, 128, 16, 512, 5, 3,
+                           0.02, 0.04, None, None),
+                 ]),
+        emulated("qd-hzx", "青岛“海之心”人工智能计算中心", "Qingdao Heart of the Sea AI Center "
+                 "(Sugon)", CenterKind.AI, "崂山区", "中科曙光 Sugon", 1.15, [
+                     # 768 × 196 TFLOPS FP16 ≈ 150P: with qd-ai the seeds' "250P park".
+                     _pool("dcu-k100", GPU, "Hygon DCU K100", True, 8, 96, 1024, 600, 350,
+                           24.5, 49.0, 196.0, 392.0),
+                     _pool("hygon-c86", CPU, "Hygon C86 7285", True, 64, 32, 256, 4, 3,
+                           0.035, 0.07, None, None),
+                 ]),
+        emulated("qd-sc", "青岛超算中心", "Qingdao Supercomputing Center",
+                 CenterKind.SUPERCOMPUTING, "即墨区", "青岛超算中心", 1.3, [
+                     _pool("sunway", CPU, "Sunway SW26010-Pro", True, 1, 1024, 96, 60, 450,
+                           14.0, 14.0, 55.0, None),
+                     _pool("x86", CPU, "Xeon 8358", False, 64, 200, 512, 6, 4,
+                           0.083, 0.166, None, None),
+                     _pool("a100", GPU, "A100-80G", False, 8, 20, 1024, 1500, 400,
+                           9.7, 19.5, 312.0, 624.0),
+                 ]),
+        emulated("cmcc-ai", "中国移动智算中心(青岛)", "China Mobile AI Computing Center (Qingdao)",
+                 CenterKind.AI, "城阳区", "中国移动 China Mobile", 1.3, [
+                     _pool("a800", GPU, "A800-80G", False, 8, 64, 1024, 1400, 400,
+                           9.7, 19.5, 312.0, 624.0),
+                     _pool("ascend-910b", NPU, "Ascend 910B", True, 8, 32, 1024, 750, 400,
+                           None, 80.0, 320.0, 640.0),
+                 ]),
+        emulated("cucc-ai", "中国联通(青岛)智算中心", "China Unicom (Qingdao) AI Computing Center",
+                 CenterKind.AI, "黄岛区", "中国联通 China Unicom", 1.3, [
+                     _pool("l40s", GPU, "L40S", False, 8, 32, 512, 900, 350,
+                           1.4, 91.6, 362.0, 733.0),
+                 ]),
+        emulated("ct-cloud", "电信云基地", "China Telecom Cloud Base", CenterKind.CLOUD,
+                 "李沧区", "中国电信 China Telecom", 1.35, [
+                     _pool("vcpu", CPU, "Xeon 8380 vCPU", False, 96, 100, 384, 3, 3,
+                           0.04, 0.08, None, None),
+                 ]),
+    ]
+
+
+def _meminfo_gb() -> int:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return max(1, int(line.split()[1]) // (1024 * 1024))
+    except OSError:
+        pass
+    return 4
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()[:100]
+    except OSError:
+        pass
+    return "x86 CPU"
+
+
+def local_center() -> CenterInput:
+    """This machine: a real center, its CPU cores as units."""
+    return CenterInput(
+        slug="local", name_zh="本机", name_en="This machine", kind=CenterKind.EDGE,
+        district="", operator="", pue=1.5, connector="local",
+        connector_config={"center": "local"}, emulated=False,
+        pools=[_pool("cpu", CPU, _cpu_model(), False, os.cpu_count() or 1, 1, _meminfo_gb(),
+                     2, 10, 0.05, 0.1, None, None)],
+    )
+
+
+def credit_code(division: str, org: str) -> str:
+    first17 = "91" + division + org
+    return first17 + check_character(first17)
+
+
+DEMO_TENANTS = {
+    "tenant_a": dict(name="青岛海蓝智能科技有限公司", district="崂山区",
+                     credit_code=credit_code("370212", "MA3C5T8K2"), contact_name="Alice"),
+    "tenant_b": dict(name="青岛蓝海生物医药研究院有限公司", district="黄岛区",
+                     credit_code=credit_code("370211", "MA94XR6F3"), contact_name="Bob"),
+}
+
+
+def seed_demo(p: Platform) -> bool:
+    """Create the demo city once. Returns True when it was created now."""
+    with p.db.session() as s:
+        if s.scalar(select(m.Center.id).where(m.Center.slug == "qd-ai")) is not None:
+            return False
+    centers = {c.slug: create_center(p, None, c) for c in [*demo_centers(), local_center()]}
+    tenants = {k: create_tenant(p, None, **v) for k, v in DEMO_TENANTS.items()}
+    for key, (username, role, display) in DEMO_USERS.items():
+        with p.db.session() as s:
+            if s.scalar(select(m.User.id).where(m.User.username == username)) is not None:
+                continue
+        create_user(p, None, username=username, role=role, display_name=display,
+                    tenant_id=tenants[key].id if key in tenants else None,
+                    center_id=centers["qd-ai"].id if role is Role.CENTER_OPERATOR else None)
+    return True
+
+
+def ensure_credentials(p: Platform, path: Path) -> dict[str, str]:
+    """Write valid tokens of the demo users to `path` (mode 0600), reusing ones that still work."""
+    current: dict[str, Any] = {}
+    if path.exists():
+        try:
+            current = json.loads(path.read_text(encoding="utf-8"))
+        except ValueError:
+            current = {}
+    out: dict[str, str] = {}
+    for key in CREDENTIAL_KEYS:
+        username = DEMO_USERS[key][0]
+        token = current.get(key)
+        if isinstance(token, str):
+            try:
+                if authenticate(p, token).username == username:
+                    out[key] = token
+                    continue
+            except Unauthenticated:
+                pass
+        with p.db.session() as s:
+            user_id = s.scalar(select(m.User.id).where(m.User.username == username))
+        if user_id is None:
+            continue
+        _, out[key] = issue_token(p, user_id, name="demo")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        json.dump(out, fh, indent=2)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return out

@@ -1,0 +1,306 @@
+"""The platform's control loop: reconcile runs with their centers, meter what ended, place what waits.
+
+One engine per server. Each step is idempotent and commits per run, so a crash at any point is
+recovered by the next pass: runs are found again by their key, a run is metered exactly once (the
+usage table has one row per run, enforced by the database), and a job gets a new run only after
+its previous run has ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..connectors import RunRequest, RunStatus
+from ..domain.enums import Precision, RunState
+from ..domain.errors import ConnectorError
+from ..domain.jobstate import JobState
+from ..domain.model import meter
+from ..scheduling import Decision, schedule
+from ..store import models as m
+from .centers import ACTIVE_RUN_STATES
+from .context import Platform
+from .jobs import transition
+from .snapshot import pool_states, queued_jobs
+
+log = logging.getLogger("suanli.engine")
+
+MAX_SUBMIT_FAILURES = 3
+RUN_TO_JOB = {
+    RunState.COMPLETED: JobState.COMPLETED,
+    RunState.FAILED: JobState.FAILED,
+    RunState.CANCELLED: JobState.CANCELLED,
+    RunState.TIMEOUT: JobState.TIMEOUT,
+}
+
+
+@dataclass
+class PassStats:
+    at: datetime | None = None
+    queued: int = 0
+    placed: int = 0
+    finished: int = 0
+    seconds: float = 0.0
+    waiting_by_pool: dict[int, int] = field(default_factory=dict)
+
+
+class Engine:
+    def __init__(self, platform: Platform) -> None:
+        self.p = platform
+        self.last = PassStats()
+        self.placements_total = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- the loop --------------------------------------------------------------------------
+    def wake(self) -> None:
+        """Ask for a pass soon (after a submission, a cancel, a capacity change)."""
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._loop, name="suanli-engine", daemon=True)
+            self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def _loop(self) -> None:
+        interval = self.p.settings.scheduler_interval_s
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:  # the loop must survive anything one pass hits
+                log.exception("engine pass failed")
+            self._wake.wait(interval)
+            self._wake.clear()
+
+    def tick(self) -> PassStats:
+        started = time.perf_counter()
+        stats = PassStats(at=self.p.clock.now())
+        stats.finished = self.reconcile()
+        self.push_cancels()
+        self.schedule_pass(stats)
+        stats.seconds = time.perf_counter() - started
+        self.last = stats
+        return stats
+
+    # -- reconcile ---------------------------------------------------------------------------
+    def reconcile(self) -> int:
+        """Ask each active run's center for its state; record starts and ends. Returns ends."""
+        with self.p.db.session() as s:
+            run_ids = list(s.scalars(select(m.Run.id).where(m.Run.state.in_(ACTIVE_RUN_STATES))))
+        ended = 0
+        for run_id in run_ids:
+            try:
+                ended += self._reconcile_run(run_id)
+            except ConnectorError as exc:
+                log.warning("run %s: center did not answer: %s", run_id, exc.message)
+            except IntegrityError:
+                log.info("run %s: already metered by another pass", run_id)
+        return ended
+
+    def _reconcile_run(self, run_id: int) -> int:
+        with self.p.db.session() as s:
+            run = s.get(m.Run, run_id)
+            if run is None or run.state not in ACTIVE_RUN_STATES:
+                return 0
+            center = s.get(m.Center, run.center_id)
+            assert center is not None
+            conn = self.p.connector_for(center)
+            if run.external_id is None:
+                # Placed but the submit did not complete (crash, or a failed call): retry it.
+                job = s.get(m.Job, run.job_id)
+                assert job is not None
+                return self._submit(s, job, run, center)
+            status = conn.status(run.external_id)
+            return self._apply_status(s, run, status)
+
+    def _apply_status(self, s: Session, run: m.Run, status: RunStatus) -> int:
+        job = s.get(m.Job, run.job_id)
+        assert job is not None
+        now = self.p.clock.now()
+        if status.state is RunState.PENDING:
+            return 0
+        if status.state is RunState.RUNNING:
+            if run.state == "pending":
+                run.state = "running"
+                run.started_at = status.started_at or now
+                if job.current_run_id == run.id and job.state == JobState.PLACED.value:
+                    transition(s, job, JobState.RUNNING, f"running on run {run.id}",
+                               run.started_at)
+            return 0
+        state = RunState.LOST if status.state is RunState.UNKNOWN else status.state
+        self._close_run(s, job, run, state, status, now)
+        return 1
+
+    def _close_run(
+        self, s: Session, job: m.Job, run: m.Run, state: RunState, status: RunStatus,
+        now: datetime,
+    ) -> None:
+        run.state = state.value
+        run.reason = (status.reason or state.value)[:500]
+        run.exit_code = status.exit_code
+        if status.started_at is not None and run.started_at is None:
+            run.started_at = status.started_at
+        run.ended_at = status.ended_at or now
+        if run.started_at is not None:
+            self._meter(s, job, run)
+        if job.current_run_id != run.id or JobState(job.state).is_terminal:
+            return  # a stale attempt: metered, but it no longer drives the job
+        job.exit_code = status.exit_code
+        if job.state == JobState.PLACED.value and run.started_at is not None:
+            transition(s, job, JobState.RUNNING, f"running on run {run.id}", run.started_at)
+        if state is RunState.LOST:
+            if job.cancel_requested_at is not None:
+                transition(s, job, JobState.CANCELLED, "cancelled; the run was lost", now)
+            elif job.requeue:
+                transition(s, job, JobState.QUEUED, f"re-queued: run {run.id} lost "
+                           f"({run.reason})", now)
+                job.current_run_id = None
+            else:
+                transition(s, job, JobState.FAILED, f"run {run.id} lost ({run.reason}); "
+                           "requeue is off", now)
+            return
+        target = RUN_TO_JOB[state]
+        if job.cancel_requested_at is not None and target is not JobState.COMPLETED:
+            target = JobState.CANCELLED
+        transition(s, job, target, run.reason, run.ended_at)
+
+    def _meter(self, s: Session, job: m.Job, run: m.Run) -> None:
+        """Write the run's usage record (once: the unique run_id refuses a second one)."""
+        if s.scalar(select(m.UsageRecord.id).where(m.UsageRecord.run_id == run.id)):
+            return
+        pool = s.get(m.Pool, run.pool_id)
+        center = s.get(m.Center, run.center_id)
+        assert pool is not None and center is not None and run.started_at is not None
+        ended = run.ended_at or self.p.clock.now()
+        seconds = max(0, round((ended - run.started_at).total_seconds()))
+        fig = meter(pool.spec(), units=run.units, seconds=seconds,
+                    precision=Precision(job.precision), pue=center.pue)
+        s.add(
+            m.UsageRecord(
+                run_id=run.id, job_id=job.id, tenant_id=job.tenant_id, center_id=center.id,
+                pool_id=pool.id, units=run.units, started_at=run.started_at, ended_at=ended,
+                unit_seconds=fig.unit_seconds, precision=job.precision,
+                pflops_hours=fig.pflops_hours, energy_wh=fig.energy_wh, pue=center.pue,
+                price_fen_per_unit_hour=pool.price_fen_per_unit_hour,
+                amount_fen=fig.amount_fen, created_at=self.p.clock.now(),
+            )
+        )
+        s.flush()
+
+    # -- cancels -----------------------------------------------------------------------------
+    def push_cancels(self) -> None:
+        with self.p.db.session() as s:
+            rows = s.execute(
+                select(m.Run, m.Center)
+                .join(m.Job, m.Job.current_run_id == m.Run.id)
+                .join(m.Center, m.Center.id == m.Run.center_id)
+                .where(m.Job.cancel_requested_at.is_not(None), m.Run.state.in_(ACTIVE_RUN_STATES),
+                       m.Run.external_id.is_not(None))
+            ).all()
+        for run, center in rows:
+            try:
+                assert run.external_id is not None
+                self.p.connector_for(center).cancel(run.external_id)
+            except ConnectorError as exc:
+                log.warning("cancel of run %s failed: %s", run.id, exc.message)
+
+    # -- scheduling --------------------------------------------------------------------------
+    def schedule_pass(self, stats: PassStats | None = None) -> list[Decision]:
+        stats = stats or PassStats()
+        with self.p.db.session() as s:
+            queue = queued_jobs(s)
+            stats.queued = len(queue)
+            if not queue:
+                return []
+            pools = pool_states(s)
+        now = self.p.clock.now()
+        decisions = schedule(pools, queue, now)
+        for d in decisions:
+            if d.placed:
+                stats.placed += self._place(d, now)
+            else:
+                for c in d.candidates:
+                    if c.chosen:
+                        stats.waiting_by_pool[c.pool_id] = (
+                            stats.waiting_by_pool.get(c.pool_id, 0) + 1
+                        )
+        self.placements_total += stats.placed
+        return decisions
+
+    def _place(self, d: Decision, now: datetime) -> int:
+        assert d.pool_id is not None
+        with self.p.db.session() as s:
+            job = s.get(m.Job, d.job_id)
+            if job is None or job.state != JobState.QUEUED.value:
+                return 0  # cancelled meanwhile
+            pool = s.get(m.Pool, d.pool_id)
+            assert pool is not None
+            center = s.get(m.Center, pool.center_id)
+            assert center is not None
+            attempt = 1 + len(list(s.scalars(select(m.Run.id).where(m.Run.job_id == job.id))))
+            placement = m.Placement(job_id=job.id, pool_id=pool.id, center_id=center.id,
+                                    decided_at=now, policy=job.policy,
+                                    explanation=d.explanation())
+            s.add(placement)
+            s.flush()
+            run = m.Run(job_id=job.id, placement_id=placement.id, center_id=center.id,
+                        pool_id=pool.id, attempt=attempt, run_key=f"pending-{placement.id}",
+                        state="pending", units=job.units, nodes=list(d.nodes),
+                        devices=list(d.devices), memory_gb=job.memory_gb,
+                        walltime_s=job.walltime_s, created_at=now)
+            s.add(run)
+            s.flush()
+            run.run_key = f"job{job.id}-run{run.id}"
+            job.current_run_id = run.id
+            transition(s, job, JobState.PLACED, f"placed on {center.slug}/{pool.name}", now)
+        # Committed before the center is called: a crash here leaves a run with no external id,
+        # which the next reconcile submits (submit is idempotent by run key).
+        with self.p.db.session() as s:
+            job = s.get(m.Job, d.job_id)
+            run_row = s.get(m.Run, run.id)
+            center_row = s.get(m.Center, center.id)
+            assert job is not None and run_row is not None and center_row is not None
+            self._submit(s, job, run_row, center_row)
+        return 1
+
+    def _submit(self, s: Session, job: m.Job, run: m.Run, center: m.Center) -> int:
+        pool = s.get(m.Pool, run.pool_id)
+        assert pool is not None
+        req = RunRequest(
+            run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
+            nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
+            devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb, pool=pool.name,
+        )
+        now = self.p.clock.now()
+        try:
+            run.external_id = self.p.connector_for(center).submit(req)
+            return 0
+        except ConnectorError as exc:
+            run.state = RunState.FAILED.value
+            run.reason = f"submit failed: {exc.message}"[:500]
+            run.ended_at = now
+            failures = len(list(s.scalars(select(m.Run.id).where(
+                m.Run.job_id == job.id, m.Run.reason.like("submit failed:%")))))
+            if failures >= MAX_SUBMIT_FAILURES:
+                transition(s, job, JobState.FAILED,
+                           f"{center.slug} refused the job {failures} times: {exc.message}", now)
+            else:
+                transition(s, job, JobState.QUEUED, f"re-queued: {center.slug} refused the job: "
+                           f"{exc.message}", now)
+                job.current_run_id = None
+            return 1

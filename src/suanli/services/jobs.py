@@ -1,0 +1,338 @@
+"""Jobs: submission (with feasibility check), visibility, cancel, logs, placement explanations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from ..domain.enums import DeviceKind, Policy, Precision, Role
+from ..domain.errors import Conflict, ConnectorError, Forbidden, Infeasible, InvalidInput, NotFound
+from ..domain.jobstate import JobState, check_transition
+from ..domain.model import JobRequirements, Resources
+from ..scheduling import explain_job, static_reasons
+from ..store import models as m
+from .auth import Principal
+from .context import Platform
+from .snapshot import pool_states, requirements_of
+
+MAX_COMMAND_ARGS = 1000
+MAX_PRIORITY = 1000
+
+
+@dataclass
+class JobInput:
+    name: str
+    command: list[str]
+    device: DeviceKind
+    units: int = 1
+    nodes: int = 1
+    model: str | None = None
+    memory_gb: int | None = None
+    walltime_s: int = 3600
+    precision: Precision = Precision.FP32
+    policy: Policy = Policy.BALANCED
+    priority: int = 0
+    domestic_only: bool = False
+    district: str | None = None
+    deadline: datetime | None = None
+    budget_fen: int | None = None
+    requeue: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+    def requirements(self) -> JobRequirements:
+        return JobRequirements(
+            resources=Resources(self.device, self.units, self.nodes, self.model, self.memory_gb),
+            walltime_s=self.walltime_s,
+            precision=self.precision,
+            policy=self.policy,
+            priority=self.priority,
+            domestic_only=self.domestic_only,
+            district=self.district,
+            deadline=self.deadline,
+            budget_fen=self.budget_fen,
+        )
+
+
+def _validate(data: JobInput, now: datetime) -> None:
+    if not data.name.strip() or len(data.name) > 200:
+        raise InvalidInput("name must be 1-200 characters", field="name")
+    if not data.command or not all(isinstance(a, str) for a in data.command):
+        raise InvalidInput("command must be a non-empty list of strings", field="command")
+    if len(data.command) > MAX_COMMAND_ARGS or not data.command[0]:
+        raise InvalidInput("command is empty or too long", field="command")
+    if data.units < 1:
+        raise InvalidInput("units must be at least 1", field="resources.units")
+    if data.nodes < 1:
+        raise InvalidInput("nodes must be at least 1", field="resources.nodes")
+    if data.memory_gb is not None and data.memory_gb < 1:
+        raise InvalidInput("memory_gb must be at least 1", field="resources.memory_gb")
+    if data.walltime_s < 1:
+        raise InvalidInput("walltime_s must be at least 1 second", field="walltime_s")
+    if abs(data.priority) > MAX_PRIORITY:
+        raise InvalidInput(f"priority must be within ±{MAX_PRIORITY}", field="priority")
+    if data.budget_fen is not None and data.budget_fen < 0:
+        raise InvalidInput("budget_fen must not be negative", field="budget_fen")
+    if data.deadline is not None:
+        if data.deadline.tzinfo is None:
+            raise InvalidInput("deadline needs a timezone (e.g. ...Z)", field="deadline")
+        if data.deadline <= now:
+            raise InvalidInput("deadline is in the past", field="deadline")
+
+
+def check_feasible(s: Session, req: JobRequirements) -> list[dict[str, Any]]:
+    """Per-pool reasons; raises Infeasible when no pool of the network could ever run the job."""
+    report: list[dict[str, Any]] = []
+    for st in pool_states(s):
+        reasons = static_reasons(req, st)
+        report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
+    if not any(not r["reasons"] for r in report):
+        raise Infeasible(
+            "no pool in the network can ever run this job", field="resources", detail=report
+        )
+    return report
+
+
+def _record(s: Session, job: m.Job, target: JobState, reason: str, at: datetime) -> None:
+    """The one way a job changes state: checked by the state machine and written to history."""
+    current = JobState(job.state)
+    check_transition(current, target)
+    job.state = target.value
+    job.state_reason = reason[:500]
+    job.updated_at = at
+    if target is JobState.RUNNING and job.started_at is None:
+        job.started_at = at
+    if target.is_terminal:
+        job.finished_at = at
+    s.add(m.JobEvent(job_id=job.id, at=at, from_state=current.value, to_state=target.value,
+                     reason=reason[:500]))
+
+
+transition = _record
+
+
+def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
+    if not actor.role.is_tenant or actor.tenant_id is None:
+        raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
+    now = p.clock.now()
+    _validate(data, now)
+    with p.db.session() as s:
+        check_feasible(s, data.requirements())
+        job = m.Job(
+            tenant_id=actor.tenant_id,
+            user_id=actor.user_id,
+            name=data.name.strip(),
+            command=list(data.command),
+            device_kind=data.device.value,
+            device_model=data.model,
+            units=data.units,
+            nodes=data.nodes,
+            memory_gb=data.memory_gb,
+            walltime_s=data.walltime_s,
+            precision=data.precision.value,
+            policy=data.policy.value,
+            priority=data.priority,
+            domestic_only=data.domestic_only,
+            district=data.district,
+            deadline=data.deadline,
+            budget_fen=data.budget_fen,
+            requeue=data.requeue,
+            state=JobState.QUEUED.value,
+            state_reason="submitted",
+            submitted_at=now,
+            updated_at=now,
+        )
+        s.add(job)
+        s.flush()
+        s.add(m.JobEvent(job_id=job.id, at=now, from_state=None, to_state="QUEUED",
+                         reason=f"submitted by {actor.username}"))
+        return job
+
+
+def _visible(q: Any, actor: Principal) -> Any:
+    if actor.role.is_tenant:
+        return q.where(m.Job.tenant_id == actor.tenant_id)
+    if actor.role is Role.CENTER_OPERATOR:
+        on_center = select(m.Run.job_id).where(m.Run.center_id == actor.center_id)
+        return q.where(m.Job.id.in_(on_center))
+    return q
+
+
+def _get(s: Session, actor: Principal, job_id: int) -> m.Job:
+    job = s.scalar(_visible(select(m.Job).where(m.Job.id == job_id), actor))
+    if job is None:
+        raise NotFound(f"no job {job_id}")
+    return job
+
+
+def get_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
+    with p.db.session() as s:
+        return _get(s, actor, job_id)
+
+
+@dataclass
+class JobPage:
+    items: list[m.Job]
+    total: int
+    limit: int
+    offset: int
+
+
+def list_jobs(
+    p: Platform,
+    actor: Principal,
+    *,
+    state: JobState | None = None,
+    tenant_id: int | None = None,
+    name: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> JobPage:
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be 1-1000", field="limit")
+    if offset < 0:
+        raise InvalidInput("offset must not be negative", field="offset")
+    with p.db.session() as s:
+        q = _visible(select(m.Job), actor)
+        if state is not None:
+            q = q.where(m.Job.state == state.value)
+        if tenant_id is not None:
+            q = q.where(m.Job.tenant_id == tenant_id)
+        if name:
+            q = q.where(m.Job.name.contains(name))
+        total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
+        items = list(s.scalars(q.order_by(m.Job.id.desc()).limit(limit).offset(offset)))
+        return JobPage(items, total, limit, offset)
+
+
+def job_history(p: Platform, actor: Principal, job_id: int) -> list[m.JobEvent]:
+    with p.db.session() as s:
+        _get(s, actor, job_id)
+        return list(s.scalars(select(m.JobEvent).where(m.JobEvent.job_id == job_id)
+                              .order_by(m.JobEvent.id)))
+
+
+def job_runs(p: Platform, actor: Principal, job_id: int) -> list[m.Run]:
+    with p.db.session() as s:
+        _get(s, actor, job_id)
+        return list(s.scalars(select(m.Run).where(m.Run.job_id == job_id).order_by(m.Run.id)))
+
+
+def cancel_job(p: Platform, actor: Principal, job_id: int, reason: str = "") -> m.Job:
+    now = p.clock.now()
+    run_to_cancel: tuple[m.Center, str] | None = None
+    with p.db.session() as s:
+        job = _get(s, actor, job_id)
+        if not (actor.role.is_tenant or actor.role is Role.PLATFORM_ADMIN):
+            raise Forbidden("only the tenant's users or a platform admin cancel a job")
+        state = JobState(job.state)
+        if state.is_terminal:
+            raise Conflict(f"job {job_id} has already ended ({state})")
+        why = reason or f"cancelled by {actor.username}"
+        if state is JobState.QUEUED:
+            _record(s, job, JobState.CANCELLED, why, now)
+        else:
+            job.cancel_requested_at = job.cancel_requested_at or now
+            job.state_reason = f"cancel requested by {actor.username}"
+            run = s.get(m.Run, job.current_run_id) if job.current_run_id else None
+            if run is not None and run.external_id:
+                center = s.get(m.Center, run.center_id)
+                assert center is not None
+                run_to_cancel = (center, run.external_id)
+    if run_to_cancel is not None:
+        center, ext = run_to_cancel
+        try:
+            p.connector_for(center).cancel(ext)
+        except ConnectorError:
+            pass  # the engine retries on its next pass
+    return get_job(p, actor, job_id)
+
+
+@dataclass
+class LogChunk:
+    data: str
+    offset: int
+    next_offset: int
+    eof: bool
+    run_id: int | None
+
+
+def _complete_utf8(chunk: bytes) -> bytes:
+    """Cut a trailing partial UTF-8 sequence so that a chunk always decodes cleanly."""
+    for back in range(1, min(4, len(chunk)) + 1):
+        b = chunk[-back]
+        if b & 0xC0 == 0x80:
+            continue
+        if b & 0x80 == 0:
+            return chunk
+        need = 2 if b & 0xE0 == 0xC0 else 3 if b & 0xF0 == 0xE0 else 4
+        return chunk if back >= need else chunk[:-back]
+    return chunk
+
+
+def job_logs(
+    p: Platform, actor: Principal, job_id: int, *, stream: str = "stdout", offset: int = 0,
+    run_id: int | None = None,
+) -> LogChunk:
+    if stream not in ("stdout", "stderr"):
+        raise InvalidInput("stream must be stdout or stderr", field="stream")
+    if offset < 0:
+        raise InvalidInput("offset must not be negative", field="offset")
+    with p.db.session() as s:
+        job = _get(s, actor, job_id)
+        rid = run_id or job.current_run_id
+        run = s.get(m.Run, rid) if rid else None
+        if run is None or run.job_id != job.id:
+            if run_id is not None:
+                raise NotFound(f"job {job_id} has no run {run_id}")
+            return LogChunk("", offset, offset, JobState(job.state).is_terminal, None)
+        center = s.get(m.Center, run.center_id)
+        assert center is not None
+        done = JobState(job.state).is_terminal or run.state not in ("pending", "running")
+        ext = run.external_id
+    if ext is None:
+        return LogChunk("", offset, offset, done, run.id)
+    try:
+        raw = _complete_utf8(p.connector_for(center).logs(ext, stream, offset))
+    except ConnectorError as exc:
+        raise ConnectorError(f"cannot read logs from center {center.slug}: {exc.message}") from exc
+    return LogChunk(raw.decode("utf-8", "replace"), offset, offset + len(raw), done and not raw,
+                    run.id)
+
+
+def placement_explanation(p: Platform, actor: Principal, job_id: int) -> dict[str, Any]:
+    """Every placement of the job with its reasons; for a queued job, the evaluation right now."""
+    with p.db.session() as s:
+        job = _get(s, actor, job_id)
+        placements = list(s.scalars(select(m.Placement).where(m.Placement.job_id == job_id)
+                                    .order_by(m.Placement.id)))
+        out: dict[str, Any] = {
+            "job_id": job.id,
+            "state": job.state,
+            "placements": [
+                {"id": pl.id, "pool_id": pl.pool_id, "center_id": pl.center_id,
+                 "decided_at": pl.decided_at.isoformat(), "policy": pl.policy,
+                 **pl.explanation}
+                for pl in placements
+            ],
+            "current": None,
+        }
+        if job.state == JobState.QUEUED.value:
+            decision = explain_job(requirements_of(job), pool_states(s), p.clock.now(),
+                                   job_id=job.id)
+            out["current"] = decision.explanation()
+        elif placements:
+            out["current"] = out["placements"][-1]
+        return out
+
+
+def estimate(p: Platform, actor: Principal, data: JobInput) -> dict[str, Any]:
+    """What submitting this job would do now (no job is created)."""
+    now = p.clock.now()
+    _validate(data, now)
+    with p.db.session() as s:
+        check_feasible(s, data.requirements())
+        return explain_job(data.requirements(), pool_states(s), now).explanation()

@@ -1,0 +1,113 @@
+"""Build the scheduler's snapshot from the database (pools, their free devices, running work)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..domain.enums import CenterStatus, DeviceKind, Policy, Precision
+from ..domain.model import JobRequirements, Resources
+from ..scheduling import PoolState, QueuedJob, RunningAllocation
+from ..store import models as m
+from .centers import ACTIVE_RUN_STATES
+
+
+def pool_states(s: Session) -> list[PoolState]:
+    used_devices: dict[int, set[int]] = defaultdict(set)
+    used_memory: dict[int, dict[int, int]] = defaultdict(lambda: defaultdict(int))
+    running: dict[int, list[RunningAllocation]] = defaultdict(list)
+    runs = s.execute(
+        select(
+            m.Run.pool_id, m.Run.devices, m.Run.nodes, m.Run.memory_gb, m.Run.units,
+            m.Run.walltime_s, m.Run.started_at, m.Run.created_at,
+        ).where(m.Run.state.in_(ACTIVE_RUN_STATES))
+    )
+    for pool_id, devices, nodes, memory_gb, units, walltime_s, started_at, created_at in runs:
+        used_devices[pool_id].update(int(d) for d in devices or [])
+        for n in nodes or []:
+            used_memory[pool_id][int(n)] += memory_gb or 0
+        start = started_at or created_at
+        running[pool_id].append(RunningAllocation(units, start + timedelta(seconds=walltime_s)))
+    states: list[PoolState] = []
+    for pool, center in s.execute(select(m.Pool, m.Center).join(m.Center).order_by(m.Pool.id)):
+        spec = pool.spec()
+        upn = spec.units_per_node
+        used = used_devices.get(pool.id, set())
+        mem = used_memory.get(pool.id, {})
+        states.append(
+            PoolState(
+                pool_id=pool.id,
+                center_id=center.id,
+                center_slug=center.slug,
+                pool_name=pool.name,
+                spec=spec,
+                pue=center.pue,
+                district=center.district,
+                center_status=CenterStatus(center.status),
+                free_devices=tuple(
+                    frozenset(d for d in range(n * upn, (n + 1) * upn) if d not in used)
+                    for n in range(spec.nodes)
+                ),
+                free_memory_gb=tuple(
+                    spec.memory_gb_per_node - mem.get(n, 0) for n in range(spec.nodes)
+                ),
+                running=tuple(running.get(pool.id, ())),
+            )
+        )
+    return states
+
+
+def requirements_of(job: m.Job) -> JobRequirements:
+    return JobRequirements(
+        resources=Resources(
+            device=DeviceKind(job.device_kind),
+            units=job.units,
+            nodes=job.nodes,
+            model=job.device_model,
+            memory_gb=job.memory_gb,
+        ),
+        walltime_s=job.walltime_s,
+        precision=Precision(job.precision),
+        policy=Policy(job.policy),
+        priority=job.priority,
+        domestic_only=job.domestic_only,
+        district=job.district,
+        deadline=job.deadline,
+        budget_fen=job.budget_fen,
+    )
+
+
+def queued_jobs(s: Session) -> list[QueuedJob]:
+    c = m.Job
+    rows = s.execute(
+        select(
+            c.id, c.tenant_id, c.submitted_at, c.device_kind, c.units, c.nodes, c.device_model,
+            c.memory_gb, c.walltime_s, c.precision, c.policy, c.priority, c.domestic_only,
+            c.district, c.deadline, c.budget_fen,
+        ).where(c.state == "QUEUED")
+    )
+    out = []
+    for (jid, tid, sub, dev, units, nodes, model, mem, wall, prec, pol, prio, dom, dist, dl,
+         budget) in rows:
+        out.append(
+            QueuedJob(
+                jid,
+                tid,
+                sub,
+                JobRequirements(
+                    resources=Resources(DeviceKind(dev), units, nodes, model, mem),
+                    walltime_s=wall,
+                    precision=Precision(prec),
+                    policy=Policy(pol),
+                    priority=prio,
+                    domestic_only=dom,
+                    district=dist,
+                    deadline=dl,
+                    budget_fen=budget,
+                ),
+            )
+        )
+    return out

@@ -1,0 +1,67 @@
+"""Tenants (enterprises), identified by their unified social credit code."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from ..domain.credit_code import validate_credit_code
+from ..domain.enums import Role
+from ..domain.errors import Conflict, InvalidInput, NotFound
+from ..store import models as m
+from .auth import Principal
+from .context import Platform
+
+
+def create_tenant(
+    p: Platform,
+    actor: Principal | None,
+    *,
+    name: str,
+    credit_code: str,
+    district: str = "",
+    contact_name: str = "",
+    contact_email: str = "",
+    contact_phone: str = "",
+) -> m.Tenant:
+    if actor is not None:
+        actor.require(Role.PLATFORM_ADMIN)
+    name = name.strip()
+    if not name:
+        raise InvalidInput("tenant name must not be empty", field="name")
+    code = validate_credit_code(credit_code)
+    with p.db.session() as s:
+        if s.scalar(select(m.Tenant.id).where(m.Tenant.credit_code == code)) is not None:
+            raise Conflict(f"a tenant with credit code {code} exists", field="credit_code")
+        if s.scalar(select(m.Tenant.id).where(m.Tenant.name == name)) is not None:
+            raise Conflict(f"a tenant named {name!r} exists", field="name")
+        tenant = m.Tenant(
+            name=name,
+            credit_code=code,
+            district=district,
+            contact_name=contact_name,
+            contact_email=contact_email,
+            contact_phone=contact_phone,
+            created_at=p.clock.now(),
+        )
+        s.add(tenant)
+        s.flush()
+        return tenant
+
+
+def list_tenants(p: Platform, actor: Principal) -> list[m.Tenant]:
+    with p.db.session() as s:
+        q = select(m.Tenant).order_by(m.Tenant.id)
+        if actor.role.is_tenant:
+            q = q.where(m.Tenant.id == actor.tenant_id)
+        elif actor.role is Role.CENTER_OPERATOR:
+            raise NotFound("center operators do not list tenants")
+        return list(s.scalars(q))
+
+
+def get_tenant(p: Platform, actor: Principal, tenant_id: int) -> m.Tenant:
+    with p.db.session() as s:
+        tenant = s.get(m.Tenant, tenant_id)
+        visible = actor.role.is_platform or (actor.role.is_tenant and actor.tenant_id == tenant_id)
+        if tenant is None or not visible:
+            raise NotFound(f"no tenant {tenant_id}")
+        return tenant
