@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from ..domain.enums import Precision
+from ..domain.enums import CenterKind, CenterStatus, Policy, Precision
+from ..domain.jobstate import JobState
 from ..services.centers import redact
 from ..store import models as m
 from .schemas import CenterPublic, JobPublic, PoolPublic
@@ -22,9 +23,9 @@ def center_public(center: m.Center, used: dict[int, int] | None = None) -> Cente
     pools = [pool_public(p, used) for p in center.pools]
     out = CenterPublic(
         id=center.id, slug=center.slug, name_zh=center.name_zh, name_en=center.name_en,
-        kind=center.kind, district=center.district, operator=center.operator, pue=center.pue,
+        kind=CenterKind(center.kind), district=center.district, operator=center.operator, pue=center.pue,
         connector=center.connector, connector_config=redact(center.connector_config or {}),
-        status=center.status, status_reason=center.status_reason, emulated=center.emulated,
+        status=CenterStatus(center.status), status_reason=center.status_reason, emulated=center.emulated,
         created_at=center.created_at, pools=pools,
     )
     out.peak_pflops = {
@@ -40,9 +41,9 @@ def job_public(job: m.Job, center: str | None = None) -> JobPublic:
         command=list(job.command),
         resources={"device": job.device_kind, "model": job.device_model, "units": job.units,
                    "nodes": job.nodes, "memory_gb": job.memory_gb},
-        walltime_s=job.walltime_s, precision=job.precision, policy=job.policy,
+        walltime_s=job.walltime_s, precision=Precision(job.precision), policy=Policy(job.policy),
         priority=job.priority, domestic_only=job.domestic_only, district=job.district,
-        deadline=job.deadline, budget_fen=job.budget_fen, requeue=job.requeue, state=job.state,
+        deadline=job.deadline, budget_fen=job.budget_fen, requeue=job.requeue, state=JobState(job.state),
         state_reason=job.state_reason, exit_code=job.exit_code, submitted_at=job.submitted_at,
         updated_at=job.updated_at, started_at=job.started_at, finished_at=job.finished_at,
         cancel_requested_at=job.cancel_requested_at, current_run_id=job.current_run_id,

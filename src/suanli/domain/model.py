@@ -92,7 +92,7 @@ def meter(
     pflops_hours = spec.peak_pflops(precision, units) * seconds / 3600.0
     energy_wh = round(units * spec.watts_per_unit * seconds * pue / 3600.0)
     amount_fen = (unit_seconds * spec.price_fen_per_unit_hour + 1800) // 3600
-    return UsageFigures(unit_seconds, round(pflops_hours, 9), energy_wh, amount_fen)
+    return UsageFigures(unit_seconds, pflops_hours, energy_wh, amount_fen)
 
 
 @dataclass(frozen=True, slots=True)

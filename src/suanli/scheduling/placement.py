@@ -47,6 +47,9 @@ class Candidate:
     energy_wh: int | None = None
     score: float | None = None
     chosen: bool = False
+    # Unrounded figures used for ranking (the fen and Wh above are for display).
+    cost_exact: float = 0.0
+    energy_exact: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -137,7 +140,7 @@ def _status_reasons(pool: PoolState) -> list[str]:
 class _WorkingPool:
     """Mutable copy of a pool's free devices during one pass, so a pass never oversubscribes."""
 
-    __slots__ = ("state", "free_devices", "free_memory", "running")
+    __slots__ = ("free_devices", "free_memory", "running", "state")
 
     def __init__(self, state: PoolState) -> None:
         self.state = state
@@ -175,18 +178,36 @@ class _WorkingPool:
             self.free_memory[n] -= res.memory_gb or 0
             devices.extend(chosen)
         self.running.append(
-            RunningAllocation(res.units, now + timedelta(seconds=req.walltime_s))
+            RunningAllocation(res.units, now + timedelta(seconds=req.walltime_s), tuple(devices))
         )
         return tuple(devices)
 
-    def wait_estimate(self, units: int, now: datetime) -> float:
-        """Seconds until `units` units are free, assuming running jobs use their full walltime."""
-        free = self.free_units
-        if free >= units:
-            return 0.0
+    def wait_estimate(self, req: JobRequirements, now: datetime) -> float:
+        """Seconds until the job could start here, assuming running jobs use their full walltime.
+
+        Replays the running jobs' ends in order, giving their devices back to their nodes, until
+        enough nodes hold the job's per-node share (memory is not modelled here). Units of runs
+        whose devices are unknown count as a floating reserve.
+        """
+        res = req.resources
+        per = max(1, res.units_per_node)
+        upn = self.state.spec.units_per_node
+        free = [len(f) for f in self.free_devices]
+        floating = 0
+
+        def fits() -> bool:
+            whole = sum(1 for f in free if f >= per)
+            return whole + floating // max(1, per) >= res.nodes
+
         for alloc in sorted(self.running, key=lambda a: a.ends_by):
-            free += alloc.units
-            if free >= units:
+            if alloc.devices:
+                for d in alloc.devices:
+                    node = d // upn
+                    if 0 <= node < len(free):
+                        free[node] = min(upn, free[node] + 1)
+            else:
+                floating += alloc.units
+            if fits():
                 return max(0.0, (alloc.ends_by - now).total_seconds())
         return math.inf
 
@@ -198,21 +219,21 @@ def _score(
     if not feasible:
         return
     best_finish = min(c.finish_s or 0.0 for c in feasible) or 1.0
-    best_cost = min(c.cost_fen or 0 for c in feasible) or 1
-    best_energy = min(c.energy_wh or 0 for c in feasible) or 1
+    best_cost = min(c.cost_exact for c in feasible) or 1.0
+    best_energy = min(c.energy_exact for c in feasible) or 1.0
     for c in feasible:
         finish = c.finish_s or 0.0
         if policy is Policy.FASTEST:
             c.score = finish
         elif policy is Policy.CHEAPEST:
-            c.score = float(c.cost_fen or 0)
+            c.score = c.cost_exact
         elif policy is Policy.GREENEST:
-            c.score = float(c.energy_wh or 0)
+            c.score = c.energy_exact
         else:
             c.score = round(
                 BALANCED_WEIGHTS["finish"] * finish / best_finish
-                + BALANCED_WEIGHTS["cost"] * (c.cost_fen or 0) / best_cost
-                + BALANCED_WEIGHTS["energy"] * (c.energy_wh or 0) / best_energy,
+                + BALANCED_WEIGHTS["cost"] * c.cost_exact / best_cost
+                + BALANCED_WEIGHTS["energy"] * c.energy_exact / best_energy,
                 6,
             )
 
@@ -238,12 +259,14 @@ def _evaluate(
         speed = speeds[st.pool_id]
         runtime = req.walltime_s * (ref_speed / speed) if speed > 0 else math.inf
         c.fits_now = wp.find_nodes(req) is not None
-        wait = 0.0 if c.fits_now else wp.wait_estimate(units, now)
+        wait = 0.0 if c.fits_now else wp.wait_estimate(req, now)
         c.wait_s = round(wait, 3) if math.isfinite(wait) else None
         c.runtime_s = round(runtime, 3)
         c.finish_s = round(wait + runtime, 3) if math.isfinite(wait) else None
-        c.cost_fen = round(units * st.spec.price_fen_per_unit_hour * runtime / 3600)
-        c.energy_wh = round(units * st.spec.watts_per_unit * runtime * st.pue / 3600)
+        c.cost_exact = units * st.spec.price_fen_per_unit_hour * runtime / 3600
+        c.energy_exact = units * st.spec.watts_per_unit * runtime * st.pue / 3600
+        c.cost_fen = round(c.cost_exact)
+        c.energy_wh = round(c.energy_exact)
         if c.finish_s is None:
             c.feasible = False
             c.reasons.append("cannot free enough units")

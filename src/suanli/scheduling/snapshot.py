@@ -15,6 +15,7 @@ class RunningAllocation:
 
     units: int
     ends_by: datetime
+    devices: tuple[int, ...] = ()  # global device indices, when known (to know which nodes free up)
 
 
 @dataclass(frozen=True, slots=True)

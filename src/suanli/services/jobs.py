@@ -162,7 +162,7 @@ def _visible(q: Any, actor: Principal) -> Any:
 
 
 def _get(s: Session, actor: Principal, job_id: int) -> m.Job:
-    job = s.scalar(_visible(select(m.Job).where(m.Job.id == job_id), actor))
+    job: m.Job | None = s.scalar(_visible(select(m.Job).where(m.Job.id == job_id), actor))
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job

@@ -30,7 +30,8 @@ def pool_states(s: Session) -> list[PoolState]:
         for n in nodes or []:
             used_memory[pool_id][int(n)] += memory_gb or 0
         start = started_at or created_at
-        running[pool_id].append(RunningAllocation(units, start + timedelta(seconds=walltime_s)))
+        running[pool_id].append(RunningAllocation(units, start + timedelta(seconds=walltime_s),
+                                                   tuple(int(d) for d in devices or [])))
     states: list[PoolState] = []
     for pool, center in s.execute(select(m.Pool, m.Center).join(m.Center).order_by(m.Pool.id)):
         spec = pool.spec()

@@ -1,0 +1,121 @@
+"""Shared fixtures: a real platform on a temporary SQLite file, with real job processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from suanli.config import Settings
+from suanli.domain.enums import CenterKind, DeviceKind, Role
+from suanli.services.auth import Principal, create_user, principal_of
+from suanli.services.centers import CenterInput, PoolInput, create_center
+from suanli.services.context import Platform
+from suanli.services.engine import Engine
+from suanli.services.tenants import create_tenant
+from suanli.store import models as m
+from suanli.store.db import Database
+
+VALID_CODES = ["91350100M000100Y43", "91370212MA3C5T8K2R"]
+
+
+def kill_runs(home: Path) -> None:
+    """Stop every job process and supervisor a test left behind (by the PIDs they recorded)."""
+    for path in list(home.rglob("started.json")) + list(home.rglob("shim.json")):
+        try:
+            pid = int(json.loads(path.read_text())["pid"])
+            os.killpg(pid, signal.SIGKILL)
+        except (OSError, ValueError, KeyError):
+            pass
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    d = Path(tempfile.mkdtemp(prefix="suanli-test."))
+    yield d
+    kill_runs(d)
+    shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture
+def platform(home: Path) -> Iterator[Platform]:
+    settings = Settings(home=home, database_url=f"sqlite:///{home / 'suanli.db'}",
+                        scheduler_interval_s=0.1)
+    db = Database(settings.database_url)
+    db.upgrade()
+    yield Platform(db=db, settings=settings)
+    db.dispose()
+
+
+def cpu_pool(name: str = "cpu", **kw: object) -> PoolInput:
+    base: dict[str, object] = dict(name=name, device_kind=DeviceKind.CPU, device_model="Xeon 8358",
+                                   units_per_node=4, nodes=2, memory_gb_per_node=64,
+                                   price_fen_per_unit_hour=100, tflops_fp64=0.08,
+                                   tflops_fp32=0.16, watts_per_unit=5, max_walltime_s=3600)
+    base.update(kw)
+    return PoolInput(**base)  # type: ignore[arg-type]
+
+
+class World:
+    """A small network: two local centers, one tenant pair, users of every role."""
+
+    def __init__(self, p: Platform) -> None:
+        self.p = p
+        self.engine = Engine(p)
+        self.alpha = create_center(p, None, CenterInput(
+            slug="alpha", name_zh="甲中心", name_en="Alpha", kind=CenterKind.SUPERCOMPUTING,
+            district="崂山区", pue=1.2, pools=[cpu_pool("cpu"), cpu_pool(
+                "npu", device_kind=DeviceKind.NPU, device_model="Ascend 910B", domestic=True,
+                tflops_fp64=None, tflops_fp32=80.0, tflops_fp16=320.0, tflops_int8=640.0,
+                price_fen_per_unit_hour=800, watts_per_unit=400)]))
+        self.beta = create_center(p, None, CenterInput(
+            slug="beta", name_zh="乙中心", name_en="Beta", kind=CenterKind.CLOUD,
+            district="黄岛区", pue=1.4, pools=[cpu_pool("cpu", price_fen_per_unit_hour=40,
+                                                      tflops_fp32=0.08, tflops_fp64=0.04)]))
+        self.t1 = create_tenant(p, None, name="Tenant One", credit_code=VALID_CODES[0])
+        self.t2 = create_tenant(p, None, name="Tenant Two", credit_code=VALID_CODES[1])
+        self.admin = self._user("admin", Role.PLATFORM_ADMIN)
+        self.u1 = self._user("u1", Role.TENANT_USER, tenant_id=self.t1.id)
+        self.u2 = self._user("u2", Role.TENANT_ADMIN, tenant_id=self.t2.id)
+        self.op_alpha = self._user("op", Role.CENTER_OPERATOR, center_id=self.alpha.id)
+        self.reviewer = self._user("rev", Role.REVIEWER)
+
+    def _user(self, name: str, role: Role, **kw: int) -> Principal:
+        return principal_of(create_user(self.p, None, username=name, role=role, **kw))  # type: ignore[arg-type]
+
+    def drive(self, until: Callable[[], bool], timeout: float = 20.0) -> None:
+        """Run engine passes until `until()` holds."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.engine.tick()
+            if until():
+                return
+            time.sleep(0.05)
+        raise AssertionError("condition not reached in time")
+
+    def job(self, job_id: int) -> m.Job:
+        with self.p.db.session() as s:
+            job = s.get(m.Job, job_id)
+            assert job is not None
+            return job
+
+    def runs(self, job_id: int) -> list[m.Run]:
+        with self.p.db.session() as s:
+            return list(s.scalars(select(m.Run).where(m.Run.job_id == job_id).order_by(m.Run.id)))
+
+    def usage(self, job_id: int) -> list[m.UsageRecord]:
+        with self.p.db.session() as s:
+            return list(s.scalars(select(m.UsageRecord).where(m.UsageRecord.job_id == job_id)))
+
+
+@pytest.fixture
+def world(platform: Platform) -> World:
+    return World(platform)

@@ -1,0 +1,156 @@
+"""Services + engine with real processes on local centers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import pytest
+
+from suanli.domain.enums import CenterStatus, DeviceKind, Policy
+from suanli.domain.errors import Conflict, Forbidden, Infeasible, NotFound
+from suanli.domain.jobstate import JobState
+from suanli.services import jobs as jobsvc
+from suanli.services.centers import city_capacity, set_center_status
+from suanli.services.jobs import JobInput
+from suanli.services.usage import list_usage
+
+from ..conftest import World
+
+
+def cpu_job(cmd: str, **kw: object) -> JobInput:
+    base: dict[str, object] = dict(name="t", command=["sh", "-c", cmd], device=DeviceKind.CPU,
+                                   units=1, walltime_s=60)
+    base.update(kw)
+    return JobInput(**base)  # type: ignore[arg-type]
+
+
+def test_job_runs_is_metered_once_and_has_history(world: World) -> None:
+    job = jobsvc.submit_job(world.p, world.u1, cpu_job("echo hi; sleep 1.2", units=2,
+                                                       policy=Policy.CHEAPEST))
+    world.drive(lambda: world.job(job.id).state == "COMPLETED")
+    done = world.job(job.id)
+    assert done.exit_code == 0
+    (run,) = world.runs(job.id)
+    assert run.center_id == world.beta.id  # the cheapest CPU pool
+    # Metered exactly once, even after more passes.
+    for _ in range(3):
+        world.engine.tick()
+    (use,) = world.usage(job.id)
+    assert use.units == 2 and use.run_id == run.id
+    assert 2 * 1 <= use.unit_seconds <= 2 * 4
+    assert use.amount_fen == (use.unit_seconds * 40 + 1800) // 3600
+    assert use.pflops_hours == pytest.approx(2 * 0.08 / 1000 * use.unit_seconds / 2 / 3600)
+    states = [e.to_state for e in jobsvc.job_history(world.p, world.u1, job.id)]
+    assert states == ["QUEUED", "PLACED", "RUNNING", "COMPLETED"]
+    chunk = jobsvc.job_logs(world.p, world.u1, job.id)
+    assert chunk.data == "hi\n" and chunk.eof is False
+    assert jobsvc.job_logs(world.p, world.u1, job.id, offset=chunk.next_offset).eof
+
+
+def test_failed_and_timed_out_jobs(world: World) -> None:
+    bad = jobsvc.submit_job(world.p, world.u1, cpu_job("exit 3"))
+    slow = jobsvc.submit_job(world.p, world.u1, cpu_job("sleep 30", walltime_s=1))
+    world.drive(lambda: world.job(bad.id).state == "FAILED"
+                and world.job(slow.id).state == "TIMEOUT")
+    assert world.job(bad.id).exit_code == 3
+    assert len(world.usage(slow.id)) == 1  # a timed-out run is billed for what it used
+
+
+def test_infeasible_job_is_refused_with_per_pool_reasons(world: World) -> None:
+    with pytest.raises(Infeasible) as exc:
+        jobsvc.submit_job(world.p, world.u1, cpu_job("true", units=64))
+    detail = exc.value.detail
+    assert {r["pool"] for r in detail} == {"alpha/cpu", "alpha/npu", "beta/cpu"}
+    assert all(r["reasons"] for r in detail)
+
+
+def test_cancel_queued_and_running(world: World) -> None:
+    queued = jobsvc.submit_job(world.p, world.u1, cpu_job("true"))
+    jobsvc.cancel_job(world.p, world.u1, queued.id)
+    assert world.job(queued.id).state == "CANCELLED"
+    with pytest.raises(Conflict):
+        jobsvc.cancel_job(world.p, world.u1, queued.id)
+    running = jobsvc.submit_job(world.p, world.u1, cpu_job("sleep 60"))
+    world.drive(lambda: world.job(running.id).state == "RUNNING")
+    jobsvc.cancel_job(world.p, world.u1, running.id)
+    world.drive(lambda: world.job(running.id).state == "CANCELLED")
+    assert len(world.usage(running.id)) == 1
+
+
+def test_tenant_isolation_and_roles(world: World) -> None:
+    job = jobsvc.submit_job(world.p, world.u1, cpu_job("sleep 0.2", units=1,
+                                                       policy=Policy.FASTEST))
+    with pytest.raises(NotFound):
+        jobsvc.get_job(world.p, world.u2, job.id)
+    with pytest.raises(NotFound):
+        jobsvc.cancel_job(world.p, world.u2, job.id)
+    assert jobsvc.list_jobs(world.p, world.u2).total == 0
+    with pytest.raises(Forbidden):
+        jobsvc.submit_job(world.p, world.admin, cpu_job("true"))
+    world.drive(lambda: world.job(job.id).state == "COMPLETED")
+    (run,) = world.runs(job.id)
+    # The operator of alpha sees the job only if it ran on alpha.
+    visible = jobsvc.list_jobs(world.p, world.op_alpha).total
+    assert visible == (1 if run.center_id == world.alpha.id else 0)
+    assert list_usage(world.p, world.u2).totals["runs"] == 0
+    assert list_usage(world.p, world.u1).totals["runs"] == 1
+
+
+def test_gang_job_never_oversubscribes_a_pool(world: World) -> None:
+    # alpha/cpu (the only CPU pool in 崂山区) has 2 nodes × 4 units: of four 3-unit jobs,
+    # two run (one per node) and two wait, although 2 units stay free.
+    ids = [jobsvc.submit_job(world.p, world.u1, cpu_job("sleep 1", units=3, district="崂山区")).id
+           for _ in range(4)]
+    world.drive(lambda: sum(world.job(i).state == "RUNNING" for i in ids) == 2)
+    assert sum(world.job(i).state == "QUEUED" for i in ids) == 2
+    devices: dict[int, set[int]] = {}
+    for i in ids:
+        for r in world.runs(i):
+            used = devices.setdefault(r.pool_id, set())
+            assert not used & set(r.devices)
+            used |= set(r.devices)
+    world.drive(lambda: all(world.job(i).state == "COMPLETED" for i in ids), timeout=30)
+
+
+def test_offline_center_gets_nothing_and_capacity_drops(world: World) -> None:
+    before = city_capacity(world.p, world.admin)["total"]["total_pflops"]["fp32"]
+    set_center_status(world.p, world.admin, world.beta.id, CenterStatus.OFFLINE, "test")
+    after = city_capacity(world.p, world.admin)
+    assert after["total"]["total_pflops"]["fp32"] < before
+    assert after["offline"]["total_units"] == 8
+    job = jobsvc.submit_job(world.p, world.u1, cpu_job("true", policy=Policy.CHEAPEST))
+    world.drive(lambda: world.job(job.id).state == "COMPLETED")
+    assert world.runs(job.id)[0].center_id == world.alpha.id
+
+
+def test_lost_run_is_requeued_and_both_runs_are_metered(world: World) -> None:
+    job = jobsvc.submit_job(world.p, world.u1, cpu_job("sleep 1; echo done"))
+    world.drive(lambda: world.job(job.id).state == "RUNNING")
+    (first,) = world.runs(job.id)
+    run_dir = world.p.home / "runs"
+    shim = json.loads(next(run_dir.rglob(f"{first.run_key}/shim.json")).read_text())
+    started = json.loads(next(run_dir.rglob(f"{first.run_key}/started.json")).read_text())
+    os.kill(shim["pid"], signal.SIGKILL)
+    os.killpg(started["pgid"], signal.SIGKILL)
+    world.drive(lambda: world.job(job.id).state == "COMPLETED", timeout=30)
+    runs = world.runs(job.id)
+    assert [r.state for r in runs] == ["lost", "completed"]
+    assert runs[0].ended_at is not None and runs[1].started_at is not None
+    assert runs[0].ended_at <= runs[1].started_at  # never twice at once
+    assert len(world.usage(job.id)) == 2
+    states = [e.to_state for e in jobsvc.job_history(world.p, world.u1, job.id)]
+    assert states == ["QUEUED", "PLACED", "RUNNING", "QUEUED", "PLACED", "RUNNING", "COMPLETED"]
+
+
+def test_placement_explanation_for_queued_and_placed(world: World) -> None:
+    job = jobsvc.submit_job(world.p, world.u1, cpu_job("true", policy=Policy.FASTEST))
+    exp = jobsvc.placement_explanation(world.p, world.u1, job.id)
+    assert exp["state"] == "QUEUED" and exp["placements"] == []
+    cands = {c["pool"]: c for c in exp["current"]["candidates"]}
+    assert not cands["alpha/npu"]["feasible"]
+    assert cands["alpha/cpu"]["chosen"]  # fastest: alpha's CPUs are twice as fast
+    world.drive(lambda: JobState(world.job(job.id).state).is_terminal)
+    exp = jobsvc.placement_explanation(world.p, world.u1, job.id)
+    assert len(exp["placements"]) == 1 and exp["current"]["chosen_pool_id"] is not None

@@ -1,0 +1,140 @@
+"""Scheduler v1: filters, policies, gang allocation, priority order, explanations."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from suanli.domain.enums import CenterStatus, DeviceKind, Policy, Precision
+from suanli.domain.model import JobRequirements, PoolSpec, Resources
+from suanli.scheduling import PoolState, QueuedJob, RunningAllocation, explain_job, schedule
+
+NOW = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def spec(**kw: object) -> PoolSpec:
+    base: dict[str, object] = dict(device_kind=DeviceKind.GPU, device_model="A100-80G",
+                                   domestic=False, units_per_node=8, nodes=2,
+                                   memory_gb_per_node=512, price_fen_per_unit_hour=1000,
+                                   tflops_fp64=9.7, tflops_fp32=19.5, tflops_fp16=312.0,
+                                   tflops_int8=624.0, watts_per_unit=400, max_walltime_s=86400)
+    base.update(kw)
+    return PoolSpec(**base)  # type: ignore[arg-type]
+
+
+def pool(pid: int, sp: PoolSpec | None = None, **kw: object) -> PoolState:
+    return PoolState.idle(pid, pid, f"c{pid}", "p", sp or spec(), **kw)  # type: ignore[arg-type]
+
+
+def req(units: int = 1, device: DeviceKind = DeviceKind.GPU, **kw: object) -> JobRequirements:
+    nodes = int(kw.pop("nodes", 1))  # type: ignore[call-overload]
+    model = kw.pop("model", None)
+    mem = kw.pop("memory_gb", None)
+    base: dict[str, object] = dict(walltime_s=3600, precision=Precision.FP16)
+    base.update(kw)
+    return JobRequirements(resources=Resources(device, units, nodes, model, mem),  # type: ignore[arg-type]
+                           **base)  # type: ignore[arg-type]
+
+
+def job(jid: int, r: JobRequirements, at: int = 0) -> QueuedJob:
+    return QueuedJob(jid, 1, NOW + timedelta(seconds=at), r)
+
+
+def only(decisions: list) -> object:  # type: ignore[type-arg]
+    assert len(decisions) == 1
+    return decisions[0]
+
+
+def test_filters_report_every_reason() -> None:
+    pools = [
+        pool(1, spec(device_kind=DeviceKind.CPU, device_model="Xeon", tflops_fp16=None)),
+        pool(2, spec(device_model="Ascend 910B", device_kind=DeviceKind.NPU, domestic=True)),
+        pool(3, spec(units_per_node=4)),
+        pool(4, spec(max_walltime_s=60)),
+        pool(5, center_status=CenterStatus.OFFLINE),
+        pool(6, center_status=CenterStatus.DRAINING),
+        pool(7, district="黄岛区"),
+    ]
+    d = explain_job(req(8, domestic_only=False, district="黄岛区"), pools, NOW)
+    by = {c.pool_id: c for c in d.candidates}
+    assert "device is cpu, job needs gpu" in by[1].reasons
+    assert "Xeon has no fp16 capability" in by[1].reasons
+    assert "device is npu, job needs gpu" in by[2].reasons
+    assert "needs 8 units per node, pool has 4 per node" in by[3].reasons
+    assert any("walltime" in r for r in by[4].reasons)
+    assert "center is offline" in by[5].reasons
+    assert any("draining" in r for r in by[6].reasons)
+    assert by[7].feasible and by[7].chosen
+    assert any("district" in r for r in by[3].reasons)
+
+
+def test_domestic_only_and_model() -> None:
+    pools = [pool(1), pool(2, spec(device_kind=DeviceKind.GPU, device_model="DCU K100",
+                                   domestic=True))]
+    d = only(schedule(pools, [job(1, req(1, domestic_only=True))], NOW))
+    assert d.pool_id == 2  # type: ignore[attr-defined]
+    d = only(schedule(pools, [job(1, req(1, model="a100-80g"))], NOW))
+    assert d.pool_id == 1  # type: ignore[attr-defined]
+
+
+def test_policies_pick_their_pool() -> None:
+    fast = spec(tflops_fp16=624.0, price_fen_per_unit_hour=3000, watts_per_unit=700)
+    cheap = spec(tflops_fp16=156.0, price_fen_per_unit_hour=200, watts_per_unit=300)
+    green = spec(tflops_fp16=312.0, price_fen_per_unit_hour=1500, watts_per_unit=100)
+    pools = [pool(1, fast), pool(2, cheap), pool(3, green)]
+    picks = {pol: only(schedule(pools, [job(1, req(1, policy=pol))], NOW)).pool_id  # type: ignore[attr-defined]
+             for pol in Policy}
+    assert picks[Policy.FASTEST] == 1
+    assert picks[Policy.CHEAPEST] == 2
+    assert picks[Policy.GREENEST] == 3
+
+
+def test_runtime_scales_with_speed_and_cost_follows() -> None:
+    pools = [pool(1, spec(tflops_fp16=300.0)), pool(2, spec(tflops_fp16=150.0,
+                                                           price_fen_per_unit_hour=1000))]
+    d = explain_job(req(2, policy=Policy.FASTEST), pools, NOW)
+    by = {c.pool_id: c for c in d.candidates}
+    assert by[1].runtime_s == 3600 and by[2].runtime_s == 7200
+    assert by[2].cost_fen == 2 * 1000 * 2  # 2 units × ¥10/h × 2 h
+    assert by[1].chosen
+
+
+def test_gang_job_gets_whole_nodes_or_waits() -> None:
+    p = pool(1, spec(units_per_node=4, nodes=3))
+    # Two nodes × 4 units, on distinct nodes, all devices distinct.
+    d = only(schedule([p], [job(1, req(8, nodes=2))], NOW))
+    assert d.pool_id == 1 and len(d.nodes) == 2  # type: ignore[attr-defined]
+    assert len(set(d.devices)) == 8  # type: ignore[attr-defined]
+    # With one unit used on each of two nodes, a 2×4 gang job cannot start (never partial).
+    busy = PoolState(1, 1, "c1", "p", spec(units_per_node=4, nodes=3), 1.3, "",
+                     CenterStatus.ONLINE,
+                     (frozenset({1, 2, 3}), frozenset({5, 6, 7}), frozenset({8, 9, 10, 11})),
+                     (512, 512, 512), (RunningAllocation(2, NOW + timedelta(hours=1), (0, 4)),))
+    d = only(schedule([busy], [job(1, req(8, nodes=2))], NOW))
+    assert d.pool_id is None and "waiting" in d.message  # type: ignore[attr-defined]
+    # The estimate says when enough units come back: the running job's walltime end.
+    assert explain_job(req(8, nodes=2), [busy], NOW).estimated_start == NOW + timedelta(hours=1)
+
+
+def test_priority_orders_the_queue_and_pool_is_not_oversubscribed() -> None:
+    p = pool(1, spec(units_per_node=8, nodes=1))
+    jobs = [job(1, req(6), at=0), job(2, req(6, priority=10), at=5), job(3, req(2), at=9)]
+    ds = {d.job_id: d for d in schedule([p], jobs, NOW)}
+    assert ds[2].placed and not ds[1].placed and ds[3].placed
+    assert not set(ds[2].devices) & set(ds[3].devices)
+
+
+def test_memory_per_node_is_a_filter_and_is_tracked() -> None:
+    p = pool(1, spec(units_per_node=8, nodes=1, memory_gb_per_node=100))
+    d = explain_job(req(1, memory_gb=200), [p], NOW)
+    assert not d.candidates[0].feasible
+    ds = schedule([p], [job(1, req(1, memory_gb=60)), job(2, req(1, memory_gb=60))], NOW)
+    assert ds[0].placed and not ds[1].placed
+
+
+def test_explanation_is_serialisable_and_marks_the_choice() -> None:
+    d = only(schedule([pool(1), pool(2, spec(price_fen_per_unit_hour=10))],
+                      [job(1, req(1, policy=Policy.BALANCED))], NOW))
+    exp = d.explanation()  # type: ignore[attr-defined]
+    assert exp["policy"] == "balanced" and exp["weights"]
+    chosen = [c for c in exp["candidates"] if c["chosen"]]
+    assert len(chosen) == 1 and chosen[0]["pool_id"] == 2
