@@ -64,6 +64,14 @@ class PlatformCollector(Collector):
 
 
 class Metrics:
+    @staticmethod
+    def _route_of(request: Request) -> str:
+        for r in request.app.router.routes:
+            match, _ = r.matches(request.scope)
+            if match is Match.FULL:
+                return str(getattr(r, "path", "unmatched"))
+        return "unmatched"
+
     def __init__(self, platform: Platform, engine: Engine) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
@@ -80,12 +88,8 @@ class Metrics:
     ) -> Response:
         start = time.perf_counter()
         response = await call_next(request)
-        route = "unmatched"
-        for r in request.app.router.routes:
-            match, _ = r.matches(request.scope)
-            if match is Match.FULL:
-                route = getattr(r, "path", "unmatched")
-                break
+        matched = request.scope.get("route")
+        route = getattr(matched, "path", None) or self._route_of(request)
         self.latency.labels(request.method, route, str(response.status_code)).observe(
             time.perf_counter() - start
         )

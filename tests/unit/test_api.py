@@ -1,0 +1,194 @@
+"""The REST API in-process: auth, bad input, isolation, errors, metrics."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from suanli.api.app import create_app
+from suanli.services.auth import issue_token
+from suanli.services.context import Platform
+from suanli.services.demo import ensure_credentials, seed_demo
+
+GOOD_JOB: dict[str, Any] = {"name": "hello", "command": ["echo", "hi"],
+                            "resources": {"device": "cpu", "units": 1}, "walltime_s": 60}
+
+
+@pytest.fixture
+def api(platform: Platform) -> Iterator[tuple[TestClient, dict[str, str]]]:
+    seed_demo(platform)
+    creds = ensure_credentials(platform, platform.home / "demo-credentials.json")
+    app = create_app(platform, run_engine=False)
+    with TestClient(app) as client:
+        yield client, creds
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_health_needs_no_token(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = api
+    r = client.get("/api/v1/health")
+    assert r.status_code == 200 and r.json()["status"] == "ok"
+
+
+@pytest.mark.parametrize("headers, words", [
+    ({}, "missing bearer token"),
+    ({"Authorization": "Bearer nope"}, "invalid API token"),
+    ({"Authorization": "Bearer sl_wrongwrongwrong"}, "invalid API token"),
+    ({"Authorization": "Basic abc"}, "missing bearer token"),
+])
+def test_bad_tokens_are_401(api: tuple[TestClient, dict[str, str]], headers: dict[str, str],
+                            words: str) -> None:
+    client, _ = api
+    r = client.get("/api/v1/jobs", headers=headers)
+    assert r.status_code == 401 and words in r.json()["error"]
+
+
+def test_tokens_are_shown_once_hashed_and_revocable(
+        api: tuple[TestClient, dict[str, str]], platform: Platform) -> None:
+    client, creds = api
+    r = client.post("/api/v1/tokens", json={"name": "ci"}, headers=auth(creds["tenant_a"]))
+    assert r.status_code == 201
+    secret, tid = r.json()["token"], r.json()["id"]
+    assert client.get("/api/v1/users/me", headers=auth(secret)).json()["username"] == "alice"
+    listed = client.get("/api/v1/tokens", headers=auth(secret)).json()
+    assert all("token" not in t for t in listed)
+    raw = platform.db.engine.raw_connection()
+    try:
+        rows = raw.cursor().execute("select token_hash from api_tokens").fetchall()
+    finally:
+        raw.close()
+    assert secret not in {r[0] for r in rows}  # only hashes are stored
+    assert client.delete(f"/api/v1/tokens/{tid}", headers=auth(secret)).status_code == 200
+    r = client.get("/api/v1/users/me", headers=auth(secret))
+    assert r.status_code == 401 and "revoked" in r.json()["error"]
+    # Another user's token id is a 404 for a tenant user.
+    _, other = issue_token(platform, 1)
+    assert client.delete("/api/v1/tokens/1", headers=auth(creds["tenant_b"])).status_code == 404
+
+
+BAD_JOBS: list[tuple[dict[str, Any], int, str]] = [
+    ({**GOOD_JOB, "resources": {"device": "cpu", "units": 0}}, 422, "resources.units"),
+    ({**GOOD_JOB, "resources": {"device": "cpu", "units": -3}}, 422, "resources.units"),
+    ({**GOOD_JOB, "resources": {"device": "cpu", "units": "two"}}, 422, "resources.units"),
+    ({**GOOD_JOB, "resources": {"device": "tpu"}}, 422, "resources.device"),
+    ({**GOOD_JOB, "walltime_s": 10**9}, 422, "walltime_s"),
+    ({**GOOD_JOB, "walltime_s": 30 * 86400}, 422, "resources"),  # over every pool's limit
+    ({**GOOD_JOB, "command": []}, 422, "command"),
+    ({**GOOD_JOB, "command": "echo hi"}, 422, "command"),
+    ({**GOOD_JOB, "resources": {"device": "npu", "units": 100000}}, 422, "resources"),
+    ({**GOOD_JOB, "policy": "fastest-ever"}, 422, "policy"),
+    ({**GOOD_JOB, "deadline": "2000-01-01T00:00:00Z"}, 422, "deadline"),
+    ({**GOOD_JOB, "deadline": "2099-01-01T00:00:00"}, 422, "deadline"),
+    ({**GOOD_JOB, "surprise": 1}, 422, "surprise"),
+    ({k: v for k, v in GOOD_JOB.items() if k != "name"}, 422, "name"),
+]
+
+
+@pytest.mark.parametrize("body, status, field", BAD_JOBS)
+def test_bad_jobs_get_4xx_naming_the_field_and_change_nothing(
+        api: tuple[TestClient, dict[str, str]], body: dict[str, Any], status: int,
+        field: str) -> None:
+    client, creds = api
+    r = client.post("/api/v1/jobs", json=body, headers=auth(creds["tenant_a"]))
+    assert r.status_code == status, r.text
+    assert r.json()["field"] == field or field in r.json()["error"], r.json()
+    assert client.get("/api/v1/jobs", headers=auth(creds["tenant_a"])).json()["total"] == 0
+
+
+def test_infeasible_job_lists_reasons_per_pool(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    body = {**GOOD_JOB, "resources": {"device": "npu", "units": 100000}}
+    r = client.post("/api/v1/jobs", json=body, headers=auth(creds["tenant_a"]))
+    detail = r.json()["detail"]
+    assert len(detail) == 12 and all(d["reasons"] for d in detail)
+    assert any("units per node" in reason for d in detail for reason in d["reasons"])
+
+
+def test_non_json_and_oversized_bodies(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    h = {**auth(creds["tenant_a"]), "Content-Type": "application/json"}
+    r = client.post("/api/v1/jobs", content=b"{not json", headers=h)
+    assert r.status_code == 422 and "JSON" in r.json()["error"]
+    r = client.post("/api/v1/jobs", content=b"x" * (2 << 20), headers=h)
+    assert r.status_code == 413
+
+
+def test_invalid_credit_code_is_refused(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    body = {"name": "Bad Co", "credit_code": "91370212MA3C5T8K2A"}
+    r = client.post("/api/v1/tenants", json=body, headers=auth(creds["platform_admin"]))
+    assert r.status_code == 422 and r.json()["field"] == "credit_code"
+    assert "should be 'R'" in r.json()["error"]
+    r = client.post("/api/v1/tenants", json={**body, "credit_code": "91370212MA3C5T8K2R"},
+                    headers=auth(creds["tenant_a"]))
+    assert r.status_code == 403
+
+
+def test_isolation_other_tenants_job_is_404(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    r = client.post("/api/v1/jobs", json=GOOD_JOB, headers=auth(creds["tenant_a"]))
+    assert r.status_code == 201
+    jid = r.json()["id"]
+    for path in ("", "/logs", "/placement"):
+        assert client.get(f"/api/v1/jobs/{jid}{path}",
+                          headers=auth(creds["tenant_b"])).status_code == 404
+    assert client.post(f"/api/v1/jobs/{jid}/cancel",
+                       headers=auth(creds["tenant_b"])).status_code == 404
+    assert client.get("/api/v1/jobs", headers=auth(creds["tenant_b"])).json()["total"] == 0
+    assert client.get(f"/api/v1/jobs/{jid}", headers=auth(creds["tenant_a"])).status_code == 200
+    # The operator of qd-ai sees only its own center and no job that never ran there.
+    centers = client.get("/api/v1/centers", headers=auth(creds["center_operator"])).json()
+    assert [c["slug"] for c in centers] == ["qd-ai"]
+    assert client.get(f"/api/v1/jobs/{jid}",
+                      headers=auth(creds["center_operator"])).status_code == 404
+    assert client.get("/api/v1/centers/2",
+                      headers=auth(creds["center_operator"])).status_code == 404
+
+
+def test_centers_capacity_and_secrets_are_redacted(
+        api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    admin = auth(creds["platform_admin"])
+    body = {"slug": "hpc-x", "name_zh": "测试", "name_en": "Test", "kind": "supercomputing",
+            "connector": "local", "connector_config": {"jwt_token": "s3cret", "root": "/tmp/x"},
+            "pools": [{"name": "cpu", "device_kind": "cpu", "device_model": "Xeon",
+                       "units_per_node": 64, "nodes": 10, "memory_gb_per_node": 256,
+                       "price_fen_per_unit_hour": 5, "tflops_fp64": 0.1}]}
+    r = client.post("/api/v1/centers", json=body, headers=admin)
+    assert r.status_code == 201, r.text
+    c = r.json()
+    assert c["connector_config"]["jwt_token"] == "***" and c["pools"][0]["total_units"] == 640
+    assert c["peak_pflops"]["fp64"] == pytest.approx(0.064)
+    assert client.post("/api/v1/centers", json=body, headers=admin).status_code == 409
+    cap = client.get("/api/v1/capacity", headers=admin).json()
+    assert cap["unit"] == "PFLOPS"
+    assert cap["by_kind"]["ai"]["total_pflops"]["fp16"] > 500
+    assert "崂山区" in cap["by_district"]
+    assert cap["domestic"]["total_pflops"]["fp16"] > 250
+    r = client.post("/api/v1/centers", json={**body, "slug": "x2"}, headers=auth(creds["tenant_a"]))
+    assert r.status_code == 403
+
+
+def test_metrics_exposes_platform_state(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    client.post("/api/v1/jobs", json=GOOD_JOB, headers=auth(creds["tenant_a"]))
+    text = client.get("/metrics").text
+    assert 'suanli_jobs{state="QUEUED"} 1.0' in text
+    assert 'suanli_pool_units_total{center="qd-ai",pool="ascend-910b"} 320.0' in text
+    assert "suanli_api_request_seconds_bucket" in text and 'route="/api/v1/jobs"' in text
+    assert "suanli_center_utilization" in text and "suanli_queue_length" in text
+
+
+def test_openapi_docs_are_served(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = api
+    assert client.get("/docs").status_code == 200
+    paths = client.get("/openapi.json").json()["paths"]
+    for p in ("/api/v1/jobs", "/api/v1/jobs/{job_id}/placement", "/api/v1/capacity",
+              "/api/v1/usage", "/api/v1/centers/{center_id}/pools", "/api/v1/tokens"):
+        assert p in paths
