@@ -1,0 +1,107 @@
+"""A real `suanli serve --demo` process on a free port, and the CLI as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ..conftest import kill_runs
+
+BIN = Path(sys.executable).parent
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Server:
+    home: Path
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    log: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log = self.home / "server.log"
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, token_key: str | None = "tenant_a") -> dict[str, str]:
+        env = dict(os.environ, SUANLI_HOME=str(self.home), SUANLI_URL=self.url,
+                   SUANLI_SCHEDULER_INTERVAL="0.2", COLUMNS="200")
+        env.pop("SUANLI_TOKEN", None)
+        if token_key:
+            env["SUANLI_TOKEN"] = self.creds()[token_key]
+        return env
+
+    def creds(self) -> dict[str, str]:
+        data: dict[str, str] = json.loads((self.home / "demo-credentials.json").read_text())
+        return data
+
+    def start(self) -> None:
+        out = open(self.log, "ab")  # noqa: SIM115 - closed with the process
+        self.proc = subprocess.Popen(
+            [str(BIN / "suanli"), "serve", "--demo", "--port", str(self.port)],
+            env=self.env(None), stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def kill9(self) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def cli(self, *args: str, token: str | None = "tenant_a",
+            timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "suanli"), *args], env=self.env(token),
+                              capture_output=True, text=True, timeout=timeout)
+
+    def api(self, token: str = "tenant_a") -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=10,
+                            headers={"Authorization": f"Bearer {self.creds()[token]}"})
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    home = Path(tempfile.mkdtemp(prefix="suanli-it."))
+    srv = Server(home, free_port())
+    srv.start()
+    yield srv
+    srv.stop()
+    kill_runs(home)
+    shutil.rmtree(home, ignore_errors=True)
