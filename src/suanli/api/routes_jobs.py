@@ -24,6 +24,7 @@ from .schemas import (
     JobPublic,
     JobSubmit,
     LogChunkPublic,
+    PathId,
     RunPublic,
     UsagePage,
     UsagePublic,
@@ -85,7 +86,7 @@ def list_jobs(
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-def get_job(job_id: int, p: PlatformDep, who: PrincipalDep) -> JobDetail:
+def get_job(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> JobDetail:
     job = jobs.get_job(p, who, job_id)
     runs = jobs.job_runs(p, who, job_id)
     slugs = _center_slugs(p, [r.id for r in runs])
@@ -98,7 +99,7 @@ def get_job(job_id: int, p: PlatformDep, who: PrincipalDep) -> JobDetail:
 
 
 @router.post("/jobs/{job_id}/cancel", tags=["jobs"])
-def cancel_job(job_id: int, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> JobPublic:
+def cancel_job(job_id: PathId, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> JobPublic:
     job = jobs.cancel_job(p, who, job_id)
     engine.wake()
     return job_public(job)
@@ -106,7 +107,7 @@ def cancel_job(job_id: int, p: PlatformDep, who: PrincipalDep, engine: EngineDep
 
 @router.get("/jobs/{job_id}/logs", tags=["jobs"])
 def job_logs(
-    job_id: int, p: PlatformDep, who: PrincipalDep,
+    job_id: PathId, p: PlatformDep, who: PrincipalDep,
     stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
     offset: Annotated[int, Query(ge=0, le=BIG)] = 0, run_id: Id | None = None,
 ) -> LogChunkPublic:
@@ -117,7 +118,7 @@ def job_logs(
 
 
 @router.get("/jobs/{job_id}/placement", tags=["jobs"])
-def job_placement(job_id: int, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def job_placement(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """Why the job is where it is: every candidate pool, feasible or not, with its reasons and
     score components, and the chosen one."""
     return jobs.placement_explanation(p, who, job_id)

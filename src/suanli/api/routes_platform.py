@@ -18,6 +18,7 @@ from .schemas import (
     CenterPublic,
     CenterStatusUpdate,
     ErrorBody,
+    PathId,
     PoolCreate,
     PoolPublic,
     TenantCreate,
@@ -74,12 +75,12 @@ def create_center(body: CenterCreate, p: PlatformDep, who: PrincipalDep,
 
 
 @router.get("/centers/{center_id}", tags=["centers"])
-def get_center(center_id: int, p: PlatformDep, who: PrincipalDep) -> CenterPublic:
+def get_center(center_id: PathId, p: PlatformDep, who: PrincipalDep) -> CenterPublic:
     return center_public(centers.get_center(p, who, center_id), _used(p))
 
 
 @router.post("/centers/{center_id}/status", tags=["centers"])
-def set_center_status(center_id: int, body: CenterStatusUpdate, p: PlatformDep,
+def set_center_status(center_id: PathId, body: CenterStatusUpdate, p: PlatformDep,
                       who: PrincipalDep, engine: EngineDep) -> CenterPublic:
     center = centers.set_center_status(p, who, center_id, body.status, body.reason)
     engine.wake()
@@ -87,13 +88,13 @@ def set_center_status(center_id: int, body: CenterStatusUpdate, p: PlatformDep,
 
 
 @router.get("/centers/{center_id}/pools", tags=["centers"])
-def center_pools(center_id: int, p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
+def center_pools(center_id: PathId, p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
     used = _used(p)
     return [pool_public(pl, used) for pl in centers.get_center(p, who, center_id).pools]
 
 
 @router.post("/centers/{center_id}/pools", status_code=201, tags=["centers"])
-def add_pool(center_id: int, body: PoolCreate, p: PlatformDep, who: PrincipalDep,
+def add_pool(center_id: PathId, body: PoolCreate, p: PlatformDep, who: PrincipalDep,
              engine: EngineDep) -> PoolPublic:
     pool = centers.add_pool(p, who, center_id, PoolInput(**body.model_dump()))
     engine.wake()
@@ -123,7 +124,7 @@ def create_tenant(body: TenantCreate, p: PlatformDep, who: PrincipalDep) -> Tena
 
 
 @router.get("/tenants/{tenant_id}", tags=["tenants"])
-def get_tenant(tenant_id: int, p: PlatformDep, who: PrincipalDep) -> TenantPublic:
+def get_tenant(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> TenantPublic:
     return TenantPublic.model_validate(tenants.get_tenant(p, who, tenant_id))
 
 
@@ -155,7 +156,7 @@ def create_token(body: TokenCreate, p: PlatformDep, who: PrincipalDep) -> TokenC
 
 
 @router.delete("/tokens/{token_id}", tags=["users"])
-def revoke_token(token_id: int, p: PlatformDep, who: PrincipalDep) -> TokenPublic:
+def revoke_token(token_id: PathId, p: PlatformDep, who: PrincipalDep) -> TokenPublic:
     return TokenPublic.model_validate(auth.revoke_token(p, who, token_id))
 
 

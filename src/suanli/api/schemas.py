@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
+from fastapi import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Policy, Precision, Role
 from ..domain.jobstate import JobState
 
 BIG = 10**12
+PathId = Annotated[int, Path(ge=1, le=2**62)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 Tflops = Annotated[float | None, Field(default=None, ge=0, le=1e6)]
