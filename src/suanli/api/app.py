@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
@@ -15,6 +15,7 @@ from ..services.context import Platform
 from ..services.engine import Engine
 from . import errors, routes_jobs, routes_platform
 from .metrics import Metrics
+from .middleware import RequestGuard
 
 log = logging.getLogger("suanli.api")
 
@@ -43,22 +44,8 @@ def create_app(platform: Platform, engine: Engine | None = None, *,
     metrics = Metrics(platform, engine)
     app.state.metrics = metrics
     errors.install(app)
-    limit = platform.settings.max_body_bytes
-
-    @app.middleware("http")
-    async def body_limit(request: Request,
-                         call_next: Callable[[Request], Awaitable[Response]]) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None:
-            if not declared.isdigit():
-                return JSONResponse(errors.body("invalid Content-Length"), status_code=400)
-            if int(declared) > limit:
-                return JSONResponse(
-                    errors.body(f"request body over the limit of {limit} bytes"),
-                    status_code=413)
-        return await call_next(request)
-
-    app.middleware("http")(metrics.middleware)
+    app.add_middleware(RequestGuard, metrics=metrics,
+                       max_body=platform.settings.max_body_bytes)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

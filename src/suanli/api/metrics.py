@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Match
 
 from ..domain.jobstate import JobState
 from ..services.centers import used_units_by_pool
@@ -64,14 +60,6 @@ class PlatformCollector(Collector):
 
 
 class Metrics:
-    @staticmethod
-    def _route_of(request: Request) -> str:
-        for r in request.app.router.routes:
-            match, _ = r.matches(request.scope)
-            if match is Match.FULL:
-                return str(getattr(r, "path", "unmatched"))
-        return "unmatched"
-
     def __init__(self, platform: Platform, engine: Engine) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
@@ -83,16 +71,7 @@ class Metrics:
                               ["route"], registry=self.registry)
         self.registry.register(PlatformCollector(platform, engine))
 
-    async def middleware(
-        self, request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        start = time.perf_counter()
-        response = await call_next(request)
-        matched = request.scope.get("route")
-        route = getattr(matched, "path", None) or self._route_of(request)
-        self.latency.labels(request.method, route, str(response.status_code)).observe(
-            time.perf_counter() - start
-        )
-        if response.status_code >= 500:
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.latency.labels(method, route, str(status)).observe(seconds)
+        if status >= 500:
             self.errors.labels(route).inc()
-        return response

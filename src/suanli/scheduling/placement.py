@@ -144,7 +144,7 @@ class _WorkingPool:
 
     def __init__(self, state: PoolState) -> None:
         self.state = state
-        self.free_devices = [set(f) for f in state.free_devices]
+        self.free_devices: list[frozenset[int]] = list(state.free_devices)  # copy on write
         self.free_memory = list(state.free_memory_gb)
         self.running = list(state.running)
 
@@ -174,7 +174,7 @@ class _WorkingPool:
         devices: list[int] = []
         for n in nodes:
             chosen = sorted(self.free_devices[n])[: res.units_per_node]
-            self.free_devices[n].difference_update(chosen)
+            self.free_devices[n] = self.free_devices[n].difference(chosen)
             self.free_memory[n] -= res.memory_gb or 0
             devices.extend(chosen)
         self.running.append(

@@ -33,6 +33,7 @@ from .snapshot import pool_states, queued_jobs
 log = logging.getLogger("suanli.engine")
 
 MAX_SUBMIT_FAILURES = 3
+MIN_GAP_S = 0.2
 RUN_TO_JOB = {
     RunState.COMPLETED: JobState.COMPLETED,
     RunState.FAILED: JobState.FAILED,
@@ -80,12 +81,19 @@ class Engine:
     def _loop(self) -> None:
         interval = self.p.settings.scheduler_interval_s
         while not self._stop.is_set():
+            t0 = time.perf_counter()
             try:
                 self.tick()
             except Exception:  # the loop must survive anything one pass hits
                 log.exception("engine pass failed")
+            took = time.perf_counter() - t0
             self._wake.wait(interval)
             self._wake.clear()
+            # Wake-ups coalesce: at least MIN_GAP between passes, and never more than half the
+            # time in passes, so a burst of submissions cannot starve the API of the GIL.
+            pause = max(MIN_GAP_S, took) - (time.perf_counter() - t0 - took)
+            if pause > 0:
+                self._stop.wait(pause)
 
     def tick(self) -> PassStats:
         started = time.perf_counter()

@@ -17,7 +17,7 @@ from ..scheduling import explain_job, static_reasons
 from ..store import models as m
 from .auth import Principal
 from .context import Platform
-from .snapshot import pool_states, requirements_of
+from .snapshot import pool_facts, pool_states, requirements_of
 
 MAX_COMMAND_ARGS = 1000
 MAX_PRIORITY = 1000
@@ -86,7 +86,7 @@ def _validate(data: JobInput, now: datetime) -> None:
 def check_feasible(s: Session, req: JobRequirements) -> list[dict[str, Any]]:
     """Per-pool reasons; raises Infeasible when no pool of the network could ever run the job."""
     report: list[dict[str, Any]] = []
-    for st in pool_states(s):
+    for st in pool_facts(s):
         reasons = static_reasons(req, st)
         report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
     if not any(not r["reasons"] for r in report):

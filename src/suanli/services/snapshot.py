@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
+from functools import lru_cache
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,6 +14,31 @@ from ..domain.model import JobRequirements, Resources
 from ..scheduling import PoolState, QueuedJob, RunningAllocation
 from ..store import models as m
 from .centers import ACTIVE_RUN_STATES
+
+
+@lru_cache(maxsize=256)
+def _idle_nodes(units_per_node: int, nodes: int) -> tuple[frozenset[int], ...]:
+    return tuple(frozenset(range(n * units_per_node, (n + 1) * units_per_node))
+                 for n in range(nodes))
+
+
+def pool_facts(s: Session) -> list[PoolState]:
+    """Pools without their load (no free-device sets): enough for static feasibility, and cheap."""
+    return [
+        PoolState(pool_id=pool.id, center_id=center.id, center_slug=center.slug,
+                  pool_name=pool.name, spec=pool.spec(), pue=center.pue,
+                  district=center.district, center_status=CenterStatus(center.status),
+                  free_devices=(), free_memory_gb=())
+        for pool, center in s.execute(select(m.Pool, m.Center).join(m.Center).order_by(m.Pool.id))
+    ]
+
+
+def _free_devices(upn: int, nodes: int, used: set[int]) -> tuple[frozenset[int], ...]:
+    idle = _idle_nodes(upn, nodes)
+    if not used:
+        return idle
+    busy_nodes = {d // upn for d in used}
+    return tuple(idle[n] - used if n in busy_nodes else idle[n] for n in range(nodes))
 
 
 def pool_states(s: Session) -> list[PoolState]:
@@ -48,10 +74,7 @@ def pool_states(s: Session) -> list[PoolState]:
                 pue=center.pue,
                 district=center.district,
                 center_status=CenterStatus(center.status),
-                free_devices=tuple(
-                    frozenset(d for d in range(n * upn, (n + 1) * upn) if d not in used)
-                    for n in range(spec.nodes)
-                ),
+                free_devices=_free_devices(upn, spec.nodes, used),
                 free_memory_gb=tuple(
                     spec.memory_gb_per_node - mem.get(n, 0) for n in range(spec.nodes)
                 ),
