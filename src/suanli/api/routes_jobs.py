@@ -55,7 +55,7 @@ def _center_slugs(p: Platform, run_ids: list[int]) -> dict[int, str]:
 
 
 @router.post("/jobs", status_code=201, tags=["jobs"])
-def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep,
+async def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep,
                engine: EngineDep) -> JobPublic:
     """Submit a job. Refused with 422 and per-pool reasons when no pool could ever run it."""
     job = jobs.submit_job(p, who, _input(body))

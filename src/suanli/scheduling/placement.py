@@ -140,37 +140,56 @@ def _status_reasons(pool: PoolState) -> list[str]:
 class _WorkingPool:
     """Mutable copy of a pool's free devices during one pass, so a pass never oversubscribes."""
 
-    __slots__ = ("free_devices", "free_memory", "running", "state")
+    __slots__ = ("_fits", "free_devices", "free_memory", "running", "state", "version")
 
     def __init__(self, state: PoolState) -> None:
         self.state = state
         self.free_devices: list[frozenset[int]] = list(state.free_devices)  # copy on write
         self.free_memory = list(state.free_memory_gb)
         self.running = list(state.running)
+        self.version = 0  # grows on every take(); find_nodes answers are memoised per version
+        self._fits: dict[tuple[int, int, int], tuple[int, list[int] | None]] = {}
 
     @property
     def free_units(self) -> int:
         return sum(len(f) for f in self.free_devices)
 
     def find_nodes(self, req: JobRequirements) -> list[int] | None:
-        """Best fit: the nodes with the fewest free units that still fit the per-node share."""
+        """Best fit: the nodes with the fewest free units that still hold the per-node share."""
         res = req.resources
-        need_units = res.units_per_node
-        need_mem = res.memory_gb or 0
-        fitting = [
-            n
-            for n, free in enumerate(self.free_devices)
-            if len(free) >= need_units and self.free_memory[n] >= need_mem
-        ]
-        if len(fitting) < res.nodes:
-            return None
-        fitting.sort(key=lambda n: (len(self.free_devices[n]), n))
-        return sorted(fitting[: res.nodes])
+        key = (res.units_per_node, res.nodes, res.memory_gb or 0)
+        hit = self._fits.get(key)
+        if hit is not None and hit[0] == self.version:
+            return hit[1]
+        need_units, need_nodes, need_mem = key
+        found: list[int] | None
+        if need_nodes == 1:
+            best, best_free = -1, 1 << 62
+            for n, free in enumerate(self.free_devices):
+                k = len(free)
+                if need_units <= k < best_free and self.free_memory[n] >= need_mem:
+                    best, best_free = n, k
+                    if k == need_units:
+                        break
+            found = [best] if best >= 0 else None
+        else:
+            fitting = [
+                n for n, free in enumerate(self.free_devices)
+                if len(free) >= need_units and self.free_memory[n] >= need_mem
+            ]
+            if len(fitting) < need_nodes:
+                found = None
+            else:
+                fitting.sort(key=lambda n: (len(self.free_devices[n]), n))
+                found = sorted(fitting[:need_nodes])
+        self._fits[key] = (self.version, found)
+        return found
 
     def take(
         self, req: JobRequirements, nodes: list[int], now: datetime
     ) -> tuple[int, ...]:
         res = req.resources
+        self.version += 1
         devices: list[int] = []
         for n in nodes:
             chosen = sorted(self.free_devices[n])[: res.units_per_node]

@@ -55,14 +55,20 @@ def principal_of(user: m.User) -> Principal:
 
 
 def authenticate(p: Platform, token: str) -> Principal:
-    """The principal behind a bearer token, or Unauthenticated."""
+    """The principal behind a bearer token, or Unauthenticated (cached briefly in-process;
+    a revocation through this process takes effect at once)."""
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthenticated("invalid API token")
+    digest = hash_token(token)
+    return p.cached(f"token:{digest}", lambda: _lookup_token(p, digest))
+
+
+def _lookup_token(p: Platform, digest: str) -> Principal:
     with p.db.session() as s:
         row = s.execute(
             select(m.ApiToken, m.User)
             .join(m.User, m.User.id == m.ApiToken.user_id)
-            .where(m.ApiToken.token_hash == hash_token(token))
+            .where(m.ApiToken.token_hash == digest)
         ).first()
         if row is None:
             raise Unauthenticated("invalid API token")
@@ -182,6 +188,7 @@ def revoke_token(p: Platform, actor: Principal, token_id: int) -> m.ApiToken:
             raise NotFound(f"no token {token_id}")
         if tok.revoked_at is None:
             tok.revoked_at = p.clock.now()
+        p.forget(f"token:{tok.token_hash}")
         return tok
 
 

@@ -132,7 +132,8 @@ def create_center(p: Platform, actor: Principal | None, data: CenterInput) -> m.
             _add_pool(s, p, center, pool)
         s.refresh(center)
         _ = center.pools
-        return center
+    p.topology_changed()
+    return center
 
 
 def _visible_center_ids(actor: Principal) -> int | None:
@@ -172,7 +173,9 @@ def add_pool(p: Platform, actor: Principal, center_id: int, pool: PoolInput) -> 
     with p.db.session() as s:
         row = s.get(m.Center, center.id)
         assert row is not None
-        return _add_pool(s, p, row, pool)
+        added = _add_pool(s, p, row, pool)
+    p.topology_changed()
+    return added
 
 
 def set_center_status(
@@ -191,7 +194,8 @@ def set_center_status(
         row.status_reason = reason
         s.flush()
         _ = row.pools
-        return row
+    p.topology_changed()
+    return row
 
 
 def list_pools(p: Platform, actor: Principal) -> list[m.Pool]:

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from ..config import Settings
 from ..connectors import Connector, create
 from ..domain.clock import Clock, SystemClock
 from ..store import models as m
 from ..store.db import Database
+
+T = TypeVar("T")
+CACHE_TTL_S = 5.0
 
 
 @dataclass
@@ -20,6 +26,27 @@ class Platform:
     clock: Clock = field(default_factory=SystemClock)
     _connectors: dict[tuple[int, str], Connector] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # In-process caches. `topology_version` grows whenever centers or pools change; caches
+    # keyed on it are rebuilt then (and after CACHE_TTL_S, for changes made by another process).
+    topology_version: int = 0
+    _cache: dict[str, tuple[float, object]] = field(default_factory=dict)
+
+    def topology_changed(self) -> None:
+        with self._lock:
+            self.topology_version += 1
+            self._cache.pop("pool_facts", None)
+
+    def cached(self, key: str, build: Callable[[], T], ttl: float = CACHE_TTL_S) -> T:
+        now = time.monotonic()
+        hit = self._cache.get(key)
+        if hit is not None and now - hit[0] < ttl:
+            return hit[1]  # type: ignore[return-value]
+        value = build()
+        self._cache[key] = (now, value)
+        return value
+
+    def forget(self, key: str) -> None:
+        self._cache.pop(key, None)
 
     @property
     def home(self) -> Path:

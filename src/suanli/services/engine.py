@@ -23,7 +23,7 @@ from ..domain.enums import Precision, RunState
 from ..domain.errors import ConnectorError
 from ..domain.jobstate import JobState
 from ..domain.model import meter
-from ..scheduling import Decision, schedule
+from ..scheduling import Decision, QueuedJob, schedule
 from ..store import models as m
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
@@ -34,6 +34,7 @@ log = logging.getLogger("suanli.engine")
 
 MAX_SUBMIT_FAILURES = 3
 MIN_GAP_S = 0.2
+FULL_PASS_S = 10.0
 RUN_TO_JOB = {
     RunState.COMPLETED: JobState.COMPLETED,
     RunState.FAILED: JobState.FAILED,
@@ -57,6 +58,11 @@ class Engine:
         self.p = platform
         self.last = PassStats()
         self.placements_total = 0
+        self._queue: dict[int, QueuedJob] = {}
+        self._new: set[int] = set()  # queued jobs not yet seen by a pass
+        self._full_due = True
+        self._last_full = 0.0
+        self._topology_seen = -1
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -99,6 +105,8 @@ class Engine:
         started = time.perf_counter()
         stats = PassStats(at=self.p.clock.now())
         stats.finished = self.reconcile()
+        if stats.finished:
+            self._full_due = True  # capacity came back
         self.push_cancels()
         self.schedule_pass(stats)
         stats.seconds = time.perf_counter() - started
@@ -231,10 +239,18 @@ class Engine:
     def schedule_pass(self, stats: PassStats | None = None) -> list[Decision]:
         stats = stats or PassStats()
         with self.p.db.session() as s:
-            queue = queued_jobs(s)
+            queue = self._load_queue(s)
             stats.queued = len(queue)
             if not queue:
                 return []
+            full = self._full_pass_due()
+            if not full:
+                # Nothing freed capacity since the last full pass, so every job that did not fit
+                # then still does not: only the jobs new to the queue can be placed now.
+                queue = [q for q in queue if q.job_id in self._new]
+                if not queue:
+                    return []
+            self._new.clear()
             pools = pool_states(s)
         now = self.p.clock.now()
         decisions = schedule(pools, queue, now)
@@ -249,6 +265,35 @@ class Engine:
                         )
         self.placements_total += stats.placed
         return decisions
+
+    def _load_queue(self, s: Session) -> list[QueuedJob]:
+        """The queue, kept in memory between passes: a queued job's requirements never change,
+        so each pass reads only the ids in the queue and the rows of jobs new to it."""
+        ids = set(s.scalars(select(m.Job.id).where(m.Job.state == JobState.QUEUED.value)))
+        for gone in self._queue.keys() - ids:
+            del self._queue[gone]
+        self._new &= ids
+        missing = sorted(ids - self._queue.keys())
+        for i in range(0, len(missing), 500):
+            for q in queued_jobs(s, missing[i : i + 500]):
+                self._queue[q.job_id] = q
+                self._new.add(q.job_id)
+        return list(self._queue.values())
+
+    def _full_pass_due(self) -> bool:
+        now = time.monotonic()
+        version = self.p.topology_version
+        if self._full_due or version != self._topology_seen or now - self._last_full > FULL_PASS_S:
+            self._full_due = False
+            self._topology_seen = version
+            self._last_full = now
+            return True
+        return False
+
+    def request_full_pass(self) -> None:
+        """Capacity may have changed (a cancel, a center back online): re-examine every job."""
+        self._full_due = True
+        self.wake()
 
     def _place(self, d: Decision, now: datetime) -> int:
         assert d.pool_id is not None
@@ -299,6 +344,7 @@ class Engine:
             run.external_id = self.p.connector_for(center).submit(req)
             return 0
         except ConnectorError as exc:
+            self._full_due = True  # the run's units are free again
             run.state = RunState.FAILED.value
             run.reason = f"submit failed: {exc.message}"[:500]
             run.ended_at = now

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from ..domain.enums import DeviceKind, Policy, Precision, Role
@@ -83,10 +83,15 @@ def _validate(data: JobInput, now: datetime) -> None:
             raise InvalidInput("deadline is in the past", field="deadline")
 
 
-def check_feasible(s: Session, req: JobRequirements) -> list[dict[str, Any]]:
+def check_feasible(p: Platform, req: JobRequirements) -> list[dict[str, Any]]:
     """Per-pool reasons; raises Infeasible when no pool of the network could ever run the job."""
     report: list[dict[str, Any]] = []
-    for st in pool_facts(s):
+
+    def build() -> list[Any]:
+        with p.db.session() as s:
+            return pool_facts(s)
+
+    for st in p.cached("pool_facts", build):
         reasons = static_reasons(req, st)
         report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
     if not any(not r["reasons"] for r in report):
@@ -114,42 +119,47 @@ def _record(s: Session, job: m.Job, target: JobState, reason: str, at: datetime)
 transition = _record
 
 
+_INSERT_JOB = insert(m.Job).returning(m.Job.id)
+_INSERT_EVENT = insert(m.JobEvent)
+
+
 def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
     _validate(data, now)
+    check_feasible(p, data.requirements())
+    values: dict[str, Any] = dict(
+        tenant_id=actor.tenant_id,
+        user_id=actor.user_id,
+        name=data.name.strip(),
+        command=list(data.command),
+        device_kind=data.device.value,
+        device_model=data.model,
+        units=data.units,
+        nodes=data.nodes,
+        memory_gb=data.memory_gb,
+        walltime_s=data.walltime_s,
+        precision=data.precision.value,
+        policy=data.policy.value,
+        priority=data.priority,
+        domestic_only=data.domestic_only,
+        district=data.district,
+        deadline=data.deadline,
+        budget_fen=data.budget_fen,
+        requeue=data.requeue,
+        state=JobState.QUEUED.value,
+        state_reason="submitted",
+        submitted_at=now,
+        updated_at=now,
+    )
+    # Core inserts, not the ORM unit of work: submission is the hottest write path.
     with p.db.session() as s:
-        check_feasible(s, data.requirements())
-        job = m.Job(
-            tenant_id=actor.tenant_id,
-            user_id=actor.user_id,
-            name=data.name.strip(),
-            command=list(data.command),
-            device_kind=data.device.value,
-            device_model=data.model,
-            units=data.units,
-            nodes=data.nodes,
-            memory_gb=data.memory_gb,
-            walltime_s=data.walltime_s,
-            precision=data.precision.value,
-            policy=data.policy.value,
-            priority=data.priority,
-            domestic_only=data.domestic_only,
-            district=data.district,
-            deadline=data.deadline,
-            budget_fen=data.budget_fen,
-            requeue=data.requeue,
-            state=JobState.QUEUED.value,
-            state_reason="submitted",
-            submitted_at=now,
-            updated_at=now,
-        )
-        s.add(job)
-        s.flush()
-        s.add(m.JobEvent(job_id=job.id, at=now, from_state=None, to_state="QUEUED",
-                         reason=f"submitted by {actor.username}"))
-        return job
+        job_id = s.execute(_INSERT_JOB, values).scalar_one()
+        s.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
+                                  "to_state": "QUEUED", "reason": f"submitted by {actor.username}"})
+    return m.Job(id=job_id, exit_code=None, started_at=None, finished_at=None,
+                 cancel_requested_at=None, current_run_id=None, **values)
 
 
 def _visible(q: Any, actor: Principal) -> Any:
@@ -333,6 +343,6 @@ def estimate(p: Platform, actor: Principal, data: JobInput) -> dict[str, Any]:
     """What submitting this job would do now (no job is created)."""
     now = p.clock.now()
     _validate(data, now)
+    check_feasible(p, data.requirements())
     with p.db.session() as s:
-        check_feasible(s, data.requirements())
         return explain_job(data.requirements(), pool_states(s), now).explanation()

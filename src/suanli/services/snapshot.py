@@ -104,14 +104,16 @@ def requirements_of(job: m.Job) -> JobRequirements:
     )
 
 
-def queued_jobs(s: Session) -> list[QueuedJob]:
+def queued_jobs(s: Session, ids: list[int] | None = None) -> list[QueuedJob]:
+    """Queued jobs as the scheduler sees them (all of them, or those among `ids`)."""
     c = m.Job
+    cond = c.state == "QUEUED" if ids is None else (c.state == "QUEUED") & c.id.in_(ids)
     rows = s.execute(
         select(
             c.id, c.tenant_id, c.submitted_at, c.device_kind, c.units, c.nodes, c.device_model,
             c.memory_gb, c.walltime_s, c.precision, c.policy, c.priority, c.domestic_only,
             c.district, c.deadline, c.budget_fen,
-        ).where(c.state == "QUEUED")
+        ).where(cond)
     )
     out = []
     for (jid, tid, sub, dev, units, nodes, model, mem, wall, prec, pol, prio, dom, dist, dl,
