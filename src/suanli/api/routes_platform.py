@@ -49,6 +49,7 @@ def health(p: PlatformDep, engine: EngineDep) -> dict[str, Any]:
             "queued": last.queued,
             "placed": last.placed,
             "seconds": round(last.seconds, 4),
+            "phases": last.phases,
         },
     }
 

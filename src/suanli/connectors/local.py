@@ -100,7 +100,8 @@ class LocalConnector:
             "pool": req.pool,
             "units": req.units,
         }
-        write_json_atomic(run_dir / "spec.json", spec)
+        # Not fsynced: these files must survive a crash of suanli, which the page cache does.
+        write_json_atomic(run_dir / "spec.json", spec, durable=False)
         child = subprocess.Popen(
             [sys.executable, "-m", "suanli.connectors.local_shim", str(run_dir)],
             stdin=subprocess.DEVNULL,
@@ -111,7 +112,8 @@ class LocalConnector:
         )
         self._children[req.run_key] = child
         write_json_atomic(
-            run_dir / "shim.json", {"pid": child.pid, "ticks": start_ticks(child.pid)}
+            run_dir / "shim.json", {"pid": child.pid, "ticks": start_ticks(child.pid)},
+            durable=False,
         )
         return req.run_key
 

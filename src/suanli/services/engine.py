@@ -35,6 +35,7 @@ log = logging.getLogger("suanli.engine")
 MAX_SUBMIT_FAILURES = 3
 MIN_GAP_S = 0.2
 FULL_PASS_S = 10.0
+SLOW_PASS_S = 0.05
 RUN_TO_JOB = {
     RunState.COMPLETED: JobState.COMPLETED,
     RunState.FAILED: JobState.FAILED,
@@ -50,6 +51,7 @@ class PassStats:
     placed: int = 0
     finished: int = 0
     seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
     waiting_by_pool: dict[int, int] = field(default_factory=dict)
 
 
@@ -108,8 +110,15 @@ class Engine:
         if stats.finished:
             self._full_due = True  # capacity came back
         self.push_cancels()
+        t1 = time.perf_counter()
         self.schedule_pass(stats)
-        stats.seconds = time.perf_counter() - started
+        t2 = time.perf_counter()
+        stats.seconds = t2 - started
+        stats.phases["reconcile"] = round(t1 - started, 4)
+        stats.phases["schedule"] = round(t2 - t1, 4)
+        if stats.seconds > SLOW_PASS_S:
+            log.info("slow pass: %.3fs %s, %d queued, %d placed", stats.seconds, stats.phases,
+                     stats.queued, stats.placed)
         self.last = stats
         return stats
 
@@ -238,6 +247,7 @@ class Engine:
     # -- scheduling --------------------------------------------------------------------------
     def schedule_pass(self, stats: PassStats | None = None) -> list[Decision]:
         stats = stats or PassStats()
+        t_load = time.perf_counter()
         with self.p.db.session() as s:
             queue = self._load_queue(s)
             stats.queued = len(queue)
@@ -253,7 +263,11 @@ class Engine:
             self._new.clear()
             pools = pool_states(s)
         now = self.p.clock.now()
+        t0 = time.perf_counter()
+        stats.phases["load"] = round(t0 - t_load, 4)
         decisions = schedule(pools, queue, now)
+        t1 = time.perf_counter()
+        stats.phases["decide"] = round(t1 - t0, 4)
         for d in decisions:
             if d.placed:
                 stats.placed += self._place(d, now)
@@ -263,6 +277,7 @@ class Engine:
                         stats.waiting_by_pool[c.pool_id] = (
                             stats.waiting_by_pool.get(c.pool_id, 0) + 1
                         )
+        stats.phases["place"] = round(time.perf_counter() - t1, 4)
         self.placements_total += stats.placed
         return decisions
 
