@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__
 from ..services.context import Platform
-from ..services.engine import Engine
+from ..services.engine import Engine, EngineControl
 from . import errors, routes_jobs, routes_platform
 from .metrics import Metrics
 from .middleware import RequestGuard
@@ -24,7 +24,7 @@ DESCRIPTION = """The compute scheduling service platform of a city compute netwo
 Authenticate with `Authorization: Bearer sl_...`. Money is integer fen (分); times are UTC."""
 
 
-def create_app(platform: Platform, engine: Engine | None = None, *,
+def create_app(platform: Platform, engine: EngineControl | None = None, *,
                run_engine: bool = True) -> FastAPI:
     engine = engine or Engine(platform)
 

@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..domain.errors import Unauthenticated
 from ..services.auth import Principal, authenticate
 from ..services.context import Platform
-from ..services.engine import Engine
+from ..services.engine import EngineControl
 
 bearer = HTTPBearer(auto_error=False, description="an API token (sl_...)")
 
@@ -20,8 +20,8 @@ def get_platform(request: Request) -> Platform:
     return platform
 
 
-def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
+def get_engine(request: Request) -> EngineControl:
+    engine: EngineControl = request.app.state.engine
     return engine
 
 
@@ -35,5 +35,5 @@ def get_principal(
 
 
 PlatformDep = Annotated[Platform, Depends(get_platform)]
-EngineDep = Annotated[Engine, Depends(get_engine)]
+EngineDep = Annotated[EngineControl, Depends(get_engine)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]

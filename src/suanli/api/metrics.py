@@ -12,12 +12,12 @@ from sqlalchemy import func, select
 from ..domain.jobstate import JobState
 from ..services.centers import used_units_by_pool
 from ..services.context import Platform
-from ..services.engine import Engine
+from ..services.engine import EngineControl
 from ..store import models as m
 
 
 class PlatformCollector(Collector):
-    def __init__(self, platform: Platform, engine: Engine) -> None:
+    def __init__(self, platform: Platform, engine: EngineControl) -> None:
         self.p = platform
         self.engine = engine
 
@@ -41,7 +41,8 @@ class PlatformCollector(Collector):
         for state in JobState:
             jobs.add_metric([state.value], counts.get(state.value, 0))
         per_center: dict[str, list[int]] = {}
-        waiting = self.engine.last.waiting_by_pool
+        status = self.engine.status()
+        waiting = status.last.waiting_by_pool
         for pool, slug in pools:
             n = pool.units_per_node * pool.nodes
             u = used.get(pool.id, 0)
@@ -55,12 +56,12 @@ class PlatformCollector(Collector):
         for slug, (u, n) in per_center.items():
             cutil.add_metric([slug], u / n if n else 0.0)
         placements = CounterMetricFamily("suanli_placements", "Placements made by this server")
-        placements.add_metric([], self.engine.placements_total)
+        placements.add_metric([], status.placements_total)
         yield from (jobs, units, total, util, cutil, queue, placements)
 
 
 class Metrics:
-    def __init__(self, platform: Platform, engine: Engine) -> None:
+    def __init__(self, platform: Platform, engine: EngineControl) -> None:
         self.registry = CollectorRegistry()
         self.latency = Histogram(
             "suanli_api_request_seconds", "API latency", ["method", "route", "status"],

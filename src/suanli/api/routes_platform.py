@@ -39,18 +39,11 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 @router.get("/health", tags=["platform"])
 def health(p: PlatformDep, engine: EngineDep) -> dict[str, Any]:
     """Liveness and the scheduler's last pass. No token needed."""
-    last = engine.last
     return {
         "status": "ok",
         "version": __version__,
         "database": p.db.engine.dialect.name,
-        "scheduler": {
-            "last_pass_at": last.at.isoformat() if last.at else None,
-            "queued": last.queued,
-            "placed": last.placed,
-            "seconds": round(last.seconds, 4),
-            "phases": last.phases,
-        },
+        "scheduler": engine.status().as_dict(),
     }
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 from pathlib import Path
 
 from .. import logs
 from ..config import Settings
 from ..services.context import Platform
 from ..services.demo import ensure_credentials, seed_demo
+from ..services.engine import Engine, EngineControl
+from ..services.engine_process import EngineProcess
 from ..store.db import Database
 
 log = logging.getLogger("suanli.server")
@@ -38,7 +41,12 @@ def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> N
     logs.configure(settings.log_format, settings.log_level)
     platform = build_platform(settings)
     creds = prepare_demo(platform) if demo else None
-    app = create_app(platform)
+    engine: EngineControl
+    if os.environ.get("SUANLI_ENGINE", "process") == "thread":
+        engine = Engine(platform)
+    else:
+        engine = EngineProcess(settings)
+    app = create_app(platform, engine)
     # A long-running server holds a large, slowly changing heap (the queue): move what exists
     # now out of the collector's way and collect the young generation less often.
     gc.collect()

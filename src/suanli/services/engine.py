@@ -9,10 +9,13 @@ its previous run has ended.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -55,6 +58,54 @@ class PassStats:
     waiting_by_pool: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass
+class EngineStatus:
+    last: PassStats
+    placements_total: int = 0
+    running: bool = False
+    pid: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "placements_total": self.placements_total,
+            "last_pass_at": last.at.isoformat() if last.at else None,
+            "queued": last.queued,
+            "placed": last.placed,
+            "finished": last.finished,
+            "seconds": round(last.seconds, 4),
+            "phases": last.phases,
+            "waiting_by_pool": {str(k): v for k, v in last.waiting_by_pool.items()},
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> EngineStatus:
+        at = data.get("last_pass_at")
+        last = PassStats(
+            at=datetime.fromisoformat(at) if at else None, queued=int(data.get("queued", 0)),
+            placed=int(data.get("placed", 0)), finished=int(data.get("finished", 0)),
+            seconds=float(data.get("seconds", 0.0)), phases=dict(data.get("phases") or {}),
+            waiting_by_pool={int(k): int(v)
+                             for k, v in (data.get("waiting_by_pool") or {}).items()},
+        )
+        return EngineStatus(last, int(data.get("placements_total", 0)),
+                            bool(data.get("running")), data.get("pid"))
+
+
+class EngineControl(Protocol):
+    """What the API needs of the engine, wherever it runs (a thread here, or its own process)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def status(self) -> EngineStatus: ...
+
+
 class Engine:
     def __init__(self, platform: Platform) -> None:
         self.p = platform
@@ -79,6 +130,14 @@ class Engine:
             self._thread = threading.Thread(target=self._loop, name="suanli-engine", daemon=True)
             self._thread.start()
 
+    def status(self) -> EngineStatus:
+        return EngineStatus(last=self.last, placements_total=self.placements_total,
+                            running=self._thread is not None, pid=os.getpid())
+
+    def request_stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
         self._wake.set()
@@ -87,6 +146,15 @@ class Engine:
             self._thread = None
 
     def _loop(self) -> None:
+        def wait(timeout: float) -> None:
+            self._wake.wait(timeout)
+            self._wake.clear()
+
+        self.run(wait)
+
+    def run(self, wait: Callable[[float], None],
+            after_pass: Callable[[Engine], None] | None = None) -> None:
+        """Run passes until stopped. `wait(timeout)` returns early when someone wakes us."""
         interval = self.p.settings.scheduler_interval_s
         while not self._stop.is_set():
             t0 = time.perf_counter()
@@ -95,8 +163,9 @@ class Engine:
             except Exception:  # the loop must survive anything one pass hits
                 log.exception("engine pass failed")
             took = time.perf_counter() - t0
-            self._wake.wait(interval)
-            self._wake.clear()
+            if after_pass is not None:
+                after_pass(self)
+            wait(interval)
             # Wake-ups coalesce: at least MIN_GAP between passes, and never more than half the
             # time in passes, so a burst of submissions cannot starve the API of the GIL.
             pause = max(MIN_GAP_S, took) - (time.perf_counter() - t0 - took)

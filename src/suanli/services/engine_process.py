@@ -1,0 +1,152 @@
+"""The engine in its own process, so scheduling work never competes with the API for the GIL.
+
+`suanli serve` starts it; exactly one engine runs per data directory (an exclusive lock on
+`$SUANLI_HOME/engine.lock`); it exits when the server that started it is gone (even after
+`kill -9`), so a restarted server never meets a second scheduler. The API wakes it through a pipe
+and reads its pass statistics from `$SUANLI_HOME/engine-status.json`.
+
+    python -m suanli.services.engine_process --wake-fd N
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import ctypes
+import fcntl
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .. import logs
+from ..config import Settings
+from ..store.db import Database
+from .context import Platform
+from .engine import Engine, EngineStatus, PassStats
+
+log = logging.getLogger("suanli.engine")
+STATUS_FILE = "engine-status.json"
+LOCK_FILE = "engine.lock"
+PR_SET_PDEATHSIG = 1
+
+
+class EngineProcess:
+    """The API's handle on the engine process: start, wake, status, stop."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._wake_w: int | None = None
+        self._status_cache: tuple[float, EngineStatus] | None = None
+
+    def start(self) -> None:
+        r, w = os.pipe()
+        os.set_blocking(w, False)
+        env = dict(os.environ, SUANLI_HOME=str(self.settings.home),
+                   SUANLI_DATABASE_URL=self.settings.database_url,
+                   SUANLI_SCHEDULER_INTERVAL=str(self.settings.scheduler_interval_s),
+                   SUANLI_LOG_FORMAT=self.settings.log_format,
+                   SUANLI_LOG_LEVEL=self.settings.log_level)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "suanli.services.engine_process", "--wake-fd", str(r)],
+            pass_fds=(r,), env=env, stdin=subprocess.DEVNULL)
+        os.close(r)
+        self._wake_w = w
+
+    def wake(self) -> None:
+        if self._wake_w is None:
+            return
+        with contextlib.suppress(BlockingIOError, BrokenPipeError):
+            os.write(self._wake_w, b"w")
+
+    def status(self) -> EngineStatus:
+        now = time.monotonic()
+        if self._status_cache is not None and now - self._status_cache[0] < 0.5:
+            return self._status_cache[1]
+        try:
+            data = json.loads((self.settings.home / STATUS_FILE).read_text(encoding="utf-8"))
+            st = EngineStatus.from_dict(data)
+        except (OSError, ValueError):
+            st = EngineStatus(PassStats())
+        st.running = self.proc is not None and self.proc.poll() is None
+        self._status_cache = (now, st)
+        return st
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self._wake_w is not None:
+            os.close(self._wake_w)
+            self._wake_w = None
+
+
+def _die_with_parent() -> None:
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _write_status(home: Path, engine: Engine) -> None:
+    data: dict[str, Any] = engine.status().as_dict()
+    data["running"] = True
+    tmp = home / (STATUS_FILE + ".tmp")
+    tmp.write_text(json.dumps(data), encoding="utf-8")
+    os.replace(tmp, home / STATUS_FILE)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="suanli-engine")
+    ap.add_argument("--wake-fd", type=int, default=-1)
+    args = ap.parse_args(argv)
+    parent = os.getppid()
+    _die_with_parent()
+    settings = Settings.from_env()
+    logs.configure(settings.log_format, settings.log_level)
+    settings.home.mkdir(parents=True, exist_ok=True)
+    lock = open(settings.home / LOCK_FILE, "a+")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        log.warning("another engine holds %s; waiting for it to end", settings.home / LOCK_FILE)
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    platform = Platform(db=Database(settings.database_url), settings=settings)
+    engine = Engine(platform)
+    signal.signal(signal.SIGTERM, lambda *_: engine.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: engine.request_stop())
+
+    def wait(timeout: float) -> None:
+        if os.getppid() != parent:
+            log.warning("the server that started this engine is gone; stopping")
+            engine.request_stop()
+            return
+        if args.wake_fd < 0:
+            time.sleep(timeout)
+            return
+        ready, _, _ = select.select([args.wake_fd], [], [], timeout)
+        if ready:
+            try:
+                if not os.read(args.wake_fd, 4096):
+                    time.sleep(timeout)  # the writer closed: fall back to the interval
+            except OSError:
+                time.sleep(timeout)
+
+    log.info("engine started (pid %d)", os.getpid())
+    engine.run(wait, after_pass=lambda e: _write_status(settings.home, e))
+    platform.db.dispose()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
