@@ -53,17 +53,20 @@ def test_filters_report_every_reason() -> None:
         pool(5, center_status=CenterStatus.OFFLINE),
         pool(6, center_status=CenterStatus.DRAINING),
         pool(7, district="黄岛区"),
+        pool(8, spec(tflops_fp16=None), district="黄岛区"),
     ]
     d = explain_job(req(8, domestic_only=False, district="黄岛区"), pools, NOW)
     by = {c.pool_id: c for c in d.candidates}
     assert "device is cpu, job needs gpu" in by[1].reasons
-    assert "Xeon has no fp16 capability" in by[1].reasons
+    assert not any("fp16" in r for r in by[1].reasons)  # the device kind already rules it out
     assert "device is npu, job needs gpu" in by[2].reasons
-    assert "needs 8 units per node, pool has 4 per node" in by[3].reasons
+    assert "needs 8 units per node, pool has 4 per node (ask for nodes=2 to spread it)" \
+        in by[3].reasons
     assert any("walltime" in r for r in by[4].reasons)
     assert "center is offline" in by[5].reasons
     assert any("draining" in r for r in by[6].reasons)
     assert by[7].feasible and by[7].chosen
+    assert by[8].reasons == ["A100-80G has no fp16 capability"]
     assert any("district" in r for r in by[3].reasons)
 
 

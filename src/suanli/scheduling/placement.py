@@ -102,19 +102,24 @@ def static_reasons(req: JobRequirements, pool: PoolState) -> list[str]:
     spec = pool.spec
     res = req.resources
     reasons: list[str] = []
-    if spec.device_kind != res.device:
+    other_device = spec.device_kind != res.device
+    if other_device:
         reasons.append(f"device is {spec.device_kind}, job needs {res.device}")
     if res.model and res.model.lower() != spec.device_model.lower():
         reasons.append(f"model is {spec.device_model}, job needs {res.model}")
     if req.domestic_only and not spec.domestic:
         reasons.append("not a domestic (国产) device")
-    if spec.tflops(req.precision) is None:
+    if spec.tflops(req.precision) is None and not other_device:
         reasons.append(f"{spec.device_model} has no {req.precision} capability")
     if res.units % res.nodes:
         reasons.append(f"{res.units} units cannot be split evenly over {res.nodes} nodes")
     elif res.units_per_node > spec.units_per_node:
+        hint = ""
+        if res.nodes == 1 and res.units % spec.units_per_node == 0 and not other_device:
+            hint = f" (ask for nodes={res.units // spec.units_per_node} to spread it)"
         reasons.append(
             f"needs {res.units_per_node} units per node, pool has {spec.units_per_node} per node"
+            + hint
         )
     if res.nodes > spec.nodes:
         reasons.append(f"needs {res.nodes} nodes, pool has {spec.nodes}")
