@@ -163,13 +163,19 @@ def get_center(p: Platform, actor: Principal, center_id: int) -> m.Center:
         return center
 
 
-def add_pool(p: Platform, actor: Principal, center_id: int, pool: PoolInput) -> m.Pool:
+def _managed_center(p: Platform, actor: Principal, center_id: int) -> m.Center:
+    """A center the actor may change: any for a platform admin, its own for an operator."""
     center = get_center(p, actor, center_id)
     if not (
         actor.role is Role.PLATFORM_ADMIN
         or (actor.role is Role.CENTER_OPERATOR and actor.center_id == center.id)
     ):
         actor.require(Role.PLATFORM_ADMIN)
+    return center
+
+
+def add_pool(p: Platform, actor: Principal, center_id: int, pool: PoolInput) -> m.Pool:
+    center = _managed_center(p, actor, center_id)
     with p.db.session() as s:
         row = s.get(m.Center, center.id)
         assert row is not None
@@ -181,12 +187,7 @@ def add_pool(p: Platform, actor: Principal, center_id: int, pool: PoolInput) -> 
 def set_center_status(
     p: Platform, actor: Principal, center_id: int, status: CenterStatus, reason: str = ""
 ) -> m.Center:
-    center = get_center(p, actor, center_id)
-    if not (
-        actor.role is Role.PLATFORM_ADMIN
-        or (actor.role is Role.CENTER_OPERATOR and actor.center_id == center.id)
-    ):
-        actor.require(Role.PLATFORM_ADMIN)
+    center = _managed_center(p, actor, center_id)
     with p.db.session() as s:
         row = s.get(m.Center, center.id)
         assert row is not None

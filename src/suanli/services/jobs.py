@@ -183,6 +183,13 @@ def get_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
         return _get(s, actor, job_id)
 
 
+def check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= 1000:
+        raise InvalidInput("limit must be 1-1000", field="limit")
+    if offset < 0:
+        raise InvalidInput("offset must not be negative", field="offset")
+
+
 @dataclass
 class JobPage:
     items: list[m.Job]
@@ -201,10 +208,7 @@ def list_jobs(
     limit: int = 50,
     offset: int = 0,
 ) -> JobPage:
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be 1-1000", field="limit")
-    if offset < 0:
-        raise InvalidInput("offset must not be negative", field="offset")
+    check_page(limit, offset)
     with p.db.session() as s:
         q = _visible(select(m.Job), actor)
         if state is not None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections import defaultdict
 from datetime import timedelta
 from functools import lru_cache
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -84,56 +85,30 @@ def pool_states(s: Session) -> list[PoolState]:
     return states
 
 
-def requirements_of(job: m.Job) -> JobRequirements:
+# The job columns the scheduler needs, in the order `_requirements` takes them.
+_REQ_COLUMNS = (
+    m.Job.device_kind, m.Job.units, m.Job.nodes, m.Job.device_model, m.Job.memory_gb,
+    m.Job.walltime_s, m.Job.precision, m.Job.policy, m.Job.priority, m.Job.domestic_only,
+    m.Job.district, m.Job.deadline, m.Job.budget_fen,
+)
+
+
+def _requirements(row: tuple[Any, ...]) -> JobRequirements:
+    dev, units, nodes, model, mem, wall, prec, pol, prio, dom, dist, dl, budget = row
     return JobRequirements(
-        resources=Resources(
-            device=DeviceKind(job.device_kind),
-            units=job.units,
-            nodes=job.nodes,
-            model=job.device_model,
-            memory_gb=job.memory_gb,
-        ),
-        walltime_s=job.walltime_s,
-        precision=Precision(job.precision),
-        policy=Policy(job.policy),
-        priority=job.priority,
-        domestic_only=job.domestic_only,
-        district=job.district,
-        deadline=job.deadline,
-        budget_fen=job.budget_fen,
+        resources=Resources(DeviceKind(dev), units, nodes, model, mem), walltime_s=wall,
+        precision=Precision(prec), policy=Policy(pol), priority=prio, domestic_only=dom,
+        district=dist, deadline=dl, budget_fen=budget,
     )
+
+
+def requirements_of(job: m.Job) -> JobRequirements:
+    return _requirements(tuple(getattr(job, c.key) for c in _REQ_COLUMNS))
 
 
 def queued_jobs(s: Session, ids: list[int] | None = None) -> list[QueuedJob]:
     """Queued jobs as the scheduler sees them (all of them, or those among `ids`)."""
     c = m.Job
     cond = c.state == "QUEUED" if ids is None else (c.state == "QUEUED") & c.id.in_(ids)
-    rows = s.execute(
-        select(
-            c.id, c.tenant_id, c.submitted_at, c.device_kind, c.units, c.nodes, c.device_model,
-            c.memory_gb, c.walltime_s, c.precision, c.policy, c.priority, c.domestic_only,
-            c.district, c.deadline, c.budget_fen,
-        ).where(cond)
-    )
-    out = []
-    for (jid, tid, sub, dev, units, nodes, model, mem, wall, prec, pol, prio, dom, dist, dl,
-         budget) in rows:
-        out.append(
-            QueuedJob(
-                jid,
-                tid,
-                sub,
-                JobRequirements(
-                    resources=Resources(DeviceKind(dev), units, nodes, model, mem),
-                    walltime_s=wall,
-                    precision=Precision(prec),
-                    policy=Policy(pol),
-                    priority=prio,
-                    domestic_only=dom,
-                    district=dist,
-                    deadline=dl,
-                    budget_fen=budget,
-                ),
-            )
-        )
-    return out
+    rows = s.execute(select(c.id, c.tenant_id, c.submitted_at, *_REQ_COLUMNS).where(cond))
+    return [QueuedJob(r[0], r[1], r[2], _requirements(tuple(r[3:]))) for r in rows]

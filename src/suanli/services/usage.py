@@ -13,6 +13,7 @@ from ..domain.errors import InvalidInput
 from ..store import models as m
 from .auth import Principal
 from .context import Platform
+from .jobs import check_page
 
 
 @dataclass
@@ -36,10 +37,7 @@ def list_usage(
     limit: int = 100,
     offset: int = 0,
 ) -> UsagePage:
-    if not 1 <= limit <= 1000:
-        raise InvalidInput("limit must be 1-1000", field="limit")
-    if offset < 0:
-        raise InvalidInput("offset must not be negative", field="offset")
+    check_page(limit, offset)
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise InvalidInput(f"{name} needs a timezone (e.g. 2026-01-01T00:00:00Z)", field=name)
