@@ -6,7 +6,7 @@ cancel as SIGTERM then SIGKILL after a grace period, and writes `result.json` at
 job ends. The server finds every fact about the run in the run directory, so a server killed with
 `kill -9` re-attaches to its running jobs when it starts again.
 
-Usage: python -m suanli.connectors.local_shim RUN_DIR
+Usage: python -I -S path/to/local_shim.py RUN_DIR   (standard library only: keep it so)
 """
 
 from __future__ import annotations
