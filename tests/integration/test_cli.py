@@ -32,6 +32,9 @@ def test_submit_wait_logs_show_usage(server: Server) -> None:
     assert job["state"] == "FAILED" and job["exit_code"] == 3 and job["name"] == "hello"
     logs = server.cli("job", "logs", str(job["id"]))
     assert logs.stdout == "hello from 2 units\n"
+    chunk = json.loads(server.cli("job", "logs", str(job["id"]), "--offset", "6", "-o",
+                                  "json").stdout)
+    assert chunk["data"] == "from 2 units\n" and chunk["next_offset"] == 19
     show = server.cli("job", "show", str(job["id"]))
     assert "QUEUED" in show.stdout and "FAILED" in show.stdout and "history" in show.stdout
     placement = server.cli("job", "placement", str(job["id"]))
@@ -97,3 +100,15 @@ def test_login_saves_credentials(server: Server) -> None:
     out = subprocess.run([str(BIN / "suanli"), "tenant", "list", "-o", "json"], env=env,
                          capture_output=True, text=True, check=True).stdout
     assert [t["name"] for t in json.loads(out)] == ["青岛蓝海生物医药研究院有限公司"]
+
+
+def test_serve_with_a_bad_database_url_is_one_line(tmp_path: object) -> None:
+    import subprocess
+
+    from .conftest import BIN
+
+    env = dict(os.environ, SUANLI_HOME=str(tmp_path), SUANLI_DATABASE_URL="nonsense://")
+    r = subprocess.run([str(BIN / "suanli"), "serve"], env=env, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "nonsense" in r.stderr

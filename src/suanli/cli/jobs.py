@@ -226,10 +226,13 @@ def placement(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> 
 def logs(job_id: int = typer.Argument(...),
          stderr: bool = typer.Option(False, "--stderr", help="stderr instead of stdout"),
          follow_: bool = typer.Option(False, "--follow", "-f", help="keep following"),
+         offset: int = typer.Option(0, help="start at this byte offset"),
+         output: Output = OutputOpt,
          ) -> None:
-    """Print a job's log."""
+    """Print a job's log (with -o json: one chunk and its next offset)."""
     stream = "stderr" if stderr else "stdout"
-    offset = 0
+    if output is Output.json:
+        return emit_json(run(lambda c: c.job_logs(job_id, stream=stream, offset=offset)))
     with api_errors(), client() as c:
         while True:
             chunk = c.job_logs(job_id, stream=stream, offset=offset)

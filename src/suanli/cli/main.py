@@ -54,7 +54,14 @@ def serve(
         from dataclasses import replace
 
         settings = replace(settings, host=host or settings.host, port=port or settings.port)
-    run_server(settings, demo=demo)
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        run_server(settings, demo=demo)
+    except SQLAlchemyError as exc:
+        fail(f"database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
+    except OSError as exc:
+        fail(f"cannot start: {exc}")
 
 
 @app.command()
