@@ -33,10 +33,14 @@ lint: venv
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 
-test: lint
+# Real servers the tests use (idempotent; a no-op where they are installed already).
+services:
+	@tests/services/postgres.sh install >/dev/null
+
+test: lint services
 	$(BIN)/pytest
 
 bench: venv
 	$(BIN)/python bench/api.py
 
-.PHONY: help venv run lint test bench
+.PHONY: help venv run lint services test bench

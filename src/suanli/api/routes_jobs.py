@@ -18,6 +18,7 @@ from .render import job_public
 from .routes_platform import ERRORS
 from .schemas import (
     BIG,
+    MAX_ID,
     JobDetail,
     JobEventPublic,
     JobPage,
@@ -31,7 +32,8 @@ from .schemas import (
 )
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
-Id = Annotated[int, Query(ge=1, le=BIG)]
+Id = Annotated[int, Query(ge=1, le=MAX_ID)]
+NameFilter = Annotated[str | None, Query(max_length=200, pattern="^[^\x00]*$")]
 
 
 def _input(body: JobSubmit) -> JobInput:
@@ -72,7 +74,7 @@ def estimate_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep) -> dict[str
 @router.get("/jobs", tags=["jobs"])
 def list_jobs(
     p: PlatformDep, who: PrincipalDep, state: JobState | None = None,
-    tenant_id: Id | None = None, name: Annotated[str | None, Query(max_length=200)] = None,
+    tenant_id: Id | None = None, name: NameFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=BIG)] = 0,
 ) -> JobPage:

@@ -12,14 +12,33 @@ from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Policy, Precisi
 from ..domain.jobstate import JobState
 
 BIG = 10**12
-PathId = Annotated[int, Path(ge=1, le=2**62)]
+MAX_ID = 2**31 - 1  # ids are INTEGER on PostgreSQL
+PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 Tflops = Annotated[float | None, Field(default=None, ge=0, le=1e6)]
 
 
+def _no_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, list | tuple):
+        return all(_no_nul(v) for v in value)
+    if isinstance(value, dict):
+        return all(_no_nul(k) and _no_nul(v) for k, v in value.items())
+    return True
+
+
 class Input(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _refuse_nul(cls, value: Any) -> Any:
+        # PostgreSQL cannot store NUL in text; refuse it everywhere, on every database.
+        if not _no_nul(value):
+            raise ValueError("must not contain NUL characters")
+        return value
 
 
 class Output(BaseModel):
@@ -126,8 +145,8 @@ class TenantPublic(Output):
 class UserCreate(Input):
     username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{2,64}$")]
     role: Role
-    tenant_id: Annotated[int | None, Field(ge=1, le=BIG)] = None
-    center_id: Annotated[int | None, Field(ge=1, le=BIG)] = None
+    tenant_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
+    center_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
     display_name: Annotated[str, Field(max_length=200)] = ""
     password: Annotated[str | None, Field(min_length=8, max_length=200)] = None
 
@@ -145,7 +164,7 @@ class UserPublic(Output):
 
 class TokenCreate(Input):
     name: Annotated[str, Field(max_length=100)] = ""
-    user_id: Annotated[int | None, Field(ge=1, le=BIG)] = None
+    user_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
 
 
 class TokenPublic(Output):
