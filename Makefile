@@ -36,6 +36,7 @@ lint: venv
 # Real servers the tests use (idempotent; a no-op where they are installed already).
 services:
 	@tests/services/postgres.sh install >/dev/null
+	@tests/services/slurm.sh install >/dev/null
 
 test: lint services
 	$(BIN)/pytest

@@ -31,6 +31,7 @@ class RunRequest:
     devices: tuple[int, ...] = ()
     memory_gb: int | None = None
     pool: str = ""
+    device_kind: str = "cpu"
     env: dict[str, str] = field(default_factory=dict)
 
 

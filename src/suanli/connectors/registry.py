@@ -15,6 +15,7 @@ Factory = Callable[[Mapping[str, Any], Path], Connector]
 # name -> "module:function" (resolved on first use) or a factory registered at run time
 _REGISTRY: dict[str, str | Factory] = {
     "local": "suanli.connectors.local:create",
+    "slurm": "suanli.connectors.slurm:create",
 }
 
 

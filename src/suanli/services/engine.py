@@ -422,6 +422,7 @@ class Engine:
             run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
             nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
             devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb, pool=pool.name,
+            device_kind=pool.device_kind,
         )
         now = self.p.clock.now()
         try:

@@ -1,0 +1,297 @@
+"""Slurm through slurmrestd (never by scraping squeue): submit, status, cancel, logs, capacity.
+
+Configuration (per center, in `connector_config`):
+
+    socket: /run/slurmrestd.sock          # unix socket (rest_auth/local), or
+    url: http://slurm-head:6820           # TCP with a JWT:
+    user: suanli                          #   X-SLURM-USER-NAME
+    token: eyJ...                         #   X-SLURM-USER-TOKEN (never logged, masked in the API)
+    partitions: {pool-name: partition}    # a pool maps to a partition (default: the pool's name)
+    gres: {pool-name: gpu}                # GRES name for GPU/NPU pools (default: gpu / npu)
+    output_dir: /shared/suanli/logs       # where jobs write stdout/stderr; suanli reads logs here
+    work_dir: /shared/suanli/work         # the jobs' working directory (default: output_dir)
+
+A pool whose device is a GPU or NPU asks for `gres: <name>:<units per node>`; a CPU pool asks for
+`cpus_per_task: <units per node>`. Walltimes are rounded up to whole minutes (Slurm's unit).
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..domain.enums import RunState
+from ..domain.errors import ConnectorError
+from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus
+
+SUPPORTED_VERSIONS = ("0.0.38",)
+JOB_PREFIX = "suanli-"
+LOG_CHUNK = 1 << 20
+
+# Slurm job states -> ours. NODE_FAIL and PREEMPTED lose the attempt: the job is re-placed.
+STATES: dict[str, RunState] = {
+    "PENDING": RunState.PENDING, "CONFIGURING": RunState.PENDING,
+    "REQUEUED": RunState.PENDING, "REQUEUE_HOLD": RunState.PENDING,
+    "REQUEUE_FED": RunState.PENDING, "RESIZING": RunState.PENDING,
+    "SUSPENDED": RunState.RUNNING, "RUNNING": RunState.RUNNING,
+    "COMPLETING": RunState.RUNNING, "SIGNALING": RunState.RUNNING, "STAGE_OUT": RunState.RUNNING,
+    "COMPLETED": RunState.COMPLETED,
+    "FAILED": RunState.FAILED, "OUT_OF_MEMORY": RunState.FAILED, "BOOT_FAIL": RunState.FAILED,
+    "SPECIAL_EXIT": RunState.FAILED,
+    "CANCELLED": RunState.CANCELLED, "REVOKED": RunState.CANCELLED,
+    "TIMEOUT": RunState.TIMEOUT, "DEADLINE": RunState.TIMEOUT,
+    "NODE_FAIL": RunState.LOST, "PREEMPTED": RunState.LOST,
+}
+
+
+def decode_exit(raw: int | None) -> int | None:
+    """Slurm reports the raw wait status: `exit 3` is 768; killed by SIGTERM is 15."""
+    if raw is None:
+        return None
+    if raw & 0x7F:
+        return -(raw & 0x7F)
+    return (raw >> 8) & 0xFF
+
+
+def _time(epoch: object) -> datetime | None:
+    return datetime.fromtimestamp(epoch, UTC) if isinstance(epoch, int) and epoch > 0 else None
+
+
+class SlurmConnector:
+    name = "slurm"
+    capabilities = frozenset(
+        {Capability.GANG, Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS,
+         Capability.REATTACH}
+    )
+
+    def __init__(self, config: Mapping[str, Any], home: Path) -> None:
+        self.config = dict(config)
+        headers = {}
+        if config.get("socket"):
+            transport = httpx.HTTPTransport(uds=str(config["socket"]))
+            base = "http://slurmrestd"
+        elif config.get("url"):
+            transport = httpx.HTTPTransport()
+            base = str(config["url"]).rstrip("/")
+            if config.get("user"):
+                headers["X-SLURM-USER-NAME"] = str(config["user"])
+            if config.get("token"):
+                headers["X-SLURM-USER-TOKEN"] = str(config["token"])
+        else:
+            raise ConnectorError("a slurm center needs `socket` or `url` in its connector config")
+        self._http = httpx.Client(base_url=base, transport=transport, headers=headers,
+                                  timeout=float(config.get("timeout_s", 15)))
+        self.output_dir = Path(config.get("output_dir") or home / "slurm" / "logs")
+        self.work_dir = Path(config.get("work_dir") or self.output_dir)
+        self.partitions: dict[str, str] = dict(config.get("partitions") or {})
+        self.gres: dict[str, str] = dict(config.get("gres") or {})
+        self._version: str | None = config.get("version")
+
+    # -- HTTP ----------------------------------------------------------------------------------
+    def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise ConnectorError(f"slurmrestd unreachable: {type(exc).__name__}: {exc}") from exc
+        try:
+            data = resp.json()
+        except ValueError:
+            data = {"errors": [{"error": resp.text[:200]}]}
+        if resp.status_code >= 400 or (isinstance(data, dict) and data.get("errors")
+                                       and resp.status_code != 200):
+            errs = data.get("errors") if isinstance(data, dict) else None
+            msg = "; ".join(str(e.get("error") or e.get("description") or e) for e in errs or [])
+            raise ConnectorError(f"slurmrestd {method} {path}: HTTP {resp.status_code} "
+                                 f"{msg or resp.reason_phrase}", detail=data)
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def version(self) -> str:
+        """The OpenAPI plugin version the server speaks; refused when suanli does not know it."""
+        if self._version is None:
+            info = self._request("GET", "/openapi").get("info", {})
+            self._version = str(info.get("version", ""))
+        if self._version not in SUPPORTED_VERSIONS:
+            raise ConnectorError(
+                f"slurmrestd speaks OpenAPI v{self._version or '?'}; suanli supports "
+                f"{', '.join('v' + v for v in SUPPORTED_VERSIONS)} (start slurmrestd with "
+                f"-s openapi/v{SUPPORTED_VERSIONS[0]})")
+        return self._version
+
+    def _api(self, path: str) -> str:
+        return f"/slurm/v{self.version}{path}"
+
+    # -- the interface -------------------------------------------------------------------------
+    def _find(self, run_key: str) -> dict[str, Any] | None:
+        for job in self._request("GET", self._api("/jobs")).get("jobs", []):
+            if job.get("name") == JOB_PREFIX + run_key:
+                return dict(job)
+        return None
+
+    def job_description(self, req: RunRequest) -> dict[str, Any]:
+        per_node = max(1, req.units // max(1, req.nodes))
+        env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **req.env,
+               "SUANLI_JOB_ID": str(req.job_id), "SUANLI_RUN_KEY": req.run_key,
+               "SUANLI_UNITS": str(req.units), "SUANLI_NODES": str(req.nodes),
+               "SUANLI_POOL": req.pool}
+        job: dict[str, Any] = {
+            "name": JOB_PREFIX + req.run_key,
+            "partition": self.partitions.get(req.pool, req.pool),
+            "time_limit": max(1, -(-req.walltime_s // 60)),
+            "nodes": req.nodes,
+            "tasks": req.nodes,
+            "current_working_directory": str(self.work_dir),
+            "standard_output": str(self.output_dir / f"{req.run_key}.out"),
+            "standard_error": str(self.output_dir / f"{req.run_key}.err"),
+            "environment": env,
+            "comment": f"suanli job {req.job_id}",
+        }
+        kind = req.device_kind
+        if kind in ("gpu", "npu"):
+            job["gres"] = f"{self.gres.get(req.pool, kind)}:{per_node}"
+            job["cpus_per_task"] = 1
+        else:
+            job["cpus_per_task"] = per_node
+        if req.memory_gb:
+            job["memory_per_node"] = req.memory_gb * 1024
+        return job
+
+    def submit(self, req: RunRequest) -> str:
+        if not req.command:
+            raise ConnectorError("empty command")
+        existing = self._find(req.run_key)
+        if existing is not None:
+            return str(existing["job_id"])  # idempotent: this attempt was submitted already
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        devices = ('export SUANLI_DEVICES="${CUDA_VISIBLE_DEVICES:-${SLURM_STEP_GPUS:-'
+                   '${SLURM_JOB_GPUS:-}}}"\n')
+        script = "#!/bin/sh\n" + devices + "exec " + shlex.join(req.command) + "\n"
+        data = self._request("POST", self._api("/job/submit"),
+                             json={"script": script, "job": self.job_description(req)})
+        job_id = data.get("job_id")
+        if job_id is None:
+            raise ConnectorError(f"slurmrestd accepted no job: {data.get('errors')}")
+        return str(job_id)
+
+    def status(self, external_id: str) -> RunStatus:
+        try:
+            data = self._request("GET", self._api(f"/job/{int(external_id)}"))
+        except ConnectorError as exc:
+            if "Invalid job id" in exc.message:
+                return RunStatus(RunState.LOST, reason="Slurm no longer knows this job")
+            raise
+        jobs = data.get("jobs") or []
+        if not jobs:
+            return RunStatus(RunState.LOST, reason="Slurm no longer knows this job")
+        job = jobs[0]
+        slurm_state = str(job.get("job_state", "")).split()[0]
+        state = STATES.get(slurm_state, RunState.PENDING)
+        reason = f"Slurm {slurm_state}"
+        if job.get("state_reason") not in (None, "", "None"):
+            reason += f" ({job['state_reason']})"
+        code = decode_exit(job.get("exit_code")) if state.is_terminal else None
+        return RunStatus(state, exit_code=code, started_at=_time(job.get("start_time"))
+                         if state is not RunState.PENDING else None,
+                         ended_at=_time(job.get("end_time")) if state.is_terminal else None,
+                         reason=reason)
+
+    def cancel(self, external_id: str) -> None:
+        self._request("DELETE", self._api(f"/job/{int(external_id)}"))
+
+    def logs(self, external_id: str, stream: str = "stdout", offset: int = 0) -> bytes:
+        if stream not in ("stdout", "stderr"):
+            raise ConnectorError(f"unknown log stream {stream!r}")
+        job = self._request("GET", self._api(f"/job/{int(external_id)}")).get("jobs") or [{}]
+        name = str(job[0].get("name", ""))
+        if not name.startswith(JOB_PREFIX):
+            raise ConnectorError(f"Slurm job {external_id} was not submitted by suanli")
+        path = self.output_dir / f"{name[len(JOB_PREFIX):]}.{'out' if stream == 'stdout' else 'err'}"
+        try:
+            with open(path, "rb") as fh:
+                fh.seek(max(0, offset))
+                return fh.read(LOG_CHUNK)
+        except FileNotFoundError:
+            return b""
+        except OSError as exc:
+            raise ConnectorError(f"cannot read {path} (is output_dir shared with suanli?): "
+                                 f"{exc}") from exc
+
+    def capacity(self) -> list[PoolCapacity]:
+        nodes = self._request("GET", self._api("/nodes")).get("nodes", [])
+        parts = self._request("GET", self._api("/partitions")).get("partitions", [])
+        out = []
+        for part in parts:
+            pname = str(part.get("name"))
+            members = [n for n in nodes if pname in (n.get("partitions") or [])]
+            up = [n for n in members if not _down(n)]
+            total = sum(int(n.get("cpus", 0)) for n in members)
+            free = sum(int(n.get("idle_cpus", 0)) for n in up)
+            gpus = sum(_gres_count(n.get("gres")) for n in members)
+            if gpus:
+                total = gpus
+                free = sum(_gres_count(n.get("gres")) - _gres_count(n.get("gres_used"))
+                           for n in up)
+            out.append(PoolCapacity(pname, total, max(0, free)))
+        return out
+
+    def health(self) -> Health:
+        try:
+            pings = self._request("GET", self._api("/ping")).get("pings", [])
+        except ConnectorError as exc:
+            return Health(False, exc.message)
+        up = [p for p in pings if p.get("ping") == "UP"]
+        if not up:
+            return Health(False, f"slurmctld does not answer: {pings}")
+        return Health(True, f"slurmctld {up[0].get('hostname')} UP (v{self.version})")
+
+    def discover(self) -> list[dict[str, Any]]:
+        """The partitions as pool descriptions (nodes, CPUs or GRES per node, memory)."""
+        nodes = self._request("GET", self._api("/nodes")).get("nodes", [])
+        pools = []
+        for part in self._request("GET", self._api("/partitions")).get("partitions", []):
+            pname = str(part.get("name"))
+            members = [n for n in nodes if pname in (n.get("partitions") or [])]
+            if not members:
+                continue
+            gres = min(_gres_count(n.get("gres")) for n in members)
+            kind = "gpu" if gres else "cpu"
+            per_node = gres or min(int(n.get("cpus", 1)) for n in members)
+            pools.append({
+                "name": pname, "partition": pname, "device_kind": kind,
+                "units_per_node": per_node, "nodes": len(members),
+                "memory_gb_per_node": max(1, min(int(n.get("real_memory", 1024))
+                                                 for n in members) // 1024),
+                "gres": str(members[0].get("gres") or ""),
+                "max_walltime_s": (int(part["max_time_limit"]) * 60
+                                   if isinstance(part.get("max_time_limit"), int)
+                                   and part["max_time_limit"] > 0 else None),
+            })
+        return pools
+
+
+def _down(node: Mapping[str, Any]) -> bool:
+    state = str(node.get("state", "")).lower()
+    return any(s in state for s in ("down", "drain", "fail"))
+
+
+def _gres_count(spec: object) -> int:
+    """'gpu:fake:2' -> 2; 'gpu:fake:1(IDX:0)' -> 1; several comma-separated entries add up."""
+    total = 0
+    for entry in str(spec or "").split(","):
+        entry = entry.split("(")[0].strip()
+        if not entry:
+            continue
+        last = entry.rsplit(":", 1)[-1]
+        if last.isdigit():
+            total += int(last)
+    return total
+
+
+def create(config: Mapping[str, Any], home: Path) -> SlurmConnector:
+    return SlurmConnector(config, home)

@@ -1,0 +1,134 @@
+"""One contract every connector must pass, run against each real backend.
+
+A backend here is a started workload manager plus what the suite needs to know about it. Add a
+backend by adding a fixture to BACKENDS; it is done when the whole suite passes.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from suanli.connectors import Connector, RunRequest, RunStatus, create
+from suanli.domain.enums import RunState
+
+from ..integration.conftest import start_service, stop_service
+
+
+@dataclass
+class Backend:
+    name: str
+    connector: Connector
+    pool: str
+    make_down: Callable[[], Connector]  # a connector to the same kind of backend, unreachable
+    refused: RunRequest  # a request this backend refuses
+    min_walltime_s: int = 1
+    timeout_slack_s: float = 15.0  # how late a walltime may be enforced
+    occupy: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)
+    keys: list[str] = field(default_factory=list)
+
+    def request(self, command: list[str], *, walltime_s: int = 60, units: int = 1,
+                device_kind: str = "cpu", pool: str | None = None) -> RunRequest:
+        key = f"c{os.getpid()}-{len(self.keys)}-{int(time.time() * 1000) % 10**8}"
+        self.keys.append(key)
+        return RunRequest(run_key=key, job_id=len(self.keys), command=command, units=units,
+                          nodes=1, walltime_s=walltime_s, pool=pool or self.pool,
+                          device_kind=device_kind)
+
+    def wait(self, ext: str, until: Callable[[RunStatus], bool], timeout: float = 60) -> RunStatus:
+        deadline = time.monotonic() + timeout
+        while True:
+            st = self.connector.status(ext)
+            if until(st):
+                return st
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{self.name}: {ext} stuck in {st}")
+            time.sleep(0.2)
+
+    def wait_end(self, ext: str, timeout: float = 60) -> RunStatus:
+        return self.wait(ext, lambda s: s.state.is_terminal, timeout)
+
+
+def _require(name: str, exc: BaseException) -> None:
+    message = f"{name} backend could not be started: {exc}"
+    if os.environ.get("CI") == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def local_backend() -> Iterator[Backend]:
+    home = Path(tempfile.mkdtemp(prefix="suanli-contract-local."))
+    conn = create("local", {"center": "contract", "term_grace_s": 2, "pools": {"cpu": 2}}, home)
+    yield Backend(
+        name="local", connector=conn, pool="cpu",
+        make_down=lambda: create("local", {"root": "/proc/suanli-not-writable"}, home),
+        refused=RunRequest(run_key="refused", job_id=0, command=[], units=1, nodes=1,
+                           walltime_s=10),
+    )
+    from ..conftest import kill_runs
+
+    kill_runs(home)
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm_backend() -> Iterator[Backend]:
+    try:
+        env = start_service("slurm", "SLURM_STATE_DIR")
+    except Exception as exc:  # noqa: BLE001 - any failure to start is reported the same way
+        _require("Slurm", exc)
+        raise
+    state = Path(env["SLURM_STATE_DIR"])
+    home = Path(tempfile.mkdtemp(prefix="suanli-contract-slurm."))
+    config = {"socket": env["SLURMRESTD_SOCKET"], "output_dir": str(state / "jobs" / "suanli"),
+              "partitions": {"cpu": "debug", "gpu": "gpu"}}
+    conn = create("slurm", config, home)
+
+    def occupy() -> AbstractContextManager[None]:
+        """Fill the node's two CPUs so that the next job stays PENDING."""
+        from contextlib import contextmanager
+
+        @contextmanager
+        def filled() -> Iterator[None]:
+            ids = [conn.submit(backend.request(["sleep", "300"], units=1)) for _ in range(2)]
+            for ext in ids:
+                backend.wait(ext, lambda s: s.state is RunState.RUNNING, 60)
+            try:
+                yield
+            finally:
+                for ext in ids:
+                    conn.cancel(ext)
+                for ext in ids:
+                    backend.wait_end(ext)
+
+        return filled()
+
+    backend = Backend(
+        name="slurm", connector=conn, pool="cpu",
+        make_down=lambda: create("slurm", {**config, "socket": str(state / "nosuch.sock")}, home),
+        refused=RunRequest(run_key="refused-slurm", job_id=0, command=["true"], units=1,
+                           nodes=1, walltime_s=60, pool="no-such-partition"),
+        min_walltime_s=60, timeout_slack_s=120, occupy=occupy,
+    )
+    yield backend
+    stop_service("slurm", env)
+    shutil.rmtree(home, ignore_errors=True)
+    shutil.rmtree(state, ignore_errors=True)
+
+
+BACKENDS = ["local_backend", "slurm_backend"]
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    found: Backend = request.getfixturevalue(request.param)
+    return found

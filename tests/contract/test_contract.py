@@ -1,0 +1,91 @@
+"""The behaviours every connector must have (see conftest.py for the backends)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from suanli.connectors import Capability
+from suanli.domain.enums import RunState
+from suanli.domain.errors import ConnectorError
+
+from .conftest import Backend
+
+pytestmark = pytest.mark.contract
+
+
+def test_a_job_runs_and_its_exit_code_and_logs_come_back(backend: Backend) -> None:
+    req = backend.request(["sh", "-c", "echo out $SUANLI_UNITS; echo err >&2"])
+    ext = backend.connector.submit(req)
+    st = backend.wait_end(ext)
+    assert st.state is RunState.COMPLETED and st.exit_code == 0, st
+    assert st.started_at is not None and st.ended_at is not None
+    assert st.ended_at >= st.started_at
+    assert backend.connector.logs(ext) == b"out 1\n"
+    assert backend.connector.logs(ext, "stderr") == b"err\n"
+    assert backend.connector.logs(ext, offset=4) == b"1\n"
+
+
+def test_a_failing_job_is_failed_with_its_code(backend: Backend) -> None:
+    ext = backend.connector.submit(backend.request(["sh", "-c", "exit 3"]))
+    st = backend.wait_end(ext)
+    assert st.state is RunState.FAILED and st.exit_code == 3, st
+
+
+def test_walltime_gives_timeout(backend: Backend) -> None:
+    req = backend.request(["sleep", "600"], walltime_s=backend.min_walltime_s)
+    ext = backend.connector.submit(req)
+    st = backend.wait_end(ext, timeout=backend.min_walltime_s + backend.timeout_slack_s + 30)
+    assert st.state is RunState.TIMEOUT, st
+
+
+def test_cancel_a_queued_job(backend: Backend) -> None:
+    with backend.occupy():
+        req = backend.request(["sh", "-c", "echo ran"])
+        ext = backend.connector.submit(req)
+        backend.connector.cancel(ext)
+        st = backend.wait_end(ext)
+    assert st.state is RunState.CANCELLED, st
+    assert backend.connector.logs(ext) == b""  # it never ran
+
+
+def test_cancel_a_running_job(backend: Backend) -> None:
+    ext = backend.connector.submit(backend.request(["sleep", "300"]))
+    backend.wait(ext, lambda s: s.state is RunState.RUNNING)
+    t0 = time.monotonic()
+    backend.connector.cancel(ext)
+    st = backend.wait_end(ext, timeout=30)
+    assert st.state is RunState.CANCELLED, st
+    assert time.monotonic() - t0 < 30
+
+
+def test_submit_is_idempotent_by_run_key(backend: Backend) -> None:
+    req = backend.request(["true"])
+    first = backend.connector.submit(req)
+    assert backend.connector.submit(req) == first
+    backend.wait_end(first)
+
+
+def test_capacity_is_reported(backend: Backend) -> None:
+    caps = {c.pool: c for c in backend.connector.capacity()}
+    assert backend.pool in caps or any(c.total_units for c in caps.values())
+    for c in caps.values():
+        assert 0 <= c.free_units <= c.total_units
+
+
+def test_health_up_and_down(backend: Backend) -> None:
+    assert backend.connector.health().ok
+    down = backend.make_down().health()
+    assert not down.ok and down.detail
+
+
+def test_a_refused_job_gives_a_clear_error(backend: Backend) -> None:
+    with pytest.raises(ConnectorError) as exc:
+        backend.connector.submit(backend.refused)
+    assert exc.value.message
+
+
+def test_capabilities_are_declared(backend: Backend) -> None:
+    caps = backend.connector.capabilities
+    assert Capability.CANCEL in caps and Capability.LOGS in caps
