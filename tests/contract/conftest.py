@@ -84,7 +84,7 @@ def local_backend() -> Iterator[Backend]:
 def slurm_backend() -> Iterator[Backend]:
     try:
         env = start_service("slurm", "SLURM_STATE_DIR")
-    except Exception as exc:  # noqa: BLE001 - any failure to start is reported the same way
+    except Exception as exc:  # any failure to start is reported the same way
         _require("Slurm", exc)
         raise
     state = Path(env["SLURM_STATE_DIR"])
