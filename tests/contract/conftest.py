@@ -20,7 +20,7 @@ import pytest
 from suanli.connectors import Connector, RunRequest, RunStatus, create
 from suanli.domain.enums import RunState
 
-from ..integration.conftest import start_service, stop_service
+from ..integration.conftest import slurm  # noqa: F401 - the shared session fixture
 
 
 @dataclass
@@ -57,13 +57,6 @@ class Backend:
         return self.wait(ext, lambda s: s.state.is_terminal, timeout)
 
 
-def _require(name: str, exc: BaseException) -> None:
-    message = f"{name} backend could not be started: {exc}"
-    if os.environ.get("CI") == "true":
-        pytest.fail(message)
-    pytest.skip(message)
-
-
 @pytest.fixture(scope="session")
 def local_backend() -> Iterator[Backend]:
     home = Path(tempfile.mkdtemp(prefix="suanli-contract-local."))
@@ -81,12 +74,8 @@ def local_backend() -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="session")
-def slurm_backend() -> Iterator[Backend]:
-    try:
-        env = start_service("slurm", "SLURM_STATE_DIR")
-    except Exception as exc:  # any failure to start is reported the same way
-        _require("Slurm", exc)
-        raise
+def slurm_backend(slurm: dict[str, str]) -> Iterator[Backend]:
+    env = slurm
     state = Path(env["SLURM_STATE_DIR"])
     home = Path(tempfile.mkdtemp(prefix="suanli-contract-slurm."))
     config = {"socket": env["SLURMRESTD_SOCKET"], "output_dir": str(state / "jobs" / "suanli"),
@@ -120,9 +109,7 @@ def slurm_backend() -> Iterator[Backend]:
         min_walltime_s=60, timeout_slack_s=120, occupy=occupy,
     )
     yield backend
-    stop_service("slurm", env)
     shutil.rmtree(home, ignore_errors=True)
-    shutil.rmtree(state, ignore_errors=True)
 
 
 BACKENDS = ["local_backend", "slurm_backend"]

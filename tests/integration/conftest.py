@@ -138,6 +138,21 @@ def postgres() -> Iterator[dict[str, str]]:
     shutil.rmtree(env["PG_STATE_DIR"], ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[dict[str, str]]:
+    """A real single-node Slurm (munge, slurmctld, slurmd, slurmrestd) for the session."""
+    try:
+        env = start_service("slurm", "SLURM_STATE_DIR")
+    except (OSError, subprocess.SubprocessError) as exc:
+        message = f"Slurm could not be started ({exc}); run tests/services/slurm.sh install"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield env
+    stop_service("slurm", env)
+    shutil.rmtree(env["SLURM_STATE_DIR"], ignore_errors=True)
+
+
 @pytest.fixture
 def server() -> Iterator[Server]:
     home = Path(tempfile.mkdtemp(prefix="suanli-it."))

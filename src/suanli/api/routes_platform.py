@@ -17,6 +17,7 @@ from .schemas import (
     CenterCreate,
     CenterPublic,
     CenterStatusUpdate,
+    DiscoverRequest,
     ErrorBody,
     PathId,
     PoolCreate,
@@ -66,6 +67,12 @@ def create_center(body: CenterCreate, p: PlatformDep, who: PrincipalDep,
     center = centers.create_center(p, who, CenterInput(**data))
     engine.wake()
     return center_public(center, _used(p))
+
+
+@router.post("/centers/discover", tags=["centers"])
+def discover(body: DiscoverRequest, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """Ask a running workload manager (e.g. Slurm) for its partitions, as proposed pools."""
+    return {"pools": centers.discover_pools(p, who, body.connector, body.connector_config)}
 
 
 @router.get("/centers/{center_id}", tags=["centers"])

@@ -76,6 +76,11 @@ class CenterCreate(Input):
     pools: Annotated[list[PoolCreate], Field(max_length=100)] = Field(default_factory=list)
 
 
+class DiscoverRequest(Input):
+    connector: Annotated[str, Field(min_length=1, max_length=32)]
+    connector_config: dict[str, Any] = Field(default_factory=dict)
+
+
 class CenterStatusUpdate(Input):
     status: CenterStatus
     reason: Annotated[str, Field(max_length=500)] = ""

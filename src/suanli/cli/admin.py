@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -75,24 +76,90 @@ def center_show(center: str = typer.Argument(..., help="id or slug"),
     console.print(t)
 
 
+DEFAULT_TFLOPS = {"cpu": {"tflops_fp64": 0.05, "tflops_fp32": 0.1},
+                  "gpu": {"tflops_fp32": 19.5, "tflops_fp16": 312.0},
+                  "npu": {"tflops_fp32": 80.0, "tflops_fp16": 320.0}}
+
+
+def _pool_name(partition: str) -> str:
+    name = re.sub(r"[^a-z0-9-]+", "-", partition.lower()).strip("-")
+    return (name if len(name) >= 2 else f"p-{name}")[:63]
+
+
+def _discovered_center(c: Any, connector: str, config: dict[str, str], *, slug: str,
+                       name_zh: str, name_en: str, kind: str, district: str, pue: float,
+                       price_fen: int, tflops: dict[str, float]) -> dict[str, Any]:
+    found = c.discover_pools(connector, config)["pools"]
+    if not found:
+        fail(f"the {connector} backend reports no partitions")
+    pools, partitions = [], {}
+    for d in found:
+        name = _pool_name(d["partition"])
+        partitions[name] = d["partition"]
+        model = d["gres"].split(":")[1] if d["device_kind"] != "cpu" and d["gres"].count(":") >= 2 \
+            else f"{d['partition']} CPU"
+        pool = {"name": name, "device_kind": d["device_kind"], "device_model": model,
+                "units_per_node": d["units_per_node"], "nodes": d["nodes"],
+                "memory_gb_per_node": d["memory_gb_per_node"], "price_fen_per_unit_hour": price_fen,
+                **(tflops or DEFAULT_TFLOPS[d["device_kind"]])}
+        if d.get("max_walltime_s"):
+            pool["max_walltime_s"] = d["max_walltime_s"]
+        pools.append(pool)
+    return {"slug": slug, "name_zh": name_zh, "name_en": name_en, "kind": kind,
+            "district": district, "pue": pue, "connector": connector,
+            "connector_config": {**config, "partitions": partitions}, "pools": pools}
+
+
 @center_app.command("add")
 def center_add(
-    file: Path = typer.Option(..., "--file", "-f", help="center description (YAML or JSON), "
-                              "with its pools; see examples/center.yaml"),
+    file: Path | None = typer.Option(None, "--file", "-f", help="center description (YAML or "
+                                     "JSON) with its pools; see examples/center.yaml"),
+    connector: str | None = typer.Option(None, help="discover the pools from a running backend, "
+                                         "e.g. slurm"),
+    config: list[str] = typer.Option([], "--config", help="connector setting KEY=VALUE, e.g. "
+                                     "socket=/run/slurmrestd.sock (repeatable)"),
+    slug: str | None = typer.Option(None, help="short id, e.g. hpc-qd"),
+    name_zh: str | None = typer.Option(None, help="Chinese name"),
+    name_en: str | None = typer.Option(None, help="English name"),
+    kind: str = typer.Option("supercomputing", help="supercomputing, ai, cloud or edge"),
+    district: str = typer.Option("", help="district"),
+    pue: float = typer.Option(1.3, help="power usage effectiveness"),
+    price_fen: int = typer.Option(0, help="price per unit-hour in fen for discovered pools"),
+    tflops: list[str] = typer.Option([], help="per-unit peak of discovered pools, e.g. "
+                                     "fp64=0.05 (repeatable; default: typical for the device)"),
     output: Output = OutputOpt,
 ) -> None:
-    """Register a center (platform admin)."""
-    try:
-        text = file.read_text(encoding="utf-8")
-        body = yaml.safe_load(text) if file.suffix in (".yaml", ".yml") else json.loads(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        fail(f"cannot read {file}: {exc}")
-    if not isinstance(body, dict):
-        fail(f"{file} must describe one center (a mapping)")
+    """Register a center (platform admin): from a file, or by discovering a backend's partitions."""
+    if file is not None:
+        try:
+            text = file.read_text(encoding="utf-8")
+            body = yaml.safe_load(text) if file.suffix in (".yaml", ".yml") else json.loads(text)
+        except (OSError, ValueError, yaml.YAMLError) as exc:
+            fail(f"cannot read {file}: {exc}")
+        if not isinstance(body, dict):
+            fail(f"{file} must describe one center (a mapping)")
+    elif connector:
+        if not (slug and name_zh and name_en):
+            fail("--slug, --name-zh and --name-en are needed with --connector")
+        settings = dict(item.split("=", 1) for item in config if "=" in item)
+        if len(settings) != len(config):
+            fail("--config takes KEY=VALUE")
+        try:
+            figures = {f"tflops_{k.lower()}": float(v)
+                       for k, v in (t.split("=", 1) for t in tflops)}
+        except ValueError:
+            fail("--tflops takes PRECISION=NUMBER, e.g. fp64=0.05")
+        body = run(lambda c: _discovered_center(
+            c, connector, settings, slug=slug, name_zh=name_zh, name_en=name_en, kind=kind,
+            district=district, pue=pue, price_fen=price_fen, tflops=figures))
+    else:
+        fail("give --file, or --connector with --config to discover the pools")
     data = run(lambda c: c.create_center(body))
     if output is Output.json:
         return emit_json(data)
-    console.print(f"center #{data['id']} {data['slug']} added with {len(data['pools'])} pools")
+    console.print(f"center #{data['id']} {data['slug']} added with {len(data['pools'])} pools: "
+                  + ", ".join(f"{p['name']} ({p['nodes']}×{p['units_per_node']} "
+                              f"{p['device_kind']})" for p in data["pools"]))
 
 
 @center_app.command("status")

@@ -73,6 +73,10 @@ class _Endpoints:
     def create_center(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/centers", json=dict(body))
 
+    def discover_pools(self, connector: str, config: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/centers/discover",
+                          json={"connector": connector, "connector_config": dict(config)})
+
     def set_center_status(self, center_id: int, status: str, reason: str = "") -> Any:
         return self._call("POST", f"/api/v1/centers/{center_id}/status",
                           json={"status": status, "reason": reason})

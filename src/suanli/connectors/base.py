@@ -16,6 +16,7 @@ class Capability(StrEnum):
     LOGS = "logs"
     ACCELERATORS = "accelerators"  # device indices / GRES are honoured
     REATTACH = "reattach"  # runs survive a restart of suanli and are found again
+    DISCOVER = "discover"  # can describe its partitions/resources as pools (`discover()`)
 
 
 @dataclass(frozen=True, slots=True)

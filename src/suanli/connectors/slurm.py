@@ -66,7 +66,7 @@ class SlurmConnector:
     name = "slurm"
     capabilities = frozenset(
         {Capability.GANG, Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS,
-         Capability.REATTACH}
+         Capability.REATTACH, Capability.DISCOVER}
     )
 
     def __init__(self, config: Mapping[str, Any], home: Path) -> None:
@@ -251,7 +251,12 @@ class SlurmConnector:
         return Health(True, f"slurmctld {up[0].get('hostname')} UP (v{self.version})")
 
     def discover(self) -> list[dict[str, Any]]:
-        """The partitions as pool descriptions (nodes, CPUs or GRES per node, memory)."""
+        """The partitions as pool descriptions (nodes, CPUs or GRES per node, memory).
+
+        Slurm partitions do not say what device they are for; nodes carry GRES. A partition
+        whose nodes all have GPU/NPU GRES becomes an accelerator pool, unless it is the default
+        partition or its name says cpu (general partitions often contain GPU nodes too).
+        """
         nodes = self._request("GET", self._api("/nodes")).get("nodes", [])
         pools = []
         for part in self._request("GET", self._api("/partitions")).get("partitions", []):
@@ -260,8 +265,10 @@ class SlurmConnector:
             if not members:
                 continue
             gres = min(_gres_count(n.get("gres")) for n in members)
-            kind = "gpu" if gres else "cpu"
-            per_node = gres or min(int(n.get("cpus", 1)) for n in members)
+            general = "default" in (part.get("flags") or []) or "cpu" in pname.lower()
+            gres_name = str(members[0].get("gres") or "").split(":")[0]
+            kind = ("npu" if gres_name == "npu" else "gpu") if gres and not general else "cpu"
+            per_node = gres if kind != "cpu" else min(int(n.get("cpus", 1)) for n in members)
             pools.append({
                 "name": pname, "partition": pname, "device_kind": kind,
                 "units_per_node": per_node, "nodes": len(members),

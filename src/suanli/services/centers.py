@@ -10,7 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ..connectors import Capability
 from ..connectors import available as available_connectors
+from ..connectors import create as create_connector
 from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Precision, Role
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..store import models as m
@@ -53,6 +55,21 @@ class CenterInput:
     connector_config: dict[str, Any] = field(default_factory=dict)
     emulated: bool = False
     pools: list[PoolInput] = field(default_factory=list)
+
+
+def discover_pools(p: Platform, actor: Principal | None, connector: str,
+                   config: dict[str, Any]) -> list[dict[str, Any]]:
+    """Ask a running backend for its partitions, described as pools (nothing is stored)."""
+    if actor is not None:
+        actor.require(Role.PLATFORM_ADMIN)
+    if connector not in available_connectors():
+        raise InvalidInput(f"unknown connector {connector!r}", field="connector")
+    conn = create_connector(connector, config, p.home)
+    if Capability.DISCOVER not in conn.capabilities or not hasattr(conn, "discover"):
+        raise InvalidInput(f"the {connector} connector cannot discover pools; describe them",
+                           field="connector")
+    found: list[dict[str, Any]] = conn.discover()
+    return found
 
 
 def redact(config: dict[str, Any]) -> dict[str, Any]:
