@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -35,6 +36,59 @@ def kill_runs(home: Path) -> None:
             os.killpg(pid, signal.SIGKILL)
         except (OSError, ValueError, KeyError):
             pass
+
+
+SERVICES = Path(__file__).resolve().parent / "services"
+
+
+def start_service(name: str, state_var: str) -> dict[str, str]:
+    """Start one of tests/services/*.sh in a fresh state directory; its `export` lines -> env."""
+    state = tempfile.mkdtemp(prefix=f"{name}.")
+    os.chmod(state, 0o755)
+    env = dict(os.environ, **{state_var: state})
+    out = subprocess.run([str(SERVICES / f"{name}.sh"), "start"], env=env, check=True,
+                         capture_output=True, text=True, timeout=120).stdout
+    for line in out.splitlines():
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = value.strip("'\"")
+    return env
+
+
+def stop_service(name: str, env: dict[str, str]) -> None:
+    subprocess.run([str(SERVICES / f"{name}.sh"), "stop"], env=env, check=False,
+                   capture_output=True, timeout=60)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[dict[str, str]]:
+    """A real PostgreSQL server for the session. Missing PostgreSQL fails in CI, skips loudly
+    elsewhere."""
+    try:
+        env = start_service("postgres", "PG_STATE_DIR")
+    except (OSError, subprocess.SubprocessError) as exc:
+        message = f"PostgreSQL could not be started ({exc}); run tests/services/postgres.sh install"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield env
+    stop_service("postgres", env)
+    shutil.rmtree(env["PG_STATE_DIR"], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def slurm() -> Iterator[dict[str, str]]:
+    """A real single-node Slurm (munge, slurmctld, slurmd, slurmrestd) for the session."""
+    try:
+        env = start_service("slurm", "SLURM_STATE_DIR")
+    except (OSError, subprocess.SubprocessError) as exc:
+        message = f"Slurm could not be started ({exc}); run tests/services/slurm.sh install"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield env
+    stop_service("slurm", env)
+    shutil.rmtree(env["SLURM_STATE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture

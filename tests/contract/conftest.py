@@ -20,8 +20,6 @@ import pytest
 from suanli.connectors import Connector, RunRequest, RunStatus, create
 from suanli.domain.enums import RunState
 
-from ..integration.conftest import slurm  # noqa: F401 - the shared session fixture
-
 
 @dataclass
 class Backend:
