@@ -31,6 +31,9 @@ class Settings:
     log_level: str = "INFO"
     scheduler_interval_s: float = 1.0
     max_body_bytes: int = 1 << 20
+    health_interval_s: float = 10.0  # how often each center's health is checked
+    health_failures: int = 3  # consecutive failed checks that mark a center offline
+    failover_grace_s: float = 60.0  # how long an offline center keeps its jobs before re-placing
 
     @staticmethod
     def from_env() -> Settings:
@@ -47,4 +50,7 @@ class Settings:
             log_format=(os.environ.get("SUANLI_LOG_FORMAT") or "text").lower(),
             log_level=(os.environ.get("SUANLI_LOG_LEVEL") or "INFO").upper(),
             scheduler_interval_s=_float("SUANLI_SCHEDULER_INTERVAL", 1.0),
+            health_interval_s=_float("SUANLI_HEALTH_INTERVAL", 10.0),
+            health_failures=max(1, int(_float("SUANLI_HEALTH_FAILURES", 3))),
+            failover_grace_s=_float("SUANLI_FAILOVER_GRACE", 60.0),
         )

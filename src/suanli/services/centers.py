@@ -210,6 +210,8 @@ def set_center_status(
         assert row is not None
         row.status = status.value
         row.status_reason = reason
+        row.status_source = "operator"
+        row.offline_since = p.clock.now() if status is CenterStatus.OFFLINE else None
         s.flush()
         _ = row.pools
     p.topology_changed()

@@ -22,7 +22,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..connectors import RunRequest, RunStatus
-from ..domain.enums import Precision, RunState
+from ..domain.enums import CenterStatus, Precision, RunState
 from ..domain.errors import ConnectorError
 from ..domain.jobstate import JobState
 from ..domain.model import meter
@@ -30,6 +30,7 @@ from ..scheduling import Decision, QueuedJob, schedule
 from ..store import models as m
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
+from .health import check_centers, fail_over
 from .jobs import transition
 from .snapshot import pool_states, queued_jobs
 
@@ -116,6 +117,7 @@ class Engine:
         self._full_due = True
         self._last_full = 0.0
         self._topology_seen = -1
+        self._last_health = -1e9
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -175,7 +177,11 @@ class Engine:
     def tick(self) -> PassStats:
         started = time.perf_counter()
         stats = PassStats(at=self.p.clock.now())
-        stats.finished = self.reconcile()
+        now_m = time.monotonic()
+        if now_m - self._last_health >= self.p.settings.health_interval_s:
+            self._last_health = now_m
+            check_centers(self)
+        stats.finished = self.reconcile() + fail_over(self)
         if stats.finished:
             self._full_due = True  # capacity came back
         self.push_cancels()
@@ -195,7 +201,11 @@ class Engine:
     def reconcile(self) -> int:
         """Ask each active run's center for its state; record starts and ends. Returns ends."""
         with self.p.db.session() as s:
-            run_ids = list(s.scalars(select(m.Run.id).where(m.Run.state.in_(ACTIVE_RUN_STATES))))
+            # Runs on offline centers wait for the health check or the failover.
+            run_ids = list(s.scalars(
+                select(m.Run.id).join(m.Center, m.Center.id == m.Run.center_id)
+                .where(m.Run.state.in_(ACTIVE_RUN_STATES),
+                       m.Center.status != CenterStatus.OFFLINE.value)))
         ended = 0
         for run_id in run_ids:
             try:
@@ -237,10 +247,10 @@ class Engine:
                                run.started_at)
             return 0
         state = RunState.LOST if status.state is RunState.UNKNOWN else status.state
-        self._close_run(s, job, run, state, status, now)
+        self.close_run(s, job, run, state, status, now)
         return 1
 
-    def _close_run(
+    def close_run(
         self, s: Session, job: m.Job, run: m.Run, state: RunState, status: RunStatus,
         now: datetime,
     ) -> None:

@@ -52,6 +52,9 @@ class EngineProcess:
         env = dict(os.environ, SUANLI_HOME=str(self.settings.home),
                    SUANLI_DATABASE_URL=self.settings.database_url,
                    SUANLI_SCHEDULER_INTERVAL=str(self.settings.scheduler_interval_s),
+                   SUANLI_HEALTH_INTERVAL=str(self.settings.health_interval_s),
+                   SUANLI_HEALTH_FAILURES=str(self.settings.health_failures),
+                   SUANLI_FAILOVER_GRACE=str(self.settings.failover_grace_s),
                    SUANLI_LOG_FORMAT=self.settings.log_format,
                    SUANLI_LOG_LEVEL=self.settings.log_level)
         self.proc = subprocess.Popen(

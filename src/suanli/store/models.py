@@ -46,6 +46,13 @@ class Center(Base):
     status_reason: Mapped[str] = mapped_column(String(500), default="")
     emulated: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime]
+    # Health: who set the status ("operator" or "health"), consecutive failed checks, when.
+    status_source: Mapped[str] = mapped_column(String(16), default="operator")
+    health_failures: Mapped[int] = mapped_column(Integer, default=0)
+    health_detail: Mapped[str] = mapped_column(String(500), default="")
+    health_checked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    health_ok_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    offline_since: Mapped[datetime | None] = mapped_column(nullable=True)
 
     pools: Mapped[list[Pool]] = relationship(back_populates="center", order_by="Pool.id")
 
@@ -220,6 +227,8 @@ class Run(Base):
     started_at: Mapped[datetime | None] = mapped_column(nullable=True)
     ended_at: Mapped[datetime | None] = mapped_column(nullable=True)
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # An attempt given up while its center was unreachable: cancel it there when it is back.
+    stale: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class UsageRecord(Base):

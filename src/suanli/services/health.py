@@ -1,0 +1,159 @@
+"""Center health and failover.
+
+* Every `health_interval_s`, each center's connector is asked for its health. After
+  `health_failures` consecutive failures an online (or draining) center goes `offline`
+  (status_source "health"); the first good check brings it back `online`. A center an operator set
+  offline stays offline until an operator changes it.
+* A center offline for longer than `failover_grace_s` loses its active runs: each is closed as
+  `lost`, metered up to the last time the center was seen healthy (so nothing is billed twice),
+  marked `stale`, and its job is re-queued (or failed, with `requeue: false`).
+* When the center answers again, every stale attempt still there is cancelled, so a job never
+  keeps running twice. Every step is written to the job's history.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..connectors import Health, RunStatus
+from ..domain.enums import CenterStatus, RunState
+from ..domain.errors import ConnectorError
+from ..store import models as m
+from .centers import ACTIVE_RUN_STATES
+
+if TYPE_CHECKING:
+    from .engine import Engine
+
+log = logging.getLogger("suanli.health")
+
+
+def _event(s: Session, job: m.Job, reason: str, at: datetime) -> None:
+    s.add(m.JobEvent(job_id=job.id, at=at, from_state=job.state, to_state=job.state,
+                     reason=reason[:500]))
+
+
+def check_centers(engine: Engine) -> None:
+    """One round of health checks over every center an operator has not switched off."""
+    p = engine.p
+    with p.db.session() as s:
+        centers = list(s.scalars(select(m.Center).order_by(m.Center.id)))
+    for center in centers:
+        if center.status == CenterStatus.OFFLINE.value and center.status_source == "operator":
+            continue
+        try:
+            health = p.connector_for(center).health()
+        except ConnectorError as exc:
+            health = Health(False, exc.message)
+        except Exception as exc:  # a broken connector must not stop the loop
+            health = Health(False, f"{type(exc).__name__}: {exc}")
+        _record_health(engine, center.id, health)
+        if health.ok:
+            cancel_stale(engine, center.id)
+
+
+def _record_health(engine: Engine, center_id: int, health: Health) -> None:
+    p = engine.p
+    now = p.clock.now()
+    changed = False
+    with p.db.session() as s:
+        c = s.get(m.Center, center_id)
+        if c is None:
+            return
+        c.health_checked_at = now
+        c.health_detail = health.detail[:500]
+        if health.ok:
+            c.health_failures = 0
+            c.health_ok_at = now
+            if c.status == CenterStatus.OFFLINE.value and c.status_source == "health":
+                c.status = CenterStatus.ONLINE.value
+                c.status_reason = "health: back online"
+                c.offline_since = None
+                changed = True
+                log.warning("center %s is back online", c.slug)
+        else:
+            c.health_failures += 1
+            if (c.status != CenterStatus.OFFLINE.value
+                    and c.health_failures >= p.settings.health_failures):
+                c.status = CenterStatus.OFFLINE.value
+                c.status_source = "health"
+                c.status_reason = f"health: {health.detail}"[:500]
+                c.offline_since = now
+                changed = True
+                log.warning("center %s is offline after %d failed checks: %s", c.slug,
+                            c.health_failures, health.detail)
+    if changed:
+        p.topology_changed()
+        engine.request_full_pass()
+
+
+def fail_over(engine: Engine) -> int:
+    """Give up the runs of centers offline for longer than the grace period. Returns how many."""
+    p = engine.p
+    now = p.clock.now()
+    cutoff = now - timedelta(seconds=p.settings.failover_grace_s)
+    lost = 0
+    with p.db.session() as s:
+        run_ids = list(s.scalars(
+            select(m.Run.id).join(m.Center, m.Center.id == m.Run.center_id).where(
+                m.Center.status == CenterStatus.OFFLINE.value,
+                m.Center.offline_since.is_not(None), m.Center.offline_since <= cutoff,
+                m.Run.state.in_(ACTIVE_RUN_STATES))))
+    for run_id in run_ids:
+        with p.db.session() as s:
+            run = s.get(m.Run, run_id)
+            if run is None or run.state not in ACTIVE_RUN_STATES:
+                continue
+            center = s.get(m.Center, run.center_id)
+            job = s.get(m.Job, run.job_id)
+            assert center is not None and job is not None
+            seen = center.health_ok_at or center.offline_since or now
+            ended = max(seen, run.started_at) if run.started_at else seen
+            run.stale = run.external_id is not None
+            status = RunStatus(RunState.LOST, ended_at=ended,
+                               reason=f"center {center.slug} offline since "
+                                      f"{center.offline_since:%Y-%m-%d %H:%M:%S}Z")
+            engine.close_run(s, job, run, RunState.LOST, status, now)
+            lost += 1
+    if lost:
+        engine.request_full_pass()
+    return lost
+
+
+def cancel_stale(engine: Engine, center_id: int) -> None:
+    """Cancel the attempts given up while the center was unreachable, if they still run there."""
+    p = engine.p
+    with p.db.session() as s:
+        stale = list(s.scalars(select(m.Run).where(m.Run.center_id == center_id,
+                                                   m.Run.stale.is_(True))))
+        center = s.get(m.Center, center_id)
+    if not stale or center is None:
+        return
+    conn = p.connector_for(center)
+    for run in stale:
+        assert run.external_id is not None
+        try:
+            remote = conn.status(run.external_id)
+            if not remote.state.is_terminal:
+                conn.cancel(run.external_id)
+                what = f"stale attempt (run {run.id}) found still {remote.state} on " \
+                       f"{center.slug} and cancelled"
+            else:
+                what = f"stale attempt (run {run.id}) had already ended on {center.slug} " \
+                       f"({remote.state})"
+        except ConnectorError as exc:
+            log.warning("cannot cancel stale run %s on %s: %s", run.id, center.slug, exc.message)
+            continue
+        with p.db.session() as s:
+            row = s.get(m.Run, run.id)
+            job = s.get(m.Job, run.job_id)
+            assert row is not None and job is not None
+            row.stale = False
+            _event(s, job, what, p.clock.now())
+        log.warning("%s", what)
+
+
