@@ -34,6 +34,7 @@ class Server:
     home: Path
     port: int
     database_url: str | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
     proc: subprocess.Popen[bytes] | None = None
     log: Path = field(init=False)
 
@@ -51,6 +52,7 @@ class Server:
         env.pop("SUANLI_DATABASE_URL", None)
         if self.database_url:
             env["SUANLI_DATABASE_URL"] = self.database_url
+        env.update(self.extra_env)
         if token_key:
             env["SUANLI_TOKEN"] = self.creds()[token_key]
         return env
