@@ -112,3 +112,16 @@ def test_serve_with_a_bad_database_url_is_one_line(tmp_path: object) -> None:
                        timeout=60)
     assert r.returncode == 1 and "Traceback" not in r.stderr
     assert "nonsense" in r.stderr
+
+
+def test_operator_drains_its_own_center_only(server: Server) -> None:
+    r = server.cli("center", "drain", "qd-ai", "--reason", "maintenance", token="center_operator")
+    assert r.returncode == 0 and "draining" in r.stdout
+    show = json.loads(server.cli("center", "show", "qd-ai", "-o", "json").stdout)
+    assert show["status"] == "draining" and show["status_reason"] == "maintenance"
+    r = server.cli("center", "drain", "2", token="center_operator")
+    assert r.returncode == 1 and "no center 2" in r.stderr
+    r = server.cli("center", "drain", "qd-sc")
+    assert r.returncode == 1 and "HTTP 403" in r.stderr
+    r = server.cli("center", "status", "qd-ai", "online", token="center_operator")
+    assert r.returncode == 0 and "online" in r.stdout

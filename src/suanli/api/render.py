@@ -25,7 +25,10 @@ def center_public(center: m.Center, used: dict[int, int] | None = None) -> Cente
         id=center.id, slug=center.slug, name_zh=center.name_zh, name_en=center.name_en,
         kind=CenterKind(center.kind), district=center.district, operator=center.operator, pue=center.pue,
         connector=center.connector, connector_config=redact(center.connector_config or {}),
-        status=CenterStatus(center.status), status_reason=center.status_reason, emulated=center.emulated,
+        status=CenterStatus(center.status), status_reason=center.status_reason,
+        status_source=center.status_source, health_failures=center.health_failures,
+        health_detail=center.health_detail, health_checked_at=center.health_checked_at,
+        offline_since=center.offline_since, emulated=center.emulated,
         created_at=center.created_at, pools=pools,
     )
     out.peak_pflops = {

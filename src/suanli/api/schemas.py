@@ -121,6 +121,11 @@ class CenterPublic(Output):
     connector_config: dict[str, Any]
     status: CenterStatus
     status_reason: str
+    status_source: str = "operator"
+    health_failures: int = 0
+    health_detail: str = ""
+    health_checked_at: datetime | None = None
+    offline_since: datetime | None = None
     emulated: bool
     created_at: datetime
     pools: list[PoolPublic] = Field(default_factory=list)

@@ -63,6 +63,10 @@ def center_show(center: str = typer.Argument(..., help="id or slug"),
     console.print(f"[bold]{data['name_zh']}[/] / {data['name_en']}  (#{data['id']} "
                   f"{data['slug']}, {data['kind']}, {data['district'] or '-'}, PUE {data['pue']},"
                   f" {data['connector']} connector, {kind}, {data['status']})")
+    if data.get("health_checked_at"):
+        console.print(f"  health: {data['health_detail'] or 'ok'} (checked "
+                      f"{when(data['health_checked_at'])}, {data['health_failures']} failures)"
+                      + (f"; {data['status_reason']}" if data["status_reason"] else ""))
     t = Table(title="pools 资源池")
     for col in ("id", "pool", "device", "model", "国产", "units", "in use", "FP64", "FP32",
                 "FP16", "INT8", "price/unit·h"):
@@ -169,6 +173,15 @@ def center_status(center: str = typer.Argument(..., help="id or slug"),
     """Set a center online, offline or draining."""
     data = run(lambda c: c.set_center_status(_resolve_center(c, center)["id"], status, reason))
     console.print(f"center {data['slug']} is {data['status']}")
+
+
+@center_app.command("drain")
+def center_drain(center: str = typer.Argument(..., help="id or slug"),
+                 reason: str = typer.Option("", help="why")) -> None:
+    """No new placements on the center; running jobs finish."""
+    data = run(lambda c: c.set_center_status(_resolve_center(c, center)["id"], "draining",
+                                             reason))
+    console.print(f"center {data['slug']} is draining")
 
 
 def capacity(output: Output = OutputOpt) -> None:
