@@ -60,11 +60,14 @@ def test_cancel_a_running_job(backend: Backend) -> None:
     assert time.monotonic() - t0 < 30
 
 
-def test_submit_is_idempotent_by_run_key(backend: Backend) -> None:
-    req = backend.request(["true"])
+def test_resubmit_is_idempotent_by_run_key(backend: Backend) -> None:
+    from dataclasses import replace
+
+    req = backend.request(["sh", "-c", "echo once"])
     first = backend.connector.submit(req)
-    assert backend.connector.submit(req) == first
+    assert backend.connector.submit(replace(req, resubmit=True)) == first
     backend.wait_end(first)
+    assert backend.connector.logs(first) == b"once\n"  # it ran once
 
 
 def test_capacity_is_reported(backend: Backend) -> None:

@@ -33,6 +33,9 @@ class RunRequest:
     memory_gb: int | None = None
     pool: str = ""
     device_kind: str = "cpu"
+    # True when an earlier submit of this key may have reached the backend (a retry after a
+    # crash): the connector must look for it before submitting again.
+    resubmit: bool = False
     env: dict[str, str] = field(default_factory=dict)
 
 
@@ -66,8 +69,8 @@ class Connector(Protocol):
     capabilities: frozenset[Capability]
 
     def submit(self, req: RunRequest) -> str:
-        """Start (or queue) the run; returns the backend's id. Submitting the same key twice
-        returns the same id and starts nothing new."""
+        """Start (or queue) the run; returns the backend's id. With `req.resubmit`, a key that
+        was submitted before returns the same id and starts nothing new."""
         ...
 
     def status(self, external_id: str) -> RunStatus: ...

@@ -164,9 +164,10 @@ class SlurmConnector:
     def submit(self, req: RunRequest) -> str:
         if not req.command:
             raise ConnectorError("empty command")
-        existing = self._find(req.run_key)
-        if existing is not None:
-            return str(existing["job_id"])  # idempotent: this attempt was submitted already
+        if req.resubmit:
+            existing = self._find(req.run_key)
+            if existing is not None:
+                return str(existing["job_id"])  # this attempt reached Slurm before a crash
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.work_dir.mkdir(parents=True, exist_ok=True)
         devices = ('export SUANLI_DEVICES="${CUDA_VISIBLE_DEVICES:-${SLURM_STEP_GPUS:-'

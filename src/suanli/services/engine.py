@@ -228,7 +228,7 @@ class Engine:
                 # Placed but the submit did not complete (crash, or a failed call): retry it.
                 job = s.get(m.Job, run.job_id)
                 assert job is not None
-                return self._submit(s, job, run, center)
+                return self._submit(s, job, run, center, resubmit=True)
             status = conn.status(run.external_id)
             return self._apply_status(s, run, status)
 
@@ -425,14 +425,15 @@ class Engine:
             self._submit(s, job, run_row, center_row)
         return 1
 
-    def _submit(self, s: Session, job: m.Job, run: m.Run, center: m.Center) -> int:
+    def _submit(self, s: Session, job: m.Job, run: m.Run, center: m.Center, *,
+                resubmit: bool = False) -> int:
         pool = s.get(m.Pool, run.pool_id)
         assert pool is not None
         req = RunRequest(
             run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
             nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
             devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb, pool=pool.name,
-            device_kind=pool.device_kind,
+            device_kind=pool.device_kind, resubmit=resubmit,
         )
         now = self.p.clock.now()
         try:
