@@ -41,7 +41,8 @@ services:
 test: lint services
 	$(BIN)/pytest
 
-bench: venv
+bench: venv services
 	$(BIN)/python bench/api.py
+	$(BIN)/python bench/connectors.py
 
 .PHONY: help venv run lint services test bench
