@@ -37,6 +37,7 @@ lint: venv
 services:
 	@tests/services/postgres.sh install >/dev/null
 	@tests/services/slurm.sh install >/dev/null
+	@tests/services/ray.sh install >/dev/null 2>&1
 
 test: lint services
 	$(BIN)/pytest

@@ -91,6 +91,23 @@ def slurm() -> Iterator[dict[str, str]]:
     shutil.rmtree(env["SLURM_STATE_DIR"], ignore_errors=True)
 
 
+@pytest.fixture(scope="session")
+def ray() -> Iterator[dict[str, str]]:
+    """A real Ray head node (Jobs API on 127.0.0.1) with 2 CPUs and 8 emulated NPUs."""
+    os.environ.setdefault("RAY_NUM_CPUS", "2")
+    os.environ.setdefault("RAY_RESOURCES", '{"NPU": 8}')
+    try:
+        env = start_service("ray", "RAY_STATE_DIR")
+    except (OSError, subprocess.SubprocessError) as exc:
+        message = f"Ray could not be started ({exc}); run tests/services/ray.sh install"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    yield env
+    stop_service("ray", env)
+    shutil.rmtree(env["RAY_STATE_DIR"], ignore_errors=True)
+
+
 @pytest.fixture
 def home() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="suanli-test."))

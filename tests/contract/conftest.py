@@ -31,6 +31,8 @@ class Backend:
     min_walltime_s: int = 1
     timeout_slack_s: float = 15.0  # how late a walltime may be enforced
     occupy: Callable[[], AbstractContextManager[None]] = field(default=nullcontext)
+    merged_logs: bool = False  # stdout and stderr come back as one log
+    cancelled_pending_may_start: bool = False  # (Ray) a stopped PENDING job may start briefly
     keys: list[str] = field(default_factory=list)
 
     def request(self, command: list[str], *, walltime_s: int = 60, units: int = 1,
@@ -110,7 +112,46 @@ def slurm_backend(slurm: dict[str, str]) -> Iterator[Backend]:
     shutil.rmtree(home, ignore_errors=True)
 
 
-BACKENDS = ["local_backend", "slurm_backend"]
+def _filler(conn: Connector, backend_ref: list[Backend]) -> Callable[[], AbstractContextManager[None]]:
+    """Occupy the backend's two CPUs with sleeping runs, so that the next run stays PENDING."""
+    from contextlib import contextmanager
+
+    @contextmanager
+    def filled() -> Iterator[None]:
+        b = backend_ref[0]
+        ids = [conn.submit(b.request(["sleep", "300"], units=1)) for _ in range(2)]
+        for ext in ids:
+            b.wait(ext, lambda s: s.state is RunState.RUNNING, 60)
+        try:
+            yield
+        finally:
+            for ext in ids:
+                conn.cancel(ext)
+            for ext in ids:
+                b.wait_end(ext)
+
+    return filled
+
+
+@pytest.fixture(scope="session")
+def ray_backend(ray: dict[str, str]) -> Iterator[Backend]:
+    home = Path(tempfile.mkdtemp(prefix="suanli-contract-ray."))
+    conn = create("ray", {"url": ray["RAY_DASHBOARD_URL"]}, home)
+    ref: list[Backend] = []
+    backend = Backend(
+        name="ray", connector=conn, pool="cpu",
+        make_down=lambda: create("ray", {"url": "http://127.0.0.1:1"}, home),
+        refused=RunRequest(run_key="refused-ray", job_id=0, command=["true"], units=64, nodes=1,
+                           walltime_s=60, pool="cpu"),
+        min_walltime_s=2, timeout_slack_s=30, occupy=_filler(conn, ref), merged_logs=True,
+        cancelled_pending_may_start=True,
+    )
+    ref.append(backend)
+    yield backend
+    shutil.rmtree(home, ignore_errors=True)
+
+
+BACKENDS = ["local_backend", "slurm_backend", "ray_backend"]
 
 
 @pytest.fixture(params=BACKENDS)

@@ -16,6 +16,7 @@ Factory = Callable[[Mapping[str, Any], Path], Connector]
 _REGISTRY: dict[str, str | Factory] = {
     "local": "suanli.connectors.local:create",
     "slurm": "suanli.connectors.slurm:create",
+    "ray": "suanli.connectors.ray:create",
 }
 
 

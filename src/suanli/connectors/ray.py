@@ -1,0 +1,188 @@
+"""Ray through the Jobs REST API of the cluster's dashboard (the connector speaks HTTP only).
+
+Configuration (per center, in `connector_config`):
+
+    url: http://ray-head:8265          # the dashboard / Jobs API address
+    headers: {Authorization: ...}      # optional, for a gateway in front of the dashboard
+    resources: {pool-name: NPU}        # custom resource per pool (default: GPU pools use GPUs,
+                                       # NPU pools the custom resource "NPU", CPU pools CPUs)
+
+A run is a Ray job whose entrypoint is the command; the pool's units are reserved for it as
+`entrypoint_num_cpus`, `entrypoint_num_gpus` or `entrypoint_resources`. The submission id is
+`suanli-<run key>`, so a repeated submit is refused by Ray and answered with the same id. Ray has
+no walltime: the entrypoint runs under `timeout`, and its exit status 124 is reported as TIMEOUT.
+Ray merges stdout and stderr into one log; `stderr` is empty. A job asking for more of a
+resource than the cluster has is refused (Ray itself would leave it PENDING for ever). Ray stops a
+PENDING job only once it gets its resources: the command may then start for a moment.
+"""
+
+from __future__ import annotations
+
+import re
+import shlex
+import time
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from ..domain.enums import RunState
+from ..domain.errors import ConnectorError
+from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus
+
+PREFIX = "suanli-"
+USAGE_RE = re.compile(r"([\d.]+)/([\d.]+) ([A-Za-z_][\w-]*)(?!\S)")
+TIMEOUT_EXIT = 124
+LOG_CHUNK = 1 << 20
+STATES = {"PENDING": RunState.PENDING, "RUNNING": RunState.RUNNING,
+          "SUCCEEDED": RunState.COMPLETED, "FAILED": RunState.FAILED,
+          "STOPPED": RunState.CANCELLED}
+
+
+def _ms(value: object) -> datetime | None:
+    return datetime.fromtimestamp(value / 1000, UTC) if isinstance(value, int) and value else None
+
+
+class RayConnector:
+    name = "ray"
+    capabilities = frozenset({Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS,
+                              Capability.REATTACH})
+
+    def __init__(self, config: Mapping[str, Any], home: Path) -> None:
+        if not config.get("url"):
+            raise ConnectorError("a ray center needs `url` (the Jobs API / dashboard address)")
+        self._http = httpx.Client(base_url=str(config["url"]).rstrip("/"),
+                                  headers=dict(config.get("headers") or {}),
+                                  timeout=float(config.get("timeout_s", 15)))
+        self.resources: dict[str, str] = dict(config.get("resources") or {})
+
+    def _request(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self._http.request(method, path, **kw)
+        except httpx.HTTPError as exc:
+            raise ConnectorError(f"Ray Jobs API unreachable: {type(exc).__name__}: {exc}") from exc
+        if resp.status_code >= 400:
+            # Ray answers many errors with a Python traceback: its last line says what happened.
+            lines = [ln for ln in resp.text.strip().splitlines() if ln.strip(" .")]
+            raise ConnectorError(f"Ray {method} {path}: HTTP {resp.status_code} "
+                                 f"{lines[-1][:300] if lines else resp.reason_phrase}",
+                                 detail=resp.text[-4000:])
+        try:
+            return resp.json()
+        except ValueError:
+            return {}
+
+    def submit(self, req: RunRequest) -> str:
+        if not req.command:
+            raise ConnectorError("empty command")
+        sid = PREFIX + req.run_key
+        body: dict[str, Any] = {
+            "submission_id": sid,
+            "entrypoint": f"timeout -s TERM -k 10 {req.walltime_s} {shlex.join(req.command)}",
+            "runtime_env": {"env_vars": {
+                **req.env, "SUANLI_JOB_ID": str(req.job_id), "SUANLI_RUN_KEY": req.run_key,
+                "SUANLI_UNITS": str(req.units), "SUANLI_NODES": str(req.nodes),
+                "SUANLI_POOL": req.pool}},
+            "metadata": {"suanli_job": str(req.job_id), "walltime_s": str(req.walltime_s)},
+        }
+        custom = self.resources.get(req.pool) or ("NPU" if req.device_kind == "npu" else None)
+        resource = custom or ("GPU" if req.device_kind == "gpu" else "CPU")
+        totals = {c.pool: c.total_units for c in self.capacity()}
+        if req.units > totals.get(resource, 0):
+            # Ray would accept the job and leave it PENDING for ever.
+            raise ConnectorError(f"the Ray cluster has {totals.get(resource, 0)} {resource}; "
+                                 f"the job asks for {req.units}")
+        if custom:
+            body["entrypoint_resources"] = {custom: float(req.units)}
+            body["entrypoint_num_cpus"] = 0
+        elif req.device_kind == "gpu":
+            body["entrypoint_num_gpus"] = float(req.units)
+            body["entrypoint_num_cpus"] = 0
+        else:
+            body["entrypoint_num_cpus"] = float(req.units)
+        for attempt in range(2):
+            try:
+                data = self._request("POST", "/api/jobs/", json=body)
+                return str(data.get("submission_id") or sid)
+            except ConnectorError as exc:
+                if "already exists" in str(exc.detail or exc.message):
+                    return sid  # this attempt was submitted before
+                # A 5xx (e.g. the job agent still starting) is retried once: the submission id
+                # makes a retry safe.
+                if attempt or "HTTP 5" not in exc.message:
+                    raise
+                time.sleep(1.0)
+        raise AssertionError("unreachable")
+
+    def status(self, external_id: str) -> RunStatus:
+        try:
+            job = self._request("GET", f"/api/jobs/{external_id}")
+        except ConnectorError as exc:
+            if "HTTP 404" in exc.message:
+                return RunStatus(RunState.LOST, reason="Ray no longer knows this job")
+            raise
+        state = STATES.get(str(job.get("status")), RunState.PENDING)
+        code = job.get("driver_exit_code")
+        if state is RunState.FAILED and code == TIMEOUT_EXIT:
+            state = RunState.TIMEOUT
+        elif state is RunState.COMPLETED:
+            code = 0
+        reason = f"Ray {job.get('status')}"
+        if job.get("message") and state.is_terminal:
+            reason += f": {str(job['message'])[:200]}"
+        return RunStatus(state, exit_code=code if state.is_terminal else None,
+                         started_at=_ms(job.get("start_time")) if state is not RunState.PENDING
+                         else None,
+                         ended_at=_ms(job.get("end_time")) if state.is_terminal else None,
+                         reason=reason)
+
+    def cancel(self, external_id: str) -> None:
+        self._request("POST", f"/api/jobs/{external_id}/stop")
+
+    def logs(self, external_id: str, stream: str = "stdout", offset: int = 0) -> bytes:
+        if stream not in ("stdout", "stderr"):
+            raise ConnectorError(f"unknown log stream {stream!r}")
+        if stream == "stderr":
+            return b""  # Ray merges both streams into the job's log
+        text = str(self._request("GET", f"/api/jobs/{external_id}/logs").get("logs", ""))
+        # Ray writes its own lines before the entrypoint's output: drop them.
+        marker = f"Running entrypoint for job {external_id}: "
+        at = text.find(marker)
+        if at >= 0:
+            newline = text.find("\n", at)
+            text = text[newline + 1:] if newline >= 0 else ""
+        return text.encode()[max(0, offset): max(0, offset) + LOG_CHUNK]
+
+    def capacity(self) -> list[PoolCapacity]:
+        """Per resource (CPU, GPU, NPU, …): total and free units of the whole cluster.
+
+        Read from the autoscaler's report (`ResourceUsage: 0.0/2.0 CPU, 1.0/8.0 NPU, …`); when it
+        has none, the nodes' totals with nothing known to be in use."""
+        data = self._request("GET", "/api/cluster_status").get("data") or {}
+        found: dict[str, tuple[float, float]] = {}
+        for line in str(data.get("autoscalingStatus") or "").splitlines():
+            if "ResourceUsage:" in line:
+                for used, total, name in USAGE_RE.findall(line):
+                    found[name] = (float(used), float(total))
+        if not found:
+            nodes = self._request("GET", "/nodes?view=summary").get("data", {}).get("summary", [])
+            for node in nodes:
+                for name, total in ((node.get("raylet") or {}).get("resourcesTotal") or {}).items():
+                    if not name.startswith("node:") and "emory" not in name:
+                        used_, total_ = found.get(name, (0.0, 0.0))
+                        found[name] = (used_, total_ + float(total))
+        return [PoolCapacity(name, int(total), int(max(0.0, total - used)))
+                for name, (used, total) in sorted(found.items())]
+
+    def health(self) -> Health:
+        try:
+            version = self._request("GET", "/api/version")
+        except ConnectorError as exc:
+            return Health(False, exc.message)
+        return Health(True, f"Ray {version.get('ray_version', '?')}")
+
+
+def create(config: Mapping[str, Any], home: Path) -> RayConnector:
+    return RayConnector(config, home)
