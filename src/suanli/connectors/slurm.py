@@ -84,6 +84,7 @@ class SlurmConnector:
                 headers["X-SLURM-USER-TOKEN"] = str(config["token"])
         else:
             raise ConnectorError("a slurm center needs `socket` or `url` in its connector config")
+        self._jwt = "X-SLURM-USER-TOKEN" in headers
         self._http = httpx.Client(base_url=base, transport=transport, headers=headers,
                                   timeout=float(config.get("timeout_s", 15)))
         self.output_dir = Path(config.get("output_dir") or home / "slurm" / "logs")
@@ -106,6 +107,14 @@ class SlurmConnector:
                                        and resp.status_code != 200):
             errs = data.get("errors") if isinstance(data, dict) else None
             msg = "; ".join(str(e.get("error") or e.get("description") or e) for e in errs or [])
+            if resp.status_code == 401:
+                msg = "slurmrestd refused the credentials: check `user` and `token` of this center"
+            elif self._jwt and resp.status_code == 500:
+                # slurmrestd passes the JWT on; a token slurmctld does not accept (expired,
+                # signed with another key, for another user) comes back as a bare HTTP 500
+                # ("Unspecified error", "Zero Bytes were transmitted or received").
+                msg += (" (slurmctld refused the request: is the JWT `token` valid, unexpired and"
+                        " issued for `user`?)")
             raise ConnectorError(f"slurmrestd {method} {path}: HTTP {resp.status_code} "
                                  f"{msg or resp.reason_phrase}", detail=data)
         return data if isinstance(data, dict) else {}
