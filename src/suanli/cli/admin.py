@@ -95,13 +95,17 @@ def _discovered_center(c: Any, connector: str, config: dict[str, str], *, slug: 
                        price_fen: int, tflops: dict[str, float]) -> dict[str, Any]:
     found = c.discover_pools(connector, config)["pools"]
     if not found:
-        fail(f"the {connector} backend reports no partitions")
-    pools, partitions = [], {}
+        fail(f"the {connector} backend reports no partitions or resources")
+    pools: list[dict[str, Any]] = []
+    mapping: dict[str, dict[str, str]] = {}  # pool -> Slurm partition / Ray resource
     for d in found:
-        name = _pool_name(d["partition"])
-        partitions[name] = d["partition"]
-        model = d["gres"].split(":")[1] if d["device_kind"] != "cpu" and d["gres"].count(":") >= 2 \
-            else f"{d['partition']} CPU"
+        source = d.get("partition") or d.get("resource") or d["name"]
+        name = _pool_name(source)
+        mapping.setdefault("partitions" if "partition" in d else "resources", {})[name] = source
+        gres = str(d.get("gres") or "")
+        model = d.get("device_model") or (
+            gres.split(":")[1] if d["device_kind"] != "cpu" and gres.count(":") >= 2
+            else f"{source} CPU")
         pool = {"name": name, "device_kind": d["device_kind"], "device_model": model,
                 "units_per_node": d["units_per_node"], "nodes": d["nodes"],
                 "memory_gb_per_node": d["memory_gb_per_node"], "price_fen_per_unit_hour": price_fen,
@@ -111,7 +115,7 @@ def _discovered_center(c: Any, connector: str, config: dict[str, str], *, slug: 
         pools.append(pool)
     return {"slug": slug, "name_zh": name_zh, "name_en": name_en, "kind": kind,
             "district": district, "pue": pue, "connector": connector,
-            "connector_config": {**config, "partitions": partitions}, "pools": pools}
+            "connector_config": {**config, **mapping}, "pools": pools}
 
 
 @center_app.command("add")

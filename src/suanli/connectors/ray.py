@@ -48,7 +48,7 @@ def _ms(value: object) -> datetime | None:
 class RayConnector:
     name = "ray"
     capabilities = frozenset({Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS,
-                              Capability.REATTACH})
+                              Capability.REATTACH, Capability.DISCOVER})
 
     def __init__(self, config: Mapping[str, Any], home: Path) -> None:
         if not config.get("url"):
@@ -87,21 +87,21 @@ class RayConnector:
                 "SUANLI_POOL": req.pool}},
             "metadata": {"suanli_job": str(req.job_id), "walltime_s": str(req.walltime_s)},
         }
-        custom = self.resources.get(req.pool) or ("NPU" if req.device_kind == "npu" else None)
-        resource = custom or ("GPU" if req.device_kind == "gpu" else "CPU")
+        resource = (self.resources.get(req.pool)
+                    or {"gpu": "GPU", "npu": "NPU"}.get(req.device_kind, "CPU"))
         totals = {c.pool: c.total_units for c in self.capacity()}
         if req.units > totals.get(resource, 0):
             # Ray would accept the job and leave it PENDING for ever.
             raise ConnectorError(f"the Ray cluster has {totals.get(resource, 0)} {resource}; "
                                  f"the job asks for {req.units}")
-        if custom:
-            body["entrypoint_resources"] = {custom: float(req.units)}
-            body["entrypoint_num_cpus"] = 0
-        elif req.device_kind == "gpu":
+        if resource == "CPU":
+            body["entrypoint_num_cpus"] = float(req.units)
+        elif resource == "GPU":
             body["entrypoint_num_gpus"] = float(req.units)
             body["entrypoint_num_cpus"] = 0
         else:
-            body["entrypoint_num_cpus"] = float(req.units)
+            body["entrypoint_resources"] = {resource: float(req.units)}
+            body["entrypoint_num_cpus"] = 0
         for attempt in range(2):
             try:
                 data = self._request("POST", "/api/jobs/", json=body)
@@ -167,8 +167,7 @@ class RayConnector:
                 for used, total, name in USAGE_RE.findall(line):
                     found[name] = (float(used), float(total))
         if not found:
-            nodes = self._request("GET", "/nodes?view=summary").get("data", {}).get("summary", [])
-            for node in nodes:
+            for node in self._nodes():
                 for name, total in ((node.get("raylet") or {}).get("resourcesTotal") or {}).items():
                     if not name.startswith("node:") and "emory" not in name:
                         used_, total_ = found.get(name, (0.0, 0.0))
@@ -176,12 +175,49 @@ class RayConnector:
         return [PoolCapacity(name, int(total), int(max(0.0, total - used)))
                 for name, (used, total) in sorted(found.items())]
 
+    def _nodes(self) -> list[dict[str, Any]]:
+        summary = self._request("GET", "/nodes?view=summary").get("data", {}).get("summary", [])
+        return [n for n in summary if (n.get("raylet") or {}).get("state", "ALIVE") == "ALIVE"]
+
+    def discover(self) -> list[dict[str, Any]]:
+        """The cluster's resources as pool descriptions: one pool per CPU, GPU or NPU-like
+        resource, over the live nodes that have it (units per node: the smallest node's)."""
+        nodes = self._nodes()
+        by_resource: dict[str, list[tuple[int, int]]] = {}
+        for node in nodes:
+            total = (node.get("raylet") or {}).get("resourcesTotal") or {}
+            mem_gb = max(1, int(float(total.get("memory", 2 ** 30)) // 2 ** 30))
+            for name, units in total.items():
+                if _device_kind(name) and int(units) > 0:
+                    by_resource.setdefault(name, []).append((int(units), mem_gb))
+        pools = []
+        for name, entries in sorted(by_resource.items()):
+            kind = _device_kind(name)
+            pools.append({
+                "name": name.lower(), "resource": name, "device_kind": kind,
+                "device_model": f"Ray {name}",
+                "units_per_node": min(u for u, _ in entries), "nodes": len(entries),
+                "memory_gb_per_node": min(m for _, m in entries), "max_walltime_s": None,
+            })
+        return pools
+
     def health(self) -> Health:
         try:
             version = self._request("GET", "/api/version")
         except ConnectorError as exc:
             return Health(False, exc.message)
         return Health(True, f"Ray {version.get('ray_version', '?')}")
+
+
+def _device_kind(resource: str) -> str | None:
+    """CPU -> cpu, GPU -> gpu, NPU-like custom resources -> npu; anything else is not a device."""
+    if resource == "CPU":
+        return "cpu"
+    if resource == "GPU":
+        return "gpu"
+    if resource.upper() in ("NPU", "ASCEND", "MLU", "DCU") or resource.upper().endswith("NPU"):
+        return "npu"
+    return None
 
 
 def create(config: Mapping[str, Any], home: Path) -> RayConnector:
