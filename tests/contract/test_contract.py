@@ -98,3 +98,25 @@ def test_a_refused_job_gives_a_clear_error(backend: Backend) -> None:
 def test_capabilities_are_declared(backend: Backend) -> None:
     caps = backend.connector.capabilities
     assert Capability.CANCEL in caps and Capability.LOGS in caps
+
+
+def test_batch_status_agrees_with_status(backend: Backend) -> None:
+    """A connector that answers for many runs at once says what `status` says, run by run."""
+    conn = backend.connector
+    if Capability.BATCH_STATUS not in conn.capabilities:
+        assert not hasattr(conn, "statuses")
+        pytest.skip(f"{backend.name} answers run by run")
+    ok = conn.submit(backend.request(["true"]))
+    bad = conn.submit(backend.request(["sh", "-c", "exit 4"]))
+    running = conn.submit(backend.request(["sleep", "300"]))
+    backend.wait_end(ok)
+    backend.wait_end(bad)
+    backend.wait(running, lambda s: s.state is RunState.RUNNING)
+    answers = conn.statuses([ok, bad, running])  # type: ignore[attr-defined]
+    for ext in (ok, bad, running):
+        one = conn.status(ext)
+        assert (answers[ext].state, answers[ext].exit_code) == (one.state, one.exit_code), ext
+    assert answers[ok].state is RunState.COMPLETED and answers[bad].exit_code == 4
+    assert answers[running].state is RunState.RUNNING
+    conn.cancel(running)
+    backend.wait_end(running)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import select
 
-from suanli.connectors import Health, RunRequest, register
+from suanli.connectors import Capability, Health, RunRequest, RunStatus, register
 from suanli.connectors.local import LocalConnector
 from suanli.connectors.local import create as create_local
 from suanli.domain.enums import CenterKind, DeviceKind, Policy
@@ -116,3 +116,44 @@ def test_requeue_false_fails_and_operator_offline_is_sticky(world: World) -> Non
     with p.db.session() as s:
         c = s.get(m.Center, hpc.id)
         assert c is not None and c.status == "offline" and c.status_source == "operator"
+
+
+class Batching(LocalConnector):
+    """The local executor answering for many runs in one call, and counting the calls."""
+
+    name = "batching"
+    capabilities = LocalConnector.capabilities | {Capability.BATCH_STATUS}
+    calls: ClassVar[list[tuple[str, int]]] = []
+
+    def __init__(self, base: LocalConnector) -> None:
+        super().__init__(base.root, term_grace_s=1)
+
+    def status(self, external_id: str) -> RunStatus:
+        Batching.calls.append(("status", 1))
+        return super().status(external_id)
+
+    def statuses(self, external_ids: list[str]) -> dict[str, RunStatus]:
+        Batching.calls.append(("statuses", len(external_ids)))
+        return {e: super(Batching, self).status(e) for e in external_ids[1:]}  # forgets one
+
+
+def test_engine_asks_a_batching_center_once_per_pass(world: World) -> None:
+    register("batching", lambda config, home: Batching(create_local(config, home)))
+    p = world.p
+    create_center(p, None, CenterInput(
+        slug="batch-hpc", name_zh="批量", name_en="Batch", kind=CenterKind.SUPERCOMPUTING,
+        connector="batching", pools=[cpu_pool("cpu", price_fen_per_unit_hour=0, tflops_fp32=9.0,
+                                              units_per_node=8)]))
+    ids = [jobsvc.submit_job(p, world.u1, JobInput(
+        name=f"b{i}", device=DeviceKind.CPU, walltime_s=600, policy=Policy.CHEAPEST,
+        command=["sh", "-c", f"sleep 1; exit {i}"])).id for i in range(3)]
+    world.drive(lambda: all(world.job(i).state in ("COMPLETED", "FAILED") for i in ids),
+                timeout=30)
+    assert [world.job(i).exit_code for i in ids] == [0, 1, 2]
+    assert all(world.runs(i)[0].center_id == world.runs(ids[0])[0].center_id for i in ids)
+    batches = [n for kind, n in Batching.calls if kind == "statuses"]
+    singles = sum(1 for kind, _ in Batching.calls if kind == "status")
+    assert batches and max(batches) == 3  # the three runs in one call
+    # The run the batch forgot is asked on its own (its exit code above came that way): one
+    # single call per batch, plus at most one per run in a pass where it was the only one left.
+    assert len(batches) <= singles <= len(batches) + len(ids)

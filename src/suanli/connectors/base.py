@@ -17,6 +17,7 @@ class Capability(StrEnum):
     ACCELERATORS = "accelerators"  # device indices / GRES are honoured
     REATTACH = "reattach"  # runs survive a restart of suanli and are found again
     DISCOVER = "discover"  # can describe its partitions/resources as pools (`discover()`)
+    BATCH_STATUS = "batch_status"  # answers for many runs in one call (`statuses(ids)`)
 
 
 @dataclass(frozen=True, slots=True)

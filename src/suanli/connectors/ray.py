@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import shlex
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,7 +48,8 @@ def _ms(value: object) -> datetime | None:
 class RayConnector:
     name = "ray"
     capabilities = frozenset({Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS,
-                              Capability.REATTACH, Capability.DISCOVER})
+                              Capability.REATTACH, Capability.DISCOVER,
+                              Capability.BATCH_STATUS})
 
     def __init__(self, config: Mapping[str, Any], home: Path) -> None:
         if not config.get("url"):
@@ -123,20 +124,15 @@ class RayConnector:
             if "HTTP 404" in exc.message:
                 return RunStatus(RunState.LOST, reason="Ray no longer knows this job")
             raise
-        state = STATES.get(str(job.get("status")), RunState.PENDING)
-        code = job.get("driver_exit_code")
-        if state is RunState.FAILED and code == TIMEOUT_EXIT:
-            state = RunState.TIMEOUT
-        elif state is RunState.COMPLETED:
-            code = 0
-        reason = f"Ray {job.get('status')}"
-        if job.get("message") and state.is_terminal:
-            reason += f": {str(job['message'])[:200]}"
-        return RunStatus(state, exit_code=code if state.is_terminal else None,
-                         started_at=_ms(job.get("start_time")) if state is not RunState.PENDING
-                         else None,
-                         ended_at=_ms(job.get("end_time")) if state.is_terminal else None,
-                         reason=reason)
+        return _run_status(job)
+
+    def statuses(self, external_ids: Sequence[str]) -> dict[str, RunStatus]:
+        """All asked-for runs from one `GET /api/jobs/` (Ray lists every job it keeps)."""
+        wanted = set(external_ids)
+        jobs = self._request("GET", "/api/jobs/")
+        return {str(job.get("submission_id")): _run_status(job)
+                for job in (jobs if isinstance(jobs, list) else [])
+                if str(job.get("submission_id")) in wanted}
 
     def cancel(self, external_id: str) -> None:
         self._request("POST", f"/api/jobs/{external_id}/stop")
@@ -207,6 +203,23 @@ class RayConnector:
         except ConnectorError as exc:
             return Health(False, exc.message)
         return Health(True, f"Ray {version.get('ray_version', '?')}")
+
+
+def _run_status(job: Mapping[str, Any]) -> RunStatus:
+    state = STATES.get(str(job.get("status")), RunState.PENDING)
+    code = job.get("driver_exit_code")
+    if state is RunState.FAILED and code == TIMEOUT_EXIT:
+        state = RunState.TIMEOUT
+    elif state is RunState.COMPLETED:
+        code = 0
+    reason = f"Ray {job.get('status')}"
+    if job.get("message") and state.is_terminal:
+        reason += f": {str(job['message'])[:200]}"
+    return RunStatus(state, exit_code=code if state.is_terminal else None,
+                     started_at=_ms(job.get("start_time")) if state is not RunState.PENDING
+                     else None,
+                     ended_at=_ms(job.get("end_time")) if state.is_terminal else None,
+                     reason=reason)
 
 
 def _device_kind(resource: str) -> str | None:

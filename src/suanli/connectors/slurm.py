@@ -18,7 +18,7 @@ A pool whose device is a GPU or NPU asks for `gres: <name>:<units per node>`; a 
 from __future__ import annotations
 
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -66,7 +66,7 @@ class SlurmConnector:
     name = "slurm"
     capabilities = frozenset(
         {Capability.GANG, Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS,
-         Capability.REATTACH, Capability.DISCOVER}
+         Capability.REATTACH, Capability.DISCOVER, Capability.BATCH_STATUS}
     )
 
     def __init__(self, config: Mapping[str, Any], home: Path) -> None:
@@ -199,17 +199,15 @@ class SlurmConnector:
         jobs = data.get("jobs") or []
         if not jobs:
             return RunStatus(RunState.LOST, reason="Slurm no longer knows this job")
-        job = jobs[0]
-        slurm_state = str(job.get("job_state", "")).split()[0]
-        state = STATES.get(slurm_state, RunState.PENDING)
-        reason = f"Slurm {slurm_state}"
-        if job.get("state_reason") not in (None, "", "None"):
-            reason += f" ({job['state_reason']})"
-        code = decode_exit(job.get("exit_code")) if state.is_terminal else None
-        return RunStatus(state, exit_code=code, started_at=_time(job.get("start_time"))
-                         if state is not RunState.PENDING else None,
-                         ended_at=_time(job.get("end_time")) if state.is_terminal else None,
-                         reason=reason)
+        return _run_status(jobs[0])
+
+    def statuses(self, external_ids: Sequence[str]) -> dict[str, RunStatus]:
+        """All asked-for runs from one `GET /jobs`; a job Slurm does not list is left out (the
+        caller asks `status()` for it, which tells a forgotten job from a slow answer)."""
+        wanted = set(external_ids)
+        return {str(job.get("job_id")): _run_status(job)
+                for job in self._request("GET", self._api("/jobs")).get("jobs", [])
+                if str(job.get("job_id")) in wanted}
 
     def cancel(self, external_id: str) -> None:
         self._request("DELETE", self._api(f"/job/{int(external_id)}"))
@@ -290,6 +288,19 @@ class SlurmConnector:
                                    and part["max_time_limit"] > 0 else None),
             })
         return pools
+
+
+def _run_status(job: Mapping[str, Any]) -> RunStatus:
+    slurm_state = str(job.get("job_state", "")).split()[0]
+    state = STATES.get(slurm_state, RunState.PENDING)
+    reason = f"Slurm {slurm_state}"
+    if job.get("state_reason") not in (None, "", "None"):
+        reason += f" ({job['state_reason']})"
+    code = decode_exit(job.get("exit_code")) if state.is_terminal else None
+    return RunStatus(state, exit_code=code, started_at=_time(job.get("start_time"))
+                     if state is not RunState.PENDING else None,
+                     ended_at=_time(job.get("end_time")) if state.is_terminal else None,
+                     reason=reason)
 
 
 def _down(node: Mapping[str, Any]) -> bool:

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..connectors import RunRequest, RunStatus
+from ..connectors import Capability, RunRequest, RunStatus
 from ..domain.enums import CenterStatus, Precision, RunState
 from ..domain.errors import ConnectorError
 from ..domain.jobstate import JobState
@@ -202,21 +202,50 @@ class Engine:
         """Ask each active run's center for its state; record starts and ends. Returns ends."""
         with self.p.db.session() as s:
             # Runs on offline centers wait for the health check or the failover.
-            run_ids = list(s.scalars(
-                select(m.Run.id).join(m.Center, m.Center.id == m.Run.center_id)
+            rows = s.execute(
+                select(m.Run.id, m.Run.external_id, m.Center)
+                .join(m.Center, m.Center.id == m.Run.center_id)
                 .where(m.Run.state.in_(ACTIVE_RUN_STATES),
-                       m.Center.status != CenterStatus.OFFLINE.value)))
+                       m.Center.status != CenterStatus.OFFLINE.value)).all()
+        known = self._batch_statuses([(r[0], r[1], r[2]) for r in rows])  # centers detached
         ended = 0
-        for run_id in run_ids:
+        for run_id, external_id, _ in rows:
             try:
-                ended += self._reconcile_run(run_id)
+                ended += self._reconcile_run(run_id, known.get((run_id, external_id)))
             except ConnectorError as exc:
                 log.warning("run %s: center did not answer: %s", run_id, exc.message)
             except IntegrityError:
                 log.info("run %s: already metered by another pass", run_id)
         return ended
 
-    def _reconcile_run(self, run_id: int) -> int:
+    def _batch_statuses(self, runs: list[tuple[int, str | None, m.Center]]
+                        ) -> dict[tuple[int, str | None], RunStatus]:
+        """One call per center whose connector answers for many runs at once (Slurm, Ray),
+        instead of one call per run. Runs it does not answer for are asked one by one."""
+        by_center: dict[int, list[tuple[int, str]]] = {}
+        centers: dict[int, m.Center] = {}
+        for run_id, ext, center in runs:
+            if ext is not None:
+                by_center.setdefault(center.id, []).append((run_id, ext))
+                centers[center.id] = center
+        known: dict[tuple[int, str | None], RunStatus] = {}
+        for center_id, items in by_center.items():
+            conn = self.p.connector_for(centers[center_id])
+            batch = getattr(conn, "statuses", None)
+            if len(items) < 2 or Capability.BATCH_STATUS not in conn.capabilities or not batch:
+                continue
+            try:
+                answers: dict[str, RunStatus] = batch([ext for _, ext in items])
+            except ConnectorError as exc:
+                log.warning("center %s did not answer for its runs: %s",
+                            centers[center_id].slug, exc.message)
+                continue
+            for run_id, ext in items:
+                if ext in answers:
+                    known[(run_id, ext)] = answers[ext]
+        return known
+
+    def _reconcile_run(self, run_id: int, known: RunStatus | None = None) -> int:
         with self.p.db.session() as s:
             run = s.get(m.Run, run_id)
             if run is None or run.state not in ACTIVE_RUN_STATES:
@@ -229,7 +258,7 @@ class Engine:
                 job = s.get(m.Job, run.job_id)
                 assert job is not None
                 return self._submit(s, job, run, center, resubmit=True)
-            status = conn.status(run.external_id)
+            status = known if known is not None else conn.status(run.external_id)
             return self._apply_status(s, run, status)
 
     def _apply_status(self, s: Session, run: m.Run, status: RunStatus) -> int:
