@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..domain.enums import RunState
+from ..domain.errors import ConnectorError
 
 
 class Capability(StrEnum):
@@ -83,3 +85,20 @@ class Connector(Protocol):
     def capacity(self) -> list[PoolCapacity]: ...
 
     def health(self) -> Health: ...
+
+    # Optional, by capability: `discover()` (DISCOVER), `statuses(ids)` (BATCH_STATUS); and the
+    # attribute `submit_concurrency` (default 1): how many submits the engine may have in flight
+    # to this connector at once (it must then be safe to call from several threads).
+
+
+def positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
+    """A positive whole number from a connector's configuration, or a clear error."""
+    value = config.get(key, default)
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1 or isinstance(value, bool) or (isinstance(value, float) and value != number):
+        raise ConnectorError(f"connector setting {key!r} must be a positive whole number, "
+                             f"not {value!r}")
+    return number

@@ -6,6 +6,7 @@ Configuration (per center, in `connector_config`):
     headers: {Authorization: ...}      # optional, for a gateway in front of the dashboard
     resources: {pool-name: NPU}        # custom resource per pool (default: GPU pools use GPUs,
                                        # NPU pools the custom resource "NPU", CPU pools CPUs)
+    submit_concurrency: 4              # submits in flight at once (default 4)
 
 A run is a Ray job whose entrypoint is the command; the pool's units are reserved for it as
 `entrypoint_num_cpus`, `entrypoint_num_gpus` or `entrypoint_resources`. The submission id is
@@ -30,7 +31,7 @@ import httpx
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
-from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus
+from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus, positive_int
 
 PREFIX = "suanli-"
 USAGE_RE = re.compile(r"([\d.]+)/([\d.]+) ([A-Za-z_][\w-]*)(?!\S)")
@@ -58,6 +59,8 @@ class RayConnector:
                                   headers=dict(config.get("headers") or {}),
                                   timeout=float(config.get("timeout_s", 15)))
         self.resources: dict[str, str] = dict(config.get("resources") or {})
+        # submits in flight at once from one scheduling pass (the engine honours it)
+        self.submit_concurrency = positive_int(config, "submit_concurrency", 4)
 
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         try:

@@ -10,6 +10,7 @@ Configuration (per center, in `connector_config`):
     gres: {pool-name: gpu}                # GRES name for GPU/NPU pools (default: gpu / npu)
     output_dir: /shared/suanli/logs       # where jobs write stdout/stderr; suanli reads logs here
     work_dir: /shared/suanli/work         # the jobs' working directory (default: output_dir)
+    submit_concurrency: 4                 # submits in flight at once (default 4)
 
 A pool whose device is a GPU or NPU asks for `gres: <name>:<units per node>`; a CPU pool asks for
 `cpus_per_task: <units per node>`. Walltimes are rounded up to whole minutes (Slurm's unit).
@@ -27,7 +28,7 @@ import httpx
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
-from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus
+from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus, positive_int
 
 SUPPORTED_VERSIONS = ("0.0.38",)
 JOB_PREFIX = "suanli-"
@@ -92,6 +93,8 @@ class SlurmConnector:
         self.partitions: dict[str, str] = dict(config.get("partitions") or {})
         self.gres: dict[str, str] = dict(config.get("gres") or {})
         self._version: str | None = config.get("version")
+        # submits in flight at once from one scheduling pass (the engine honours it)
+        self.submit_concurrency = positive_int(config, "submit_concurrency", 4)
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -376,15 +377,20 @@ class Engine:
         decisions = schedule(pools, queue, now)
         t1 = time.perf_counter()
         stats.phases["decide"] = round(t1 - t0, 4)
+        to_submit: list[tuple[int, int, int]] = []
         for d in decisions:
             if d.placed:
-                stats.placed += self._place(d, now)
+                placed = self._place(d, now)
+                if placed is not None:
+                    to_submit.append(placed)
+                    stats.placed += 1
             else:
                 for c in d.candidates:
                     if c.chosen:
                         stats.waiting_by_pool[c.pool_id] = (
                             stats.waiting_by_pool.get(c.pool_id, 0) + 1
                         )
+        self._submit_placed(to_submit)
         stats.phases["place"] = round(time.perf_counter() - t1, 4)
         self.placements_total += stats.placed
         return decisions
@@ -418,12 +424,13 @@ class Engine:
         self._full_due = True
         self.wake()
 
-    def _place(self, d: Decision, now: datetime) -> int:
+    def _place(self, d: Decision, now: datetime) -> tuple[int, int, int] | None:
+        """Record the placement and its run; returns (job, run, center) ids to submit."""
         assert d.pool_id is not None
         with self.p.db.session() as s:
             job = s.get(m.Job, d.job_id)
             if job is None or job.state != JobState.QUEUED.value:
-                return 0  # cancelled meanwhile
+                return None  # cancelled meanwhile
             pool = s.get(m.Pool, d.pool_id)
             assert pool is not None
             center = s.get(m.Center, pool.center_id)
@@ -446,13 +453,38 @@ class Engine:
             transition(s, job, JobState.PLACED, f"placed on {center.slug}/{pool.name}", now)
         # Committed before the center is called: a crash here leaves a run with no external id,
         # which the next reconcile submits (submit is idempotent by run key).
+        return job.id, run.id, center.id
+
+    def _submit_placed(self, placed: list[tuple[int, int, int]]) -> None:
+        """Hand the placed runs to their centers: in placement order, several at a time to a
+        center whose connector allows it (`submit_concurrency`, e.g. Slurm and Ray over HTTP)."""
+        by_center: dict[int, list[tuple[int, int, int]]] = {}
+        for item in placed:
+            by_center.setdefault(item[2], []).append(item)
+        for center_id, items in by_center.items():
+            with self.p.db.session() as s:
+                center = s.get(m.Center, center_id)
+            assert center is not None
+            workers = int(getattr(self.p.connector_for(center), "submit_concurrency", 1))
+            if workers <= 1 or len(items) == 1:
+                for item in items:
+                    self._submit_one(*item)
+                continue
+            with ThreadPoolExecutor(max_workers=min(workers, len(items)),
+                                    thread_name_prefix=f"submit-{center.slug}") as pool:
+                for future in [pool.submit(self._submit_one, *item) for item in items]:
+                    try:
+                        future.result()
+                    except Exception:  # one failed submit must not stop the others
+                        log.exception("submit to %s failed", center.slug)
+
+    def _submit_one(self, job_id: int, run_id: int, center_id: int) -> None:
         with self.p.db.session() as s:
-            job = s.get(m.Job, d.job_id)
-            run_row = s.get(m.Run, run.id)
-            center_row = s.get(m.Center, center.id)
+            job = s.get(m.Job, job_id)
+            run_row = s.get(m.Run, run_id)
+            center_row = s.get(m.Center, center_id)
             assert job is not None and run_row is not None and center_row is not None
             self._submit(s, job, run_row, center_row)
-        return 1
 
     def _submit(self, s: Session, job: m.Job, run: m.Run, center: m.Center, *,
                 resubmit: bool = False) -> int:
