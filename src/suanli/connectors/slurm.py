@@ -10,7 +10,7 @@ Configuration (per center, in `connector_config`):
     gres: {pool-name: gpu}                # GRES name for GPU/NPU pools (default: gpu / npu)
     output_dir: /shared/suanli/logs       # where jobs write stdout/stderr; suanli reads logs here
     work_dir: /shared/suanli/work         # the jobs' working directory (default: output_dir)
-    submit_concurrency: 4                 # submits in flight at once (default 4)
+    submit_concurrency: 1                 # submits in flight at once (default 1)
 
 A pool whose device is a GPU or NPU asks for `gres: <name>:<units per node>`; a CPU pool asks for
 `cpus_per_task: <units per node>`. Walltimes are rounded up to whole minutes (Slurm's unit).
@@ -94,7 +94,7 @@ class SlurmConnector:
         self.gres: dict[str, str] = dict(config.get("gres") or {})
         self._version: str | None = config.get("version")
         # submits in flight at once from one scheduling pass (the engine honours it)
-        self.submit_concurrency = positive_int(config, "submit_concurrency", 4)
+        self.submit_concurrency = positive_int(config, "submit_concurrency", 1)
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:

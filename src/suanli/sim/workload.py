@@ -1,0 +1,163 @@
+"""Workloads for the digital twin: real traces (SWF, the GPU CSV) and synthetic generators.
+
+SWF conventions (Parallel Workloads Archive, v2.2; see README "The digital twin"):
+
+* processors: field 8 (requested) when positive, else field 5 (allocated); a job with neither is
+  skipped. A job asking for more than the machine has is skipped too.
+* run time: field 4 (true wall-clock seconds). A job with run time < 0 is skipped; run time 0 is kept
+  only when `keep_zero_runtime` (the issue's `simulate trace` skips non-positive run times).
+* requested time (the estimate backfilling uses): field 9 when positive, else the run time. A run
+  longer than its request is kept with its true run time (the estimate is then wrong, as in reality).
+* submit time: field 2, seconds from the log's start; the log is sorted by it.
+* user: field 12 (tenants are mapped from users by the scenario).
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import math
+import random
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True, slots=True)
+class TraceJob:
+    """One job of a workload, in trace time (seconds)."""
+
+    id: int
+    submit: float
+    runtime: float
+    procs: int
+    requested: float  # the user's runtime estimate (walltime), ≥ 0
+    user: int = 0
+
+
+@dataclass(slots=True)
+class Workload:
+    jobs: list[TraceJob]
+    max_procs: int | None = None  # the machine's size, from the trace header when it says
+    skipped: int = 0  # jobs the trace marks as bad
+    header: dict[str, str] = field(default_factory=dict)
+    name: str = ""
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    raw = path.read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    return io.StringIO(raw.decode("utf-8", errors="replace"))
+
+
+HEADER_RE = re.compile(r"^;\s*([A-Za-z][\w ]*?)\s*:\s*(.*)$")
+
+
+def load_swf(path: Path, *, keep_zero_runtime: bool = False) -> Workload:
+    """Read a Standard Workload Format file (plain or gzip)."""
+    jobs: list[TraceJob] = []
+    header: dict[str, str] = {}
+    skipped = 0
+    for lineno, line in enumerate(_open_text(path), 1):
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(";"):
+            m = HEADER_RE.match(line)
+            if m and m.group(1) not in header:
+                header[m.group(1)] = m.group(2).strip()
+            continue
+        fields = line.split()
+        if len(fields) < 18:
+            raise ValueError(f"{path}:{lineno}: an SWF line has 18 fields, this one {len(fields)}")
+        try:
+            job_id = int(fields[0])
+            submit = float(fields[1])
+            runtime = float(fields[3])
+            alloc = int(float(fields[4]))
+            req_procs = int(float(fields[7]))
+            req_time = float(fields[8])
+            user = int(float(fields[11]))
+        except ValueError as exc:
+            raise ValueError(f"{path}:{lineno}: not a number in an SWF line: {exc}") from exc
+        procs = req_procs if req_procs > 0 else alloc
+        if procs <= 0 or runtime < 0 or (runtime == 0 and not keep_zero_runtime):
+            skipped += 1
+            continue
+        jobs.append(TraceJob(job_id, submit, runtime, procs,
+                             req_time if req_time > 0 else runtime, user))
+    max_procs = _leading_int(header.get("MaxProcs")) or _leading_int(header.get("MaxNodes"))
+    if max_procs:
+        too_big = [j for j in jobs if j.procs > max_procs]
+        if too_big:
+            skipped += len(too_big)
+            jobs = [j for j in jobs if j.procs <= max_procs]
+    jobs.sort(key=lambda j: (j.submit, j.id))
+    return Workload(jobs, max_procs, skipped, header, path.name)
+
+
+def _leading_int(value: str | None) -> int | None:
+    m = re.match(r"\s*(\d+)", value or "")
+    return int(m.group(1)) if m and int(m.group(1)) > 0 else None
+
+
+def load_gpu_csv(path: Path, *, cluster: str | None = None) -> Workload:
+    """The GPU trace (`cluster,job_id,submission_time,duration,num_gpu`): one job per row.
+
+    It has no runtime estimates: the requested time is the true duration (a perfect estimate).
+    `cluster` keeps one cluster's jobs only."""
+    jobs: list[TraceJob] = []
+    skipped = 0
+    reader = csv.DictReader(_open_text(path))
+    needed = {"submission_time", "duration", "num_gpu"}
+    if not needed <= set(reader.fieldnames or []):
+        raise ValueError(f"{path}: a GPU trace needs the columns {sorted(needed)}")
+    for i, row in enumerate(reader, 1):
+        if cluster is not None and row.get("cluster") != cluster:
+            continue
+        try:
+            submit, runtime, gpus = (float(row["submission_time"]), float(row["duration"]),
+                                     int(row["num_gpu"]))
+        except ValueError:
+            skipped += 1
+            continue
+        if runtime <= 0 or gpus <= 0:
+            skipped += 1
+            continue
+        user = int(str(row.get("cluster", "0")).removeprefix("cluster") or 0) \
+            if str(row.get("cluster", "")).removeprefix("cluster").isdigit() else 0
+        jobs.append(TraceJob(i, submit, runtime, gpus, runtime, user))
+    jobs.sort(key=lambda j: (j.submit, j.id))
+    return Workload(jobs, None, skipped, {}, path.name + (f"[{cluster}]" if cluster else ""))
+
+
+def load(path: Path, fmt: str | None = None, **kw: object) -> Workload:
+    """By format name (`swf`, `gpu`) or by the file name."""
+    fmt = fmt or ("gpu" if ".csv" in path.name else "swf")
+    if fmt == "swf":
+        return load_swf(path, **kw)  # type: ignore[arg-type]
+    if fmt == "gpu":
+        return load_gpu_csv(path, **kw)  # type: ignore[arg-type]
+    raise ValueError(f"unknown trace format {fmt!r} (swf or gpu)")
+
+
+def synthetic(n: int, *, seed: int, rate_per_s: float, max_procs: int, min_runtime: float = 60,
+              max_runtime: float = 86_400, overestimate: float = 2.0) -> Workload:
+    """Poisson arrivals, log-uniform sizes and run times; estimates up to `overestimate`× long."""
+    rng = random.Random(seed)
+    t = 0.0
+    jobs: list[TraceJob] = []
+    for i in range(1, n + 1):
+        t += rng.expovariate(rate_per_s)
+        procs = max(1, min(max_procs, round(math.exp(rng.uniform(0, math.log(max_procs))))))
+        runtime = round(math.exp(rng.uniform(math.log(min_runtime), math.log(max_runtime))))
+        requested = round(runtime * rng.uniform(1.0, overestimate))
+        jobs.append(TraceJob(i, round(t, 3), runtime, procs, requested, rng.randint(1, 20)))
+    return Workload(jobs, max_procs, 0, {}, f"synthetic(seed={seed})")
+
+
+def iter_jobs(w: Workload) -> Iterator[TraceJob]:
+    return iter(w.jobs)
