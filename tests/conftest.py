@@ -60,35 +60,31 @@ def stop_service(name: str, env: dict[str, str]) -> None:
                    capture_output=True, timeout=60)
 
 
-@pytest.fixture(scope="session")
-def postgres() -> Iterator[dict[str, str]]:
-    """A real PostgreSQL server for the session. Missing PostgreSQL fails in CI, skips loudly
-    elsewhere."""
+def backend_service(name: str, state_var: str, label: str) -> Iterator[dict[str, str]]:
+    """A real backend for the session (tests/services/NAME.sh). One that cannot start fails in CI
+    (`CI=true`) and skips loudly elsewhere."""
     try:
-        env = start_service("postgres", "PG_STATE_DIR")
+        env = start_service(name, state_var)
     except (OSError, subprocess.SubprocessError) as exc:
-        message = f"PostgreSQL could not be started ({exc}); run tests/services/postgres.sh install"
+        message = f"{label} could not be started ({exc}); run tests/services/{name}.sh install"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
     yield env
-    stop_service("postgres", env)
-    shutil.rmtree(env["PG_STATE_DIR"], ignore_errors=True)
+    stop_service(name, env)
+    shutil.rmtree(env[state_var], ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[dict[str, str]]:
+    """A real PostgreSQL server."""
+    yield from backend_service("postgres", "PG_STATE_DIR", "PostgreSQL")
 
 
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[dict[str, str]]:
-    """A real single-node Slurm (munge, slurmctld, slurmd, slurmrestd) for the session."""
-    try:
-        env = start_service("slurm", "SLURM_STATE_DIR")
-    except (OSError, subprocess.SubprocessError) as exc:
-        message = f"Slurm could not be started ({exc}); run tests/services/slurm.sh install"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    yield env
-    stop_service("slurm", env)
-    shutil.rmtree(env["SLURM_STATE_DIR"], ignore_errors=True)
+    """A real single-node Slurm (munge, slurmctld, slurmd, slurmrestd on a socket and on TCP)."""
+    yield from backend_service("slurm", "SLURM_STATE_DIR", "Slurm")
 
 
 @pytest.fixture(scope="session")
@@ -96,16 +92,7 @@ def ray() -> Iterator[dict[str, str]]:
     """A real Ray head node (Jobs API on 127.0.0.1) with 2 CPUs and 8 emulated NPUs."""
     os.environ.setdefault("RAY_NUM_CPUS", "2")
     os.environ.setdefault("RAY_RESOURCES", '{"NPU": 8}')
-    try:
-        env = start_service("ray", "RAY_STATE_DIR")
-    except (OSError, subprocess.SubprocessError) as exc:
-        message = f"Ray could not be started ({exc}); run tests/services/ray.sh install"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    yield env
-    stop_service("ray", env)
-    shutil.rmtree(env["RAY_STATE_DIR"], ignore_errors=True)
+    yield from backend_service("ray", "RAY_STATE_DIR", "Ray")
 
 
 @pytest.fixture
