@@ -146,6 +146,13 @@ class RayConnector:
         if stream == "stderr":
             return b""  # Ray merges both streams into the job's log
         text = str(self._request("GET", f"/api/jobs/{external_id}/logs").get("logs", ""))
+        for _ in range(12):
+            # Right after a job ends, a fresh head may not have its log file yet: an empty log of
+            # a finished job is asked again for a moment before it is believed.
+            if text or not self.status(external_id).state.is_terminal:
+                break
+            time.sleep(0.25)
+            text = str(self._request("GET", f"/api/jobs/{external_id}/logs").get("logs", ""))
         # Ray writes its own lines before the entrypoint's output: drop them.
         marker = f"Running entrypoint for job {external_id}: "
         at = text.find(marker)
