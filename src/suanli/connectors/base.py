@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..domain.enums import RunState
@@ -102,3 +103,16 @@ def positive_int(config: Mapping[str, Any], key: str, default: int) -> int:
         raise ConnectorError(f"connector setting {key!r} must be a positive whole number, "
                              f"not {value!r}")
     return number
+
+
+LOG_CHUNK = 1 << 20  # the most bytes one logs() call returns
+
+
+def read_chunk(path: Path, offset: int) -> bytes:
+    """Up to LOG_CHUNK bytes of a log file from `offset`; nothing yet when there is no file."""
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(max(0, offset))
+            return fh.read(LOG_CHUNK)
+    except FileNotFoundError:
+        return b""

@@ -20,12 +20,18 @@ from typing import Any
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
-from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus
+from .base import (
+    Capability,
+    Health,
+    PoolCapacity,
+    RunRequest,
+    RunStatus,
+    read_chunk,
+)
 from .local_shim import write_json_atomic
 from .procfs import is_alive, start_ticks
 
 SHIM = str(Path(__file__).with_name("local_shim.py"))
-LOG_CHUNK = 1 << 20  # the most bytes one logs() call returns
 LAUNCH_TIMEOUT_S = 60.0  # a launch marker with no supervisor after this long is a lost launch
 _PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "PYTHONPATH")
 
@@ -176,13 +182,7 @@ class LocalConnector:
     def logs(self, external_id: str, stream: str = "stdout", offset: int = 0) -> bytes:
         if stream not in ("stdout", "stderr"):
             raise ConnectorError(f"unknown log stream {stream!r}")
-        path = self._dir(external_id) / f"{stream}.log"
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(max(0, offset))
-                return fh.read(LOG_CHUNK)
-        except FileNotFoundError:
-            return b""
+        return read_chunk(self._dir(external_id) / f"{stream}.log", offset)
 
     def active_units(self) -> dict[str, int]:
         """Units held by runs without a result, per pool name (scans the run directories)."""

@@ -31,12 +31,19 @@ import httpx
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
-from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus, positive_int
+from .base import (
+    LOG_CHUNK,
+    Capability,
+    Health,
+    PoolCapacity,
+    RunRequest,
+    RunStatus,
+    positive_int,
+)
 
 PREFIX = "suanli-"
 USAGE_RE = re.compile(r"([\d.]+)/([\d.]+) ([A-Za-z_][\w-]*)(?!\S)")
 TIMEOUT_EXIT = 124
-LOG_CHUNK = 1 << 20
 STATES = {"PENDING": RunState.PENDING, "RUNNING": RunState.RUNNING,
           "SUCCEEDED": RunState.COMPLETED, "FAILED": RunState.FAILED,
           "STOPPED": RunState.CANCELLED}

@@ -28,11 +28,18 @@ import httpx
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
-from .base import Capability, Health, PoolCapacity, RunRequest, RunStatus, positive_int
+from .base import (
+    Capability,
+    Health,
+    PoolCapacity,
+    RunRequest,
+    RunStatus,
+    positive_int,
+    read_chunk,
+)
 
 SUPPORTED_VERSIONS = ("0.0.38",)
 JOB_PREFIX = "suanli-"
-LOG_CHUNK = 1 << 20
 
 # Slurm job states -> ours. NODE_FAIL and PREEMPTED lose the attempt: the job is re-placed.
 STATES: dict[str, RunState] = {
@@ -224,11 +231,7 @@ class SlurmConnector:
             raise ConnectorError(f"Slurm job {external_id} was not submitted by suanli")
         path = self.output_dir / f"{name[len(JOB_PREFIX):]}.{'out' if stream == 'stdout' else 'err'}"
         try:
-            with open(path, "rb") as fh:
-                fh.seek(max(0, offset))
-                return fh.read(LOG_CHUNK)
-        except FileNotFoundError:
-            return b""
+            return read_chunk(path, offset)
         except OSError as exc:
             raise ConnectorError(f"cannot read {path} (is output_dir shared with suanli?): "
                                  f"{exc}") from exc
