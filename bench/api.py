@@ -21,10 +21,7 @@ import json
 import os
 import platform
 import shutil
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,12 +31,12 @@ from typing import Any
 
 import aiohttp
 import httpx
+from demo_server import demo_server
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
-BIN = Path(sys.executable).parent
 JOB = {"name": "bench", "command": ["true"], "walltime_s": 60,
        "resources": {"device": "cpu", "model": "bench-cpu", "units": 1}}
 BENCH_CENTER = {
@@ -56,12 +53,6 @@ def pct(values: list[float], q: float) -> float:
         return float("nan")
     s = sorted(values)
     return s[min(len(s) - 1, int(q * len(s)))]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _session(url: str, token: str, connections: int) -> aiohttp.ClientSession:
@@ -161,43 +152,27 @@ def main() -> int:
     args = ap.parse_args()
     console = Console()
     home = Path(tempfile.mkdtemp(prefix="suanli-bench."))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    env = dict(os.environ, SUANLI_HOME=str(home), SUANLI_LOG_LEVEL="WARNING")
-    server = subprocess.Popen([str(BIN / "suanli"), "serve", "--demo", "--port", str(port)],
-                              env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        creds = json.loads((home / "demo-credentials.json").read_text())
-        admin, tenant = creds["platform_admin"], creds["tenant_a"]
-        r = httpx.post(f"{url}/api/v1/centers", json=BENCH_CENTER,
-                       headers={"Authorization": f"Bearer {admin}"})
-        r.raise_for_status()
-        console.print(f"[dim]seed {args.seed}; server {url}; SUANLI_HOME {home}[/]")
-        console.print(f"open loop: {args.rate:g}/s for {args.duration:g}s …")
-        ol = asyncio.run(open_loop(url, tenant, args.rate, args.duration))
-        console.print(f"saturation: {args.clients} clients for {args.saturation_seconds:g}s …")
-        sat = asyncio.run(closed_loop(url, tenant, args.clients, args.saturation_seconds,
-                                      "POST", "/api/v1/jobs"))
-        floor = asyncio.run(closed_loop(url, tenant, args.clients, args.saturation_seconds,
-                                        "GET", "/api/v1/health"))
-        with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tenant}"}) as c:
-            while c.get("/api/v1/jobs", params={"limit": 1}).json()["total"] < args.min_jobs:
-                c.post("/api/v1/jobs", json=JOB)
-        console.print(f"list latency: {args.list_requests} requests …")
-        lst = list_latency(url, tenant, args.list_requests)
-        health = httpx.get(f"{url}/api/v1/health").json()
+        with demo_server(home) as (url, creds):
+            admin, tenant = creds["platform_admin"], creds["tenant_a"]
+            r = httpx.post(f"{url}/api/v1/centers", json=BENCH_CENTER,
+                           headers={"Authorization": f"Bearer {admin}"})
+            r.raise_for_status()
+            console.print(f"[dim]seed {args.seed}; server {url}; SUANLI_HOME {home}[/]")
+            console.print(f"open loop: {args.rate:g}/s for {args.duration:g}s …")
+            ol = asyncio.run(open_loop(url, tenant, args.rate, args.duration))
+            console.print(f"saturation: {args.clients} clients for {args.saturation_seconds:g}s …")
+            sat = asyncio.run(closed_loop(url, tenant, args.clients, args.saturation_seconds,
+                                          "POST", "/api/v1/jobs"))
+            floor = asyncio.run(closed_loop(url, tenant, args.clients, args.saturation_seconds,
+                                            "GET", "/api/v1/health"))
+            with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tenant}"}) as c:
+                while c.get("/api/v1/jobs", params={"limit": 1}).json()["total"] < args.min_jobs:
+                    c.post("/api/v1/jobs", json=JOB)
+            console.print(f"list latency: {args.list_requests} requests …")
+            lst = list_latency(url, tenant, args.list_requests)
+            health = httpx.get(f"{url}/api/v1/health").json()
     finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
         shutil.rmtree(home, ignore_errors=True)
 
     targets = {

@@ -24,7 +24,6 @@ import json
 import os
 import platform
 import shutil
-import signal
 import statistics
 import subprocess
 import sys
@@ -37,12 +36,12 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from demo_server import demo_server
 from rich.console import Console
 from rich.table import Table
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVICES = ROOT / "tests" / "services"
-BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results"
 TARGET = 1.2
 
@@ -116,30 +115,12 @@ def service(name: str, env: dict[str, str]) -> Iterator[dict[str, str]]:
 @contextmanager
 def suanli_server(home: Path) -> Iterator[tuple[httpx.Client, httpx.Client]]:
     """`suanli serve --demo` in its own process; yields (platform admin, tenant) clients."""
-    port = 18000 + os.getpid() % 1000
-    url = f"http://127.0.0.1:{port}"
-    senv = dict(os.environ, SUANLI_HOME=str(home), SUANLI_LOG_LEVEL="WARNING")
-    server = subprocess.Popen([str(BIN / "suanli"), "serve", "--demo", "--port", str(port)],
-                              env=senv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(300):
-            try:
-                if httpx.get(f"{url}/api/v1/health", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        creds = json.loads((home / "demo-credentials.json").read_text())
-        with httpx.Client(base_url=url, timeout=60, headers={
-                "Authorization": f"Bearer {creds['platform_admin']}"}) as admin, \
-             httpx.Client(base_url=url, timeout=60, headers={
-                "Authorization": f"Bearer {creds['tenant_a']}"}) as tenant:
-            yield admin, tenant
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(15)
-        except subprocess.TimeoutExpired:
-            server.kill()
+    with demo_server(home) as (url, creds), \
+         httpx.Client(base_url=url, timeout=60, headers={
+             "Authorization": f"Bearer {creds['platform_admin']}"}) as admin, \
+         httpx.Client(base_url=url, timeout=60, headers={
+             "Authorization": f"Bearer {creds['tenant_a']}"}) as tenant:
+        yield admin, tenant
 
 
 def through_suanli(center: dict[str, Any], model: str, stamps: Path, n: int) -> dict[str, Any]:
