@@ -82,32 +82,15 @@ def slurm_backend(slurm: dict[str, str]) -> Iterator[Backend]:
               "partitions": {"cpu": "debug", "gpu": "gpu"}}
     conn = create("slurm", config, home)
 
-    def occupy() -> AbstractContextManager[None]:
-        """Fill the node's two CPUs so that the next job stays PENDING."""
-        from contextlib import contextmanager
-
-        @contextmanager
-        def filled() -> Iterator[None]:
-            ids = [conn.submit(backend.request(["sleep", "300"], units=1)) for _ in range(2)]
-            for ext in ids:
-                backend.wait(ext, lambda s: s.state is RunState.RUNNING, 60)
-            try:
-                yield
-            finally:
-                for ext in ids:
-                    conn.cancel(ext)
-                for ext in ids:
-                    backend.wait_end(ext)
-
-        return filled()
-
+    ref: list[Backend] = []
     backend = Backend(
         name="slurm", connector=conn, pool="cpu",
         make_down=lambda: create("slurm", {**config, "socket": str(state / "nosuch.sock")}, home),
         refused=RunRequest(run_key="refused-slurm", job_id=0, command=["true"], units=1,
                            nodes=1, walltime_s=60, pool="no-such-partition"),
-        min_walltime_s=60, timeout_slack_s=120, occupy=occupy,
+        min_walltime_s=60, timeout_slack_s=120, occupy=_filler(conn, ref),
     )
+    ref.append(backend)
     yield backend
     shutil.rmtree(home, ignore_errors=True)
 
