@@ -377,7 +377,7 @@ class Engine:
         decisions = schedule(pools, queue, now)
         t1 = time.perf_counter()
         stats.phases["decide"] = round(t1 - t0, 4)
-        to_submit: list[tuple[int, int, int]] = []
+        to_submit: list[tuple[int, int, m.Center]] = []
         for d in decisions:
             if d.placed:
                 placed = self._place(d, now)
@@ -424,8 +424,9 @@ class Engine:
         self._full_due = True
         self.wake()
 
-    def _place(self, d: Decision, now: datetime) -> tuple[int, int, int] | None:
-        """Record the placement and its run; returns (job, run, center) ids to submit."""
+    def _place(self, d: Decision, now: datetime) -> tuple[int, int, m.Center] | None:
+        """Record the placement and its run; returns the job and run ids and the (detached)
+        center, to submit."""
         assert d.pool_id is not None
         with self.p.db.session() as s:
             job = s.get(m.Job, d.job_id)
@@ -453,18 +454,16 @@ class Engine:
             transition(s, job, JobState.PLACED, f"placed on {center.slug}/{pool.name}", now)
         # Committed before the center is called: a crash here leaves a run with no external id,
         # which the next reconcile submits (submit is idempotent by run key).
-        return job.id, run.id, center.id
+        return job.id, run.id, center
 
-    def _submit_placed(self, placed: list[tuple[int, int, int]]) -> None:
+    def _submit_placed(self, placed: list[tuple[int, int, m.Center]]) -> None:
         """Hand the placed runs to their centers: in placement order, several at a time to a
         center whose connector allows it (`submit_concurrency`, e.g. Slurm and Ray over HTTP)."""
-        by_center: dict[int, list[tuple[int, int, int]]] = {}
+        by_center: dict[int, list[tuple[int, int, m.Center]]] = {}
         for item in placed:
-            by_center.setdefault(item[2], []).append(item)
-        for center_id, items in by_center.items():
-            with self.p.db.session() as s:
-                center = s.get(m.Center, center_id)
-            assert center is not None
+            by_center.setdefault(item[2].id, []).append(item)
+        for items in by_center.values():
+            center = items[0][2]
             workers = int(getattr(self.p.connector_for(center), "submit_concurrency", 1))
             if workers <= 1 or len(items) == 1:
                 for item in items:
@@ -478,13 +477,12 @@ class Engine:
                     except Exception:  # one failed submit must not stop the others
                         log.exception("submit to %s failed", center.slug)
 
-    def _submit_one(self, job_id: int, run_id: int, center_id: int) -> None:
+    def _submit_one(self, job_id: int, run_id: int, center: m.Center) -> None:
         with self.p.db.session() as s:
             job = s.get(m.Job, job_id)
             run_row = s.get(m.Run, run_id)
-            center_row = s.get(m.Center, center_id)
-            assert job is not None and run_row is not None and center_row is not None
-            self._submit(s, job, run_row, center_row)
+            assert job is not None and run_row is not None
+            self._submit(s, job, run_row, center)  # the center is only read
 
     def _submit(self, s: Session, job: m.Job, run: m.Run, center: m.Center, *,
                 resubmit: bool = False) -> int:
