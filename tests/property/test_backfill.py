@@ -49,3 +49,10 @@ def test_classic_easy_example() -> None:
     # before the shadow; then nothing is free for the last one.
     assert p.starts == [2, 3]
     assert plan(4, running, queue, 0.0, backfill=False).starts == []
+
+
+def test_extra_units_count_every_job_ending_at_the_shadow_time() -> None:
+    # Two jobs end together at t=100: at the shadow time all of their units are free, whichever
+    # of the two the sort put first.
+    for running in ([Busy(2, 100.0), Busy(5, 100.0)], [Busy(5, 100.0), Busy(2, 100.0)]):
+        assert shadow(1, running, 4) == (100.0, 4)

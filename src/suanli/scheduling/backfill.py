@@ -47,11 +47,16 @@ def shadow(free: int, running: Sequence[Busy], units: int) -> tuple[float, int]:
     """When `units` are free at the latest if every running job ends at its estimate, and how
     many units are spare then. `running` must be sorted by `ends_at`."""
     available = free
-    for b in running:
+    for k, b in enumerate(running):
         if available >= units:
             break
         available += b.units
         if available >= units:
+            # every job ending at that same instant frees its units too
+            for later in running[k + 1:]:
+                if later.ends_at != b.ends_at:
+                    break
+                available += later.units
             return b.ends_at, available - units
     if available >= units:
         return -math.inf, available - units

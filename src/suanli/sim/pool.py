@@ -1,0 +1,76 @@
+"""A simulated pool: units, a queue and running jobs, scheduled by the real `scheduling.backfill`.
+
+The pool does not know about time or events; the kernel drives it. `schedule(now)` asks the real
+queue planner which queued jobs start now and returns them; the caller schedules their ends.
+"""
+
+from __future__ import annotations
+
+from bisect import insort
+from dataclasses import dataclass, field
+
+from ..scheduling.backfill import Busy, Waiting, plan
+
+SCHEDULERS = ("fcfs", "easy")
+
+
+def _end(b: Busy) -> float:
+    return b.ends_at
+
+
+@dataclass(slots=True)
+class SimPool:
+    name: str
+    capacity: int
+    scheduler: str = "easy"
+    speed: float = 1.0  # run time divides by this
+    free: int = 0
+    running: list[Busy] = field(default_factory=list)  # sorted by estimated end
+    queue: list[Waiting] = field(default_factory=list)
+    queued_ids: list[int] = field(default_factory=list)
+    busy_unit_s: float = 0.0  # units × seconds of work started here
+    queued_units: int = 0
+
+    def __post_init__(self) -> None:
+        if self.capacity <= 0:
+            raise ValueError(f"pool {self.name!r}: capacity must be positive, not {self.capacity}")
+        if self.scheduler not in SCHEDULERS:
+            raise ValueError(f"pool {self.name!r}: scheduler must be one of {SCHEDULERS}, "
+                             f"not {self.scheduler!r}")
+        self.free = self.capacity
+
+    def enqueue(self, job: int, units: int, estimate_s: float) -> None:
+        if units > self.capacity:
+            raise ValueError(f"job {job} asks for {units} units; pool {self.name!r} has {self.capacity}")
+        self.queue.append(Waiting(units, estimate_s))
+        self.queued_ids.append(job)
+        self.queued_units += units
+
+    def schedule(self, now: float) -> list[tuple[int, Busy]]:
+        """Start what the planner says; returns (job, its hold on the units) per started job."""
+        if not self.queue or self.free == 0:
+            return []
+        p = plan(self.free, self.running, self.queue, now, backfill=self.scheduler == "easy")
+        if not p.starts:
+            return []
+        queue, ids = self.queue, self.queued_ids
+        out: list[tuple[int, Busy]] = []
+        for i in p.starts:
+            w = queue[i]
+            hold = Busy(w.units, now + w.estimate_s)
+            insort(self.running, hold, key=_end)
+            self.free -= w.units
+            self.queued_units -= w.units
+            out.append((ids[i], hold))
+        if len(p.starts) == p.starts[-1] + 1:  # a prefix (FCFS, or EASY before the head)
+            del queue[: len(p.starts)]
+            del ids[: len(p.starts)]
+        else:
+            gone = set(p.starts)
+            self.queue = [w for k, w in enumerate(queue) if k not in gone]
+            self.queued_ids = [j for k, j in enumerate(ids) if k not in gone]
+        return out
+
+    def release(self, hold: Busy) -> None:
+        self.running.remove(hold)
+        self.free += hold.units
