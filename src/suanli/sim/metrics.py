@@ -88,7 +88,8 @@ def summarize(records: Sequence[JobRecord], capacity: int, *, skipped: int = 0) 
     }
 
 
-def utilization_series(records: Sequence[JobRecord], capacity: int, bins: int = 200) -> list[tuple[float, float]]:
+def utilization_series(records: Sequence[JobRecord], capacity: int,
+                       bins: int = 200) -> list[tuple[float, float]]:
     """(bin start, busy fraction) over the run, for the plot."""
     if not records or capacity <= 0:
         return []
