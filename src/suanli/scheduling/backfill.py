@@ -15,8 +15,10 @@ time and a count, not particular nodes (AccaSim's `EASYBackfilling` reserves nod
 from __future__ import annotations
 
 import math
+from bisect import insort
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from operator import attrgetter
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +35,10 @@ class Busy:
 
     units: int
     ends_at: float
+
+
+_END = attrgetter("ends_at")
+by_end = _END  # the sort key of a running list
 
 
 @dataclass(slots=True)
@@ -65,7 +71,9 @@ def shadow(free: int, running: Sequence[Busy], units: int) -> tuple[float, int]:
 
 def plan(free: int, running: Sequence[Busy], queue: Sequence[Waiting], now: float, *,
          backfill: bool = True) -> Plan:
-    """Which queued jobs start now (FCFS when `backfill` is False, else classic EASY)."""
+    """Which queued jobs start now (FCFS when `backfill` is False, else classic EASY).
+
+    `running` must be sorted by `ends_at` (callers keep it so; `insort(…, key=by_end)`)."""
     out = Plan()
     i, n = 0, len(queue)
     started: list[Busy] = []
@@ -77,7 +85,12 @@ def plan(free: int, running: Sequence[Busy], queue: Sequence[Waiting], now: floa
     if i >= n:
         return out
     out.head = i
-    ordered = sorted([*running, *started], key=lambda b: b.ends_at)
+    if started:
+        ordered = list(running)
+        for b in started:
+            insort(ordered, b, key=_END)
+    else:
+        ordered = running
     out.shadow_time, out.extra_units = shadow(free, ordered, queue[i].units)
     if not backfill or free == 0:
         return out

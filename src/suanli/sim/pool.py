@@ -6,16 +6,12 @@ queue planner which queued jobs start now and returns them; the caller schedules
 
 from __future__ import annotations
 
-from bisect import insort
+from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 
-from ..scheduling.backfill import Busy, Waiting, plan
+from ..scheduling.backfill import Busy, Waiting, by_end, plan
 
 SCHEDULERS = ("fcfs", "easy")
-
-
-def _end(b: Busy) -> float:
-    return b.ends_at
 
 
 @dataclass(slots=True)
@@ -58,7 +54,7 @@ class SimPool:
         for i in p.starts:
             w = queue[i]
             hold = Busy(w.units, now + w.estimate_s)
-            insort(self.running, hold, key=_end)
+            insort(self.running, hold, key=by_end)
             self.free -= w.units
             self.queued_units -= w.units
             out.append((ids[i], hold))
@@ -66,11 +62,15 @@ class SimPool:
             del queue[: len(p.starts)]
             del ids[: len(p.starts)]
         else:
-            gone = set(p.starts)
-            self.queue = [w for k, w in enumerate(queue) if k not in gone]
-            self.queued_ids = [j for k, j in enumerate(ids) if k not in gone]
+            for k in reversed(p.starts):
+                del queue[k]
+                del ids[k]
         return out
 
     def release(self, hold: Busy) -> None:
-        self.running.remove(hold)
+        running = self.running
+        k = bisect_left(running, hold.ends_at, key=by_end)
+        while running[k] is not hold:
+            k += 1
+        del running[k]
         self.free += hold.units

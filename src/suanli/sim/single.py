@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from ..scheduling.backfill import Busy
 from .kernel import ARRIVE, FINISH, SCHEDULE, Kernel
@@ -55,8 +56,15 @@ def run_trace(workload: Workload, *, scheduler: str = "easy", procs: int | None 
             kernel.at(kernel.now, SCHEDULE, schedule)
 
     def arrive(k: int) -> None:
-        j = jobs[k]
-        pool.enqueue(k, j.procs, j.requested)
+        # Every job submitted at this instant joins the queue, then the next instant is booked:
+        # the heap holds one arrival at a time, not the whole trace.
+        t = jobs[k].submit
+        while k < n and jobs[k].submit == t:
+            j = jobs[k]
+            pool.enqueue(k, j.procs, j.requested)
+            k += 1
+        if k < n:
+            kernel.at(jobs[k].submit, ARRIVE, arrive, k)
         request_pass()
 
     def finish(hold: Busy) -> None:
@@ -75,8 +83,9 @@ def run_trace(workload: Workload, *, scheduler: str = "easy", procs: int | None 
             ends[k] = end
             kernel.at(end, FINISH, finish, hold)
 
-    for k, j in enumerate(jobs):
-        kernel.at(j.submit, ARRIVE, arrive, k)
+    n = len(jobs)
+    if n:
+        kernel.at(jobs[0].submit, ARRIVE, arrive, 0)
     kernel.run()
     if progress is not None:
         progress(len(jobs))
@@ -86,3 +95,18 @@ def run_trace(workload: Workload, *, scheduler: str = "easy", procs: int | None 
 
 def _record(j: TraceJob, start: float, end: float) -> JobRecord:
     return JobRecord(j.id, j.submit, start, end, j.procs, str(j.user))
+
+
+def write_trace_run(out: Path, run: TraceRun, *, trace: str, plots: bool = True) -> dict[str, object]:
+    """`out/summary.json`, `out/jobs.csv` and (with `plots`) utilization.png and wait_cdf.png."""
+    from .report import plot_utilization, plot_wait_cdf, write_jobs_csv, write_summary
+
+    out.mkdir(parents=True, exist_ok=True)
+    summary: dict[str, object] = {"trace": trace, **run.summary()}
+    write_summary(out / "summary.json", summary)
+    write_jobs_csv(out / "jobs.csv", run.records)
+    if plots:
+        label = f"{trace} · {run.scheduler.upper()} · {run.capacity} procs"
+        plot_utilization(out / "utilization.png", {run.scheduler: (run.records, run.capacity)}, label)
+        plot_wait_cdf(out / "wait_cdf.png", {run.scheduler: run.records}, label)
+    return summary
