@@ -13,8 +13,8 @@ from rich.table import Table
 
 from .common import console, fail
 
-simulate_app = typer.Typer(help="The digital twin: replay traces and scenarios on the real scheduler. 数字孪生",
-                           no_args_is_help=True)
+simulate_app = typer.Typer(
+    help="The digital twin: replay traces and scenarios on the real scheduler. 数字孪生", no_args_is_help=True)
 
 
 @contextmanager
@@ -42,7 +42,7 @@ def trace(
     file: Path = typer.Argument(..., help="a trace: SWF (.swf, .swf.gz) or the GPU CSV"),
     fmt: str | None = typer.Option(None, "--format", help="swf or gpu (default: from the file name)"),
     scheduler: str = typer.Option("easy", "--scheduler", help="fcfs or easy (classic EASY backfilling)"),
-    procs: int | None = typer.Option(None, "--procs", help="the center's size (default: the trace's MaxProcs)"),
+    procs: int | None = typer.Option(None, "--procs", help="the center's size (default: MaxProcs)"),
     out: Path = typer.Option(..., "--out", help="directory for summary.json, jobs.csv and the plots"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="write utilization.png and wait_cdf.png"),
 ) -> None:

@@ -85,12 +85,11 @@ def plan(free: int, running: Sequence[Busy], queue: Sequence[Waiting], now: floa
     if i >= n:
         return out
     out.head = i
+    ordered: Sequence[Busy] = running
     if started:
-        ordered = list(running)
+        ordered = merged = list(running)
         for b in started:
-            insort(ordered, b, key=_END)
-    else:
-        ordered = running
+            insort(merged, b, key=_END)
     out.shadow_time, out.extra_units = shadow(free, ordered, queue[i].units)
     if not backfill or free == 0:
         return out

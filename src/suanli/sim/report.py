@@ -82,8 +82,8 @@ def plot_wait_cdf(path: Path, series: Mapping[str, Sequence[JobRecord]], title: 
             continue
         n = len(waits)
         step = max(1, n // 2000)
-        xs = waits[::step] + [waits[-1]]
-        ys = [min(1.0, (i * step + 1) / n) for i in range(len(xs) - 1)] + [1.0]
+        xs = [*waits[::step], waits[-1]]
+        ys = [*(min(1.0, (i * step + 1) / n) for i in range(len(xs) - 1)), 1.0]
         ax.step(xs, ys, where="post", label=name, linewidth=1.2)
     ax.set_xscale("log")
     ax.set_xlabel("wait (s, waits under 1 s shown at 1 s)")
