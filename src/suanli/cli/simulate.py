@@ -14,7 +14,8 @@ from rich.table import Table
 from .common import console, fail
 
 simulate_app = typer.Typer(
-    help="The digital twin: replay traces and scenarios on the real scheduler. 数字孪生", no_args_is_help=True)
+    help="The digital twin: replay traces and scenarios on the real scheduler. 数字孪生",
+    no_args_is_help=True)
 
 
 @contextmanager
