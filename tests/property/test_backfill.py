@@ -20,6 +20,7 @@ def test_plan_properties(running: list[Busy], queue: list[Waiting], backfill: bo
     if used > CAP:
         running = []
         used = 0
+    running = sorted(running, key=lambda b: b.ends_at)  # plan's precondition
     free, now = CAP - used, 0.0
     p = plan(free, running, queue, now, backfill=backfill)
     assert sum(queue[i].units for i in p.starts) <= free  # never oversubscribed

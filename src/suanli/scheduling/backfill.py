@@ -47,6 +47,8 @@ class Plan:
     shadow_time: float | None = None  # the head job's reservation, when it waits
     extra_units: int = 0
     head: int | None = None  # index of the blocked head job
+    free_left: int = 0  # units still free after the starts
+    extra_left: int = 0  # extra units not taken by backfilled jobs
 
 
 def shadow(free: int, running: Sequence[Busy], units: int) -> tuple[float, int]:
@@ -83,6 +85,7 @@ def plan(free: int, running: Sequence[Busy], queue: Sequence[Waiting], now: floa
         started.append(Busy(queue[i].units, now + queue[i].estimate_s))
         i += 1
     if i >= n:
+        out.free_left = free
         return out
     out.head = i
     ordered: Sequence[Busy] = running
@@ -91,21 +94,35 @@ def plan(free: int, running: Sequence[Busy], queue: Sequence[Waiting], now: floa
         for b in started:
             insort(merged, b, key=_END)
     out.shadow_time, out.extra_units = shadow(free, ordered, queue[i].units)
-    if not backfill or free == 0:
-        return out
-    extra = out.extra_units
-    for j in range(i + 1, n):
+    out.extra_left = out.extra_units
+    if backfill and free > 0:
+        free, out.extra_left = backfill_from(queue, i + 1, free, out.shadow_time, out.extra_units, now,
+                                             out.starts)
+    out.free_left = free
+    return out
+
+
+def backfill_from(queue: Sequence[Waiting], first: int, free: int, shadow_time: float, extra: int,
+                  now: float, starts: list[int]) -> tuple[int, int]:
+    """The EASY rule over `queue[first:]`: a job starts now if it fits in the free units and either
+    ends by the head's shadow time or fits in the extra units (which it then uses up). Appends
+    the started indices to `starts`; returns the free and extra units left.
+
+    A pool that has only gained queued jobs since its last plan (no job ended, so the free units,
+    the shadow time and the extra units are those the plan left) calls this for the new jobs only:
+    every job it scanned before still cannot start, as `now` only moved on."""
+    for j in range(first, len(queue)):
         w = queue[j]
         if w.units > free:
             continue
-        if now + w.estimate_s <= out.shadow_time:
+        if now + w.estimate_s <= shadow_time:
             free -= w.units
         elif w.units <= extra:
             free -= w.units
             extra -= w.units
         else:
             continue
-        out.starts.append(j)
+        starts.append(j)
         if free == 0:
             break
-    return out
+    return free, extra

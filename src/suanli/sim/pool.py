@@ -9,7 +9,7 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 
-from ..scheduling.backfill import Busy, Waiting, by_end, plan
+from ..scheduling.backfill import Busy, Waiting, backfill_from, by_end, plan
 
 SCHEDULERS = ("fcfs", "easy")
 
@@ -24,8 +24,10 @@ class SimPool:
     running: list[Busy] = field(default_factory=list)  # sorted by estimated end
     queue: list[Waiting] = field(default_factory=list)
     queued_ids: list[int] = field(default_factory=list)
-    busy_unit_s: float = 0.0  # units × seconds of work started here
     queued_units: int = 0
+    # After a plan that left the head blocked, and until a job ends: the head's shadow time, the
+    # extra units left, and how many queued jobs that plan saw (later ones are new).
+    _blocked: tuple[float, int, int] | None = None
 
     def __post_init__(self) -> None:
         if self.capacity <= 0:
@@ -46,23 +48,36 @@ class SimPool:
         """Start what the planner says; returns (job, its hold on the units) per started job."""
         if not self.queue or self.free == 0:
             return []
-        p = plan(self.free, self.running, self.queue, now, backfill=self.scheduler == "easy")
-        if not p.starts:
+        easy = self.scheduler == "easy"
+        starts: list[int] = []
+        if self._blocked is not None:
+            # Nothing ended since the last plan: only the jobs queued since then may start.
+            if not easy:
+                return []
+            shadow_time, extra, seen = self._blocked
+            _, extra = backfill_from(self.queue, seen, self.free, shadow_time, extra, now, starts)
+            self._blocked = (shadow_time, extra, len(self.queue) - len(starts))
+        else:
+            p = plan(self.free, self.running, self.queue, now, backfill=easy)
+            starts = p.starts
+            if p.head is not None and p.shadow_time is not None:
+                self._blocked = (p.shadow_time, p.extra_left, len(self.queue) - len(starts))
+        if not starts:
             return []
         queue, ids = self.queue, self.queued_ids
         out: list[tuple[int, Busy]] = []
-        for i in p.starts:
+        for i in starts:
             w = queue[i]
             hold = Busy(w.units, now + w.estimate_s)
             insort(self.running, hold, key=by_end)
             self.free -= w.units
             self.queued_units -= w.units
             out.append((ids[i], hold))
-        if len(p.starts) == p.starts[-1] + 1:  # a prefix (FCFS, or EASY before the head)
-            del queue[: len(p.starts)]
-            del ids[: len(p.starts)]
+        if len(starts) == starts[-1] + 1:  # a prefix (FCFS, or EASY before the head)
+            del queue[: len(starts)]
+            del ids[: len(starts)]
         else:
-            for k in reversed(p.starts):
+            for k in reversed(starts):
                 del queue[k]
                 del ids[k]
         return out
@@ -74,3 +89,4 @@ class SimPool:
             k += 1
         del running[k]
         self.free += hold.units
+        self._blocked = None

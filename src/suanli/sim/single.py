@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..scheduling.backfill import Busy
-from .kernel import ARRIVE, FINISH, SCHEDULE, Kernel
+from .kernel import ARRIVE, FINISH, Kernel, gc_paused
 from .metrics import JobRecord, summarize
 from .pool import SimPool
-from .workload import TraceJob, Workload
+from .workload import Workload
 
 
 @dataclass(slots=True)
@@ -47,13 +47,7 @@ def run_trace(workload: Workload, *, scheduler: str = "easy", procs: int | None 
     kernel = Kernel(jobs[0].submit if jobs else 0.0)
     starts: list[float] = [0.0] * len(jobs)
     ends: list[float] = [0.0] * len(jobs)
-    pending = [False]
     done = [0]
-
-    def request_pass() -> None:
-        if not pending[0]:
-            pending[0] = True
-            kernel.at(kernel.now, SCHEDULE, schedule)
 
     def arrive(k: int) -> None:
         # Every job submitted at this instant joins the queue, then the next instant is booked:
@@ -65,17 +59,17 @@ def run_trace(workload: Workload, *, scheduler: str = "easy", procs: int | None 
             k += 1
         if k < n:
             kernel.at(jobs[k].submit, ARRIVE, arrive, k)
-        request_pass()
+        kernel.at_end_of_instant(schedule)
 
     def finish(hold: Busy) -> None:
         pool.release(hold)
         done[0] += 1
         if progress is not None and done[0] % 1000 == 0:
             progress(done[0])
-        request_pass()
+        if pool.queue:
+            kernel.at_end_of_instant(schedule)
 
     def schedule() -> None:
-        pending[0] = False
         now = kernel.now
         for k, hold in pool.schedule(now):
             starts[k] = now
@@ -86,15 +80,12 @@ def run_trace(workload: Workload, *, scheduler: str = "easy", procs: int | None 
     n = len(jobs)
     if n:
         kernel.at(jobs[0].submit, ARRIVE, arrive, 0)
-    kernel.run()
+    with gc_paused():
+        kernel.run()
+        records = [JobRecord(j.id, j.submit, s, e, j.procs, str(j.user)) for j, s, e in zip(jobs, starts, ends)]
     if progress is not None:
         progress(len(jobs))
-    records = [_record(j, starts[k], ends[k]) for k, j in enumerate(jobs)]
     return TraceRun(records, capacity, scheduler, skipped, kernel.events)
-
-
-def _record(j: TraceJob, start: float, end: float) -> JobRecord:
-    return JobRecord(j.id, j.submit, start, end, j.procs, str(j.user))
 
 
 def write_trace_run(out: Path, run: TraceRun, *, trace: str, plots: bool = True) -> dict[str, object]:

@@ -1,0 +1,116 @@
+"""Digital-twin speed: suanli's simulator against AccaSim 1.1.3 on the same trace, in the same run.
+
+For FCFS and for EASY, on the largest trace in data/traces/ (HPC2N, 202,871 jobs) unless told
+otherwise: suanli's time to read the trace and simulate it (best of --repeat runs), and AccaSim's
+time for `start_simulation` (which reads the same jobs, written back as a plain SWF, and simulates
+them; one run — it takes minutes). Ratio = AccaSim seconds / suanli seconds. It also reports both
+simulators' mean wait and mean bounded slowdown and, for FCFS, how many jobs start at a different
+time (AccaSim's FCFS and ours agree job by job; their EASY variants differ — see README).
+
+    python bench/sim.py [--trace FILE] [--repeat 3] [--no-accasim] [--jobs N]
+
+Prints a table and writes bench/results/sim-latest.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from suanli.sim.metrics import JobRecord, summarize  # noqa: E402
+from suanli.sim.single import run_trace  # noqa: E402
+from suanli.sim.workload import Workload, load  # noqa: E402
+from tests.sim.accasim_harness import run_accasim  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results"
+TRACES = ROOT / "data" / "traces"
+
+
+def _largest_trace() -> Path:
+    return max(TRACES.glob("*.swf*"), key=lambda p: p.stat().st_size)
+
+
+def ours(path: Path, scheduler: str, repeat: int, jobs: int | None) -> tuple[float, dict[str, Any], Workload]:
+    best = float("inf")
+    summary: dict[str, Any] = {}
+    w = load(path)
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        w = load(path)
+        if jobs:
+            w.jobs = w.jobs[:jobs]
+        run = run_trace(w, scheduler=scheduler)
+        best = min(best, time.perf_counter() - t0)
+        summary = dict(run.summary())
+        summary["starts"] = {r.id: r.start for r in run.records}
+    return best, summary, w
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--trace", type=Path, default=None)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--jobs", type=int, default=None, help="only the first N jobs")
+    ap.add_argument("--no-accasim", action="store_true")
+    args = ap.parse_args()
+    path = args.trace or _largest_trace()
+    console = Console()
+    rows: list[dict[str, Any]] = []
+    for scheduler in ("fcfs", "easy"):
+        console.print(f"[bold]{scheduler}[/] on {path.name}: suanli …", highlight=False)
+        secs, summ, w = ours(path, scheduler, args.repeat, args.jobs)
+        assert w.max_procs
+        row: dict[str, Any] = {
+            "scheduler": scheduler, "jobs": summ["jobs"], "suanli_s": round(secs, 3),
+            "suanli_jobs_per_s": round(summ["jobs"] / secs),
+            "suanli_mean_wait_s": summ["mean_wait_s"], "suanli_mean_bsld": summ["mean_bsld"],
+        }
+        if not args.no_accasim:
+            console.print(f"[bold]{scheduler}[/]: AccaSim (minutes) …")
+            with tempfile.TemporaryDirectory() as tmp:
+                starts, acc_s = run_accasim(w, w.max_procs, scheduler, Path(tmp))
+            recs = [JobRecord(j.id, j.submit, starts[j.id], starts[j.id] + j.runtime, j.procs) for j in w.jobs]
+            acc = summarize(recs, w.max_procs)
+            differ = sum(1 for j in w.jobs if starts[j.id] != summ["starts"][j.id])
+            row.update({
+                "accasim_s": round(acc_s, 2), "accasim_jobs_per_s": round(len(w.jobs) / acc_s),
+                "ratio": round(acc_s / secs, 1), "accasim_mean_wait_s": acc["mean_wait_s"],
+                "accasim_mean_bsld": acc["mean_bsld"], "jobs_starting_differently": differ,
+            })
+        rows.append(row)
+
+    table = Table(title=f"Digital twin vs AccaSim 1.1.3 — {path.name} ({rows[0]['jobs']:,} jobs)")
+    for col in ("scheduler", "suanli s", "suanli jobs/s", "AccaSim s", "AccaSim jobs/s", "ratio",
+                "mean wait s (suanli / AccaSim)", "mean bsld (suanli / AccaSim)", "starts differ"):
+        table.add_column(col, justify="right")
+    for r in rows:
+        table.add_row(
+            r["scheduler"].upper(), f"{r['suanli_s']:.2f}", f"{r['suanli_jobs_per_s']:,}",
+            f"{r.get('accasim_s', '–')}", f"{r.get('accasim_jobs_per_s', '–'):,}" if "accasim_s" in r else "–",
+            f"{r['ratio']:.0f}×" if "ratio" in r else "–",
+            f"{r['suanli_mean_wait_s']:,.0f} / {r.get('accasim_mean_wait_s', float('nan')):,.0f}",
+            f"{r['suanli_mean_bsld']:.2f} / {r.get('accasim_mean_bsld', float('nan')):.2f}",
+            f"{r.get('jobs_starting_differently', '–')}",
+        )
+    console.print(table)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out = {"trace": path.name, "machine": {"cpus": platform.machine(), "python": platform.python_version()},
+           "repeat": args.repeat, "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "rows": rows}
+    (RESULTS / "sim-latest.json").write_text(json.dumps(out, indent=2) + "\n")
+    console.print(f"→ {RESULTS / 'sim-latest.json'}")
+
+
+if __name__ == "__main__":
+    main()
