@@ -81,7 +81,8 @@ def main() -> None:
             console.print(f"[bold]{scheduler}[/]: AccaSim (minutes) …")
             with tempfile.TemporaryDirectory() as tmp:
                 starts, acc_s = run_accasim(w, w.max_procs, scheduler, Path(tmp))
-            recs = [JobRecord(j.id, j.submit, starts[j.id], starts[j.id] + j.runtime, j.procs) for j in w.jobs]
+            recs = [JobRecord(j.id, j.submit, starts[j.id], starts[j.id] + j.runtime, j.procs)
+                    for j in w.jobs]
             acc = summarize(recs, w.max_procs)
             differ = sum(1 for j in w.jobs if starts[j.id] != summ["starts"][j.id])
             row.update({
@@ -98,7 +99,8 @@ def main() -> None:
     for r in rows:
         table.add_row(
             r["scheduler"].upper(), f"{r['suanli_s']:.2f}", f"{r['suanli_jobs_per_s']:,}",
-            f"{r.get('accasim_s', '–')}", f"{r.get('accasim_jobs_per_s', '–'):,}" if "accasim_s" in r else "–",
+            f"{r.get('accasim_s', '–')}",
+            f"{r['accasim_jobs_per_s']:,}" if "accasim_s" in r else "–",
             f"{r['ratio']:.0f}×" if "ratio" in r else "–",
             f"{r['suanli_mean_wait_s']:,.0f} / {r.get('accasim_mean_wait_s', float('nan')):,.0f}",
             f"{r['suanli_mean_bsld']:.2f} / {r.get('accasim_mean_bsld', float('nan')):.2f}",

@@ -82,7 +82,8 @@ def run_trace(workload: Workload, *, scheduler: str = "easy", procs: int | None 
         kernel.at(jobs[0].submit, ARRIVE, arrive, 0)
     with gc_paused():
         kernel.run()
-        records = [JobRecord(j.id, j.submit, s, e, j.procs, str(j.user)) for j, s, e in zip(jobs, starts, ends)]
+        records = [JobRecord(j.id, j.submit, s, e, j.procs, str(j.user))
+                   for j, s, e in zip(jobs, starts, ends, strict=True)]
     if progress is not None:
         progress(len(jobs))
     return TraceRun(records, capacity, scheduler, skipped, kernel.events)

@@ -22,6 +22,7 @@ import random
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 from typing import NamedTuple
 
@@ -81,6 +82,9 @@ def _load_swf(path: Path, keep_zero_runtime: bool) -> Workload:
             if not fields:
                 continue
             raise ValueError(f"{path}:{lineno}: an SWF line has 18 fields, this one {len(fields)}")
+        submit: float
+        runtime: float
+        req_time: float
         try:  # the archive's cleaned logs are all integers: the fast path
             job_id, submit, runtime, alloc, req_procs, req_time, user = (
                 int(fields[0]), int(fields[1]), int(fields[3]), int(fields[4]), int(fields[7]),
@@ -113,7 +117,7 @@ def _order(j: TraceJob) -> tuple[float, int]:
 
 def _sort(jobs: list[TraceJob]) -> None:
     """By submit time, then id (a log is nearly always in order already: check first)."""
-    if any(a.submit > b.submit or (a.submit == b.submit and a.id > b.id) for a, b in zip(jobs, jobs[1:])):
+    if any(a.submit > b.submit or (a.submit == b.submit and a.id > b.id) for a, b in pairwise(jobs)):
         jobs.sort(key=_order)
 
 
