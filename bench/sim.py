@@ -66,7 +66,7 @@ def main() -> None:
     ap.add_argument("--no-accasim", action="store_true")
     args = ap.parse_args()
     path = args.trace or _largest_trace()
-    console = Console()
+    console = Console(width=170)
     rows: list[dict[str, Any]] = []
     for scheduler in ("fcfs", "easy"):
         console.print(f"[bold]{scheduler}[/] on {path.name}: suanli …", highlight=False)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import heapq
+import math
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -64,22 +65,21 @@ class Kernel:
     def peek(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 
-    def run(self, until: float | None = None, on_event: Callable[[float], None] | None = None) -> None:
+    def run(self, until: float | None = None) -> None:
         """Handle events in order until none is left (or the next is after `until`)."""
         heap = self._heap
         pop = heapq.heappop
         ending = self._instant_end
-        while heap:
-            if until is not None and heap[0][0] > until:
-                break
+        limit = math.inf if until is None else until
+        handled = 0
+        while heap and heap[0][0] <= limit:
             time, _, _, fn, args = pop(heap)
             self.now = time
-            self.events += 1
+            handled += 1
             fn(*args)
-            if on_event is not None:
-                on_event(time)
             while ending and (not heap or heap[0][0] != time):
                 # the instant is over: its end callbacks may schedule more events now
                 for end_fn in ending[:]:
                     ending.remove(end_fn)
                     end_fn()
+        self.events += handled

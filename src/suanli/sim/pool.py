@@ -25,6 +25,7 @@ class SimPool:
     queue: list[Waiting] = field(default_factory=list)
     queued_ids: list[int] = field(default_factory=list)
     queued_units: int = 0
+    easy: bool = True
     # After a plan that left the head blocked, and until a job ends: the head's shadow time, the
     # extra units left, and how many queued jobs that plan saw (later ones are new).
     _blocked: tuple[float, int, int] | None = None
@@ -36,6 +37,7 @@ class SimPool:
             raise ValueError(f"pool {self.name!r}: scheduler must be one of {SCHEDULERS}, "
                              f"not {self.scheduler!r}")
         self.free = self.capacity
+        self.easy = self.scheduler == "easy"
 
     def enqueue(self, job: int, units: int, estimate_s: float) -> None:
         if units > self.capacity:
@@ -46,9 +48,12 @@ class SimPool:
 
     def schedule(self, now: float) -> list[tuple[int, Busy]]:
         """Start what the planner says; returns (job, its hold on the units) per started job."""
-        if not self.queue or self.free == 0:
+        queue = self.queue
+        if not queue or self.free == 0:
             return []
-        easy = self.scheduler == "easy"
+        easy = self.easy
+        if not easy and queue[0].units > self.free:
+            return []  # FCFS: nothing starts while the head does not fit
         starts: list[int] = []
         if self._blocked is not None:
             # Nothing ended since the last plan: only the jobs queued since then may start.
@@ -64,7 +69,7 @@ class SimPool:
                 self._blocked = (p.shadow_time, p.extra_left, len(self.queue) - len(starts))
         if not starts:
             return []
-        queue, ids = self.queue, self.queued_ids
+        ids = self.queued_ids
         out: list[tuple[int, Busy]] = []
         for i in starts:
             w = queue[i]
