@@ -19,6 +19,7 @@ import io
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 from suanli.sim.workload import Workload
@@ -49,9 +50,11 @@ def run_accasim(w: Workload, capacity: int, scheduler: str, workdir: Path) -> tu
     """Simulate with AccaSim (`fcfs` → FirstInFirstOut, `easy` → EASYBackfilling, FirstFit
     allocator). Returns (job id → start time, seconds the simulation took)."""
     _import_accasim()
-    from accasim.base.allocator_class import FirstFit
-    from accasim.base.scheduler_class import EASYBackfilling, FirstInFirstOut
-    from accasim.base.simulator_class import Simulator
+    with warnings.catch_warnings():  # its docstrings have invalid escape sequences
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from accasim.base.allocator_class import FirstFit
+        from accasim.base.scheduler_class import EASYBackfilling, FirstInFirstOut
+        from accasim.base.simulator_class import Simulator
 
     workdir.mkdir(parents=True, exist_ok=True)
     swf = workdir / "workload.swf"

@@ -63,7 +63,9 @@ def trace(
         fail(f"--out {out} exists and is not a directory")
     try:
         workload = load(file, fmt)
-    except (ValueError, OSError, UnicodeError) as exc:
+    except ValueError as exc:  # names the file and line itself
+        fail(str(exc))
+    except OSError as exc:
         fail(f"cannot read {file}: {exc}")
     if not workload.jobs:
         fail(f"{file}: no valid jobs in the trace ({workload.skipped} skipped)")
