@@ -25,6 +25,7 @@ class SimPool:
     queue: list[Waiting] = field(default_factory=list)
     queued_ids: list[int] = field(default_factory=list)
     queued_units: int = 0
+    queued_unit_s: float = 0.0  # Σ units × estimate over the queue (placement's view of the backlog)
     easy: bool = True
     # After a plan that left the head blocked, and until a job ends: the head's shadow time, the
     # extra units left, and how many queued jobs that plan saw (later ones are new).
@@ -45,6 +46,7 @@ class SimPool:
         self.queue.append(Waiting(units, estimate_s))
         self.queued_ids.append(job)
         self.queued_units += units
+        self.queued_unit_s += units * estimate_s
 
     def schedule(self, now: float) -> list[tuple[int, Busy]]:
         """Start what the planner says; returns (job, its hold on the units) per started job."""
@@ -77,6 +79,7 @@ class SimPool:
             insort(self.running, hold, key=by_end)
             self.free -= w.units
             self.queued_units -= w.units
+            self.queued_unit_s -= w.units * w.estimate_s
             out.append((ids[i], hold))
         if len(starts) == starts[-1] + 1:  # a prefix (FCFS, or EASY before the head)
             del queue[: len(starts)]
@@ -85,6 +88,8 @@ class SimPool:
             for k in reversed(starts):
                 del queue[k]
                 del ids[k]
+        if not queue:
+            self.queued_unit_s = 0.0  # no float drift survives an empty queue
         return out
 
     def release(self, hold: Busy) -> None:

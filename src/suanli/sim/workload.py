@@ -15,6 +15,7 @@ SWF conventions (Parallel Workloads Archive, v2.2; see README "The digital twin"
 from __future__ import annotations
 
 import csv
+import functools
 import gzip
 import io
 import math
@@ -61,6 +62,13 @@ HEADER_RE = re.compile(r"^;\s*([A-Za-z][\w ]*?)\s*:\s*(.*)$")
 
 def load_swf(path: Path, *, keep_zero_runtime: bool = False) -> Workload:
     """Read a Standard Workload Format file (plain or gzip)."""
+    w = _load_swf_cached(path, keep_zero_runtime, *_stamp(path))
+    return Workload(list(w.jobs), w.max_procs, w.skipped, dict(w.header), w.name)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_swf_cached(path: Path, keep_zero_runtime: bool, _mtime: int, _size: int) -> Workload:
+    """Read once per file version: a scenario may feed several pools from one trace."""
     with gc_paused():
         return _load_swf(path, keep_zero_runtime)
 
@@ -132,30 +140,50 @@ def load_gpu_csv(path: Path, *, cluster: str | None = None) -> Workload:
     """The GPU trace (`cluster,job_id,submission_time,duration,num_gpu`): one job per row.
 
     It has no runtime estimates: the requested time is the true duration (a perfect estimate).
-    `cluster` keeps one cluster's jobs only."""
-    jobs: list[TraceJob] = []
+    `cluster` keeps one cluster's jobs only; the user of a job is its cluster's number."""
+    clusters, skipped = _gpu_clusters(path, *_stamp(path))
+    if cluster is None:
+        jobs = [j for js in clusters.values() for j in js]
+        _sort(jobs)
+    elif cluster in clusters:
+        jobs = list(clusters[cluster])
+    else:
+        raise ValueError(f"{path}: no cluster {cluster!r} (clusters: {', '.join(sorted(clusters))})")
+    return Workload(jobs, None, skipped if cluster is None else 0, {},
+                    path.name + (f"[{cluster}]" if cluster else ""))
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return st.st_mtime_ns, st.st_size
+
+
+@functools.lru_cache(maxsize=4)
+def _gpu_clusters(path: Path, _mtime: int, _size: int) -> tuple[dict[str, list[TraceJob]], int]:
+    """Every cluster's jobs, read once per file version (a scenario feeds several pools from it)."""
+    out: dict[str, list[TraceJob]] = {}
     skipped = 0
     reader = csv.DictReader(io.StringIO(_read_text(path)))
     needed = {"submission_time", "duration", "num_gpu"}
     if not needed <= set(reader.fieldnames or []):
         raise ValueError(f"{path}: a GPU trace needs the columns {sorted(needed)}")
     for i, row in enumerate(reader, 1):
-        if cluster is not None and row.get("cluster") != cluster:
-            continue
         try:
             submit, runtime, gpus = (float(row["submission_time"]), float(row["duration"]),
                                      int(row["num_gpu"]))
-        except ValueError:
+        except (ValueError, TypeError):
             skipped += 1
             continue
         if runtime <= 0 or gpus <= 0:
             skipped += 1
             continue
-        user = int(str(row.get("cluster", "0")).removeprefix("cluster") or 0) \
-            if str(row.get("cluster", "")).removeprefix("cluster").isdigit() else 0
-        jobs.append(TraceJob(i, submit, runtime, gpus, runtime, user))
-    _sort(jobs)
-    return Workload(jobs, None, skipped, {}, path.name + (f"[{cluster}]" if cluster else ""))
+        name = str(row.get("cluster") or "")
+        number = name.removeprefix("cluster")
+        out.setdefault(name, []).append(TraceJob(i, submit, runtime, gpus, runtime,
+                                                 int(number) if number.isdigit() else 0))
+    for jobs in out.values():
+        _sort(jobs)
+    return out, skipped
 
 
 def load(path: Path, fmt: str | None = None, **kw: object) -> Workload:
@@ -185,3 +213,9 @@ def synthetic(n: int, *, seed: int, rate_per_s: float, max_procs: int, min_runti
 
 def iter_jobs(w: Workload) -> Iterator[TraceJob]:
     return iter(w.jobs)
+
+
+def clear_cache() -> None:
+    """Forget the traces read so far (benchmarks time a cold read)."""
+    _load_swf_cached.cache_clear()
+    _gpu_clusters.cache_clear()

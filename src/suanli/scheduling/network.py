@@ -1,0 +1,152 @@
+"""Network placement: which pool of the city a job goes to, before it queues there.
+
+Pure and shared: the platform's engine and the digital twin both call `nominate`/`choose` with
+the pools as `PoolView`s. For each feasible pool the job's *estimated finish* is
+
+    start estimate + run time on that pool (+ data transfer when the job names a data site)
+
+where the start estimate comes from the pool's running jobs' estimated ends (when enough units
+come free: the same shadow computation EASY uses) plus the work already queued there spread over
+the pool (queued unit-seconds / units). Price and energy come from the pool's figures. The job's
+policy ranks the pools (fastest: finish; cheapest: cost; greenest: energy; balanced: a weighted
+sum of the three relative to the best); the first few form the nomination, the first is chosen.
+A job is committed to one pool: never raced on several.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .backfill import Busy, shadow
+
+BALANCED = {"finish": 0.5, "cost": 0.3, "energy": 0.2}
+POLICIES = ("fastest", "cheapest", "greenest", "balanced")
+
+
+@dataclass(slots=True)
+class PoolView:
+    """One pool as placement sees it (times in seconds on the caller's clock)."""
+
+    key: int  # the caller's index or id
+    device: str  # device kind: cpu, gpu, npu, ...
+    capacity: int
+    free: int
+    running: Sequence[Busy] = ()  # sorted by estimated end
+    queued_unit_s: float = 0.0  # Σ units × estimate of the jobs queued there
+    speed: float = 1.0  # relative speed for this job class: run time divides by it
+    price_fen_per_unit_hour: float = 0.0
+    watts_per_unit: float = 0.0
+    pue: float = 1.0
+    site: str = ""  # where the pool is, for data transfer
+    online: bool = True
+
+    def start_estimate(self, units: int, now: float) -> float:
+        """When a job of `units` could start here if it queued now (≥ now; inf if never)."""
+        if units > self.capacity:
+            return math.inf
+        if units <= self.free and self.queued_unit_s <= 0:
+            return now
+        t_fit, _ = shadow(self.free, self.running, units)
+        return max(now, t_fit) + self.queued_unit_s / self.capacity
+
+
+@dataclass(slots=True)
+class Estimate:
+    key: int
+    start: float
+    runtime_s: float
+    transfer_s: float
+    finish: float
+    cost_fen: float
+    energy_wh: float
+    score: float = 0.0
+
+
+@dataclass(slots=True)
+class JobAsk:
+    """What placement needs to know about a job."""
+
+    units: int
+    estimate_s: float  # walltime on a speed-1 pool
+    devices: frozenset[str] = field(default_factory=lambda: frozenset({"cpu"}))
+    policy: str = "fastest"
+    data_site: str = ""
+    data_gb: float = 0.0
+
+
+def transfer_s(ask: JobAsk, view: PoolView, bandwidth_gbps: dict[tuple[str, str], float] | None,
+               default_gbps: float = 10.0) -> float:
+    """Seconds to move the job's input from its data site to the pool's site (0 when local)."""
+    if not ask.data_gb or not ask.data_site or ask.data_site == view.site:
+        return 0.0
+    gbps = default_gbps
+    if bandwidth_gbps:
+        gbps = bandwidth_gbps.get((ask.data_site, view.site), bandwidth_gbps.get((view.site, ask.data_site),
+                                                                                 default_gbps))
+    return ask.data_gb * 8 / gbps
+
+
+def feasible(ask: JobAsk, view: PoolView) -> bool:
+    return view.online and view.device in ask.devices and ask.units <= view.capacity
+
+
+def estimates(ask: JobAsk, views: Sequence[PoolView], now: float,
+              bandwidth_gbps: dict[tuple[str, str], float] | None = None) -> list[Estimate]:
+    """The estimate on every feasible pool, scored by the job's policy (lower is better)."""
+    out: list[Estimate] = []
+    for v in views:
+        if not feasible(ask, v):
+            continue
+        start = v.start_estimate(ask.units, now)
+        if not math.isfinite(start):
+            continue
+        run = ask.estimate_s / v.speed
+        move = transfer_s(ask, v, bandwidth_gbps)
+        start = max(start, now + move)  # input must arrive before the job starts
+        cost = ask.units * v.price_fen_per_unit_hour * run / 3600
+        energy = ask.units * v.watts_per_unit * run * v.pue / 3600
+        out.append(Estimate(v.key, start, run, move, start + run, cost, energy))
+    _score(ask.policy, out, now)
+    return out
+
+
+def _score(policy: str, ests: list[Estimate], now: float) -> None:
+    if not ests:
+        return
+    if policy == "fastest":
+        for e in ests:
+            e.score = e.finish
+    elif policy == "cheapest":
+        for e in ests:
+            e.score = e.cost_fen
+    elif policy == "greenest":
+        for e in ests:
+            e.score = e.energy_wh
+    elif policy == "balanced":
+        best_f = min(e.finish - now for e in ests) or 1.0
+        best_c = min(e.cost_fen for e in ests) or 1.0
+        best_e = min(e.energy_wh for e in ests) or 1.0
+        for e in ests:
+            e.score = (BALANCED["finish"] * (e.finish - now) / best_f + BALANCED["cost"] * e.cost_fen / best_c
+                       + BALANCED["energy"] * e.energy_wh / best_e)
+    else:
+        raise ValueError(f"unknown placement policy {policy!r} (one of {', '.join(POLICIES)})")
+
+
+def _rank(e: Estimate) -> tuple[float, float, float, int]:
+    return (e.score, e.finish, e.cost_fen, e.key)
+
+
+def nominate(ask: JobAsk, views: Sequence[PoolView], now: float, k: int = 3,
+             bandwidth_gbps: dict[tuple[str, str], float] | None = None) -> list[Estimate]:
+    """The `k` best pools for the job, best first (empty when none is feasible)."""
+    return sorted(estimates(ask, views, now, bandwidth_gbps), key=_rank)[:k]
+
+
+def choose(ask: JobAsk, views: Sequence[PoolView], now: float,
+           bandwidth_gbps: dict[tuple[str, str], float] | None = None) -> Estimate | None:
+    """The one pool the job is committed to (None when no pool can ever run it)."""
+    ests = estimates(ask, views, now, bandwidth_gbps)
+    return min(ests, key=_rank) if ests else None

@@ -1,0 +1,239 @@
+"""A digital-twin scenario: the city's pools, the workloads that feed them, a seed (TOML or YAML).
+
+    name = "Qingdao demo city"
+    seed = 7
+    scheduler = "easy"          # each pool's queue: easy or fcfs
+    window_days = 30            # every workload replays this many days of its trace
+
+    [[pools]]
+    center = "qd-sc"            # pools are named center/name
+    name = "x86"
+    device = "cpu"              # cpu, gpu, npu, ...
+    units = 12800
+    speed = 1.0                 # run time divides by it (default 1)
+    price_fen_per_unit_hour = 6
+    watts_per_unit = 4
+    pue = 1.3
+
+    [[workloads]]
+    trace = "../traces/HPC2N-2002-2.2-cln.swf.gz"   # relative to this file
+    format = "swf"              # swf or gpu (default: from the file name)
+    cluster = "cluster3"        # GPU CSV only: one cluster's jobs
+    home = "qd-sc/x86"          # the center this demand belongs to (isolated runs it there)
+    start_day = 0               # the window starts this many days after the trace's first job
+    scale = "auto"              # units × (home units / trace MaxProcs, or / its largest job); or a number
+    devices = ["cpu"]           # the device kinds its jobs may run on (default: the home pool's)
+    tenants = 4                 # trace users map onto this many tenants: <tenant_prefix>-<user mod n>
+    tenant_prefix = "hpc2n"
+    policy = "fastest"          # the jobs' placement policy
+
+Every workload's window is shifted to start at t = 0, so the traces are time-aligned.
+"""
+
+from __future__ import annotations
+
+import math
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..scheduling.network import POLICIES
+from .pool import SCHEDULERS
+from .workload import TraceJob, load
+
+
+class ScenarioError(ValueError):
+    """A scenario file that cannot be run; the message says where and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class PoolSpec:
+    center: str
+    name: str
+    device: str
+    units: int
+    speed: float = 1.0
+    price_fen_per_unit_hour: float = 0.0
+    watts_per_unit: float = 0.0
+    pue: float = 1.0
+
+    @property
+    def label(self) -> str:
+        return f"{self.center}/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class SimJob:
+    """A job of the scenario, on the shared clock (seconds from the start of the window)."""
+
+    id: int  # unique in the scenario
+    trace_id: int
+    submit: float
+    runtime: float  # on a speed-1 pool
+    units: int
+    estimate: float
+    tenant: str
+    home: int  # index of the home pool
+    devices: frozenset[str]
+    policy: str = "fastest"
+    workload: str = ""
+
+
+@dataclass(slots=True)
+class Scenario:
+    name: str
+    seed: int
+    scheduler: str
+    window_days: float
+    pools: list[PoolSpec]
+    jobs: list[SimJob] = field(default_factory=list)
+    skipped: int = 0
+    source: str = ""
+
+    def pool_index(self, label: str) -> int:
+        for i, p in enumerate(self.pools):
+            if p.label == label:
+                return i
+        raise ScenarioError(f"no pool {label!r} (pools: {', '.join(p.label for p in self.pools)})")
+
+
+def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = ...) -> Any:
+    if key not in d:
+        if default is ...:
+            raise ScenarioError(f"{where}: missing '{key}'")
+        return default
+    value = d[key]
+    if isinstance(value, bool) or not isinstance(value, kind):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise ScenarioError(f"{where}: '{key}' must be {names}, not {value!r}")
+    return value
+
+
+def _positive(value: float, key: str, where: str) -> None:
+    if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+        raise ScenarioError(f"{where}: '{key}' must be positive, not {value!r}")
+
+
+def read_file(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read {path}: {exc.strerror or exc}") from exc
+    try:
+        data = yaml.safe_load(text) if path.suffix in (".yaml", ".yml") else tomllib.loads(text)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+        raise ScenarioError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'TOML'}: "
+                            f"{exc}") from exc
+    if not isinstance(data, dict):
+        raise ScenarioError(f"{path}: a scenario is a table of settings")
+    return data
+
+
+def load_scenario(path: Path) -> Scenario:
+    """Read and check a scenario file, and load its workloads' jobs."""
+    return build(read_file(path), base=path.parent, source=path.name)
+
+
+def build(data: dict[str, Any], *, base: Path, source: str = "") -> Scenario:
+    where = source or "scenario"
+    scheduler = _get(data, "scheduler", str, where, "easy")
+    if scheduler not in SCHEDULERS:
+        raise ScenarioError(f"{where}: 'scheduler' must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}")
+    window = _get(data, "window_days", (int, float), where, 30)
+    _positive(window, "window_days", where)
+    raw_pools = _get(data, "pools", list, where)
+    if not raw_pools:
+        raise ScenarioError(f"{where}: no pools")
+    pools: list[PoolSpec] = []
+    for i, rp in enumerate(raw_pools):
+        w = f"{where}: pools[{i}]"
+        if not isinstance(rp, dict):
+            raise ScenarioError(f"{w}: a pool is a table")
+        spec = PoolSpec(
+            center=_get(rp, "center", str, w), name=_get(rp, "name", str, w),
+            device=_get(rp, "device", str, w, "cpu"), units=_get(rp, "units", int, w),
+            speed=float(_get(rp, "speed", (int, float), w, 1.0)),
+            price_fen_per_unit_hour=float(_get(rp, "price_fen_per_unit_hour", (int, float), w, 0)),
+            watts_per_unit=float(_get(rp, "watts_per_unit", (int, float), w, 0)),
+            pue=float(_get(rp, "pue", (int, float), w, 1.0)))
+        _positive(spec.units, "units", w)
+        _positive(spec.speed, "speed", w)
+        _positive(spec.pue, "pue", w)
+        if spec.label in {p.label for p in pools}:
+            raise ScenarioError(f"{w}: a second pool named {spec.label!r}")
+        pools.append(spec)
+    sc = Scenario(name=_get(data, "name", str, where, source or "scenario"),
+                  seed=_get(data, "seed", int, where, 0), scheduler=scheduler,
+                  window_days=float(window), pools=pools, source=source)
+    raw_workloads = _get(data, "workloads", list, where)
+    if not raw_workloads:
+        raise ScenarioError(f"{where}: no workloads")
+    for i, rw in enumerate(raw_workloads):
+        _add_workload(sc, rw, base, f"{where}: workloads[{i}]")
+    sc.jobs.sort(key=lambda j: (j.submit, j.id))
+    return sc
+
+
+def _add_workload(sc: Scenario, rw: Any, base: Path, w: str) -> None:
+    if not isinstance(rw, dict):
+        raise ScenarioError(f"{w}: a workload is a table")
+    trace = base / _get(rw, "trace", str, w)
+    fmt = _get(rw, "format", str, w, None)
+    if fmt is not None and fmt not in ("swf", "gpu"):
+        raise ScenarioError(f"{w}: 'format' must be swf or gpu, not {fmt!r}")
+    home = sc.pool_index(_get(rw, "home", str, w))
+    home_pool = sc.pools[home]
+    devices = _get(rw, "devices", list, w, [home_pool.device])
+    if not devices or not all(isinstance(d, str) for d in devices):
+        raise ScenarioError(f"{w}: 'devices' is a list of device kinds")
+    policy = _get(rw, "policy", str, w, "fastest")
+    if policy not in POLICIES:
+        raise ScenarioError(f"{w}: 'policy' must be one of {', '.join(POLICIES)}, not {policy!r}")
+    n_tenants = _get(rw, "tenants", int, w, 1)
+    _positive(n_tenants, "tenants", w)
+    prefix = _get(rw, "tenant_prefix", str, w, trace.name.split("-")[0].lower())
+    start_day = float(_get(rw, "start_day", (int, float), w, 0))
+    if start_day < 0:
+        raise ScenarioError(f"{w}: 'start_day' must be ≥ 0")
+    kw: dict[str, Any] = {}
+    if (fmt or ("gpu" if ".csv" in trace.name else "swf")) == "gpu" and "cluster" in rw:
+        kw["cluster"] = _get(rw, "cluster", str, w)
+    if not trace.is_file():
+        raise ScenarioError(f"{w}: no such trace file {trace}")
+    try:
+        wl = load(trace, fmt, **kw)
+    except ValueError as exc:
+        raise ScenarioError(f"{w}: {exc}") from exc
+    if not wl.jobs:
+        raise ScenarioError(f"{w}: the trace has no jobs{' in cluster ' + kw['cluster'] if kw else ''}")
+    t0 = wl.jobs[0].submit + start_day * 86400
+    t1 = t0 + sc.window_days * 86400
+    window: list[TraceJob] = [j for j in wl.jobs if t0 <= j.submit < t1]
+    if not window:
+        raise ScenarioError(f"{w}: no jobs in days {start_day:g}–{start_day + sc.window_days:g} of the trace")
+    scale_raw = rw.get("scale", "auto")
+    if scale_raw == "auto":
+        reference = wl.max_procs or max(j.procs for j in wl.jobs)
+        scale = home_pool.units / reference
+    elif isinstance(scale_raw, (int, float)) and not isinstance(scale_raw, bool):
+        scale = float(scale_raw)
+        _positive(scale, "scale", w)
+    else:
+        raise ScenarioError(f"{w}: 'scale' must be \"auto\" or a number, not {scale_raw!r}")
+    if home_pool.device not in devices:
+        raise ScenarioError(f"{w}: its home pool {home_pool.label} has {home_pool.device}, "
+                            f"not one of the devices {devices}")
+    kinds = frozenset(devices)
+    first_id = len(sc.jobs)
+    for k, j in enumerate(window):
+        units = max(1, round(j.procs * scale))
+        if units > home_pool.units:  # every policy must be able to run every job: isolated at home
+            sc.skipped += 1
+            continue
+        sc.jobs.append(SimJob(
+            id=first_id + k + 1, trace_id=j.id, submit=j.submit - t0, runtime=j.runtime, units=units,
+            estimate=max(j.requested, 1.0), tenant=f"{prefix}-{j.user % n_tenants}", home=home,
+            devices=kinds, policy=policy, workload=wl.name))

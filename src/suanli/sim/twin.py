@@ -1,0 +1,244 @@
+"""The city as a digital twin: a scenario's workloads placed on its pools by a network policy.
+
+Each arriving job is committed to one pool by the policy (the real `scheduling.network` placement
+for `suanli`), then waits in that pool's queue, ordered by the real queue planner (EASY or FCFS).
+Policies, all through one interface (`Policy.choose(job, now) -> pool index`):
+
+* isolated — each job runs at its home center: today's world without a network;
+* random, round-robin — over the pools that can run the job;
+* least-loaded — the pool with the least (busy + queued units) / units;
+* suanli — the network placement: earliest estimated finish (or the job's own policy: cheapest,
+  greenest, balanced), from each pool's running jobs and queued work;
+* merged — all pools that share the jobs' device kinds as one ideal cluster at speed 1: the
+  upper bound no placement can beat.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..scheduling.backfill import Busy
+from ..scheduling.network import JobAsk, PoolView, choose
+from .kernel import ARRIVE, FINISH, Kernel, gc_paused
+from .metrics import JobRecord, jain, summarize
+from .pool import SimPool
+from .scenario import PoolSpec, Scenario, ScenarioError, SimJob
+
+TENANT_KEYS = ("jobs", "mean_wait_s", "median_wait_s", "p95_wait_s", "mean_bsld")
+POLICY_NAMES = ("isolated", "random", "round-robin", "least-loaded", "suanli", "merged")
+
+
+class Policy:
+    name = ""
+
+    def __init__(self, pools: Sequence[SimPool], specs: Sequence[PoolSpec], seed: int) -> None:
+        self.pools, self.specs = pools, specs
+        self._feasible: dict[tuple[frozenset[str], int], list[int]] = {}
+
+    def feasible(self, job: SimJob) -> list[int]:
+        key = (job.devices, job.units)
+        found = self._feasible.get(key)
+        if found is None:
+            found = [i for i, s in enumerate(self.specs) if s.device in job.devices and job.units <= s.units]
+            self._feasible[key] = found
+        return found
+
+    def choose(self, job: SimJob, now: float) -> int:
+        raise NotImplementedError
+
+
+class Isolated(Policy):
+    name = "isolated"
+
+    def choose(self, job: SimJob, now: float) -> int:
+        return job.home
+
+
+class Random(Policy):
+    name = "random"
+
+    def __init__(self, pools: Sequence[SimPool], specs: Sequence[PoolSpec], seed: int) -> None:
+        super().__init__(pools, specs, seed)
+        self.rng = random.Random(seed)
+
+    def choose(self, job: SimJob, now: float) -> int:
+        return self.rng.choice(self.feasible(job))
+
+
+class RoundRobin(Policy):
+    name = "round-robin"
+
+    def __init__(self, pools: Sequence[SimPool], specs: Sequence[PoolSpec], seed: int) -> None:
+        super().__init__(pools, specs, seed)
+        self.next: dict[frozenset[str], int] = {}
+
+    def choose(self, job: SimJob, now: float) -> int:
+        options = self.feasible(job)
+        k = self.next.get(job.devices, 0)
+        self.next[job.devices] = k + 1
+        return options[k % len(options)]
+
+
+class LeastLoaded(Policy):
+    name = "least-loaded"
+
+    def choose(self, job: SimJob, now: float) -> int:
+        pools = self.pools
+        return min(self.feasible(job),
+                   key=lambda i: ((pools[i].capacity - pools[i].free + pools[i].queued_units)
+                                  / pools[i].capacity, i))
+
+
+class Suanli(Policy):
+    name = "suanli"
+
+    def __init__(self, pools: Sequence[SimPool], specs: Sequence[PoolSpec], seed: int) -> None:
+        super().__init__(pools, specs, seed)
+        self.views = [PoolView(key=i, device=s.device, capacity=s.units, free=s.units, speed=s.speed,
+                               price_fen_per_unit_hour=s.price_fen_per_unit_hour,
+                               watts_per_unit=s.watts_per_unit, pue=s.pue, site=s.center)
+                      for i, s in enumerate(specs)]
+
+    def choose(self, job: SimJob, now: float) -> int:
+        views = []
+        for i in self.feasible(job):
+            v, p = self.views[i], self.pools[i]
+            v.free, v.running, v.queued_unit_s = p.free, p.running, p.queued_unit_s
+            views.append(v)
+        best = choose(JobAsk(job.units, job.estimate, job.devices, job.policy), views, now)
+        return job.home if best is None else best.key
+
+
+POLICIES: dict[str, type[Policy]] = {p.name: p for p in (Isolated, Random, RoundRobin, LeastLoaded, Suanli)}
+
+
+@dataclass(slots=True)
+class TwinRun:
+    policy: str
+    scenario: Scenario
+    records: list[JobRecord]
+    capacity: dict[str, int]  # pool label → units (merged: the merged clusters)
+    events: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        total = sum(self.capacity.values())
+        out: dict[str, Any] = {"policy": self.policy, **summarize(self.records, total,
+                                                                   skipped=self.scenario.skipped)}
+        out["cost_fen"] = sum(r.cost_fen for r in self.records)
+        out["energy_kwh"] = round(sum(r.energy_wh for r in self.records) / 1000, 3)
+        tenants = self.by_tenant()
+        out["jain_fairness"] = round(jain(1 / t["mean_bsld"] for t in tenants.values() if t["mean_bsld"]), 4)
+        return out
+
+    def by_pool(self) -> dict[str, dict[str, Any]]:
+        groups: dict[str, list[JobRecord]] = {label: [] for label in self.capacity}
+        for r in self.records:
+            groups.setdefault(r.center, []).append(r)
+        return {label: summarize(recs, self.capacity.get(label, 0)) for label, recs in groups.items()}
+
+    def by_tenant(self) -> dict[str, dict[str, Any]]:
+        groups: dict[str, list[JobRecord]] = {}
+        for r in self.records:
+            groups.setdefault(r.tenant, []).append(r)
+        out = {}
+        for tenant in sorted(groups):
+            s = summarize(groups[tenant], 0)
+            out[tenant] = {k: s[k] for k in TENANT_KEYS}
+            out[tenant]["cost_fen"] = sum(r.cost_fen for r in groups[tenant])
+        return out
+
+
+def _merged_pools(sc: Scenario) -> tuple[list[PoolSpec], dict[frozenset[str], int]]:
+    """One speed-1 pool per distinct device set of the jobs, with every matching pool's units."""
+    sets = sorted({j.devices for j in sc.jobs}, key=lambda s: sorted(s))
+    for a in sets:
+        for b in sets:
+            if a != b and a & b:
+                raise ScenarioError(f"merged: workloads share some device kinds but not all ({sorted(a)} and "
+                                    f"{sorted(b)}); give them the same 'devices'")
+    specs: list[PoolSpec] = []
+    index: dict[frozenset[str], int] = {}
+    for s in sets:
+        members = [p for p in sc.pools if p.device in s]
+        units = sum(p.units for p in members)
+        price = sum(p.price_fen_per_unit_hour * p.units for p in members) / units
+        watts = sum(p.watts_per_unit * p.units for p in members) / units
+        pue = sum(p.pue * p.units for p in members) / units
+        index[s] = len(specs)
+        kinds = "+".join(sorted(s))
+        specs.append(PoolSpec("merged", kinds, kinds, units, 1.0, price, watts, pue))
+    return specs, index
+
+
+def run_twin(sc: Scenario, policy: str, *, progress: Callable[[int], None] | None = None) -> TwinRun:
+    """Simulate the scenario under one placement policy."""
+    if policy not in POLICY_NAMES:
+        raise ScenarioError(f"unknown policy {policy!r} (one of {', '.join(POLICY_NAMES)})")
+    merged = policy == "merged"
+    if merged:
+        specs, merged_index = _merged_pools(sc)
+    else:
+        specs = list(sc.pools)
+    pools = [SimPool(s.label, s.units, sc.scheduler) for s in specs]
+    chooser: Policy | None = None if merged else POLICIES[policy](pools, specs, sc.seed)
+    jobs = sc.jobs
+    n = len(jobs)
+    kernel = Kernel(0.0)
+    start = [0.0] * n
+    end = [0.0] * n
+    where = [0] * n
+    dirty: set[int] = set()
+    done = [0]
+
+    def schedule() -> None:
+        now = kernel.now
+        for i in sorted(dirty):
+            pool = pools[i]
+            speed = specs[i].speed
+            for k, hold in pool.schedule(now):
+                start[k] = now
+                e = now + jobs[k].runtime / speed
+                end[k] = e
+                kernel.at(e, FINISH, finish, i, hold)
+        dirty.clear()
+
+    def arrive(k: int) -> None:
+        t = jobs[k].submit
+        while k < n and jobs[k].submit == t:
+            j = jobs[k]
+            i = merged_index[j.devices] if merged else chooser.choose(j, t)  # type: ignore[union-attr]
+            where[k] = i
+            pools[i].enqueue(k, j.units, j.estimate / specs[i].speed)
+            dirty.add(i)
+            k += 1
+        if k < n:
+            kernel.at(jobs[k].submit, ARRIVE, arrive, k)
+        kernel.at_end_of_instant(schedule)
+
+    def finish(i: int, hold: Busy) -> None:
+        pools[i].release(hold)
+        done[0] += 1
+        if progress is not None and done[0] % 1000 == 0:
+            progress(done[0])
+        if pools[i].queue:
+            dirty.add(i)
+            kernel.at_end_of_instant(schedule)
+
+    if n:
+        kernel.at(jobs[0].submit, ARRIVE, arrive, 0)
+    with gc_paused():
+        kernel.run()
+    if progress is not None:
+        progress(n)
+    records = []
+    for k, j in enumerate(jobs):
+        s = specs[where[k]]
+        hours = (end[k] - start[k]) / 3600
+        records.append(JobRecord(j.id, j.submit, start[k], end[k], j.units, j.tenant, s.label,
+                                 round(j.units * s.price_fen_per_unit_hour * hours),
+                                 round(j.units * s.watts_per_unit * hours * s.pue, 3)))
+    return TwinRun(policy, sc, records, {s.label: s.units for s in specs}, kernel.events)
