@@ -84,3 +84,88 @@ def trace(
     console.print(table)
     console.print(f"{len(run.records):,} jobs in {elapsed:.2f} s ({len(run.records) / elapsed:,.0f} jobs/s) "
                   f"→ {out}/summary.json, {out}/jobs.csv", highlight=False)
+
+
+COMPARE_KEYS = (("jobs", "jobs"), ("mean_wait_s", "mean wait s"), ("median_wait_s", "median wait s"),
+                ("p95_wait_s", "p95 wait s"), ("mean_bsld", "mean bounded slowdown"),
+                ("utilization", "utilization"), ("makespan_s", "makespan s"),
+                ("throughput_per_h", "jobs per hour"), ("jain_fairness", "Jain fairness (tenants)"),
+                ("cost_fen", "cost (fen)"), ("energy_kwh", "energy (kWh)"))
+
+
+def _load_scenario(path: Path) -> object:
+    from ..sim.scenario import ScenarioError, load_scenario
+
+    if not path.is_file():
+        fail(f"no such scenario file: {path}")
+    try:
+        return load_scenario(path)
+    except ScenarioError as exc:
+        fail(str(exc))
+
+
+def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, plots: bool) -> None:
+    from ..sim.scenario import Scenario, ScenarioError
+    from ..sim.twin import POLICY_NAMES, compare, write_runs
+
+    unknown = [p for p in policies if p not in POLICY_NAMES]
+    if unknown or not policies:
+        fail(f"unknown policy {', '.join(unknown) or '(none)'}; choose from {', '.join(POLICY_NAMES)}")
+    if len(set(policies)) != len(policies):
+        fail("a policy is named twice")
+    if out is not None and out.exists() and not out.is_dir():
+        fail(f"--out {out} exists and is not a directory")
+    sc = _load_scenario(scenario_file)
+    assert isinstance(sc, Scenario)
+    total = len(sc.jobs) * len(policies)
+    t0 = time.perf_counter()
+    with progress_bar(total, f"simulating {sc.name}") as update:
+        done_before: dict[str, int] = {}
+
+        def step(policy: str, done: int) -> None:
+            done_before[policy] = done
+            update(sum(done_before.values()))
+
+        try:
+            runs = compare(sc, policies, progress=step)
+        except ScenarioError as exc:
+            fail(str(exc))
+    elapsed = time.perf_counter() - t0
+    summaries = [r.summary() for r in runs]
+    table = Table(title=f"{sc.name} · {len(sc.jobs):,} jobs · {sc.window_days:g} days · seed {sc.seed}")
+    table.add_column("metric")
+    for r in runs:
+        table.add_column(r.policy, justify="right")
+    for key, label in COMPARE_KEYS:
+        table.add_row(label, *(_fmt(s[key]) for s in summaries))
+    console.print(table)
+    if out is not None:
+        write_runs(out, runs, plots=plots)
+        console.print(f"→ {out}/summary.json, {out}/jobs-<policy>.csv"
+                      + (", utilization.png, wait_cdf.png" if plots else ""), highlight=False)
+    console.print(f"{total:,} simulated jobs in {elapsed:.2f} s", highlight=False)
+
+
+@simulate_app.command("compare")
+def compare_cmd(
+    scenario: Path = typer.Argument(..., help="a scenario file (TOML or YAML)"),
+    policies: str = typer.Option("isolated,suanli,merged", "--policies",
+                                 help="comma-separated: isolated, random, round-robin, least-loaded, "
+                                      "suanli, merged"),
+    out: Path | None = typer.Option(None, "--out", help="also write summary.json, jobs CSVs and plots here"),
+    plots: bool = typer.Option(True, "--plots/--no-plots"),
+) -> None:
+    """Compare placement policies on one scenario, side by side. 策略对比"""
+    _run_policies(scenario, [p.strip() for p in policies.split(",") if p.strip()], out, plots)
+
+
+@simulate_app.command("run")
+def run_cmd(
+    scenario: Path = typer.Argument(..., help="a scenario file (TOML or YAML)"),
+    policy: str = typer.Option("suanli", "--policy", help="isolated, random, round-robin, least-loaded, "
+                                                          "suanli or merged"),
+    out: Path | None = typer.Option(None, "--out", help="write summary.json, the jobs CSV and plots here"),
+    plots: bool = typer.Option(True, "--plots/--no-plots"),
+) -> None:
+    """Run one scenario under one policy. 单策略运行"""
+    _run_policies(scenario, [policy], out, plots)

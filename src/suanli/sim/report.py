@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,13 @@ def _pyplot() -> Any:
 _PNG_META = {"Software": None}  # no matplotlib version in the file: same bytes on every install
 
 
+def _drawable(title: str) -> str:
+    """The title without the characters matplotlib's bundled font cannot draw (Chinese): a
+    parenthesised Chinese name is dropped with its brackets."""
+    kept = "".join(c for c in title if ord(c) < 0x2E80)
+    return re.sub(r"\s*[(（]\s*[)）]", "", kept).strip()
+
+
 def plot_utilization(path: Path, series: Mapping[str, tuple[Sequence[JobRecord], int]],
                      title: str) -> None:
     """Utilization over time, one line per run (name → (records, capacity))."""
@@ -63,7 +71,7 @@ def plot_utilization(path: Path, series: Mapping[str, tuple[Sequence[JobRecord],
     ax.set_xlabel("days since the first submission")
     ax.set_ylabel("utilization (%)")
     ax.set_ylim(0, 105)
-    ax.set_title(title)
+    ax.set_title(_drawable(title))
     ax.grid(alpha=0.3)
     if len(series) > 1:
         ax.legend(loc="lower right", fontsize=8)
@@ -89,7 +97,7 @@ def plot_wait_cdf(path: Path, series: Mapping[str, Sequence[JobRecord]], title: 
     ax.set_xlabel("wait (s, waits under 1 s shown at 1 s)")
     ax.set_ylabel("fraction of jobs")
     ax.set_ylim(0, 1.02)
-    ax.set_title(title)
+    ax.set_title(_drawable(title))
     ax.grid(alpha=0.3, which="both")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -15,9 +15,11 @@ Policies, all through one interface (`Policy.choose(job, now) -> pool index`):
 
 from __future__ import annotations
 
+import functools
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from ..scheduling.backfill import Busy
@@ -242,3 +244,43 @@ def run_twin(sc: Scenario, policy: str, *, progress: Callable[[int], None] | Non
                                  round(j.units * s.price_fen_per_unit_hour * hours),
                                  round(j.units * s.watts_per_unit * hours * s.pue, 3)))
     return TwinRun(policy, sc, records, {s.label: s.units for s in specs}, kernel.events)
+
+
+def compare(sc: Scenario, policies: Sequence[str], *,
+            progress: Callable[[str, int], None] | None = None) -> list[TwinRun]:
+    """Run the scenario once per policy (same jobs, same seed)."""
+    for p in policies:
+        if p not in POLICY_NAMES:
+            raise ScenarioError(f"unknown policy {p!r} (one of {', '.join(POLICY_NAMES)})")
+    runs = []
+    for p in policies:
+        step: Callable[[int], None] | None = None
+        if progress is not None:
+            step = functools.partial(progress, p)
+        runs.append(run_twin(sc, p, progress=step))
+    return runs
+
+
+def write_runs(out: Path, runs: Sequence[TwinRun], *, plots: bool = True) -> dict[str, Any]:
+    """`out/summary.json` (per policy: overall, per pool, per tenant), `out/jobs-<policy>.csv`,
+    and with `plots` utilization.png and wait_cdf.png (one line per policy)."""
+    from .report import plot_utilization, plot_wait_cdf, write_jobs_csv, write_summary
+
+    out.mkdir(parents=True, exist_ok=True)
+    sc = runs[0].scenario
+    doc: dict[str, Any] = {
+        "scenario": sc.name, "source": sc.source, "seed": sc.seed, "scheduler": sc.scheduler,
+        "window_days": sc.window_days, "jobs": len(sc.jobs), "skipped": sc.skipped,
+        "pools": {p.label: {"device": p.device, "units": p.units, "speed": p.speed} for p in sc.pools},
+        "policies": {r.policy: {"overall": r.summary(), "pools": r.by_pool(), "tenants": r.by_tenant()}
+                     for r in runs},
+    }
+    write_summary(out / "summary.json", doc)
+    for r in runs:
+        write_jobs_csv(out / f"jobs-{r.policy}.csv", r.records, extra=True)
+    if plots:
+        plot_utilization(out / "utilization.png",
+                         {r.policy: (r.records, sum(r.capacity.values())) for r in runs},
+                         f"{sc.name}: utilization of all pools")
+        plot_wait_cdf(out / "wait_cdf.png", {r.policy: r.records for r in runs}, f"{sc.name}: waits")
+    return doc
