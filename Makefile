@@ -43,6 +43,8 @@ test: lint services
 	$(BIN)/pytest
 
 bench: venv services
+	$(BIN)/python bench/sim.py
+	$(BIN)/python bench/city.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/connectors.py
 

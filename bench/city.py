@@ -85,7 +85,8 @@ def main() -> None:
                   f"(target ≤ +15 %: {'met' if ok2 else 'NOT met'}); {elapsed:.1f} s", highlight=False)
     RESULTS.mkdir(parents=True, exist_ok=True)
     source = args.scenario.resolve()
-    doc = {"scenario": sc.name, "source": str(source.relative_to(ROOT) if source.is_relative_to(ROOT) else source),
+    shown = source.relative_to(ROOT) if source.is_relative_to(ROOT) else source
+    doc = {"scenario": sc.name, "source": str(shown),
            "jobs": len(sc.jobs), "seed": sc.seed, "rows": rows,
            "suanli_bsld_lower_than_isolated": round(lower_than_isolated, 4),
            "suanli_bsld_over_merged": round(over_merged, 4), "seconds": round(elapsed, 2)}
