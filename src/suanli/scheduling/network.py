@@ -41,15 +41,40 @@ class PoolView:
     pue: float = 1.0
     site: str = ""  # where the pool is, for data transfer
     online: bool = True
+    # The pool's EASY reservation for its blocked head job, when it has one: (shadow time, extra
+    # units). A job that fits the free units and ends by the shadow time, or fits in the extra
+    # units, would be backfilled at once.
+    reservation: tuple[float, int] | None = None
 
-    def start_estimate(self, units: int, now: float) -> float:
-        """When a job of `units` could start here if it queued now (≥ now; inf if never)."""
+    def start_estimate(self, units: int, now: float, estimate_s: float = math.inf) -> float:
+        """When a job of `units` (running `estimate_s` here) could start if it queued now (≥ now;
+        inf if never)."""
         if units > self.capacity:
             return math.inf
-        if units <= self.free and self.queued_unit_s <= 0:
-            return now
+        if units <= self.free:
+            if self.queued_unit_s <= 0:
+                return now
+            if self.reservation is not None:
+                shadow_time, extra = self.reservation
+                if now + estimate_s <= shadow_time or units <= extra:
+                    return now
         t_fit, _ = shadow(self.free, self.running, units)
-        return max(now, t_fit) + self.queued_unit_s / self.capacity
+        return max(now, t_fit, self.backlog_cleared(now))
+
+    def backlog_cleared(self, now: float) -> float:
+        """When the work queued ahead (unit-seconds) is done if it flows into the units as they
+        come free: the free units work from now, each running job's units from its estimated end."""
+        work = self.queued_unit_s
+        if work <= 0:
+            return now
+        t, avail = now, self.free
+        for b in self.running:
+            end = b.ends_at if b.ends_at > now else now
+            if avail > 0 and work <= avail * (end - t):
+                return t + work / avail
+            work -= avail * (end - t)
+            t, avail = end, avail + b.units
+        return t + work / avail if avail > 0 else math.inf
 
 
 @dataclass(slots=True)
@@ -99,10 +124,10 @@ def estimates(ask: JobAsk, views: Sequence[PoolView], now: float,
     for v in views:
         if not feasible(ask, v):
             continue
-        start = v.start_estimate(ask.units, now)
+        run = ask.estimate_s / v.speed
+        start = v.start_estimate(ask.units, now, run)
         if not math.isfinite(start):
             continue
-        run = ask.estimate_s / v.speed
         move = transfer_s(ask, v, bandwidth_gbps)
         start = max(start, now + move)  # input must arrive before the job starts
         cost = ask.units * v.price_fen_per_unit_hour * run / 3600

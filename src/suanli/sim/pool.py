@@ -92,6 +92,11 @@ class SimPool:
             self.queued_unit_s = 0.0  # no float drift survives an empty queue
         return out
 
+    @property
+    def reservation(self) -> tuple[float, int] | None:
+        """The blocked head's (shadow time, extra units) from the last plan, while still valid."""
+        return None if self._blocked is None else self._blocked[:2]
+
     def release(self, hold: Busy) -> None:
         running = self.running
         k = bisect_left(running, hold.ends_at, key=by_end)

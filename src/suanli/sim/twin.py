@@ -109,6 +109,7 @@ class Suanli(Policy):
         for i in self.feasible(job):
             v, p = self.views[i], self.pools[i]
             v.free, v.running, v.queued_unit_s = p.free, p.running, p.queued_unit_s
+            v.reservation = p.reservation
             views.append(v)
         best = choose(JobAsk(job.units, job.estimate, job.devices, job.policy), views, now)
         return job.home if best is None else best.key

@@ -1,0 +1,229 @@
+"""The city twin: scenarios, policies, determinism and the network's gain (issue 5)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from suanli.scheduling.backfill import Busy
+from suanli.scheduling.network import JobAsk, PoolView, choose, nominate
+from suanli.sim.scenario import ScenarioError, build, load_scenario
+from suanli.sim.twin import compare, run_twin
+
+ROOT = Path(__file__).resolve().parents[2]
+TRACES = ROOT / "data" / "traces"
+SUANLI = str(Path(sys.executable).with_name("suanli"))
+
+SMALL = {
+    "name": "two centers", "seed": 3, "scheduler": "easy", "window_days": 10,
+    "pools": [
+        {"center": "a", "name": "cpu", "device": "cpu", "units": 100, "price_fen_per_unit_hour": 6,
+         "watts_per_unit": 4},
+        {"center": "b", "name": "cpu", "device": "cpu", "units": 100, "price_fen_per_unit_hour": 3,
+         "watts_per_unit": 3},
+        {"center": "c", "name": "gpu", "device": "gpu", "units": 16},
+    ],
+    "workloads": [
+        # a busy month of KTH at a, a quiet stretch of the same trace at b, GPU jobs at c
+        {"trace": str(TRACES / "KTH-SP2-1996-2.1-cln.swf.gz"), "home": "a/cpu", "start_day": 120,
+         "tenants": 3, "tenant_prefix": "a"},
+        {"trace": str(TRACES / "KTH-SP2-1996-2.1-cln.swf.gz"), "home": "b/cpu", "start_day": 330,
+         "tenants": 2, "tenant_prefix": "b"},
+        {"trace": str(TRACES / "microsoft-itp-elasticflow-2021.csv.gz"), "cluster": "cluster05",
+         "home": "c/gpu", "scale": 1, "devices": ["gpu"]},
+    ],
+}
+
+
+def small() -> dict:  # type: ignore[type-arg]
+    return json.loads(json.dumps(SMALL))
+
+
+def test_scenario_jobs_are_time_aligned_scaled_and_mapped_to_tenants() -> None:
+    sc = build(small(), base=ROOT)
+    assert sc.jobs and min(j.submit for j in sc.jobs) >= 0
+    assert max(j.submit for j in sc.jobs) < 10 * 86400
+    assert [j.submit for j in sc.jobs] == sorted(j.submit for j in sc.jobs)
+    assert len({j.id for j in sc.jobs}) == len(sc.jobs)
+    tenants = {j.tenant for j in sc.jobs}
+    assert {"a-0", "a-1", "a-2", "b-0", "b-1"} <= tenants
+    gpu = [j for j in sc.jobs if j.devices == frozenset({"gpu"})]
+    assert gpu and all(j.units <= 8 and j.home == 2 for j in gpu)
+    # scale auto: KTH's MaxProcs is 100 and so is the home pool: sizes unchanged
+    bigger = [{**small()["pools"][0], "units": 200}, *small()["pools"][1:]]
+    scaled = build({**small(), "pools": bigger}, base=ROOT)
+    a_jobs = [j.units for j in sc.jobs if j.home == 0]
+    assert [j.units for j in scaled.jobs if j.home == 0] == [u * 2 for u in a_jobs]
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"scheduler": "sjf"}, "'scheduler' must be one of"),
+    ({"pools": []}, "no pools"),
+    ({"window_days": 0}, "'window_days' must be positive"),
+    ({"pools": [{"center": "a", "name": "x", "units": -4}]}, "'units' must be positive"),
+    ({"pools": [{"center": "a", "name": "x", "units": "many"}]}, "'units' must be int"),
+    ({"workloads": [{"trace": "nope.swf", "home": "a/cpu"}]}, "no such trace file"),
+    ({"workloads": [{"trace": str(TRACES / "KTH-SP2-1996-2.1-cln.swf.gz"), "home": "z/cpu"}]},
+     "no pool 'z/cpu'"),
+    ({"workloads": [{"trace": str(TRACES / "KTH-SP2-1996-2.1-cln.swf.gz"), "home": "a/cpu",
+                     "scale": "big"}]}, "'scale' must be"),
+    ({"workloads": [{"trace": str(TRACES / "KTH-SP2-1996-2.1-cln.swf.gz"), "home": "a/cpu",
+                     "start_day": 5000}]}, "no jobs in days"),
+    ({"workloads": [{"trace": str(TRACES / "microsoft-itp-elasticflow-2021.csv.gz"), "home": "c/gpu",
+                     "cluster": "cluster99"}]}, "no cluster 'cluster99'"),
+    ({"workloads": [{"trace": str(TRACES / "KTH-SP2-1996-2.1-cln.swf.gz"), "home": "a/cpu",
+                     "policy": "fast"}]}, "'policy' must be one of"),
+])
+def test_bad_scenarios_are_refused_with_the_reason(change: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ScenarioError, match=message):
+        build({**small(), **change}, base=ROOT)
+
+
+def test_yaml_and_toml_describe_the_same_scenario(tmp_path: Path) -> None:
+    y = tmp_path / "s.yaml"
+    y.write_text(yaml.safe_dump(small()))
+    t = tmp_path / "s.toml"
+    t.write_text(_toml(small()))
+    a, b = load_scenario(y), load_scenario(t)
+    assert a.jobs == b.jobs and a.pools == b.pools and a.seed == b.seed
+
+
+def _toml(d: dict) -> str:  # type: ignore[type-arg]
+    def val(v: object) -> str:
+        return json.dumps(v, ensure_ascii=False)
+    lines = [f"{k} = {val(v)}" for k, v in d.items() if not isinstance(v, list)]
+    for table in ("pools", "workloads"):
+        for item in d[table]:
+            lines.append(f"[[{table}]]")
+            lines += [f"{k} = {val(v)}" for k, v in item.items()]
+    return "\n".join(lines) + "\n"
+
+
+def test_runs_are_deterministic_and_the_seed_matters() -> None:
+    sc = build(small(), base=ROOT)
+    for policy in ("suanli", "random"):
+        assert run_twin(sc, policy).records == run_twin(sc, policy).records
+    other = build({**small(), "seed": 4}, base=ROOT)
+    assert run_twin(sc, "random").records != run_twin(other, "random").records
+
+
+def test_policies_place_where_they_say() -> None:
+    sc = build(small(), base=ROOT)
+    labels = [p.label for p in sc.pools]
+    iso = run_twin(sc, "isolated")
+    assert all(r.center == labels[j.home] for r, j in zip(iso.records, sc.jobs, strict=True))
+    merged = run_twin(sc, "merged")
+    assert {r.center for r in merged.records} == {"merged/cpu", "merged/gpu"}
+    assert merged.capacity == {"merged/cpu": 200, "merged/gpu": 16}
+    net = run_twin(sc, "suanli")
+    # GPU jobs stay on the only GPU pool; CPU jobs use both CPU centers
+    assert all(r.center == "c/gpu" for r, j in zip(net.records, sc.jobs, strict=True) if "gpu" in j.devices)
+    assert {r.center for r in net.records} == set(labels)
+    for run in (iso, merged, net):
+        assert all(r.start >= r.submit and r.end > r.start for r in run.records)
+
+
+def test_the_network_beats_isolated_centers_and_approaches_merged() -> None:
+    sc = build(small(), base=ROOT)
+    res = {r.policy: r.summary() for r in compare(sc, ["isolated", "least-loaded", "suanli", "merged"])}
+    # two busy CPU centers: the network more than halves the slowdown, beats balancing by load,
+    # and comes within a quarter of one ideal merged cluster
+    assert res["suanli"]["mean_bsld"] < 0.5 * res["isolated"]["mean_bsld"]
+    assert res["suanli"]["mean_bsld"] < res["least-loaded"]["mean_bsld"]
+    assert res["suanli"]["mean_bsld"] <= 1.25 * res["merged"]["mean_bsld"]
+
+
+def test_demo_city_figures() -> None:
+    """The README's table (bench/city.py): suanli ≥ 50 % below isolated, within 15 % of merged."""
+    sc = load_scenario(ROOT / "data" / "scenarios" / "demo-city.toml")
+    res = {r.policy: r.summary() for r in compare(sc, ["isolated", "suanli", "merged"])}
+    assert len(sc.jobs) == 42957
+    assert (res["isolated"]["mean_bsld"], res["suanli"]["mean_bsld"], res["merged"]["mean_bsld"]) == (
+        31.4861, 6.5241, 7.4046)
+    assert 1 - res["suanli"]["mean_bsld"] / res["isolated"]["mean_bsld"] >= 0.5
+    assert abs(res["suanli"]["mean_bsld"] / res["merged"]["mean_bsld"] - 1) <= 0.15
+
+
+# --- the network placement itself (scheduling/network.py) ---------------------------------------
+
+def _view(key: int, free: int, running: list[Busy] | None = None, queued: float = 0.0, price: float = 1.0,
+          device: str = "cpu", capacity: int = 10, site: str = "") -> PoolView:
+    return PoolView(key, device, capacity, free, sorted(running or [], key=lambda b: b.ends_at), queued,
+                    price_fen_per_unit_hour=price, site=site)
+
+
+def test_fastest_prefers_the_pool_where_the_job_starts_first() -> None:
+    busy = _view(0, 0, [Busy(10, 500.0)], price=1)
+    idle = _view(1, 10, price=5)
+    assert choose(JobAsk(4, 100), [busy, idle], 0.0).key == 1  # type: ignore[union-attr]
+    later = _view(2, 2, [Busy(8, 50.0)], price=1)
+    ests = nominate(JobAsk(4, 100), [busy, idle, later], 0.0, k=3)
+    assert [e.key for e in ests] == [1, 2, 0]
+    assert [e.start for e in ests] == [0.0, 50.0, 500.0]
+
+
+def test_queued_work_delays_the_estimate() -> None:
+    v = _view(0, 10, queued=10 * 300)  # 300 s of the whole pool's work waits there
+    assert v.start_estimate(2, 0.0) == 300.0
+    assert _view(0, 10).start_estimate(2, 0.0) == 0.0
+    assert v.start_estimate(11, 0.0) == float("inf")
+
+
+def test_cheapest_and_devices_and_data_transfer() -> None:
+    a, b = _view(0, 10, price=5, site="x"), _view(1, 0, [Busy(10, 100.0)], price=1, site="y")
+    gpu = _view(2, 10, price=0.1, device="gpu")
+    assert choose(JobAsk(2, 60, policy="cheapest"), [a, b, gpu], 0.0).key == 1  # type: ignore[union-attr]
+    assert choose(JobAsk(2, 60), [a, b, gpu], 0.0).key == 0  # type: ignore[union-attr]
+    assert choose(JobAsk(2, 60, devices=frozenset({"npu"})), [a, b, gpu], 0.0) is None
+    # 100 GB at site y: 80 s to move to x at 10 Gbit/s; y's queue clears at 100 s
+    ask = JobAsk(2, 60, data_site="y", data_gb=100)
+    est = {e.key: e for e in nominate(ask, [a, b], 0.0)}
+    assert est[0].transfer_s == 80.0 and est[0].start == 80.0 and est[1].transfer_s == 0.0
+    assert choose(ask, [a, b], 0.0).key == 0  # type: ignore[union-attr]
+    slow = {("y", "x"): 1.0}  # 1 Gbit/s: 800 s, so waiting for y is faster
+    assert choose(ask, [a, b], 0.0, bandwidth_gbps=slow).key == 1  # type: ignore[union-attr]
+
+
+# --- the CLI ------------------------------------------------------------------------------------
+
+def test_compare_cli_prints_side_by_side_and_writes_files(tmp_path: Path) -> None:
+    scen = tmp_path / "city.yaml"
+    scen.write_text(yaml.safe_dump(small()))
+    outs = []
+    for name in ("o1", "o2"):
+        r = subprocess.run([SUANLI, "simulate", "compare", str(scen), "--policies", "isolated,suanli,merged",
+                            "--out", str(tmp_path / name)], capture_output=True, text=True, timeout=300,
+                           env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"})
+        assert r.returncode == 0, r.stderr
+        outs.append(r.stdout)
+    assert "isolated" in outs[0] and "suanli" in outs[0] and "merged" in outs[0]
+    assert "mean bounded slowdown" in outs[0]
+    doc = json.loads((tmp_path / "o1" / "summary.json").read_text())
+    assert set(doc["policies"]) == {"isolated", "suanli", "merged"}
+    assert set(doc["policies"]["suanli"]["pools"]) == {"a/cpu", "b/cpu", "c/gpu"}
+    assert "a-0" in doc["policies"]["isolated"]["tenants"]
+    for f in ("summary.json", "jobs-suanli.csv", "utilization.png", "wait_cdf.png"):
+        assert (tmp_path / "o1" / f).read_bytes() == (tmp_path / "o2" / f).read_bytes(), f
+    head = (tmp_path / "o1" / "jobs-isolated.csv").read_text().splitlines()[0]
+    assert head == "id,submit,start,end,procs,tenant,center"
+
+
+def test_compare_cli_errors(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("pools = [ oops")
+    scen = tmp_path / "ok.yaml"
+    scen.write_text(yaml.safe_dump(small()))
+    for args, message in [
+        ([str(scen), "--policies", "isolated,fifo"], "unknown policy fifo"),
+        ([str(tmp_path / "none.toml")], "no such scenario file"),
+        ([str(bad)], "not valid TOML"),
+    ]:
+        r = subprocess.run([SUANLI, "simulate", "compare", *args], capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode != 0 and message in r.stderr, r.stderr
+        assert "Traceback" not in r.stderr
