@@ -5,7 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suanli.scheduling.backfill import Busy, Waiting, plan, shadow
+import math
+
+from suanli.scheduling.backfill import Busy, Waiting, forecast, plan, shadow
 
 CAP = 16
 busy = st.lists(st.builds(Busy, st.integers(1, 8), st.integers(1, 1000).map(float)), max_size=6)
@@ -57,3 +59,34 @@ def test_extra_units_count_every_job_ending_at_the_shadow_time() -> None:
     # of the two the sort put first.
     for running in ([Busy(2, 100.0), Busy(5, 100.0)], [Busy(5, 100.0), Busy(2, 100.0)]):
         assert shadow(1, running, 4) == (100.0, 4)
+
+
+def test_forecast_replays_the_planner_with_estimates() -> None:
+    # 10 units: 6 busy until t=100. Queue: 8 units × 50 s (the head: shadow 100, 2 extra),
+    # 2 × 500 s (backfills into the extra units), 4 × 30 s (only 2 free: waits for the head to
+    # end at 150), 10 × 10 s (waits for the 2-unit job to end at 500).
+    running = [Busy(6, 100.0)]
+    queue = [Waiting(8, 50), Waiting(2, 500), Waiting(4, 30), Waiting(10, 10)]
+    assert forecast(4, running, queue, 0.0) == [100.0, 0.0, 150.0, 500.0]
+    # FCFS: the 2-unit job follows the head at 100 and holds 2 units until 600
+    assert forecast(4, running, queue, 0.0, backfill=False) == [100.0, 100.0, 150.0, 600.0]
+    assert forecast(4, running, [Waiting(11, 1)], 0.0) == [math.inf]
+    assert forecast(4, running, queue, 0.0, upto=1)[0] == 100.0
+
+
+@settings(max_examples=300, deadline=None)
+@given(busy, waiting, st.booleans())
+def test_forecast_starts_where_plan_starts_and_never_before_now(running: list[Busy], queue: list[Waiting],
+                                                                backfill: bool) -> None:
+    used = sum(b.units for b in running)
+    if used > CAP:
+        running = []
+        used = 0
+    running = sorted(running, key=lambda b: b.ends_at)
+    starts = forecast(CAP - used, running, queue, 0.0, backfill=backfill)
+    now_starts = plan(CAP - used, running, queue, 0.0, backfill=backfill).starts
+    assert [i for i, t in enumerate(starts) if t == 0.0] == sorted(now_starts)
+    assert all(t >= 0 for t in starts)
+    assert all(t < math.inf for t, w in zip(starts, queue, strict=True) if w.units <= CAP)
+    if not backfill:  # FCFS: starts never go backwards in queue order
+        assert all(a <= b for a, b in zip(starts, starts[1:], strict=False))

@@ -130,3 +130,37 @@ def backfill_from(queue: Sequence[Waiting], first: int, free: int, shadow_time: 
         if free == 0:
             break
     return free, extra
+
+
+def forecast(free: int, running: Sequence[Busy], queue: Sequence[Waiting], now: float, *,
+             backfill: bool = True, upto: int | None = None) -> list[float]:
+    """When each queued job starts if every job runs exactly its estimate (what Slurm's
+    `--test-only` answers): the planner itself, replayed forward from `now` over the running jobs'
+    and the started jobs' estimated ends. `math.inf` for a job that never fits. With `upto`, stop
+    once the first `upto` queued jobs have their answer (the rest stay inf)."""
+    starts = [math.inf] * len(queue)
+    want = len(queue) if upto is None else min(upto, len(queue))
+    holds = sorted(running, key=_END)
+    pending = list(range(len(queue)))  # queue indices still waiting, in queue order
+    t = now
+    answered = 0
+    while pending and answered < want:
+        while holds and holds[0].ends_at <= t:  # a job past its estimate ends any moment
+            free += holds.pop(0).units
+        p = plan(free, holds, [queue[k] for k in pending], t, backfill=backfill)
+        if p.starts:
+            for i in p.starts:
+                k = pending[i]
+                starts[k] = t
+                if k < want:
+                    answered += 1
+                w = queue[k]
+                insort(holds, Busy(w.units, t + w.estimate_s), key=_END)
+                free -= w.units
+            gone = set(p.starts)
+            pending = [k for i, k in enumerate(pending) if i not in gone]
+            continue
+        if not holds:
+            break  # nothing runs and nothing fits: the rest never start
+        t = holds[0].ends_at
+    return starts
