@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import math
+from itertools import pairwise
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
-import math
 
 from suanli.scheduling.backfill import Busy, Waiting, forecast, plan, shadow
 
@@ -89,4 +90,4 @@ def test_forecast_starts_where_plan_starts_and_never_before_now(running: list[Bu
     assert all(t >= 0 for t in starts)
     assert all(t < math.inf for t, w in zip(starts, queue, strict=True) if w.units <= CAP)
     if not backfill:  # FCFS: starts never go backwards in queue order
-        assert all(a <= b for a, b in zip(starts, starts[1:], strict=False))
+        assert all(a <= b for a, b in pairwise(starts))
