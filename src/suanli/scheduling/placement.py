@@ -20,11 +20,14 @@ The whole pass is a pure function: `schedule(pools, queue, now) -> list[Decision
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..domain.enums import CenterStatus, Policy
 from ..domain.model import JobRequirements
+from .backfill import Busy, Waiting, by_end, plan
+from .network import PoolView
 from .snapshot import PoolState, QueuedJob, RunningAllocation
 
 BALANCED_WEIGHTS = {"finish": 0.5, "cost": 0.3, "energy": 0.2}
@@ -81,6 +84,8 @@ class Decision:
     devices: tuple[int, ...] = ()
     estimated_start: datetime | None = None
     message: str = ""
+    target_pool_id: int | None = None  # the pool the job is committed to (queues there)
+    position: int | None = None  # 1-based place in that pool's queue, while waiting
 
     @property
     def placed(self) -> bool:
@@ -91,6 +96,8 @@ class Decision:
             "policy": self.policy.value,
             "message": self.message,
             "chosen_pool_id": self.pool_id,
+            "target_pool_id": self.target_pool_id,
+            "position": self.position,
             "estimated_start": self.estimated_start.isoformat() if self.estimated_start else None,
             "weights": BALANCED_WEIGHTS if self.policy is Policy.BALANCED else None,
             "candidates": [c.as_dict() for c in self.candidates],
@@ -145,7 +152,7 @@ def _status_reasons(pool: PoolState) -> list[str]:
 class _WorkingPool:
     """Mutable copy of a pool's free devices during one pass, so a pass never oversubscribes."""
 
-    __slots__ = ("_fits", "free_devices", "free_memory", "running", "state", "version")
+    __slots__ = ("_busy", "_fits", "free_devices", "free_memory", "running", "state", "version")
 
     def __init__(self, state: PoolState) -> None:
         self.state = state
@@ -154,6 +161,15 @@ class _WorkingPool:
         self.running = list(state.running)
         self.version = 0  # grows on every take(); find_nodes answers are memoised per version
         self._fits: dict[tuple[int, int, int], tuple[int, list[int] | None]] = {}
+        self._busy: list[Busy] | None = None
+
+    def busy(self, now: datetime) -> list[Busy]:
+        """The running allocations as the queue planner sees them: units until the estimated end
+        (seconds from `now`), sorted. Taken before this pass placed anything."""
+        if self._busy is None:
+            self._busy = sorted((Busy(a.units, (a.ends_by - now).total_seconds())
+                                 for a in self.state.running), key=by_end)
+        return self._busy
 
     @property
     def free_units(self) -> int:
@@ -263,7 +279,8 @@ def _score(
 
 
 def _evaluate(
-    job: QueuedJob, pools: list[_WorkingPool], now: datetime
+    job: QueuedJob, pools: list[_WorkingPool], now: datetime,
+    backlog: Mapping[int, float] | None = None,
 ) -> list[Candidate]:
     req = job.req
     cands: list[Candidate] = []
@@ -284,6 +301,12 @@ def _evaluate(
         runtime = req.walltime_s * (ref_speed / speed) if speed > 0 else math.inf
         c.fits_now = wp.find_nodes(req) is not None
         wait = 0.0 if c.fits_now else wp.wait_estimate(req, now)
+        queued = backlog.get(st.pool_id, 0.0) if backlog else 0.0
+        if queued > 0:  # work committed to this pool before this job: it queues behind it
+            view = PoolView(st.pool_id, str(st.spec.device_kind), st.spec.total_units, wp.free_units,
+                            wp.busy(now), queued)
+            wait = max(wait, view.backlog_cleared(0.0))
+            c.fits_now = c.fits_now and wait == 0.0
         c.wait_s = round(wait, 3) if math.isfinite(wait) else None
         c.runtime_s = round(runtime, 3)
         c.finish_s = round(wait + runtime, 3) if math.isfinite(wait) else None
@@ -307,42 +330,11 @@ def _shape(req: JobRequirements) -> tuple[object, ...]:
     return (req.resources, req.walltime_s, req.precision, req.domestic_only, req.district)
 
 
-class _PassCache:
-    """Per-pass memo: static feasibility per (shape, pool), and shapes that fit nowhere now.
-
-    Free capacity only shrinks during a pass, so once a shape fits no pool, every later job of
-    the same shape will not fit either: it waits without being scored again.
-    """
-
-    def __init__(self) -> None:
-        self.feasible: dict[tuple[object, ...], list[_WorkingPool]] = {}
-        self.blocked: set[tuple[object, ...]] = set()
-
-    def feasible_pools(
-        self, key: tuple[object, ...], req: JobRequirements, pools: list[_WorkingPool]
-    ) -> list[_WorkingPool]:
-        found = self.feasible.get(key)
-        if found is None:
-            found = [
-                wp for wp in pools
-                if not static_reasons(req, wp.state) and not _status_reasons(wp.state)
-            ]
-            self.feasible[key] = found
-        return found
-
-
-def _decide(
-    job: QueuedJob, pools: list[_WorkingPool], now: datetime, cache: _PassCache | None = None
-) -> Decision:
-    if cache is not None:
-        key = _shape(job.req)
-        if key in cache.blocked or not any(
-            wp.find_nodes(job.req) is not None
-            for wp in cache.feasible_pools(key, job.req, pools)
-        ):
-            cache.blocked.add(key)
-            return Decision(job.job_id, job.req.policy, [], message="waiting for free capacity")
-    cands = _evaluate(job, pools, now)
+def _nominate(job: QueuedJob, pools: list[_WorkingPool], now: datetime,
+              backlog: Mapping[int, float]) -> Decision:
+    """Network placement: rank every pool for the job (its wait behind the work already
+    committed there included) and commit it to the best one."""
+    cands = _evaluate(job, pools, now, backlog)
     decision = Decision(job.job_id, job.req.policy, cands)
     feasible = [c for c in cands if c.feasible]
     if not feasible:
@@ -350,17 +342,9 @@ def _decide(
         return decision
     best = min(feasible, key=_rank_key)
     best.chosen = True
-    wp = next(p for p in pools if p.state.pool_id == best.pool_id)
-    nodes = wp.find_nodes(job.req) if best.fits_now else None
-    if nodes is None:
-        decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
-        decision.message = f"waiting for {best.pool} (best by {job.req.policy})"
-        return decision
-    decision.pool_id = best.pool_id
-    decision.nodes = tuple(nodes)
-    decision.devices = wp.take(job.req, nodes, now)
-    decision.estimated_start = now
-    decision.message = f"placed on {best.pool} (best by {job.req.policy})"
+    decision.target_pool_id = best.pool_id
+    decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
+    decision.message = f"committed to {best.pool} (best by {job.req.policy})"
     return decision
 
 
@@ -369,12 +353,98 @@ def queue_order(job: QueuedJob) -> tuple[int, datetime, int]:
 
 
 def schedule(
-    pools: list[PoolState], queue: list[QueuedJob], now: datetime
+    pools: list[PoolState], queue: list[QueuedJob], now: datetime, *,
+    targets: Mapping[int, int] | None = None,
+    order: Callable[[QueuedJob], tuple[object, ...]] | None = None,
+    admit: Callable[[QueuedJob, PoolState], str | None] | None = None,
+    backfill: bool = True,
+    only_pools: set[int] | None = None,
 ) -> list[Decision]:
-    """One scheduling pass. Returns a decision for every queued job, in queue order."""
+    """One scheduling pass. Returns a decision for every queued job, in queue order.
+
+    1. Network placement: a job not yet committed to a pool (no entry in `targets`, or its pool
+       went offline, draining or unfit) is ranked on every pool — its wait there includes the work
+       already committed to it — and committed to the best (`Decision.target_pool_id`).
+    2. Each pool's queue — the jobs committed to it, in `order` (default: priority, then
+       submission) — is planned with EASY backfilling on unit counts (`backfill.plan`; FCFS when
+       `backfill` is False); a job the planner starts gets whole nodes (gang jobs all their nodes in
+       this pool) or waits. `admit(job, pool)` may hold a job back with a reason (a quota): it
+       then stays out of the planner this pass. `only_pools` limits step 2 to those pools (plus
+       pools that were given jobs in step 1): the others' queues did not change.
+    """
     working = [_WorkingPool(p) for p in sorted(pools, key=lambda p: p.pool_id)]
-    cache = _PassCache()
-    return [_decide(job, working, now, cache) for job in sorted(queue, key=queue_order)]
+    by_id = {wp.state.pool_id: wp for wp in working}
+    ordered = sorted(queue, key=order or queue_order)
+    decisions: list[Decision] = []
+    committed: dict[int, list[tuple[QueuedJob, Decision]]] = {}
+    backlog: dict[int, float] = {}
+    touched: set[int] = set()
+    for job in ordered:
+        target = targets.get(job.job_id) if targets else None
+        wp = by_id.get(target) if target is not None else None
+        if wp is not None and not static_reasons(job.req, wp.state) and not _status_reasons(wp.state):
+            d = Decision(job.job_id, job.req.policy, [], target_pool_id=wp.state.pool_id,
+                         message=f"queued at {wp.state.label}")
+        else:
+            d = _nominate(job, working, now, backlog)
+            if d.target_pool_id is None:
+                decisions.append(d)
+                continue
+            wp = by_id[d.target_pool_id]
+            touched.add(d.target_pool_id)
+        decisions.append(d)
+        pid = wp.state.pool_id
+        committed.setdefault(pid, []).append((job, d))
+        backlog[pid] = backlog.get(pid, 0.0) + job.req.resources.units * job.req.walltime_s
+    for pid, jobs in committed.items():
+        if only_pools is not None and pid not in only_pools and pid not in touched:
+            continue
+        _plan_pool(by_id[pid], jobs, now, admit, backfill)
+    return decisions
+
+
+def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: datetime,
+               admit: Callable[[QueuedJob, PoolState], str | None] | None, backfill: bool) -> None:
+    """EASY (or FCFS) over one pool's queue; starts get whole nodes or wait."""
+    eligible: list[tuple[QueuedJob, Decision]] = []
+    for job, d in jobs:
+        held = admit(job, wp.state) if admit is not None else None
+        if held:
+            d.message = f"held at {wp.state.label}: {held}"
+        else:
+            eligible.append((job, d))
+    waiting = [Waiting(j.req.resources.units, float(j.req.walltime_s)) for j, _ in eligible]
+    p = plan(wp.free_units, wp.busy(now), waiting, 0.0, backfill=backfill)
+    label = wp.state.label
+    started: set[int] = set()
+    no_nodes: set[int] = set()
+    for i in p.starts:
+        job, d = eligible[i]
+        nodes = wp.find_nodes(job.req)
+        if nodes is None:
+            no_nodes.add(i)
+            continue
+        started.add(i)
+        d.pool_id = wp.state.pool_id
+        d.nodes = tuple(nodes)
+        d.devices = wp.take(job.req, nodes, now)
+        d.estimated_start = now
+        how = "backfilled" if p.head is not None and i > p.head else "started"
+        d.message = f"{how} on {label} (best by {job.req.policy})"
+    position = 0
+    for i, (_job, d) in enumerate(eligible):
+        if i in started:
+            continue
+        position += 1
+        d.position = position
+        if i in no_nodes:
+            d.message = f"waiting at {label} (#{position}): units are free, but not on whole nodes it can use"
+        elif i == p.head and p.shadow_time is not None and math.isfinite(p.shadow_time):
+            d.estimated_start = now + timedelta(seconds=max(0.0, p.shadow_time))
+            d.message = (f"waiting at {label} (#{position}, first in line): units reserved from "
+                         f"{d.estimated_start:%Y-%m-%d %H:%M}Z")
+        else:
+            d.message = f"waiting at {label} (#{position})"
 
 
 def explain_job(

@@ -27,6 +27,10 @@ class SimPool:
     queued_units: int = 0
     queued_unit_s: float = 0.0  # Σ units × estimate over the queue (placement's view of the backlog)
     easy: bool = True
+    # How many queued jobs ask for each unit count, and the smallest such count: when fewer units
+    # are free than that, no job can start and the planner is not asked.
+    _sizes: dict[int, int] = field(default_factory=dict)
+    _smallest: int = 0
     # After a plan that left the head blocked, and until a job ends: the head's shadow time, the
     # extra units left, and how many queued jobs that plan saw (later ones are new).
     _blocked: tuple[float, int, int] | None = None
@@ -47,11 +51,15 @@ class SimPool:
         self.queued_ids.append(job)
         self.queued_units += units
         self.queued_unit_s += units * estimate_s
+        sizes = self._sizes
+        sizes[units] = sizes.get(units, 0) + 1
+        if units < self._smallest or self._smallest == 0:
+            self._smallest = units
 
     def schedule(self, now: float) -> list[tuple[int, Busy]]:
         """Start what the planner says; returns (job, its hold on the units) per started job."""
         queue = self.queue
-        if not queue or self.free == 0:
+        if not queue or self.free < self._smallest:
             return []
         easy = self.easy
         if not easy and queue[0].units > self.free:
@@ -80,6 +88,7 @@ class SimPool:
             self.free -= w.units
             self.queued_units -= w.units
             self.queued_unit_s -= w.units * w.estimate_s
+            self._forget_size(w.units)
             out.append((ids[i], hold))
         if len(starts) == starts[-1] + 1:  # a prefix (FCFS, or EASY before the head)
             del queue[: len(starts)]
@@ -91,6 +100,16 @@ class SimPool:
         if not queue:
             self.queued_unit_s = 0.0  # no float drift survives an empty queue
         return out
+
+    def _forget_size(self, units: int) -> None:
+        sizes = self._sizes
+        left = sizes[units] - 1
+        if left:
+            sizes[units] = left
+        else:
+            del sizes[units]
+            if units == self._smallest:
+                self._smallest = min(sizes) if sizes else 0
 
     @property
     def reservation(self) -> tuple[float, int] | None:
