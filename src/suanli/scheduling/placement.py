@@ -23,6 +23,7 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from ..domain.enums import CenterStatus, Policy
 from ..domain.model import JobRequirements
@@ -330,6 +331,14 @@ def _shape(req: JobRequirements) -> tuple[object, ...]:
     return (req.resources, req.walltime_s, req.precision, req.domestic_only, req.district)
 
 
+class Admission(Protocol):
+    """Limits on starting jobs beyond capacity (tenant quotas)."""
+
+    def check(self, job: QueuedJob, pool: PoolState) -> str | None: ...
+
+    def take(self, job: QueuedJob, pool: PoolState) -> str | None: ...
+
+
 def _nominate(job: QueuedJob, pools: list[_WorkingPool], now: datetime,
               backlog: Mapping[int, float]) -> Decision:
     """Network placement: rank every pool for the job (its wait behind the work already
@@ -356,7 +365,7 @@ def schedule(
     pools: list[PoolState], queue: list[QueuedJob], now: datetime, *,
     targets: Mapping[int, int] | None = None,
     order: Callable[[QueuedJob], tuple[object, ...]] | None = None,
-    admit: Callable[[QueuedJob, PoolState], str | None] | None = None,
+    admit: Admission | None = None,
     backfill: bool = True,
     only_pools: set[int] | None = None,
 ) -> list[Decision]:
@@ -368,9 +377,11 @@ def schedule(
     2. Each pool's queue — the jobs committed to it, in `order` (default: priority, then
        submission) — is planned with EASY backfilling on unit counts (`backfill.plan`; FCFS when
        `backfill` is False); a job the planner starts gets whole nodes (gang jobs all their nodes in
-       this pool) or waits. `admit(job, pool)` may hold a job back with a reason (a quota): it
-       then stays out of the planner this pass. `only_pools` limits step 2 to those pools (plus
-       pools that were given jobs in step 1): the others' queues did not change.
+       this pool) or waits. `admit` may hold a job back with a reason (a tenant quota): a job
+       `admit.check` refuses stays out of the planner this pass, and `admit.take` counts each
+       start (two jobs of one tenant cannot together pass its quota). `only_pools` limits step 2
+       to those pools (plus pools that were given jobs in step 1): the others' queues did not
+       change.
     """
     working = [_WorkingPool(p) for p in sorted(pools, key=lambda p: p.pool_id)]
     by_id = {wp.state.pool_id: wp for wp in working}
@@ -404,11 +415,11 @@ def schedule(
 
 
 def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: datetime,
-               admit: Callable[[QueuedJob, PoolState], str | None] | None, backfill: bool) -> None:
+               admit: Admission | None, backfill: bool) -> None:
     """EASY (or FCFS) over one pool's queue; starts get whole nodes or wait."""
     eligible: list[tuple[QueuedJob, Decision]] = []
     for job, d in jobs:
-        held = admit(job, wp.state) if admit is not None else None
+        held = admit.check(job, wp.state) if admit is not None else None
         if held:
             d.message = f"held at {wp.state.label}: {held}"
         else:
@@ -418,11 +429,17 @@ def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: da
     label = wp.state.label
     started: set[int] = set()
     no_nodes: set[int] = set()
+    held_now: set[int] = set()
     for i in p.starts:
         job, d = eligible[i]
         nodes = wp.find_nodes(job.req)
         if nodes is None:
             no_nodes.add(i)
+            continue
+        held = admit.take(job, wp.state) if admit is not None else None
+        if held:
+            d.message = f"held at {wp.state.label}: {held}"
+            held_now.add(i)
             continue
         started.add(i)
         d.pool_id = wp.state.pool_id
@@ -433,7 +450,7 @@ def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: da
         d.message = f"{how} on {label} (best by {job.req.policy})"
     position = 0
     for i, (_job, d) in enumerate(eligible):
-        if i in started:
+        if i in started or i in held_now:
             continue
         position += 1
         d.position = position

@@ -77,3 +77,4 @@ class QueuedJob:
     tenant_id: int
     submitted_at: datetime
     req: JobRequirements
+    target_pool_id: int | None = None  # the pool it is committed to, when it already is

@@ -16,9 +16,9 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -28,11 +28,13 @@ from ..domain.errors import ConnectorError
 from ..domain.jobstate import JobState
 from ..domain.model import meter
 from ..scheduling import Decision, QueuedJob, schedule
+from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
 from .health import check_centers, fail_over
 from .jobs import transition
+from .queueing import Quotas, fair_share_factors
 from .snapshot import pool_states, queued_jobs
 
 log = logging.getLogger("suanli.engine")
@@ -114,6 +116,7 @@ class Engine:
         self.last = PassStats()
         self.placements_total = 0
         self._queue: dict[int, QueuedJob] = {}
+        self._targets: dict[int, int] = {}  # queued job → the pool it is committed to
         self._new: set[int] = set()  # queued jobs not yet seen by a pass
         self._full_due = True
         self._last_full = 0.0
@@ -357,26 +360,30 @@ class Engine:
     def schedule_pass(self, stats: PassStats | None = None) -> list[Decision]:
         stats = stats or PassStats()
         t_load = time.perf_counter()
+        now = self.p.clock.now()
         with self.p.db.session() as s:
             queue = self._load_queue(s)
             stats.queued = len(queue)
             if not queue:
                 return []
             full = self._full_pass_due()
-            if not full:
-                # Nothing freed capacity since the last full pass, so every job that did not fit
-                # then still does not: only the jobs new to the queue can be placed now.
-                queue = [q for q in queue if q.job_id in self._new]
-                if not queue:
-                    return []
+            if not full and not self._new:
+                # Nothing freed capacity and nothing new arrived since the last full pass: every
+                # job that did not start then still cannot.
+                return []
             self._new.clear()
             pools = pool_states(s)
-        now = self.p.clock.now()
+            fair = fair_share_factors(s, now, self.p.settings.fairshare_half_life_s)
+            quotas = Quotas.load(s)
         t0 = time.perf_counter()
         stats.phases["load"] = round(t0 - t_load, 4)
-        decisions = schedule(pools, queue, now)
+        # A pass that only saw new jobs plans only the pools those jobs were committed to.
+        decisions = schedule(pools, queue, now, targets=self._targets, order=fair_order(fair),
+                             admit=quotas, backfill=self.p.settings.backfill,
+                             only_pools=None if full else set())
         t1 = time.perf_counter()
         stats.phases["decide"] = round(t1 - t0, 4)
+        self._remember_targets(decisions)
         to_submit: list[tuple[int, int, m.Center]] = []
         for d in decisions:
             if d.placed:
@@ -384,16 +391,32 @@ class Engine:
                 if placed is not None:
                     to_submit.append(placed)
                     stats.placed += 1
-            else:
-                for c in d.candidates:
-                    if c.chosen:
-                        stats.waiting_by_pool[c.pool_id] = (
-                            stats.waiting_by_pool.get(c.pool_id, 0) + 1
-                        )
+            elif d.target_pool_id is not None:
+                stats.waiting_by_pool[d.target_pool_id] = stats.waiting_by_pool.get(d.target_pool_id, 0) + 1
         self._submit_placed(to_submit)
         stats.phases["place"] = round(time.perf_counter() - t1, 4)
         self.placements_total += stats.placed
         return decisions
+
+    def _remember_targets(self, decisions: list[Decision]) -> None:
+        """Keep each waiting job's committed pool, in memory and on the job row (the API shows it
+        and a restarted engine keeps the commitment)."""
+        changed: list[dict[str, int | None]] = []
+        for d in decisions:
+            if d.placed:
+                self._targets.pop(d.job_id, None)
+                continue
+            if self._targets.get(d.job_id) != d.target_pool_id:
+                if d.target_pool_id is None:
+                    self._targets.pop(d.job_id, None)
+                else:
+                    self._targets[d.job_id] = d.target_pool_id
+                changed.append({"jid": d.job_id, "pool": d.target_pool_id})
+        if changed:
+            with self.p.db.session() as s:
+                jobs = cast(Table, m.Job.__table__)
+                s.execute(update(jobs).where(jobs.c.id == bindparam("jid"))
+                          .values(target_pool_id=bindparam("pool")), changed)
 
     def _load_queue(self, s: Session) -> list[QueuedJob]:
         """The queue, kept in memory between passes: a queued job's requirements never change,
@@ -401,12 +424,15 @@ class Engine:
         ids = set(s.scalars(select(m.Job.id).where(m.Job.state == JobState.QUEUED.value)))
         for gone in self._queue.keys() - ids:
             del self._queue[gone]
+            self._targets.pop(gone, None)
         self._new &= ids
         missing = sorted(ids - self._queue.keys())
         for i in range(0, len(missing), 500):
             for q in queued_jobs(s, missing[i : i + 500]):
                 self._queue[q.job_id] = q
                 self._new.add(q.job_id)
+                if q.target_pool_id is not None:
+                    self._targets[q.job_id] = q.target_pool_id
         return list(self._queue.values())
 
     def _full_pass_due(self) -> bool:

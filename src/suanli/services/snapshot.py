@@ -110,5 +110,5 @@ def queued_jobs(s: Session, ids: list[int] | None = None) -> list[QueuedJob]:
     """Queued jobs as the scheduler sees them (all of them, or those among `ids`)."""
     c = m.Job
     cond = c.state == "QUEUED" if ids is None else (c.state == "QUEUED") & c.id.in_(ids)
-    rows = s.execute(select(c.id, c.tenant_id, c.submitted_at, *_REQ_COLUMNS).where(cond))
-    return [QueuedJob(r[0], r[1], r[2], _requirements(tuple(r[3:]))) for r in rows]
+    rows = s.execute(select(c.id, c.tenant_id, c.submitted_at, c.target_pool_id, *_REQ_COLUMNS).where(cond))
+    return [QueuedJob(r[0], r[1], r[2], _requirements(tuple(r[4:])), r[3]) for r in rows]

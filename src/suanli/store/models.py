@@ -115,6 +115,19 @@ class Tenant(Base):
     created_at: Mapped[datetime]
 
 
+class TenantQuota(Base):
+    """The most units of one device kind a tenant may hold at once (running jobs)."""
+
+    __tablename__ = "tenant_quotas"
+    __table_args__ = (UniqueConstraint("tenant_id", "device_kind", name="uq_tenant_quota"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    device_kind: Mapped[str] = mapped_column(String(8))
+    max_units: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]
+
+
 class User(Base):
     __tablename__ = "users"
 
@@ -179,6 +192,9 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(nullable=True)
     current_run_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The pool network placement committed the queued job to (it queues there; cleared when the
+    # pool can no longer run it, and the job is placed again).
+    target_pool_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class JobEvent(Base):
