@@ -51,6 +51,7 @@ class Candidate:
     energy_wh: int | None = None
     score: float | None = None
     chosen: bool = False
+    misses_deadline: bool = False
     # Unrounded figures used for ranking (the fen and Wh above are for display).
     cost_exact: float = 0.0
     energy_exact: float = 0.0
@@ -70,6 +71,7 @@ class Candidate:
             "energy_wh": self.energy_wh,
             "score": self.score,
             "chosen": self.chosen,
+            "misses_deadline": self.misses_deadline,
         }
 
 
@@ -318,12 +320,19 @@ def _evaluate(
         if c.finish_s is None:
             c.feasible = False
             c.reasons.append("cannot free enough units")
+        elif req.budget_fen is not None and c.cost_exact > req.budget_fen:
+            c.feasible = False
+            c.reasons.append(f"cost estimate {c.cost_fen} fen is over the budget of {req.budget_fen} fen")
+        if c.feasible and req.deadline is not None and c.finish_s is not None:
+            c.misses_deadline = now + timedelta(seconds=c.finish_s) > req.deadline
     _score(req.policy, cands)
     return cands
 
 
-def _rank_key(c: Candidate) -> tuple[float, float, int]:
-    return (c.score if c.score is not None else math.inf, c.finish_s or math.inf, c.pool_id)
+def _rank_key(c: Candidate) -> tuple[bool, float, float, int]:
+    """Best first: pools that meet the job's deadline, then the policy's score."""
+    return (c.misses_deadline, c.score if c.score is not None else math.inf, c.finish_s or math.inf,
+            c.pool_id)
 
 
 def _shape(req: JobRequirements) -> tuple[object, ...]:
@@ -465,12 +474,14 @@ def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: da
 
 
 def explain_job(
-    req: JobRequirements, pools: list[PoolState], now: datetime, *, job_id: int = 0
+    req: JobRequirements, pools: list[PoolState], now: datetime, *, job_id: int = 0,
+    backlog: Mapping[int, float] | None = None,
 ) -> Decision:
-    """Evaluate one job against the pools as they are, without placing anything."""
+    """Evaluate one job against the pools as they are, without placing anything. `backlog`: the
+    unit-seconds of walltime already queued at each pool (the job would queue behind it)."""
     working = [_WorkingPool(p) for p in sorted(pools, key=lambda p: p.pool_id)]
     job = QueuedJob(job_id, 0, now, req)
-    cands = _evaluate(job, working, now)
+    cands = _evaluate(job, working, now, backlog)
     decision = Decision(job_id, req.policy, cands)
     feasible = [c for c in cands if c.feasible]
     if feasible:

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select
@@ -13,7 +14,7 @@ from ..domain.enums import DeviceKind, Policy, Precision, Role
 from ..domain.errors import Conflict, ConnectorError, Forbidden, Infeasible, InvalidInput, NotFound
 from ..domain.jobstate import JobState, check_transition
 from ..domain.model import JobRequirements, Resources
-from ..scheduling import explain_job, static_reasons
+from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
 from .auth import Principal
 from .context import Platform
@@ -101,6 +102,42 @@ def check_feasible(p: Platform, req: JobRequirements) -> list[dict[str, Any]]:
     return report
 
 
+def queued_backlog(s: Session) -> dict[int, float]:
+    """Unit-seconds of walltime queued at each pool (jobs committed there, not started)."""
+    rows = s.execute(
+        select(m.Job.target_pool_id, func.sum(m.Job.units * m.Job.walltime_s))
+        .where(m.Job.state == JobState.QUEUED.value, m.Job.target_pool_id.is_not(None))
+        .group_by(m.Job.target_pool_id)
+    )
+    return {int(pid): float(total or 0) for pid, total in rows if pid is not None}
+
+
+def check_deadline_and_budget(p: Platform, req: JobRequirements, now: datetime) -> Decision:
+    """Refuse (422, with the best estimate) a job no pool can run within its budget, or whose
+    best estimated finish — behind the work already queued — is after its deadline."""
+    with p.db.session() as s:
+        d = explain_job(req, pool_states(s), now, backlog=queued_backlog(s))
+    feasible = [c for c in d.candidates if c.feasible]
+    if req.budget_fen is not None and not feasible:
+        priced = [c for c in d.candidates if c.cost_fen is not None and c.finish_s is not None]
+        if priced and all("over the budget" in " ".join(c.reasons) for c in priced):
+            cheapest = min(priced, key=lambda c: c.cost_exact)
+            raise InvalidInput(
+                f"the cheapest pool ({cheapest.pool}) would cost about {cheapest.cost_fen} fen for the "
+                f"walltime, over the budget of {req.budget_fen} fen", field="budget_fen",
+                detail=[c.as_dict() for c in d.candidates])
+    if req.deadline is not None and feasible:
+        best = min(feasible, key=lambda c: c.finish_s if c.finish_s is not None else math.inf)
+        if best.finish_s is not None and now + timedelta(seconds=best.finish_s) > req.deadline:
+            finish = now + timedelta(seconds=best.finish_s)
+            raise InvalidInput(
+                f"no pool can finish the job by its deadline {req.deadline.isoformat()}: the earliest "
+                f"estimated finish is {finish.isoformat(timespec='seconds')} on {best.pool} "
+                f"(start in {round(best.wait_s or 0)} s, walltime {req.walltime_s} s)",
+                field="deadline", detail=[c.as_dict() for c in d.candidates])
+    return d
+
+
 def _record(s: Session, job: m.Job, target: JobState, reason: str, at: datetime) -> None:
     """The one way a job changes state: checked by the state machine and written to history."""
     current = JobState(job.state)
@@ -128,7 +165,10 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
     _validate(data, now)
-    check_feasible(p, data.requirements())
+    req = data.requirements()
+    check_feasible(p, req)
+    if req.deadline is not None or req.budget_fen is not None:
+        check_deadline_and_budget(p, req, now)
     values: dict[str, Any] = dict(
         tenant_id=actor.tenant_id,
         user_id=actor.user_id,
