@@ -5,8 +5,9 @@ from __future__ import annotations
 from ..domain.enums import CenterKind, CenterStatus, Policy, Precision
 from ..domain.jobstate import JobState
 from ..services.centers import redact
+from ..services.estimates import QueueEstimate
 from ..store import models as m
-from .schemas import CenterPublic, JobPublic, PoolPublic
+from .schemas import CenterPublic, JobPublic, PoolPublic, QueueInfo
 
 
 def pool_public(pool: m.Pool, used: dict[int, int] | None = None) -> PoolPublic:
@@ -38,7 +39,7 @@ def center_public(center: m.Center, used: dict[int, int] | None = None) -> Cente
     return out
 
 
-def job_public(job: m.Job, center: str | None = None) -> JobPublic:
+def job_public(job: m.Job, center: str | None = None, queue: QueueEstimate | None = None) -> JobPublic:
     return JobPublic(
         id=job.id, tenant_id=job.tenant_id, user_id=job.user_id, name=job.name,
         command=list(job.command),
@@ -51,4 +52,6 @@ def job_public(job: m.Job, center: str | None = None) -> JobPublic:
         updated_at=job.updated_at, started_at=job.started_at, finished_at=job.finished_at,
         cancel_requested_at=job.cancel_requested_at, current_run_id=job.current_run_id,
         center=center,
+        queue=QueueInfo(pool=queue.pool, position=queue.position, estimated_start=queue.estimated_start)
+        if queue is not None else None,
     )

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from ..domain.jobstate import JobState
 from ..services import jobs, usage
 from ..services.context import Platform
+from ..services.estimates import QueueEstimate, queue_estimates
 from ..services.jobs import JobInput
 from ..store import models as m
 from .deps import EngineDep, PlatformDep, PrincipalDep
@@ -56,6 +57,13 @@ def _center_slugs(p: Platform, run_ids: list[int]) -> dict[int, str]:
         return {rid: slug for rid, slug in rows}
 
 
+def _queues(p: Platform, items: list[m.Job]) -> dict[int, QueueEstimate]:
+    if not any(j.state == JobState.QUEUED.value and j.target_pool_id for j in items):
+        return {}
+    with p.db.session() as s:
+        return queue_estimates(p, s, items)
+
+
 @router.post("/jobs", status_code=201, tags=["jobs"])
 async def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep,
                engine: EngineDep) -> JobPublic:
@@ -81,8 +89,9 @@ def list_jobs(
     page = jobs.list_jobs(p, who, state=state, tenant_id=tenant_id, name=name, limit=limit,
                           offset=offset)
     slugs = _center_slugs(p, [j.current_run_id for j in page.items if j.current_run_id])
+    queues = _queues(p, page.items)
     return JobPage(
-        items=[job_public(j, slugs.get(j.current_run_id or 0)) for j in page.items],
+        items=[job_public(j, slugs.get(j.current_run_id or 0), queues.get(j.id)) for j in page.items],
         total=page.total, limit=page.limit, offset=page.offset,
     )
 
@@ -92,7 +101,7 @@ def get_job(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> JobDetail:
     job = jobs.get_job(p, who, job_id)
     runs = jobs.job_runs(p, who, job_id)
     slugs = _center_slugs(p, [r.id for r in runs])
-    base = job_public(job, slugs.get(job.current_run_id or 0))
+    base = job_public(job, slugs.get(job.current_run_id or 0), _queues(p, [job]).get(job.id))
     return JobDetail(
         **base.model_dump(),
         history=[JobEventPublic.model_validate(e) for e in jobs.job_history(p, who, job_id)],

@@ -225,6 +225,15 @@ class JobSubmit(Input):
         return v
 
 
+class QueueInfo(BaseModel):
+    """Where a queued job waits: the pool it is committed to, its place in that pool's queue, and
+    when it should start if running jobs use their whole walltime (null: too far back to say)."""
+
+    pool: str
+    position: int
+    estimated_start: datetime | None
+
+
 class JobPublic(Output):
     id: int
     tenant_id: int
@@ -251,6 +260,7 @@ class JobPublic(Output):
     cancel_requested_at: datetime | None
     current_run_id: int | None
     center: str | None = None
+    queue: QueueInfo | None = None
 
 
 class JobPage(BaseModel):

@@ -126,7 +126,7 @@ def _pump_logs(c: Client, job_id: int, run_id: int, offsets: dict[int, int]) -> 
 def _jobs_table(items: list[dict[str, Any]], title: str = "jobs 作业") -> Table:
     t = Table(title=title)
     for col in ("id", "name", "state", "center", "device", "units", "tenant", "submitted",
-                "ran"):
+                "ran", "queue · est. start"):
         t.add_column(col)
     for j in items:
         ran = None
@@ -140,8 +140,17 @@ def _jobs_table(items: list[dict[str, Any]], title: str = "jobs 作业") -> Tabl
         dev = res["device"] + (f" {res['model']}" if res.get("model") else "")
         t.add_row(str(j["id"]), j["name"], _state(j["state"]), j.get("center") or "-", dev,
                   str(res["units"]), str(j["tenant_id"]), when(j["submitted_at"]),
-                  duration(ran))
+                  duration(ran), _queue_text(j))
     return t
+
+
+def _queue_text(job: dict[str, Any]) -> str:
+    """`center/pool #3 · ~12:40` for a queued job committed to a pool, else empty."""
+    q = job.get("queue")
+    if not q:
+        return ""
+    start = when(q["estimated_start"]) if q.get("estimated_start") else "?"
+    return f"{q['pool']} #{q['position']} · ~{start}"
 
 
 @job_app.command("list")
@@ -175,6 +184,11 @@ def show(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
                   f"{', domestic only' if job['domestic_only'] else ''}")
     console.print(f"  center:   {job.get('center') or '-'}   exit code: "
                   f"{job['exit_code'] if job['exit_code'] is not None else '-'}")
+    if job.get("queue"):
+        q = job["queue"]
+        est = when(q["estimated_start"]) if q.get("estimated_start") else "unknown (far back in the queue)"
+        console.print(f"  queued:   at {q['pool']}, #{q['position']} in its queue; estimated start {est} "
+                      "(if running jobs use their whole walltime) 预计开始")
     h = Table(title="history 历史")
     for col in ("at", "from", "to", "reason"):
         h.add_column(col)

@@ -89,6 +89,9 @@ class Decision:
     message: str = ""
     target_pool_id: int | None = None  # the pool the job is committed to (queues there)
     position: int | None = None  # 1-based place in that pool's queue, while waiting
+    # The planner started it, but it could not start (no whole nodes, or a quota): the units the
+    # planner gave it are free after all, so the next pass must plan the whole pool again.
+    deferred: bool = False
 
     @property
     def placed(self) -> bool:
@@ -444,10 +447,12 @@ def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: da
         nodes = wp.find_nodes(job.req)
         if nodes is None:
             no_nodes.add(i)
+            d.deferred = True
             continue
         held = admit.take(job, wp.state) if admit is not None else None
         if held:
             d.message = f"held at {wp.state.label}: {held}"
+            d.deferred = True
             held_now.add(i)
             continue
         started.add(i)

@@ -384,6 +384,8 @@ class Engine:
         t1 = time.perf_counter()
         stats.phases["decide"] = round(t1 - t0, 4)
         self._remember_targets(decisions)
+        if any(d.deferred for d in decisions):
+            self._full_due = True  # units the planner handed out were not taken: plan again
         to_submit: list[tuple[int, int, m.Center]] = []
         for d in decisions:
             if d.placed:

@@ -1,0 +1,71 @@
+"""When will a queued job start? The pool's queue replayed forward (`backfill.forecast`).
+
+A queued job is committed to one pool (`jobs.target_pool_id`, set by the engine's network
+placement). Its estimated start is what Slurm's `--test-only` answers: the pool's running jobs end
+at their walltimes, the jobs ahead of it in the pool's queue (in the engine's order: priority,
+fair share, submission) start as the planner (EASY or FCFS) would start them and run their whole
+walltime. Only the first `MAX_POSITION` jobs of a pool's queue are estimated; later ones show
+their position alone. Node fragmentation is not modelled (units only).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..domain.jobstate import JobState
+from ..scheduling.backfill import Busy, Waiting, by_end, forecast
+from ..scheduling.fairshare import order as fair_order
+from ..store import models as m
+from .context import Platform
+from .queueing import fair_share_factors
+from .snapshot import pool_states, queued_jobs
+
+MAX_POSITION = 500
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEstimate:
+    pool: str  # center/pool the job is committed to
+    position: int  # 1-based, in that pool's queue
+    estimated_start: datetime | None
+
+
+def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, QueueEstimate]:
+    """Position and estimated start of each queued job among `jobs` that is committed to a pool."""
+    wanted: dict[int, set[int]] = {}
+    for j in jobs:
+        if j.state == JobState.QUEUED.value and j.target_pool_id is not None:
+            wanted.setdefault(j.target_pool_id, set()).add(j.id)
+    if not wanted:
+        return {}
+    now = p.clock.now()
+    states = {st.pool_id: st for st in pool_states(s) if st.pool_id in wanted}
+    key = fair_order(fair_share_factors(s, now, p.settings.fairshare_half_life_s))
+    out: dict[int, QueueEstimate] = {}
+    for pool_id, ids in wanted.items():
+        st = states.get(pool_id)
+        if st is None:
+            continue
+        queue_ids = list(s.scalars(select(m.Job.id).where(m.Job.state == JobState.QUEUED.value,
+                                                          m.Job.target_pool_id == pool_id)))
+        queue = sorted(queued_jobs(s, queue_ids), key=key)
+        index = {q.job_id: i for i, q in enumerate(queue)}
+        deepest = max(index.get(i, 0) for i in ids)
+        starts: list[float] = []
+        if deepest < MAX_POSITION:
+            busy = sorted((Busy(a.units, (a.ends_by - now).total_seconds()) for a in st.running), key=by_end)
+            waiting = [Waiting(q.req.resources.units, float(q.req.walltime_s)) for q in queue[:deepest + 1]]
+            starts = forecast(st.free_units, busy, waiting, 0.0, backfill=p.settings.backfill)
+        for jid in ids:
+            i = index.get(jid)
+            if i is None:
+                continue
+            t = starts[i] if i < len(starts) else math.inf
+            out[jid] = QueueEstimate(st.label, i + 1,
+                                     now + timedelta(seconds=t) if math.isfinite(t) else None)
+    return out
