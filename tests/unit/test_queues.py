@@ -83,7 +83,7 @@ def test_fair_share_puts_the_lighter_tenant_first(world: World) -> None:
     blocker = jobsvc.submit_job(world.p, world.u1, cheap("sleep 20", 8))
     world.drive(lambda: state(world, blocker.id) == "RUNNING")
     first = jobsvc.submit_job(world.p, world.u1, cheap("sleep 1", 8))   # tenant 1, used a lot
-    second = jobsvc.submit_job(world.p, world.u2, cheap("sleep 1", 8))  # tenant 2, used nothing
+    second = jobsvc.submit_job(world.p, world.u2, cheap("sleep 5", 8))  # tenant 2, used nothing
     world.engine.tick()
     with world.p.db.session() as s:
         est = queue_estimates(world.p, s, [world.job(first.id), world.job(second.id)])
