@@ -192,3 +192,27 @@ def test_openapi_docs_are_served(api: tuple[TestClient, dict[str, str]]) -> None
     for p in ("/api/v1/jobs", "/api/v1/jobs/{job_id}/placement", "/api/v1/capacity",
               "/api/v1/usage", "/api/v1/centers/{center_id}/pools", "/api/v1/tokens"):
         assert p in paths
+
+
+def test_tenant_quotas_over_the_api(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    admin, alice, bob = auth(creds["platform_admin"]), auth(creds["tenant_a"]), auth(creds["tenant_b"])
+    me = client.get("/api/v1/users/me", headers=alice).json()
+    tid = me["tenant_id"]
+    assert client.get(f"/api/v1/tenants/{tid}/quotas", headers=alice).json() == []
+    r = client.put(f"/api/v1/tenants/{tid}/quotas/gpu", json={"max_units": 16}, headers=admin)
+    assert r.status_code == 200, r.text
+    assert [(q["device_kind"], q["max_units"], q["in_use"]) for q in r.json()] == [("gpu", 16, 0)]
+    seen = client.get(f"/api/v1/tenants/{tid}/quotas", headers=alice).json()
+    assert seen[0]["max_units"] == 16
+    # only the platform admin sets quotas; another tenant does not even see them
+    assert client.put(f"/api/v1/tenants/{tid}/quotas/gpu", json={"max_units": 99},
+                      headers=alice).status_code == 403
+    assert client.get(f"/api/v1/tenants/{tid}/quotas", headers=bob).status_code == 404
+    bad = client.put(f"/api/v1/tenants/{tid}/quotas/tpu", json={"max_units": 1}, headers=admin)
+    assert bad.status_code == 422
+    neg = client.put(f"/api/v1/tenants/{tid}/quotas/cpu", json={"max_units": -1}, headers=admin)
+    assert neg.status_code == 422 and "max_units" in neg.text
+    assert client.put("/api/v1/tenants/9999/quotas/cpu", json={"max_units": 1},
+                      headers=admin).status_code == 404
+    assert client.delete(f"/api/v1/tenants/{tid}/quotas/gpu", headers=admin).json() == []

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Path, Response
 
 from .. import __version__
+from ..domain.enums import DeviceKind
 from ..domain.errors import NotFound
 from ..services import auth, centers, tenants
 from ..services.centers import CenterInput, PoolInput
@@ -22,6 +23,8 @@ from .schemas import (
     PathId,
     PoolCreate,
     PoolPublic,
+    QuotaPublic,
+    QuotaSet,
     TenantCreate,
     TenantPublic,
     TokenCreate,
@@ -34,6 +37,8 @@ from .schemas import (
 ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"model": ErrorBody} for c in (401, 403, 404, 409, 422)
 }
+DeviceKindPath = Annotated[DeviceKind, Path(description="cpu, gpu or npu")]
+
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
@@ -127,6 +132,28 @@ def create_tenant(body: TenantCreate, p: PlatformDep, who: PrincipalDep) -> Tena
 @router.get("/tenants/{tenant_id}", tags=["tenants"])
 def get_tenant(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> TenantPublic:
     return TenantPublic.model_validate(tenants.get_tenant(p, who, tenant_id))
+
+
+@router.get("/tenants/{tenant_id}/quotas", tags=["tenants"])
+def list_quotas(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> list[QuotaPublic]:
+    """The tenant's quotas (most units of a device kind its running jobs may hold at once)."""
+    return [QuotaPublic.model_validate(q) for q in tenants.tenant_quotas(p, who, tenant_id)]
+
+
+@router.put("/tenants/{tenant_id}/quotas/{device_kind}", tags=["tenants"])
+def put_quota(tenant_id: PathId, device_kind: DeviceKindPath, body: QuotaSet, p: PlatformDep,
+              who: PrincipalDep) -> list[QuotaPublic]:
+    """Set a quota (platform admin). Jobs beyond it wait, held, until the tenant's units free."""
+    return [QuotaPublic.model_validate(q)
+            for q in tenants.put_quota(p, who, tenant_id, device_kind.value, body.max_units)]
+
+
+@router.delete("/tenants/{tenant_id}/quotas/{device_kind}", tags=["tenants"])
+def delete_quota(tenant_id: PathId, device_kind: DeviceKindPath, p: PlatformDep,
+                 who: PrincipalDep) -> list[QuotaPublic]:
+    """Remove a quota (platform admin)."""
+    return [QuotaPublic.model_validate(q)
+            for q in tenants.put_quota(p, who, tenant_id, device_kind.value, None)]
 
 
 @router.get("/users", tags=["users"])

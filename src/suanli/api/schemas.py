@@ -152,6 +152,17 @@ class TenantPublic(Output):
     created_at: datetime
 
 
+class QuotaPublic(BaseModel):
+    device_kind: str
+    max_units: int
+    in_use: int  # units the tenant's running jobs of this kind hold now
+    updated_at: datetime
+
+
+class QuotaSet(Input):
+    max_units: Annotated[int, Field(ge=0, le=10_000_000)]
+
+
 class UserCreate(Input):
     username: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]{2,64}$")]
     role: Role

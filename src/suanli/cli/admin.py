@@ -267,6 +267,54 @@ def tenant_list(output: Output = OutputOpt) -> None:
     console.print(t)
 
 
+quota_app = typer.Typer(help="Tenant quotas: the most units of a device kind a tenant may hold. 配额",
+                        no_args_is_help=True)
+tenant_app.add_typer(quota_app, name="quota")
+
+
+def _quota_table(tenant_id: int, data: list[dict[str, Any]]) -> Table:
+    t = Table(title=f"tenant {tenant_id} quotas 配额")
+    for col in ("device", "max units", "in use"):
+        t.add_column(col)
+    for q in data:
+        t.add_row(q["device_kind"], str(q["max_units"]), str(q["in_use"]))
+    return t
+
+
+@quota_app.command("list")
+def quota_list(tenant: int = typer.Argument(..., help="tenant id"), output: Output = OutputOpt) -> None:
+    """Show a tenant's quotas and what its running jobs hold."""
+    data = run(lambda c: c.tenant_quotas(tenant))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(_quota_table(tenant, data) if data else f"tenant {tenant} has no quotas")
+
+
+@quota_app.command("set")
+def quota_set(tenant: int = typer.Argument(..., help="tenant id"),
+              device: str = typer.Option(..., "--device", help="cpu, gpu or npu"),
+              max_units: int = typer.Option(..., "--max-units", help="most units held at once"),
+              output: Output = OutputOpt) -> None:
+    """Set a tenant's quota for one device kind (platform admin)."""
+    if max_units < 0:
+        fail("--max-units must not be negative")
+    data = run(lambda c: c.set_quota(tenant, device.lower(), max_units))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(_quota_table(tenant, data))
+
+
+@quota_app.command("unset")
+def quota_unset(tenant: int = typer.Argument(..., help="tenant id"),
+                device: str = typer.Option(..., "--device", help="cpu, gpu or npu"),
+                output: Output = OutputOpt) -> None:
+    """Remove a tenant's quota for one device kind (platform admin)."""
+    data = run(lambda c: c.set_quota(tenant, device.lower(), None))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(_quota_table(tenant, data) if data else f"tenant {tenant} has no quotas")
+
+
 @user_app.command("add")
 def user_add(username: str = typer.Argument(...),
              role: str = typer.Option(..., help="platform_admin, center_operator, tenant_admin,"

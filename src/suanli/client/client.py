@@ -97,6 +97,15 @@ class _Endpoints:
     def create_tenant(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/tenants", json=dict(body))
 
+    def tenant_quotas(self, tenant_id: int) -> Any:
+        return self._call("GET", f"/api/v1/tenants/{tenant_id}/quotas")
+
+    def set_quota(self, tenant_id: int, device_kind: str, max_units: int | None) -> Any:
+        path = f"/api/v1/tenants/{tenant_id}/quotas/{device_kind}"
+        if max_units is None:
+            return self._call("DELETE", path)
+        return self._call("PUT", path, json={"max_units": max_units})
+
     def list_users(self) -> Any:
         return self._call("GET", "/api/v1/users")
 

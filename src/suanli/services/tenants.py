@@ -10,6 +10,7 @@ from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..store import models as m
 from .auth import Principal
 from .context import Platform
+from .queueing import Quotas, list_quotas, set_quota
 
 
 def create_tenant(
@@ -65,3 +66,22 @@ def get_tenant(p: Platform, actor: Principal, tenant_id: int) -> m.Tenant:
         if tenant is None or not visible:
             raise NotFound(f"no tenant {tenant_id}")
         return tenant
+
+
+def tenant_quotas(p: Platform, actor: Principal, tenant_id: int) -> list[dict[str, object]]:
+    """The tenant's quotas, each with the units its running jobs hold now."""
+    get_tenant(p, actor, tenant_id)  # visibility: the platform, or the tenant's own users
+    with p.db.session() as s:
+        in_use = Quotas.load(s).in_use
+        return [{"device_kind": q.device_kind, "max_units": q.max_units,
+                 "in_use": in_use.get((tenant_id, q.device_kind), 0), "updated_at": q.updated_at}
+                for q in list_quotas(s, tenant_id)]
+
+
+def put_quota(p: Platform, actor: Principal, tenant_id: int, device_kind: str,
+              max_units: int | None) -> list[dict[str, object]]:
+    """Set (or, with None, remove) a tenant's quota for one device kind (platform admin)."""
+    actor.require(Role.PLATFORM_ADMIN)
+    with p.db.session() as s:
+        set_quota(s, tenant_id, device_kind, max_units, p.clock.now())
+    return tenant_quotas(p, actor, tenant_id)
