@@ -144,9 +144,11 @@ def test_demo_city_figures() -> None:
     res = {r.policy: r.summary() for r in compare(sc, ["isolated", "suanli", "merged"])}
     assert len(sc.jobs) == 42957
     assert (res["isolated"]["mean_bsld"], res["suanli"]["mean_bsld"], res["merged"]["mean_bsld"]) == (
-        31.4861, 6.5241, 7.4046)
+        31.4861, 5.6226, 7.4046)
     assert 1 - res["suanli"]["mean_bsld"] / res["isolated"]["mean_bsld"] >= 0.5
-    assert abs(res["suanli"]["mean_bsld"] / res["merged"]["mean_bsld"] - 1) <= 0.15
+    # within 15 % of the ideal merged cluster — here below it: one merged EASY queue holds short
+    # jobs behind one reservation, the network starts them wherever they can start now
+    assert res["suanli"]["mean_bsld"] <= 1.15 * res["merged"]["mean_bsld"]
 
 
 # --- the network placement itself (scheduling/network.py) ---------------------------------------

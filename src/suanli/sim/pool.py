@@ -114,6 +114,14 @@ class SimPool:
     @property
     def reservation(self) -> tuple[float, int] | None:
         """The blocked head's (shadow time, extra units) from the last plan, while still valid."""
+        if self._blocked is None and self.queue and 0 < self.free < self._smallest:
+            # A job ended, and no queued job fits the free units, so no pass will plan this pool
+            # before something arrives; placement wants the head's reservation now (a job that
+            # arrives in the same instant as the end may backfill): plan now (it can start
+            # nothing, so the answer is the pass's answer) and keep it.
+            p = plan(self.free, self.running, self.queue, 0.0, backfill=False)
+            if p.shadow_time is not None:
+                self._blocked = (p.shadow_time, p.extra_units, len(self.queue))
         return None if self._blocked is None else self._blocked[:2]
 
     def release(self, hold: Busy) -> None:
