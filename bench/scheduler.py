@@ -73,7 +73,8 @@ def make_queue(n: int, rng: random.Random) -> list[QueuedJob]:
         kind = rng.choice(KINDS)
         units = rng.choice([1, 1, 2, 4, 8, 8, 16, 32])
         nodes = 2 if units >= 16 and rng.random() < 0.5 else 1
-        req = JobRequirements(Resources(kind, units, nodes), walltime_s=rng.choice([600, 3600, 4 * 3600, 86400]),
+        wall = rng.choice([600, 3600, 4 * 3600, 86400])
+        req = JobRequirements(Resources(kind, units, nodes), walltime_s=wall,
                               precision=Precision.FP16 if kind is not DeviceKind.CPU else Precision.FP32,
                               policy=rng.choice(list(Policy)), priority=rng.choice([0, 0, 0, 10]))
         out.append(QueuedJob(i + 1, rng.randint(1, 10), NOW - timedelta(seconds=n - i), req))
@@ -101,8 +102,8 @@ def main() -> None:
         targets = {d.job_id: d.target_pool_id for d in decisions if d.target_pool_id is not None}
         # the jobs that were started leave the queue: the next pass sees the rest, all committed
         waiting = [q for q, d in zip(queue, decisions, strict=True) if not d.placed]
-        t_steady, again = timed(lambda w=waiting: schedule(pools, w, NOW, targets=targets))
-        candidates = sum(1 for p in pools for _ in [0]) / len(KINDS)
+        t_steady, again = timed(lambda w=waiting, t=targets: schedule(pools, w, NOW, targets=t))
+        candidates = len(pools) / len(KINDS)  # every pool of the job's device kind is feasible
         rows.append({"queued": n, "pools": len(pools), "nomination_s": round(t_nom, 3),
                      "steady_s": round(t_steady, 3), "placed_in_nomination": sum(d.placed for d in decisions),
                      "steady_queue": len(waiting), "candidate_pools_per_job": round(candidates),

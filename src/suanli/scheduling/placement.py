@@ -19,9 +19,10 @@ The whole pass is a pure function: `schedule(pools, queue, now) -> list[Decision
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -351,22 +352,95 @@ class Admission(Protocol):
     def take(self, job: QueuedJob, pool: PoolState) -> str | None: ...
 
 
-def _nominate(job: QueuedJob, pools: list[_WorkingPool], now: datetime,
-              backlog: Mapping[int, float]) -> Decision:
-    """Network placement: rank every pool for the job (its wait behind the work already
-    committed there included) and commit it to the best one."""
-    cands = _evaluate(job, pools, now, backlog)
-    decision = Decision(job.job_id, job.req.policy, cands)
-    feasible = [c for c in cands if c.feasible]
-    if not feasible:
-        decision.message = "no feasible pool now"
+class _Nominator:
+    """Network placement for the jobs of one pass, fast for bursts of similar jobs.
+
+    Nothing is placed while jobs are being committed, so what a pool offers a job — feasibility,
+    run time, cost, energy, the wait until whole nodes free up — depends only on the job's shape;
+    it is evaluated once per shape (`_evaluate`). Per job only the wait behind the work already
+    committed to each pool changes (`backlog`), and only for pools that were given jobs since.
+    The decision keeps the few best pools (the nomination), not every candidate."""
+
+    KEEP = 3
+
+    def __init__(self, pools: list[_WorkingPool], now: datetime) -> None:
+        self.pools, self.now = pools, now
+        self.by_id = {wp.state.pool_id: wp for wp in pools}
+        self.shapes: dict[tuple[object, ...], list[Candidate]] = {}
+        self.cleared: dict[int, tuple[float, float]] = {}  # pool → (backlog, when it has drained)
+
+    def _drained(self, pid: int, queued: float) -> float:
+        hit = self.cleared.get(pid)
+        if hit is not None and hit[0] == queued:
+            return hit[1]
+        wp = self.by_id[pid]
+        st = wp.state
+        view = PoolView(pid, str(st.spec.device_kind), st.spec.total_units, wp.free_units,
+                        wp.busy(self.now), queued)
+        t = view.backlog_cleared(0.0)
+        self.cleared[pid] = (queued, t)
+        return t
+
+    def _base(self, job: QueuedJob) -> list[Candidate]:
+        key = _shape(job.req)
+        base = self.shapes.get(key)
+        if base is None:
+            plain = QueuedJob(job.job_id, job.tenant_id, job.submitted_at,
+                              replace(job.req, budget_fen=None, deadline=None))
+            base = [c for c in _evaluate(plain, self.pools, self.now) if c.feasible]
+            self.shapes[key] = base
+        return base
+
+    def nominate(self, job: QueuedJob, backlog: Mapping[int, float]) -> Decision:
+        req = job.req
+        base = self._base(job)
+        now, budget, deadline = self.now, req.budget_fen, req.deadline
+        if budget is not None:
+            base = [c for c in base if c.cost_exact <= budget]
+        decision = Decision(job.job_id, req.policy, [])
+        if not base:
+            decision.message = "no feasible pool now" + (" within the budget" if budget is not None else "")
+            return decision
+        waits = []
+        for c in base:
+            queued = backlog.get(c.pool_id, 0.0)
+            w = c.wait_s or 0.0
+            waits.append(max(w, self._drained(c.pool_id, queued)) if queued > 0 else w)
+        finishes = [w + (c.runtime_s or 0.0) for w, c in zip(waits, base, strict=True)]
+        policy = req.policy
+        if policy is Policy.FASTEST:
+            scores = finishes
+        elif policy is Policy.CHEAPEST:
+            scores = [c.cost_exact for c in base]
+        elif policy is Policy.GREENEST:
+            scores = [c.energy_exact for c in base]
+        else:
+            bf = min(finishes) or 1.0
+            bc = min(c.cost_exact for c in base) or 1.0
+            be = min(c.energy_exact for c in base) or 1.0
+            wf, wc, we = BALANCED_WEIGHTS["finish"], BALANCED_WEIGHTS["cost"], BALANCED_WEIGHTS["energy"]
+            scores = [round(wf * f / bf + wc * c.cost_exact / bc + we * c.energy_exact / be, 6)
+                      for f, c in zip(finishes, base, strict=True)]
+        if deadline is None:
+            misses = [False] * len(base)
+        else:
+            limit = (deadline - now).total_seconds()
+            misses = [f > limit for f in finishes]
+        order = heapq.nsmallest(self.KEEP, range(len(base)),
+                                key=lambda i: (misses[i], scores[i], finishes[i], base[i].pool_id))
+        for rank, i in enumerate(order):
+            c = base[i]
+            decision.candidates.append(replace(
+                c, reasons=[], fits_now=c.fits_now and waits[i] == 0.0, wait_s=round(waits[i], 3),
+                finish_s=round(finishes[i], 3), score=scores[i], chosen=rank == 0,
+                misses_deadline=misses[i]))
+        best = decision.candidates[0]
+        decision.target_pool_id = best.pool_id
+        decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
+        n = len(base)
+        decision.message = (f"committed to {best.pool} (best by {policy}, of {n} feasible "
+                            f"pool{'s' if n != 1 else ''})")
         return decision
-    best = min(feasible, key=_rank_key)
-    best.chosen = True
-    decision.target_pool_id = best.pool_id
-    decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
-    decision.message = f"committed to {best.pool} (best by {job.req.policy})"
-    return decision
 
 
 def queue_order(job: QueuedJob) -> tuple[int, datetime, int]:
@@ -397,6 +471,7 @@ def schedule(
     """
     working = [_WorkingPool(p) for p in sorted(pools, key=lambda p: p.pool_id)]
     by_id = {wp.state.pool_id: wp for wp in working}
+    nominator = _Nominator(working, now)
     ordered = sorted(queue, key=order or queue_order)
     decisions: list[Decision] = []
     committed: dict[int, list[tuple[QueuedJob, Decision]]] = {}
@@ -409,7 +484,7 @@ def schedule(
             d = Decision(job.job_id, job.req.policy, [], target_pool_id=wp.state.pool_id,
                          message=f"queued at {wp.state.label}")
         else:
-            d = _nominate(job, working, now, backlog)
+            d = nominator.nominate(job, backlog)
             if d.target_pool_id is None:
                 decisions.append(d)
                 continue
