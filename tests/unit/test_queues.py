@@ -62,6 +62,10 @@ def test_easy_backfills_a_short_job_but_not_one_that_would_delay_the_head(world:
     assert est[long.id].estimated_start == est[head.id].estimated_start + timedelta(seconds=60)
     jobsvc.cancel_job(world.p, world.u1, a.id)
     world.drive(lambda: state(world, head.id) in ("RUNNING", "COMPLETED", "PLACED"))
+    # placed passes after it was committed, the placement still says why this pool: its nomination
+    exp = jobsvc.placement_explanation(world.p, world.u1, head.id)["placements"][0]
+    assert exp["candidates"] and exp["candidates"][0]["chosen"]
+    assert exp["candidates"][0]["pool"] == "beta/cpu" and exp["target_pool_id"] == beta_cpu(world)
 
 
 def test_fcfs_does_not_backfill(world: World) -> None:

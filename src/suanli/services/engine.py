@@ -117,6 +117,7 @@ class Engine:
         self.placements_total = 0
         self._queue: dict[int, QueuedJob] = {}
         self._targets: dict[int, int] = {}  # queued job → the pool it is committed to
+        self._nominations: dict[int, list[Any]] = {}  # queued job → the pools it was ranked on
         self._new: set[int] = set()  # queued jobs not yet seen by a pass
         self._full_due = True
         self._last_full = 0.0
@@ -405,8 +406,13 @@ class Engine:
         and a restarted engine keeps the commitment)."""
         changed: list[dict[str, int | None]] = []
         for d in decisions:
+            if d.candidates:
+                self._nominations[d.job_id] = d.candidates
+            elif d.job_id in self._nominations:
+                d.candidates = self._nominations[d.job_id]  # the placement keeps why this pool
             if d.placed:
                 self._targets.pop(d.job_id, None)
+                self._nominations.pop(d.job_id, None)
                 continue
             if self._targets.get(d.job_id) != d.target_pool_id:
                 if d.target_pool_id is None:
@@ -427,6 +433,7 @@ class Engine:
         for gone in self._queue.keys() - ids:
             del self._queue[gone]
             self._targets.pop(gone, None)
+            self._nominations.pop(gone, None)
         self._new &= ids
         missing = sorted(ids - self._queue.keys())
         for i in range(0, len(missing), 500):
