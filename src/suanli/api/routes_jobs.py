@@ -9,8 +9,9 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from ..domain.jobstate import JobState
-from ..services import jobs, usage
+from ..services import dags, jobs, usage
 from ..services.context import Platform
+from ..services.dags import StageInput
 from ..services.estimates import QueueEstimate, queue_estimates
 from ..services.jobs import JobInput
 from ..store import models as m
@@ -20,6 +21,9 @@ from .routes_platform import ERRORS
 from .schemas import (
     BIG,
     MAX_ID,
+    DagPage,
+    DagPublic,
+    DagSubmit,
     JobDetail,
     JobEventPublic,
     JobPage,
@@ -133,6 +137,38 @@ def job_placement(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> dict[str
     """Why the job is where it is: every candidate pool, feasible or not, with its reasons and
     score components, and the chosen one."""
     return jobs.placement_explanation(p, who, job_id)
+
+
+@router.post("/dags", status_code=201, tags=["dags"])
+def submit_dag(body: DagSubmit, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> DagPublic:
+    """Submit a DAG job: stages with dependencies, each placed on its own best pool when the
+    stages it depends on have completed. Refused with 422 naming the stage (or the cycle)."""
+    stages = [StageInput(st.name, _input(st), list(st.depends_on)) for st in body.stages]
+    dag = dags.submit_dag(p, who, body.name, stages)
+    engine.wake()
+    return DagPublic.model_validate(dags.dag_view(p, who, dag.id))
+
+
+@router.get("/dags", tags=["dags"])
+def list_dags(p: PlatformDep, who: PrincipalDep,
+              limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+              offset: Annotated[int, Query(ge=0, le=BIG)] = 0) -> DagPage:
+    rows, total = dags.list_dags(p, who, limit=limit, offset=offset)
+    return DagPage(items=[DagPublic.model_validate(dags.dag_view(p, who, d.id)) for d in rows],
+                   total=total, limit=limit, offset=offset)
+
+
+@router.get("/dags/{dag_id}", tags=["dags"])
+def get_dag(dag_id: PathId, p: PlatformDep, who: PrincipalDep) -> DagPublic:
+    return DagPublic.model_validate(dags.dag_view(p, who, dag_id))
+
+
+@router.post("/dags/{dag_id}/cancel", tags=["dags"])
+def cancel_dag(dag_id: PathId, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> DagPublic:
+    """Cancel a DAG: its stages that have not ended are cancelled; no further stage is queued."""
+    dags.cancel_dag(p, who, dag_id)
+    engine.wake()
+    return DagPublic.model_validate(dags.dag_view(p, who, dag_id))
 
 
 @router.get("/usage", tags=["usage"])

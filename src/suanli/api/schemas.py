@@ -236,6 +236,46 @@ class JobSubmit(Input):
         return v
 
 
+class DagStageSubmit(JobSubmit):
+    """One stage: a job (its `name` is the stage's name) and the stages it waits for."""
+
+    depends_on: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=100)] = []
+
+
+class DagSubmit(Input):
+    name: Name
+    stages: Annotated[list[DagStageSubmit], Field(min_length=1, max_length=100)]
+
+
+class DagStagePublic(BaseModel):
+    name: str
+    depends_on: list[str]
+    state: str  # the stage job's state, or WAITING (parents not done) or CANCELLED (never queued)
+    job_id: int | None
+    device: str
+    units: int
+    center: str | None
+
+
+class DagPublic(BaseModel):
+    id: int
+    tenant_id: int
+    user_id: int
+    name: str
+    state: str  # RUNNING, COMPLETED, FAILED, CANCELLED
+    reason: str
+    submitted_at: datetime
+    finished_at: datetime | None
+    stages: list[DagStagePublic]
+
+
+class DagPage(BaseModel):
+    items: list[DagPublic]
+    total: int
+    limit: int
+    offset: int
+
+
 class QueueInfo(BaseModel):
     """Where a queued job waits: the pool it is committed to, its place in that pool's queue, and
     when it should start if running jobs use their whole walltime (null: too far back to say)."""
@@ -272,6 +312,8 @@ class JobPublic(Output):
     current_run_id: int | None
     center: str | None = None
     queue: QueueInfo | None = None
+    dag_id: int | None = None
+    dag_stage: str | None = None
 
 
 class JobPage(BaseModel):

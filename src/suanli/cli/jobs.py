@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import typer
+import yaml
 from rich.live import Live
 from rich.table import Table
 
@@ -40,7 +42,9 @@ def exit_code_of(job: dict[str, Any]) -> int:
 
 @job_app.command("submit", context_settings={"allow_interspersed_args": False})
 def submit(
-    command: list[str] = typer.Argument(..., help="the program and its arguments, after --"),
+    command: list[str] | None = typer.Argument(None, help="the program and its arguments, after --"),
+    dag: Path | None = typer.Option(None, "--dag", help="submit a DAG job from this YAML file "
+                                    "(stages with depends_on) instead of one command"),
     name: str | None = typer.Option(None, help="job name (default: the program)"),
     device: str = typer.Option("cpu", help="cpu, gpu or npu"),
     model: str | None = typer.Option(None, help="device model, e.g. 'Ascend 910B'"),
@@ -61,7 +65,13 @@ def submit(
                               "its exit code"),
     output: Output = OutputOpt,
 ) -> None:
-    """Submit a job: suanli job submit [OPTIONS] -- COMMAND [ARGS]..."""
+    """Submit a job: suanli job submit [OPTIONS] -- COMMAND [ARGS]...  or  --dag dag.yaml"""
+    if dag is not None:
+        if command:
+            fail("give either --dag FILE or a command, not both")
+        return submit_dag_file(dag, wait=wait, output=output)
+    if not command:
+        fail("give the command to run after --, or --dag FILE")
     try:
         walltime_s = parse_duration(walltime)
     except ValueError as exc:
@@ -88,6 +98,132 @@ def submit(
     if output is Output.json:
         emit_json(final)
     raise typer.Exit(exit_code_of(final))
+
+
+DAG_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
+STAGE_KEYS = {"name", "depends_on", "command", "device", "model", "units", "nodes", "memory_gb",
+              "walltime", "walltime_s", "precision", "policy", "priority", "domestic_only",
+              "district", "deadline", "budget_fen", "requeue", "resources"}
+
+
+def dag_body(path: Path) -> dict[str, Any]:
+    """The API body from a DAG file (YAML). A stage takes the `job submit` options as keys;
+    `command` is a list, or a string run by `sh -c`; `walltime` accepts 30m, 2h, ...:
+
+        name: pipeline
+        stages:
+          - name: preprocess
+            command: ["python", "prep.py"]
+            device: cpu
+            units: 8
+            walltime: 30m
+          - name: train
+            depends_on: [preprocess]
+            command: python train.py
+            device: npu
+            units: 8
+            walltime: 4h
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    except yaml.YAMLError as exc:
+        fail(f"{path}: not valid YAML: {exc}")
+    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
+        fail(f"{path}: a DAG file has a name and a list of stages")
+    stages = []
+    for i, st in enumerate(data["stages"]):
+        if not isinstance(st, dict):
+            fail(f"{path}: stages[{i}] is not a table of options")
+        unknown = sorted(set(st) - STAGE_KEYS)
+        if unknown:
+            fail(f"{path}: stages[{i}] has unknown keys {unknown}")
+        cmd = st.get("command")
+        if isinstance(cmd, str):
+            cmd = ["sh", "-c", cmd]
+        body: dict[str, Any] = {"name": st.get("name"), "command": cmd,
+                                "depends_on": st.get("depends_on") or []}
+        res = dict(st.get("resources") or {})
+        for key in ("device", "model", "units", "nodes", "memory_gb"):
+            if key in st:
+                res[key] = st[key]
+        res.setdefault("device", "cpu")
+        body["resources"] = res
+        if "walltime" in st:
+            try:
+                body["walltime_s"] = parse_duration(str(st["walltime"]))
+            except ValueError as exc:
+                fail(f"{path}: stages[{i}].walltime: {exc}")
+        for key in ("walltime_s", "precision", "policy", "priority", "domestic_only", "district",
+                    "deadline", "budget_fen", "requeue"):
+            if key in st:
+                body[key] = st[key]
+        stages.append(body)
+    return {"name": data.get("name") or path.stem, "stages": stages}
+
+
+def _dag_table(dag: dict[str, Any]) -> Table:
+    t = Table(title=f"DAG {dag['id']} {dag['name']}  {_state(dag['state'])}  [dim]{dag['reason']}[/]")
+    for col in ("stage", "depends on", "state", "job", "device", "units", "center"):
+        t.add_column(col)
+    for st in dag["stages"]:
+        t.add_row(st["name"], ", ".join(st["depends_on"]) or "-", _state(st["state"]),
+                  str(st["job_id"] or "-"), st["device"], str(st["units"]), st.get("center") or "-")
+    return t
+
+
+def submit_dag_file(path: Path, *, wait: bool, output: Output) -> None:
+    body = dag_body(path)
+    dag = run(lambda c: c.submit_dag(body))
+    if wait:
+        with api_errors(), client() as c:
+            while dag["state"] not in DAG_TERMINAL:
+                time.sleep(0.5)
+                dag = c.get_dag(dag["id"])
+    if output is Output.json:
+        emit_json(dag)
+    else:
+        console.print(_dag_table(dag))
+    if wait and dag["state"] != "COMPLETED":
+        raise typer.Exit(1)
+
+
+dag_app = typer.Typer(help="DAG jobs: stages with dependencies. 工作流", no_args_is_help=True)
+
+
+@dag_app.command("list")
+def dag_list(limit: int = typer.Option(20, help="how many"), output: Output = OutputOpt) -> None:
+    """List DAG jobs, newest first."""
+    page = run(lambda c: c.list_dags(limit=limit))
+    if output is Output.json:
+        return emit_json(page)
+    t = Table(title="DAG jobs 工作流")
+    for col in ("id", "name", "state", "stages", "submitted", "reason"):
+        t.add_column(col)
+    for d in page["items"]:
+        done = sum(1 for st in d["stages"] if st["state"] == "COMPLETED")
+        t.add_row(str(d["id"]), d["name"], _state(d["state"]), f"{done}/{len(d['stages'])}",
+                  when(d["submitted_at"]), d["reason"])
+    console.print(t)
+
+
+@dag_app.command("show")
+def dag_show(dag_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
+    """Show a DAG job and every stage's state."""
+    dag = run(lambda c: c.get_dag(dag_id))
+    if output is Output.json:
+        return emit_json(dag)
+    console.print(_dag_table(dag))
+
+
+@dag_app.command("cancel")
+def dag_cancel(dag_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
+    """Cancel a DAG job: its stages that have not ended are cancelled."""
+    dag = run(lambda c: c.cancel_dag(dag_id))
+    if output is Output.json:
+        return emit_json(dag)
+    console.print(_dag_table(dag))
 
 
 def follow(job_id: int, *, logs: bool = True, poll_s: float = 0.5) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from .. import __version__
 from ..client import Client
 from . import admin
 from .common import api_errors, cli_config_path, console, fail, load_cli_config
-from .jobs import job_app
+from .jobs import dag_app, job_app
 from .simulate import simulate_app
 
 app = typer.Typer(
@@ -27,6 +27,7 @@ app.add_typer(admin.tenant_app, name="tenant")
 app.add_typer(admin.user_app, name="user")
 app.add_typer(admin.token_app, name="token")
 app.add_typer(job_app, name="job")
+app.add_typer(dag_app, name="dag")
 app.add_typer(simulate_app, name="simulate")
 app.command("capacity")(admin.capacity)
 app.command("usage")(admin.usage)

@@ -125,6 +125,18 @@ class _Endpoints:
     def submit_job(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/jobs", json=dict(body))
 
+    def submit_dag(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/dags", json=dict(body))
+
+    def list_dags(self, *, limit: int = 50, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/dags", params={"limit": limit, "offset": offset})
+
+    def get_dag(self, dag_id: int) -> Any:
+        return self._call("GET", f"/api/v1/dags/{dag_id}")
+
+    def cancel_dag(self, dag_id: int) -> Any:
+        return self._call("POST", f"/api/v1/dags/{dag_id}/cancel")
+
     def estimate_job(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/jobs/estimate", json=dict(body))
 

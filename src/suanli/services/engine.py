@@ -32,6 +32,7 @@ from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
+from .dags import advance as advance_dags
 from .health import check_centers, fail_over
 from .jobs import transition
 from .queueing import Quotas, fair_share_factors
@@ -190,6 +191,7 @@ class Engine:
         if stats.finished:
             self._full_due = True  # capacity came back
         self.push_cancels()
+        advance_dags(self.p)  # stages whose parents completed join the queue
         t1 = time.perf_counter()
         self.schedule_pass(stats)
         t2 = time.perf_counter()

@@ -164,11 +164,24 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
+    check_submission(p, data, now)
+    return insert_job(p, actor, data, now)
+
+
+def check_submission(p: Platform, data: JobInput, now: datetime) -> None:
+    """Everything a job must pass before it is queued: valid fields, a pool that could ever run
+    it, and its budget and deadline."""
     _validate(data, now)
     req = data.requirements()
     check_feasible(p, req)
     if req.deadline is not None or req.budget_fen is not None:
         check_deadline_and_budget(p, req, now)
+
+
+def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *,
+               dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
+    """Queue a checked job (`dag`: the DAG and stage it belongs to)."""
+    assert actor.tenant_id is not None
     values: dict[str, Any] = dict(
         tenant_id=actor.tenant_id,
         user_id=actor.user_id,
@@ -192,14 +205,17 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
         state_reason="submitted",
         submitted_at=now,
         updated_at=now,
+        dag_id=dag[0] if dag else None,
+        dag_stage=dag[1] if dag else None,
     )
     # Core inserts, not the ORM unit of work: submission is the hottest write path.
     with p.db.session() as s:
         job_id = s.execute(_INSERT_JOB, values).scalar_one()
         s.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
-                                  "to_state": "QUEUED", "reason": f"submitted by {actor.username}"})
+                                  "to_state": "QUEUED",
+                                  "reason": reason or f"submitted by {actor.username}"})
     return m.Job(id=job_id, exit_code=None, started_at=None, finished_at=None,
-                 cancel_requested_at=None, current_run_id=None, **values)
+                 cancel_requested_at=None, current_run_id=None, target_pool_id=None, **values)
 
 
 def _visible(q: Any, actor: Principal) -> Any:

@@ -195,6 +195,27 @@ class Job(Base):
     # The pool network placement committed the queued job to (it queues there; cleared when the
     # pool can no longer run it, and the job is placed again).
     target_pool_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # A stage of a DAG job: the DAG and the stage's name (null for a plain job).
+    dag_id: Mapped[int | None] = mapped_column(ForeignKey("dags.id"), nullable=True, index=True)
+    dag_stage: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class Dag(Base):
+    """A job made of stages with dependencies; each stage is a job, queued when its parents
+    have completed."""
+
+    __tablename__ = "dags"
+    __table_args__ = (Index("ix_dags_tenant_id_id", "tenant_id", "id"), Index("ix_dags_state", "state"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    name: Mapped[str] = mapped_column(String(200))
+    stages: Mapped[list[Any]] = mapped_column(JSON)  # [{name, depends_on, job: {...}}] in order
+    state: Mapped[str] = mapped_column(String(16))  # RUNNING, COMPLETED, FAILED, CANCELLED
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    submitted_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
 
 class JobEvent(Base):
