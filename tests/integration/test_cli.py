@@ -125,3 +125,46 @@ def test_operator_drains_its_own_center_only(server: Server) -> None:
     assert r.returncode == 1 and "HTTP 403" in r.stderr
     r = server.cli("center", "status", "qd-ai", "online", token="center_operator")
     assert r.returncode == 0 and "online" in r.stdout
+
+
+def test_dag_from_a_yaml_file(server: Server, tmp_path: object) -> None:
+    from pathlib import Path
+
+    path = Path(str(tmp_path)) / "pipeline.yaml"
+    path.write_text(
+        "name: pipeline\n"
+        "stages:\n"
+        "  - name: preprocess\n"
+        "    command: echo prep\n"
+        "    device: cpu\n"
+        "    units: 2\n"
+        "    walltime: 1m\n"
+        "  - name: train\n"
+        "    depends_on: [preprocess]\n"
+        "    command: [sh, -c, 'echo train on $SUANLI_UNITS NPUs']\n"
+        "    device: npu\n"
+        "    units: 8\n"
+        "    walltime: 2m\n"
+        "  - name: evaluate\n"
+        "    depends_on: [train]\n"
+        "    command: echo eval\n"
+        "    walltime: 1m\n")
+    r = server.cli("job", "submit", "--dag", str(path), "--wait", "-o", "json")
+    assert r.returncode == 0, r.stderr
+    dag = json.loads(r.stdout)
+    assert dag["state"] == "COMPLETED" and [s["name"] for s in dag["stages"]] == [
+        "preprocess", "train", "evaluate"]
+    train = next(s for s in dag["stages"] if s["name"] == "train")
+    assert train["device"] == "npu" and train["center"] not in (None, "local")  # an NPU center
+    assert server.cli("job", "logs", str(train["job_id"])).stdout == "train on 8 NPUs\n"
+    shown = server.cli("dag", "show", str(dag["id"]))
+    assert "preprocess" in shown.stdout and "COMPLETED" in shown.stdout
+    listed = json.loads(server.cli("dag", "list", "-o", "json").stdout)
+    assert listed["total"] >= 1
+    cycle = Path(str(tmp_path)) / "cycle.yaml"
+    cycle.write_text("name: c\nstages:\n  - {name: a, command: 'true', depends_on: [b]}\n"
+                     "  - {name: b, command: 'true', depends_on: [a]}\n")
+    bad = server.cli("job", "submit", "--dag", str(cycle))
+    assert bad.returncode != 0 and "cycle" in bad.stderr and "Traceback" not in bad.stderr
+    both = server.cli("job", "submit", "--dag", str(path), "--", "true")
+    assert both.returncode != 0 and "not both" in both.stderr

@@ -75,7 +75,8 @@ def test_a_failed_stage_fails_the_dag_and_cancels_what_follows(world: World) -> 
 
 
 def test_cancelling_a_dag_cancels_its_running_stage(world: World) -> None:
-    dag = dagsvc.submit_dag(world.p, world.u1, "long", [stage("a", "sleep 30"), stage("b", "true", deps=["a"])])
+    dag = dagsvc.submit_dag(world.p, world.u1, "long",
+                            [stage("a", "sleep 30"), stage("b", "true", deps=["a"])])
     world.drive(lambda: view(world, dag.id)["stages"][0]["state"] == "RUNNING")
     dagsvc.cancel_dag(world.p, world.u1, dag.id)
     world.drive(lambda: view(world, dag.id)["stages"][0]["state"] == "CANCELLED")
