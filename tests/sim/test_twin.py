@@ -229,3 +229,39 @@ def test_compare_cli_errors(tmp_path: Path) -> None:
                            timeout=120)
         assert r.returncode != 0 and message in r.stderr, r.stderr
         assert "Traceback" not in r.stderr
+
+
+DAG = {"name": "pipeline", "count": 40, "every_s": 1800, "tenant": "pipe", "stages": [
+    {"name": "prep", "home": "a/cpu", "units": 20, "runtime_s": 600, "walltime_s": 900},
+    {"name": "train", "home": "c/gpu", "devices": ["gpu"], "units": 8, "runtime_s": 3600,
+     "depends_on": ["prep"]},
+    {"name": "eval", "home": "b/cpu", "units": 4, "runtime_s": 300, "depends_on": ["train"]},
+]}
+
+
+def test_dag_stages_queue_when_their_parents_end() -> None:
+    sc = build({**small(), "dags": [DAG]}, base=ROOT)
+    stages = [j for j in sc.jobs if j.dag]
+    assert len(stages) == 3 * len({j.dag for j in stages}) and len({j.dag for j in stages}) > 5
+    for policy in ("isolated", "suanli", "merged"):
+        run = run_twin(sc, policy)
+        rec = {r.id: r for r in run.records}
+        for j in stages:
+            for parent in j.parents:
+                assert rec[j.id].start >= rec[parent].end  # never before its parent ended
+                assert rec[j.id].submit == max(rec[p].end for p in j.parents)  # queued at that end
+        if policy == "isolated":  # each stage at its own home pool
+            assert all(rec[j.id].center == sc.pools[j.home].label for j in stages)
+            assert {rec[j.id].center for j in stages} == {"a/cpu", "c/gpu", "b/cpu"}
+        summary = run.summary()
+        assert summary["dags"] == len({j.dag for j in stages})
+        assert summary["mean_dag_makespan_s"] >= 600 + 3600 + 300
+
+
+def test_bad_dags_in_a_scenario_are_refused() -> None:
+    bad_dep = {**DAG, "stages": [{**DAG["stages"][0], "depends_on": ["later"]}]}
+    with pytest.raises(ScenarioError, match="not an earlier stage"):
+        build({**small(), "dags": [bad_dep]}, base=ROOT)
+    too_big = {**DAG, "stages": [{**DAG["stages"][0], "units": 1000}]}
+    with pytest.raises(ScenarioError, match="cannot run it"):
+        build({**small(), "dags": [too_big]}, base=ROOT)

@@ -136,7 +136,10 @@ def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, pl
     table.add_column("metric")
     for r in runs:
         table.add_column(r.policy, justify="right")
-    for key, label in COMPARE_KEYS:
+    keys = list(COMPARE_KEYS)
+    if "dags" in summaries[0]:
+        keys += [("dags", "DAG instances"), ("mean_dag_makespan_s", "mean DAG makespan s")]
+    for key, label in keys:
         table.add_row(label, *(_fmt(s[key]) for s in summaries))
     console.print(table)
     if out is not None:

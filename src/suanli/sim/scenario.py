@@ -33,6 +33,7 @@ Every workload's window is shifted to start at t = 0, so the traces are time-ali
 from __future__ import annotations
 
 import math
+import random
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +81,8 @@ class SimJob:
     devices: frozenset[str]
     policy: str = "fastest"
     workload: str = ""
+    parents: tuple[int, ...] = ()  # ids of the stages it waits for (a DAG stage)
+    dag: str = ""  # the DAG instance it belongs to
 
 
 @dataclass(slots=True)
@@ -173,8 +176,74 @@ def build(data: dict[str, Any], *, base: Path, source: str = "") -> Scenario:
         raise ScenarioError(f"{where}: no workloads")
     for i, rw in enumerate(raw_workloads):
         _add_workload(sc, rw, base, f"{where}: workloads[{i}]")
+    for i, rd in enumerate(_get(data, "dags", list, where, [])):
+        _add_dags(sc, rd, f"{where}: dags[{i}]")
     sc.jobs.sort(key=lambda j: (j.submit, j.id))
     return sc
+
+
+def _add_dags(sc: Scenario, rd: Any, w: str) -> None:
+    """`count` instances of one DAG, arriving as a Poisson stream (`every_s` apart on average,
+    from the scenario's seed); each stage has its home pool, devices, units, run time and
+    walltime, and the stages it depends on."""
+    if not isinstance(rd, dict):
+        raise ScenarioError(f"{w}: a DAG is a table")
+    name = _get(rd, "name", str, w)
+    count = _get(rd, "count", int, w, 1)
+    _positive(count, "count", w)
+    every = float(_get(rd, "every_s", (int, float), w, 3600))
+    _positive(every, "every_s", w)
+    tenant = _get(rd, "tenant", str, w, name)
+    policy = _get(rd, "policy", str, w, "fastest")
+    if policy not in POLICIES:
+        raise ScenarioError(f"{w}: 'policy' must be one of {', '.join(POLICIES)}, not {policy!r}")
+    raw_stages = _get(rd, "stages", list, w)
+    if not raw_stages:
+        raise ScenarioError(f"{w}: no stages")
+    stages: list[dict[str, Any]] = []
+    names: list[str] = []
+    for k, st in enumerate(raw_stages):
+        ws = f"{w}.stages[{k}]"
+        if not isinstance(st, dict):
+            raise ScenarioError(f"{ws}: a stage is a table")
+        sname = _get(st, "name", str, ws)
+        if sname in names:
+            raise ScenarioError(f"{ws}: a second stage named {sname!r}")
+        deps = _get(st, "depends_on", list, ws, [])
+        for d in deps:
+            if d not in names:
+                raise ScenarioError(f"{ws}: depends on {d!r}, which is not an earlier stage")
+        home = sc.pool_index(_get(st, "home", str, ws))
+        devices = _get(st, "devices", list, ws, [sc.pools[home].device])
+        units = _get(st, "units", int, ws)
+        runtime = float(_get(st, "runtime_s", (int, float), ws))
+        walltime = float(_get(st, "walltime_s", (int, float), ws, runtime))
+        for key, value in (("units", units), ("runtime_s", runtime), ("walltime_s", walltime)):
+            _positive(value, key, ws)
+        if units > sc.pools[home].units or sc.pools[home].device not in devices:
+            raise ScenarioError(f"{ws}: its home pool {sc.pools[home].label} cannot run it")
+        names.append(sname)
+        stages.append({"name": sname, "deps": deps, "home": home, "devices": frozenset(devices),
+                       "units": units, "runtime": runtime, "estimate": max(walltime, runtime)})
+    rng = random.Random(f"{sc.seed}:{name}")
+    next_id = max((j.id for j in sc.jobs), default=0) + 1
+    t = 0.0
+    horizon = sc.window_days * 86400
+    for n in range(count):
+        t += rng.expovariate(1 / every)
+        if t >= horizon:
+            break
+        ids: dict[str, int] = {}
+        for st in stages:
+            jid = next_id
+            next_id += 1
+            ids[st["name"]] = jid
+            sc.jobs.append(SimJob(
+                id=jid, trace_id=n + 1, submit=round(t, 3), runtime=st["runtime"], units=st["units"],
+                estimate=st["estimate"], tenant=tenant, home=st["home"], devices=st["devices"],
+                policy=policy, workload=f"dag:{name}", parents=tuple(ids[d] for d in st["deps"]),
+                dag=f"{name}#{n + 1}"))
+
 
 
 def _add_workload(sc: Scenario, rw: Any, base: Path, w: str) -> None:
