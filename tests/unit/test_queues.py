@@ -131,3 +131,22 @@ def test_budget_and_deadline_are_checked_at_submission(world: World) -> None:
     fine = jobsvc.submit_job(world.p, world.u1, cheap("true", 1, walltime_s=60,
                                                       deadline=now + timedelta(hours=1)))
     assert fine.deadline is not None
+
+
+def test_data_site_and_size_weigh_in_the_placement(world: World) -> None:
+    fast = JobInput(name="d", command=["true"], device=DeviceKind.CPU, units=1, walltime_s=60,
+                    policy=Policy.FASTEST)
+    plain = jobsvc.submit_job(world.p, world.u1, fast)
+    # 1,000 GB at beta: 800 s to move to alpha at 10 Gbit/s, so beta's slower CPUs finish first
+    heavy = jobsvc.submit_job(world.p, world.u1, replace(fast, data_site="beta", data_gb=1000.0))
+    world.drive(lambda: all(state(world, j.id) == "COMPLETED" for j in (plain, heavy)))
+    assert world.runs(plain.id)[0].center_id == world.alpha.id  # twice as fast, no data to move
+    assert world.runs(heavy.id)[0].center_id == world.beta.id
+    exp = jobsvc.placement_explanation(world.p, world.u1, heavy.id)["placements"][0]
+    by_pool = {c["pool"]: c for c in exp["candidates"]}
+    assert by_pool["alpha/cpu"]["transfer_s"] == 800.0 and by_pool["beta/cpu"]["transfer_s"] == 0.0
+    for bad, message in [(dict(data_site="nowhere", data_gb=1.0), "is not a center"),
+                         (dict(data_site="beta"), "together"), (dict(data_site="beta", data_gb=0.0),
+                                                                 "more than 0")]:
+        with pytest.raises(InvalidInput, match=message):
+            jobsvc.submit_job(world.p, world.u1, replace(fast, **bad))  # type: ignore[arg-type]

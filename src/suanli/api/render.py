@@ -51,7 +51,8 @@ def job_public(job: m.Job, center: str | None = None, queue: QueueEstimate | Non
         state_reason=job.state_reason, exit_code=job.exit_code, submitted_at=job.submitted_at,
         updated_at=job.updated_at, started_at=job.started_at, finished_at=job.finished_at,
         cancel_requested_at=job.cancel_requested_at, current_run_id=job.current_run_id,
-        center=center, dag_id=job.dag_id, dag_stage=job.dag_stage,
+        center=center, dag_id=job.dag_id, dag_stage=job.dag_stage, data_site=job.data_site,
+        data_gb=job.data_gb,
         queue=QueueInfo(pool=queue.pool, position=queue.position, estimated_start=queue.estimated_start)
         if queue is not None else None,
     )

@@ -48,7 +48,8 @@ def _input(body: JobSubmit) -> JobInput:
         model=r.model, memory_gb=r.memory_gb, walltime_s=body.walltime_s,
         precision=body.precision, policy=body.policy, priority=body.priority,
         domestic_only=body.domestic_only, district=body.district, deadline=body.deadline,
-        budget_fen=body.budget_fen, requeue=body.requeue,
+        budget_fen=body.budget_fen, requeue=body.requeue, data_site=body.data_site,
+        data_gb=body.data_gb,
     )
 
 

@@ -225,6 +225,9 @@ class JobSubmit(Input):
     deadline: datetime | None = None
     budget_fen: Annotated[int | None, Field(ge=0, le=BIG)] = None
     requeue: bool = True
+    data_site: Annotated[str | None, Field(max_length=64, description="the center (slug) holding "
+                                                                       "the job's input data")] = None
+    data_gb: Annotated[float | None, Field(gt=0, le=10_000_000, description="its size in GB")] = None
 
     @field_validator("command")
     @classmethod
@@ -314,6 +317,8 @@ class JobPublic(Output):
     queue: QueueInfo | None = None
     dag_id: int | None = None
     dag_stage: str | None = None
+    data_site: str | None = None
+    data_gb: float | None = None
 
 
 class JobPage(BaseModel):

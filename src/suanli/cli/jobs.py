@@ -59,6 +59,8 @@ def submit(
     district: str | None = typer.Option(None, help="only centers in this district"),
     deadline: str | None = typer.Option(None, help="ISO time with zone, e.g. 2026-12-01T00:00Z"),
     budget_fen: int | None = typer.Option(None, help="spending cap in fen"),
+    data_site: str | None = typer.Option(None, help="the center (slug) holding the input data"),
+    data_gb: float | None = typer.Option(None, help="the input data's size in GB (with --data-site)"),
     no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of re-placing "
                                     "when the center fails"),
     wait: bool = typer.Option(False, "--wait", help="follow the job to its end and exit with "
@@ -84,6 +86,7 @@ def submit(
         "walltime_s": walltime_s, "precision": precision, "policy": policy,
         "priority": priority, "domestic_only": domestic_only, "district": district,
         "deadline": deadline, "budget_fen": budget_fen, "requeue": not no_requeue,
+        "data_site": data_site, "data_gb": data_gb,
     }
     job = run(lambda c: c.submit_job(body))
     if not wait:
@@ -103,7 +106,7 @@ def submit(
 DAG_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 STAGE_KEYS = {"name", "depends_on", "command", "device", "model", "units", "nodes", "memory_gb",
               "walltime", "walltime_s", "precision", "policy", "priority", "domestic_only",
-              "district", "deadline", "budget_fen", "requeue", "resources"}
+              "district", "deadline", "budget_fen", "requeue", "resources", "data_site", "data_gb"}
 
 
 def dag_body(path: Path) -> dict[str, Any]:
@@ -156,7 +159,7 @@ def dag_body(path: Path) -> dict[str, Any]:
             except ValueError as exc:
                 fail(f"{path}: stages[{i}].walltime: {exc}")
         for key in ("walltime_s", "precision", "policy", "priority", "domestic_only", "district",
-                    "deadline", "budget_fen", "requeue"):
+                    "deadline", "budget_fen", "requeue", "data_site", "data_gb"):
             if key in st:
                 body[key] = st[key]
         stages.append(body)

@@ -108,3 +108,5 @@ class JobRequirements:
     district: str | None = None
     deadline: datetime | None = None
     budget_fen: int | None = None
+    data_site: str | None = None  # the center (slug) holding the job's input data
+    data_gb: float | None = None  # its size: moving it elsewhere takes time

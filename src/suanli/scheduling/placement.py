@@ -53,6 +53,7 @@ class Candidate:
     score: float | None = None
     chosen: bool = False
     misses_deadline: bool = False
+    transfer_s: float = 0.0  # moving the job's input data here
     # Unrounded figures used for ranking (the fen and Wh above are for display).
     cost_exact: float = 0.0
     energy_exact: float = 0.0
@@ -73,6 +74,7 @@ class Candidate:
             "score": self.score,
             "chosen": self.chosen,
             "misses_deadline": self.misses_deadline,
+            "transfer_s": round(self.transfer_s, 3),
         }
 
 
@@ -308,6 +310,10 @@ def _evaluate(
         runtime = req.walltime_s * (ref_speed / speed) if speed > 0 else math.inf
         c.fits_now = wp.find_nodes(req) is not None
         wait = 0.0 if c.fits_now else wp.wait_estimate(req, now)
+        c.transfer_s = transfer_seconds(req, st)
+        if c.transfer_s:  # the data must arrive before the job can start there
+            wait = max(wait, c.transfer_s)
+            c.fits_now = False
         queued = backlog.get(st.pool_id, 0.0) if backlog else 0.0
         if queued > 0:  # work committed to this pool before this job: it queues behind it
             view = PoolView(st.pool_id, str(st.spec.device_kind), st.spec.total_units, wp.free_units,
@@ -341,7 +347,18 @@ def _rank_key(c: Candidate) -> tuple[bool, float, float, int]:
 
 def _shape(req: JobRequirements) -> tuple[object, ...]:
     """What decides whether a job fits a pool now (not its policy or priority)."""
-    return (req.resources, req.walltime_s, req.precision, req.domestic_only, req.district)
+    return (req.resources, req.walltime_s, req.precision, req.domestic_only, req.district,
+            req.data_site, req.data_gb)
+
+
+NETWORK_GBPS = 10.0  # the city network's bandwidth between two centers, for moving a job's data
+
+
+def transfer_seconds(req: JobRequirements, pool: PoolState, gbps: float = NETWORK_GBPS) -> float:
+    """Time to move the job's input data to the pool's center (0 where the data is)."""
+    if not req.data_site or not req.data_gb or req.data_site == pool.center_slug:
+        return 0.0
+    return req.data_gb * 8 / gbps
 
 
 class Admission(Protocol):

@@ -43,6 +43,8 @@ class JobInput:
     budget_fen: int | None = None
     requeue: bool = True
     env: dict[str, str] = field(default_factory=dict)
+    data_site: str | None = None
+    data_gb: float | None = None
 
     def requirements(self) -> JobRequirements:
         return JobRequirements(
@@ -55,6 +57,8 @@ class JobInput:
             district=self.district,
             deadline=self.deadline,
             budget_fen=self.budget_fen,
+            data_site=self.data_site,
+            data_gb=self.data_gb,
         )
 
 
@@ -172,6 +176,14 @@ def check_submission(p: Platform, data: JobInput, now: datetime) -> None:
     """Everything a job must pass before it is queued: valid fields, a pool that could ever run
     it, and its budget and deadline."""
     _validate(data, now)
+    if (data.data_site is None) != (data.data_gb is None):
+        raise InvalidInput("give data_site and data_gb together", field="data_site")
+    if data.data_gb is not None and not 0 < data.data_gb <= 10_000_000:
+        raise InvalidInput("data_gb must be more than 0 and at most 10,000,000", field="data_gb")
+    if data.data_site is not None:
+        with p.db.session() as s:
+            if s.scalar(select(m.Center.id).where(m.Center.slug == data.data_site)) is None:
+                raise InvalidInput(f"data_site {data.data_site!r} is not a center", field="data_site")
     req = data.requirements()
     check_feasible(p, req)
     if req.deadline is not None or req.budget_fen is not None:
@@ -205,6 +217,8 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *,
         state_reason="submitted",
         submitted_at=now,
         updated_at=now,
+        data_site=data.data_site,
+        data_gb=data.data_gb,
         dag_id=dag[0] if dag else None,
         dag_stage=dag[1] if dag else None,
     )

@@ -89,16 +89,16 @@ def pool_states(s: Session) -> list[PoolState]:
 _REQ_COLUMNS = (
     m.Job.device_kind, m.Job.units, m.Job.nodes, m.Job.device_model, m.Job.memory_gb,
     m.Job.walltime_s, m.Job.precision, m.Job.policy, m.Job.priority, m.Job.domestic_only,
-    m.Job.district, m.Job.deadline, m.Job.budget_fen,
+    m.Job.district, m.Job.deadline, m.Job.budget_fen, m.Job.data_site, m.Job.data_gb,
 )
 
 
 def _requirements(row: tuple[Any, ...]) -> JobRequirements:
-    dev, units, nodes, model, mem, wall, prec, pol, prio, dom, dist, dl, budget = row
+    dev, units, nodes, model, mem, wall, prec, pol, prio, dom, dist, dl, budget, site, gb = row
     return JobRequirements(
         resources=Resources(DeviceKind(dev), units, nodes, model, mem), walltime_s=wall,
         precision=Precision(prec), policy=Policy(pol), priority=prio, domestic_only=dom,
-        district=dist, deadline=dl, budget_fen=budget,
+        district=dist, deadline=dl, budget_fen=budget, data_site=site, data_gb=gb,
     )
 
 

@@ -198,6 +198,8 @@ class Job(Base):
     # A stage of a DAG job: the DAG and the stage's name (null for a plain job).
     dag_id: Mapped[int | None] = mapped_column(ForeignKey("dags.id"), nullable=True, index=True)
     dag_stage: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    data_site: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    data_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
 
 
 class Dag(Base):
