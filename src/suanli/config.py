@@ -35,7 +35,7 @@ class Settings:
     health_failures: int = 3  # consecutive failed checks that mark a center offline
     failover_grace_s: float = 60.0  # how long an offline center keeps its jobs before re-placing
     fairshare_half_life_s: float = 7 * 86400.0  # past usage counts half after this long
-    backfill: bool = True  # EASY backfilling in every pool's queue (False: FCFS)
+    queue: str = "easy"  # each pool's queue: easy (EASY backfilling), conservative or fcfs
 
     @staticmethod
     def from_env() -> Settings:
@@ -45,8 +45,8 @@ class Settings:
         if not port_raw.isdigit() or not 0 < int(port_raw) < 65536:
             raise ValueError(f"SUANLI_PORT must be a port number, got {port_raw!r}")
         queue = (os.environ.get("SUANLI_QUEUE") or "easy").lower()
-        if queue not in ("easy", "fcfs"):
-            raise ValueError(f"SUANLI_QUEUE must be easy or fcfs, got {queue!r}")
+        if queue not in ("easy", "conservative", "fcfs"):
+            raise ValueError(f"SUANLI_QUEUE must be easy, conservative or fcfs, got {queue!r}")
         return Settings(
             home=home,
             database_url=url,
@@ -59,5 +59,5 @@ class Settings:
             health_failures=max(1, int(_float("SUANLI_HEALTH_FAILURES", 3))),
             failover_grace_s=_float("SUANLI_FAILOVER_GRACE", 60.0),
             fairshare_half_life_s=_float("SUANLI_FAIRSHARE_HALF_LIFE_H", 7 * 24.0) * 3600,
-            backfill=queue == "easy",
+            queue=queue,
         )

@@ -8,7 +8,7 @@ from itertools import pairwise
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from suanli.scheduling.backfill import Busy, Waiting, forecast, plan, shadow
+from suanli.scheduling.backfill import Busy, Waiting, conservative, forecast, plan, shadow
 
 CAP = 16
 busy = st.lists(st.builds(Busy, st.integers(1, 8), st.integers(1, 1000).map(float)), max_size=6)
@@ -91,3 +91,30 @@ def test_forecast_starts_where_plan_starts_and_never_before_now(running: list[Bu
     assert all(t < math.inf for t, w in zip(starts, queue, strict=True) if w.units <= CAP)
     if not backfill:  # FCFS: starts never go backwards in queue order
         assert all(a <= b for a, b in pairwise(starts))
+
+
+def test_conservative_reserves_every_job() -> None:
+    # 10 units, 6 busy until 100. Queue: 8×50 (reserved at 100), 2×500 (now: fits beside it? it
+    # would hold 2 units past 100 while the head needs 8 of 10: yes, 2 spare), 4×30 (needs 4 now,
+    # only 2 free beside the 2-unit job: reserved at 150), 10×10 (after the 2-unit job: 500).
+    running = [Busy(6, 100.0)]
+    queue = [Waiting(8, 50), Waiting(2, 500), Waiting(4, 30), Waiting(10, 10)]
+    p = conservative(4, running, queue, 0.0)
+    assert p.reservations == [100.0, 0.0, 150.0, 500.0] and p.starts == [1]
+    assert (p.head, p.shadow_time) == (0, 100.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(busy, waiting)
+def test_conservative_never_lets_a_later_job_delay_an_earlier_one(running: list[Busy],
+                                                                  queue: list[Waiting]) -> None:
+    used = sum(b.units for b in running)
+    if used > CAP:
+        running, used = [], 0
+    full = conservative(CAP - used, running, queue, 0.0).reservations
+    assert full is not None
+    for k in range(len(queue)):
+        alone = conservative(CAP - used, running, queue[: k + 1], 0.0).reservations
+        assert alone is not None and alone[k] == full[k]  # jobs behind it change nothing
+    starts = conservative(CAP - used, running, queue, 0.0).starts
+    assert sum(queue[i].units for i in starts) <= CAP - used  # never oversubscribed now

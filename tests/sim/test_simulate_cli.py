@@ -88,7 +88,7 @@ def test_bad_input_is_one_clear_line(tmp_path: Path) -> None:
     headerless = tmp_path / "headerless.swf"
     headerless.write_text("1 0 -1 10 4 -1 -1 4 20 -1 1 1 1 -1 1 -1 -1 -1\n")
     cases = [
-        (["--scheduler", "sjf"], swf, "--scheduler must be fcfs or easy"),
+        (["--scheduler", "sjf"], swf, "--scheduler must be fcfs, easy or conservative"),
         (["--procs", "0"], swf, "--procs must be a positive"),
         (["--format", "csv"], swf, "--format must be swf or gpu"),
         ([], tmp_path / "missing.swf", "no such trace file"),

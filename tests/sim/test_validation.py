@@ -54,3 +54,11 @@ def test_random_workloads_equal_the_reference(raw: list[tuple[int, int, int, int
     w = Workload(jobs, 8)
     ours = _starts(w, "easy" if easy else "fcfs")
     assert ours == _reference(w, easy)
+
+
+def test_conservative_on_kth_waits_between_fcfs_and_never_delays_reservations() -> None:
+    w = load(TRACES / "KTH-SP2-1996-2.1-cln.swf.gz")
+    w.jobs = w.jobs[:3000]
+    res = {s: run_trace(w, scheduler=s).summary() for s in ("fcfs", "easy", "conservative")}
+    assert res["conservative"]["mean_wait_s"] < res["fcfs"]["mean_wait_s"]
+    assert res["conservative"]["jobs"] == res["easy"]["jobs"] == 3000

@@ -69,7 +69,7 @@ def test_easy_backfills_a_short_job_but_not_one_that_would_delay_the_head(world:
 
 
 def test_fcfs_does_not_backfill(world: World) -> None:
-    world.p.settings = replace(world.p.settings, backfill=False)
+    world.p.settings = replace(world.p.settings, queue="fcfs")
     world.engine = Engine(world.p)
     a = jobsvc.submit_job(world.p, world.u1, cheap("sleep 20", 4))
     world.drive(lambda: state(world, a.id) == "RUNNING")

@@ -42,7 +42,8 @@ def _fmt(v: object) -> str:
 def trace(
     file: Path = typer.Argument(..., help="a trace: SWF (.swf, .swf.gz) or the GPU CSV"),
     fmt: str | None = typer.Option(None, "--format", help="swf or gpu (default: from the file name)"),
-    scheduler: str = typer.Option("easy", "--scheduler", help="fcfs or easy (classic EASY backfilling)"),
+    scheduler: str = typer.Option("easy", "--scheduler",
+                                  help="fcfs, easy (classic EASY backfilling) or conservative"),
     procs: int | None = typer.Option(None, "--procs", help="the center's size (default: MaxProcs)"),
     out: Path = typer.Option(..., "--out", help="directory for summary.json, jobs.csv and the plots"),
     plots: bool = typer.Option(True, "--plots/--no-plots", help="write utilization.png and wait_cdf.png"),
@@ -51,8 +52,8 @@ def trace(
     from ..sim.single import run_trace, write_trace_run
     from ..sim.workload import load
 
-    if scheduler not in ("fcfs", "easy"):
-        fail(f"--scheduler must be fcfs or easy, not {scheduler!r}")
+    if scheduler not in ("fcfs", "easy", "conservative"):
+        fail(f"--scheduler must be fcfs, easy or conservative, not {scheduler!r}")
     if fmt is not None and fmt not in ("swf", "gpu"):
         fail(f"--format must be swf or gpu, not {fmt!r}")
     if procs is not None and procs <= 0:

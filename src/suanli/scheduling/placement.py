@@ -28,7 +28,7 @@ from typing import Protocol
 
 from ..domain.enums import CenterStatus, Policy
 from ..domain.model import JobRequirements
-from .backfill import Busy, Waiting, by_end, plan
+from .backfill import Busy, Waiting, by_end, conservative, plan
 from .network import PoolView
 from .snapshot import PoolState, QueuedJob, RunningAllocation
 
@@ -469,7 +469,7 @@ def schedule(
     targets: Mapping[int, int] | None = None,
     order: Callable[[QueuedJob], tuple[object, ...]] | None = None,
     admit: Admission | None = None,
-    backfill: bool = True,
+    queue_mode: str = "easy",
     only_pools: set[int] | None = None,
 ) -> list[Decision]:
     """One scheduling pass. Returns a decision for every queued job, in queue order.
@@ -514,12 +514,12 @@ def schedule(
     for pid, jobs in committed.items():
         if only_pools is not None and pid not in only_pools and pid not in touched:
             continue
-        _plan_pool(by_id[pid], jobs, now, admit, backfill)
+        _plan_pool(by_id[pid], jobs, now, admit, queue_mode)
     return decisions
 
 
 def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: datetime,
-               admit: Admission | None, backfill: bool) -> None:
+               admit: Admission | None, mode: str) -> None:
     """EASY (or FCFS) over one pool's queue; starts get whole nodes or wait."""
     eligible: list[tuple[QueuedJob, Decision]] = []
     for job, d in jobs:
@@ -529,7 +529,10 @@ def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: da
         else:
             eligible.append((job, d))
     waiting = [Waiting(j.req.resources.units, float(j.req.walltime_s)) for j, _ in eligible]
-    p = plan(wp.free_units, wp.busy(now), waiting, 0.0, backfill=backfill)
+    if mode == "conservative":
+        p = conservative(wp.free_units, wp.busy(now), waiting, 0.0)
+    else:
+        p = plan(wp.free_units, wp.busy(now), waiting, 0.0, backfill=mode == "easy")
     label = wp.state.label
     started: set[int] = set()
     no_nodes: set[int] = set()

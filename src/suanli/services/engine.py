@@ -382,7 +382,7 @@ class Engine:
         stats.phases["load"] = round(t0 - t_load, 4)
         # A pass that only saw new jobs plans only the pools those jobs were committed to.
         decisions = schedule(pools, queue, now, targets=self._targets, order=fair_order(fair),
-                             admit=quotas, backfill=self.p.settings.backfill,
+                             admit=quotas, queue_mode=self.p.settings.queue,
                              only_pools=None if full else set())
         t1 = time.perf_counter()
         stats.phases["decide"] = round(t1 - t0, 4)

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..domain.jobstate import JobState
-from ..scheduling.backfill import Busy, Waiting, by_end, forecast
+from ..scheduling.backfill import Busy, Waiting, by_end, conservative, forecast
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
 from .context import Platform
@@ -60,7 +60,10 @@ def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, Que
         if deepest < MAX_POSITION:
             busy = sorted((Busy(a.units, (a.ends_by - now).total_seconds()) for a in st.running), key=by_end)
             waiting = [Waiting(q.req.resources.units, float(q.req.walltime_s)) for q in queue[:deepest + 1]]
-            starts = forecast(st.free_units, busy, waiting, 0.0, backfill=p.settings.backfill)
+            if p.settings.queue == "conservative":
+                starts = conservative(st.free_units, busy, waiting, 0.0).reservations or []
+            else:
+                starts = forecast(st.free_units, busy, waiting, 0.0, backfill=p.settings.queue == "easy")
         for jid in ids:
             i = index.get(jid)
             if i is None:

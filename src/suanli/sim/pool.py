@@ -9,9 +9,9 @@ from __future__ import annotations
 from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 
-from ..scheduling.backfill import Busy, Waiting, backfill_from, by_end, plan
+from ..scheduling.backfill import Busy, Waiting, backfill_from, by_end, conservative, plan
 
-SCHEDULERS = ("fcfs", "easy")
+SCHEDULERS = ("fcfs", "easy", "conservative")
 
 
 @dataclass(slots=True)
@@ -62,10 +62,12 @@ class SimPool:
         if not queue or self.free < self._smallest:
             return []
         easy = self.easy
-        if not easy and queue[0].units > self.free:
+        if self.scheduler == "fcfs" and queue[0].units > self.free:
             return []  # FCFS: nothing starts while the head does not fit
         starts: list[int] = []
-        if self._blocked is not None:
+        if self.scheduler == "conservative":  # every job's reservation, replanned at every pass
+            starts = conservative(self.free, self.running, queue, now).starts
+        elif self._blocked is not None:
             # Nothing ended since the last plan: only the jobs queued since then may start.
             if not easy:
                 return []
