@@ -45,6 +45,7 @@ test: lint services
 bench: venv services
 	$(BIN)/python bench/sim.py
 	$(BIN)/python bench/city.py
+	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/connectors.py
 

@@ -265,3 +265,18 @@ def test_bad_dags_in_a_scenario_are_refused() -> None:
     too_big = {**DAG, "stages": [{**DAG["stages"][0], "units": 1000}]}
     with pytest.raises(ScenarioError, match="cannot run it"):
         build({**small(), "dags": [too_big]}, base=ROOT)
+
+
+def test_synthetic_what_if_workloads() -> None:
+    what_if = {"synthetic": {"jobs": 800, "rate_per_h": 4, "max_units": 32, "min_runtime_s": 60,
+                             "max_runtime_s": 7200}, "home": "b/cpu", "tenants": 3}
+    sc = build({**small(), "workloads": [what_if]}, base=ROOT)
+    assert 0 < len(sc.jobs) <= 800 and all(1 <= j.units <= 32 for j in sc.jobs)
+    assert all(60 <= j.runtime <= 7200 and j.estimate >= j.runtime for j in sc.jobs)
+    again = build({**small(), "workloads": [what_if]}, base=ROOT)
+    other = build({**small(), "seed": 99, "workloads": [what_if]}, base=ROOT)
+    assert sc.jobs == again.jobs and sc.jobs != other.jobs  # the scenario's seed decides
+    assert run_twin(sc, "suanli").summary()["jobs"] == len(sc.jobs)
+    with pytest.raises(ScenarioError, match="max_units ≤ the home pool's 100"):
+        too_big = {**what_if, "synthetic": {**what_if["synthetic"], "max_units": 500}}
+        build({**small(), "workloads": [too_big]}, base=ROOT)

@@ -22,6 +22,9 @@
     home = "qd-sc/x86"          # the center this demand belongs to (isolated runs it there)
     start_day = 0               # the window starts this many days after the trace's first job
     scale = "auto"              # units × (home units / trace MaxProcs, or / its largest job); or a number
+    # or, instead of a trace, a what-if workload (Poisson arrivals, log-uniform sizes and run times):
+    # synthetic = { jobs = 5000, rate_per_h = 20, max_units = 64, min_runtime_s = 60,
+    #               max_runtime_s = 86400, overestimate = 2.0 }
     devices = ["cpu"]           # the device kinds its jobs may run on (default: the home pool's)
     tenants = 4                 # trace users map onto this many tenants: <tenant_prefix>-<user mod n>
     tenant_prefix = "hpc2n"
@@ -43,7 +46,7 @@ import yaml
 
 from ..scheduling.network import POLICIES
 from .pool import SCHEDULERS
-from .workload import TraceJob, load
+from .workload import TraceJob, Workload, load, synthetic
 
 
 class ScenarioError(ValueError):
@@ -182,6 +185,28 @@ def build(data: dict[str, Any], *, base: Path, source: str = "") -> Scenario:
     return sc
 
 
+def _synthetic(syn: dict[str, Any], home: PoolSpec, sc: Scenario, w: str) -> Workload:
+    """A what-if workload: `jobs` jobs arriving as a Poisson stream (`rate_per_h`), sizes
+    log-uniform up to `max_units` (default: the home pool's), run times log-uniform in
+    [`min_runtime_s`, `max_runtime_s`], estimates up to `overestimate` × the run time."""
+    ws = f"{w}.synthetic"
+    n = _get(syn, "jobs", int, ws)
+    rate = float(_get(syn, "rate_per_h", (int, float), ws))
+    max_units = _get(syn, "max_units", int, ws, home.units)
+    lo = float(_get(syn, "min_runtime_s", (int, float), ws, 60))
+    hi = float(_get(syn, "max_runtime_s", (int, float), ws, 86_400))
+    over = float(_get(syn, "overestimate", (int, float), ws, 2.0))
+    for key, value in (("jobs", n), ("rate_per_h", rate), ("max_units", max_units), ("min_runtime_s", lo),
+                       ("max_runtime_s", hi), ("overestimate", over)):
+        _positive(value, key, ws)
+    if lo > hi or over < 1 or max_units > home.units:
+        raise ScenarioError(f"{ws}: needs min_runtime_s ≤ max_runtime_s, overestimate ≥ 1 and "
+                            f"max_units ≤ the home pool's {home.units}")
+    seed = _get(syn, "seed", int, ws, sc.seed)
+    return synthetic(n, seed=seed, rate_per_s=rate / 3600, max_procs=max_units, min_runtime=lo,
+                     max_runtime=hi, overestimate=over)
+
+
 def _add_dags(sc: Scenario, rd: Any, w: str) -> None:
     """`count` instances of one DAG, arriving as a Poisson stream (`every_s` apart on average,
     from the scenario's seed); each stage has its home pool, devices, units, run time and
@@ -249,7 +274,9 @@ def _add_dags(sc: Scenario, rd: Any, w: str) -> None:
 def _add_workload(sc: Scenario, rw: Any, base: Path, w: str) -> None:
     if not isinstance(rw, dict):
         raise ScenarioError(f"{w}: a workload is a table")
-    trace = base / _get(rw, "trace", str, w)
+    syn = _get(rw, "synthetic", dict, w, None)
+    if syn is None:
+        trace = base / _get(rw, "trace", str, w)
     fmt = _get(rw, "format", str, w, None)
     if fmt is not None and fmt not in ("swf", "gpu"):
         raise ScenarioError(f"{w}: 'format' must be swf or gpu, not {fmt!r}")
@@ -263,19 +290,23 @@ def _add_workload(sc: Scenario, rw: Any, base: Path, w: str) -> None:
         raise ScenarioError(f"{w}: 'policy' must be one of {', '.join(POLICIES)}, not {policy!r}")
     n_tenants = _get(rw, "tenants", int, w, 1)
     _positive(n_tenants, "tenants", w)
-    prefix = _get(rw, "tenant_prefix", str, w, trace.name.split("-")[0].lower())
+    prefix = _get(rw, "tenant_prefix", str, w,
+                  "synthetic" if syn is not None else trace.name.split("-")[0].lower())
     start_day = float(_get(rw, "start_day", (int, float), w, 0))
     if start_day < 0:
         raise ScenarioError(f"{w}: 'start_day' must be ≥ 0")
     kw: dict[str, Any] = {}
-    if (fmt or ("gpu" if ".csv" in trace.name else "swf")) == "gpu" and "cluster" in rw:
-        kw["cluster"] = _get(rw, "cluster", str, w)
-    if not trace.is_file():
-        raise ScenarioError(f"{w}: no such trace file {trace}")
-    try:
-        wl = load(trace, fmt, **kw)
-    except ValueError as exc:
-        raise ScenarioError(f"{w}: {exc}") from exc
+    if syn is not None:
+        wl = _synthetic(syn, home_pool, sc, w)
+    else:
+        if (fmt or ("gpu" if ".csv" in trace.name else "swf")) == "gpu" and "cluster" in rw:
+            kw["cluster"] = _get(rw, "cluster", str, w)
+        if not trace.is_file():
+            raise ScenarioError(f"{w}: no such trace file {trace}")
+        try:
+            wl = load(trace, fmt, **kw)
+        except ValueError as exc:
+            raise ScenarioError(f"{w}: {exc}") from exc
     if not wl.jobs:
         raise ScenarioError(f"{w}: the trace has no jobs{' in cluster ' + kw['cluster'] if kw else ''}")
     t0 = wl.jobs[0].submit + start_day * 86400
@@ -283,7 +314,7 @@ def _add_workload(sc: Scenario, rw: Any, base: Path, w: str) -> None:
     window: list[TraceJob] = [j for j in wl.jobs if t0 <= j.submit < t1]
     if not window:
         raise ScenarioError(f"{w}: no jobs in days {start_day:g}–{start_day + sc.window_days:g} of the trace")
-    scale_raw = rw.get("scale", "auto")
+    scale_raw = rw.get("scale", 1 if syn is not None else "auto")
     if scale_raw == "auto":
         reference = wl.max_procs or max(j.procs for j in wl.jobs)
         scale = home_pool.units / reference
