@@ -418,11 +418,17 @@ class _Nominator:
         if not base:
             decision.message = "no feasible pool now" + (" within the budget" if budget is not None else "")
             return decision
+        cleared = self.cleared
         waits = []
         for c in base:
-            queued = backlog.get(c.pool_id, 0.0)
             w = c.wait_s or 0.0
-            waits.append(max(w, self._drained(c.pool_id, queued)) if queued > 0 else w)
+            queued = backlog.get(c.pool_id, 0.0)
+            if queued > 0:
+                hit = cleared.get(c.pool_id)
+                t = hit[1] if hit is not None and hit[0] == queued else self._drained(c.pool_id, queued)
+                if t > w:
+                    w = t
+            waits.append(w)
         finishes = [w + (c.runtime_s or 0.0) for w, c in zip(waits, base, strict=True)]
         policy = req.policy
         if policy is Policy.FASTEST:
@@ -443,14 +449,16 @@ class _Nominator:
         else:
             limit = (deadline - now).total_seconds()
             misses = [f > limit for f in finishes]
-        order = heapq.nsmallest(self.KEEP, range(len(base)),
-                                key=lambda i: (misses[i], scores[i], finishes[i], base[i].pool_id))
-        for rank, i in enumerate(order):
+        pids = [c.pool_id for c in base]
+        top = heapq.nsmallest(self.KEEP, zip(misses, scores, finishes, pids, range(len(base)), strict=True))
+        for rank, (miss, score, finish, _, i) in enumerate(top):
             c = base[i]
-            decision.candidates.append(replace(
-                c, reasons=[], fits_now=c.fits_now and waits[i] == 0.0, wait_s=round(waits[i], 3),
-                finish_s=round(finishes[i], 3), score=scores[i], chosen=rank == 0,
-                misses_deadline=misses[i]))
+            decision.candidates.append(Candidate(
+                c.pool_id, c.pool, c.center_id, True, [], fits_now=c.fits_now and waits[i] == 0.0,
+                wait_s=round(waits[i], 3), runtime_s=c.runtime_s, finish_s=round(finish, 3),
+                cost_fen=c.cost_fen, energy_wh=c.energy_wh, score=score, chosen=rank == 0,
+                cost_exact=c.cost_exact, energy_exact=c.energy_exact, misses_deadline=miss,
+                transfer_s=c.transfer_s))
         best = decision.candidates[0]
         decision.target_pool_id = best.pool_id
         decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
