@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query
 from sqlalchemy import select
 
 from ..domain.jobstate import JobState
-from ..services import dags, jobs, usage
+from ..services import dags, jobs, ledger, usage
 from ..services.context import Platform
 from ..services.dags import StageInput
 from ..services.estimates import QueueEstimate, queue_estimates
@@ -170,6 +170,13 @@ def cancel_dag(dag_id: PathId, p: PlatformDep, who: PrincipalDep, engine: Engine
     dags.cancel_dag(p, who, dag_id)
     engine.wake()
     return DagPublic.model_validate(dags.dag_view(p, who, dag_id))
+
+
+@router.get("/ledger/trial-balance", tags=["ledger"])
+def trial_balance(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """Every ledger account with its balance in fen (debit > 0); the balances sum to exactly 0.
+    Platform admin and auditor."""
+    return ledger.trial_balance(p, who)
 
 
 @router.get("/usage", tags=["usage"])

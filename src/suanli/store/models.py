@@ -294,6 +294,37 @@ class UsageRecord(Base):
     created_at: Mapped[datetime]
 
 
+class LedgerAccount(Base):
+    __tablename__ = "ledger_accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(120), unique=True)
+    created_at: Mapped[datetime]
+
+
+class LedgerTransaction(Base):
+    """One double-entry transaction; its postings sum to zero. Never updated or deleted."""
+
+    __tablename__ = "ledger_transactions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    key: Mapped[str] = mapped_column(String(200), unique=True)  # posted at most once
+    at: Mapped[datetime]
+    memo: Mapped[str] = mapped_column(String(500), default="")
+    refs: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    reverses_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_transactions.id"), nullable=True)
+
+
+class LedgerPosting(Base):
+    __tablename__ = "ledger_postings"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
 __all__ = [
     "ApiToken",
     "Base",
