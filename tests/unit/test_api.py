@@ -216,3 +216,22 @@ def test_tenant_quotas_over_the_api(api: tuple[TestClient, dict[str, str]]) -> N
     assert client.put("/api/v1/tenants/9999/quotas/cpu", json={"max_units": 1},
                       headers=admin).status_code == 404
     assert client.delete(f"/api/v1/tenants/{tid}/quotas/gpu", headers=admin).json() == []
+
+
+def test_ledger_over_the_api(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    admin, alice, bob = auth(creds["platform_admin"]), auth(creds["tenant_a"]), auth(creds["tenant_b"])
+    tid = client.get("/api/v1/users/me", headers=alice).json()["tenant_id"]
+    r = client.post("/api/v1/ledger/deposits", json={"tenant_id": tid, "amount_fen": 123456,
+                                                     "reference": "wire-1"}, headers=admin)
+    assert r.status_code == 201, r.text
+    assert r.json()["prepaid_fen"] == 123456
+    assert client.get(f"/api/v1/ledger/tenants/{tid}", headers=alice).json()["deposited_fen"] == 123456
+    assert client.get(f"/api/v1/ledger/tenants/{tid}", headers=bob).status_code == 404
+    assert client.post("/api/v1/ledger/deposits", json={"tenant_id": tid, "amount_fen": 5,
+                                                        "reference": "x"}, headers=alice).status_code == 403
+    assert client.post("/api/v1/ledger/deposits", json={"tenant_id": tid, "amount_fen": -5,
+                                                        "reference": "y"}, headers=admin).status_code == 422
+    tb = client.get("/api/v1/ledger/trial-balance", headers=admin).json()
+    assert tb["total_fen"] == 0 and {"account": "platform:cash", "balance_fen": 123456} in tb["accounts"]
+    assert client.get("/api/v1/ledger/trial-balance", headers=alice).status_code == 403

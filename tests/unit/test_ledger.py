@@ -56,3 +56,31 @@ def test_every_finished_run_is_billed_once_and_the_books_balance(world: World) -
     assert {a["account"] for a in tb["accounts"]} >= {f"tenant:{world.t1.id}:receivable"}
     with pytest.raises(Forbidden):
         trial_balance(world.p, world.u1)
+
+
+def test_bills_draw_on_prepaid_money_then_are_owed(world: World) -> None:
+    from suanli.domain.errors import InvalidInput, NotFound
+    from suanli.services.ledger import record_deposit, tenant_account
+
+    acct = record_deposit(world.p, world.admin, world.t1.id, 3, "bank-001")
+    assert (acct["prepaid_fen"], acct["owed_fen"], acct["deposited_fen"]) == (3, 0, 3)
+    # the same reference again records nothing more; another amount under it is refused
+    assert record_deposit(world.p, world.admin, world.t1.id, 3, "bank-001")["deposited_fen"] == 3
+    with pytest.raises(Conflict):
+        record_deposit(world.p, world.admin, world.t1.id, 4, "bank-001")
+    with pytest.raises(InvalidInput, match="positive number of fen"):
+        record_deposit(world.p, world.admin, world.t1.id, 0, "bank-002")
+    with pytest.raises(Forbidden):
+        record_deposit(world.p, world.u1, world.t1.id, 100, "bank-003")
+    with pytest.raises(NotFound):
+        tenant_account(world.p, world.u2, world.t1.id)  # another tenant's money is not visible
+    jobs = [jobsvc.submit_job(world.p, world.u1, JobInput(name=f"n{i}", command=["sh", "-c", "sleep 2"],
+                                                          device=DeviceKind.NPU, units=4, walltime_s=60))
+            for i in range(2)]
+    world.drive(lambda: all(world.job(j.id).state == "COMPLETED" for j in jobs))
+    with world.p.db.session() as s:
+        billed = sum(u.amount_fen for u in s.scalars(select(m.UsageRecord)))
+    acct = tenant_account(world.p, world.u1, world.t1.id)
+    assert billed > 3 and acct["billed_fen"] == billed
+    assert acct["prepaid_fen"] == 0 and acct["owed_fen"] == billed - 3  # 3 fen prepaid, the rest owed
+    assert trial_balance(world.p, world.admin)["total_fen"] == 0

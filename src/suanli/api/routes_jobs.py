@@ -24,6 +24,7 @@ from .schemas import (
     DagPage,
     DagPublic,
     DagSubmit,
+    DepositIn,
     JobDetail,
     JobEventPublic,
     JobPage,
@@ -32,6 +33,7 @@ from .schemas import (
     LogChunkPublic,
     PathId,
     RunPublic,
+    TenantAccount,
     UsagePage,
     UsagePublic,
 )
@@ -177,6 +179,19 @@ def trial_balance(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """Every ledger account with its balance in fen (debit > 0); the balances sum to exactly 0.
     Platform admin and auditor."""
     return ledger.trial_balance(p, who)
+
+
+@router.post("/ledger/deposits", status_code=201, tags=["ledger"])
+def record_deposit(body: DepositIn, p: PlatformDep, who: PrincipalDep) -> TenantAccount:
+    """Record money a tenant paid in (platform admin); the reference makes it idempotent."""
+    return TenantAccount.model_validate(
+        ledger.record_deposit(p, who, body.tenant_id, body.amount_fen, body.reference))
+
+
+@router.get("/ledger/tenants/{tenant_id}", tags=["ledger"])
+def tenant_account(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> TenantAccount:
+    """A tenant's money: prepaid, owed, deposited and billed, in fen."""
+    return TenantAccount.model_validate(ledger.tenant_account(p, who, tenant_id))
 
 
 @router.get("/usage", tags=["usage"])

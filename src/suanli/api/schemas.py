@@ -152,6 +152,20 @@ class TenantPublic(Output):
     created_at: datetime
 
 
+class DepositIn(Input):
+    tenant_id: Annotated[int, Field(ge=1, le=BIG)]
+    amount_fen: Annotated[int, Field(ge=1, le=10**15)]
+    reference: Annotated[str, Field(min_length=1, max_length=100)]
+
+
+class TenantAccount(BaseModel):
+    tenant_id: int
+    prepaid_fen: int  # deposited and not yet spent
+    owed_fen: int  # billed beyond the prepaid money
+    deposited_fen: int
+    billed_fen: int
+
+
 class QuotaPublic(BaseModel):
     device_kind: str
     max_units: int

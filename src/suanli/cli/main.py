@@ -14,6 +14,7 @@ from ..client import Client
 from . import admin
 from .common import api_errors, cli_config_path, console, fail, load_cli_config
 from .jobs import dag_app, job_app
+from .money import bill_app
 from .simulate import simulate_app
 
 app = typer.Typer(
@@ -29,6 +30,7 @@ app.add_typer(admin.token_app, name="token")
 app.add_typer(job_app, name="job")
 app.add_typer(dag_app, name="dag")
 app.add_typer(simulate_app, name="simulate")
+app.add_typer(bill_app, name="bill")
 app.command("capacity")(admin.capacity)
 app.command("usage")(admin.usage)
 

@@ -137,6 +137,16 @@ class _Endpoints:
     def cancel_dag(self, dag_id: int) -> Any:
         return self._call("POST", f"/api/v1/dags/{dag_id}/cancel")
 
+    def tenant_account(self, tenant_id: int) -> Any:
+        return self._call("GET", f"/api/v1/ledger/tenants/{tenant_id}")
+
+    def deposit(self, tenant_id: int, amount_fen: int, reference: str) -> Any:
+        return self._call("POST", "/api/v1/ledger/deposits",
+                          json={"tenant_id": tenant_id, "amount_fen": amount_fen, "reference": reference})
+
+    def trial_balance(self) -> Any:
+        return self._call("GET", "/api/v1/ledger/trial-balance")
+
     def estimate_job(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/jobs/estimate", json=dict(body))
 

@@ -9,8 +9,10 @@ A balance is the sum of an account's postings.
 
 Accounts are named by code:
 
-    tenant:<id>:receivable   what the tenant owes the platform (debit balance)
+    tenant:<id>:prepaid      the tenant's deposited money not yet spent (credit balance)
+    tenant:<id>:receivable   what the tenant owes the platform beyond it (debit balance)
     center:<id>:payable      what the platform owes the center (credit balance)
+    platform:cash            money the platform received (debit balance)
 """
 
 from __future__ import annotations
@@ -74,16 +76,38 @@ def tenant_receivable(tenant_id: int) -> str:
     return f"tenant:{tenant_id}:receivable"
 
 
+def tenant_prepaid(tenant_id: int) -> str:
+    return f"tenant:{tenant_id}:prepaid"
+
+
 def center_payable(center_id: int) -> str:
     return f"center:{center_id}:payable"
 
 
-def bill(run_id: int, tenant_id: int, center_id: int, amount_fen: int) -> Entry | None:
-    """A finished run's bill: the tenant owes the amount, the platform owes it to the center.
-    None for a run that cost nothing."""
+PLATFORM_CASH = "platform:cash"
+
+
+def deposit(tenant_id: int, amount_fen: int, reference: str) -> Entry:
+    """Money a tenant paid in (a bank transfer with its reference): cash in, the tenant's prepaid
+    balance up."""
+    if type(amount_fen) is not int or amount_fen <= 0:
+        raise LedgerError(f"a deposit is a positive number of fen, not {amount_fen!r}")
+    return Entry("deposit", f"deposit:{reference}",
+                 (Posting(PLATFORM_CASH, amount_fen), Posting(tenant_prepaid(tenant_id), -amount_fen)),
+                 f"deposit {reference}", {"tenant_id": tenant_id})
+
+
+def bill(run_id: int, tenant_id: int, center_id: int, amount_fen: int, prepaid_fen: int = 0) -> Entry | None:
+    """A finished run's bill: paid from the tenant's prepaid money (`prepaid_fen` available) as far
+    as it goes, the rest owed; the platform owes the whole amount to the center. None for a run
+    that cost nothing."""
     if amount_fen == 0:
         return None
-    return Entry("bill", f"bill:run:{run_id}",
-                 (Posting(tenant_receivable(tenant_id), amount_fen),
-                  Posting(center_payable(center_id), -amount_fen)),
-                 f"run {run_id}", {"run_id": run_id})
+    from_prepaid = min(amount_fen, max(0, prepaid_fen))
+    postings = [Posting(center_payable(center_id), -amount_fen)]
+    if from_prepaid:
+        postings.append(Posting(tenant_prepaid(tenant_id), from_prepaid))
+    if amount_fen - from_prepaid:
+        postings.append(Posting(tenant_receivable(tenant_id), amount_fen - from_prepaid))
+    return Entry("bill", f"bill:run:{run_id}", tuple(postings), f"run {run_id}",
+                 {"run_id": run_id, "tenant_id": tenant_id, "center_id": center_id})

@@ -28,6 +28,7 @@ from ..domain.errors import ConnectorError
 from ..domain.jobstate import JobState
 from ..domain.model import meter
 from ..ledger.entries import bill as ledger_bill
+from ..ledger.entries import tenant_prepaid
 from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
@@ -36,6 +37,7 @@ from .context import Platform
 from .dags import advance as advance_dags
 from .health import check_centers, fail_over
 from .jobs import transition
+from .ledger import balance as ledger_balance
 from .ledger import post as post_entry
 from .queueing import Quotas, fair_share_factors
 from .snapshot import pool_states, queued_jobs
@@ -344,7 +346,8 @@ class Engine:
         )
         s.flush()
         # The bill, in the same database transaction as the usage record: both or neither.
-        entry = ledger_bill(run.id, job.tenant_id, center.id, fig.amount_fen)
+        prepaid = -ledger_balance(s, tenant_prepaid(job.tenant_id))
+        entry = ledger_bill(run.id, job.tenant_id, center.id, fig.amount_fen, prepaid)
         if entry is not None:
             post_entry(s, entry, self.p.clock.now())
 

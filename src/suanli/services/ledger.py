@@ -11,9 +11,9 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Role
-from ..domain.errors import Conflict, NotFound
+from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..ledger import Entry, Posting, check
-from ..ledger.entries import reversal
+from ..ledger.entries import LedgerError, deposit, reversal, tenant_prepaid, tenant_receivable
 from ..store import models as m
 from .auth import Principal
 from .context import Platform
@@ -95,3 +95,46 @@ def trial_balance(p: Platform, actor: Principal) -> dict[str, Any]:
         transactions = s.scalar(select(func.count(m.LedgerTransaction.id))) or 0
     return {"accounts": [{"account": code, "balance_fen": fen} for code, fen in accounts.items()],
             "total_fen": sum(accounts.values()), "transactions": int(transactions)}
+
+
+def record_deposit(p: Platform, actor: Principal, tenant_id: int, amount_fen: int,
+                   reference: str) -> dict[str, Any]:
+    """Record money a tenant paid in (platform admin). The reference (e.g. the bank transfer's)
+    makes it idempotent: the same reference again records nothing more."""
+    actor.require(Role.PLATFORM_ADMIN)
+    reference = reference.strip()
+    if not reference or len(reference) > 100:
+        raise InvalidInput("a deposit needs a reference of 1-100 characters", field="reference")
+    try:
+        entry = deposit(tenant_id, amount_fen, reference)
+    except LedgerError as exc:
+        raise InvalidInput(str(exc), field="amount_fen") from exc
+    with p.db.session() as s:
+        if s.get(m.Tenant, tenant_id) is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        post(s, entry, p.clock.now())
+    return tenant_account(p, actor, tenant_id)
+
+
+def tenant_account(p: Platform, actor: Principal, tenant_id: int) -> dict[str, Any]:
+    """The tenant's money: prepaid (deposited, not yet spent), owed beyond it, deposited and billed
+    in total. The platform's roles see every tenant; a tenant's users see their own."""
+    visible = actor.role.is_platform or (actor.role.is_tenant and actor.tenant_id == tenant_id)
+    with p.db.session() as s:
+        if not visible or s.get(m.Tenant, tenant_id) is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        prepaid = -balance(s, tenant_prepaid(tenant_id))
+        owed = balance(s, tenant_receivable(tenant_id))
+        deposited = s.scalar(
+            select(func.coalesce(func.sum(-m.LedgerPosting.amount_fen), 0))
+            .join(m.LedgerTransaction, m.LedgerTransaction.id == m.LedgerPosting.transaction_id)
+            .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerPosting.account_id)
+            .where(m.LedgerTransaction.kind == "deposit", m.LedgerAccount.code == tenant_prepaid(tenant_id)))
+        billed = s.scalar(
+            select(func.coalesce(func.sum(m.LedgerPosting.amount_fen), 0))
+            .join(m.LedgerTransaction, m.LedgerTransaction.id == m.LedgerPosting.transaction_id)
+            .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerPosting.account_id)
+            .where(m.LedgerTransaction.kind == "bill",
+                   m.LedgerAccount.code.in_([tenant_prepaid(tenant_id), tenant_receivable(tenant_id)])))
+    return {"tenant_id": tenant_id, "prepaid_fen": prepaid, "owed_fen": owed,
+            "deposited_fen": int(deposited or 0), "billed_fen": int(billed or 0)}
