@@ -235,3 +235,10 @@ def test_ledger_over_the_api(api: tuple[TestClient, dict[str, str]]) -> None:
     tb = client.get("/api/v1/ledger/trial-balance", headers=admin).json()
     assert tb["total_fen"] == 0 and {"account": "platform:cash", "balance_fen": 123456} in tb["accounts"]
     assert client.get("/api/v1/ledger/trial-balance", headers=alice).status_code == 403
+
+
+def test_ids_beyond_the_database_integer_are_422_not_500(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    r = client.post("/api/v1/ledger/deposits", json={"tenant_id": 999999999999, "amount_fen": 1,
+                                                     "reference": "0"}, headers=auth(creds["platform_admin"]))
+    assert r.status_code == 422 and "tenant_id" in r.text

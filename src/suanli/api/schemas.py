@@ -153,7 +153,7 @@ class TenantPublic(Output):
 
 
 class DepositIn(Input):
-    tenant_id: Annotated[int, Field(ge=1, le=BIG)]
+    tenant_id: Annotated[int, Field(ge=1, le=MAX_ID)]
     amount_fen: Annotated[int, Field(ge=1, le=10**15)]
     reference: Annotated[str, Field(min_length=1, max_length=100)]
 
