@@ -137,27 +137,33 @@ def estimates(ask: JobAsk, views: Sequence[PoolView], now: float,
     return out
 
 
+def policy_scores(policy: str, finish: Sequence[float], cost: Sequence[float], energy: Sequence[float],
+                  *, digits: int | None = None) -> list[float]:
+    """Each candidate's score under the job's policy, lower is better: `fastest` the finish (a
+    duration from now), `cheapest` the cost, `greenest` the energy, `balanced` 0.5·finish/best +
+    0.3·cost/best + 0.2·energy/best (rounded to `digits` when given). One formula for the engine's
+    placement and the twin's."""
+    if policy == "fastest":
+        return list(finish)
+    if policy == "cheapest":
+        return list(cost)
+    if policy == "greenest":
+        return list(energy)
+    if policy == "balanced":
+        bf, bc, be = min(finish) or 1.0, min(cost) or 1.0, min(energy) or 1.0
+        wf, wc, we = BALANCED["finish"], BALANCED["cost"], BALANCED["energy"]
+        out = [wf * f / bf + wc * c / bc + we * e / be for f, c, e in zip(finish, cost, energy, strict=True)]
+        return out if digits is None else [round(x, digits) for x in out]
+    raise ValueError(f"unknown placement policy {policy!r} (one of {', '.join(POLICIES)})")
+
+
 def _score(policy: str, ests: list[Estimate], now: float) -> None:
     if not ests:
         return
-    if policy == "fastest":
-        for e in ests:
-            e.score = e.finish
-    elif policy == "cheapest":
-        for e in ests:
-            e.score = e.cost_fen
-    elif policy == "greenest":
-        for e in ests:
-            e.score = e.energy_wh
-    elif policy == "balanced":
-        best_f = min(e.finish - now for e in ests) or 1.0
-        best_c = min(e.cost_fen for e in ests) or 1.0
-        best_e = min(e.energy_wh for e in ests) or 1.0
-        for e in ests:
-            e.score = (BALANCED["finish"] * (e.finish - now) / best_f + BALANCED["cost"] * e.cost_fen / best_c
-                       + BALANCED["energy"] * e.energy_wh / best_e)
-    else:
-        raise ValueError(f"unknown placement policy {policy!r} (one of {', '.join(POLICIES)})")
+    scores = policy_scores(policy, [e.finish - now for e in ests], [e.cost_fen for e in ests],
+                           [e.energy_wh for e in ests])
+    for e, score in zip(ests, scores, strict=True):
+        e.score = score
 
 
 def _rank(e: Estimate) -> tuple[float, float, float, int]:

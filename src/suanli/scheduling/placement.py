@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import heapq
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
@@ -29,10 +29,8 @@ from typing import Protocol
 from ..domain.enums import CenterStatus, Policy
 from ..domain.model import JobRequirements
 from .backfill import Busy, Waiting, by_end, conservative, plan
-from .network import PoolView
+from .network import BALANCED, PoolView, policy_scores
 from .snapshot import PoolState, QueuedJob, RunningAllocation
-
-BALANCED_WEIGHTS = {"finish": 0.5, "cost": 0.3, "energy": 0.2}
 
 
 @dataclass(slots=True)
@@ -108,7 +106,7 @@ class Decision:
             "target_pool_id": self.target_pool_id,
             "position": self.position,
             "estimated_start": self.estimated_start.isoformat() if self.estimated_start else None,
-            "weights": BALANCED_WEIGHTS if self.policy is Policy.BALANCED else None,
+            "weights": BALANCED if self.policy is Policy.BALANCED else None,
             "candidates": [c.as_dict() for c in self.candidates],
         }
 
@@ -158,6 +156,12 @@ def _status_reasons(pool: PoolState) -> list[str]:
     return []
 
 
+def running_busy(running: Sequence[RunningAllocation], now: datetime) -> list[Busy]:
+    """Running allocations as the queue planner sees them: units held until the walltime's end,
+    in seconds from `now`, sorted by that end."""
+    return sorted((Busy(a.units, (a.ends_by - now).total_seconds()) for a in running), key=by_end)
+
+
 class _WorkingPool:
     """Mutable copy of a pool's free devices during one pass, so a pass never oversubscribes."""
 
@@ -176,8 +180,7 @@ class _WorkingPool:
         """The running allocations as the queue planner sees them: units until the estimated end
         (seconds from `now`), sorted. Taken before this pass placed anything."""
         if self._busy is None:
-            self._busy = sorted((Busy(a.units, (a.ends_by - now).total_seconds())
-                                 for a in self.state.running), key=by_end)
+            self._busy = running_busy(self.state.running, now)
         return self._busy
 
     @property
@@ -261,30 +264,14 @@ class _WorkingPool:
         return math.inf
 
 
-def _score(
-    policy: Policy, cands: list[Candidate]
-) -> None:
+def _score(policy: Policy, cands: list[Candidate]) -> None:
     feasible = [c for c in cands if c.feasible]
     if not feasible:
         return
-    best_finish = min(c.finish_s or 0.0 for c in feasible) or 1.0
-    best_cost = min(c.cost_exact for c in feasible) or 1.0
-    best_energy = min(c.energy_exact for c in feasible) or 1.0
-    for c in feasible:
-        finish = c.finish_s or 0.0
-        if policy is Policy.FASTEST:
-            c.score = finish
-        elif policy is Policy.CHEAPEST:
-            c.score = c.cost_exact
-        elif policy is Policy.GREENEST:
-            c.score = c.energy_exact
-        else:
-            c.score = round(
-                BALANCED_WEIGHTS["finish"] * finish / best_finish
-                + BALANCED_WEIGHTS["cost"] * c.cost_exact / best_cost
-                + BALANCED_WEIGHTS["energy"] * c.energy_exact / best_energy,
-                6,
-            )
+    scores = policy_scores(policy, [c.finish_s or 0.0 for c in feasible], [c.cost_exact for c in feasible],
+                           [c.energy_exact for c in feasible], digits=6)
+    for c, score in zip(feasible, scores, strict=True):
+        c.score = score
 
 
 def _evaluate(
@@ -431,19 +418,8 @@ class _Nominator:
             waits.append(w)
         finishes = [w + (c.runtime_s or 0.0) for w, c in zip(waits, base, strict=True)]
         policy = req.policy
-        if policy is Policy.FASTEST:
-            scores = finishes
-        elif policy is Policy.CHEAPEST:
-            scores = [c.cost_exact for c in base]
-        elif policy is Policy.GREENEST:
-            scores = [c.energy_exact for c in base]
-        else:
-            bf = min(finishes) or 1.0
-            bc = min(c.cost_exact for c in base) or 1.0
-            be = min(c.energy_exact for c in base) or 1.0
-            wf, wc, we = BALANCED_WEIGHTS["finish"], BALANCED_WEIGHTS["cost"], BALANCED_WEIGHTS["energy"]
-            scores = [round(wf * f / bf + wc * c.cost_exact / bc + we * c.energy_exact / be, 6)
-                      for f, c in zip(finishes, base, strict=True)]
+        scores = policy_scores(policy, finishes, [c.cost_exact for c in base], [c.energy_exact for c in base],
+                               digits=6)
         if deadline is None:
             misses = [False] * len(base)
         else:

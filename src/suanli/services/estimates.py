@@ -18,8 +18,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..domain.jobstate import JobState
-from ..scheduling.backfill import Busy, Waiting, by_end, conservative, forecast
+from ..scheduling.backfill import Waiting, conservative, forecast
 from ..scheduling.fairshare import order as fair_order
+from ..scheduling.placement import running_busy
 from ..store import models as m
 from .context import Platform
 from .queueing import fair_share_factors
@@ -58,7 +59,7 @@ def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, Que
         deepest = max(index.get(i, 0) for i in ids)
         starts: list[float] = []
         if deepest < MAX_POSITION:
-            busy = sorted((Busy(a.units, (a.ends_by - now).total_seconds()) for a in st.running), key=by_end)
+            busy = running_busy(st.running, now)
             waiting = [Waiting(q.req.resources.units, float(q.req.walltime_s)) for q in queue[:deepest + 1]]
             if p.settings.queue == "conservative":
                 starts = conservative(st.free_units, busy, waiting, 0.0).reservations or []
