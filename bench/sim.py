@@ -45,8 +45,7 @@ def _largest_trace() -> Path:
 def ours(path: Path, scheduler: str, repeat: int, jobs: int | None) -> tuple[float, dict[str, Any], Workload]:
     best = float("inf")
     summary: dict[str, Any] = {}
-    w = load(path)
-    for _ in range(repeat):
+    for _ in range(max(1, repeat)):
         clear_cache()  # time a cold read of the trace, as AccaSim's run includes its read
         t0 = time.perf_counter()
         w = load(path)

@@ -21,7 +21,6 @@ import io
 import math
 import random
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -209,10 +208,6 @@ def synthetic(n: int, *, seed: int, rate_per_s: float, max_procs: int, min_runti
         requested = round(runtime * rng.uniform(1.0, overestimate))
         jobs.append(TraceJob(i, round(t, 3), runtime, procs, requested, rng.randint(1, 20)))
     return Workload(jobs, max_procs, 0, {}, f"synthetic(seed={seed})")
-
-
-def iter_jobs(w: Workload) -> Iterator[TraceJob]:
-    return iter(w.jobs)
 
 
 def clear_cache() -> None:
