@@ -49,7 +49,6 @@ class Plan:
     shadow_time: float | None = None  # the head job's reservation, when it waits
     extra_units: int = 0
     head: int | None = None  # index of the blocked head job
-    free_left: int = 0  # units still free after the starts
     extra_left: int = 0  # extra units not taken by backfilled jobs
     reservations: list[float] | None = None  # conservative: every job's reserved start
 
@@ -90,7 +89,6 @@ def plan(free: int, running: Sequence[Busy], queue: Sequence[Waiting], now: floa
         starts.append(i)
         i += 1
     if i >= n:
-        out.free_left = free
         return out
     out.head = i
     ordered: Sequence[Busy] = running
@@ -101,9 +99,8 @@ def plan(free: int, running: Sequence[Busy], queue: Sequence[Waiting], now: floa
     out.shadow_time, out.extra_units = shadow(free, ordered, queue[i].units)
     out.extra_left = out.extra_units
     if backfill and free > 0:
-        free, out.extra_left = backfill_from(queue, i + 1, free, out.shadow_time, out.extra_units, now,
+        _, out.extra_left = backfill_from(queue, i + 1, free, out.shadow_time, out.extra_units, now,
                                              out.starts)
-    out.free_left = free
     return out
 
 
@@ -194,7 +191,6 @@ def conservative(free: int, running: Sequence[Busy], queue: Sequence[Waiting], n
             out.starts.append(i)
         elif out.head is None:
             out.head, out.shadow_time = i, start
-    out.free_left = frees[0] if times[0] == now else free
     return out
 
 

@@ -18,7 +18,6 @@ from typing import Any
 # scheduler runs once.
 FINISH = 0
 ARRIVE = 1
-SAMPLE = 3
 
 
 @contextmanager
@@ -58,12 +57,6 @@ class Kernel:
         Registering the same function twice in one instant runs it once."""
         if fn not in self._instant_end:
             self._instant_end.append(fn)
-
-    def __len__(self) -> int:
-        return len(self._heap)
-
-    def peek(self) -> float | None:
-        return self._heap[0][0] if self._heap else None
 
     def run(self, until: float | None = None) -> None:
         """Handle events in order until none is left (or the next is after `until`)."""
