@@ -6,12 +6,16 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from .common import console, fail
+
+if TYPE_CHECKING:  # the twin is imported only when a simulate command runs
+    from ..sim.scenario import Scenario
 
 simulate_app = typer.Typer(
     help="The digital twin: replay traces and scenarios on the real scheduler. 数字孪生",
@@ -94,7 +98,7 @@ COMPARE_KEYS = (("jobs", "jobs"), ("mean_wait_s", "mean wait s"), ("median_wait_
                 ("cost_fen", "cost (fen)"), ("energy_kwh", "energy (kWh)"))
 
 
-def _load_scenario(path: Path) -> object:
+def _load_scenario(path: Path) -> Scenario:
     from ..sim.scenario import ScenarioError, load_scenario
 
     if not path.is_file():
@@ -106,7 +110,7 @@ def _load_scenario(path: Path) -> object:
 
 
 def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, plots: bool) -> None:
-    from ..sim.scenario import Scenario, ScenarioError
+    from ..sim.scenario import ScenarioError
     from ..sim.twin import POLICY_NAMES, compare, write_runs
 
     unknown = [p for p in policies if p not in POLICY_NAMES]
@@ -117,7 +121,6 @@ def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, pl
     if out is not None and out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory")
     sc = _load_scenario(scenario_file)
-    assert isinstance(sc, Scenario)
     total = len(sc.jobs) * len(policies)
     t0 = time.perf_counter()
     with progress_bar(total, f"simulating {sc.name}") as update:
