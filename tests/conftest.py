@@ -138,8 +138,11 @@ class World:
             slug="beta", name_zh="乙中心", name_en="Beta", kind=CenterKind.CLOUD,
             district="黄岛区", pue=1.4, pools=[cpu_pool("cpu", price_fen_per_unit_hour=40,
                                                       tflops_fp32=0.08, tflops_fp64=0.04)]))
-        self.t1 = create_tenant(p, None, name="Tenant One", credit_code=VALID_CODES[0])
-        self.t2 = create_tenant(p, None, name="Tenant Two", credit_code=VALID_CODES[1])
+        # Credit enough for any test job (admission refuses jobs the tenant's money cannot cover).
+        self.t1 = create_tenant(p, None, name="Tenant One", credit_code=VALID_CODES[0],
+                                credit_limit_fen=10**9)
+        self.t2 = create_tenant(p, None, name="Tenant Two", credit_code=VALID_CODES[1],
+                                credit_limit_fen=10**9)
         self.admin = self._user("admin", Role.PLATFORM_ADMIN)
         self.u1 = self._user("u1", Role.TENANT_USER, tenant_id=self.t1.id)
         self.u2 = self._user("u2", Role.TENANT_ADMIN, tenant_id=self.t2.id)

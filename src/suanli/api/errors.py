@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from ..domain import errors as e
 
 STATUS: list[tuple[type[e.SuanliError], int]] = [
+    (e.PaymentRequired, 402),
     (e.Infeasible, 422),
     (e.InvalidInput, 422),
     (e.NotFound, 404),

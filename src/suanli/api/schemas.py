@@ -139,6 +139,7 @@ class TenantCreate(Input):
     contact_name: Annotated[str, Field(max_length=100)] = ""
     contact_email: Annotated[str, Field(max_length=200)] = ""
     contact_phone: Annotated[str, Field(max_length=40)] = ""
+    credit_limit_fen: Annotated[int, Field(ge=0, le=10**12)] = 0
 
 
 class TenantPublic(Output):
@@ -150,6 +151,9 @@ class TenantPublic(Output):
     contact_email: str
     contact_phone: str
     created_at: datetime
+    credit_limit_fen: int
+    frozen_at: datetime | None
+    frozen_reason: str
 
 
 class DepositIn(Input):
@@ -163,7 +167,10 @@ class TenantAccount(BaseModel):
     prepaid_fen: int  # deposited and not yet spent
     owed_fen: int  # billed beyond the prepaid money
     deposited_fen: int
-    billed_fen: int
+    billed_fen: int  # the tenant's share of its bills (vouchers paid the rest)
+    credit_limit_fen: int  # what it may owe beyond its prepaid money
+    held_fen: int  # cost estimates of its unfinished jobs, less what they were billed
+    spendable_fen: int  # prepaid + credit limit − owed − held: what admission lets it commit
 
 
 class QuotaPublic(BaseModel):

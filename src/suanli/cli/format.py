@@ -5,17 +5,10 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime
 
+from ..domain.money import yuan as yuan  # re-exported: the CLI formats money here
+
 _DURATION = re.compile(r"(\d+)\s*([dhms])")
 _UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
-
-
-def yuan(fen: int | None) -> str:
-    """Integer fen as ¥1,234.56 (exact: no float on the way)."""
-    if fen is None:
-        return "-"
-    sign = "-" if fen < 0 else ""
-    whole, cents = divmod(abs(int(fen)), 100)
-    return f"{sign}¥{whole:,}.{cents:02d}"
 
 
 def parse_duration(text: str) -> int:

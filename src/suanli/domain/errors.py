@@ -43,5 +43,10 @@ class Infeasible(InvalidInput):
     """No pool in the network could ever run this job; `detail` holds the per-pool reasons."""
 
 
+class PaymentRequired(InvalidInput):
+    """The tenant's money (prepaid balance and credit limit, less what its unfinished jobs hold)
+    does not cover the job's cost estimate (HTTP 402); the message gives the numbers."""
+
+
 class ConnectorError(SuanliError):
     """A center's workload manager refused or failed a request (HTTP 502 when surfaced)."""

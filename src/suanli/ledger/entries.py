@@ -12,7 +12,19 @@ Accounts are named by code:
     tenant:<id>:prepaid      the tenant's deposited money not yet spent (credit balance)
     tenant:<id>:receivable   what the tenant owes the platform beyond it (debit balance)
     center:<id>:payable      what the platform owes the center (credit balance)
-    platform:cash            money the platform received (debit balance)
+    platform:cash            money the platform holds (debit balance)
+
+and for each voucher programme <p> (算力券), whose grants <g> are tracked one by one:
+
+    voucher:<p>:budget       the city's funding of the programme (credit balance: − budget)
+    voucher:<p>:available    the pool not yet granted (debit; never below 0)
+    voucher:<p>:grant:<g>    a grant's unspent part (debit; never below 0)
+    voucher:<p>:paid         what the programme has paid on bills (debit)
+    city:<p>:receivable      what the city owes the platform for those payments (debit)
+
+so that −budget = available + Σ grants + paid at every moment: a grant moves money from
+available to the grant, a redemption from the grant to paid, an expiry or a clawback back to
+available.
 """
 
 from __future__ import annotations
@@ -90,24 +102,146 @@ PLATFORM_CASH = "platform:cash"
 def deposit(tenant_id: int, amount_fen: int, reference: str) -> Entry:
     """Money a tenant paid in (a bank transfer with its reference): cash in, the tenant's prepaid
     balance up."""
-    if type(amount_fen) is not int or amount_fen <= 0:
-        raise LedgerError(f"a deposit is a positive number of fen, not {amount_fen!r}")
+    _positive(amount_fen, "a deposit")
     return Entry("deposit", f"deposit:{reference}",
                  (Posting(PLATFORM_CASH, amount_fen), Posting(tenant_prepaid(tenant_id), -amount_fen)),
                  f"deposit {reference}", {"tenant_id": tenant_id})
 
 
-def bill(run_id: int, tenant_id: int, center_id: int, amount_fen: int, prepaid_fen: int = 0) -> Entry | None:
-    """A finished run's bill: paid from the tenant's prepaid money (`prepaid_fen` available) as far
-    as it goes, the rest owed; the platform owes the whole amount to the center. None for a run
-    that cost nothing."""
+def voucher_budget(programme_id: int) -> str:
+    return f"voucher:{programme_id}:budget"
+
+
+def voucher_available(programme_id: int) -> str:
+    return f"voucher:{programme_id}:available"
+
+
+def voucher_grant(programme_id: int, grant_id: int) -> str:
+    return f"voucher:{programme_id}:grant:{grant_id}"
+
+
+def voucher_paid(programme_id: int) -> str:
+    return f"voucher:{programme_id}:paid"
+
+
+def city_receivable(programme_id: int) -> str:
+    return f"city:{programme_id}:receivable"
+
+
+def _positive(amount_fen: int, what: str) -> None:
+    if type(amount_fen) is not int or amount_fen <= 0:
+        raise LedgerError(f"{what} is a positive number of fen, not {amount_fen!r}")
+
+
+@dataclass(frozen=True, slots=True)
+class VoucherPart:
+    """The part of a bill a voucher grant pays."""
+
+    programme_id: int
+    grant_id: int
+    amount_fen: int
+
+
+def _tenant_pays(tenant_id: int, amount_fen: int, prepaid_fen: int) -> list[Posting]:
+    """The tenant's share: from its prepaid money as far as it goes, the rest owed."""
+    from_prepaid = min(amount_fen, max(0, prepaid_fen))
+    out = []
+    if from_prepaid:
+        out.append(Posting(tenant_prepaid(tenant_id), from_prepaid))
+    if amount_fen - from_prepaid:
+        out.append(Posting(tenant_receivable(tenant_id), amount_fen - from_prepaid))
+    return out
+
+
+def _redeem(v: VoucherPart) -> list[Posting]:
+    """A redemption: the grant pays `v`, which the city now owes the platform."""
+    return [Posting(voucher_grant(v.programme_id, v.grant_id), -v.amount_fen),
+            Posting(voucher_paid(v.programme_id), v.amount_fen),
+            Posting(city_receivable(v.programme_id), v.amount_fen)]
+
+
+def bill(run_id: int, tenant_id: int, center_id: int, amount_fen: int, prepaid_fen: int = 0,
+         voucher: VoucherPart | None = None) -> Entry | None:
+    """A finished run's bill: the platform owes the whole amount to the center; a voucher grant
+    pays its part (point of sale); the tenant pays the rest from its prepaid money (`prepaid_fen`
+    available) as far as it goes, and owes what is left. None for a run that cost nothing."""
     if amount_fen == 0:
         return None
-    from_prepaid = min(amount_fen, max(0, prepaid_fen))
-    postings = [Posting(center_payable(center_id), -amount_fen)]
-    if from_prepaid:
-        postings.append(Posting(tenant_prepaid(tenant_id), from_prepaid))
-    if amount_fen - from_prepaid:
-        postings.append(Posting(tenant_receivable(tenant_id), amount_fen - from_prepaid))
-    return Entry("bill", f"bill:run:{run_id}", tuple(postings), f"run {run_id}",
-                 {"run_id": run_id, "tenant_id": tenant_id, "center_id": center_id})
+    v = voucher.amount_fen if voucher is not None else 0
+    if not 0 <= v <= amount_fen:
+        raise LedgerError(f"bill:run:{run_id}: a voucher part of {v} fen on a bill of {amount_fen}")
+    postings = [Posting(center_payable(center_id), -amount_fen),
+                *_tenant_pays(tenant_id, amount_fen - v, prepaid_fen)]
+    refs = {"run_id": run_id, "tenant_id": tenant_id, "center_id": center_id}
+    if voucher is not None and v:
+        postings += _redeem(voucher)
+        refs |= {"programme_id": voucher.programme_id, "grant_id": voucher.grant_id}
+    return Entry("bill", f"bill:run:{run_id}", tuple(postings), f"run {run_id}", refs)
+
+
+def fund_programme(programme_id: int, budget_fen: int) -> Entry:
+    """The city's funding of a voucher programme: its whole pool becomes available."""
+    _positive(budget_fen, "a programme's budget")
+    return Entry("programme", f"programme:{programme_id}:fund",
+                 (Posting(voucher_available(programme_id), budget_fen),
+                  Posting(voucher_budget(programme_id), -budget_fen)),
+                 f"voucher programme {programme_id} funded", {"programme_id": programme_id})
+
+
+def grant(programme_id: int, grant_id: int, tenant_id: int, amount_fen: int) -> Entry:
+    """A grant committed from the programme's pool."""
+    _positive(amount_fen, "a grant")
+    return Entry("grant", f"grant:{grant_id}",
+                 (Posting(voucher_available(programme_id), -amount_fen),
+                  Posting(voucher_grant(programme_id, grant_id), amount_fen)),
+                 f"grant {grant_id} to tenant {tenant_id}",
+                 {"programme_id": programme_id, "grant_id": grant_id, "tenant_id": tenant_id})
+
+
+def expiry(programme_id: int, grant_id: int, unspent_fen: int) -> Entry:
+    """An expired grant's unspent part goes back to the pool."""
+    _positive(unspent_fen, "an expiry")
+    return Entry("expiry", f"expiry:grant:{grant_id}",
+                 (Posting(voucher_grant(programme_id, grant_id), -unspent_fen),
+                  Posting(voucher_available(programme_id), unspent_fen)),
+                 f"grant {grant_id} expired", {"programme_id": programme_id, "grant_id": grant_id})
+
+
+def clawback(redemption_id: int, programme_id: int, tenant_id: int, amount_fen: int) -> Entry:
+    """An improper redemption taken back: the money returns to the programme's pool, the city no
+    longer owes it, and the tenant owes it instead."""
+    _positive(amount_fen, "a clawback")
+    return Entry("clawback", f"clawback:redemption:{redemption_id}",
+                 (Posting(voucher_paid(programme_id), -amount_fen),
+                  Posting(voucher_available(programme_id), amount_fen),
+                  Posting(city_receivable(programme_id), -amount_fen),
+                  Posting(tenant_receivable(tenant_id), amount_fen)),
+                 f"redemption {redemption_id} clawed back",
+                 {"programme_id": programme_id, "tenant_id": tenant_id, "redemption_id": redemption_id})
+
+
+def claim(claim_id: int, voucher: VoucherPart, tenant_id: int) -> Entry:
+    """A post-hoc (奖补) subsidy on fees already paid: the grant pays it to the tenant's prepaid
+    balance."""
+    _positive(voucher.amount_fen, "a claim")
+    return Entry("claim", f"claim:{claim_id}",
+                 (*_redeem(voucher), Posting(tenant_prepaid(tenant_id), -voucher.amount_fen)),
+                 f"subsidy claim {claim_id}",
+                 {"programme_id": voucher.programme_id, "grant_id": voucher.grant_id,
+                  "tenant_id": tenant_id, "claim_id": claim_id})
+
+
+def center_payout(center_id: int, month: str, amount_fen: int) -> Entry:
+    """The platform pays a center what a month's statement says it owes."""
+    _positive(amount_fen, "a payout")
+    return Entry("payout", f"payout:center:{center_id}:{month}",
+                 (Posting(center_payable(center_id), amount_fen), Posting(PLATFORM_CASH, -amount_fen)),
+                 f"center {center_id} paid for {month}", {"center_id": center_id})
+
+
+def city_payment(programme_id: int, month: str, amount_fen: int) -> Entry:
+    """The city pays the platform a month's voucher redemptions."""
+    _positive(amount_fen, "a city payment")
+    return Entry("city_payment", f"citypay:{programme_id}:{month}",
+                 (Posting(PLATFORM_CASH, amount_fen), Posting(city_receivable(programme_id), -amount_fen)),
+                 f"city paid programme {programme_id} for {month}", {"programme_id": programme_id})

@@ -110,6 +110,8 @@ def _add_pool(s: Session, p: Platform, center: m.Center, pool: PoolInput) -> m.P
     row.device_kind = DeviceKind(pool.device_kind).value
     s.add(row)
     s.flush()
+    s.add(m.PriceList(pool_id=row.id, price_fen_per_unit_hour=row.price_fen_per_unit_hour,
+                      valid_from=row.created_at, note="initial", created_at=row.created_at))
     return row
 
 
@@ -180,7 +182,7 @@ def get_center(p: Platform, actor: Principal, center_id: int) -> m.Center:
         return center
 
 
-def _managed_center(p: Platform, actor: Principal, center_id: int) -> m.Center:
+def managed_center(p: Platform, actor: Principal, center_id: int) -> m.Center:
     """A center the actor may change: any for a platform admin, its own for an operator."""
     center = get_center(p, actor, center_id)
     if not (
@@ -192,7 +194,7 @@ def _managed_center(p: Platform, actor: Principal, center_id: int) -> m.Center:
 
 
 def add_pool(p: Platform, actor: Principal, center_id: int, pool: PoolInput) -> m.Pool:
-    center = _managed_center(p, actor, center_id)
+    center = managed_center(p, actor, center_id)
     with p.db.session() as s:
         row = s.get(m.Center, center.id)
         assert row is not None
@@ -204,7 +206,7 @@ def add_pool(p: Platform, actor: Principal, center_id: int, pool: PoolInput) -> 
 def set_center_status(
     p: Platform, actor: Principal, center_id: int, status: CenterStatus, reason: str = ""
 ) -> m.Center:
-    center = _managed_center(p, actor, center_id)
+    center = managed_center(p, actor, center_id)
     with p.db.session() as s:
         row = s.get(m.Center, center.id)
         assert row is not None

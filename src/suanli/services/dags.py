@@ -25,6 +25,7 @@ from . import jobs as jobsvc
 from .auth import Principal, principal_of
 from .context import Platform
 from .jobs import JobInput
+from .ledger import admit
 
 STAGE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 MAX_STAGES = 100
@@ -94,14 +95,16 @@ def submit_dag(p: Platform, actor: Principal, name: str, stages: list[StageInput
         raise InvalidInput(f"a DAG has 1-{MAX_STAGES} stages", field="stages")
     order = _order(stages)
     now = p.clock.now()
+    holds: dict[str, int] = {}
     for i, st in enumerate(stages):
         try:
-            jobsvc.check_submission(p, st.job, now)
+            holds[st.name] = jobsvc.check_submission(p, st.job, now)
         except InvalidInput as exc:
             where = f"stages[{i}]" + (f".{exc.field}" if exc.field else "")
             raise type(exc)(f"stage {st.name!r}: {exc}", field=where, detail=exc.detail) from exc
     by_name = {st.name: st for st in stages}
     with p.db.session() as s:
+        admit(s, actor.tenant_id, sum(holds.values()), what=f"the DAG's {len(stages)} stages")
         dag = m.Dag(tenant_id=actor.tenant_id, user_id=actor.user_id, name=name.strip(),
                     stages=[{"name": n, "depends_on": list(by_name[n].depends_on),
                              "job": _job_spec(by_name[n].job)} for n in order],
@@ -111,7 +114,7 @@ def submit_dag(p: Platform, actor: Principal, name: str, stages: list[StageInput
         dag_id = dag.id
     for n in order:
         if not by_name[n].depends_on:
-            jobsvc.insert_job(p, actor, by_name[n].job, now, dag=(dag_id, n),
+            jobsvc.insert_job(p, actor, by_name[n].job, now, hold_fen=holds[n], dag=(dag_id, n),
                               reason=f"stage {n} of DAG {dag_id}, submitted by {actor.username}")
     return get_dag_row(p, actor, dag_id)
 
@@ -154,13 +157,14 @@ def _advance_one(p: Platform, dag: m.Dag) -> int:
         if name in jobs or not set(st["depends_on"]) <= done:
             continue
         job = _stage_job(st["job"])
-        try:
-            jobsvc.check_submission(p, job, now)
-        except InvalidInput as exc:  # e.g. its deadline can no longer be met
+        try:  # e.g. its deadline can no longer be met, or the tenant's money ran out
+            hold = jobsvc.check_submission(p, job, now)
+            jobsvc.insert_job(p, actor, job, now, hold_fen=hold, dag=(dag.id, name),
+                              reason=f"stage {name} of DAG {dag.id}: {', '.join(st['depends_on'])} "
+                              "completed")
+        except InvalidInput as exc:
             _settle(p, dag.id, "FAILED", f"stage {name} cannot be queued: {exc}", now)
             return queued
-        jobsvc.insert_job(p, actor, job, now, dag=(dag.id, name),
-                          reason=f"stage {name} of DAG {dag.id}: {', '.join(st['depends_on'])} completed")
         queued += 1
     return queued
 

@@ -19,10 +19,12 @@ from sqlalchemy import select
 from ..domain.credit_code import check_character
 from ..domain.enums import CenterKind, DeviceKind, Role
 from ..domain.errors import Unauthenticated
+from ..ledger.entries import deposit
 from ..store import models as m
 from .auth import authenticate, create_user, issue_token
 from .centers import CenterInput, PoolInput, create_center
 from .context import Platform
+from .ledger import post
 from .tenants import create_tenant
 
 CREDENTIAL_KEYS = ("platform_admin", "tenant_a", "tenant_b", "center_operator", "reviewer")
@@ -138,10 +140,15 @@ def credit_code(division: str, org: str) -> str:
 
 DEMO_TENANTS = {
     "tenant_a": dict(name="青岛海蓝智能科技有限公司", district="崂山区",
-                     credit_code=credit_code("370212", "MA3C5T8K2"), contact_name="Alice"),
+                     credit_code=credit_code("370212", "MA3C5T8K2"), contact_name="Alice",
+                     credit_limit_fen=5_000_000),
     "tenant_b": dict(name="青岛蓝海生物医药研究院有限公司", district="黄岛区",
-                     credit_code=credit_code("370211", "MA94XR6F3"), contact_name="Bob"),
+                     credit_code=credit_code("370211", "MA94XR6F3"), contact_name="Bob",
+                     credit_limit_fen=2_000_000),
 }
+
+
+DEMO_DEPOSITS = {"tenant_a": 20_000_000, "tenant_b": 5_000_000}  # ¥200,000 and ¥50,000
 
 
 def seed_demo(p: Platform) -> bool:
@@ -150,7 +157,10 @@ def seed_demo(p: Platform) -> bool:
         if s.scalar(select(m.Center.id).where(m.Center.slug == "qd-ai")) is not None:
             return False
     centers = {c.slug: create_center(p, None, c) for c in [*demo_centers(), local_center()]}
-    tenants = {k: create_tenant(p, None, **v) for k, v in DEMO_TENANTS.items()}
+    tenants = {k: create_tenant(p, None, **v) for k, v in DEMO_TENANTS.items()}  # type: ignore[arg-type]
+    with p.db.session() as s:  # their first bank transfers
+        for key, fen in DEMO_DEPOSITS.items():
+            post(s, deposit(tenants[key].id, fen, f"demo-{key}-opening"), p.clock.now())
     for key, (username, role, display) in DEMO_USERS.items():
         with p.db.session() as s:
             if s.scalar(select(m.User.id).where(m.User.username == username)) is not None:

@@ -23,22 +23,18 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..connectors import Capability, RunRequest, RunStatus
-from ..domain.enums import CenterStatus, Precision, RunState
+from ..domain.enums import CenterStatus, RunState
 from ..domain.errors import ConnectorError
 from ..domain.jobstate import JobState
-from ..domain.model import meter
-from ..ledger.entries import bill as ledger_bill
-from ..ledger.entries import tenant_prepaid
 from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
+from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
 from .dags import advance as advance_dags
 from .health import check_centers, fail_over
 from .jobs import transition
-from .ledger import balance as ledger_balance
-from .ledger import post as post_entry
 from .queueing import Quotas, fair_share_factors
 from .snapshot import pool_states, queued_jobs
 
@@ -194,6 +190,9 @@ class Engine:
         stats.finished = self.reconcile() + fail_over(self)
         if stats.finished:
             self._full_due = True  # capacity came back
+        with self.p.db.session() as s:
+            if stop_over_budget(s, self.p.clock.now()):
+                log.info("jobs stopped at their budget")
         self.push_cancels()
         advance_dags(self.p)  # stages whose parents completed join the queue
         t1 = time.perf_counter()
@@ -319,37 +318,17 @@ class Engine:
                            "requeue is off", now)
             return
         target = RUN_TO_JOB[state]
+        reason = run.reason
         if job.cancel_requested_at is not None and target is not JobState.COMPLETED:
             target = JobState.CANCELLED
-        transition(s, job, target, run.reason, run.ended_at)
+            if job.state_reason.startswith(BUDGET_STOP):
+                reason = job.state_reason
+        transition(s, job, target, reason, run.ended_at)
 
     def _meter(self, s: Session, job: m.Job, run: m.Run) -> None:
-        """Write the run's usage record (once: the unique run_id refuses a second one)."""
-        if s.scalar(select(m.UsageRecord.id).where(m.UsageRecord.run_id == run.id)):
-            return
-        pool = s.get(m.Pool, run.pool_id)
-        center = s.get(m.Center, run.center_id)
-        assert pool is not None and center is not None and run.started_at is not None
-        ended = run.ended_at or self.p.clock.now()
-        seconds = max(0, round((ended - run.started_at).total_seconds()))
-        fig = meter(pool.spec(), units=run.units, seconds=seconds,
-                    precision=Precision(job.precision), pue=center.pue)
-        s.add(
-            m.UsageRecord(
-                run_id=run.id, job_id=job.id, tenant_id=job.tenant_id, center_id=center.id,
-                pool_id=pool.id, units=run.units, started_at=run.started_at, ended_at=ended,
-                unit_seconds=fig.unit_seconds, precision=job.precision,
-                pflops_hours=fig.pflops_hours, energy_wh=fig.energy_wh, pue=center.pue,
-                price_fen_per_unit_hour=pool.price_fen_per_unit_hour,
-                amount_fen=fig.amount_fen, created_at=self.p.clock.now(),
-            )
-        )
-        s.flush()
-        # The bill, in the same database transaction as the usage record: both or neither.
-        prepaid = -ledger_balance(s, tenant_prepaid(job.tenant_id))
-        entry = ledger_bill(run.id, job.tenant_id, center.id, fig.amount_fen, prepaid)
-        if entry is not None:
-            post_entry(s, entry, self.p.clock.now())
+        """Meter and bill the run (once: billing skips a run already metered)."""
+        now = self.p.clock.now()
+        bill_runs(s, [finished_run(job, run, run.ended_at or now)], now)
 
     # -- cancels -----------------------------------------------------------------------------
     def push_cancels(self) -> None:

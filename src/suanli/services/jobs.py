@@ -18,6 +18,7 @@ from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
 from .auth import Principal
 from .context import Platform
+from .ledger import admit
 from .snapshot import pool_facts, pool_states, requirements_of
 
 MAX_COMMAND_ARGS = 1000
@@ -88,9 +89,12 @@ def _validate(data: JobInput, now: datetime) -> None:
             raise InvalidInput("deadline is in the past", field="deadline")
 
 
-def check_feasible(p: Platform, req: JobRequirements) -> list[dict[str, Any]]:
-    """Per-pool reasons; raises Infeasible when no pool of the network could ever run the job."""
+def check_feasible(p: Platform, req: JobRequirements) -> int:
+    """Raises Infeasible (with per-pool reasons) when no pool of the network could ever run the
+    job; else returns the most it may cost: its walltime on the priciest pool that could run it,
+    capped by its budget (what admission holds against the tenant's money)."""
     report: list[dict[str, Any]] = []
+    worst = 0
 
     def build() -> list[Any]:
         with p.db.session() as s:
@@ -99,11 +103,14 @@ def check_feasible(p: Platform, req: JobRequirements) -> list[dict[str, Any]]:
     for st in p.cached("pool_facts", build):
         reasons = static_reasons(req, st)
         report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
+        if not reasons:
+            cost = -(-req.resources.units * req.walltime_s * st.spec.price_fen_per_unit_hour // 3600)
+            worst = max(worst, cost)
     if not any(not r["reasons"] for r in report):
         raise Infeasible(
             "no pool in the network can ever run this job", field="resources", detail=report
         )
-    return report
+    return worst if req.budget_fen is None else min(worst, req.budget_fen)
 
 
 def queued_backlog(s: Session) -> dict[int, float]:
@@ -168,13 +175,13 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
-    check_submission(p, data, now)
-    return insert_job(p, actor, data, now)
+    hold = check_submission(p, data, now)
+    return insert_job(p, actor, data, now, hold_fen=hold)
 
 
-def check_submission(p: Platform, data: JobInput, now: datetime) -> None:
+def check_submission(p: Platform, data: JobInput, now: datetime) -> int:
     """Everything a job must pass before it is queued: valid fields, a pool that could ever run
-    it, and its budget and deadline."""
+    it, and its budget and deadline. Returns the most it may cost (see `check_feasible`)."""
     _validate(data, now)
     if (data.data_site is None) != (data.data_gb is None):
         raise InvalidInput("give data_site and data_gb together", field="data_site")
@@ -185,14 +192,16 @@ def check_submission(p: Platform, data: JobInput, now: datetime) -> None:
             if s.scalar(select(m.Center.id).where(m.Center.slug == data.data_site)) is None:
                 raise InvalidInput(f"data_site {data.data_site!r} is not a center", field="data_site")
     req = data.requirements()
-    check_feasible(p, req)
+    hold = check_feasible(p, req)
     if req.deadline is not None or req.budget_fen is not None:
         check_deadline_and_budget(p, req, now)
+    return hold
 
 
-def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *,
+def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,
                dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
-    """Queue a checked job (`dag`: the DAG and stage it belongs to)."""
+    """Queue a checked job (`dag`: the DAG and stage it belongs to), if the tenant's money covers
+    `hold_fen`, its cost estimate (else PaymentRequired)."""
     assert actor.tenant_id is not None
     values: dict[str, Any] = dict(
         tenant_id=actor.tenant_id,
@@ -221,9 +230,11 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *,
         data_gb=data.data_gb,
         dag_id=dag[0] if dag else None,
         dag_stage=dag[1] if dag else None,
+        hold_fen=hold_fen,
     )
     # Core inserts, not the ORM unit of work: submission is the hottest write path.
     with p.db.session() as s:
+        admit(s, actor.tenant_id, hold_fen)
         job_id = s.execute(_INSERT_JOB, values).scalar_one()
         s.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
                                   "to_state": "QUEUED",

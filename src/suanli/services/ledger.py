@@ -3,20 +3,27 @@ sums of postings, and the trial balance (every account's balance; together they 
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Role
-from ..domain.errors import Conflict, InvalidInput, NotFound
+from ..domain.errors import Conflict, InvalidInput, NotFound, PaymentRequired
+from ..domain.money import yuan
 from ..ledger import Entry, Posting, check
 from ..ledger.entries import LedgerError, deposit, reversal, tenant_prepaid, tenant_receivable
 from ..store import models as m
+from . import audit
 from .auth import Principal
 from .context import Platform
+
+CHUNK = 500
+MAX_CREDIT_FEN = 10**12  # ten billion yuan
 
 
 def _account_id(s: Session, code: str, now: datetime) -> int:
@@ -35,51 +42,120 @@ def _account_id(s: Session, code: str, now: datetime) -> int:
         return found
 
 
-def _postings_of(s: Session, tx_id: int) -> list[Posting]:
-    rows = s.execute(select(m.LedgerAccount.code, m.LedgerPosting.amount_fen)
-                     .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerPosting.account_id)
-                     .where(m.LedgerPosting.transaction_id == tx_id).order_by(m.LedgerPosting.id))
-    return [Posting(code, amount) for code, amount in rows]
+def _postings_of(s: Session, tx_ids: list[int]) -> dict[int, list[Posting]]:
+    out: dict[int, list[Posting]] = {i: [] for i in tx_ids}
+    for i in range(0, len(tx_ids), CHUNK):
+        rows = s.execute(select(m.LedgerPosting.transaction_id, m.LedgerAccount.code,
+                                m.LedgerPosting.amount_fen)
+                         .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerPosting.account_id)
+                         .where(m.LedgerPosting.transaction_id.in_(tx_ids[i:i + CHUNK]))
+                         .order_by(m.LedgerPosting.id))
+        for tx_id, code, amount in rows:
+            out[tx_id].append(Posting(code, amount))
+    return out
 
 
-def post(s: Session, entry: Entry, now: datetime, *, reverses_id: int | None = None) -> int:
-    """Write the entry in the caller's transaction, or find it if its key was posted already
-    (then it must be the same entry). Returns the transaction's id."""
-    check(entry)
-    existing = s.scalar(select(m.LedgerTransaction.id).where(m.LedgerTransaction.key == entry.key))
-    if existing is not None:
-        if sorted(_postings_of(s, existing), key=lambda p: p.account) != sorted(
-                entry.postings, key=lambda p: p.account):
-            raise Conflict(f"ledger key {entry.key} was posted with other amounts")
-        return existing
-    tx = m.LedgerTransaction(kind=entry.kind, key=entry.key, at=now, memo=entry.memo[:500],
-                             refs=dict(entry.refs), reverses_id=reverses_id)
-    s.add(tx)
-    s.flush()
-    for p in entry.postings:
-        s.add(m.LedgerPosting(transaction_id=tx.id, account_id=_account_id(s, p.account, now),
-                              amount_fen=p.amount_fen))
-    s.flush()
-    return tx.id
+def _same(a: Iterable[Posting], b: Iterable[Posting]) -> bool:
+    return sorted((p.account, p.amount_fen) for p in a) == sorted((p.account, p.amount_fen) for p in b)
 
 
-def reverse(s: Session, tx_id: int, key: str, now: datetime, memo: str = "") -> int:
+def _account_ids(s: Session, codes: set[str], now: datetime) -> dict[str, int]:
+    ids: dict[str, int] = {}
+    todo = sorted(codes)
+    for i in range(0, len(todo), CHUNK):
+        ids.update(s.execute(select(m.LedgerAccount.code, m.LedgerAccount.id)
+                             .where(m.LedgerAccount.code.in_(todo[i:i + CHUNK]))).all())
+    for code in todo:
+        if code not in ids:
+            ids[code] = _account_id(s, code, now)
+    return ids
+
+
+def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Principal | None = None,
+              reverses: dict[str, int] | None = None) -> list[int]:
+    """Write entries in the caller's transaction, each once: an entry whose key was posted
+    already is found instead (it must be the same entry, or Conflict). Every new transaction
+    moves its accounts' cached balances and appends its audit entry. Returns the transactions'
+    ids, in order."""
+    by_key: dict[str, Entry] = {}
+    for e in entries:
+        check(e)
+        if e.key in by_key and not _same(by_key[e.key].postings, e.postings):
+            raise Conflict(f"ledger key {e.key} was posted with other amounts")
+        by_key[e.key] = e
+    keys = list(by_key)
+    ids: dict[str, int] = {}
+    for i in range(0, len(keys), CHUNK):
+        ids.update(s.execute(select(m.LedgerTransaction.key, m.LedgerTransaction.id)
+                             .where(m.LedgerTransaction.key.in_(keys[i:i + CHUNK]))).all())
+    if ids:
+        posted = _postings_of(s, list(ids.values()))
+        for key, tx_id in ids.items():
+            if not _same(posted[tx_id], by_key[key].postings):
+                raise Conflict(f"ledger key {key} was posted with other amounts")
+    new = [e for k, e in by_key.items() if k not in ids]
+    if new:
+        reverses = reverses or {}
+        returned = s.execute(
+            insert(m.LedgerTransaction).returning(m.LedgerTransaction.key, m.LedgerTransaction.id,
+                                                  sort_by_parameter_order=True),
+            [{"kind": e.kind, "key": e.key, "at": now, "memo": e.memo[:500], "refs": dict(e.refs),
+              "reverses_id": reverses.get(e.key)} for e in new])
+        ids.update(returned.all())
+        accounts = _account_ids(s, {p.account for e in new for p in e.postings}, now)
+        deltas: dict[int, int] = defaultdict(int)
+        rows = []
+        for e in new:
+            for p in e.postings:
+                rows.append({"transaction_id": ids[e.key], "account_id": accounts[p.account],
+                             "amount_fen": p.amount_fen})
+                deltas[accounts[p.account]] += p.amount_fen
+        s.execute(insert(m.LedgerPosting), rows)
+        table = cast(Table, m.LedgerAccount.__table__)
+        s.execute(update(table).where(table.c.id == bindparam("aid"))
+                  .values(balance_fen=table.c.balance_fen + bindparam("delta")),
+                  [{"aid": a, "delta": d} for a, d in sorted(deltas.items()) if d])
+        audit.append(s, [audit.Action(f"ledger.{e.kind}", f"ledger:{e.key}",
+                                      audit.ledger_details(e.kind, ((p.account, p.amount_fen)
+                                                                    for p in e.postings)))
+                         for e in new], now, actor)
+    return [ids[e.key] for e in entries]
+
+
+def post(s: Session, entry: Entry, now: datetime, *, reverses_id: int | None = None,
+         actor: Principal | None = None) -> int:
+    """Write one entry (see `post_many`). Returns its transaction's id."""
+    return post_many(s, [entry], now, actor=actor,
+                     reverses={entry.key: reverses_id} if reverses_id else None)[0]
+
+
+def reverse(s: Session, tx_id: int, key: str, now: datetime, memo: str = "",
+            actor: Principal | None = None) -> int:
     """A correction: a new entry with every posting of `tx_id` negated."""
     tx = s.get(m.LedgerTransaction, tx_id)
     if tx is None:
         raise NotFound(f"no ledger transaction {tx_id}")
-    original = Entry(tx.kind, tx.key, tuple(_postings_of(s, tx_id)), tx.memo, dict(tx.refs or {}))
-    return post(s, reversal(original, key, memo), now, reverses_id=tx_id)
+    original = Entry(tx.kind, tx.key, tuple(_postings_of(s, [tx_id])[tx_id]), tx.memo, dict(tx.refs or {}))
+    return post(s, reversal(original, key, memo), now, reverses_id=tx_id, actor=actor)
 
 
 def balance(s: Session, code: str) -> int:
-    total = s.scalar(select(func.coalesce(func.sum(m.LedgerPosting.amount_fen), 0))
-                     .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerPosting.account_id)
-                     .where(m.LedgerAccount.code == code))
+    """An account's balance (its cached sum of postings; 0 for an account never posted to)."""
+    total = s.scalar(select(m.LedgerAccount.balance_fen).where(m.LedgerAccount.code == code))
     return int(total or 0)
 
 
+def balances_of(s: Session, codes: list[str]) -> dict[str, int]:
+    out = dict.fromkeys(codes, 0)
+    for i in range(0, len(codes), CHUNK):
+        out.update(s.execute(select(m.LedgerAccount.code, m.LedgerAccount.balance_fen)
+                             .where(m.LedgerAccount.code.in_(codes[i:i + CHUNK]))).all())
+    return out
+
+
 def balances(s: Session) -> dict[str, int]:
+    """Every account's balance as the sum of its postings (the truth the cache is checked
+    against)."""
     rows = s.execute(select(m.LedgerAccount.code, func.coalesce(func.sum(m.LedgerPosting.amount_fen), 0))
                      .join(m.LedgerPosting, m.LedgerPosting.account_id == m.LedgerAccount.id, isouter=True)
                      .group_by(m.LedgerAccount.code).order_by(m.LedgerAccount.code))
@@ -112,7 +188,7 @@ def record_deposit(p: Platform, actor: Principal, tenant_id: int, amount_fen: in
     with p.db.session() as s:
         if s.get(m.Tenant, tenant_id) is None:
             raise NotFound(f"no tenant {tenant_id}")
-        post(s, entry, p.clock.now())
+        post(s, entry, p.clock.now(), actor=actor)
     return tenant_account(p, actor, tenant_id)
 
 
@@ -136,5 +212,74 @@ def tenant_account(p: Platform, actor: Principal, tenant_id: int) -> dict[str, A
             .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerPosting.account_id)
             .where(m.LedgerTransaction.kind == "bill",
                    m.LedgerAccount.code.in_([tenant_prepaid(tenant_id), tenant_receivable(tenant_id)])))
+        money = spendable(s, tenant_id)
     return {"tenant_id": tenant_id, "prepaid_fen": prepaid, "owed_fen": owed,
-            "deposited_fen": int(deposited or 0), "billed_fen": int(billed or 0)}
+            "deposited_fen": int(deposited or 0), "billed_fen": int(billed or 0),
+            "credit_limit_fen": money["credit_limit_fen"], "held_fen": money["held_fen"],
+            "spendable_fen": money["spendable_fen"]}
+
+
+UNFINISHED = ("QUEUED", "PLACED", "RUNNING")
+
+
+def lock_tenant(s: Session, tenant_id: int) -> None:
+    """Serialize money decisions about one tenant (a row lock on PostgreSQL; on SQLite the write
+    lock, taken before anything is read)."""
+    s.execute(update(m.Tenant).where(m.Tenant.id == tenant_id)
+              .values(credit_limit_fen=m.Tenant.credit_limit_fen))
+
+
+def spendable(s: Session, tenant_id: int) -> dict[str, int]:
+    """What the tenant can still commit: prepaid + credit limit − owed − what its unfinished jobs
+    hold (each job's cost estimate less what it was billed already)."""
+    tenant = s.get(m.Tenant, tenant_id)
+    if tenant is None:
+        raise NotFound(f"no tenant {tenant_id}")
+    held_rows = dict(s.execute(select(m.Job.id, m.Job.hold_fen).where(
+        m.Job.tenant_id == tenant_id, m.Job.state.in_(UNFINISHED), m.Job.hold_fen > 0)).all())
+    billed: dict[int, int] = {}
+    ids = list(held_rows)
+    for i in range(0, len(ids), CHUNK):
+        billed.update(s.execute(select(m.UsageRecord.job_id, func.sum(m.UsageRecord.amount_fen))
+                                .where(m.UsageRecord.job_id.in_(ids[i:i + CHUNK]))
+                                .group_by(m.UsageRecord.job_id)).all())
+    held = sum(max(0, hold - int(billed.get(j) or 0)) for j, hold in held_rows.items())
+    money = balances_of(s, [tenant_prepaid(tenant_id), tenant_receivable(tenant_id)])
+    prepaid, owed = -money[tenant_prepaid(tenant_id)], money[tenant_receivable(tenant_id)]
+    credit = tenant.credit_limit_fen
+    return {"prepaid_fen": prepaid, "owed_fen": owed, "credit_limit_fen": credit, "held_fen": held,
+            "spendable_fen": prepaid + credit - owed - held}
+
+
+def admit(s: Session, tenant_id: int, need_fen: int, what: str = "the job") -> None:
+    """Refuse (402, with the numbers) a commitment the tenant's money does not cover. Call it in
+    the transaction that records the commitment, so two submissions cannot both spend the same
+    money."""
+    if need_fen <= 0:
+        return
+    lock_tenant(s, tenant_id)
+    a = spendable(s, tenant_id)
+    if need_fen > a["spendable_fen"]:
+        raise PaymentRequired(
+            f"{what} may cost up to {yuan(need_fen)} but tenant {tenant_id} can commit only "
+            f"{yuan(a['spendable_fen'])} (prepaid {yuan(a['prepaid_fen'])} + credit limit "
+            f"{yuan(a['credit_limit_fen'])} − owed {yuan(a['owed_fen'])} − held by unfinished jobs "
+            f"{yuan(a['held_fen'])}); deposit money or ask for a higher credit limit",
+            field="walltime_s", detail={**a, "need_fen": need_fen})
+
+
+def set_credit_limit(p: Platform, actor: Principal, tenant_id: int, credit_limit_fen: int) -> dict[str, Any]:
+    """How much a tenant may owe beyond its prepaid money (platform admin)."""
+    actor.require(Role.PLATFORM_ADMIN)
+    if type(credit_limit_fen) is not int or not 0 <= credit_limit_fen <= MAX_CREDIT_FEN:
+        raise InvalidInput(f"a credit limit is 0 to {MAX_CREDIT_FEN} fen", field="credit_limit_fen")
+    now = p.clock.now()
+    with p.db.session() as s:
+        tenant = s.get(m.Tenant, tenant_id)
+        if tenant is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        before = tenant.credit_limit_fen
+        tenant.credit_limit_fen = credit_limit_fen
+        audit.record(s, "tenant.credit_limit", f"tenant:{tenant_id}",
+                     {"from_fen": before, "to_fen": credit_limit_fen}, now, actor)
+    return tenant_account(p, actor, tenant_id)

@@ -23,6 +23,7 @@ def create_tenant(
     contact_name: str = "",
     contact_email: str = "",
     contact_phone: str = "",
+    credit_limit_fen: int = 0,
 ) -> m.Tenant:
     if actor is not None:
         actor.require(Role.PLATFORM_ADMIN)
@@ -30,6 +31,8 @@ def create_tenant(
     if not name:
         raise InvalidInput("tenant name must not be empty", field="name")
     code = validate_credit_code(credit_code)
+    if not 0 <= credit_limit_fen <= 10**12:
+        raise InvalidInput("a credit limit is 0 to 10^12 fen", field="credit_limit_fen")
     with p.db.session() as s:
         if s.scalar(select(m.Tenant.id).where(m.Tenant.credit_code == code)) is not None:
             raise Conflict(f"a tenant with credit code {code} exists", field="credit_code")
@@ -42,6 +45,7 @@ def create_tenant(
             contact_name=contact_name,
             contact_email=contact_email,
             contact_phone=contact_phone,
+            credit_limit_fen=credit_limit_fen,
             created_at=p.clock.now(),
         )
         s.add(tenant)

@@ -113,6 +113,11 @@ class Tenant(Base):
     contact_email: Mapped[str] = mapped_column(String(200), default="")
     contact_phone: Mapped[str] = mapped_column(String(40), default="")
     created_at: Mapped[datetime]
+    # What the tenant may owe beyond its prepaid money (admission checks against both).
+    credit_limit_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Frozen by an auditor: it can neither apply for nor redeem vouchers until unfrozen.
+    frozen_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    frozen_reason: Mapped[str] = mapped_column(String(500), default="")
 
 
 class TenantQuota(Base):
@@ -200,6 +205,8 @@ class Job(Base):
     dag_stage: Mapped[str | None] = mapped_column(String(64), nullable=True)
     data_site: Mapped[str | None] = mapped_column(String(64), nullable=True)
     data_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The most the job may still cost, held against the tenant's money while it is not finished.
+    hold_fen: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class Dag(Base):
@@ -272,7 +279,8 @@ class Run(Base):
 
 class UsageRecord(Base):
     __tablename__ = "usage_records"
-    __table_args__ = (Index("ix_usage_tenant_id_id", "tenant_id", "id"),)
+    __table_args__ = (Index("ix_usage_tenant_id_id", "tenant_id", "id"),
+                      Index("ix_usage_ended_at", "ended_at"))
 
     id: Mapped[int] = mapped_column(primary_key=True)
     # One record per run, enforced by the database: a run is metered exactly once.
@@ -300,6 +308,9 @@ class LedgerAccount(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     code: Mapped[str] = mapped_column(String(120), unique=True)
     created_at: Mapped[datetime]
+    # The sum of the account's postings, kept in the same transaction as each posting (a cache
+    # that `audit verify` and the trial balance check against the postings themselves).
+    balance_fen: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class LedgerTransaction(Base):
@@ -323,6 +334,189 @@ class LedgerPosting(Base):
     transaction_id: Mapped[int] = mapped_column(ForeignKey("ledger_transactions.id"), index=True)
     account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
+
+
+class PriceList(Base):
+    """A pool's price from `valid_from` until the next version's: runs are billed at the price
+    valid when they started."""
+
+    __tablename__ = "price_lists"
+    __table_args__ = (UniqueConstraint("pool_id", "valid_from", name="uq_price_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    pool_id: Mapped[int] = mapped_column(ForeignKey("pools.id"), index=True)
+    price_fen_per_unit_hour: Mapped[int] = mapped_column(BigInteger)
+    valid_from: Mapped[datetime]
+    note: Mapped[str] = mapped_column(String(200), default="")
+    created_at: Mapped[datetime]
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class VoucherProgramme(Base):
+    """A year's compute-voucher programme: its pool, mode, and versioned rules."""
+
+    __tablename__ = "voucher_programmes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    year: Mapped[int] = mapped_column(Integer)
+    budget_fen: Mapped[int] = mapped_column(BigInteger)
+    mode: Mapped[str] = mapped_column(String(16))  # point_of_sale | post_hoc
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    rules_version: Mapped[int] = mapped_column(Integer, default=1)
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | closed
+    created_at: Mapped[datetime]
+
+
+class VoucherRules(Base):
+    """One version of a programme's rules (never edited: a change is a new version)."""
+
+    __tablename__ = "voucher_rules"
+    __table_args__ = (UniqueConstraint("programme_id", "version", name="uq_voucher_rules_version"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("voucher_programmes.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    rules: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime]
+    created_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class VoucherApplication(Base):
+    __tablename__ = "voucher_applications"
+    __table_args__ = (Index("ix_voucher_applications_programme_state", "programme_id", "state"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("voucher_programmes.id"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    requested_fen: Mapped[int] = mapped_column(BigInteger)
+    planned_spend_fen: Mapped[int] = mapped_column(BigInteger)
+    planned_use: Mapped[str] = mapped_column(String(2000))
+    state: Mapped[str] = mapped_column(String(16))  # pending | approved | partly_approved | rejected
+    approved_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    reviewer_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    reviewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    created_at: Mapped[datetime]
+
+
+class VoucherGrant(Base):
+    __tablename__ = "voucher_grants"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("voucher_programmes.id"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    application_id: Mapped[int] = mapped_column(ForeignKey("voucher_applications.id"), unique=True)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    granted_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    state: Mapped[str] = mapped_column(String(16), default="active")  # active | expired
+    expired_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class VoucherClaim(Base):
+    """A post-hoc (奖补) claim: the subsidy on fees a tenant paid in one settlement period."""
+
+    __tablename__ = "voucher_claims"
+    __table_args__ = (UniqueConstraint("grant_id", "period", name="uq_voucher_claim_period"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("voucher_grants.id"))
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    period: Mapped[str] = mapped_column(String(16))  # 2026-11 or 2026-Q4
+    runs: Mapped[int] = mapped_column(Integer)
+    fees_fen: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    ledger_tx_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime]
+
+
+class VoucherRedemption(Base):
+    """The voucher's part of one run's bill. One per run, enforced by the database: no run is
+    subsidised twice."""
+
+    __tablename__ = "voucher_redemptions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), unique=True)
+    grant_id: Mapped[int] = mapped_column(ForeignKey("voucher_grants.id"), index=True)
+    programme_id: Mapped[int] = mapped_column(ForeignKey("voucher_programmes.id"), index=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    center_id: Mapped[int] = mapped_column(ForeignKey("centers.id"))
+    claim_id: Mapped[int | None] = mapped_column(ForeignKey("voucher_claims.id"), nullable=True)
+    bill_fen: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    ratio_bp: Mapped[int] = mapped_column(Integer)
+    rules_version: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime]
+    clawed_back_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    clawback_reason: Mapped[str] = mapped_column(String(500), default="")
+
+
+class RelatedParty(Base):
+    """A declared relation between a tenant and a center (an owner, a subsidiary): vouchers are
+    never redeemed on runs at a related center."""
+
+    __tablename__ = "related_parties"
+    __table_args__ = (UniqueConstraint("tenant_id", "center_id", name="uq_related_party"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    center_id: Mapped[int] = mapped_column(ForeignKey("centers.id"))
+    relation: Mapped[str] = mapped_column(String(200))
+    declared_at: Mapped[datetime]
+    declared_by: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Statement(Base):
+    """A monthly statement: per center (what the platform pays it) or per tenant (the invoice)."""
+
+    __tablename__ = "statements"
+    __table_args__ = (UniqueConstraint("month", "party", "party_id", name="uq_statement"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    month: Mapped[str] = mapped_column(String(7))  # 2026-11
+    party: Mapped[str] = mapped_column(String(8))  # center | tenant
+    party_id: Mapped[int] = mapped_column(Integer)
+    runs: Mapped[int] = mapped_column(Integer)
+    unit_seconds: Mapped[int] = mapped_column(BigInteger)
+    pflops_hours: Mapped[float] = mapped_column(Float)
+    gross_fen: Mapped[int] = mapped_column(BigInteger)
+    voucher_fen: Mapped[int] = mapped_column(BigInteger)
+    adjustments_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    net_fen: Mapped[int] = mapped_column(BigInteger)
+    ledger_tx_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime]
+
+
+class AuditEntry(Base):
+    """The tamper-evident log: each entry's hash covers its fields and the previous entry's hash."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime]
+    actor_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    subject: Mapped[str] = mapped_column(String(200))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class AuditHead(Base):
+    """One row: the last entry of the audit log (locking it serializes appends; deleting the
+    log's tail directly in the database no longer matches it)."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    last_id: Mapped[int] = mapped_column(Integer, default=0)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    entries: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 __all__ = [

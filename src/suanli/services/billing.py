@@ -1,0 +1,262 @@
+"""Billing: every finished run is metered, priced at its pool's price valid when the run started,
+capped at what is left of its job's budget, partly paid by a voucher grant (point of sale: 算力券
+at billing time) and posted — usage record, bill, redemption and audit entries in one database
+transaction, once per run (the unique run_id of the usage record and of the redemption, and the
+ledger key `bill:run:<id>`, make retries and restarts harmless).
+
+`bill_runs` takes a batch: the engine passes the runs it closes, the benchmark a million.
+Concurrent billers serialize per tenant (its row is locked first) and per grant (locked before
+its remainder is read), so a grant is never overspent and a prepaid balance never drawn twice.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from ..domain.enums import Precision
+from ..domain.model import meter
+from ..ledger.entries import VoucherPart, tenant_prepaid, voucher_grant
+from ..ledger.entries import bill as ledger_bill
+from ..store import models as m
+from ..vouchers import Rules, subsidy
+from .ledger import CHUNK, balances_of, post_many
+
+
+@dataclass(frozen=True, slots=True)
+class FinishedRun:
+    run_id: int
+    job_id: int
+    tenant_id: int
+    center_id: int
+    pool_id: int
+    units: int
+    started_at: datetime
+    ended_at: datetime
+    precision: Precision
+    budget_fen: int | None = None
+
+
+def finished_run(job: m.Job, run: m.Run, ended: datetime) -> FinishedRun:
+    assert run.started_at is not None
+    return FinishedRun(run.id, job.id, job.tenant_id, run.center_id, run.pool_id, run.units,
+                       run.started_at, max(ended, run.started_at), Precision(job.precision),
+                       job.budget_fen)
+
+
+@dataclass(frozen=True, slots=True)
+class Billed:
+    run_id: int
+    amount_fen: int
+    voucher_fen: int
+
+
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
+
+
+def price_versions(s: Session, pool_ids: list[int]) -> dict[int, tuple[list[datetime], list[int]]]:
+    """Each pool's price list: (valid_from ascending, price) for bisecting."""
+    rows: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
+    for ids in _chunks(sorted(set(pool_ids))):
+        for pool_id, valid_from, price in s.execute(
+                select(m.PriceList.pool_id, m.PriceList.valid_from, m.PriceList.price_fen_per_unit_hour)
+                .where(m.PriceList.pool_id.in_(ids)).order_by(m.PriceList.valid_from)):
+            rows[pool_id].append((valid_from, price))
+    return {k: ([a for a, _ in v], [b for _, b in v]) for k, v in rows.items()}
+
+
+def price_at(versions: tuple[list[datetime], list[int]] | None, at: datetime, fallback: int) -> int:
+    """The price valid at `at`: the newest version that started at or before it."""
+    if not versions:
+        return fallback
+    i = bisect.bisect_right(versions[0], at) - 1
+    return versions[1][max(i, 0)]
+
+
+@dataclass
+class _Grant:
+    id: int
+    programme_id: int
+    tenant_id: int
+    expires_at: datetime
+    rules: Rules
+    rules_version: int
+    left: int
+
+
+class _Vouchers:
+    """The point-of-sale grants that may pay the batch's bills, locked and with their remainders."""
+
+    def __init__(self, s: Session, tenant_ids: list[int], now: datetime) -> None:
+        self.by_tenant: dict[int, list[_Grant]] = defaultdict(list)
+        self.related: set[tuple[int, int]] = set()
+        self.cap_used: dict[tuple[int, int], int] = defaultdict(int)
+        frozen: set[int] = set()
+        grants: list[tuple[m.VoucherGrant, m.VoucherProgramme]] = []
+        for ids in _chunks(tenant_ids):
+            frozen |= set(s.scalars(select(m.Tenant.id).where(m.Tenant.id.in_(ids),
+                                                               m.Tenant.frozen_at.is_not(None))))
+            grants += s.execute(
+                select(m.VoucherGrant, m.VoucherProgramme)
+                .join(m.VoucherProgramme, m.VoucherProgramme.id == m.VoucherGrant.programme_id)
+                .where(m.VoucherGrant.tenant_id.in_(ids), m.VoucherGrant.state == "active",
+                       m.VoucherGrant.expires_at > now, m.VoucherProgramme.mode == "point_of_sale",
+                       m.VoucherProgramme.status == "open")).all()
+        grants = [(g, prog) for g, prog in grants if g.tenant_id not in frozen]
+        if not grants:
+            return
+        grant_ids = sorted(g.id for g, _ in grants)
+        for ids in _chunks(grant_ids):  # lock before reading what is left
+            s.execute(update(m.VoucherGrant).where(m.VoucherGrant.id.in_(ids))
+                      .values(state=m.VoucherGrant.state))
+        left = balances_of(s, [voucher_grant(prog.id, g.id) for g, prog in grants])
+        rules = _current_rules(s, {prog.id: prog.rules_version for _, prog in grants})
+        for g, prog in sorted(grants, key=lambda gp: (gp[0].expires_at, gp[0].id)):
+            self.by_tenant[g.tenant_id].append(_Grant(
+                g.id, prog.id, g.tenant_id, g.expires_at, rules[prog.id], prog.rules_version,
+                left[voucher_grant(prog.id, g.id)]))
+        tenants = sorted(self.by_tenant)
+        for ids in _chunks(tenants):
+            self.related |= set(s.execute(select(m.RelatedParty.tenant_id, m.RelatedParty.center_id)
+                                          .where(m.RelatedParty.tenant_id.in_(ids))).all())
+            for tenant_id, programme_id, used in s.execute(
+                    select(m.VoucherRedemption.tenant_id, m.VoucherRedemption.programme_id,
+                           func.sum(m.VoucherRedemption.amount_fen))
+                    .where(m.VoucherRedemption.tenant_id.in_(ids),
+                           m.VoucherRedemption.clawed_back_at.is_(None))
+                    .group_by(m.VoucherRedemption.tenant_id, m.VoucherRedemption.programme_id)):
+                self.cap_used[(tenant_id, programme_id)] = int(used)
+
+    def part(self, run: FinishedRun, amount_fen: int, center_slug: str, domestic: bool,
+             device_kind: str) -> tuple[_Grant, int, int] | None:
+        """The grant that pays part of this bill, its ratio and amount (and spend it)."""
+        if (run.tenant_id, run.center_id) in self.related:
+            return None  # never on a center related to the tenant
+        for g in self.by_tenant.get(run.tenant_id, ()):
+            if g.left <= 0 or not g.rules.center_allowed(center_slug):
+                continue
+            ratio = g.rules.ratio_for(domestic=domestic, device_kind=device_kind, center=center_slug)
+            key = (run.tenant_id, g.programme_id)
+            v = subsidy(amount_fen, ratio, g.left, g.rules.tenant_cap_fen - self.cap_used[key])
+            if v > 0:
+                g.left -= v
+                self.cap_used[key] += v
+                return g, ratio, v
+        return None
+
+
+def _current_rules(s: Session, versions: dict[int, int]) -> dict[int, Rules]:
+    out: dict[int, Rules] = {}
+    for programme_id, version in versions.items():
+        data = s.scalar(select(m.VoucherRules.rules).where(
+            m.VoucherRules.programme_id == programme_id, m.VoucherRules.version == version))
+        out[programme_id] = Rules.from_dict(data or {})
+    return out
+
+
+def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed]:
+    """Meter, price and post each run not billed yet, in the caller's transaction."""
+    if not runs:
+        return []
+    tenant_ids = sorted({r.tenant_id for r in runs})
+    for ids in _chunks(tenant_ids):  # lock the tenants first: one biller per tenant at a time
+        s.execute(update(m.Tenant).where(m.Tenant.id.in_(ids)).values(credit_limit_fen=m.Tenant.credit_limit_fen))
+    run_ids = [r.run_id for r in runs]
+    done: set[int] = set()
+    for ids in _chunks(run_ids):
+        done |= set(s.scalars(select(m.UsageRecord.run_id).where(m.UsageRecord.run_id.in_(ids))))
+    todo = [r for r in runs if r.run_id not in done]
+    if not todo:
+        return []
+    pools = {p.id: p for ids in _chunks(sorted({r.pool_id for r in todo}))
+             for p in s.scalars(select(m.Pool).where(m.Pool.id.in_(ids)))}
+    centers = {c.id: c for ids in _chunks(sorted({r.center_id for r in todo}))
+               for c in s.scalars(select(m.Center).where(m.Center.id.in_(ids)))}
+    versions = price_versions(s, list(pools))
+    budgeted = sorted({r.job_id for r in todo if r.budget_fen is not None})
+    spent: dict[int, int] = defaultdict(int)
+    for ids in _chunks(budgeted):
+        spent.update(s.execute(select(m.UsageRecord.job_id, func.sum(m.UsageRecord.amount_fen))
+                               .where(m.UsageRecord.job_id.in_(ids))
+                               .group_by(m.UsageRecord.job_id)).all())
+    vouchers = _Vouchers(s, sorted({r.tenant_id for r in todo}), now)
+    held = balances_of(s, [tenant_prepaid(t) for t in tenant_ids])
+    prepaid = {t: -held[tenant_prepaid(t)] for t in tenant_ids}
+    usage: list[dict[str, Any]] = []
+    redemptions: list[dict[str, Any]] = []
+    entries = []
+    out = []
+    for r in todo:
+        pool, center = pools[r.pool_id], centers[r.center_id]
+        price = price_at(versions.get(r.pool_id), r.started_at, pool.price_fen_per_unit_hour)
+        spec = replace(pool.spec(), price_fen_per_unit_hour=price)
+        seconds = max(0, round((r.ended_at - r.started_at).total_seconds()))
+        fig = meter(spec, units=r.units, seconds=seconds, precision=r.precision, pue=center.pue)
+        amount = fig.amount_fen
+        if r.budget_fen is not None:  # the job is stopped at its budget; never billed beyond it
+            amount = min(amount, max(0, r.budget_fen - spent[r.job_id]))
+            spent[r.job_id] += amount
+        usage.append({"run_id": r.run_id, "job_id": r.job_id, "tenant_id": r.tenant_id,
+                      "center_id": r.center_id, "pool_id": r.pool_id, "units": r.units,
+                      "started_at": r.started_at, "ended_at": r.ended_at,
+                      "unit_seconds": fig.unit_seconds, "precision": r.precision.value,
+                      "pflops_hours": fig.pflops_hours, "energy_wh": fig.energy_wh, "pue": center.pue,
+                      "price_fen_per_unit_hour": price, "amount_fen": amount, "created_at": now})
+        found = vouchers.part(r, amount, center.slug, pool.domestic, pool.device_kind) if amount else None
+        part = None
+        if found is not None:
+            g, ratio, v = found
+            part = VoucherPart(g.programme_id, g.id, v)
+            redemptions.append({"run_id": r.run_id, "grant_id": g.id, "programme_id": g.programme_id,
+                                "tenant_id": r.tenant_id, "center_id": r.center_id, "bill_fen": amount,
+                                "amount_fen": v, "ratio_bp": ratio, "rules_version": g.rules_version,
+                                "at": now, "clawback_reason": ""})
+        entry = ledger_bill(r.run_id, r.tenant_id, r.center_id, amount, prepaid[r.tenant_id], part)
+        if entry is not None:
+            entries.append(entry)
+            own = amount - (part.amount_fen if part else 0)
+            prepaid[r.tenant_id] -= min(own, max(0, prepaid[r.tenant_id]))
+        out.append(Billed(r.run_id, amount, part.amount_fen if part else 0))
+    s.execute(insert(m.UsageRecord), usage)
+    if redemptions:
+        s.execute(insert(m.VoucherRedemption), redemptions)
+    post_many(s, entries, now)
+    return out
+
+
+BUDGET_STOP = "stopped at its budget"
+
+
+def stop_over_budget(s: Session, now: datetime) -> list[int]:
+    """Ask to stop every running job whose spending (its earlier attempts' bills and what the
+    current one has run up so far) reached its budget. Returns their ids."""
+    rows = s.execute(
+        select(m.Job, m.Run).join(m.Run, m.Run.id == m.Job.current_run_id)
+        .where(m.Job.state == "RUNNING", m.Job.budget_fen.is_not(None),
+               m.Job.cancel_requested_at.is_(None), m.Run.started_at.is_not(None))).all()
+    if not rows:
+        return []
+    job_ids = [j.id for j, _ in rows]
+    spent = dict(s.execute(select(m.UsageRecord.job_id, func.sum(m.UsageRecord.amount_fen))
+                           .where(m.UsageRecord.job_id.in_(job_ids)).group_by(m.UsageRecord.job_id)).all())
+    versions = price_versions(s, [r.pool_id for _, r in rows])
+    pools = {p.id: p.price_fen_per_unit_hour for p in s.scalars(
+        select(m.Pool).where(m.Pool.id.in_({r.pool_id for _, r in rows})))}
+    stopped = []
+    for job, run in rows:
+        assert run.started_at is not None and job.budget_fen is not None
+        price = price_at(versions.get(run.pool_id), run.started_at, pools[run.pool_id])
+        seconds = max(0, round((now - run.started_at).total_seconds()))
+        accrued = int(spent.get(job.id) or 0) + (run.units * seconds * price + 1800) // 3600
+        if accrued >= job.budget_fen:
+            job.cancel_requested_at = now
+            job.state_reason = f"{BUDGET_STOP} of {job.budget_fen} fen"
+            stopped.append(job.id)
+    return stopped
