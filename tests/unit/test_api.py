@@ -230,7 +230,8 @@ def test_ledger_over_the_api(api: tuple[TestClient, dict[str, str]]) -> None:
                                                      "reference": "wire-1"}, headers=admin)
     assert r.status_code == 201, r.text
     assert r.json()["prepaid_fen"] == opening + 123456
-    assert client.get(f"/api/v1/ledger/tenants/{tid}", headers=alice).json()["deposited_fen"] == opening + 123456
+    mine = client.get(f"/api/v1/ledger/tenants/{tid}", headers=alice).json()
+    assert mine["deposited_fen"] == opening + 123456
     assert client.get(f"/api/v1/ledger/tenants/{tid}", headers=bob).status_code == 404
     assert client.post("/api/v1/ledger/deposits", json={"tenant_id": tid, "amount_fen": 5,
                                                         "reference": "x"}, headers=alice).status_code == 403

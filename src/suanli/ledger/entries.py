@@ -240,8 +240,10 @@ def center_payout(center_id: int, month: str, amount_fen: int) -> Entry:
 
 
 def city_payment(programme_id: int, month: str, amount_fen: int) -> Entry:
-    """The city pays the platform a month's voucher redemptions."""
-    _positive(amount_fen, "a city payment")
+    """The city pays the platform a month's voucher redemptions (net of clawbacks; when those
+    exceed the redemptions, a negative amount: the platform refunds the city)."""
+    if type(amount_fen) is not int or amount_fen == 0:
+        raise LedgerError(f"a city payment is a non-zero number of fen, not {amount_fen!r}")
     return Entry("city_payment", f"citypay:{programme_id}:{month}",
                  (Posting(PLATFORM_CASH, amount_fen), Posting(city_receivable(programme_id), -amount_fen)),
                  f"city paid programme {programme_id} for {month}", {"programme_id": programme_id})

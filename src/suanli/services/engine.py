@@ -35,8 +35,10 @@ from .context import Platform
 from .dags import advance as advance_dags
 from .health import check_centers, fail_over
 from .jobs import transition
+from .prices import sync_current as sync_current_prices
 from .queueing import Quotas, fair_share_factors
 from .snapshot import pool_states, queued_jobs
+from .vouchers import expire_grants
 
 log = logging.getLogger("suanli.engine")
 
@@ -187,6 +189,7 @@ class Engine:
         if now_m - self._last_health >= self.p.settings.health_interval_s:
             self._last_health = now_m
             check_centers(self)
+            self.housekeeping()
         stats.finished = self.reconcile() + fail_over(self)
         if stats.finished:
             self._full_due = True  # capacity came back
@@ -206,6 +209,15 @@ class Engine:
                      stats.queued, stats.placed)
         self.last = stats
         return stats
+
+    def housekeeping(self) -> None:
+        """Money that moves with time: prices whose version became valid, grants that expired."""
+        with self.p.db.session() as s:
+            changed = sync_current_prices(s, self.p.clock.now())
+        if changed:
+            self.p.topology_changed()
+        if expire_grants(self.p):
+            log.info("voucher grants expired")
 
     # -- reconcile ---------------------------------------------------------------------------
     def reconcile(self) -> int:

@@ -1,0 +1,199 @@
+"""Monthly settlement: statements per center (what the platform pays it), per tenant (the invoice:
+gross, voucher, net) and per voucher programme (what the city pays the platform), with the
+payments posted to the ledger. Settling a month is idempotent: the statements are stored, and the
+payments' ledger keys name the month.
+
+What a month holds (UTC):
+- a center's statement: the runs that ended in the month — runs, unit-hours, P·h, the gross amount
+  billed, the part vouchers paid; the platform pays the center the gross amount.
+- a tenant's invoice: the same runs — gross, the point-of-sale voucher part, adjustments (voucher
+  money clawed back in the month, less post-hoc subsidies paid in it) and net = gross − voucher +
+  adjustments.
+- a programme's statement: redemptions made in the month less clawbacks in it; the city pays
+  (or, when negative, is refunded) that amount.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from ..domain.enums import Role
+from ..domain.errors import Conflict, InvalidInput, NotFound
+from ..ledger import entries as le
+from ..store import models as m
+from ..vouchers import RulesError, period_bounds
+from . import audit
+from .auth import Principal
+from .context import Platform
+from .ledger import post_many
+
+PARTIES = ("center", "tenant", "city")
+COLUMNS = ("month", "party", "party_id", "name", "runs", "unit_hours", "pflops_hours", "gross_fen",
+           "voucher_fen", "adjustments_fen", "net_fen")
+
+
+def month_bounds(month: str) -> tuple[datetime, datetime]:
+    if len(month) != 7:
+        raise InvalidInput(f"a month is written 2026-11, not {month!r}", field="month")
+    try:
+        return period_bounds(month)
+    except RulesError as exc:
+        raise InvalidInput(str(exc), field="month") from exc
+
+
+def _usage_by(s: Session, column: Any, start: datetime, end: datetime) -> dict[int, list[Any]]:
+    """runs, unit-seconds, P·h, gross and voucher part of the runs that ended in [start, end)."""
+    u = m.UsageRecord
+    in_month = and_(u.ended_at >= start, u.ended_at < end)
+    out: dict[int, list[Any]] = {}
+    for key, runs, us, ph, gross in s.execute(
+            select(column, func.count(u.id), func.sum(u.unit_seconds), func.sum(u.pflops_hours),
+                   func.sum(u.amount_fen)).where(in_month).group_by(column)):
+        out[key] = [int(runs), int(us or 0), float(ph or 0.0), int(gross or 0), 0]
+    r = m.VoucherRedemption
+    rcol = r.center_id if column is u.center_id else r.tenant_id
+    q = (select(rcol, func.sum(r.amount_fen)).join(u, u.run_id == r.run_id)
+         .where(in_month, r.clawed_back_at.is_(None)).group_by(rcol))
+    if column is u.tenant_id:
+        q = q.where(r.claim_id.is_(None))  # post-hoc subsidies are adjustments, not on the invoice
+    for key, v in s.execute(q):
+        if key in out:
+            out[key][4] = int(v or 0)
+    return out
+
+
+def _sum_by(s: Session, column: Any, amount: Any, *where: Any) -> dict[int, int]:
+    return {k: int(v or 0) for k, v in s.execute(select(column, func.sum(amount)).where(*where)
+                                                  .group_by(column))}
+
+
+def settle(p: Platform, actor: Principal, month: str) -> dict[str, Any]:
+    """Settle a month that is over (platform admin); again returns the stored statements."""
+    actor.require(Role.PLATFORM_ADMIN)
+    start, end = month_bounds(month)
+    now = p.clock.now()
+    if end > now:
+        raise Conflict(f"{month} is not over yet; settle it from {end.isoformat()}")
+    try:
+        with p.db.session() as s:
+            if s.scalar(select(m.Statement.id).where(m.Statement.month == month).limit(1)) is None:
+                _settle(s, month, start, end, now, actor)
+    except IntegrityError:
+        pass  # settled at the same moment by another request: read what it stored
+    return statements(p, actor, month)
+
+
+def _settle(s: Session, month: str, start: datetime, end: datetime, now: datetime,
+            actor: Principal) -> None:
+    u, r, c = m.UsageRecord, m.VoucherRedemption, m.VoucherClaim
+    rows: list[m.Statement] = []
+    paid_by: dict[int, le.Entry] = {}  # statement index -> its payment
+    for center_id, (runs, us, ph, gross, voucher) in sorted(_usage_by(s, u.center_id, start, end).items()):
+        rows.append(m.Statement(month=month, party="center", party_id=center_id, runs=runs,
+                                unit_seconds=us, pflops_hours=ph, gross_fen=gross, voucher_fen=voucher,
+                                adjustments_fen=0, net_fen=gross, created_at=now))
+        if gross > 0:
+            paid_by[len(rows) - 1] = le.center_payout(center_id, month, gross)
+    clawed = _sum_by(s, r.tenant_id, r.amount_fen, r.clawed_back_at >= start, r.clawed_back_at < end)
+    claimed = _sum_by(s, c.tenant_id, c.amount_fen, c.created_at >= start, c.created_at < end)
+    tenants = _usage_by(s, u.tenant_id, start, end)
+    for tenant_id in sorted(set(tenants) | set(clawed) | set(claimed)):
+        runs, us, ph, gross, voucher = tenants.get(tenant_id, [0, 0, 0.0, 0, 0])
+        adj = clawed.get(tenant_id, 0) - claimed.get(tenant_id, 0)
+        rows.append(m.Statement(month=month, party="tenant", party_id=tenant_id, runs=runs,
+                                unit_seconds=us, pflops_hours=ph, gross_fen=gross, voucher_fen=voucher,
+                                adjustments_fen=adj, net_fen=gross - voucher + adj, created_at=now))
+    redeemed = _sum_by(s, r.programme_id, r.amount_fen, r.at >= start, r.at < end)
+    runs_by = {k: int(n) for k, n in s.execute(select(r.programme_id, func.count(r.id))
+                                               .where(r.at >= start, r.at < end).group_by(r.programme_id))}
+    taken = _sum_by(s, r.programme_id, r.amount_fen, r.clawed_back_at >= start, r.clawed_back_at < end)
+    for programme_id in sorted(set(redeemed) | set(taken)):
+        v, back = redeemed.get(programme_id, 0), taken.get(programme_id, 0)
+        rows.append(m.Statement(month=month, party="city", party_id=programme_id,
+                                runs=runs_by.get(programme_id, 0), unit_seconds=0, pflops_hours=0.0,
+                                gross_fen=v, voucher_fen=v, adjustments_fen=-back, net_fen=v - back,
+                                created_at=now))
+        if v != back:
+            paid_by[len(rows) - 1] = le.city_payment(programme_id, month, v - back)
+    s.add_all(rows)
+    s.flush()
+    order = sorted(paid_by)
+    ids = post_many(s, [paid_by[i] for i in order], now, actor=actor) if order else []
+    for i, tx_id in zip(order, ids, strict=True):
+        rows[i].ledger_tx_id = tx_id
+    audit.record(s, "settlement", f"month:{month}",
+                 {"centers": sum(1 for x in rows if x.party == "center"),
+                  "tenants": sum(1 for x in rows if x.party == "tenant"),
+                  "gross_fen": sum(x.gross_fen for x in rows if x.party == "center"),
+                  "voucher_fen": sum(x.net_fen for x in rows if x.party == "city")}, now, actor)
+
+
+def _names(s: Session, party: str, ids: list[int]) -> dict[int, str]:
+    if not ids:
+        return {}
+    model: Any = {"center": m.Center, "tenant": m.Tenant, "city": m.VoucherProgramme}[party]
+    col = model.slug if party == "center" else model.name
+    return {int(k): str(v) for k, v in s.execute(select(model.id, col).where(model.id.in_(ids)))}
+
+
+def _view(st: m.Statement, name: str) -> dict[str, Any]:
+    return {"month": st.month, "party": st.party, "party_id": st.party_id, "name": name,
+            "runs": st.runs, "unit_hours": round(st.unit_seconds / 3600, 3),
+            "pflops_hours": round(st.pflops_hours, 6), "gross_fen": st.gross_fen,
+            "voucher_fen": st.voucher_fen, "adjustments_fen": st.adjustments_fen,
+            "net_fen": st.net_fen, "ledger_tx_id": st.ledger_tx_id, "created_at": st.created_at}
+
+
+def statements(p: Platform, actor: Principal, month: str, *, party: str | None = None,
+               party_id: int | None = None) -> dict[str, Any]:
+    """A settled month's statements. The platform's roles see all; a center operator its center's;
+    a tenant's users their invoice."""
+    month_bounds(month)
+    if party is not None and party not in PARTIES:
+        raise InvalidInput(f"party is one of {', '.join(PARTIES)}", field="party")
+    if actor.role.is_tenant:
+        party, party_id = "tenant", actor.tenant_id
+    elif actor.role is Role.CENTER_OPERATOR:
+        party, party_id = "center", actor.center_id
+    with p.db.session() as s:
+        q = select(m.Statement).where(m.Statement.month == month)
+        if party is not None:
+            q = q.where(m.Statement.party == party)
+        if party_id is not None:
+            q = q.where(m.Statement.party_id == party_id)
+        rows = list(s.scalars(q.order_by(m.Statement.party, m.Statement.party_id)))
+        settled = s.scalar(select(m.Statement.id).where(m.Statement.month == month).limit(1)) is not None
+        names: dict[tuple[str, int], str] = {}
+        by_party: dict[str, list[int]] = defaultdict(list)
+        for st in rows:
+            by_party[st.party].append(st.party_id)
+        for kind, ids in by_party.items():
+            names.update({(kind, k): v for k, v in _names(s, kind, ids).items()})
+    items = [_view(st, names.get((st.party, st.party_id), "")) for st in rows]
+    return {"month": month, "settled": settled, "items": items,
+            "totals": {k: sum(i[k] for i in items if i["party"] == "center")
+                       for k in ("runs", "gross_fen", "voucher_fen")}}
+
+
+def invoice(p: Platform, actor: Principal, month: str, tenant_id: int) -> dict[str, Any]:
+    found: list[dict[str, Any]] = statements(p, actor, month, party="tenant", party_id=tenant_id)["items"]
+    if not found or found[0]["party_id"] != tenant_id:
+        raise NotFound(f"no invoice for tenant {tenant_id} in {month} (settled months only)")
+    return found[0]
+
+
+def to_csv(items: list[dict[str, Any]]) -> str:
+    out = io.StringIO()
+    w = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    for item in items:
+        w.writerow(item)
+    return out.getvalue()
