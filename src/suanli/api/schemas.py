@@ -419,3 +419,67 @@ class ErrorBody(BaseModel):
     error: str
     field: str | None = None
     detail: Any = None
+
+
+# -- money: prices, credit, vouchers, settlement --------------------------------------------------
+
+Fen = Annotated[int, Field(ge=0, le=10**13)]
+PositiveFen = Annotated[int, Field(ge=1, le=10**13)]
+Reason = Annotated[str, Field(max_length=500)]
+Month = Annotated[str, Field(pattern=r"^\d{4}-\d{2}$", description="a month, e.g. 2026-11")]
+
+
+class PriceSet(Input):
+    price_fen_per_unit_hour: Annotated[int, Field(ge=0, le=10**9)]
+    valid_from: datetime | None = Field(default=None, description="default: now; never in the past")
+    note: Annotated[str, Field(max_length=200)] = ""
+
+
+class CreditLimitSet(Input):
+    credit_limit_fen: Annotated[int, Field(ge=0, le=10**12)]
+
+
+class ProgrammeCreate(Input):
+    name: Name
+    year: Annotated[int, Field(ge=2000, le=2999)]
+    budget_fen: PositiveFen = 2_000_000_000
+    mode: Annotated[str, Field(pattern="^(point_of_sale|post_hoc)$")] = "point_of_sale"
+    rules: dict[str, Any] | None = None
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+
+
+class RulesSet(Input):
+    rules: dict[str, Any]
+
+
+class ApplicationCreate(Input):
+    programme_id: Annotated[int, Field(ge=1, le=MAX_ID)]
+    requested_fen: PositiveFen
+    planned_spend_fen: PositiveFen
+    planned_use: Annotated[str, Field(min_length=1, max_length=2000)]
+
+
+class ReviewIn(Input):
+    decision: Annotated[str, Field(pattern="^(approve|reject)$")]
+    approved_fen: PositiveFen | None = None
+    reason: Reason = ""
+
+
+class ClaimIn(Input):
+    period: Annotated[str, Field(pattern=r"^\d{4}-(\d{2}|Q[1-4])$", description="2026-11 or 2026-Q4")]
+
+
+class ReasonIn(Input):
+    reason: Annotated[str, Field(min_length=1, max_length=500)]
+
+
+class RelatedPartyIn(Input):
+    center_id: Annotated[int, Field(ge=1, le=MAX_ID)]
+    relation: Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class SettleIn(Input):
+    month: Month
+    preview: bool = Field(default=False, description="compute the statements (any month so far) "
+                          "without storing or paying them")

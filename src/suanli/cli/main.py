@@ -15,7 +15,9 @@ from . import admin
 from .common import api_errors, cli_config_path, console, fail, load_cli_config
 from .jobs import dag_app, job_app
 from .money import bill_app
+from .settle import audit_app, settle
 from .simulate import simulate_app
+from .vouchers import voucher_app
 
 app = typer.Typer(
     help="suanli 算力 — the city compute network: centers, jobs, placement, metering.",
@@ -31,6 +33,9 @@ app.add_typer(job_app, name="job")
 app.add_typer(dag_app, name="dag")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(bill_app, name="bill")
+app.add_typer(voucher_app, name="voucher")
+app.add_typer(audit_app, name="audit")
+app.command("settle")(settle)
 app.command("capacity")(admin.capacity)
 app.command("usage")(admin.usage)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -14,15 +15,18 @@ from .format import yuan
 bill_app = typer.Typer(help="Money: tenants' balances, deposits, the ledger. 账务", no_args_is_help=True)
 
 
-def _fen(yuan_text: str) -> int:
+def fen_of(yuan_text: str, *, zero: bool = False) -> int:
     """'1234.56' yuan → 123456 fen, exactly (no floats)."""
     try:
-        value = Decimal(yuan_text.replace(",", "").replace("¥", ""))
+        value = Decimal(yuan_text.replace(",", "").replace("¥", "").strip())
     except InvalidOperation:
         fail(f"not an amount in yuan: {yuan_text!r}")
     fen = value * 100
-    if fen != fen.to_integral_value() or fen <= 0:
-        fail(f"an amount is positive with at most 2 decimals (fen), not {yuan_text!r}")
+    if not fen.is_finite() or fen != fen.to_integral_value() or fen < 0 or (fen == 0 and not zero):
+        fail(f"an amount is {'0 or more' if zero else 'positive'} with at most 2 decimals (fen), "
+             f"not {yuan_text!r}")
+    if fen > 10**15:
+        fail(f"{yuan_text} yuan is out of range")
     return int(fen)
 
 
@@ -32,6 +36,9 @@ def _account_table(a: dict[str, Any]) -> Table:
     t.add_row("owed 欠款", yuan(a["owed_fen"]))
     t.add_row("deposited 累计充值", yuan(a["deposited_fen"]))
     t.add_row("billed 累计消费", yuan(a["billed_fen"]))
+    t.add_row("credit limit 信用额度", yuan(a.get("credit_limit_fen")))
+    t.add_row("held 冻结(未完成作业)", yuan(a.get("held_fen")))
+    t.add_row("spendable 可用", yuan(a.get("spendable_fen")))
     return t
 
 
@@ -50,7 +57,7 @@ def deposit(tenant: int = typer.Argument(..., help="tenant id"),
             reference: str = typer.Option(..., help="the payment's reference (makes it idempotent)"),
             output: Output = OutputOpt) -> None:
     """Record money a tenant paid in (platform admin)."""
-    fen = _fen(amount)
+    fen = fen_of(amount)
     data = run(lambda c: c.deposit(tenant, fen, reference))
     if output is Output.json:
         return emit_json(data)
@@ -70,3 +77,73 @@ def trial_balance(output: Output = OutputOpt) -> None:
         t.add_row(a["account"], yuan(a["balance_fen"]))
     t.add_row("[bold]total[/]", f"[bold]{yuan(data['total_fen'])}[/]")
     console.print(t)
+
+
+@bill_app.command("credit")
+def credit(tenant: int = typer.Argument(..., help="tenant id"),
+           amount: str = typer.Option(..., "--yuan", help="the credit limit in yuan (0: prepaid only)"),
+           output: Output = OutputOpt) -> None:
+    """Set what a tenant may owe beyond its prepaid money (platform admin)."""
+    fen = fen_of(amount, zero=True)
+    data = run(lambda c: c.set_credit_limit(tenant, fen))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(_account_table(data))
+
+
+@bill_app.command("prices")
+def prices(pool: int = typer.Argument(..., help="pool id"), output: Output = OutputOpt) -> None:
+    """A pool's price list: every version and when it is valid from."""
+    data = run(lambda c: c.list_prices(pool))
+    if output is Output.json:
+        return emit_json(data)
+    t = Table(title=f"pool {pool} price list 价目表")
+    for col in ("valid from", "per unit-hour", "note"):
+        t.add_column(col)
+    for v in data:
+        t.add_row(v["valid_from"][:19], yuan(v["price_fen_per_unit_hour"]), v["note"])
+    console.print(t)
+
+
+@bill_app.command("price")
+def set_price(pool: int = typer.Argument(..., help="pool id"),
+              amount: str = typer.Option(..., "--yuan", help="yuan per unit-hour"),
+              valid_from: str | None = typer.Option(None, "--from", help="ISO time, e.g. 2026-12-01T00:00Z "
+                                                    "(default now; never in the past)"),
+              note: str = typer.Option("", help="e.g. 'winter tariff'"), output: Output = OutputOpt) -> None:
+    """Publish a new price for a pool (its center's operator, or a platform admin)."""
+    body: dict[str, Any] = {"price_fen_per_unit_hour": fen_of(amount, zero=True), "note": note}
+    if valid_from:
+        body["valid_from"] = valid_from
+    data = run(lambda c: c.set_price(pool, body))
+    if output is Output.json:
+        return emit_json(data)
+    console.print(f"pool {pool}: {yuan(data['price_fen_per_unit_hour'])} per unit-hour from "
+                  f"{data['valid_from'][:19]}")
+
+
+def statement_table(title: str, items: list[dict[str, Any]]) -> Table:
+    t = Table(title=title)
+    for col in ("party", "name", "runs", "unit-hours", "P·h", "gross", "voucher", "adjust", "net"):
+        t.add_column(col, justify="left" if col in ("party", "name") else "right")
+    for i in items:
+        t.add_row(f"{i['party']} {i['party_id']}", i["name"], str(i["runs"]), f"{i['unit_hours']:.1f}",
+                  f"{i['pflops_hours']:.3f}", yuan(i["gross_fen"]), yuan(i["voucher_fen"]),
+                  yuan(i["adjustments_fen"]), yuan(i["net_fen"]))
+    return t
+
+
+@bill_app.command("statements")
+def statements(month: str = typer.Option(..., help="a settled month, e.g. 2026-11"),
+               party: str | None = typer.Option(None, help="center, tenant or city"),
+               csv_out: Path | None = typer.Option(None, "--csv", help="write them as CSV here"),
+               output: Output = OutputOpt) -> None:
+    """A settled month's statements (a tenant sees its invoice, an operator its center's)."""
+    data = run(lambda c: c.statements(month, party=party))
+    if csv_out is not None:
+        csv_out.write_text(run(lambda c: c.statements(month, party=party, fmt="csv")), encoding="utf-8")
+    if output is Output.json:
+        return emit_json(data)
+    if not data["settled"]:
+        fail(f"{month} is not settled yet (suanli settle --month {month})")
+    console.print(statement_table(f"statements {month} 月度结算单", data["items"]))

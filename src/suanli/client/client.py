@@ -29,6 +29,8 @@ class ApiError(Exception):
 
 def _raise_for(resp: httpx.Response) -> Any:
     if resp.status_code < 400:
+        if resp.headers.get("content-type", "").startswith("text/csv"):
+            return resp.text  # an export (format=csv)
         return resp.json() if resp.content else None
     try:
         data = resp.json()
@@ -146,6 +148,89 @@ class _Endpoints:
 
     def trial_balance(self) -> Any:
         return self._call("GET", "/api/v1/ledger/trial-balance")
+
+    def set_credit_limit(self, tenant_id: int, credit_limit_fen: int) -> Any:
+        return self._call("PUT", f"/api/v1/tenants/{tenant_id}/credit-limit",
+                          json={"credit_limit_fen": credit_limit_fen})
+
+    def list_prices(self, pool_id: int) -> Any:
+        return self._call("GET", f"/api/v1/pools/{pool_id}/prices")
+
+    def set_price(self, pool_id: int, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", f"/api/v1/pools/{pool_id}/prices", json=dict(body))
+
+    # vouchers (算力券)
+    def list_programmes(self) -> Any:
+        return self._call("GET", "/api/v1/voucher-programmes")
+
+    def get_programme(self, programme_id: int) -> Any:
+        return self._call("GET", f"/api/v1/voucher-programmes/{programme_id}")
+
+    def create_programme(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/voucher-programmes", json=dict(body))
+
+    def update_rules(self, programme_id: int, rules: Mapping[str, Any]) -> Any:
+        return self._call("PUT", f"/api/v1/voucher-programmes/{programme_id}/rules",
+                          json={"rules": dict(rules)})
+
+    def list_applications(self, *, programme_id: int | None = None, state: str | None = None,
+                          tenant_id: int | None = None) -> Any:
+        return self._call("GET", "/api/v1/voucher-applications", params=_clean(
+            {"programme_id": programme_id, "state": state, "tenant_id": tenant_id}))
+
+    def apply_voucher(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/voucher-applications", json=dict(body))
+
+    def review_application(self, application_id: int, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", f"/api/v1/voucher-applications/{application_id}/review",
+                          json=dict(body))
+
+    def list_grants(self, *, programme_id: int | None = None, tenant_id: int | None = None) -> Any:
+        return self._call("GET", "/api/v1/voucher-grants", params=_clean(
+            {"programme_id": programme_id, "tenant_id": tenant_id}))
+
+    def claim(self, grant_id: int, period: str) -> Any:
+        return self._call("POST", f"/api/v1/voucher-grants/{grant_id}/claims", json={"period": period})
+
+    def list_redemptions(self, *, programme_id: int | None = None, tenant_id: int | None = None,
+                         limit: int = 100, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/voucher-redemptions", params=_clean(
+            {"programme_id": programme_id, "tenant_id": tenant_id, "limit": limit, "offset": offset}))
+
+    def clawback(self, redemption_id: int, reason: str) -> Any:
+        return self._call("POST", f"/api/v1/voucher-redemptions/{redemption_id}/clawback",
+                          json={"reason": reason})
+
+    def freeze(self, tenant_id: int, reason: str) -> Any:
+        return self._call("POST", f"/api/v1/tenants/{tenant_id}/freeze", json={"reason": reason})
+
+    def unfreeze(self, tenant_id: int) -> Any:
+        return self._call("POST", f"/api/v1/tenants/{tenant_id}/unfreeze")
+
+    def declare_related(self, tenant_id: int, center_id: int, relation: str) -> Any:
+        return self._call("POST", f"/api/v1/tenants/{tenant_id}/related-parties",
+                          json={"center_id": center_id, "relation": relation})
+
+    def voucher_report(self, programme_id: int, by: str = "tenant", fmt: str = "json") -> Any:
+        return self._call("GET", "/api/v1/voucher-reports",
+                          params={"programme_id": programme_id, "by": by, "format": fmt})
+
+    # settlement and audit
+    def settle(self, month: str, preview: bool = False) -> Any:
+        return self._call("POST", "/api/v1/settlements", json={"month": month, "preview": preview})
+
+    def statements(self, month: str, *, party: str | None = None, fmt: str = "json") -> Any:
+        return self._call("GET", "/api/v1/settlements",
+                          params=_clean({"month": month, "party": party, "format": fmt}))
+
+    def invoices(self, month: str, fmt: str = "json") -> Any:
+        return self._call("GET", "/api/v1/invoices", params={"month": month, "format": fmt})
+
+    def audit_verify(self) -> Any:
+        return self._call("GET", "/api/v1/audit/verify")
+
+    def audit_log(self, *, limit: int = 50, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/audit", params={"limit": limit, "offset": offset})
 
     def estimate_job(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/jobs/estimate", json=dict(body))

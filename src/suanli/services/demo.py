@@ -21,19 +21,21 @@ from ..domain.enums import CenterKind, DeviceKind, Role
 from ..domain.errors import Unauthenticated
 from ..ledger.entries import deposit
 from ..store import models as m
-from .auth import authenticate, create_user, issue_token
+from . import vouchers
+from .auth import Principal, authenticate, create_user, issue_token, principal_of
 from .centers import CenterInput, PoolInput, create_center
 from .context import Platform
 from .ledger import post
 from .tenants import create_tenant
 
-CREDENTIAL_KEYS = ("platform_admin", "tenant_a", "tenant_b", "center_operator", "reviewer")
+CREDENTIAL_KEYS = ("platform_admin", "tenant_a", "tenant_b", "center_operator", "reviewer", "auditor")
 DEMO_USERS = {
     "platform_admin": ("admin", Role.PLATFORM_ADMIN, "平台管理员 Platform admin"),
     "tenant_a": ("alice", Role.TENANT_ADMIN, "Alice (海蓝智能)"),
     "tenant_b": ("bob", Role.TENANT_ADMIN, "Bob (蓝海生物)"),
     "center_operator": ("operator", Role.CENTER_OPERATOR, "青岛人工智能计算中心 operator"),
     "reviewer": ("reviewer", Role.REVIEWER, "算力券 reviewer"),
+    "auditor": ("auditor", Role.AUDITOR, "审计 auditor"),
 }
 
 
@@ -161,14 +163,43 @@ def seed_demo(p: Platform) -> bool:
     with p.db.session() as s:  # their first bank transfers
         for key, fen in DEMO_DEPOSITS.items():
             post(s, deposit(tenants[key].id, fen, f"demo-{key}-opening"), p.clock.now())
+    users = {}
     for key, (username, role, display) in DEMO_USERS.items():
         with p.db.session() as s:
             if s.scalar(select(m.User.id).where(m.User.username == username)) is not None:
                 continue
-        create_user(p, None, username=username, role=role, display_name=display,
-                    tenant_id=tenants[key].id if key in tenants else None,
-                    center_id=centers["qd-ai"].id if role is Role.CENTER_OPERATOR else None)
+        users[key] = principal_of(create_user(
+            p, None, username=username, role=role, display_name=display,
+            tenant_id=tenants[key].id if key in tenants else None,
+            center_id=centers["qd-ai"].id if role is Role.CENTER_OPERATOR else None))
+    if {"platform_admin", "reviewer", "tenant_a", "tenant_b"} <= set(users):
+        seed_vouchers(p, users)
     return True
+
+
+QINGDAO_DISTRICTS = ["市南区", "市北区", "李沧区", "崂山区", "城阳区", "黄岛区", "即墨区", "胶州市",
+                     "平度市", "莱西市"]
+
+
+def seed_vouchers(p: Platform, users: dict[str, Principal]) -> None:
+    """This year's voucher programme (20 million yuan, 20 %, 30 % on domestic chips) with two
+    grants and one application waiting for the reviewer."""
+    year = p.clock.now().year
+    prog = vouchers.create_programme(
+        p, users["platform_admin"], name=f"{year} 青岛市算力券 Qingdao compute vouchers", year=year,
+        rules={"ratio_bp": 2000, "overrides": [{"domestic": True, "ratio_bp": 3000}],
+               "districts": QINGDAO_DISTRICTS, "credit_code_prefixes": ["913702"],
+               "min_spend_fen": 1_000_000, "settlement_period": "monthly"})
+    a = vouchers.apply(p, users["tenant_a"], prog["id"], requested_fen=20_000_000,
+                       planned_spend_fen=100_000_000,
+                       planned_use="大模型训练与推理 LLM training and inference on Ascend 910B")
+    vouchers.review(p, users["reviewer"], a["id"], decision="approve")
+    b = vouchers.apply(p, users["tenant_b"], prog["id"], requested_fen=8_000_000,
+                       planned_spend_fen=40_000_000, planned_use="分子动力学模拟 molecular dynamics")
+    vouchers.review(p, users["reviewer"], b["id"], decision="approve", approved_fen=5_000_000,
+                    reason="约三分之一为非算力支出 about a third of the plan is not compute")
+    vouchers.apply(p, users["tenant_b"], prog["id"], requested_fen=2_000_000,
+                   planned_spend_fen=10_000_000, planned_use="蛋白质结构预测 protein structure prediction")
 
 
 def ensure_credentials(p: Platform, path: Path) -> dict[str, str]:

@@ -75,11 +75,21 @@ def _sum_by(s: Session, column: Any, amount: Any, *where: Any) -> dict[int, int]
                                                   .group_by(column))}
 
 
-def settle(p: Platform, actor: Principal, month: str) -> dict[str, Any]:
-    """Settle a month that is over (platform admin); again returns the stored statements."""
+def settle(p: Platform, actor: Principal, month: str, *, preview: bool = False) -> dict[str, Any]:
+    """Settle a month that is over (platform admin); again returns the stored statements. With
+    `preview`, any month so far: the same statements, computed and not stored or paid."""
     actor.require(Role.PLATFORM_ADMIN)
     start, end = month_bounds(month)
     now = p.clock.now()
+    if preview:
+        with p.db.sessions() as s:
+            try:
+                rows = _settle(s, month, start, end, now, actor)
+                s.flush()
+                items = _views(s, rows)
+            finally:
+                s.rollback()  # nothing stored, nothing paid
+        return _page(month, False, items)
     if end > now:
         raise Conflict(f"{month} is not over yet; settle it from {end.isoformat()}")
     try:
@@ -92,7 +102,7 @@ def settle(p: Platform, actor: Principal, month: str) -> dict[str, Any]:
 
 
 def _settle(s: Session, month: str, start: datetime, end: datetime, now: datetime,
-            actor: Principal) -> None:
+            actor: Principal) -> list[m.Statement]:
     u, r, c = m.UsageRecord, m.VoucherRedemption, m.VoucherClaim
     rows: list[m.Statement] = []
     paid_by: dict[int, le.Entry] = {}  # statement index -> its payment
@@ -134,6 +144,7 @@ def _settle(s: Session, month: str, start: datetime, end: datetime, now: datetim
                   "tenants": sum(1 for x in rows if x.party == "tenant"),
                   "gross_fen": sum(x.gross_fen for x in rows if x.party == "center"),
                   "voucher_fen": sum(x.net_fen for x in rows if x.party == "city")}, now, actor)
+    return rows
 
 
 def _names(s: Session, party: str, ids: list[int]) -> dict[int, str]:
@@ -171,13 +182,23 @@ def statements(p: Platform, actor: Principal, month: str, *, party: str | None =
             q = q.where(m.Statement.party_id == party_id)
         rows = list(s.scalars(q.order_by(m.Statement.party, m.Statement.party_id)))
         settled = s.scalar(select(m.Statement.id).where(m.Statement.month == month).limit(1)) is not None
-        names: dict[tuple[str, int], str] = {}
-        by_party: dict[str, list[int]] = defaultdict(list)
-        for st in rows:
-            by_party[st.party].append(st.party_id)
-        for kind, ids in by_party.items():
-            names.update({(kind, k): v for k, v in _names(s, kind, ids).items()})
-    items = [_view(st, names.get((st.party, st.party_id), "")) for st in rows]
+        items = _views(s, rows)
+    return _page(month, settled, items)
+
+
+def _views(s: Session, rows: list[m.Statement]) -> list[dict[str, Any]]:
+    names: dict[tuple[str, int], str] = {}
+    by_party: dict[str, list[int]] = defaultdict(list)
+    for st in rows:
+        by_party[st.party].append(st.party_id)
+    for kind, ids in by_party.items():
+        names.update({(kind, k): v for k, v in _names(s, kind, ids).items()})
+    order = {party: i for i, party in enumerate(PARTIES)}
+    rows = sorted(rows, key=lambda st: (order[st.party], st.party_id))
+    return [_view(st, names.get((st.party, st.party_id), "")) for st in rows]
+
+
+def _page(month: str, settled: bool, items: list[dict[str, Any]]) -> dict[str, Any]:
     return {"month": month, "settled": settled, "items": items,
             "totals": {k: sum(i[k] for i in items if i["party"] == "center")
                        for k in ("runs", "gross_fen", "voucher_fen")}}

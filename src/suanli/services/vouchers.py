@@ -36,7 +36,7 @@ DECISIONS = ("approve", "reject")
 
 # -- programmes -----------------------------------------------------------------------------------
 
-def _programme(s: Session, programme_id: int) -> m.VoucherProgramme:
+def programme_row(s: Session, programme_id: int) -> m.VoucherProgramme:
     prog = s.get(m.VoucherProgramme, programme_id)
     if prog is None:
         raise NotFound(f"no voucher programme {programme_id}")
@@ -129,7 +129,7 @@ def update_rules(p: Platform, actor: Principal, programme_id: int, rules: dict[s
     with p.db.session() as s:
         s.execute(update(m.VoucherProgramme).where(m.VoucherProgramme.id == programme_id)
                   .values(rules_version=m.VoucherProgramme.rules_version + 1))
-        prog = _programme(s, programme_id)
+        prog = programme_row(s, programme_id)
         s.refresh(prog)
         s.add(m.VoucherRules(programme_id=prog.id, version=prog.rules_version, rules=parsed.to_dict(),
                              created_at=now, created_by=actor.user_id))
@@ -148,7 +148,7 @@ def list_programmes(p: Platform, actor: Principal) -> list[dict[str, Any]]:
 
 def get_programme(p: Platform, actor: Principal, programme_id: int) -> dict[str, Any]:
     with p.db.session() as s:
-        return programme_view(s, _programme(s, programme_id))
+        return programme_view(s, programme_row(s, programme_id))
 
 
 # -- applications and review ----------------------------------------------------------------------
@@ -180,7 +180,7 @@ def apply(p: Platform, actor: Principal, programme_id: int, *, requested_fen: in
     now = p.clock.now()
     with p.db.session() as s:
         lock_tenant(s, actor.tenant_id)
-        prog = _programme(s, programme_id)
+        prog = programme_row(s, programme_id)
         tenant = s.get(m.Tenant, actor.tenant_id)
         assert tenant is not None
         rules = rules_of(s, prog)
@@ -282,7 +282,7 @@ def review(p: Platform, actor: Principal, application_id: int, *, decision: str,
                                    field="approved_fen")
             if amount < a.requested_fen and not reason:
                 raise InvalidInput("a partial approval needs a reason", field="reason")
-            prog = _programme(s, a.programme_id)
+            prog = programme_row(s, a.programme_id)
             rules = rules_of(s, prog)
             available = balance(s, le.voucher_available(prog.id))
             if amount > available:
@@ -381,7 +381,7 @@ def claim(p: Platform, actor: Principal, grant_id: int, period: str) -> dict[str
         g = s.get(m.VoucherGrant, grant_id)
         if g is None or g.tenant_id != actor.tenant_id:
             raise NotFound(f"no voucher grant {grant_id}")  # grants are not transferable
-        prog = _programme(s, g.programme_id)
+        prog = programme_row(s, g.programme_id)
         rules = rules_of(s, prog)
         if prog.mode != "post_hoc":
             raise Conflict(f"programme {prog.name} pays at billing time (point of sale); "

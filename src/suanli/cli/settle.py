@@ -1,0 +1,78 @@
+"""`suanli settle` and `suanli audit ...`: the month's settlement and the tamper-evident log."""
+
+from __future__ import annotations
+
+import json
+from functools import partial
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..client import Client
+from .common import Output, OutputOpt, console, emit_json, err_console, run
+from .money import statement_table
+
+audit_app = typer.Typer(help="The tamper-evident audit log. 审计日志", no_args_is_help=True)
+FILES = {"center": "centers", "tenant": "invoices", "city": "city"}
+
+
+def _csv(c: Client, *, month: str, party: str) -> str:
+    text: str = c.statements(month, party=party, fmt="csv")
+    return text
+
+
+def settle(month: str = typer.Option(..., help="a month that is over, e.g. 2026-11"),
+           out: Path | None = typer.Option(None, help="write the statements here (CSV and JSON per party)"),
+           preview: bool = typer.Option(False, "--preview", help="the statements of any month so far, "
+                                        "neither stored nor paid"),
+           output: Output = OutputOpt) -> None:
+    """Settle a month (platform admin): statements per center, invoices per tenant, the city's
+    voucher payment; the payments are posted to the ledger. Idempotent."""
+    data = run(lambda c: c.settle(month, preview))
+    if out is not None and not preview:
+        out.mkdir(parents=True, exist_ok=True)
+        for party, name in FILES.items():
+            items = [i for i in data["items"] if i["party"] == party]
+            (out / f"{name}-{month}.json").write_text(json.dumps(items, ensure_ascii=False, indent=2),
+                                                      encoding="utf-8")
+            text: str = run(partial(_csv, month=month, party=party))
+            (out / f"{name}-{month}.csv").write_text(text, encoding="utf-8")
+    if output is Output.json:
+        return emit_json(data)
+    title = f"settlement {month} 月度结算" + (" (preview 预览: not stored, not paid)" if preview else "")
+    console.print(statement_table(title, data["items"]))
+    tot = data["totals"]
+    console.print(f"{tot['runs']} runs; centers are paid {tot['gross_fen'] / 100:,.2f} yuan, "
+                  f"of which vouchers {tot['voucher_fen'] / 100:,.2f}"
+                  + (f"; files in {out}" if out else ""))
+
+
+@audit_app.command("verify")
+def verify(output: Output = OutputOpt) -> None:
+    """Walk the hash chain and the ledger; exit 0 when intact, 1 naming the first bad entry."""
+    data = run(lambda c: c.audit_verify())
+    if output is Output.json:
+        emit_json(data)
+    elif data["ok"]:
+        console.print(f"audit log intact: {data['entries']} entries, head {data['head_hash'][:16]}…; "
+                      "the ledger matches it")
+    else:
+        for problem in data["problems"]:
+            err_console.print(f"[bold red]tampered:[/] {problem}", highlight=False)
+    if not data["ok"]:
+        raise typer.Exit(1)
+
+
+@audit_app.command("log")
+def log(limit: int = typer.Option(30, min=1, max=1000), output: Output = OutputOpt) -> None:
+    """The newest audit entries (platform admin, auditor)."""
+    data = run(lambda c: c.audit_log(limit=limit))
+    if output is Output.json:
+        return emit_json(data)
+    t = Table(title=f"audit log 审计日志 ({data['total']} entries)")
+    for col in ("id", "at", "actor", "action", "subject", "hash"):
+        t.add_column(col)
+    for e in data["items"]:
+        t.add_row(str(e["id"]), e["at"][:19], e["actor"], e["action"], e["subject"], e["hash"][:12] + "…")
+    console.print(t)
