@@ -248,3 +248,82 @@ def test_ids_beyond_the_database_integer_are_422_not_500(api: tuple[TestClient, 
     r = client.post("/api/v1/ledger/deposits", json={"tenant_id": 999999999999, "amount_fen": 1,
                                                      "reference": "0"}, headers=auth(creds["platform_admin"]))
     assert r.status_code == 422 and "tenant_id" in r.text
+
+
+def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[str, str]]) -> None:
+    client, creds = api
+    admin, alice, bob = auth(creds["platform_admin"]), auth(creds["tenant_a"]), auth(creds["tenant_b"])
+    reviewer, auditor = auth(creds["reviewer"]), auth(creds["auditor"])
+    (prog,) = client.get("/api/v1/voucher-programmes", headers=alice).json()  # the demo programme
+    assert prog["budget_fen"] == 2_000_000_000 and prog["rules"]["ratio_bp"] == 2000
+    assert prog["budget_fen"] == prog["available_fen"] + prog["committed_fen"] + prog["paid_fen"]
+    # Bob's pending demo application: a tenant cannot review it; a partial approval needs a reason.
+    pending = client.get("/api/v1/voucher-applications?state=pending", headers=reviewer).json()
+    assert len(pending) == 1
+    aid = pending[0]["id"]
+    assert client.post(f"/api/v1/voucher-applications/{aid}/review", json={"decision": "approve"},
+                       headers=bob).status_code == 403
+    r = client.post(f"/api/v1/voucher-applications/{aid}/review",
+                    json={"decision": "approve", "approved_fen": 1}, headers=reviewer)
+    assert r.status_code == 422 and "reason" in r.json()["error"]
+    r = client.post(f"/api/v1/voucher-applications/{aid}/review", json={"decision": "maybe"}, headers=reviewer)
+    assert r.status_code == 422
+    r = client.post(f"/api/v1/voucher-applications/{aid}/review", json={"decision": "approve"}, headers=reviewer)
+    assert r.status_code == 200 and r.json()["state"] == "approved"
+    assert client.post(f"/api/v1/voucher-applications/{aid}/review", json={"decision": "approve"},
+                       headers=reviewer).status_code == 409
+    # Grants: each tenant sees its own.
+    mine = client.get("/api/v1/voucher-grants", headers=bob).json()
+    assert {g["tenant_id"] for g in mine} == {pending[0]["tenant_id"]} and len(mine) == 2
+    assert client.get("/api/v1/voucher-grants", headers=admin).status_code == 200
+    # Applications are validated: too much for the planned spend.
+    r = client.post("/api/v1/voucher-applications", json={
+        "programme_id": prog["id"], "requested_fen": 10**9, "planned_spend_fen": 10**6,
+        "planned_use": "x"}, headers=alice)
+    assert r.status_code == 422 and "at most" in r.json()["error"]
+    # Reports (JSON and CSV) for the platform's roles only.
+    rep = client.get(f"/api/v1/voucher-reports?programme_id={prog['id']}&by=domestic", headers=reviewer)
+    assert rep.status_code == 200 and len(rep.json()["burn_down"]) == 12
+    csv_r = client.get(f"/api/v1/voucher-reports?programme_id={prog['id']}&format=csv", headers=auditor)
+    assert csv_r.headers["content-type"].startswith("text/csv") and csv_r.text.startswith("key,runs")
+    assert client.get(f"/api/v1/voucher-reports?programme_id={prog['id']}", headers=alice).status_code == 403
+    assert client.get(f"/api/v1/voucher-reports?programme_id={prog['id']}&by=colour",
+                      headers=auditor).status_code == 422
+    # Freeze is the auditor's; the audit log verifies.
+    tid = mine[0]["tenant_id"]
+    assert client.post(f"/api/v1/tenants/{tid}/freeze", json={"reason": "x"}, headers=admin).status_code == 403
+    assert client.post(f"/api/v1/tenants/{tid}/freeze", json={"reason": "check"},
+                       headers=auditor).json()["frozen_at"]
+    v = client.get("/api/v1/audit/verify", headers=auditor).json()
+    assert v["ok"] and v["entries"] > 10
+    assert client.get("/api/v1/audit/verify", headers=alice).status_code == 403
+    # Prices: versions, never in the past.
+    pool = client.get("/api/v1/pools", headers=admin).json()[0]["id"]
+    r = client.post(f"/api/v1/pools/{pool}/prices", json={"price_fen_per_unit_hour": 9,
+                                                          "valid_from": "2020-01-01T00:00:00Z"}, headers=admin)
+    assert r.status_code == 422 and "past" in r.json()["error"]
+    r = client.post(f"/api/v1/pools/{pool}/prices", json={"price_fen_per_unit_hour": 9,
+                                                          "valid_from": "2099-01-01T00:00:00Z"}, headers=admin)
+    assert r.status_code == 201
+    assert len(client.get(f"/api/v1/pools/{pool}/prices", headers=alice).json()) == 2
+    # Admission: with no credit and no money left, a job is refused with 402 and the numbers.
+    me = client.get("/api/v1/users/me", headers=bob).json()["tenant_id"]
+    acct = client.get(f"/api/v1/ledger/tenants/{me}", headers=bob).json()
+    assert acct["spendable_fen"] == acct["prepaid_fen"] + acct["credit_limit_fen"] - acct["owed_fen"]
+    assert client.put(f"/api/v1/tenants/{me}/credit-limit", json={"credit_limit_fen": 0},
+                      headers=bob).status_code == 403
+    assert client.put(f"/api/v1/tenants/{me}/credit-limit", json={"credit_limit_fen": 0},
+                      headers=admin).json()["credit_limit_fen"] == 0
+    big = {"name": "too big", "command": ["true"], "walltime_s": 7 * 24 * 3600,
+           "resources": {"device": "gpu", "units": 64, "nodes": 8}}
+    r = client.post("/api/v1/jobs", json=big, headers=bob)
+    assert r.status_code == 402, r.text
+    assert "may cost up to" in r.json()["error"] and r.json()["detail"]["need_fen"] > acct["prepaid_fen"]
+    # Settlement: the month must be over; a preview of this month works for an admin only.
+    assert client.post("/api/v1/settlements", json={"month": "2026-13"}, headers=admin).status_code == 422
+    assert client.post("/api/v1/settlements", json={"month": "2999-01"}, headers=admin).status_code == 409
+    prev = client.post("/api/v1/settlements", json={"month": "2026-11", "preview": True}, headers=admin)
+    assert prev.status_code == 200 and prev.json()["settled"] is False
+    assert client.post("/api/v1/settlements", json={"month": "2026-11", "preview": True},
+                       headers=alice).status_code == 403
+    assert client.get("/api/v1/invoices?month=2026-10", headers=alice).json()["items"] == []
