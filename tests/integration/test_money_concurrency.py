@@ -1,0 +1,98 @@
+"""Concurrency on a real PostgreSQL (and the same suite on SQLite): 50 bills racing to redeem one
+nearly exhausted grant, and 50 approvals racing to commit one nearly exhausted pool, never
+overspend by one fen. Migrations run on both databases."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy import func, select
+
+from suanli.config import Settings
+from suanli.domain.enums import Role
+from suanli.domain.errors import Conflict
+from suanli.services import vouchers
+from suanli.services.auth import create_user, principal_of
+from suanli.services.context import Platform
+from suanli.services.demo import credit_code
+from suanli.services.ledger import balance, balances
+from suanli.services.tenants import create_tenant
+from suanli.store import models as m
+from suanli.store.db import Database
+
+from ..conftest import World
+from ..money import bill, finished_run, fixed_world
+
+pytestmark = pytest.mark.integration
+N = 50
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def money_world(request: pytest.FixtureRequest) -> Iterator[World]:
+    home = Path(tempfile.mkdtemp(prefix="suanli-conc."))
+    if request.param == "sqlite":
+        url = f"sqlite:///{home / 'c.db'}"
+    else:
+        env = request.getfixturevalue("postgres")
+        schema = f"conc_{uuid.uuid4().hex[:10]}"  # a fresh schema: the test user may not create databases
+        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+            conn.execute(f"CREATE SCHEMA {schema}")
+        url = env["SQLALCHEMY_URL"] + f"?options=-csearch_path%3D{schema}"
+    db = Database(url)
+    db.upgrade()
+    w, _ = fixed_world(Platform(db=db, settings=Settings(home=home, database_url=url)))
+    yield w
+    db.dispose()
+    shutil.rmtree(home, ignore_errors=True)
+
+
+def test_concurrent_redemptions_never_overspend_a_grant(money_world: World) -> None:
+    w = money_world
+    prog = vouchers.create_programme(w.p, w.admin, name="c", year=2026, budget_fen=100_000)["id"]
+    a = vouchers.apply(w.p, w.u2, prog, requested_fen=1_000, planned_spend_fen=10**6, planned_use="x")
+    grant = vouchers.review(w.p, w.reviewer, a["id"], decision="approve")["grant_id"]
+    # Each run's bill is 480 fen (4 units × 100 fen × 1.2 h): 96 fen of subsidy each, 4,800 asked.
+    runs = [finished_run(w, w.t2.id, w.alpha, "cpu", seconds=4320) for _ in range(N)]
+    with ThreadPoolExecutor(N) as pool:
+        billed = [b for out in pool.map(lambda r: bill(w, r), runs) for b in out]
+    assert len(billed) == N and all(b.amount_fen == 480 for b in billed)
+    assert sum(b.voucher_fen for b in billed) == 1_000  # exactly the grant, not one fen more
+    with w.p.db.session() as s:
+        assert balance(s, f"voucher:{prog}:grant:{grant}") == 0
+        assert s.scalar(select(func.sum(m.VoucherRedemption.amount_fen))) == 1_000
+        assert sum(balances(s).values()) == 0
+        tenant_paid = balance(s, f"tenant:{w.t2.id}:receivable")
+    assert tenant_paid == N * 480 - 1_000
+
+
+def test_concurrent_approvals_never_over_commit_the_pool(money_world: World) -> None:
+    w = money_world
+    prog = vouchers.create_programme(w.p, w.admin, name="c", year=2026, budget_fen=1_000)["id"]
+    apps = []
+    for i in range(N):  # 50 tenants, each asking for 100 fen: the pool holds 10 of them
+        t = create_tenant(w.p, None, name=f"企业 {i}", credit_code=credit_code("370212", f"MA{i:07d}"))
+        admin = principal_of(create_user(w.p, None, username=f"a{i}", role=Role.TENANT_ADMIN, tenant_id=t.id))
+        apps.append(vouchers.apply(w.p, admin, prog, requested_fen=100, planned_spend_fen=10_000,
+                                   planned_use="x")["id"])
+
+    def approve(app_id: int) -> bool:
+        try:
+            vouchers.review(w.p, w.reviewer, app_id, decision="approve")
+            return True
+        except Conflict:
+            return False
+
+    with ThreadPoolExecutor(N) as pool:
+        done = list(pool.map(approve, apps))
+    assert sum(done) == 10
+    with w.p.db.session() as s:
+        f = vouchers.pool_figures(s, prog)
+        granted = s.scalar(select(func.sum(m.VoucherGrant.amount_fen)))
+    assert (f["available_fen"], f["committed_fen"], granted) == (0, 1_000, 1_000)
