@@ -134,8 +134,9 @@ class VoucherYear(RuleBasedStateMachine):
             bills = s.scalar(select(func.count(m.LedgerTransaction.id))
                              .where(m.LedgerTransaction.kind == "bill")) or 0
             billed_runs = s.scalar(select(func.count(m.UsageRecord.id)).where(m.UsageRecord.amount_fen > 0))
-            over_ratio = s.scalar(select(func.count(m.VoucherRedemption.id)).where(
-                m.VoucherRedemption.amount_fen * 10_000 > m.VoucherRedemption.bill_fen * m.VoucherRedemption.ratio_bp))
+            r = m.VoucherRedemption
+            over_ratio = s.scalar(select(func.count(r.id))
+                                  .where(r.amount_fen * 10_000 > r.bill_fen * r.ratio_bp))
             per_tenant = s.execute(select(func.sum(m.VoucherRedemption.amount_fen))
                                    .where(m.VoucherRedemption.clawed_back_at.is_(None))
                                    .group_by(m.VoucherRedemption.tenant_id)).scalars().all()
