@@ -97,7 +97,6 @@ class _Vouchers:
     def __init__(self, s: Session, tenant_ids: list[int], now: datetime) -> None:
         self.by_tenant: dict[int, list[_Grant]] = defaultdict(list)
         self.related: set[tuple[int, int]] = set()
-        self.cap_used: dict[tuple[int, int], int] = defaultdict(int)
         frozen: set[int] = set()
         grants: list[tuple[m.VoucherGrant, m.VoucherProgramme]] = []
         for ids in _chunks(tenant_ids):
@@ -122,17 +121,9 @@ class _Vouchers:
             self.by_tenant[g.tenant_id].append(_Grant(
                 g.id, prog.id, g.tenant_id, g.expires_at, rules[prog.id], prog.rules_version,
                 left[voucher_grant(prog.id, g.id)]))
-        tenants = sorted(self.by_tenant)
-        for ids in _chunks(tenants):
+        for ids in _chunks(sorted(self.by_tenant)):
             self.related |= set(s.execute(select(m.RelatedParty.tenant_id, m.RelatedParty.center_id)
                                           .where(m.RelatedParty.tenant_id.in_(ids))).all())
-            for tenant_id, programme_id, used in s.execute(
-                    select(m.VoucherRedemption.tenant_id, m.VoucherRedemption.programme_id,
-                           func.sum(m.VoucherRedemption.amount_fen))
-                    .where(m.VoucherRedemption.tenant_id.in_(ids),
-                           m.VoucherRedemption.clawed_back_at.is_(None))
-                    .group_by(m.VoucherRedemption.tenant_id, m.VoucherRedemption.programme_id)):
-                self.cap_used[(tenant_id, programme_id)] = int(used)
 
     def part(self, run: FinishedRun, amount_fen: int, center_slug: str, domestic: bool,
              device_kind: str) -> tuple[_Grant, int, int] | None:
@@ -143,11 +134,11 @@ class _Vouchers:
             if g.left <= 0 or not g.rules.center_allowed(center_slug):
                 continue
             ratio = g.rules.ratio_for(domestic=domestic, device_kind=device_kind, center=center_slug)
-            key = (run.tenant_id, g.programme_id)
-            v = subsidy(amount_fen, ratio, g.left, g.rules.tenant_cap_fen - self.cap_used[key])
+            # Never more than the grant's remainder; the tenant's cap bounds its grants (checked
+            # when each is approved), so it bounds what they pay.
+            v = subsidy(amount_fen, ratio, g.left)
             if v > 0:
                 g.left -= v
-                self.cap_used[key] += v
                 return g, ratio, v
         return None
 

@@ -411,11 +411,7 @@ def claim(p: Platform, actor: Principal, grant_id: int, period: str) -> dict[str
                    m.UsageRecord.ended_at < end, m.UsageRecord.amount_fen > 0,
                    m.VoucherRedemption.id.is_(None))
             .order_by(m.UsageRecord.id)).all()
-        left = balance(s, le.voucher_grant(prog.id, g.id))
-        used = int(s.scalar(select(func.coalesce(func.sum(m.VoucherRedemption.amount_fen), 0)).where(
-            m.VoucherRedemption.tenant_id == g.tenant_id, m.VoucherRedemption.programme_id == prog.id,
-            m.VoucherRedemption.clawed_back_at.is_(None))) or 0)
-        cap_left = rules.tenant_cap_fen - used
+        left = balance(s, le.voucher_grant(prog.id, g.id))  # the cap bounds the grants, so this
         c = m.VoucherClaim(grant_id=g.id, tenant_id=g.tenant_id, period=period, runs=0, fees_fen=0,
                            amount_fen=0, created_at=now)
         s.add(c)
@@ -425,7 +421,7 @@ def claim(p: Platform, actor: Principal, grant_id: int, period: str) -> dict[str
             if u.center_id in related or not rules.center_allowed(slug):
                 continue
             ratio = rules.ratio_for(domestic=domestic, device_kind=kind, center=slug)
-            v = subsidy(u.amount_fen, ratio, left - total, cap_left - total)
+            v = subsidy(u.amount_fen, ratio, left - total)
             if v <= 0:
                 continue
             s.add(m.VoucherRedemption(run_id=u.run_id, grant_id=g.id, programme_id=prog.id,
