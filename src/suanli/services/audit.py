@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Role
 from ..store import models as m
+from ..store.bulk import insert_rows
 from .auth import Principal
 from .context import Platform
 
@@ -67,7 +68,7 @@ def append(s: Session, actions: Iterable[Action], now: datetime, actor: Principa
         last_hash = digest(prev, last_id, at, actor_id, name, a.action, subject, a.details)
         rows.append({"id": last_id, "at": at, "actor_id": actor_id, "actor": name, "action": a.action,
                      "subject": subject, "details": a.details, "prev_hash": prev, "hash": last_hash})
-    s.execute(insert(m.AuditEntry), rows)
+    insert_rows(s, m.AuditEntry, rows)
     s.execute(update(m.AuditHead).where(m.AuditHead.id == 1)
               .values(last_id=last_id, last_hash=last_hash))
 

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Precision
@@ -25,6 +25,7 @@ from ..domain.model import meter
 from ..ledger.entries import VoucherPart, tenant_prepaid, voucher_grant
 from ..ledger.entries import bill as ledger_bill
 from ..store import models as m
+from ..store.bulk import insert_rows
 from ..vouchers import Rules, subsidy
 from .ledger import CHUNK, balances_of, post_many
 
@@ -215,9 +216,8 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
             own = amount - (part.amount_fen if part else 0)
             prepaid[r.tenant_id] -= min(own, max(0, prepaid[r.tenant_id]))
         out.append(Billed(r.run_id, amount, part.amount_fen if part else 0))
-    s.execute(insert(m.UsageRecord), usage)
-    if redemptions:
-        s.execute(insert(m.VoucherRedemption), redemptions)
+    insert_rows(s, m.UsageRecord, usage)
+    insert_rows(s, m.VoucherRedemption, redemptions)
     post_many(s, entries, now)
     return out
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,6 +18,7 @@ from ..domain.money import yuan
 from ..ledger import Entry, Posting, check
 from ..ledger.entries import LedgerError, deposit, reversal, tenant_prepaid, tenant_receivable
 from ..store import models as m
+from ..store.bulk import insert_rows
 from . import audit
 from .auth import Principal
 from .context import Platform
@@ -96,12 +97,10 @@ def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Princip
     new = [e for k, e in by_key.items() if k not in ids]
     if new:
         reverses = reverses or {}
-        returned = s.execute(
-            insert(m.LedgerTransaction).returning(m.LedgerTransaction.key, m.LedgerTransaction.id,
-                                                  sort_by_parameter_order=True),
+        ids.update((row[0], row[1]) for row in insert_rows(
+            s, m.LedgerTransaction,
             [{"kind": e.kind, "key": e.key, "at": now, "memo": e.memo[:500], "refs": dict(e.refs),
-              "reverses_id": reverses.get(e.key)} for e in new])
-        ids.update(returned.all())
+              "reverses_id": reverses.get(e.key)} for e in new], returning=("key", "id")))
         accounts = _account_ids(s, {p.account for e in new for p in e.postings}, now)
         deltas: dict[int, int] = defaultdict(int)
         rows = []
@@ -110,11 +109,19 @@ def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Princip
                 rows.append({"transaction_id": ids[e.key], "account_id": accounts[p.account],
                              "amount_fen": p.amount_fen})
                 deltas[accounts[p.account]] += p.amount_fen
-        s.execute(insert(m.LedgerPosting), rows)
-        table = cast(Table, m.LedgerAccount.__table__)
-        s.execute(update(table).where(table.c.id == bindparam("aid"))
-                  .values(balance_fen=table.c.balance_fen + bindparam("delta")),
-                  [{"aid": a, "delta": d} for a, d in sorted(deltas.items()) if d])
+        # Move the cached balances first: lock the accounts in id order (FOR NO KEY UPDATE, which
+        # the postings' foreign-key checks of other writers do not conflict with), so concurrent
+        # writers queue instead of deadlocking; then one UPDATE per chunk; then the postings.
+        moved = sorted((a, d) for a, d in deltas.items() if d)
+        for i in range(0, len(moved), CHUNK):
+            part = dict(moved[i:i + CHUNK])
+            s.execute(select(m.LedgerAccount.id).where(m.LedgerAccount.id.in_(part))
+                      .order_by(m.LedgerAccount.id).with_for_update(key_share=True))
+            s.execute(update(m.LedgerAccount).where(m.LedgerAccount.id.in_(part))
+                      .values(balance_fen=m.LedgerAccount.balance_fen
+                              + case(part, value=m.LedgerAccount.id, else_=0))
+                      .execution_options(synchronize_session=False))
+        insert_rows(s, m.LedgerPosting, rows)
         audit.append(s, [audit.Action(f"ledger.{e.kind}", f"ledger:{e.key}",
                                       audit.ledger_details(e.kind, ((p.account, p.amount_fen)
                                                                     for p in e.postings)))
