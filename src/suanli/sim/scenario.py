@@ -14,6 +14,7 @@
     price_fen_per_unit_hour = 6
     watts_per_unit = 4
     pue = 1.3
+    domestic = false            # domestic chips (a voucher rule may subsidise them more)
 
     [[workloads]]
     trace = "../traces/HPC2N-2002-2.2-cln.swf.gz"   # relative to this file
@@ -63,6 +64,7 @@ class PoolSpec:
     price_fen_per_unit_hour: float = 0.0
     watts_per_unit: float = 0.0
     pue: float = 1.0
+    domestic: bool = False  # domestic chips (voucher rules may subsidise them more)
 
     @property
     def label(self) -> str:
@@ -112,7 +114,7 @@ def _get(d: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str,
             raise ScenarioError(f"{where}: missing '{key}'")
         return default
     value = d[key]
-    if isinstance(value, bool) or not isinstance(value, kind):
+    if (isinstance(value, bool) and kind is not bool) or not isinstance(value, kind):
         names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
         raise ScenarioError(f"{where}: '{key}' must be {names}, not {value!r}")
     return value
@@ -164,7 +166,8 @@ def build(data: dict[str, Any], *, base: Path, source: str = "") -> Scenario:
             speed=float(_get(rp, "speed", (int, float), w, 1.0)),
             price_fen_per_unit_hour=float(_get(rp, "price_fen_per_unit_hour", (int, float), w, 0)),
             watts_per_unit=float(_get(rp, "watts_per_unit", (int, float), w, 0)),
-            pue=float(_get(rp, "pue", (int, float), w, 1.0)))
+            pue=float(_get(rp, "pue", (int, float), w, 1.0)),
+            domestic=_get(rp, "domestic", bool, w, False))
         _positive(spec.units, "units", w)
         _positive(spec.speed, "speed", w)
         _positive(spec.pue, "pue", w)
