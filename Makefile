@@ -48,5 +48,6 @@ bench: venv services
 	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/connectors.py
+	$(BIN)/python bench/ledger.py
 
 .PHONY: help venv run lint services test bench

@@ -348,3 +348,15 @@ def test_programme_validation(fw: World) -> None:
     assert p1["ends_at"] == datetime(2027, 1, 1, tzinfo=UTC)
     with pytest.raises(Conflict):
         vouchers.create_programme(w.p, w.admin, name="2026 算力券", year=2026)
+
+
+def test_programme_dates_are_bounded(fw: World) -> None:
+    w = fw
+    from datetime import UTC as utc
+
+    with pytest.raises(InvalidInput, match="between the years 2000 and 2999"):
+        vouchers.create_programme(w.p, w.admin, name="x", year=2026,
+                                  ends_at=datetime(9999, 12, 31, tzinfo=utc))
+    with pytest.raises(InvalidInput, match="after starts_at"):
+        vouchers.create_programme(w.p, w.admin, name="x", year=2026,
+                                  ends_at=datetime(2025, 1, 1, tzinfo=utc))

@@ -102,6 +102,8 @@ def create_programme(p: Platform, actor: Principal, *, name: str, year: int,
         raise InvalidInput("starts_at and ends_at need a time zone", field="starts_at")
     if ends_at <= starts_at:
         raise InvalidInput("ends_at is after starts_at", field="ends_at")
+    if not (starts_at.year >= 2000 and ends_at.year < 3000):
+        raise InvalidInput("a programme runs between the years 2000 and 2999", field="ends_at")
     now = p.clock.now()
     with p.db.session() as s:
         if s.scalar(select(m.VoucherProgramme.id).where(m.VoucherProgramme.name == name)) is not None:
