@@ -360,3 +360,28 @@ def test_programme_dates_are_bounded(fw: World) -> None:
     with pytest.raises(InvalidInput, match="after starts_at"):
         vouchers.create_programme(w.p, w.admin, name="x", year=2026,
                                   ends_at=datetime(2025, 1, 1, tzinfo=utc))
+
+
+def test_admission_holds_each_jobs_estimate_until_it_is_billed(fw: World) -> None:
+    from suanli.domain.enums import DeviceKind
+    from suanli.domain.errors import PaymentRequired
+    from suanli.services import jobs as jobsvc
+    from suanli.services.jobs import JobInput
+    from suanli.services.ledger import set_credit_limit, tenant_account
+
+    w = fw
+    set_credit_limit(w.p, w.admin, w.t1.id, 10_000)
+    # 4 NPUs for an hour: the priciest pool that can run it is 800 fen per unit-hour.
+    ask = JobInput(name="n", command=["true"], device=DeviceKind.NPU, units=4, walltime_s=3600)
+    job = jobsvc.submit_job(w.p, w.u1, ask)
+    acct = tenant_account(w.p, w.u1, w.t1.id)
+    assert (acct["held_fen"], acct["spendable_fen"]) == (3200, 10_000 - 3200)
+    jobsvc.submit_job(w.p, w.u1, ask)
+    jobsvc.submit_job(w.p, w.u1, ask)
+    with pytest.raises(PaymentRequired, match=r"may cost up to ¥32\.00 .* can commit only ¥4\.00"):
+        jobsvc.submit_job(w.p, w.u1, ask)
+    # Half an hour billed: that part is owed now, and no longer held.
+    bill(w, finished_run(w, w.t1.id, w.alpha, "npu", seconds=1800, job_id=job.id))
+    acct = tenant_account(w.p, w.u1, w.t1.id)
+    assert (acct["owed_fen"], acct["held_fen"]) == (1600, 3 * 3200 - 1600)
+    assert acct["spendable_fen"] == 10_000 - 1600 - (3 * 3200 - 1600)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import case, func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Precision
@@ -217,9 +217,24 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
             prepaid[r.tenant_id] -= min(own, max(0, prepaid[r.tenant_id]))
         out.append(Billed(r.run_id, amount, part.amount_fen if part else 0))
     insert_rows(s, m.UsageRecord, usage)
+    _release_holds(s, usage)
     insert_rows(s, m.VoucherRedemption, redemptions)
     post_many(s, entries, now)
     return out
+
+
+def _release_holds(s: Session, usage: list[dict[str, Any]]) -> None:
+    """What a job was billed no longer needs holding against its tenant's money."""
+    billed: dict[int, int] = defaultdict(int)
+    for u in usage:
+        if u["amount_fen"]:
+            billed[u["job_id"]] += u["amount_fen"]
+    jobs = sorted(billed)
+    for ids in _chunks(jobs):
+        amount = case({j: billed[j] for j in ids}, value=m.Job.id, else_=0)
+        s.execute(update(m.Job).where(m.Job.id.in_(ids), m.Job.hold_fen > 0)
+                  .values(hold_fen=case((m.Job.hold_fen > amount, m.Job.hold_fen - amount), else_=0))
+                  .execution_options(synchronize_session=False))
 
 
 BUDGET_STOP = "stopped at its budget"

@@ -238,19 +238,12 @@ def lock_tenant(s: Session, tenant_id: int) -> None:
 
 def spendable(s: Session, tenant_id: int) -> dict[str, int]:
     """What the tenant can still commit: prepaid + credit limit − owed − what its unfinished jobs
-    hold (each job's cost estimate less what it was billed already)."""
+    hold (each job's cost estimate less what it was billed already: billing lowers the hold)."""
     tenant = s.get(m.Tenant, tenant_id)
     if tenant is None:
         raise NotFound(f"no tenant {tenant_id}")
-    held_rows = dict(s.execute(select(m.Job.id, m.Job.hold_fen).where(
-        m.Job.tenant_id == tenant_id, m.Job.state.in_(UNFINISHED), m.Job.hold_fen > 0)).all())
-    billed: dict[int, int] = {}
-    ids = list(held_rows)
-    for i in range(0, len(ids), CHUNK):
-        billed.update(s.execute(select(m.UsageRecord.job_id, func.sum(m.UsageRecord.amount_fen))
-                                .where(m.UsageRecord.job_id.in_(ids[i:i + CHUNK]))
-                                .group_by(m.UsageRecord.job_id)).all())
-    held = sum(max(0, hold - int(billed.get(j) or 0)) for j, hold in held_rows.items())
+    held = int(s.scalar(select(func.coalesce(func.sum(m.Job.hold_fen), 0)).where(
+        m.Job.tenant_id == tenant_id, m.Job.state.in_(UNFINISHED))) or 0)
     money = balances_of(s, [tenant_prepaid(tenant_id), tenant_receivable(tenant_id)])
     prepaid, owed = -money[tenant_prepaid(tenant_id)], money[tenant_receivable(tenant_id)]
     credit = tenant.credit_limit_fen
