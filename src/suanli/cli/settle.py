@@ -43,7 +43,8 @@ def settle(month: str = typer.Option(..., help="a month that is over, e.g. 2026-
     title = f"settlement {month} 月度结算" + (" (preview 预览: not stored, not paid)" if preview else "")
     console.print(statement_table(title, data["items"]))
     tot = data["totals"]
-    console.print(f"{tot['runs']} runs; centers are paid {tot['gross_fen'] / 100:,.2f} yuan, "
+    runs = f"{tot['runs']} run" + ("" if tot["runs"] == 1 else "s")
+    console.print(f"{runs}; centers are paid {tot['gross_fen'] / 100:,.2f} yuan, "
                   f"of which vouchers {tot['voucher_fen'] / 100:,.2f}"
                   + (f"; files in {out}" if out else ""))
 
