@@ -198,7 +198,7 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--workers", type=int, default=2, help="concurrent billers on PostgreSQL")
     args = ap.parse_args()
-    console = Console()
+    console = Console(width=150)
     results = []
     with postgres() as pg_url:
         schema = f"bench_{uuid.uuid4().hex[:8]}"

@@ -323,6 +323,9 @@ def test_audit_verify_names_the_first_edited_or_deleted_entry(fw: World) -> None
     ("DELETE FROM audit_log WHERE id = 2", "entry 2 is missing"),
     ("DELETE FROM audit_log WHERE id = (SELECT MAX(id) FROM audit_log)", "deleted"),
     ("UPDATE ledger_postings SET amount_fen = amount_fen + 1 WHERE id = 1", "does not sum to 0"),
+    ("UPDATE ledger_postings SET amount_fen = amount_fen * 2 WHERE transaction_id = 1",
+     "differs from its audit entry"),  # still balanced, but not what was posted
+    ("DELETE FROM ledger_postings WHERE transaction_id = 2", "differs from its audit entry"),
 ])
 def test_audit_verify_catches_deletions_and_ledger_edits(fw: World, tamper: str, expect: str) -> None:
     w = fw

@@ -104,9 +104,25 @@ def _entries(s: Session) -> Iterator[m.AuditEntry]:
         s.expunge_all()
 
 
-def ledger_details(kind: str, postings: Iterable[tuple[str, int]]) -> dict[str, Any]:
-    """What a ledger transaction's audit entry records: enough to notice any change to it."""
-    return {"kind": kind, "postings": sorted([a, int(f)] for a, f in postings)}
+def tx_digest(key: str, kind: str, postings: Iterable[tuple[str, int]]) -> str:
+    """A ledger transaction's fingerprint: its key, kind and postings (any change shows)."""
+    body = json.dumps([key, kind, sorted([a, int(f)] for a, f in postings)], ensure_ascii=False,
+                      separators=(",", ":"))
+    return hashlib.sha256(body.encode()).hexdigest()[:32]
+
+
+def ledger_action(txs: list[tuple[str, str, list[tuple[str, int]]]]) -> Action:
+    """One audit entry for the ledger transactions one action posted (a bill, a grant, a batch of
+    bills): each transaction's fingerprint; with one transaction, its postings too, for reading."""
+    kinds = {kind for _, kind, _ in txs}
+    key0, kind0, postings0 = txs[0]
+    details: dict[str, Any] = {"transactions": {k: tx_digest(k, kind, ps) for k, kind, ps in txs}}
+    if len(txs) == 1:
+        details["postings"] = sorted([a, f] for a, f in postings0)
+        subject = f"ledger:{key0}"
+    else:
+        subject = f"ledger:{len(txs)} transactions, {key0} …"
+    return Action(f"ledger.{kind0}" if len(kinds) == 1 else "ledger.post", subject, details)
 
 
 def verify(s: Session, max_problems: int = 20) -> Verdict:
@@ -117,7 +133,7 @@ def verify(s: Session, max_problems: int = 20) -> Verdict:
             problems.append(text)
 
     prev, expected, count = GENESIS, 1, 0
-    ledger_seen: dict[str, dict[str, Any]] = {}
+    ledger_seen: dict[str, str] = {}
     for e in _entries(s):
         count += 1
         if e.id != expected:
@@ -129,8 +145,8 @@ def verify(s: Session, max_problems: int = 20) -> Verdict:
         again = digest(e.prev_hash, e.id, e.at, e.actor_id, e.actor, e.action, e.subject, e.details)
         if again != e.hash:
             bad(f"entry {e.id} ({e.action} {e.subject}) was edited: its hash does not match")
-        if e.subject.startswith("ledger:"):
-            ledger_seen[e.subject[len("ledger:"):]] = e.details
+        if e.action.startswith("ledger.") and isinstance(e.details.get("transactions"), dict):
+            ledger_seen.update(e.details["transactions"])
         prev, expected = e.hash, e.id + 1
     head = s.get(m.AuditHead, 1)
     if head is None:
@@ -142,7 +158,7 @@ def verify(s: Session, max_problems: int = 20) -> Verdict:
     return Verdict(not problems, count, problems, prev)
 
 
-def _verify_ledger(s: Session, seen: dict[str, dict[str, Any]], bad: Any) -> None:
+def _verify_ledger(s: Session, seen: dict[str, str], bad: Any) -> None:
     """Every ledger transaction matches its audit entry and sums to 0; cached balances equal
     postings."""
     after = 0
@@ -167,7 +183,7 @@ def _verify_ledger(s: Session, seen: dict[str, dict[str, Any]], bad: Any) -> Non
             logged = seen.pop(t.key, None)
             if logged is None:
                 bad(f"ledger transaction {t.id} ({t.key}) has no audit entry")
-            elif logged != ledger_details(t.kind, ps):
+            elif logged != tx_digest(t.key, t.kind, ps):
                 bad(f"ledger transaction {t.id} ({t.key}) differs from its audit entry")
         after = ids[-1]
     for key in list(seen)[:5]:

@@ -17,15 +17,15 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Precision
-from ..domain.model import meter
+from ..domain.model import PoolSpec, meter
 from ..ledger.entries import VoucherPart, tenant_prepaid, voucher_grant
 from ..ledger.entries import bill as ledger_bill
 from ..store import models as m
-from ..store.bulk import insert_rows
+from ..store.bulk import bump, insert_rows
 from ..vouchers import Rules, subsidy
 from .ledger import CHUNK, balances_of, post_many
 
@@ -185,10 +185,13 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
     redemptions: list[dict[str, Any]] = []
     entries = []
     out = []
+    specs: dict[tuple[int, int], PoolSpec] = {}
     for r in todo:
         pool, center = pools[r.pool_id], centers[r.center_id]
         price = price_at(versions.get(r.pool_id), r.started_at, pool.price_fen_per_unit_hour)
-        spec = replace(pool.spec(), price_fen_per_unit_hour=price)
+        spec = specs.get((pool.id, price))
+        if spec is None:
+            spec = specs[(pool.id, price)] = replace(pool.spec(), price_fen_per_unit_hour=price)
         seconds = max(0, round((r.ended_at - r.started_at).total_seconds()))
         fig = meter(spec, units=r.units, seconds=seconds, precision=r.precision, pue=center.pue)
         amount = fig.amount_fen
@@ -229,12 +232,7 @@ def _release_holds(s: Session, usage: list[dict[str, Any]]) -> None:
     for u in usage:
         if u["amount_fen"]:
             billed[u["job_id"]] += u["amount_fen"]
-    jobs = sorted(billed)
-    for ids in _chunks(jobs):
-        amount = case({j: billed[j] for j in ids}, value=m.Job.id, else_=0)
-        s.execute(update(m.Job).where(m.Job.id.in_(ids), m.Job.hold_fen > 0)
-                  .values(hold_fen=case((m.Job.hold_fen > amount, m.Job.hold_fen - amount), else_=0))
-                  .execution_options(synchronize_session=False))
+    bump(s, m.Job, "hold_fen", billed, release=True)
 
 
 BUDGET_STOP = "stopped at its budget"

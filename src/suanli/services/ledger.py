@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -18,7 +18,7 @@ from ..domain.money import yuan
 from ..ledger import Entry, Posting, check
 from ..ledger.entries import LedgerError, deposit, reversal, tenant_prepaid, tenant_receivable
 from ..store import models as m
-from ..store.bulk import insert_rows
+from ..store.bulk import bump, insert_rows
 from . import audit
 from .auth import Principal
 from .context import Platform
@@ -112,20 +112,15 @@ def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Princip
         # Move the cached balances first: lock the accounts in id order (FOR NO KEY UPDATE, which
         # the postings' foreign-key checks of other writers do not conflict with), so concurrent
         # writers queue instead of deadlocking; then one UPDATE per chunk; then the postings.
-        moved = sorted((a, d) for a, d in deltas.items() if d)
+        moved = sorted(a for a, d in deltas.items() if d)
         for i in range(0, len(moved), CHUNK):
-            part = dict(moved[i:i + CHUNK])
-            s.execute(select(m.LedgerAccount.id).where(m.LedgerAccount.id.in_(part))
+            s.execute(select(m.LedgerAccount.id).where(m.LedgerAccount.id.in_(moved[i:i + CHUNK]))
                       .order_by(m.LedgerAccount.id).with_for_update(key_share=True))
-            s.execute(update(m.LedgerAccount).where(m.LedgerAccount.id.in_(part))
-                      .values(balance_fen=m.LedgerAccount.balance_fen
-                              + case(part, value=m.LedgerAccount.id, else_=0))
-                      .execution_options(synchronize_session=False))
+        bump(s, m.LedgerAccount, "balance_fen", {a: deltas[a] for a in moved})
         insert_rows(s, m.LedgerPosting, rows)
-        audit.append(s, [audit.Action(f"ledger.{e.kind}", f"ledger:{e.key}",
-                                      audit.ledger_details(e.kind, ((p.account, p.amount_fen)
-                                                                    for p in e.postings)))
-                         for e in new], now, actor)
+        audit.append(s, [audit.ledger_action([(e.key, e.kind, [(p.account, p.amount_fen)
+                                                               for p in e.postings]) for e in new])],
+                     now, actor)
     return [ids[e.key] for e in entries]
 
 

@@ -49,3 +49,25 @@ def insert_rows(s: Session, model: type[Base], rows: Sequence[dict[str, Any]],
             copy.write_row([json.dumps(v, ensure_ascii=False) if c in as_json and v is not None else v
                             for c, v in zip(cols, values, strict=True)])
     return []
+
+
+def bump(s: Session, model: type[Base], column: str, deltas: dict[int, int], *,
+         release: bool = False) -> None:
+    """Add each row's delta to an integer column in one statement (PostgreSQL: a join with the
+    unnested arrays) or one executemany (SQLite). With `release`, subtract instead, never below 0,
+    and only from rows above 0 (holds being released)."""
+    if not deltas:
+        return
+    table = cast(Table, model.__table__).name
+    ids = sorted(deltas)
+    if s.get_bind().dialect.name == "postgresql":
+        expr = f"GREATEST(t.{column} - v.d, 0)" if release else f"t.{column} + v.d"
+        extra = f" AND t.{column} > 0" if release else ""
+        s.execute(text(f"UPDATE {table} AS t SET {column} = {expr} FROM unnest(CAST(:ids AS bigint[]), "
+                       f"CAST(:ds AS bigint[])) AS v(id, d) WHERE t.id = v.id{extra}"),
+                  {"ids": ids, "ds": [deltas[i] for i in ids]})
+        return
+    expr = f"MAX({column} - :d, 0)" if release else f"{column} + :d"
+    extra = f" AND {column} > 0" if release else ""
+    s.execute(text(f"UPDATE {table} SET {column} = {expr} WHERE id = :id{extra}"),
+              [{"id": i, "d": deltas[i]} for i in ids])
