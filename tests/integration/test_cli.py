@@ -17,7 +17,7 @@ def test_demo_credentials_file(server: Server) -> None:
     path = server.home / "demo-credentials.json"
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     assert set(server.creds()) == {"platform_admin", "tenant_a", "tenant_b", "center_operator",
-                                   "reviewer"}
+                                   "reviewer", "auditor"}
     me = json.loads(server.cli("token", "list", "-o", "json", token="reviewer").stdout)
     assert me and me[0]["prefix"].startswith("sl_")
 
