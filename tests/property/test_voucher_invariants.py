@@ -16,10 +16,13 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, ru
 from sqlalchemy import func, select
 
 from suanli.config import Settings
-from suanli.domain.errors import SuanliError
+from suanli.domain.enums import DeviceKind
+from suanli.domain.errors import PaymentRequired, SuanliError
+from suanli.services import jobs as jobsvc
 from suanli.services import vouchers
 from suanli.services.billing import FinishedRun
 from suanli.services.context import Platform
+from suanli.services.jobs import JobInput
 from suanli.services.ledger import balances
 from suanli.store import models as m
 from suanli.store.db import Database
@@ -38,6 +41,7 @@ class VoucherYear(RuleBasedStateMachine):
         self.db.upgrade()
         self.w, self.clock = fixed_world(Platform(db=self.db, settings=settings_))
         self.runs: list[FinishedRun] = []
+        self.queued: list[int] = []
         self.prog = 0
 
     @initialize(mode=st.sampled_from(["point_of_sale", "post_hoc"]),
@@ -82,6 +86,34 @@ class VoucherYear(RuleBasedStateMachine):
                              budget_fen=first.budget_fen, job_id=first.job_id)
         self.runs.append(again)
         bill(self.w, again)
+
+    @rule(tenant=st.sampled_from([1, 2]), units=st.integers(1, 4), walltime=st.integers(600, 3600))
+    def submit(self, tenant: int, units: int, walltime: int) -> None:
+        """Admission holds the job's estimate, or refuses it (402) and holds nothing."""
+        w = self.w
+        try:
+            job = jobsvc.submit_job(w.p, w.u1 if tenant == 1 else w.u2, JobInput(
+                name="q", command=["true"], device=DeviceKind.NPU, units=units, walltime_s=walltime))
+            self.queued.append(job.id)
+        except PaymentRequired:
+            pass
+
+    @rule(data=st.data(), seconds=st.integers(60, 20_000), cancel=st.booleans())
+    def queued_job_runs_or_ends(self, data: st.DataObject, seconds: int, cancel: bool) -> None:
+        """A submitted job is billed for a run (lowering its hold), or cancelled (freeing it)."""
+        if not self.queued:
+            return
+        job_id = data.draw(st.sampled_from(self.queued))
+        w = self.w
+        if cancel:
+            jobsvc.cancel_job(w.p, w.admin, job_id)
+            self.queued.remove(job_id)
+            return
+        with w.p.db.session() as s:
+            tenant_id = s.get(m.Job, job_id).tenant_id  # type: ignore[union-attr]
+        r = finished_run(w, tenant_id, w.alpha, "npu", seconds=seconds, job_id=job_id)
+        self.runs.append(r)
+        bill(w, r)
 
     @rule(data=st.data())
     def retry_billing(self, data: st.DataObject) -> None:
@@ -140,6 +172,10 @@ class VoucherYear(RuleBasedStateMachine):
             per_tenant = s.execute(select(func.sum(m.VoucherRedemption.amount_fen))
                                    .where(m.VoucherRedemption.clawed_back_at.is_(None))
                                    .group_by(m.VoucherRedemption.tenant_id)).scalars().all()
+            held = dict(s.execute(select(m.Tenant.id, m.Tenant.held_fen)).all())
+            unfinished = dict(s.execute(select(m.Job.tenant_id, func.sum(m.Job.hold_fen))
+                                        .where(m.Job.state.in_(["QUEUED", "PLACED", "RUNNING"]))
+                                        .group_by(m.Job.tenant_id)).all())
             budgets = s.execute(select(m.Job.id, m.Job.budget_fen, func.sum(m.UsageRecord.amount_fen))
                                 .join(m.UsageRecord, m.UsageRecord.job_id == m.Job.id)
                                 .where(m.Job.budget_fen.is_not(None)).group_by(m.Job.id)).all()
@@ -152,6 +188,7 @@ class VoucherYear(RuleBasedStateMachine):
         assert over_ratio == 0
         assert all(total <= CAP for total in per_tenant)
         assert all(spent <= cap for _, cap, spent in budgets)
+        assert all(held[t] == int(unfinished.get(t) or 0) for t in held)  # holds add up
 
     def teardown(self) -> None:
         self.db.dispose()

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.exc import IntegrityError
 
 from suanli.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -388,3 +388,12 @@ def test_admission_holds_each_jobs_estimate_until_it_is_billed(fw: World) -> Non
     acct = tenant_account(w.p, w.u1, w.t1.id)
     assert (acct["owed_fen"], acct["held_fen"]) == (1600, 3 * 3200 - 1600)
     assert acct["spendable_fen"] == 10_000 - 1600 - (3 * 3200 - 1600)
+    # A job that ends frees what it still held; the tenant's counter is its unfinished jobs' sum.
+    jobsvc.cancel_job(w.p, w.u1, job.id)
+    acct = tenant_account(w.p, w.u1, w.t1.id)
+    assert acct["held_fen"] == 2 * 3200
+    with w.p.db.session() as s:
+        unfinished = s.scalar(select(func.sum(m.Job.hold_fen)).where(
+            m.Job.tenant_id == w.t1.id, m.Job.state.in_(["QUEUED", "PLACED", "RUNNING"])))
+        assert s.get(m.Tenant, w.t1.id).held_fen == unfinished == 2 * 3200  # type: ignore[union-attr]
+        assert s.get(m.Job, job.id).hold_fen == 0  # type: ignore[union-attr]

@@ -232,7 +232,16 @@ def _release_holds(s: Session, usage: list[dict[str, Any]]) -> None:
     for u in usage:
         if u["amount_fen"]:
             billed[u["job_id"]] += u["amount_fen"]
-    bump(s, m.Job, "hold_fen", billed, release=True)
+    released: dict[int, int] = {}
+    by_tenant: dict[int, int] = defaultdict(int)
+    for ids in _chunks(sorted(billed)):
+        for job_id, tenant_id, hold in s.execute(
+                select(m.Job.id, m.Job.tenant_id, m.Job.hold_fen)
+                .where(m.Job.id.in_(ids), m.Job.hold_fen > 0)):
+            released[job_id] = min(hold, billed[job_id])
+            by_tenant[tenant_id] -= released[job_id]
+    bump(s, m.Job, "hold_fen", released, release=True)
+    bump(s, m.Tenant, "held_fen", by_tenant)
 
 
 BUDGET_STOP = "stopped at its budget"

@@ -104,7 +104,9 @@ def submit_dag(p: Platform, actor: Principal, name: str, stages: list[StageInput
             raise type(exc)(f"stage {st.name!r}: {exc}", field=where, detail=exc.detail) from exc
     by_name = {st.name: st for st in stages}
     with p.db.session() as s:
-        admit(s, actor.tenant_id, sum(holds.values()), what=f"the DAG's {len(stages)} stages")
+        # a check only: each stage holds its own estimate when it is queued
+        admit(s, actor.tenant_id, sum(holds.values()), what=f"the DAG's {len(stages)} stages",
+              reserve=False)
         dag = m.Dag(tenant_id=actor.tenant_id, user_id=actor.user_id, name=name.strip(),
                     stages=[{"name": n, "depends_on": list(by_name[n].depends_on),
                              "job": _job_spec(by_name[n].job)} for n in order],

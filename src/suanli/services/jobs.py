@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import DeviceKind, Policy, Precision, Role
@@ -160,6 +160,13 @@ def _record(s: Session, job: m.Job, target: JobState, reason: str, at: datetime)
         job.started_at = at
     if target.is_terminal:
         job.finished_at = at
+        # What the job still held against its tenant's money is free again (read from the row:
+        # billing lowers holds with plain SQL).
+        hold = s.scalar(select(m.Job.hold_fen).where(m.Job.id == job.id)) or 0
+        if hold:
+            s.execute(update(m.Tenant).where(m.Tenant.id == job.tenant_id)
+                      .values(held_fen=m.Tenant.held_fen - hold))
+            job.hold_fen = 0
     s.add(m.JobEvent(job_id=job.id, at=at, from_state=current.value, to_state=target.value,
                      reason=reason[:500]))
 

@@ -221,9 +221,6 @@ def tenant_account(p: Platform, actor: Principal, tenant_id: int) -> dict[str, A
             "spendable_fen": money["spendable_fen"]}
 
 
-UNFINISHED = ("QUEUED", "PLACED", "RUNNING")
-
-
 def lock_tenant(s: Session, tenant_id: int) -> None:
     """Serialize money decisions about one tenant (a row lock on PostgreSQL; on SQLite the write
     lock, taken before anything is read)."""
@@ -233,23 +230,24 @@ def lock_tenant(s: Session, tenant_id: int) -> None:
 
 def spendable(s: Session, tenant_id: int) -> dict[str, int]:
     """What the tenant can still commit: prepaid + credit limit − owed − what its unfinished jobs
-    hold (each job's cost estimate less what it was billed already: billing lowers the hold)."""
-    tenant = s.get(m.Tenant, tenant_id)
-    if tenant is None:
+    hold (each job's cost estimate less what it was billed already; kept in `tenants.held_fen`:
+    raised at admission, lowered by billing and when a job ends)."""
+    row = s.execute(select(m.Tenant.credit_limit_fen, m.Tenant.held_fen)
+                    .where(m.Tenant.id == tenant_id)).one_or_none()
+    if row is None:
         raise NotFound(f"no tenant {tenant_id}")
-    held = int(s.scalar(select(func.coalesce(func.sum(m.Job.hold_fen), 0)).where(
-        m.Job.tenant_id == tenant_id, m.Job.state.in_(UNFINISHED))) or 0)
+    credit, held = int(row[0]), int(row[1])
     money = balances_of(s, [tenant_prepaid(tenant_id), tenant_receivable(tenant_id)])
     prepaid, owed = -money[tenant_prepaid(tenant_id)], money[tenant_receivable(tenant_id)]
-    credit = tenant.credit_limit_fen
     return {"prepaid_fen": prepaid, "owed_fen": owed, "credit_limit_fen": credit, "held_fen": held,
             "spendable_fen": prepaid + credit - owed - held}
 
 
-def admit(s: Session, tenant_id: int, need_fen: int, what: str = "the job") -> None:
-    """Refuse (402, with the numbers) a commitment the tenant's money does not cover. Call it in
-    the transaction that records the commitment, so two submissions cannot both spend the same
-    money."""
+def admit(s: Session, tenant_id: int, need_fen: int, what: str = "the job", *,
+          reserve: bool = True) -> None:
+    """Refuse (402, with the numbers) a commitment the tenant's money does not cover; with
+    `reserve`, hold it. Call it in the transaction that records the commitment, so two
+    submissions cannot both spend the same money."""
     if need_fen <= 0:
         return
     lock_tenant(s, tenant_id)
@@ -261,6 +259,9 @@ def admit(s: Session, tenant_id: int, need_fen: int, what: str = "the job") -> N
             f"{yuan(a['credit_limit_fen'])} − owed {yuan(a['owed_fen'])} − held by unfinished jobs "
             f"{yuan(a['held_fen'])}); deposit money or ask for a higher credit limit",
             field="walltime_s", detail={**a, "need_fen": need_fen})
+    if reserve:
+        s.execute(update(m.Tenant).where(m.Tenant.id == tenant_id)
+                  .values(held_fen=m.Tenant.held_fen + need_fen))
 
 
 def set_credit_limit(p: Platform, actor: Principal, tenant_id: int, credit_limit_fen: int) -> dict[str, Any]:

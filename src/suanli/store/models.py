@@ -115,6 +115,8 @@ class Tenant(Base):
     created_at: Mapped[datetime]
     # What the tenant may owe beyond its prepaid money (admission checks against both).
     credit_limit_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # The sum of its unfinished jobs' holds (cost estimates not yet billed), kept with them.
+    held_fen: Mapped[int] = mapped_column(BigInteger, default=0)
     # Frozen by an auditor: it can neither apply for nor redeem vouchers until unfrozen.
     frozen_at: Mapped[datetime | None] = mapped_column(nullable=True)
     frozen_reason: Mapped[str] = mapped_column(String(500), default="")
