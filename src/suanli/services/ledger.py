@@ -6,9 +6,9 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select, update
+from sqlalchemy import CursorResult, func, select, text, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -243,25 +243,31 @@ def spendable(s: Session, tenant_id: int) -> dict[str, int]:
             "spendable_fen": prepaid + credit - owed - held}
 
 
+_ADMIT = text(
+    "UPDATE tenants SET held_fen = held_fen + :hold WHERE id = :tenant AND credit_limit_fen - held_fen"
+    " - COALESCE((SELECT balance_fen FROM ledger_accounts WHERE code = :prepaid), 0)"
+    " - COALESCE((SELECT balance_fen FROM ledger_accounts WHERE code = :owed), 0) >= :need")
+
+
 def admit(s: Session, tenant_id: int, need_fen: int, what: str = "the job", *,
           reserve: bool = True) -> None:
     """Refuse (402, with the numbers) a commitment the tenant's money does not cover; with
-    `reserve`, hold it. Call it in the transaction that records the commitment, so two
-    submissions cannot both spend the same money."""
+    `reserve`, hold it. One conditional UPDATE checks and holds at once (atomic under the row's
+    lock), in the transaction that records the commitment: two submissions cannot both spend the
+    same money."""
     if need_fen <= 0:
         return
-    lock_tenant(s, tenant_id)
+    done = s.execute(_ADMIT, {"hold": need_fen if reserve else 0, "tenant": tenant_id, "need": need_fen,
+                              "prepaid": tenant_prepaid(tenant_id), "owed": tenant_receivable(tenant_id)})
+    if cast(CursorResult[Any], done).rowcount == 1:
+        return
     a = spendable(s, tenant_id)
-    if need_fen > a["spendable_fen"]:
-        raise PaymentRequired(
-            f"{what} may cost up to {yuan(need_fen)} but tenant {tenant_id} can commit only "
-            f"{yuan(a['spendable_fen'])} (prepaid {yuan(a['prepaid_fen'])} + credit limit "
-            f"{yuan(a['credit_limit_fen'])} − owed {yuan(a['owed_fen'])} − held by unfinished jobs "
-            f"{yuan(a['held_fen'])}); deposit money or ask for a higher credit limit",
-            field="walltime_s", detail={**a, "need_fen": need_fen})
-    if reserve:
-        s.execute(update(m.Tenant).where(m.Tenant.id == tenant_id)
-                  .values(held_fen=m.Tenant.held_fen + need_fen))
+    raise PaymentRequired(
+        f"{what} may cost up to {yuan(need_fen)} but tenant {tenant_id} can commit only "
+        f"{yuan(a['spendable_fen'])} (prepaid {yuan(a['prepaid_fen'])} + credit limit "
+        f"{yuan(a['credit_limit_fen'])} − owed {yuan(a['owed_fen'])} − held by unfinished jobs "
+        f"{yuan(a['held_fen'])}); deposit money or ask for a higher credit limit",
+        field="walltime_s", detail={**a, "need_fen": need_fen})
 
 
 def set_credit_limit(p: Platform, actor: Principal, tenant_id: int, credit_limit_fen: int) -> dict[str, Any]:
