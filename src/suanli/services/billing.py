@@ -25,9 +25,9 @@ from ..domain.model import PoolSpec, meter
 from ..ledger.entries import VoucherPart, tenant_prepaid, voucher_grant
 from ..ledger.entries import bill as ledger_bill
 from ..store import models as m
-from ..store.bulk import bump, insert_rows
+from ..store.bulk import bump, chunks, insert_rows
 from ..vouchers import Rules, subsidy
-from .ledger import CHUNK, balances_of, post_many
+from .ledger import balances_of, post_many
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +58,10 @@ class Billed:
     voucher_fen: int
 
 
-def _chunks(ids: list[int]) -> list[list[int]]:
-    return [ids[i:i + CHUNK] for i in range(0, len(ids), CHUNK)]
-
-
 def price_versions(s: Session, pool_ids: list[int]) -> dict[int, tuple[list[datetime], list[int]]]:
     """Each pool's price list: (valid_from ascending, price) for bisecting."""
     rows: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
-    for ids in _chunks(sorted(set(pool_ids))):
+    for ids in chunks(sorted(set(pool_ids))):
         for pool_id, valid_from, price in s.execute(
                 select(m.PriceList.pool_id, m.PriceList.valid_from, m.PriceList.price_fen_per_unit_hour)
                 .where(m.PriceList.pool_id.in_(ids)).order_by(m.PriceList.valid_from)):
@@ -100,7 +96,7 @@ class _Vouchers:
         self.related: set[tuple[int, int]] = set()
         frozen: set[int] = set()
         grants: list[tuple[m.VoucherGrant, m.VoucherProgramme]] = []
-        for ids in _chunks(tenant_ids):
+        for ids in chunks(tenant_ids):
             frozen |= set(s.scalars(select(m.Tenant.id).where(m.Tenant.id.in_(ids),
                                                                m.Tenant.frozen_at.is_not(None))))
             grants += s.execute(
@@ -113,7 +109,7 @@ class _Vouchers:
         if not grants:
             return
         grant_ids = sorted(g.id for g, _ in grants)
-        for ids in _chunks(grant_ids):  # lock before reading what is left
+        for ids in chunks(grant_ids):  # lock before reading what is left
             s.execute(update(m.VoucherGrant).where(m.VoucherGrant.id.in_(ids))
                       .values(state=m.VoucherGrant.state))
         left = balances_of(s, [voucher_grant(prog.id, g.id) for g, prog in grants])
@@ -122,7 +118,7 @@ class _Vouchers:
             self.by_tenant[g.tenant_id].append(_Grant(
                 g.id, prog.id, g.tenant_id, g.expires_at, rules[prog.id], prog.rules_version,
                 left[voucher_grant(prog.id, g.id)]))
-        for ids in _chunks(sorted(self.by_tenant)):
+        for ids in chunks(sorted(self.by_tenant)):
             self.related |= set(s.execute(select(m.RelatedParty.tenant_id, m.RelatedParty.center_id)
                                           .where(m.RelatedParty.tenant_id.in_(ids))).all())
 
@@ -158,23 +154,23 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
     if not runs:
         return []
     tenant_ids = sorted({r.tenant_id for r in runs})
-    for ids in _chunks(tenant_ids):  # lock the tenants first: one biller per tenant at a time
+    for ids in chunks(tenant_ids):  # lock the tenants first: one biller per tenant at a time
         s.execute(update(m.Tenant).where(m.Tenant.id.in_(ids)).values(credit_limit_fen=m.Tenant.credit_limit_fen))
     run_ids = [r.run_id for r in runs]
     done: set[int] = set()
-    for ids in _chunks(run_ids):
+    for ids in chunks(run_ids):
         done |= set(s.scalars(select(m.UsageRecord.run_id).where(m.UsageRecord.run_id.in_(ids))))
     todo = [r for r in runs if r.run_id not in done]
     if not todo:
         return []
-    pools = {p.id: p for ids in _chunks(sorted({r.pool_id for r in todo}))
+    pools = {p.id: p for ids in chunks(sorted({r.pool_id for r in todo}))
              for p in s.scalars(select(m.Pool).where(m.Pool.id.in_(ids)))}
-    centers = {c.id: c for ids in _chunks(sorted({r.center_id for r in todo}))
+    centers = {c.id: c for ids in chunks(sorted({r.center_id for r in todo}))
                for c in s.scalars(select(m.Center).where(m.Center.id.in_(ids)))}
     versions = price_versions(s, list(pools))
     budgeted = sorted({r.job_id for r in todo if r.budget_fen is not None})
     spent: dict[int, int] = defaultdict(int)
-    for ids in _chunks(budgeted):
+    for ids in chunks(budgeted):
         spent.update(s.execute(select(m.UsageRecord.job_id, func.sum(m.UsageRecord.amount_fen))
                                .where(m.UsageRecord.job_id.in_(ids))
                                .group_by(m.UsageRecord.job_id)).all())
@@ -234,7 +230,7 @@ def _release_holds(s: Session, usage: list[dict[str, Any]]) -> None:
             billed[u["job_id"]] += u["amount_fen"]
     released: dict[int, int] = {}
     by_tenant: dict[int, int] = defaultdict(int)
-    for ids in _chunks(sorted(billed)):
+    for ids in chunks(sorted(billed)):
         for job_id, tenant_id, hold in s.execute(
                 select(m.Job.id, m.Job.tenant_id, m.Job.hold_fen)
                 .where(m.Job.id.in_(ids), m.Job.hold_fen > 0)):

@@ -18,12 +18,11 @@ from ..domain.money import yuan
 from ..ledger import Entry, Posting, check
 from ..ledger.entries import LedgerError, deposit, reversal, tenant_prepaid, tenant_receivable
 from ..store import models as m
-from ..store.bulk import bump, insert_rows
+from ..store.bulk import bump, chunks, insert_rows
 from . import audit
 from .auth import Principal
 from .context import Platform
 
-CHUNK = 500
 MAX_CREDIT_FEN = 10**12  # ten billion yuan
 
 
@@ -45,11 +44,11 @@ def _account_id(s: Session, code: str, now: datetime) -> int:
 
 def _postings_of(s: Session, tx_ids: list[int]) -> dict[int, list[Posting]]:
     out: dict[int, list[Posting]] = {i: [] for i in tx_ids}
-    for i in range(0, len(tx_ids), CHUNK):
+    for part in chunks(tx_ids):
         rows = s.execute(select(m.LedgerPosting.transaction_id, m.LedgerAccount.code,
                                 m.LedgerPosting.amount_fen)
                          .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerPosting.account_id)
-                         .where(m.LedgerPosting.transaction_id.in_(tx_ids[i:i + CHUNK]))
+                         .where(m.LedgerPosting.transaction_id.in_(part))
                          .order_by(m.LedgerPosting.id))
         for tx_id, code, amount in rows:
             out[tx_id].append(Posting(code, amount))
@@ -63,9 +62,9 @@ def _same(a: Iterable[Posting], b: Iterable[Posting]) -> bool:
 def _account_ids(s: Session, codes: set[str], now: datetime) -> dict[str, int]:
     ids: dict[str, int] = {}
     todo = sorted(codes)
-    for i in range(0, len(todo), CHUNK):
+    for part in chunks(todo):
         ids.update(s.execute(select(m.LedgerAccount.code, m.LedgerAccount.id)
-                             .where(m.LedgerAccount.code.in_(todo[i:i + CHUNK]))).all())
+                             .where(m.LedgerAccount.code.in_(part))).all())
     for code in todo:
         if code not in ids:
             ids[code] = _account_id(s, code, now)
@@ -86,9 +85,9 @@ def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Princip
         by_key[e.key] = e
     keys = list(by_key)
     ids: dict[str, int] = {}
-    for i in range(0, len(keys), CHUNK):
+    for part in chunks(keys):
         ids.update(s.execute(select(m.LedgerTransaction.key, m.LedgerTransaction.id)
-                             .where(m.LedgerTransaction.key.in_(keys[i:i + CHUNK]))).all())
+                             .where(m.LedgerTransaction.key.in_(part))).all())
     if ids:
         posted = _postings_of(s, list(ids.values()))
         for key, tx_id in ids.items():
@@ -113,8 +112,8 @@ def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Princip
         # the postings' foreign-key checks of other writers do not conflict with), so concurrent
         # writers queue instead of deadlocking; then one UPDATE per chunk; then the postings.
         moved = sorted(a for a, d in deltas.items() if d)
-        for i in range(0, len(moved), CHUNK):
-            s.execute(select(m.LedgerAccount.id).where(m.LedgerAccount.id.in_(moved[i:i + CHUNK]))
+        for batch in chunks(moved):
+            s.execute(select(m.LedgerAccount.id).where(m.LedgerAccount.id.in_(batch))
                       .order_by(m.LedgerAccount.id).with_for_update(key_share=True))
         bump(s, m.LedgerAccount, "balance_fen", {a: deltas[a] for a in moved})
         insert_rows(s, m.LedgerPosting, rows)
@@ -149,9 +148,9 @@ def balance(s: Session, code: str) -> int:
 
 def balances_of(s: Session, codes: list[str]) -> dict[str, int]:
     out = dict.fromkeys(codes, 0)
-    for i in range(0, len(codes), CHUNK):
+    for part in chunks(codes):
         out.update(s.execute(select(m.LedgerAccount.code, m.LedgerAccount.balance_fen)
-                             .where(m.LedgerAccount.code.in_(codes[i:i + CHUNK]))).all())
+                             .where(m.LedgerAccount.code.in_(part))).all())
     return out
 
 

@@ -6,12 +6,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import JSON, Table, insert, text
 from sqlalchemy.orm import Session
 
 from .models import Base
+
+T = TypeVar("T")
+CHUNK = 500  # ids per IN (...) list: under every database's limit on bound parameters
+
+
+def chunks(items: Sequence[T], size: int = CHUNK) -> list[Sequence[T]]:
+    """`items` in slices of at most `size`, for IN (...) lists."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
 
 
 def insert_rows(s: Session, model: type[Base], rows: Sequence[dict[str, Any]],
