@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
+
+from rich.table import Table
 
 from ..domain.money import yuan as yuan  # re-exported: the CLI formats money here
 
@@ -47,3 +50,14 @@ def pflops(value: float | None) -> str:
     if value is None:
         return "-"
     return f"{value:,.2f}P" if value >= 0.01 or value == 0 else f"{value * 1000:.1f}T"
+
+
+def grid(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *,
+         right: Collection[str] = ()) -> Table:
+    """A table with a header: `columns` (those in `right` right-justified: amounts, counts)."""
+    t = Table(title=title)
+    for col in columns:
+        t.add_column(col, justify="right" if col in right else "left")
+    for row in rows:
+        t.add_row(*row)
+    return t

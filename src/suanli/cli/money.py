@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .common import Output, OutputOpt, console, emit_json, fail, run
-from .format import yuan
+from .format import grid, yuan
 
 bill_app = typer.Typer(help="Money: tenants' balances, deposits, the ledger. 账务", no_args_is_help=True)
 
@@ -97,12 +97,10 @@ def prices(pool: int = typer.Argument(..., help="pool id"), output: Output = Out
     data = run(lambda c: c.list_prices(pool))
     if output is Output.json:
         return emit_json(data)
-    t = Table(title=f"pool {pool} price list 价目表")
-    for col in ("valid from", "per unit-hour", "note"):
-        t.add_column(col)
-    for v in data:
-        t.add_row(v["valid_from"][:19], yuan(v["price_fen_per_unit_hour"]), v["note"])
-    console.print(t)
+    console.print(grid(
+        f"pool {pool} price list 价目表", ("valid from", "per unit-hour", "note"),
+        ((v["valid_from"][:19], yuan(v["price_fen_per_unit_hour"]), v["note"]) for v in data),
+        right=("per unit-hour",)))
 
 
 @bill_app.command("price")
@@ -123,14 +121,12 @@ def set_price(pool: int = typer.Argument(..., help="pool id"),
 
 
 def statement_table(title: str, items: list[dict[str, Any]]) -> Table:
-    t = Table(title=title)
-    for col in ("party", "name", "runs", "unit-hours", "P·h", "gross", "voucher", "adjust", "net"):
-        t.add_column(col, justify="left" if col in ("party", "name") else "right")
-    for i in items:
-        t.add_row(f"{i['party']} {i['party_id']}", i["name"], str(i["runs"]), f"{i['unit_hours']:.1f}",
-                  f"{i['pflops_hours']:.3f}", yuan(i["gross_fen"]), yuan(i["voucher_fen"]),
-                  yuan(i["adjustments_fen"]), yuan(i["net_fen"]))
-    return t
+    numbers = ("runs", "unit-hours", "P·h", "gross", "voucher", "adjust", "net")
+    return grid(
+        title, ("party", "name", *numbers),
+        ((f"{i['party']} {i['party_id']}", i["name"], str(i["runs"]), f"{i['unit_hours']:.1f}",
+          f"{i['pflops_hours']:.3f}", yuan(i["gross_fen"]), yuan(i["voucher_fen"]),
+          yuan(i["adjustments_fen"]), yuan(i["net_fen"])) for i in items), right=numbers)
 
 
 @bill_app.command("statements")

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from .common import Output, OutputOpt, console, emit_json, fail, run
-from .format import yuan
+from .format import grid, yuan
 from .money import fen_of
 
 voucher_app = typer.Typer(help="Compute vouchers 算力券: programmes, applications, review, grants, "
@@ -87,13 +87,12 @@ def programme_list(output: Output = OutputOpt) -> None:
     data = run(lambda c: c.list_programmes())
     if output is Output.json:
         return emit_json(data)
-    t = Table(title="voucher programmes 算力券计划")
-    for col in ("id", "name", "mode", "budget", "available", "committed", "paid", "grants"):
-        t.add_column(col, justify="right" if col not in ("name", "mode") else "left")
-    for p in data:
-        t.add_row(str(p["id"]), p["name"], p["mode"], yuan(p["budget_fen"]), yuan(p["available_fen"]),
-                  yuan(p["committed_fen"]), yuan(p["paid_fen"]), str(p["grants"]))
-    console.print(t)
+    console.print(grid(
+        "voucher programmes 算力券计划",
+        ("id", "name", "mode", "budget", "available", "committed", "paid", "grants"),
+        ((str(p["id"]), p["name"], p["mode"], yuan(p["budget_fen"]), yuan(p["available_fen"]),
+          yuan(p["committed_fen"]), yuan(p["paid_fen"]), str(p["grants"])) for p in data),
+        right=("id", "budget", "available", "committed", "paid", "grants")))
 
 
 @programme_app.command("show")
@@ -122,15 +121,13 @@ def programme_rules(programme: int = typer.Argument(..., help="programme id"),
 
 
 def _applications_table(rows: list[dict[str, Any]]) -> Table:
-    t = Table(title="voucher applications 申请")
-    for col in ("id", "programme", "tenant", "requested", "planned spend", "state", "approved", "grant",
-                "reason"):
-        t.add_column(col)
-    for a in rows:
-        t.add_row(str(a["id"]), str(a["programme_id"]), str(a["tenant_id"]), yuan(a["requested_fen"]),
-                  yuan(a["planned_spend_fen"]), a["state"], yuan(a["approved_fen"]),
-                  str(a["grant_id"] or "-"), a["reason"] or "-")
-    return t
+    return grid(
+        "voucher applications 申请",
+        ("id", "programme", "tenant", "requested", "planned spend", "state", "approved", "grant",
+         "reason"),
+        ((str(a["id"]), str(a["programme_id"]), str(a["tenant_id"]), yuan(a["requested_fen"]),
+          yuan(a["planned_spend_fen"]), a["state"], yuan(a["approved_fen"]),
+          str(a["grant_id"] or "-"), a["reason"] or "-") for a in rows))
 
 
 @voucher_app.command("apply")
@@ -185,13 +182,12 @@ def grants(programme: int | None = typer.Option(None, help="programme id"),
     data = run(lambda c: c.list_grants(programme_id=programme, tenant_id=tenant))
     if output is Output.json:
         return emit_json(data)
-    t = Table(title="voucher grants 已发放")
-    for col in ("id", "programme", "tenant", "granted", "redeemed", "left", "expires", "state"):
-        t.add_column(col)
-    for g in data:
-        t.add_row(str(g["id"]), str(g["programme_id"]), str(g["tenant_id"]), yuan(g["amount_fen"]),
-                  yuan(g["redeemed_fen"]), yuan(g["left_fen"]), g["expires_at"][:10], g["state"])
-    console.print(t)
+    console.print(grid(
+        "voucher grants 已发放",
+        ("id", "programme", "tenant", "granted", "redeemed", "left", "expires", "state"),
+        ((str(g["id"]), str(g["programme_id"]), str(g["tenant_id"]), yuan(g["amount_fen"]),
+          yuan(g["redeemed_fen"]), yuan(g["left_fen"]), g["expires_at"][:10], g["state"])
+         for g in data)))
 
 
 @voucher_app.command("claim")
@@ -214,14 +210,12 @@ def redemptions(programme: int | None = typer.Option(None, help="programme id"),
     data = run(lambda c: c.list_redemptions(programme_id=programme, tenant_id=tenant, limit=limit))
     if output is Output.json:
         return emit_json(data)
-    t = Table(title=f"redemptions 兑付 ({data['total']})")
-    for col in ("id", "run", "tenant", "center", "grant", "bill", "voucher", "ratio", "clawed back"):
-        t.add_column(col)
-    for r in data["items"]:
-        t.add_row(str(r["id"]), str(r["run_id"]), str(r["tenant_id"]), str(r["center_id"]),
-                  str(r["grant_id"]), yuan(r["bill_fen"]), yuan(r["amount_fen"]),
-                  f"{r['ratio_bp'] / 100:g} %", (r["clawed_back_at"] or "-")[:19])
-    console.print(t)
+    console.print(grid(
+        f"redemptions 兑付 ({data['total']})",
+        ("id", "run", "tenant", "center", "grant", "bill", "voucher", "ratio", "clawed back"),
+        ((str(r["id"]), str(r["run_id"]), str(r["tenant_id"]), str(r["center_id"]),
+          str(r["grant_id"]), yuan(r["bill_fen"]), yuan(r["amount_fen"]),
+          f"{r['ratio_bp'] / 100:g} %", (r["clawed_back_at"] or "-")[:19]) for r in data["items"])))
 
 
 @voucher_app.command("clawback")
@@ -277,9 +271,7 @@ def report(programme: int = typer.Argument(..., help="programme id"),
     console.print(t)
     per = tot["pflops_hours_per_yuan"]
     console.print(f"P·h per yuan of subsidy: {per if per is not None else '-'}")
-    burn = Table(title="burn-down 资金池消耗")
-    for col in ("month", "paid", "left", "even-spend plan"):
-        burn.add_column(col, justify="right")
-    for b in data["burn_down"]:
-        burn.add_row(b["month"], yuan(b["paid_fen"]), yuan(b["left_fen"]), yuan(b["plan_left_fen"]))
-    console.print(burn)
+    console.print(grid(
+        "burn-down 资金池消耗", ("month", "paid", "left", "even-spend plan"),
+        ((b["month"], yuan(b["paid_fen"]), yuan(b["left_fen"]), yuan(b["plan_left_fen"]))
+         for b in data["burn_down"]), right=("paid", "left", "even-spend plan")))

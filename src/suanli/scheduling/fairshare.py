@@ -40,8 +40,13 @@ def factors(usage: Mapping[int, float], tenants: Iterable[int]) -> dict[int, flo
     return {t: 2 ** (-usage.get(t, 0.0) / mean) for t in ids}
 
 
+def rank(priority: int, factor: float, submitted_at: datetime, job_id: int) -> tuple[object, ...]:
+    """A queued job's place in the queue order: priority, fair-share factor, submission, id."""
+    return (-priority, -round(factor, 2), submitted_at, job_id)
+
+
 def order(fair: Mapping[int, float]) -> Callable[[QueuedJob], tuple[object, ...]]:
-    """The queue order key: priority, fair-share factor, submission, id."""
+    """The queue order key (`rank`) of a queued job, given each tenant's fair-share factor."""
     def key(job: QueuedJob) -> tuple[object, ...]:
-        return (-job.req.priority, -round(fair.get(job.tenant_id, 1.0), 2), job.submitted_at, job.job_id)
+        return rank(job.req.priority, fair.get(job.tenant_id, 1.0), job.submitted_at, job.job_id)
     return key

@@ -19,12 +19,12 @@ from sqlalchemy.orm import Session
 
 from ..domain.jobstate import JobState
 from ..scheduling.backfill import Waiting, conservative, forecast
-from ..scheduling.fairshare import order as fair_order
+from ..scheduling.fairshare import rank
 from ..scheduling.placement import running_busy
 from ..store import models as m
 from .context import Platform
 from .queueing import fair_share_factors
-from .snapshot import pool_states, queued_jobs
+from .snapshot import pool_states
 
 MAX_POSITION = 500
 
@@ -46,21 +46,24 @@ def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, Que
         return {}
     now = p.clock.now()
     states = {st.pool_id: st for st in pool_states(s) if st.pool_id in wanted}
-    key = fair_order(fair_share_factors(s, now, p.settings.fairshare_half_life_s))
+    fair = fair_share_factors(s, now, p.settings.fairshare_half_life_s)
     out: dict[int, QueueEstimate] = {}
     for pool_id, ids in wanted.items():
         st = states.get(pool_id)
         if st is None:
             continue
-        queue_ids = list(s.scalars(select(m.Job.id).where(m.Job.state == JobState.QUEUED.value,
-                                                          m.Job.target_pool_id == pool_id)))
-        queue = sorted(queued_jobs(s, queue_ids), key=key)
-        index = {q.job_id: i for i, q in enumerate(queue)}
+        # Only the columns the order and the replay need: a pool's queue may hold 10^4 jobs and
+        # this answers GET /jobs.
+        c = m.Job
+        rows = s.execute(select(c.id, c.tenant_id, c.priority, c.submitted_at, c.units, c.walltime_s)
+                         .where(c.state == JobState.QUEUED.value, c.target_pool_id == pool_id)).all()
+        queue = sorted(rows, key=lambda r: rank(r[2], fair.get(r[1], 1.0), r[3], r[0]))
+        index = {r[0]: i for i, r in enumerate(queue)}
         deepest = max(index.get(i, 0) for i in ids)
         starts: list[float] = []
         if deepest < MAX_POSITION:
             busy = running_busy(st.running, now)
-            waiting = [Waiting(q.req.resources.units, float(q.req.walltime_s)) for q in queue[:deepest + 1]]
+            waiting = [Waiting(r[4], float(r[5])) for r in queue[:deepest + 1]]
             if p.settings.queue == "conservative":
                 starts = conservative(st.free_units, busy, waiting, 0.0).reservations or []
             else:

@@ -235,18 +235,22 @@ def _visible_tenant(actor: Principal, tenant_id: int | None) -> int | None:
     return tenant_id
 
 
+def _filtered(q: Any, table: Any, **equal: object) -> Any:
+    """`q` narrowed to rows of `table` whose columns equal the given values (None: no filter)."""
+    for column, value in equal.items():
+        if value is not None:
+            q = q.where(getattr(table, column) == value)
+    return q
+
+
 def list_applications(p: Platform, actor: Principal, *, programme_id: int | None = None,
                       state: str | None = None, tenant_id: int | None = None) -> list[dict[str, Any]]:
     tenant_id = _visible_tenant(actor, tenant_id)
     with p.db.session() as s:
         q = select(m.VoucherApplication, m.VoucherGrant.id).join(
             m.VoucherGrant, m.VoucherGrant.application_id == m.VoucherApplication.id, isouter=True)
-        if programme_id is not None:
-            q = q.where(m.VoucherApplication.programme_id == programme_id)
-        if state is not None:
-            q = q.where(m.VoucherApplication.state == state)
-        if tenant_id is not None:
-            q = q.where(m.VoucherApplication.tenant_id == tenant_id)
+        q = _filtered(q, m.VoucherApplication, programme_id=programme_id, tenant_id=tenant_id,
+                      state=state)
         return [_application_view(a, g) for a, g in s.execute(q.order_by(m.VoucherApplication.id))]
 
 
@@ -333,11 +337,8 @@ def list_grants(p: Platform, actor: Principal, *, programme_id: int | None = Non
                 tenant_id: int | None = None) -> list[dict[str, Any]]:
     tenant_id = _visible_tenant(actor, tenant_id)
     with p.db.session() as s:
-        q = select(m.VoucherGrant)
-        if programme_id is not None:
-            q = q.where(m.VoucherGrant.programme_id == programme_id)
-        if tenant_id is not None:
-            q = q.where(m.VoucherGrant.tenant_id == tenant_id)
+        q = _filtered(select(m.VoucherGrant), m.VoucherGrant, programme_id=programme_id,
+                      tenant_id=tenant_id)
         return _grant_views(s, list(s.scalars(q.order_by(m.VoucherGrant.id))))
 
 
@@ -456,11 +457,8 @@ def list_redemptions(p: Platform, actor: Principal, *, programme_id: int | None 
                      tenant_id: int | None = None, limit: int = 100, offset: int = 0) -> dict[str, Any]:
     tenant_id = _visible_tenant(actor, tenant_id)
     with p.db.session() as s:
-        q = select(m.VoucherRedemption)
-        if programme_id is not None:
-            q = q.where(m.VoucherRedemption.programme_id == programme_id)
-        if tenant_id is not None:
-            q = q.where(m.VoucherRedemption.tenant_id == tenant_id)
+        q = _filtered(select(m.VoucherRedemption), m.VoucherRedemption,
+                      programme_id=programme_id, tenant_id=tenant_id)
         total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
         rows = s.scalars(q.order_by(m.VoucherRedemption.id.desc()).limit(limit).offset(offset))
         return {"items": [_redemption_view(r) for r in rows], "total": int(total), "limit": limit,
