@@ -13,13 +13,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
 from ..domain.jobstate import JobState
 from ..scheduling.backfill import Waiting, conservative, forecast
-from ..scheduling.fairshare import rank
 from ..scheduling.placement import running_busy
 from ..store import models as m
 from .context import Platform
@@ -52,18 +52,23 @@ def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, Que
         st = states.get(pool_id)
         if st is None:
             continue
-        # Only the columns the order and the replay need: a pool's queue may hold 10^4 jobs and
-        # this answers GET /jobs.
+        # The database ranks the pool's queue in the engine's order (`fairshare.rank`: priority,
+        # fair-share factor, submission, id): a queue may hold 10^4 jobs and this answers GET /jobs.
         c = m.Job
-        rows = s.execute(select(c.id, c.tenant_id, c.priority, c.submitted_at, c.units, c.walltime_s)
-                         .where(c.state == JobState.QUEUED.value, c.target_pool_id == pool_id)).all()
-        queue = sorted(rows, key=lambda r: rank(r[2], fair.get(r[1], 1.0), r[3], r[0]))
-        index = {r[0]: i for i, r in enumerate(queue)}
-        deepest = max(index.get(i, 0) for i in ids)
+        in_pool = (c.state == JobState.QUEUED.value) & (c.target_pool_id == pool_id)
+        factor: Any = (case({t: round(f, 2) for t, f in fair.items()}, value=c.tenant_id, else_=1.0)
+                       if fair else literal(1.0))
+        ordering = (c.priority.desc(), factor.desc(), c.submitted_at, c.id)
+        pos = func.row_number().over(order_by=ordering).label("pos")
+        ranked = select(c.id, pos).where(in_pool).subquery()
+        index = {jid: pos - 1 for jid, pos in s.execute(
+            select(ranked.c.id, ranked.c.pos).where(ranked.c.id.in_(sorted(ids))))}
+        deepest = max(index.values(), default=0)
         starts: list[float] = []
         if deepest < MAX_POSITION:
             busy = running_busy(st.running, now)
-            waiting = [Waiting(r[4], float(r[5])) for r in queue[:deepest + 1]]
+            waiting = [Waiting(units, float(wall)) for units, wall in s.execute(
+                select(c.units, c.walltime_s).where(in_pool).order_by(*ordering).limit(deepest + 1))]
             if p.settings.queue == "conservative":
                 starts = conservative(st.free_units, busy, waiting, 0.0).reservations or []
             else:

@@ -242,10 +242,11 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
     # Core inserts, not the ORM unit of work: submission is the hottest write path.
     with p.db.session() as s:
         admit(s, actor.tenant_id, hold_fen)
-        job_id = s.execute(_INSERT_JOB, values).scalar_one()
-        s.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
-                                  "to_state": "QUEUED",
-                                  "reason": reason or f"submitted by {actor.username}"})
+        conn = s.connection()  # Core on the session's connection: no ORM bulk-insert machinery
+        job_id = conn.execute(_INSERT_JOB, values).scalar_one()
+        conn.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
+                                     "to_state": "QUEUED",
+                                     "reason": reason or f"submitted by {actor.username}"})
     return m.Job(id=job_id, exit_code=None, started_at=None, finished_at=None,
                  cancel_requested_at=None, current_run_id=None, target_pool_id=None, **values)
 
