@@ -150,3 +150,21 @@ def test_data_site_and_size_weigh_in_the_placement(world: World) -> None:
                                                                  "more than 0")]:
         with pytest.raises(InvalidInput, match=message):
             jobsvc.submit_job(world.p, world.u1, replace(fast, **bad))  # type: ignore[arg-type]
+
+
+def test_a_job_just_committed_to_a_pool_gets_its_true_position_at_once(world: World) -> None:
+    """Queue positions are kept for a moment (a pool may queue 10^4 jobs); a job the kept
+    ranking does not know yet makes it be ranked afresh, so a new urgent job is first at once."""
+    blocker = jobsvc.submit_job(world.p, world.u1, cheap("sleep 20", 8, walltime_s=60))
+    world.drive(lambda: state(world, blocker.id) == "RUNNING")
+    x = jobsvc.submit_job(world.p, world.u1, cheap("sleep 1", 1))
+    world.engine.tick()
+    with world.p.db.session() as s:
+        assert queue_estimates(world.p, s, [world.job(x.id)])[x.id].position == 1
+    urgent = jobsvc.submit_job(world.p, world.u1, cheap("sleep 1", 1, priority=5))
+    world.engine.tick()
+    assert world.job(urgent.id).target_pool_id == beta_cpu(world)
+    with world.p.db.session() as s:
+        est = queue_estimates(world.p, s, [world.job(x.id), world.job(urgent.id)])
+    assert est[urgent.id].position == 1 and est[x.id].position == 2
+    jobsvc.cancel_job(world.p, world.u1, blocker.id)

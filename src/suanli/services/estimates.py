@@ -5,7 +5,8 @@ placement). Its estimated start is what Slurm's `--test-only` answers: the pool'
 at their walltimes, the jobs ahead of it in the pool's queue (in the engine's order: priority,
 fair share, submission) start as the planner (EASY or FCFS) would start them and run their whole
 walltime. Only the first `MAX_POSITION` jobs of a pool's queue are estimated; later ones show
-their position alone. Node fragmentation is not modelled (units only).
+their position alone. Positions may be up to RANK_TTL_S old. Node fragmentation is not modelled
+(units only).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import case, func, literal, select
+from sqlalchemy import case, literal, select
 from sqlalchemy.orm import Session
 
 from ..domain.jobstate import JobState
@@ -27,6 +28,7 @@ from .queueing import fair_share_factors
 from .snapshot import pool_states
 
 MAX_POSITION = 500
+RANK_TTL_S = 1.0  # how stale a queue position may be (s)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +36,34 @@ class QueueEstimate:
     pool: str  # center/pool the job is committed to
     position: int  # 1-based, in that pool's queue
     estimated_start: datetime | None
+
+
+@dataclass(frozen=True, slots=True)
+class _Ranked:
+    index: dict[int, int]  # job id -> its 0-based place in the pool's queue
+    head: list[tuple[int, int]]  # units and walltime of the first MAX_POSITION jobs, in order
+
+
+def _ranked(p: Platform, s: Session, pool_id: int, fair: dict[int, float], ids: set[int]) -> _Ranked:
+    """The pool's queue in the engine's order (`fairshare.rank`: priority, fair-share factor,
+    submission, id), sorted by the database. A queue may hold 10^4 jobs and GET /jobs asks for
+    it on every page, so the ranking is kept for RANK_TTL_S — and made afresh at once when a job
+    asked about is not in it (a job just submitted or just committed to the pool)."""
+    def build() -> _Ranked:
+        c = m.Job
+        factor: Any = (case({t: round(f, 2) for t, f in fair.items()}, value=c.tenant_id, else_=1.0)
+                       if fair else literal(1.0))
+        rows = s.execute(select(c.id, c.units, c.walltime_s)
+                         .where(c.state == JobState.QUEUED.value, c.target_pool_id == pool_id)
+                         .order_by(c.priority.desc(), factor.desc(), c.submitted_at, c.id)).all()
+        return _Ranked({r[0]: i for i, r in enumerate(rows)}, [(r[1], r[2]) for r in rows[:MAX_POSITION]])
+
+    key = f"queue-rank:{pool_id}"
+    ranked = p.cached(key, build, ttl=RANK_TTL_S)
+    if not ids <= ranked.index.keys():
+        p.forget(key)
+        ranked = p.cached(key, build, ttl=RANK_TTL_S)
+    return ranked
 
 
 def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, QueueEstimate]:
@@ -52,23 +82,13 @@ def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, Que
         st = states.get(pool_id)
         if st is None:
             continue
-        # The database ranks the pool's queue in the engine's order (`fairshare.rank`: priority,
-        # fair-share factor, submission, id): a queue may hold 10^4 jobs and this answers GET /jobs.
-        c = m.Job
-        in_pool = (c.state == JobState.QUEUED.value) & (c.target_pool_id == pool_id)
-        factor: Any = (case({t: round(f, 2) for t, f in fair.items()}, value=c.tenant_id, else_=1.0)
-                       if fair else literal(1.0))
-        ordering = (c.priority.desc(), factor.desc(), c.submitted_at, c.id)
-        pos = func.row_number().over(order_by=ordering).label("pos")
-        ranked = select(c.id, pos).where(in_pool).subquery()
-        index = {jid: pos - 1 for jid, pos in s.execute(
-            select(ranked.c.id, ranked.c.pos).where(ranked.c.id.in_(sorted(ids))))}
-        deepest = max(index.values(), default=0)
+        ranked = _ranked(p, s, pool_id, fair, ids)
+        index = ranked.index
+        deepest = max((index.get(i, 0) for i in ids), default=0)
         starts: list[float] = []
         if deepest < MAX_POSITION:
             busy = running_busy(st.running, now)
-            waiting = [Waiting(units, float(wall)) for units, wall in s.execute(
-                select(c.units, c.walltime_s).where(in_pool).order_by(*ordering).limit(deepest + 1))]
+            waiting = [Waiting(units, float(wall)) for units, wall in ranked.head[:deepest + 1]]
             if p.settings.queue == "conservative":
                 starts = conservative(st.free_units, busy, waiting, 0.0).reservations or []
             else:
