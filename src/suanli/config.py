@@ -36,6 +36,7 @@ class Settings:
     failover_grace_s: float = 60.0  # how long an offline center keeps its jobs before re-placing
     fairshare_half_life_s: float = 7 * 86400.0  # past usage counts half after this long
     queue: str = "easy"  # each pool's queue: easy (EASY backfilling), conservative or fcfs
+    engine_nice: int = 5  # the engine process's niceness: requests win the CPU from passes
 
     @staticmethod
     def from_env() -> Settings:
@@ -60,4 +61,5 @@ class Settings:
             failover_grace_s=_float("SUANLI_FAILOVER_GRACE", 60.0),
             fairshare_half_life_s=_float("SUANLI_FAIRSHARE_HALF_LIFE_H", 7 * 24.0) * 3600,
             queue=queue,
+            engine_nice=min(19, max(0, int(_float("SUANLI_ENGINE_NICE", 5)))),
         )

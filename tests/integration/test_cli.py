@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import time
 
 import pytest
 
@@ -168,3 +169,15 @@ def test_dag_from_a_yaml_file(server: Server, tmp_path: object) -> None:
     assert bad.returncode != 0 and "cycle" in bad.stderr and "Traceback" not in bad.stderr
     both = server.cli("job", "submit", "--dag", str(path), "--", "true")
     assert both.returncode != 0 and "not both" in both.stderr
+
+
+def test_engine_process_runs_at_a_lower_cpu_priority(server: Server) -> None:
+    """Scheduling passes must not take the CPU from API requests: the engine process is niced."""
+    with server.api() as c:
+        for _ in range(100):
+            pid = c.get("/api/v1/health").json()["scheduler"].get("pid")
+            if pid:
+                break
+            time.sleep(0.1)
+    assert server.proc is not None and pid and pid != server.proc.pid
+    assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, server.proc.pid) + 5

@@ -124,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     except BlockingIOError:
         log.warning("another engine holds %s; waiting for it to end", settings.home / LOCK_FILE)
         fcntl.flock(lock, fcntl.LOCK_EX)
+    if settings.engine_nice:
+        # Passes are background work; an API request waiting on the CPU is a user waiting.
+        os.nice(settings.engine_nice)
     platform = Platform(db=Database(settings.database_url), settings=settings)
     engine = Engine(platform)
     signal.signal(signal.SIGTERM, lambda *_: engine.request_stop())

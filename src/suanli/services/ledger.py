@@ -256,8 +256,9 @@ def admit(s: Session, tenant_id: int, need_fen: int, what: str = "the job", *,
     same money."""
     if need_fen <= 0:
         return
-    done = s.connection().execute(_ADMIT, {"hold": need_fen if reserve else 0, "tenant": tenant_id, "need": need_fen,
-                              "prepaid": tenant_prepaid(tenant_id), "owed": tenant_receivable(tenant_id)})
+    done = s.connection().execute(_ADMIT, {
+        "hold": need_fen if reserve else 0, "tenant": tenant_id, "need": need_fen,
+        "prepaid": tenant_prepaid(tenant_id), "owed": tenant_receivable(tenant_id)})
     if cast(CursorResult[Any], done).rowcount == 1:
         return
     a = spendable(s, tenant_id)
