@@ -53,9 +53,18 @@ def _ranked(p: Platform, s: Session, pool_id: int, fair: dict[int, float], ids: 
         c = m.Job
         factor: Any = (case({t: round(f, 2) for t, f in fair.items()}, value=c.tenant_id, else_=1.0)
                        if fair else literal(1.0))
-        rows = s.execute(select(c.id, c.units, c.walltime_s)
-                         .where(c.state == JobState.QUEUED.value, c.target_pool_id == pool_id)
-                         .order_by(c.priority.desc(), factor.desc(), c.submitted_at, c.id)).all()
+        stmt = (select(c.id, c.units, c.walltime_s)
+                .where(c.state == JobState.QUEUED.value, c.target_pool_id == int(pool_id))
+                .order_by(c.priority.desc(), factor.desc(), c.submitted_at, c.id))
+        # Straight through the driver's cursor: SQLAlchemy's result rows cost 4x the query for a
+        # 10^4-row queue. The literals are ids and rounded factors, never user text.
+        sql = str(stmt.compile(dialect=s.get_bind().dialect, compile_kwargs={"literal_binds": True}))
+        cur = s.connection().connection.cursor()
+        try:
+            cur.execute(sql)
+            rows = cur.fetchall()
+        finally:
+            cur.close()
         return _Ranked({r[0]: i for i, r in enumerate(rows)}, [(r[1], r[2]) for r in rows[:MAX_POSITION]])
 
     key = f"queue-rank:{pool_id}"
