@@ -96,3 +96,28 @@ def test_concurrent_approvals_never_over_commit_the_pool(money_world: World) -> 
         f = vouchers.pool_figures(s, prog)
         granted = s.scalar(select(func.sum(m.VoucherGrant.amount_fen)))
     assert (f["available_fen"], f["committed_fen"], granted) == (0, 1_000, 1_000)
+
+
+def test_bulk_insert_and_among_round_trip_awkward_values(money_world: World) -> None:
+    """COPY's text format is built by suanli on PostgreSQL: tabs, line ends, backslashes, CJK,
+    quotes, NULLs and JSON come back exactly; `among` finds 1,200 keys (ANY on PostgreSQL,
+    chunked IN lists on SQLite)."""
+    from datetime import UTC, datetime
+
+    from suanli.store.bulk import among, insert_rows
+
+    at = datetime(2026, 11, 23, 8, 30, 15, 123456, tzinfo=UTC)
+    memos = ["tab\there", "line\nend\r\n", "back\\slash \\N", "算力券 “引号” 'q'", "", "\\t literal"]
+    rows = [{"kind": "test", "key": f"bulk:{i}", "at": at, "memo": memos[i % len(memos)],
+             "refs": {"i": i, "text": memos[i % len(memos)], "nested": [1, None, "x"]},
+             "reverses_id": None} for i in range(1200)]
+    with money_world.p.db.session() as s:
+        insert_rows(s, m.LedgerTransaction, rows)
+    keys = [r["key"] for r in rows]
+    with money_world.p.db.session() as s:
+        got = {t.key: t for cond in among(s, m.LedgerTransaction.key, keys)
+               for t in s.scalars(select(m.LedgerTransaction).where(cond))}
+    assert len(got) == 1200
+    for r in rows:
+        t = got[r["key"]]
+        assert (t.memo, t.refs, t.at, t.reverses_id) == (r["memo"], r["refs"], at, None)

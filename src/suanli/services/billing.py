@@ -25,7 +25,7 @@ from ..domain.model import PoolSpec, meter
 from ..ledger.entries import VoucherPart, tenant_prepaid, voucher_grant
 from ..ledger.entries import bill as ledger_bill
 from ..store import models as m
-from ..store.bulk import bump, chunks, insert_rows
+from ..store.bulk import among, bump, insert_rows
 from ..vouchers import Rules, subsidy
 from .ledger import balances_of, post_many
 
@@ -61,10 +61,10 @@ class Billed:
 def price_versions(s: Session, pool_ids: list[int]) -> dict[int, tuple[list[datetime], list[int]]]:
     """Each pool's price list: (valid_from ascending, price) for bisecting."""
     rows: dict[int, list[tuple[datetime, int]]] = defaultdict(list)
-    for ids in chunks(sorted(set(pool_ids))):
+    for cond in among(s, m.PriceList.pool_id, sorted(set(pool_ids))):
         for pool_id, valid_from, price in s.execute(
                 select(m.PriceList.pool_id, m.PriceList.valid_from, m.PriceList.price_fen_per_unit_hour)
-                .where(m.PriceList.pool_id.in_(ids)).order_by(m.PriceList.valid_from)):
+                .where(cond).order_by(m.PriceList.valid_from)):
             rows[pool_id].append((valid_from, price))
     return {k: ([a for a, _ in v], [b for _, b in v]) for k, v in rows.items()}
 
@@ -96,31 +96,30 @@ class _Vouchers:
         self.related: set[tuple[int, int]] = set()
         frozen: set[int] = set()
         grants: list[tuple[m.VoucherGrant, m.VoucherProgramme]] = []
-        for ids in chunks(tenant_ids):
-            frozen |= set(s.scalars(select(m.Tenant.id).where(m.Tenant.id.in_(ids),
-                                                               m.Tenant.frozen_at.is_not(None))))
+        for cond in among(s, m.Tenant.id, tenant_ids):
+            frozen |= set(s.scalars(select(m.Tenant.id).where(cond, m.Tenant.frozen_at.is_not(None))))
+        for cond in among(s, m.VoucherGrant.tenant_id, tenant_ids):
             grants += s.execute(
                 select(m.VoucherGrant, m.VoucherProgramme)
                 .join(m.VoucherProgramme, m.VoucherProgramme.id == m.VoucherGrant.programme_id)
-                .where(m.VoucherGrant.tenant_id.in_(ids), m.VoucherGrant.state == "active",
+                .where(cond, m.VoucherGrant.state == "active",
                        m.VoucherGrant.expires_at > now, m.VoucherProgramme.mode == "point_of_sale",
                        m.VoucherProgramme.status == "open")).all()
         grants = [(g, prog) for g, prog in grants if g.tenant_id not in frozen]
         if not grants:
             return
         grant_ids = sorted(g.id for g, _ in grants)
-        for ids in chunks(grant_ids):  # lock before reading what is left
-            s.execute(update(m.VoucherGrant).where(m.VoucherGrant.id.in_(ids))
-                      .values(state=m.VoucherGrant.state))
+        for cond in among(s, m.VoucherGrant.id, grant_ids):  # lock before reading what is left
+            s.execute(update(m.VoucherGrant).where(cond).values(state=m.VoucherGrant.state))
         left = balances_of(s, [voucher_grant(prog.id, g.id) for g, prog in grants])
         rules = _current_rules(s, {prog.id: prog.rules_version for _, prog in grants})
         for g, prog in sorted(grants, key=lambda gp: (gp[0].expires_at, gp[0].id)):
             self.by_tenant[g.tenant_id].append(_Grant(
                 g.id, prog.id, g.tenant_id, g.expires_at, rules[prog.id], prog.rules_version,
                 left[voucher_grant(prog.id, g.id)]))
-        for ids in chunks(sorted(self.by_tenant)):
+        for cond in among(s, m.RelatedParty.tenant_id, sorted(self.by_tenant)):
             self.related |= set(s.execute(select(m.RelatedParty.tenant_id, m.RelatedParty.center_id)
-                                          .where(m.RelatedParty.tenant_id.in_(ids))).all())
+                                          .where(cond)).all())
 
     def part(self, run: FinishedRun, amount_fen: int, center_slug: str, domestic: bool,
              device_kind: str) -> tuple[_Grant, int, int] | None:
@@ -154,25 +153,25 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
     if not runs:
         return []
     tenant_ids = sorted({r.tenant_id for r in runs})
-    for ids in chunks(tenant_ids):  # lock the tenants first: one biller per tenant at a time
-        s.execute(update(m.Tenant).where(m.Tenant.id.in_(ids)).values(credit_limit_fen=m.Tenant.credit_limit_fen))
+    for cond in among(s, m.Tenant.id, tenant_ids):  # lock the tenants first: one biller per tenant
+        s.execute(update(m.Tenant).where(cond).values(credit_limit_fen=m.Tenant.credit_limit_fen))
     run_ids = [r.run_id for r in runs]
     done: set[int] = set()
-    for ids in chunks(run_ids):
-        done |= set(s.scalars(select(m.UsageRecord.run_id).where(m.UsageRecord.run_id.in_(ids))))
+    for cond in among(s, m.UsageRecord.run_id, run_ids):
+        done |= set(s.scalars(select(m.UsageRecord.run_id).where(cond)))
     todo = [r for r in runs if r.run_id not in done]
     if not todo:
         return []
-    pools = {p.id: p for ids in chunks(sorted({r.pool_id for r in todo}))
-             for p in s.scalars(select(m.Pool).where(m.Pool.id.in_(ids)))}
-    centers = {c.id: c for ids in chunks(sorted({r.center_id for r in todo}))
-               for c in s.scalars(select(m.Center).where(m.Center.id.in_(ids)))}
+    pools = {p.id: p for cond in among(s, m.Pool.id, sorted({r.pool_id for r in todo}))
+             for p in s.scalars(select(m.Pool).where(cond))}
+    centers = {c.id: c for cond in among(s, m.Center.id, sorted({r.center_id for r in todo}))
+               for c in s.scalars(select(m.Center).where(cond))}
     versions = price_versions(s, list(pools))
     budgeted = sorted({r.job_id for r in todo if r.budget_fen is not None})
     spent: dict[int, int] = defaultdict(int)
-    for ids in chunks(budgeted):
+    for cond in among(s, m.UsageRecord.job_id, budgeted):
         spent.update(s.execute(select(m.UsageRecord.job_id, func.sum(m.UsageRecord.amount_fen))
-                               .where(m.UsageRecord.job_id.in_(ids))
+                               .where(cond)
                                .group_by(m.UsageRecord.job_id)).all())
     vouchers = _Vouchers(s, sorted({r.tenant_id for r in todo}), now)
     held = balances_of(s, [tenant_prepaid(t) for t in tenant_ids])
@@ -218,7 +217,7 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
     insert_rows(s, m.UsageRecord, usage)
     _release_holds(s, usage)
     insert_rows(s, m.VoucherRedemption, redemptions)
-    post_many(s, entries, now)
+    post_many(s, entries, now, fresh=True)  # `todo` holds only runs without a usage record
     return out
 
 
@@ -230,10 +229,9 @@ def _release_holds(s: Session, usage: list[dict[str, Any]]) -> None:
             billed[u["job_id"]] += u["amount_fen"]
     released: dict[int, int] = {}
     by_tenant: dict[int, int] = defaultdict(int)
-    for ids in chunks(sorted(billed)):
+    for cond in among(s, m.Job.id, sorted(billed)):
         for job_id, tenant_id, hold in s.execute(
-                select(m.Job.id, m.Job.tenant_id, m.Job.hold_fen)
-                .where(m.Job.id.in_(ids), m.Job.hold_fen > 0)):
+                select(m.Job.id, m.Job.tenant_id, m.Job.hold_fen).where(cond, m.Job.hold_fen > 0)):
             released[job_id] = min(hold, billed[job_id])
             by_tenant[tenant_id] -= released[job_id]
     bump(s, m.Job, "hold_fen", released, release=True)

@@ -18,7 +18,7 @@ from ..domain.money import yuan
 from ..ledger import Entry, Posting, check
 from ..ledger.entries import LedgerError, deposit, reversal, tenant_prepaid, tenant_receivable
 from ..store import models as m
-from ..store.bulk import bump, chunks, insert_rows
+from ..store.bulk import among, bump, insert_rows
 from . import audit
 from .auth import Principal
 from .context import Platform
@@ -44,11 +44,11 @@ def _account_id(s: Session, code: str, now: datetime) -> int:
 
 def _postings_of(s: Session, tx_ids: list[int]) -> dict[int, list[Posting]]:
     out: dict[int, list[Posting]] = {i: [] for i in tx_ids}
-    for part in chunks(tx_ids):
+    for cond in among(s, m.LedgerPosting.transaction_id, tx_ids):
         rows = s.execute(select(m.LedgerPosting.transaction_id, m.LedgerAccount.code,
                                 m.LedgerPosting.amount_fen)
                          .join(m.LedgerAccount, m.LedgerAccount.id == m.LedgerPosting.account_id)
-                         .where(m.LedgerPosting.transaction_id.in_(part))
+                         .where(cond)
                          .order_by(m.LedgerPosting.id))
         for tx_id, code, amount in rows:
             out[tx_id].append(Posting(code, amount))
@@ -62,9 +62,8 @@ def _same(a: Iterable[Posting], b: Iterable[Posting]) -> bool:
 def _account_ids(s: Session, codes: set[str], now: datetime) -> dict[str, int]:
     ids: dict[str, int] = {}
     todo = sorted(codes)
-    for part in chunks(todo):
-        ids.update(s.execute(select(m.LedgerAccount.code, m.LedgerAccount.id)
-                             .where(m.LedgerAccount.code.in_(part))).all())
+    for cond in among(s, m.LedgerAccount.code, todo):
+        ids.update(s.execute(select(m.LedgerAccount.code, m.LedgerAccount.id).where(cond)).all())
     for code in todo:
         if code not in ids:
             ids[code] = _account_id(s, code, now)
@@ -72,11 +71,13 @@ def _account_ids(s: Session, codes: set[str], now: datetime) -> dict[str, int]:
 
 
 def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Principal | None = None,
-              reverses: dict[str, int] | None = None) -> list[int]:
+              reverses: dict[str, int] | None = None, fresh: bool = False) -> list[int]:
     """Write entries in the caller's transaction, each once: an entry whose key was posted
     already is found instead (it must be the same entry, or Conflict). Every new transaction
     moves its accounts' cached balances and appends its audit entry. Returns the transactions'
-    ids, in order."""
+    ids, in order. `fresh`: the caller has proven under its locks that no key was posted (billing
+    does, by the runs' usage records written in the same transactions), so the keys are not
+    looked up; the unique index on the key still refuses a duplicate."""
     by_key: dict[str, Entry] = {}
     for e in entries:
         check(e)
@@ -85,9 +86,8 @@ def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Princip
         by_key[e.key] = e
     keys = list(by_key)
     ids: dict[str, int] = {}
-    for part in chunks(keys):
-        ids.update(s.execute(select(m.LedgerTransaction.key, m.LedgerTransaction.id)
-                             .where(m.LedgerTransaction.key.in_(part))).all())
+    for cond in () if fresh else among(s, m.LedgerTransaction.key, keys):
+        ids.update(s.execute(select(m.LedgerTransaction.key, m.LedgerTransaction.id).where(cond)).all())
     if ids:
         posted = _postings_of(s, list(ids.values()))
         for key, tx_id in ids.items():
@@ -112,8 +112,8 @@ def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Princip
         # the postings' foreign-key checks of other writers do not conflict with), so concurrent
         # writers queue instead of deadlocking; then one UPDATE per chunk; then the postings.
         moved = sorted(a for a, d in deltas.items() if d)
-        for batch in chunks(moved):
-            s.execute(select(m.LedgerAccount.id).where(m.LedgerAccount.id.in_(batch))
+        for cond in among(s, m.LedgerAccount.id, moved):
+            s.execute(select(m.LedgerAccount.id).where(cond)
                       .order_by(m.LedgerAccount.id).with_for_update(key_share=True))
         bump(s, m.LedgerAccount, "balance_fen", {a: deltas[a] for a in moved})
         insert_rows(s, m.LedgerPosting, rows)
@@ -148,9 +148,8 @@ def balance(s: Session, code: str) -> int:
 
 def balances_of(s: Session, codes: list[str]) -> dict[str, int]:
     out = dict.fromkeys(codes, 0)
-    for part in chunks(codes):
-        out.update(s.execute(select(m.LedgerAccount.code, m.LedgerAccount.balance_fen)
-                             .where(m.LedgerAccount.code.in_(part))).all())
+    for cond in among(s, m.LedgerAccount.code, codes):
+        out.update(s.execute(select(m.LedgerAccount.code, m.LedgerAccount.balance_fen).where(cond)).all())
     return out
 
 

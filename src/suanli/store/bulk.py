@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import JSON, Table, insert, text
+from sqlalchemy import JSON, ColumnElement, Table, any_, insert, literal, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session
 
 from .models import Base
@@ -20,6 +22,17 @@ CHUNK = 500  # ids per IN (...) list: under every database's limit on bound para
 def chunks(items: Sequence[T], size: int = CHUNK) -> list[Sequence[T]]:
     """`items` in slices of at most `size`, for IN (...) lists."""
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def among(s: Session, column: Any, values: Sequence[Any]) -> list[ColumnElement[bool]]:
+    """Conditions that together pick the rows whose `column` is one of `values` (run one query
+    per condition): on PostgreSQL one `= ANY(array)` (a single bound parameter, so the statement
+    is compiled once and cached), elsewhere IN lists of at most CHUNK values."""
+    if not values:
+        return []
+    if s.get_bind().dialect.name == "postgresql":
+        return [column == any_(literal(list(values), ARRAY(column.type)))]
+    return [column.in_(part) for part in chunks(values)]
 
 
 def insert_rows(s: Session, model: type[Base], rows: Sequence[dict[str, Any]],
@@ -49,14 +62,37 @@ def insert_rows(s: Session, model: type[Base], rows: Sequence[dict[str, Any]],
                 if c.name not in rows[0] and c.default is not None and c.default.is_scalar}
     cols += list(defaults)
     as_json = {c for c in cols if isinstance(table.c[c].type, JSON)}
+    given = [(c, _copy_json if c in as_json else _copy_text) for c in rows[0]]
+    tail = "".join("\t" + (_copy_json if c in as_json else _copy_text)(defaults[c]) for c in defaults)
     raw = s.connection().connection.driver_connection
     assert raw is not None
     with raw.cursor() as cur, cur.copy(f"COPY {table.name} ({', '.join(cols)}) FROM STDIN") as copy:
-        for r in rows:
-            values = [r[c] if c in r else defaults[c] for c in cols]
-            copy.write_row([json.dumps(v, ensure_ascii=False) if c in as_json and v is not None else v
-                            for c, v in zip(cols, values, strict=True)])
+        for part in chunks(rows, 5000):
+            # COPY's text format, built here: psycopg's write_row costs ~3x as much per row.
+            copy.write("".join("\t".join([f(r[c]) for c, f in given]) + tail + "\n" for r in part))
     return []
+
+
+_ESCAPE = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
+
+
+def _copy_text(v: Any) -> str:
+    """One value in COPY's text format (NULL is \\N; backslash, tab and line ends escaped)."""
+    if v is None:
+        return "\\N"
+    if isinstance(v, str):
+        return v.translate(_ESCAPE)
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    if isinstance(v, int | float):
+        return repr(v)
+    if isinstance(v, datetime):
+        return v.isoformat()
+    return str(v).translate(_ESCAPE)
+
+
+def _copy_json(v: Any) -> str:
+    return "\\N" if v is None else json.dumps(v, ensure_ascii=False).translate(_ESCAPE)
 
 
 def bump(s: Session, model: type[Base], column: str, deltas: dict[int, int], *,
