@@ -326,6 +326,9 @@ def test_audit_verify_names_the_first_edited_or_deleted_entry(fw: World) -> None
     ("UPDATE ledger_postings SET amount_fen = amount_fen * 2 WHERE transaction_id = 1",
      "differs from its audit entry"),  # still balanced, but not what was posted
     ("DELETE FROM ledger_postings WHERE transaction_id = 2", "differs from its audit entry"),
+    # postings have no foreign keys: an orphan is named
+    ("DELETE FROM ledger_transactions WHERE id = 2", "one of which no longer exists"),
+    ("UPDATE ledger_postings SET account_id = 999999 WHERE id = 1", "one of which no longer exists"),
 ])
 def test_audit_verify_catches_deletions_and_ledger_edits(fw: World, tamper: str, expect: str) -> None:
     w = fw

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Role
@@ -188,6 +188,16 @@ def _verify_ledger(s: Session, seen: dict[str, str], bad: Any) -> None:
         after = ids[-1]
     for key in list(seen)[:5]:
         bad(f"ledger transaction {key} is in the audit log but no longer in the ledger")
+    # Postings carry no foreign keys (migration 0009): each must still have its transaction and
+    # its account.
+    tx, acc = m.LedgerTransaction, m.LedgerAccount
+    for posting_id, tx_id, acc_id in s.execute(
+            select(m.LedgerPosting.id, m.LedgerPosting.transaction_id, m.LedgerPosting.account_id)
+            .outerjoin(tx, tx.id == m.LedgerPosting.transaction_id)
+            .outerjoin(acc, acc.id == m.LedgerPosting.account_id)
+            .where(or_(tx.id.is_(None), acc.id.is_(None))).order_by(m.LedgerPosting.id).limit(5)):
+        bad(f"ledger posting {posting_id} refers to transaction {tx_id} and account {acc_id}, "
+            "one of which no longer exists")
     sums = dict(s.execute(select(m.LedgerPosting.account_id, func.sum(m.LedgerPosting.amount_fen))
                           .group_by(m.LedgerPosting.account_id)).all())
     for acc_id, code, cached in s.execute(select(m.LedgerAccount.id, m.LedgerAccount.code,
