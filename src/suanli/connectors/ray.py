@@ -23,7 +23,8 @@ import re
 import shlex
 import time
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,9 @@ class RayConnector:
         self.resources: dict[str, str] = dict(config.get("resources") or {})
         # submits in flight at once from one scheduling pass (the engine honours it)
         self.submit_concurrency = positive_int(config, "submit_concurrency", 4)
+        # Jobs this connector asked Ray to stop: a job stopped while its supervisor starts may
+        # end FAILED (the supervisor loses its child process), which is a cancellation.
+        self._stopped: set[str] = set()
 
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         try:
@@ -134,18 +138,24 @@ class RayConnector:
             if "HTTP 404" in exc.message:
                 return RunStatus(RunState.LOST, reason="Ray no longer knows this job")
             raise
-        return _run_status(job)
+        return self._stop_aware(external_id, _run_status(job))
 
     def statuses(self, external_ids: Sequence[str]) -> dict[str, RunStatus]:
         """All asked-for runs from one `GET /api/jobs/` (Ray lists every job it keeps)."""
         wanted = set(external_ids)
         jobs = self._request("GET", "/api/jobs/")
-        return {str(job.get("submission_id")): _run_status(job)
+        return {sid: self._stop_aware(sid, _run_status(job))
                 for job in (jobs if isinstance(jobs, list) else [])
-                if str(job.get("submission_id")) in wanted}
+                if (sid := str(job.get("submission_id"))) in wanted}
 
     def cancel(self, external_id: str) -> None:
+        self._stopped.add(external_id)
         self._request("POST", f"/api/jobs/{external_id}/stop")
+
+    def _stop_aware(self, external_id: str, st: RunStatus) -> RunStatus:
+        if st.state is RunState.FAILED and external_id in self._stopped:
+            return replace(st, state=RunState.CANCELLED, reason=f"stopped ({st.reason})")
+        return st
 
     def logs(self, external_id: str, stream: str = "stdout", offset: int = 0) -> bytes:
         if stream not in ("stdout", "stderr"):
@@ -153,10 +163,15 @@ class RayConnector:
         if stream == "stderr":
             return b""  # Ray merges both streams into the job's log
         text = str(self._request("GET", f"/api/jobs/{external_id}/logs").get("logs", ""))
-        for _ in range(12):
-            # Right after a job ends, a fresh head may not have its log file yet: an empty log of
-            # a finished job is asked again for a moment before it is believed.
-            if text or not self.status(external_id).state.is_terminal:
+        for _ in range(40):
+            # Right after a job ends, a busy or fresh head may not have its log file yet: an empty
+            # log of a job that ended in the last 30 s is asked again for up to 10 s before it is
+            # believed (an older one is answered at once).
+            if text:
+                break
+            st = self.status(external_id)
+            if not st.state.is_terminal or st.ended_at is None or \
+                    datetime.now(UTC) - st.ended_at > timedelta(seconds=30):
                 break
             time.sleep(0.25)
             text = str(self._request("GET", f"/api/jobs/{external_id}/logs").get("logs", ""))
