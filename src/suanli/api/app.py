@@ -7,10 +7,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from .. import __version__
+from .. import __version__, web
 from ..services.context import Platform
 from ..services.engine import Engine, EngineControl
 from . import errors, routes_jobs, routes_money, routes_platform
@@ -61,8 +61,5 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
         return PlainTextResponse(generate_latest(metrics.registry),
                                  media_type=CONTENT_TYPE_LATEST)
 
-    @app.get("/", include_in_schema=False)
-    def root() -> RedirectResponse:
-        return RedirectResponse("/docs")
-
+    web.install(app, platform)  # the portal: /login, /jobs, ... (its own "/")
     return app

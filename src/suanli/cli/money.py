@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.table import Table
 
+from ..domain.money import parse_yuan
 from .common import Output, OutputOpt, console, emit_json, fail, run
 from .format import grid, yuan
 
@@ -16,18 +16,11 @@ bill_app = typer.Typer(help="Money: tenants' balances, deposits, the ledger. 账
 
 
 def fen_of(yuan_text: str, *, zero: bool = False) -> int:
-    """'1234.56' yuan → 123456 fen, exactly (no floats)."""
+    """'1234.56' yuan → 123456 fen, exactly (no floats); a CLI error otherwise."""
     try:
-        value = Decimal(yuan_text.replace(",", "").replace("¥", "").strip())
-    except InvalidOperation:
-        fail(f"not an amount in yuan: {yuan_text!r}")
-    fen = value * 100
-    if not fen.is_finite() or fen != fen.to_integral_value() or fen < 0 or (fen == 0 and not zero):
-        fail(f"an amount is {'0 or more' if zero else 'positive'} with at most 2 decimals (fen), "
-             f"not {yuan_text!r}")
-    if fen > 10**15:
-        fail(f"{yuan_text} yuan is out of range")
-    return int(fen)
+        return parse_yuan(yuan_text, zero=zero)
+    except ValueError as exc:
+        fail(str(exc))
 
 
 def _account_table(a: dict[str, Any]) -> Table:

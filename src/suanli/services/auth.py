@@ -192,6 +192,19 @@ def revoke_token(p: Platform, actor: Principal, token_id: int) -> m.ApiToken:
         return tok
 
 
+def revoke_secret(p: Platform, secret: str) -> bool:
+    """Revoke the token whose secret this is (a browser session signing out). True if one was."""
+    digest = hash_token(secret)
+    with p.db.session() as s:
+        tok = s.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == digest))
+        if tok is None:
+            return False
+        if tok.revoked_at is None:
+            tok.revoked_at = p.clock.now()
+    p.forget(f"token:{digest}")
+    return True
+
+
 def login_with_password(p: Platform, username: str, password: str) -> Principal:
     with p.db.session() as s:
         user = s.scalar(select(m.User).where(m.User.username == username))

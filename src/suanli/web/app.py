@@ -1,0 +1,270 @@
+"""The portal's routes: sign-in, the tenant's jobs (submit with an estimate, list, a job's page with
+its placement, history, following logs and cost). Each page calls the services the API calls."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, FastAPI, Form, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+
+from ..domain.enums import DeviceKind, Policy, Role
+from ..domain.errors import Forbidden, NotFound, SuanliError, Unauthenticated
+from ..domain.money import parse_yuan, yuan
+from ..services import auth, jobs
+from ..services.auth import Principal
+from ..services.context import Platform
+from ..services.jobs import JobInput
+from . import session as sess
+from .i18n import t
+
+HERE = Path(__file__).parent
+# The Content-Security-Policy of every page: scripts only from suanli itself (no inline script).
+# Inline *styles* are allowed: ECharts and htmx set element styles.
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+       "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
+       "form-action 'self'; frame-ancestors 'none'")
+HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
+           "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
+           "Cache-Control": "no-store"}
+
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+templates.env.globals["yuan"] = yuan
+
+
+def install(app: FastAPI, platform: Platform) -> None:
+    """Mount the portal's pages and its static files on the API's app."""
+    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.include_router(build_router(platform))
+
+
+def build_router(p: Platform) -> APIRouter:
+    router = APIRouter(include_in_schema=False)
+    secret = sess.server_secret(p.home)
+
+    def page(request: Request, name: str, who: Principal | None, status: int = 200,
+             **ctx: Any) -> HTMLResponse:
+        lang = sess.language(request)
+        token = sess.session_token(request)
+        resp = templates.TemplateResponse(request, name, {
+            "who": who, "lang": lang, "t": lambda key: t(key, lang),
+            "csrf": sess.csrf_for(secret, token) if token and who else "",
+            "path": request.url.path, **ctx}, status_code=status)
+        resp.headers.update(HEADERS)
+        return resp
+
+    def problem(request: Request, who: Principal | None, exc: SuanliError) -> HTMLResponse:
+        status = {NotFound: 404, Forbidden: 403}.get(type(exc), getattr(exc, "status", 400))
+        title = {404: "not_found", 403: "forbidden"}.get(status, "error")
+        return page(request, "error.html", who, status=status, title=title, message=exc.message)
+
+    def to_login(request: Request) -> RedirectResponse:
+        return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
+
+    def check_csrf(request: Request, given: str | None) -> bool:
+        token = sess.session_token(request)
+        return bool(token) and sess.csrf_ok(secret, token or "", given)
+
+    # -- sign-in ------------------------------------------------------------------------------
+    @router.get("/login")
+    def login_form(request: Request, next: str = "/") -> Response:
+        nonce = secrets.token_urlsafe(24)
+        form = page(request, "login.html", None, login_csrf=nonce, next=_local(next), failed=False)
+        form.set_cookie(sess.LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict")
+        return form
+
+    @router.post("/login")
+    def login(request: Request, csrf: str = Form(""), username: str = Form(""),
+              password: str = Form(""), token: str = Form(""), next: str = Form("/")) -> Response:
+        expected = request.cookies.get(sess.LOGIN_CSRF_COOKIE, "")
+        if not expected or not secrets.compare_digest(expected, csrf):
+            return page(request, "error.html", None, status=403, title="forbidden",
+                        message=t("bad_csrf", sess.language(request)))
+        try:
+            if token.strip():
+                who = auth.authenticate(p, token.strip())
+            else:
+                who = auth.login_with_password(p, username.strip(), password)
+        except Unauthenticated:
+            nonce = secrets.token_urlsafe(24)
+            again = page(request, "login.html", None, status=401, login_csrf=nonce,
+                         next=_local(next), failed=True)
+            again.set_cookie(sess.LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict")
+            return again
+        # A session is its own token (sign-out revokes it, not the token that was pasted).
+        _tok, secret_token = auth.issue_token(p, who.user_id, name="web session")
+        resp = RedirectResponse(_local(next) if next != "/" else _home(who), status_code=303)
+        resp.set_cookie(sess.SESSION_COOKIE, secret_token, httponly=True, samesite="lax",
+                        secure=request.url.scheme == "https")
+        resp.delete_cookie(sess.LOGIN_CSRF_COOKIE)
+        return resp
+
+    @router.post("/logout")
+    def logout(request: Request, csrf: str = Form("")) -> Response:
+        token = sess.session_token(request)
+        if not check_csrf(request, csrf):
+            return page(request, "error.html", None, status=403, title="forbidden",
+                        message=t("bad_csrf", sess.language(request)))
+        auth.revoke_secret(p, token or "")
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(sess.SESSION_COOKIE)
+        return resp
+
+    @router.get("/lang/{lang}")
+    def switch_language(lang: str, next: str = "/") -> Response:
+        resp = RedirectResponse(_local(next), status_code=303)
+        resp.set_cookie(sess.LANG_COOKIE, lang if lang in ("zh", "en") else "zh", samesite="lax")
+        return resp
+
+    @router.get("/")
+    def home(request: Request) -> Response:
+        who = sess.current_user(p, request)
+        return RedirectResponse(_home(who) if who else "/login", status_code=303)
+
+    # -- tenant: jobs -------------------------------------------------------------------------
+    @router.get("/jobs")
+    def job_list(request: Request, offset: int = 0) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            listing = jobs.list_jobs(p, who, limit=50, offset=max(0, offset))
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return page(request, "jobs.html", who, listing=listing, devices=list(DeviceKind),
+                    policies=list(Policy), form={}, error=None)
+
+    @router.post("/jobs")
+    def submit(request: Request, csrf: str = Form(""), name: str = Form(""),
+               command: str = Form(""), device: str = Form("cpu"), units: int = Form(1),
+               walltime_s: int = Form(600), policy: str = Form("balanced"),
+               budget_yuan: str = Form("")) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        if not check_csrf(request, csrf):
+            return page(request, "error.html", who, status=403, title="forbidden",
+                        message=t("bad_csrf", sess.language(request)))
+        form = {"name": name, "command": command, "device": device, "units": units,
+                "walltime_s": walltime_s, "policy": policy, "budget_yuan": budget_yuan}
+        try:
+            job = jobs.submit_job(p, who, _job_input(form))
+        except SuanliError as exc:
+            listing = jobs.list_jobs(p, who, limit=50)
+            return page(request, "jobs.html", who, status=422, listing=listing,
+                        devices=list(DeviceKind), policies=list(Policy), form=form,
+                        error=exc.message)
+        request.app.state.engine.wake()
+        return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+    @router.post("/jobs/estimate")
+    def estimate(request: Request, name: str = Form("job"), command: str = Form("true"),
+                 device: str = Form("cpu"), units: int = Form(1), walltime_s: int = Form(600),
+                 policy: str = Form("balanced"), budget_yuan: str = Form("")) -> Response:
+        """An htmx fragment: where the job would go now, its cost and start (nothing queued)."""
+        who = sess.current_user(p, request)
+        if who is None:
+            return Response(status_code=401)
+        if not check_csrf(request, request.headers.get(sess.CSRF_HEADER)):
+            return Response(status_code=403)
+        form = {"name": name or "job", "command": command or "true", "device": device,
+                "units": units, "walltime_s": walltime_s, "policy": policy,
+                "budget_yuan": budget_yuan}
+        try:
+            exp = jobs.estimate(p, who, _job_input(form))
+            error = None
+        except SuanliError as exc:
+            exp, error = None, exc.message
+        chosen = next((c for c in (exp or {}).get("candidates", []) if c.get("chosen")), None)
+        return page(request, "estimate.html", who, exp=exp, chosen=chosen, error=error)
+
+    @router.get("/jobs/{job_id}")
+    def job_page(request: Request, job_id: int) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            job = jobs.get_job(p, who, job_id)
+            history = jobs.job_history(p, who, job_id)
+            runs = jobs.job_runs(p, who, job_id)
+            placement = jobs.placement_explanation(p, who, job_id)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        current = placement.get("current") or {}
+        return page(request, "job.html", who, job=job, history=history, runs=runs,
+                    candidates=current.get("candidates") or [], message=current.get("message"),
+                    cost=sum(u.amount_fen for u in _usage(p, who, job_id)))
+
+    @router.get("/jobs/{job_id}/logs")
+    def job_log_chunk(request: Request, job_id: int, offset: int = 0) -> Response:
+        """Plain text from `offset`; X-Next-Offset and X-Done say where to go on."""
+        who = sess.current_user(p, request)
+        if who is None:
+            return Response(status_code=401)
+        try:
+            chunk = jobs.job_logs(p, who, job_id, offset=max(0, offset))
+        except SuanliError as exc:
+            return Response(exc.message, status_code=404 if isinstance(exc, NotFound) else 400)
+        return Response(chunk.data, media_type="text/plain; charset=utf-8",
+                        headers={"X-Next-Offset": str(chunk.next_offset),
+                                 "X-Done": "1" if chunk.eof else "0", **HEADERS})
+
+    @router.post("/jobs/{job_id}/cancel")
+    def cancel(request: Request, job_id: int, csrf: str = Form("")) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        if not check_csrf(request, csrf):
+            return page(request, "error.html", who, status=403, title="forbidden",
+                        message=t("bad_csrf", sess.language(request)))
+        try:
+            jobs.cancel_job(p, who, job_id, reason="cancelled in the portal")
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        request.app.state.engine.wake()
+        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+
+    return router
+
+
+def _local(path: str) -> str:
+    """Only a path on this site (no open redirect)."""
+    return path if path.startswith("/") and not path.startswith("//") else "/"
+
+
+def _home(who: Principal | None) -> str:
+    if who is None:
+        return "/login"
+    return {Role.TENANT_ADMIN: "/jobs", Role.TENANT_USER: "/jobs"}.get(who.role, "/jobs")
+
+
+def _job_input(form: dict[str, Any]) -> JobInput:
+    from ..domain.errors import InvalidInput
+
+    try:
+        device = DeviceKind(str(form["device"]))
+        policy = Policy(str(form["policy"]))
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="device") from exc
+    budget = str(form.get("budget_yuan") or "").strip()
+    try:
+        budget_fen = parse_yuan(budget) if budget else None
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="budget_fen") from exc
+    command = str(form["command"]).strip()
+    if not command:
+        raise InvalidInput("give a command", field="command")
+    return JobInput(name=str(form["name"]).strip() or "job", command=["sh", "-c", command],
+                    device=device, units=int(form["units"]), walltime_s=int(form["walltime_s"]),
+                    policy=policy, budget_fen=budget_fen)
+
+
+def _usage(p: Platform, who: Principal, job_id: int) -> list[Any]:
+    from ..services import usage
+
+    return list(usage.list_usage(p, who, job_id=job_id).items)

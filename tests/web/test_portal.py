@@ -1,0 +1,89 @@
+"""The portal in a real browser: a tenant submits through the form and follows the job to the
+end; sign-out; the language switch; escaping, CSRF, isolation, headers and console errors."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from ..integration.conftest import Server
+from .conftest import Watched, sign_in
+
+pytestmark = pytest.mark.integration
+XSS = "<img src=x onerror=alert(1)>"
+
+
+def test_tenant_submits_through_the_form_and_follows_the_job(portal: Server, tab: Watched) -> None:
+    page = tab.page
+    sign_in(tab, portal, "tenant_a")
+    assert page.url.endswith("/jobs")
+    page.fill("input[name=name]", XSS)
+    page.fill("input[name=command]", "echo 你好 portal; sleep 1; echo done")
+    page.fill("input[name=walltime_s]", "120")
+    # the estimate shows before anything is submitted
+    expect(page.locator("#estimate-cost")).to_contain_text("¥", timeout=10_000)
+    page.click("#submit")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+    expect(page.locator("#job-name")).to_have_text(XSS)  # text, not markup
+    expect(page.locator("#job-state")).to_have_text("COMPLETED", timeout=60_000)
+    expect(page.locator("#logs")).to_contain_text("你好 portal")
+    expect(page.locator("#logs")).to_contain_text("done")
+    assert page.locator("#candidates tbody tr.chosen").count() == 1
+    assert page.locator("#history tbody tr").count() >= 3
+    # the list shows it too, escaped
+    page.goto(f"{portal.url}/jobs")
+    expect(page.locator("#jobs td.name").first).to_have_text(XSS)
+    page.click("#sign-out")
+    page.wait_for_url(re.compile(r"/login$"))
+    page.goto(f"{portal.url}/jobs")
+    assert "/login" in page.url  # the session is gone
+    assert tab.dialogs == [] and tab.errors == []
+
+
+def test_language_switch_and_chinese_by_default(portal: Server, tab: Watched) -> None:
+    page = tab.page
+    sign_in(tab, portal, "tenant_a")
+    expect(page.locator("#sign-out")).to_have_text("退出")
+    page.click("#lang-switch")
+    expect(page.locator("#sign-out")).to_have_text("Sign out")
+    expect(page.locator("h2").first).to_have_text("Submit a job")
+    page.click("#lang-switch")
+    expect(page.locator("#sign-out")).to_have_text("退出")
+    assert tab.errors == []
+
+
+def test_csrf_isolation_and_headers(portal: Server, tab: Watched) -> None:
+    page = tab.page
+    sign_in(tab, portal, "tenant_b")
+    cookies = {c["name"]: c["value"] for c in page.context.cookies()}
+    assert "suanli_session" in cookies
+    session = next(c for c in page.context.cookies() if c["name"] == "suanli_session")
+    assert session["httpOnly"] and session["sameSite"] == "Lax"
+    with httpx.Client(base_url=portal.url, cookies={"suanli_session": cookies["suanli_session"]},
+                      follow_redirects=False) as c:
+        # a form posted without its CSRF token is refused, and nothing is queued
+        bearer = {"Authorization": f"Bearer {portal.creds()['tenant_b']}"}
+        before = c.get("/api/v1/jobs", headers=bearer).json()["total"]
+        r = c.post("/jobs", data={"name": "x", "command": "true", "device": "cpu", "units": "1",
+                                  "walltime_s": "60", "policy": "balanced"})
+        assert r.status_code == 403
+        r = c.post("/jobs", data={"csrf": "0" * 40, "name": "x", "command": "true"})
+        assert r.status_code == 403
+        after = c.get("/api/v1/jobs", headers=bearer).json()["total"]
+        assert after == before
+        # another tenant's job page is a 404
+        with portal.api("tenant_a") as a:
+            other = a.post("/api/v1/jobs", json={"name": "mine", "command": ["true"],
+                                                 "resources": {"device": "cpu", "units": 1},
+                                                 "walltime_s": 60}).json()["id"]
+        assert c.get(f"/jobs/{other}").status_code == 404
+        page_resp = c.get("/jobs")
+        csp = page_resp.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "unsafe-inline" not in csp.split("script-src")[1].split(";")[0]
+        assert page_resp.headers["x-frame-options"] == "DENY"
+    page.goto(f"{portal.url}/jobs/{other}")
+    expect(page.locator("#problem")).to_have_text("未找到")
+    assert tab.errors == [] or all("404" in e for e in tab.errors)
