@@ -20,6 +20,7 @@ from sqlalchemy import case, literal, select
 from sqlalchemy.orm import Session
 
 from ..domain.jobstate import JobState
+from ..scheduling import PoolState
 from ..scheduling.backfill import Waiting, conservative, forecast
 from ..scheduling.placement import running_busy
 from ..store import models as m
@@ -28,7 +29,7 @@ from .queueing import fair_share_factors
 from .snapshot import pool_states
 
 MAX_POSITION = 500
-RANK_TTL_S = 1.0  # how stale a queue position may be (s)
+RANK_TTL_S = 5.0  # how stale a queue position may be (s): the platform's cache lifetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,12 +45,13 @@ class _Ranked:
     head: list[tuple[int, int]]  # units and walltime of the first MAX_POSITION jobs, in order
 
 
-def _ranked(p: Platform, s: Session, pool_id: int, fair: dict[int, float], ids: set[int]) -> _Ranked:
+def _ranked(p: Platform, s: Session, pool_id: int, ids: set[int]) -> _Ranked:
     """The pool's queue in the engine's order (`fairshare.rank`: priority, fair-share factor,
     submission, id), sorted by the database. A queue may hold 10^4 jobs and GET /jobs asks for
     it on every page, so the ranking is kept for RANK_TTL_S — and made afresh at once when a job
     asked about is not in it (a job just submitted or just committed to the pool)."""
     def build() -> _Ranked:
+        fair = fair_share_factors(s, p.clock.now(), p.settings.fairshare_half_life_s)
         c = m.Job
         factor: Any = (case({t: round(f, 2) for t, f in fair.items()}, value=c.tenant_id, else_=1.0)
                        if fair else literal(1.0))
@@ -75,6 +77,13 @@ def _ranked(p: Platform, s: Session, pool_id: int, fair: dict[int, float], ids: 
     return ranked
 
 
+def _pool_labels(s: Session, pool_ids: list[int]) -> dict[int, str]:
+    """center-slug/pool-name of each pool (as `PoolState.label`)."""
+    rows = s.execute(select(m.Pool.id, m.Center.slug, m.Pool.name)
+                     .join(m.Center, m.Center.id == m.Pool.center_id).where(m.Pool.id.in_(pool_ids)))
+    return {pid: f"{slug}/{name}" for pid, slug, name in rows}
+
+
 def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, QueueEstimate]:
     """Position and estimated start of each queued job among `jobs` that is committed to a pool."""
     wanted: dict[int, set[int]] = {}
@@ -84,18 +93,21 @@ def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, Que
     if not wanted:
         return {}
     now = p.clock.now()
-    states = {st.pool_id: st for st in pool_states(s) if st.pool_id in wanted}
-    fair = fair_share_factors(s, now, p.settings.fairshare_half_life_s)
+    labels = _pool_labels(s, sorted(wanted))
+    states: dict[int, PoolState] | None = None  # read only when a job is near a queue's head
     out: dict[int, QueueEstimate] = {}
     for pool_id, ids in wanted.items():
-        st = states.get(pool_id)
-        if st is None:
+        label = labels.get(pool_id)
+        if label is None:
             continue
-        ranked = _ranked(p, s, pool_id, fair, ids)
+        ranked = _ranked(p, s, pool_id, ids)
         index = ranked.index
         deepest = max((index.get(i, 0) for i in ids), default=0)
         starts: list[float] = []
-        if deepest < MAX_POSITION:
+        if states is None and deepest < MAX_POSITION:
+            states = {st.pool_id: st for st in pool_states(s) if st.pool_id in wanted}
+        st = states.get(pool_id) if states is not None and deepest < MAX_POSITION else None
+        if st is not None:
             busy = running_busy(st.running, now)
             waiting = [Waiting(units, float(wall)) for units, wall in ranked.head[:deepest + 1]]
             if p.settings.queue == "conservative":
@@ -107,6 +119,6 @@ def queue_estimates(p: Platform, s: Session, jobs: list[m.Job]) -> dict[int, Que
             if i is None:
                 continue
             t = starts[i] if i < len(starts) else math.inf
-            out[jid] = QueueEstimate(st.label, i + 1,
+            out[jid] = QueueEstimate(label, i + 1,
                                      now + timedelta(seconds=t) if math.isfinite(t) else None)
     return out
