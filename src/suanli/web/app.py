@@ -16,7 +16,7 @@ from fastapi.templating import Jinja2Templates
 from ..domain.enums import DeviceKind, Policy, Role
 from ..domain.errors import Forbidden, NotFound, SuanliError, Unauthenticated
 from ..domain.money import parse_yuan, yuan
-from ..services import auth, jobs
+from ..services import auth, jobs, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
 from ..services.jobs import JobInput
@@ -229,6 +229,43 @@ def build_router(p: Platform) -> APIRouter:
         request.app.state.engine.wake()
         return RedirectResponse(f"/jobs/{job_id}", status_code=303)
 
+    # -- reviewer: the voucher application queue ----------------------------------------------
+    @router.get("/review")
+    def review_queue(request: Request) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            who.require(Role.REVIEWER, Role.PLATFORM_ADMIN)
+            apps = vouchers.list_applications(p, who)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        pending = [a for a in apps if a["state"] == "pending"]
+        done = [a for a in apps if a["state"] != "pending"][-50:]
+        return page(request, "review.html", who, pending=pending, done=list(reversed(done)),
+                    error=None)
+
+    @router.post("/review/{application_id}")
+    def review_decide(request: Request, application_id: int, csrf: str = Form(""),
+                      decision: str = Form(""), approved_yuan: str = Form(""),
+                      reason: str = Form("")) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        if not check_csrf(request, csrf):
+            return page(request, "error.html", who, status=403, title="forbidden",
+                        message=t("bad_csrf", sess.language(request)))
+        try:
+            amount = parse_yuan(approved_yuan) if approved_yuan.strip() else None
+        except ValueError as exc:
+            return page(request, "error.html", who, status=422, title="error", message=str(exc))
+        try:
+            vouchers.review(p, who, application_id, decision=decision, approved_fen=amount,
+                            reason=reason)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return RedirectResponse("/review", status_code=303)
+
     return router
 
 
@@ -240,7 +277,7 @@ def _local(path: str) -> str:
 def _home(who: Principal | None) -> str:
     if who is None:
         return "/login"
-    return {Role.TENANT_ADMIN: "/jobs", Role.TENANT_USER: "/jobs"}.get(who.role, "/jobs")
+    return {Role.REVIEWER: "/review"}.get(who.role, "/jobs")
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:

@@ -51,6 +51,16 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "estimate_pool": ("预计资源池", "Likely pool"),
     "home": ("首页", "Home"),
     "role": ("角色", "Role"),
+    "review": ("算力券申请审核", "Voucher applications"),
+    "queue_empty": ("没有待审核的申请", "No application is waiting"),
+    "tenant": ("企业", "Tenant"),
+    "programme": ("计划", "Programme"),
+    "requested": ("申请金额", "Requested"),
+    "planned_spend": ("计划支出", "Planned spend"),
+    "approved_amount": ("批准金额(元，留空为全额)", "Approved (yuan; empty: all)"),
+    "approve": ("批准", "Approve"),
+    "reject": ("驳回", "Reject"),
+    "decided": ("已审核", "Decided"),
 }
 
 

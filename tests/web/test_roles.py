@@ -1,0 +1,38 @@
+"""Other roles in a real browser: the reviewer works the voucher application queue."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+
+from ..integration.conftest import Server
+from .conftest import Watched, sign_in
+
+pytestmark = pytest.mark.integration
+
+
+def test_reviewer_partly_approves_the_pending_application(portal: Server, tab: Watched) -> None:
+    page = tab.page
+    sign_in(tab, portal, "reviewer")
+    assert page.url.endswith("/review")
+    app = page.locator("article.application").first  # the demo city's pending application
+    app_id = app.get_attribute("data-application")
+    app.locator("input[name=approved_yuan]").fill("1000")
+    app.locator("input[name=reason]").fill("首期先批一部分 (part now)")
+    app.locator("button.approve").click()
+    page.wait_for_url(re.compile(r"/review$"))
+    row = page.locator(f"#decided tr[data-application='{app_id}']")
+    expect(row.locator(".app-state")).to_have_text("partly_approved")
+    expect(row).to_contain_text("¥1,000.00")
+    expect(row).to_contain_text("首期先批一部分")
+    with portal.api("reviewer") as c:
+        grants = c.get("/api/v1/voucher-grants").json()
+    assert any(g["amount_fen"] == 100_000 for g in grants)  # the grant is committed, in fen
+    # a tenant may not open the queue
+    page.click("#sign-out")
+    sign_in(tab, portal, "tenant_a")
+    page.goto(f"{portal.url}/review")
+    expect(page.locator("#problem")).to_have_text("无权访问")
+    assert tab.dialogs == []
