@@ -12,7 +12,7 @@ case "${1:-install}" in
       apt-get update -qq
       DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     fi
-    /usr/bin/chromium --version
+    /usr/bin/chromium --version 2>/dev/null
     ;;
   *) echo "usage: chromium.sh install" >&2; exit 2 ;;
 esac

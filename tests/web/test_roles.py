@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 from playwright.sync_api import expect
@@ -36,3 +37,29 @@ def test_reviewer_partly_approves_the_pending_application(portal: Server, tab: W
     page.goto(f"{portal.url}/review")
     expect(page.locator("#problem")).to_have_text("无权访问")
     assert tab.dialogs == []
+
+
+def test_admin_dashboard_renders_every_chart_with_data(portal: Server, tab: Watched) -> None:
+    with portal.api("tenant_a") as c:  # some usage today
+        job = c.post("/api/v1/jobs", json={"name": "dash", "command": ["sh", "-c", "sleep 2"],
+                                           "resources": {"device": "cpu", "units": 2},
+                                           "walltime_s": 60}).json()["id"]
+        for _ in range(300):
+            if c.get(f"/api/v1/jobs/{job}").json()["state"] == "COMPLETED":
+                break
+            time.sleep(0.1)
+    page = tab.page
+    sign_in(tab, portal, "platform_admin")
+    assert page.url.endswith("/dashboard")
+    for chart in ("map", "utilization", "capacity-kind", "capacity-precision", "jobs", "domestic",
+                  "burn"):
+        loc = page.locator(f"#chart-{chart}")
+        expect(loc).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"), timeout=15_000)
+        assert loc.locator("canvas").count() >= 1
+    expect(page.locator("#kpi-jobs")).not_to_have_text("-")
+    assert float(page.locator("#kpi-peak").inner_text().split()[0]) > 0
+    page.goto(f"{portal.url}/dashboard?screen=1")  # the wall display
+    expect(page.locator("#chart-map")).to_have_attribute("data-points", re.compile(r"^[1-9]"),
+                                                         timeout=15_000)
+    page.screenshot(path=str(portal.home / "dashboard.png"))
+    assert tab.errors == [], tab.errors

@@ -63,7 +63,7 @@ def report(p: Platform, actor: Principal, programme_id: int, by: str = "tenant")
                 g[2] += int(amount or 0)
                 g[3] += float(ph or 0.0)
                 g[4] += int(us or 0)
-        burn = _burn_down(s, programme_id, prog.year, pool["budget_fen"])
+        burn = burn_down(s, programme_id, prog.year, pool["budget_fen"])
     rows: list[dict[str, Any]] = [
         {"key": k, "runs": int(g[0]), "bill_fen": int(g[1]), "voucher_fen": int(g[2]),
          "pflops_hours": round(g[3], 6), "unit_hours": round(g[4] / 3600, 3)}
@@ -77,7 +77,7 @@ def report(p: Platform, actor: Principal, programme_id: int, by: str = "tenant")
             "pool": pool, "burn_down": burn}
 
 
-def _burn_down(s: Any, programme_id: int, year: int, budget: int) -> list[dict[str, Any]]:
+def burn_down(s: Any, programme_id: int, year: int, budget: int) -> list[dict[str, Any]]:
     """Month by month: what was paid, what is left of the budget, and the even-spend plan."""
     r = m.VoucherRedemption
     paid: dict[str, int] = defaultdict(int)

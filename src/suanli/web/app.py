@@ -9,7 +9,8 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Form, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
@@ -19,6 +20,7 @@ from ..domain.money import parse_yuan, yuan
 from ..services import auth, jobs, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
+from ..services.dashboard import city_dashboard
 from ..services.jobs import JobInput
 from . import session as sess
 from .i18n import t
@@ -266,6 +268,29 @@ def build_router(p: Platform) -> APIRouter:
             return problem(request, who, exc)
         return RedirectResponse("/review", status_code=303)
 
+    # -- platform admin: the city dashboard ----------------------------------------------------
+    @router.get("/dashboard")
+    def dashboard(request: Request, screen: int = 0) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            who.require(Role.PLATFORM_ADMIN)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return page(request, "dashboard.html", who, screen=bool(screen))
+
+    @router.get("/dashboard/data.json")
+    def dashboard_data(request: Request) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return JSONResponse({"error": "sign in first"}, status_code=401)
+        try:
+            data = city_dashboard(p, who)
+        except SuanliError as exc:
+            return JSONResponse({"error": exc.message}, status_code=403)
+        return JSONResponse(jsonable_encoder(data), headers=HEADERS)
+
     return router
 
 
@@ -277,7 +302,7 @@ def _local(path: str) -> str:
 def _home(who: Principal | None) -> str:
     if who is None:
         return "/login"
-    return {Role.REVIEWER: "/review"}.get(who.role, "/jobs")
+    return {Role.REVIEWER: "/review", Role.PLATFORM_ADMIN: "/dashboard"}.get(who.role, "/jobs")
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:

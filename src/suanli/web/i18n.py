@@ -61,6 +61,20 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "approve": ("批准", "Approve"),
     "reject": ("驳回", "Reject"),
     "decided": ("已审核", "Decided"),
+    "dashboard": ("城市算力大屏", "City compute dashboard"),
+    "big_screen": ("大屏模式", "Wall display"),
+    "capacity_kind": ("算力规模(按类型, P)", "Capacity by kind (P)"),
+    "capacity_precision": ("算力规模(按精度, P)", "Capacity by precision (P)"),
+    "utilization": ("算力使用(P, 每小时平均)", "Compute in use (P, hourly average)"),
+    "peak": ("峰值", "Peak"),
+    "jobs_per_day": ("每日作业数", "Jobs per day"),
+    "enterprises": ("服务企业", "Enterprises served"),
+    "domestic_share": ("国产芯片占比", "Domestic-chip share"),
+    "burn_down": ("算力券资金池消耗", "Voucher pool burn-down"),
+    "map": ("各区算力中心负载", "Centers by district: load"),
+    "total_jobs": ("作业总数", "Jobs in all"),
+    "left": ("剩余", "Left"),
+    "plan": ("均匀消耗计划", "Even-spend plan"),
 }
 
 

@@ -1,0 +1,116 @@
+"""The city compute dashboard (城市算力大屏): the whole network's figures for the bureau, from the
+running platform's data — capacity, utilization over time and its peak, centers and their load,
+jobs per day, enterprises served, the domestic-chip share, the voucher pool's burn-down.
+
+Utilization: each run's standard P·h spread evenly over the hours it ran, so an hour's figure is
+the average P in use during that hour (the peak is the highest such hour)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, or_, select
+
+from ..domain.enums import Precision, Role
+from ..store import models as m
+from .auth import Principal
+from .centers import city_capacity, used_units_by_pool
+from .context import Platform
+from .voucher_reports import burn_down
+
+HOUR = timedelta(hours=1)
+
+
+def _hour(at: datetime) -> datetime:
+    return at.replace(minute=0, second=0, microsecond=0)
+
+
+def _spread(rows: list[tuple[datetime, datetime, float]], start: datetime, end: datetime
+            ) -> dict[datetime, float]:
+    """P·h of each run spread over the hours of [start, end) it overlaps: average P per hour."""
+    out: dict[datetime, float] = defaultdict(float)
+    for begun, ended, pfh in rows:
+        seconds = (ended - begun).total_seconds()
+        if seconds <= 0 or not pfh:
+            continue
+        rate = pfh / seconds  # P·h per second of the run = P / 3600
+        t = max(begun, start)
+        stop = min(ended, end)
+        while t < stop:
+            nxt = min(_hour(t) + HOUR, stop)
+            out[_hour(t)] += rate * (nxt - t).total_seconds()
+            t = nxt
+    return out
+
+
+def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str, Any]:
+    actor.require(Role.PLATFORM_ADMIN)
+    now = p.clock.now()
+    since = now - timedelta(days=days)
+    capacity = city_capacity(p, actor)
+    with p.db.session() as s:
+        u = m.UsageRecord
+        spans = [(a, b, float(c or 0.0)) for a, b, c in s.execute(
+            select(u.started_at, u.ended_at, u.pflops_hours)
+            .where(u.ended_at > since, u.started_at < now))]
+        # runs still going count up to now (their P·h is not metered yet): P of their units
+        hourly = _spread(spans, _hour(since), now)
+        running = s.execute(select(m.Run.started_at, m.Run.units, m.Run.pool_id, m.Job.precision)
+                            .join(m.Job, m.Job.id == m.Run.job_id)
+                            .where(m.Run.state == "running", m.Run.started_at.is_not(None))).all()
+        pools = {pl.id: pl for pl in s.scalars(select(m.Pool))}
+        live = [(max(st, since), now, pools[pid].spec().peak_pflops(Precision(prec), n)
+                 * (now - max(st, since)).total_seconds() / 3600.0)
+                for st, n, pid, prec in running if st is not None and pid in pools]
+        for hour, v in _spread(live, _hour(since), now).items():
+            hourly[hour] += v
+        day = func.date(m.Job.submitted_at)
+        jobs_per_day = [(str(d), int(n)) for d, n in s.execute(
+            select(day, func.count()).where(m.Job.submitted_at >= since).group_by(day).order_by(day))]
+        served_all = s.scalar(select(func.count(func.distinct(u.tenant_id)))) or 0
+        served_window = s.scalar(select(func.count(func.distinct(m.Job.tenant_id)))
+                                 .where(m.Job.submitted_at >= since)) or 0
+        domestic_ids = [pl.id for pl in pools.values() if pl.domestic]
+        pfh_total, pfh_domestic = s.execute(select(
+            func.coalesce(func.sum(u.pflops_hours), 0.0),
+            func.coalesce(func.sum(u.pflops_hours).filter(u.pool_id.in_(domestic_ids or [-1])), 0.0))
+            .where(u.ended_at > since)).one()
+        used = used_units_by_pool(s)
+        centers = []
+        for c in s.scalars(select(m.Center).order_by(m.Center.id)):
+            total = sum(pl.units_per_node * pl.nodes for pl in pools.values() if pl.center_id == c.id)
+            busy = sum(used.get(pl.id, 0) for pl in pools.values() if pl.center_id == c.id)
+            centers.append({"id": c.id, "slug": c.slug, "name_zh": c.name_zh, "name_en": c.name_en,
+                            "kind": c.kind, "district": c.district, "status": c.status,
+                            "units": total, "busy_units": busy,
+                            "load": round(busy / total, 3) if total else 0.0})
+        prog = s.scalars(select(m.VoucherProgramme).where(
+            or_(m.VoucherProgramme.year == now.year, m.VoucherProgramme.status == "open"))
+            .order_by(m.VoucherProgramme.year.desc(), m.VoucherProgramme.id)).first()
+        vouchers = None
+        if prog is not None:
+            vouchers = {"programme_id": prog.id, "name": prog.name, "budget_fen": prog.budget_fen,
+                        "burn_down": burn_down(s, prog.id, prog.year, prog.budget_fen)}
+        jobs_total = s.scalar(select(func.count(m.Job.id))) or 0
+    series = sorted(hourly.items())
+    peak = max(series, key=lambda kv: kv[1], default=(None, 0.0))
+    return {
+        "at": now.isoformat(), "days": days, "capacity": capacity,
+        "utilization": [{"hour": h.isoformat(), "pflops": _sig(v)} for h, v in series],
+        "peak": {"hour": peak[0].isoformat() if peak[0] else None, "pflops": _sig(peak[1])},
+        "jobs_per_day": [{"day": d, "jobs": n} for d, n in jobs_per_day],
+        "jobs_total": int(jobs_total),
+        "enterprises_served": {"all_time": int(served_all), "window": int(served_window)},
+        "domestic_share": round(float(pfh_domestic) / float(pfh_total), 4) if pfh_total else 0.0,
+        "pflops_hours": round(float(pfh_total), 3),
+        "centers": centers,
+        "vouchers": vouchers,
+    }
+
+
+
+def _sig(v: float) -> float:
+    """Six significant digits (a small CPU pool's hourly P is a few millionths)."""
+    return float(f"{v:.6g}")

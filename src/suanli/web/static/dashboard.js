@@ -1,0 +1,112 @@
+// The city dashboard: ECharts fed by /dashboard/data.json, refreshed every 30 s.
+"use strict";
+
+(function () {
+  const root = document.getElementById("dashboard");
+  if (!root || !window.echarts) return;
+  const L = JSON.parse(root.dataset.labels);
+  const dark = root.classList.contains("screen");
+  const charts = {};
+  let mapReady = false;
+
+  function chart(id) {
+    if (!charts[id]) charts[id] = echarts.init(document.getElementById(id), dark ? "dark" : null);
+    return charts[id];
+  }
+  function show(id, option, points) {
+    option.title = Object.assign({ textStyle: { fontSize: 14 } }, option.title);
+    chart(id).setOption(option, true);
+    document.getElementById(id).dataset.points = String(points);  // what the browser tests read
+  }
+  const P = (v) => Math.round(v * 1000) / 1000;
+  const Pkpi = (v) => (v >= 1 ? v.toFixed(1) : v > 0 ? v.toPrecision(3) : "0");
+  const yuan = (fen) => fen / 100;
+
+  async function loadMap() {
+    const r = await fetch("/static/vendor/qingdao.geojson");
+    echarts.registerMap("qingdao", await r.json());
+    mapReady = true;
+  }
+
+  function render(d) {
+    document.getElementById("kpi-peak").textContent = Pkpi(d.peak.pflops) + " P";
+    document.getElementById("kpi-enterprises").textContent = String(d.enterprises_served.all_time);
+    document.getElementById("kpi-jobs").textContent = d.jobs_total.toLocaleString();
+    document.getElementById("kpi-domestic").textContent = (d.domestic_share * 100).toFixed(1) + " %";
+
+    const kinds = Object.keys(d.capacity.by_kind);
+    show("chart-capacity-kind", {
+      title: { text: L.capacity_kind },
+      tooltip: {}, xAxis: { type: "category", data: kinds }, yAxis: { type: "value" },
+      series: [{ type: "bar", name: "FP16", data: kinds.map((k) => P(d.capacity.by_kind[k].total_pflops.fp16)) },
+               { type: "bar", name: "FP64", data: kinds.map((k) => P(d.capacity.by_kind[k].total_pflops.fp64)) }],
+      legend: { bottom: 0 },
+    }, kinds.length);
+
+    const precs = Object.keys(d.capacity.total.total_pflops);
+    show("chart-capacity-precision", {
+      title: { text: L.capacity_precision }, tooltip: {},
+      xAxis: { type: "category", data: precs }, yAxis: { type: "value" },
+      series: [{ type: "bar", data: precs.map((p) => P(d.capacity.total.total_pflops[p])) }],
+    }, precs.length);
+
+    show("chart-utilization", {
+      title: { text: L.utilization + " · " + L.peak + " " + Pkpi(d.peak.pflops) + " P" },
+      tooltip: { trigger: "axis" }, xAxis: { type: "time" }, yAxis: { type: "value" },
+      series: [{ type: "line", showSymbol: false, areaStyle: {},
+                 data: d.utilization.map((u) => [u.hour, u.pflops]),
+                 markPoint: { data: [{ type: "max", name: L.peak }] } }],
+    }, d.utilization.length);
+
+    show("chart-jobs", {
+      title: { text: L.jobs_per_day }, tooltip: { trigger: "axis" },
+      xAxis: { type: "category", data: d.jobs_per_day.map((j) => j.day) }, yAxis: { type: "value" },
+      series: [{ type: "bar", data: d.jobs_per_day.map((j) => j.jobs) }],
+    }, d.jobs_per_day.length);
+
+    const dom = d.domestic_share;
+    show("chart-domestic", {
+      title: { text: L.domestic_share }, tooltip: {},
+      series: [{ type: "pie", radius: ["45%", "70%"],
+                 data: [{ name: "国产 domestic", value: P(dom * 100) }, { name: "other", value: P((1 - dom) * 100) }] }],
+    }, 2);
+
+    if (d.vouchers) {
+      const b = d.vouchers.burn_down;
+      show("chart-burn", {
+        title: { text: L.burn_down + " · " + d.vouchers.name }, tooltip: { trigger: "axis" }, legend: { bottom: 0 },
+        xAxis: { type: "category", data: b.map((x) => x.month) }, yAxis: { type: "value", name: "¥" },
+        series: [{ type: "line", name: L.left, data: b.map((x) => yuan(x.left_fen)) },
+                 { type: "line", name: L.plan, lineStyle: { type: "dashed" }, data: b.map((x) => yuan(x.plan_left_fen)) }],
+      }, b.length);
+    }
+
+    if (mapReady) {
+      const byDistrict = {};
+      for (const c of d.centers) {
+        const k = c.district || "-";
+        byDistrict[k] = byDistrict[k] || { busy: 0, units: 0, names: [] };
+        byDistrict[k].busy += c.busy_units; byDistrict[k].units += c.units; byDistrict[k].names.push(c.slug);
+      }
+      const data = Object.entries(byDistrict).map(([name, v]) => ({
+        name, value: v.units ? Math.round((100 * v.busy) / v.units) : 0, centers: v.names.join(", ") }));
+      show("chart-map", {
+        title: { text: L.map },
+        tooltip: { formatter: (p) => p.name + (p.data ? ": " + p.data.value + " % (" + p.data.centers + ")" : "") },
+        visualMap: { min: 0, max: 100, left: 10, bottom: 10, text: ["100 %", "0 %"], calculable: true },
+        series: [{ type: "map", map: "qingdao", roam: true, data }],
+      }, data.length);
+    }
+  }
+
+  async function refresh() {
+    try {
+      const r = await fetch(root.dataset.src, { credentials: "same-origin" });
+      if (r.ok) render(await r.json());
+    } catch (e) { /* try again on the next tick */ }
+  }
+
+  window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
+  loadMap().then(refresh, refresh);
+  setInterval(refresh, 30000);
+})();
