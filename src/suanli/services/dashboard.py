@@ -8,10 +8,12 @@ the average P in use during that hour (the peak is the highest such hour)."""
 from __future__ import annotations
 
 from collections import defaultdict
-from datetime import datetime, timedelta
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
 
 from ..domain.enums import Precision, Role
 from ..store import models as m
@@ -20,27 +22,27 @@ from .centers import city_capacity, used_units_by_pool
 from .context import Platform
 from .voucher_reports import burn_down
 
-HOUR = timedelta(hours=1)
+
+def _epoch(s: Session, column: Any) -> Any:
+    """A timestamp column as seconds since 1970 (UTC), computed by the database."""
+    if s.get_bind().dialect.name == "sqlite":
+        return (func.julianday(column) - 2440587.5) * 86400.0
+    return func.extract("epoch", column)
 
 
-def _hour(at: datetime) -> datetime:
-    return at.replace(minute=0, second=0, microsecond=0)
-
-
-def _spread(rows: list[tuple[datetime, datetime, float]], start: datetime, end: datetime
-            ) -> dict[datetime, float]:
-    """P·h of each run spread over the hours of [start, end) it overlaps: average P per hour."""
-    out: dict[datetime, float] = defaultdict(float)
+def _spread(rows: Iterable[tuple[float, float, float]], start: float, end: float) -> dict[int, float]:
+    """P·h of each run (epoch seconds begun, ended) spread over the hours of [start, end) it
+    overlaps: the average P in use in each hour, keyed by hour number since 1970."""
+    out: dict[int, float] = defaultdict(float)
     for begun, ended, pfh in rows:
-        seconds = (ended - begun).total_seconds()
-        if seconds <= 0 or not pfh:
+        if ended <= begun or not pfh:
             continue
-        rate = pfh / seconds  # P·h per second of the run = P / 3600
-        t = max(begun, start)
-        stop = min(ended, end)
+        rate = pfh / (ended - begun)
+        t, stop = max(begun, start), min(ended, end)
         while t < stop:
-            nxt = min(_hour(t) + HOUR, stop)
-            out[_hour(t)] += rate * (nxt - t).total_seconds()
+            hour = int(t // 3600)
+            nxt = min((hour + 1) * 3600.0, stop)
+            out[hour] += rate * (nxt - t)
             t = nxt
     return out
 
@@ -52,19 +54,19 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
     capacity = city_capacity(p, actor)
     with p.db.session() as s:
         u = m.UsageRecord
-        spans = [(a, b, float(c or 0.0)) for a, b, c in s.execute(
-            select(u.started_at, u.ended_at, u.pflops_hours)
-            .where(u.ended_at > since, u.started_at < now))]
+        lo, hi = since.timestamp(), now.timestamp()
+        spans = s.execute(select(_epoch(s, u.started_at), _epoch(s, u.ended_at), u.pflops_hours)
+                          .where(u.ended_at > since, u.started_at < now)).all()
+        hourly = _spread(((float(a), float(b), float(c or 0.0)) for a, b, c in spans), lo, hi)
         # runs still going count up to now (their P·h is not metered yet): P of their units
-        hourly = _spread(spans, _hour(since), now)
         running = s.execute(select(m.Run.started_at, m.Run.units, m.Run.pool_id, m.Job.precision)
                             .join(m.Job, m.Job.id == m.Run.job_id)
                             .where(m.Run.state == "running", m.Run.started_at.is_not(None))).all()
         pools = {pl.id: pl for pl in s.scalars(select(m.Pool))}
-        live = [(max(st, since), now, pools[pid].spec().peak_pflops(Precision(prec), n)
-                 * (now - max(st, since)).total_seconds() / 3600.0)
+        live = [(max(st.timestamp(), lo), hi, pools[pid].spec().peak_pflops(Precision(prec), n)
+                 * (hi - max(st.timestamp(), lo)) / 3600.0)
                 for st, n, pid, prec in running if st is not None and pid in pools]
-        for hour, v in _spread(live, _hour(since), now).items():
+        for hour, v in _spread(live, lo, hi).items():
             hourly[hour] += v
         day = func.date(m.Job.submitted_at)
         jobs_per_day = [(str(d), int(n)) for d, n in s.execute(
@@ -94,7 +96,7 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
             vouchers = {"programme_id": prog.id, "name": prog.name, "budget_fen": prog.budget_fen,
                         "burn_down": burn_down(s, prog.id, prog.year, prog.budget_fen)}
         jobs_total = s.scalar(select(func.count(m.Job.id))) or 0
-    series = sorted(hourly.items())
+    series = [(datetime.fromtimestamp(h * 3600, UTC), v) for h, v in sorted(hourly.items())]
     peak = max(series, key=lambda kv: kv[1], default=(None, 0.0))
     return {
         "at": now.isoformat(), "days": days, "capacity": capacity,
@@ -104,7 +106,7 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
         "jobs_total": int(jobs_total),
         "enterprises_served": {"all_time": int(served_all), "window": int(served_window)},
         "domestic_share": round(float(pfh_domestic) / float(pfh_total), 4) if pfh_total else 0.0,
-        "pflops_hours": round(float(pfh_total), 3),
+        "pflops_hours": _sig(float(pfh_total)),
         "centers": centers,
         "vouchers": vouchers,
     }

@@ -1,0 +1,42 @@
+"""The city dashboard's figures from the platform's data (the page draws these)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from suanli.domain.enums import Precision
+from suanli.domain.errors import Forbidden
+from suanli.services.context import Platform
+from suanli.services.dashboard import city_dashboard
+
+from ..conftest import World
+from ..money import START, bill, finished_run, fixed_world
+
+
+@pytest.fixture
+def fw(platform: Platform) -> World:
+    w, _ = fixed_world(platform, START + timedelta(hours=6))
+    return w
+
+
+def test_utilization_spreads_each_run_over_its_hours_and_finds_the_peak(fw: World) -> None:
+    w = fw
+    cpu = next(pl for pl in w.alpha.pools if pl.name == "cpu")
+    p_of = cpu.spec().peak_pflops(Precision.FP32, 4)  # P of 4 units
+    # 4 units for 2 h from 08:00, and 4 more for 30 min from 08:30: 08:00-09:00 averages 1.5x
+    bill(w, finished_run(w, w.t2.id, w.alpha, "cpu", units=4, seconds=7200, start=START),
+         finished_run(w, w.t2.id, w.alpha, "cpu", units=4, seconds=1800,
+                      start=START + timedelta(minutes=30)))
+    d = city_dashboard(w.p, w.admin)
+    by_hour = {u["hour"][:13]: u["pflops"] for u in d["utilization"]}
+    assert by_hour["2026-03-02T08"] == pytest.approx(1.5 * p_of, rel=1e-4)
+    assert by_hour["2026-03-02T09"] == pytest.approx(p_of, rel=1e-4)
+    assert d["peak"]["hour"].startswith("2026-03-02T08")
+    assert d["peak"]["pflops"] == pytest.approx(1.5 * p_of, rel=1e-4)
+    assert d["jobs_total"] == 2 and d["enterprises_served"]["all_time"] == 1
+    assert d["pflops_hours"] == pytest.approx(2.5 * p_of, rel=1e-3)
+    assert {c["slug"] for c in d["centers"]} >= {w.alpha.slug}
+    with pytest.raises(Forbidden):
+        city_dashboard(w.p, w.u2)
