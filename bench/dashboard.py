@@ -1,10 +1,13 @@
 """The city dashboard with a year of data: 100,000 jobs (and their runs and usage records) spread
 over the last 365 days, on SQLite, behind a real `suanli serve --demo`.
 
-Measures (medians of `--repeat` loads):
-  1. `GET /dashboard/data.json` (everything the page shows, computed from the database);
-  2. the page in Debian's Chromium: from navigation until every chart has drawn its data
-     (each chart container gets `data-points` when ECharts has its series).
+Measures:
+  1. the page in Debian's Chromium, from the start of the navigation until the last chart has
+     drawn its data (timed by the page itself, `performance.now()`, so the browser driver's round
+     trips are not counted): the first load (nothing cached in the browser or the server) and the
+     median of `--repeat` reloads;
+  2. `GET /dashboard/data.json` computed afresh (everything the page shows, from the database;
+     the server keeps it 10 s for every admin and wall display).
 Target (issue 7): the dashboard renders in under 1 s. Prints a table; writes
 bench/results/dashboard-latest.json.
 
@@ -115,24 +118,25 @@ def measure(url: str, token: str, repeat: int) -> dict[str, Any]:
         page.fill("input[name=token]", token)
         page.click("#login-form button[type=submit]")
         page.wait_for_url("**/dashboard")
-        cookie = {c["name"]: c["value"] for c in page.context.cookies()}
-        json_s: list[float] = []
-        with httpx.Client(base_url=url, cookies=cookie, timeout=60) as c:
-            for _ in range(repeat):
-                t0 = time.perf_counter()
-                r = c.get("/dashboard/data.json")
-                json_s.append(time.perf_counter() - t0)
-                r.raise_for_status()
-            data = r.json()
         page_s: list[float] = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
+        for _ in range(repeat + 1):  # the first load: nothing cached, in the browser or the server
             page.goto(f"{url}/dashboard")
-            for chart in CHARTS:
-                page.wait_for_selector(f"#chart-{chart}[data-points]", timeout=60_000)
-            page_s.append(time.perf_counter() - t0)
+            page.wait_for_selector("#dashboard[data-drawn-ms]", timeout=60_000)
+            for chart in CHARTS:  # every chart has data
+                assert int(page.get_attribute(f"#chart-{chart}", "data-points") or 0) > 0, chart
+            # measured in the page: from the navigation's start until the last chart drew
+            page_s.append(int(page.get_attribute("#dashboard", "data-drawn-ms") or 0) / 1000)
+        cookie = {c["name"]: c["value"] for c in page.context.cookies()}
         browser.close()
-    return {"data_json_ms": median_ms(json_s), "page_ms": median_ms(page_s),
+    with httpx.Client(base_url=url, cookies=cookie, timeout=60) as c:
+        time.sleep(11)  # past the server's 10 s cache: the figures are computed again
+        t0 = time.perf_counter()
+        r = c.get("/dashboard/data.json")
+        json_s = time.perf_counter() - t0
+        r.raise_for_status()
+        data = r.json()
+    return {"data_json_ms": round(json_s * 1000, 1), "page_first_ms": round(page_s[0] * 1000, 1),
+            "page_ms": median_ms(page_s[1:]),
             "jobs_total": data["jobs_total"], "utilization_points": len(data["utilization"]),
             "peak_pflops": data["peak"]["pflops"]}
 
@@ -154,10 +158,12 @@ def main() -> None:
     finally:
         shutil.rmtree(home, ignore_errors=True)
     t = Table(title="city dashboard with a year of data (issue 7 target: renders in < 1 s)")
-    for col in ("jobs", "data.json median", "page until every chart drew", "target met"):
+    for col in ("jobs", "data.json, computed", "page, first load", "page, median of reloads",
+                "target met"):
         t.add_column(col, justify="right")
-    met = out["page_ms"] < 1000
-    t.add_row(f"{out['jobs_total']:,}", f"{out['data_json_ms']} ms", f"{out['page_ms']} ms", str(met))
+    met = out["page_first_ms"] < 1000 and out["page_ms"] < 1000
+    t.add_row(f"{out['jobs_total']:,}", f"{out['data_json_ms']} ms", f"{out['page_first_ms']} ms",
+              f"{out['page_ms']} ms", str(met))
     console.print(t)
     result = {"benchmark": "dashboard", "when": datetime.now(UTC).isoformat(timespec="seconds"),
               "jobs": args.jobs, "repeat": args.repeat, **out, "target_page_ms": 1000,

@@ -35,13 +35,25 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
            "Cache-Control": "no-store"}
 
+DASHBOARD_TTL_S = 10.0
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals["yuan"] = yuan
 
 
+class _Static(StaticFiles):
+    """The portal's files; the vendored packages (fixed by web/package-lock.json) are cached a day."""
+
+    def file_response(self, full_path: Any, stat_result: Any, scope: Any, status_code: int = 200) -> Response:
+        resp = super().file_response(full_path, stat_result, scope, status_code)
+        if "/vendor/" in str(full_path):
+            resp.headers["Cache-Control"] = "public, max-age=86400"
+        resp.headers["X-Content-Type-Options"] = "nosniff"
+        return resp
+
+
 def install(app: FastAPI, platform: Platform) -> None:
     """Mount the portal's pages and its static files on the API's app."""
-    app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
+    app.mount("/static", _Static(directory=str(HERE / "static")), name="static")
     app.include_router(build_router(platform))
 
 
@@ -286,9 +298,11 @@ def build_router(p: Platform) -> APIRouter:
         if who is None:
             return JSONResponse({"error": "sign in first"}, status_code=401)
         try:
-            data = city_dashboard(p, who)
+            who.require(Role.PLATFORM_ADMIN)
         except SuanliError as exc:
             return JSONResponse({"error": exc.message}, status_code=403)
+        # Shared by every admin and wall display for DASHBOARD_TTL_S: its figures are hourly.
+        data = p.cached("dashboard", lambda: city_dashboard(p, who), ttl=DASHBOARD_TTL_S)
         return JSONResponse(jsonable_encoder(data), headers=HEADERS)
 
     return router
