@@ -67,5 +67,6 @@ bench: venv services web-assets
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/connectors.py
 	$(BIN)/python bench/ledger.py
+	$(BIN)/python bench/dashboard.py
 
 .PHONY: help venv web-assets run lint services test bench

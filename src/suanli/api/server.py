@@ -56,6 +56,7 @@ def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> N
         base = f"http://{settings.host}:{settings.port}"
         lines = [
             "suanli 算力 — city compute network",
+            f"  portal:   {base}/  (门户: sign in with a token from the file below)",
             f"  API:      {base}/api/v1",
             f"  docs:     {base}/docs",
             f"  metrics:  {base}/metrics",
