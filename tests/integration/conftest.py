@@ -12,6 +12,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -102,12 +103,21 @@ class Server:
                             headers={"Authorization": f"Bearer {self.creds()[token]}"})
 
 
-@pytest.fixture
-def server() -> Iterator[Server]:
-    home = Path(tempfile.mkdtemp(prefix="suanli-it."))
+@contextmanager
+def running_server(prefix: str = "suanli-it.") -> Iterator[Server]:
+    """A `suanli serve --demo` in a fresh data directory, stopped and removed afterwards."""
+    home = Path(tempfile.mkdtemp(prefix=prefix))
     srv = Server(home, free_port())
     srv.start()
-    yield srv
-    srv.stop()
-    kill_runs(home)
-    shutil.rmtree(home, ignore_errors=True)
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        kill_runs(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with running_server() as srv:
+        yield srv

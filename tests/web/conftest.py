@@ -3,8 +3,6 @@ install`: tests/services/chromium.sh installs the browser and CJK fonts)."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,21 +10,15 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
-from ..conftest import kill_runs
-from ..integration.conftest import Server, free_port
+from ..integration.conftest import Server, running_server
 
 CHROMIUM = "/usr/bin/chromium"
 
 
 @pytest.fixture(scope="module")
 def portal() -> Iterator[Server]:
-    home = Path(tempfile.mkdtemp(prefix="suanli-web."))
-    srv = Server(home, free_port())
-    srv.start()
-    yield srv
-    srv.stop()
-    kill_runs(home)
-    shutil.rmtree(home, ignore_errors=True)
+    with running_server("suanli-web.") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="session")

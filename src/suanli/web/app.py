@@ -84,6 +84,16 @@ def build_router(p: Platform) -> APIRouter:
         token = sess.session_token(request)
         return bool(token) and sess.csrf_ok(secret, token or "", given)
 
+    def posted_by(request: Request, csrf: str) -> Principal | Response:
+        """The signed-in user of a form post with its CSRF token; else the answer to send."""
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        if not check_csrf(request, csrf):
+            return page(request, "error.html", who, status=403, title="forbidden",
+                        message=t("bad_csrf", sess.language(request)))
+        return who
+
     # -- sign-in ------------------------------------------------------------------------------
     @router.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
@@ -158,12 +168,9 @@ def build_router(p: Platform) -> APIRouter:
                command: str = Form(""), device: str = Form("cpu"), units: int = Form(1),
                walltime_s: int = Form(600), policy: str = Form("balanced"),
                budget_yuan: str = Form("")) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        if not check_csrf(request, csrf):
-            return page(request, "error.html", who, status=403, title="forbidden",
-                        message=t("bad_csrf", sess.language(request)))
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
         form = {"name": name, "command": command, "device": device, "units": units,
                 "walltime_s": walltime_s, "policy": policy, "budget_yuan": budget_yuan}
         try:
@@ -230,12 +237,9 @@ def build_router(p: Platform) -> APIRouter:
 
     @router.post("/jobs/{job_id}/cancel")
     def cancel(request: Request, job_id: int, csrf: str = Form("")) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        if not check_csrf(request, csrf):
-            return page(request, "error.html", who, status=403, title="forbidden",
-                        message=t("bad_csrf", sess.language(request)))
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
         try:
             jobs.cancel_job(p, who, job_id, reason="cancelled in the portal")
         except SuanliError as exc:
@@ -263,12 +267,9 @@ def build_router(p: Platform) -> APIRouter:
     def review_decide(request: Request, application_id: int, csrf: str = Form(""),
                       decision: str = Form(""), approved_yuan: str = Form(""),
                       reason: str = Form("")) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        if not check_csrf(request, csrf):
-            return page(request, "error.html", who, status=403, title="forbidden",
-                        message=t("bad_csrf", sess.language(request)))
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
         try:
             amount = parse_yuan(approved_yuan) if approved_yuan.strip() else None
         except ValueError as exc:
