@@ -63,3 +63,35 @@ def test_admin_dashboard_renders_every_chart_with_data(portal: Server, tab: Watc
                                                          timeout=15_000)
     page.screenshot(path=str(portal.home / "dashboard.png"))
     assert tab.errors == [], tab.errors
+
+
+def test_tenant_sees_its_money_and_grants_and_applies_for_vouchers(portal: Server, tab: Watched) -> None:
+    page = tab.page
+    sign_in(tab, portal, "tenant_a")
+    page.goto(f"{portal.url}/account")
+    with portal.api("tenant_a") as c:
+        me = c.get("/api/v1/voucher-grants").json()
+    expect(page.locator("#grants tbody tr")).to_have_count(len(me))
+    assert len(me) >= 1
+    expect(page.locator("#grants tbody tr").first).to_contain_text("¥200,000.00")  # the demo's grant
+    expect(page.locator("#spendable")).to_contain_text("¥")
+    page.fill("input[name=requested_yuan]", "50000")
+    page.fill("input[name=planned_spend_yuan]", "250000")
+    page.fill("input[name=planned_use]", "推理服务扩容 <b>inference</b>")
+    page.click("#apply")
+    page.wait_for_url(re.compile(r"/account$"))
+    row = page.locator("#applications tbody tr").last
+    expect(row.locator(".app-state")).to_have_text("pending")
+    expect(row).to_contain_text("¥50,000.00")
+    assert tab.errors == [] and tab.dialogs == []
+
+
+def test_auditor_verifies_the_log(portal: Server, tab: Watched) -> None:
+    page = tab.page
+    sign_in(tab, portal, "auditor")
+    assert page.url.endswith("/audit")
+    assert page.locator("#entries tbody tr").count() >= 5  # the demo city's money actions
+    page.click("#verify")
+    expect(page.locator("#verdict")).to_have_attribute("data-ok", "1")
+    expect(page.locator("#verdict")).to_contain_text("日志完整")
+    assert tab.errors == []

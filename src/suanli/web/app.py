@@ -17,7 +17,7 @@ from fastapi.templating import Jinja2Templates
 from ..domain.enums import DeviceKind, Policy, Role
 from ..domain.errors import Forbidden, NotFound, SuanliError, Unauthenticated
 from ..domain.money import parse_yuan, yuan
-from ..services import auth, jobs, vouchers
+from ..services import audit, auth, jobs, ledger, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
 from ..services.dashboard import city_dashboard
@@ -281,6 +281,81 @@ def build_router(p: Platform) -> APIRouter:
             return problem(request, who, exc)
         return RedirectResponse("/review", status_code=303)
 
+    # -- tenant: money and vouchers ----------------------------------------------------------
+    @router.get("/account")
+    def account(request: Request) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        if who.tenant_id is None:
+            return problem(request, who, Forbidden("the account page is a tenant's"))
+        try:
+            money = ledger.tenant_account(p, who, who.tenant_id)
+            grants = vouchers.list_grants(p, who)
+            apps = vouchers.list_applications(p, who)
+            paid = vouchers.list_redemptions(p, who, limit=50)["items"]
+            programmes = [pr for pr in vouchers.list_programmes(p, who) if pr["status"] == "open"]
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return page(request, "account.html", who, money=money, grants=grants, apps=apps,
+                    paid=paid, programmes=programmes, error=None)
+
+    @router.post("/account/apply")
+    def apply_vouchers(request: Request, csrf: str = Form(""), programme_id: int = Form(0),
+                       requested_yuan: str = Form(""), planned_spend_yuan: str = Form(""),
+                       planned_use: str = Form("")) -> Response:
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
+        try:
+            vouchers.apply(p, who, programme_id, requested_fen=parse_yuan(requested_yuan),
+                           planned_spend_fen=parse_yuan(planned_spend_yuan), planned_use=planned_use)
+        except ValueError as exc:
+            return page(request, "error.html", who, status=422, title="error", message=str(exc))
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return RedirectResponse("/account", status_code=303)
+
+    # -- auditor: the audit log, redemptions, claw-back ---------------------------------------
+    @router.get("/audit")
+    def audit_page(request: Request) -> Response:
+        return _audit(request, verdict=None)
+
+    @router.post("/audit/verify")
+    def audit_verify(request: Request, csrf: str = Form("")) -> Response:
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
+        try:
+            verdict = audit.verify_log(p, who)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return _audit(request, verdict=verdict)
+
+    def _audit(request: Request, verdict: dict[str, Any] | None) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            entries = audit.list_entries(p, who, limit=50)["items"]
+            redemptions = vouchers.list_redemptions(p, who, limit=50)["items"]
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return page(request, "audit.html", who, entries=entries, redemptions=redemptions,
+                    verdict=verdict)
+
+    @router.post("/audit/clawback/{redemption_id}")
+    def clawback(request: Request, redemption_id: int, csrf: str = Form(""),
+                 reason: str = Form("")) -> Response:
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
+        try:
+            vouchers.clawback(p, who, redemption_id, reason)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return RedirectResponse("/audit", status_code=303)
+
     # -- platform admin: the city dashboard ----------------------------------------------------
     @router.get("/dashboard")
     def dashboard(request: Request, screen: int = 0) -> Response:
@@ -317,7 +392,8 @@ def _local(path: str) -> str:
 def _home(who: Principal | None) -> str:
     if who is None:
         return "/login"
-    return {Role.REVIEWER: "/review", Role.PLATFORM_ADMIN: "/dashboard"}.get(who.role, "/jobs")
+    return {Role.REVIEWER: "/review", Role.PLATFORM_ADMIN: "/dashboard",
+            Role.AUDITOR: "/audit"}.get(who.role, "/jobs")
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:
