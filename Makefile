@@ -14,6 +14,7 @@ help:
 	@echo "make test    lint + the whole test suite"
 	@echo "make lint    ruff, mypy on src/, import-linter layer contracts"
 	@echo "make bench   benchmarks (results in bench/results/)"
+	@echo "make screenshots   PNGs of the portal (zh, en) in docs/screenshots/"
 
 # The environment, from the lock. Idempotent: a second call only checks the stamp.
 $(STAMP): pyproject.toml uv.lock
@@ -69,4 +70,9 @@ bench: venv services web-assets
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/dashboard.py
 
-.PHONY: help venv web-assets run lint services test bench
+# PNGs of the portal's main pages (zh and en) for the README, from a real server and browser.
+screenshots: venv web-assets
+	@tests/services/chromium.sh install >/dev/null
+	$(BIN)/python bench/screenshots.py
+
+.PHONY: help venv web-assets run lint services test bench screenshots
