@@ -9,7 +9,7 @@ import pytest
 from suanli.domain.enums import Precision
 from suanli.domain.errors import Forbidden
 from suanli.services.context import Platform
-from suanli.services.dashboard import city_dashboard
+from suanli.services.dashboard import center_load, city_dashboard
 
 from ..conftest import World
 from ..money import START, bill, finished_run, fixed_world
@@ -40,3 +40,9 @@ def test_utilization_spreads_each_run_over_its_hours_and_finds_the_peak(fw: Worl
     assert {c["slug"] for c in d["centers"]} >= {w.alpha.slug}
     with pytest.raises(Forbidden):
         city_dashboard(w.p, w.u2)
+    # one center's load: both runs were on alpha, so the same hours
+    load = {u["hour"][:13]: u["pflops"] for u in center_load(w.p, w.admin, w.alpha.id)}
+    assert load == by_hour
+    assert center_load(w.p, w.admin, w.beta.id) == []
+    with pytest.raises(Forbidden):
+        center_load(w.p, w.u2, w.alpha.id)

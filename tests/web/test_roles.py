@@ -95,3 +95,18 @@ def test_auditor_verifies_the_log(portal: Server, tab: Watched) -> None:
     expect(page.locator("#verdict")).to_have_attribute("data-ok", "1")
     expect(page.locator("#verdict")).to_contain_text("日志完整")
     assert tab.errors == []
+
+
+def test_center_operator_sees_its_center(portal: Server, tab: Watched) -> None:
+    page = tab.page
+    sign_in(tab, portal, "center_operator")
+    assert page.url.endswith("/center")
+    with portal.api("center_operator") as c:
+        mine = c.get("/api/v1/centers").json()
+    assert len(mine) == 1  # an operator sees its own center only
+    expect(page.locator("#pools tbody tr")).to_have_count(len(mine[0]["pools"]))
+    expect(page.locator("#chart-load")).to_have_attribute("data-points", re.compile(r"^\d+$"))
+    assert page.locator("#chart-load canvas").count() == 1
+    expect(page.locator("h2").last).to_contain_text("结算单")
+    page.goto(f"{portal.url}/dashboard")  # the city dashboard is the platform's
+    expect(page.locator("#problem")).to_have_text("无权访问")

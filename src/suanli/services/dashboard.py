@@ -16,6 +16,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Precision, Role
+from ..domain.errors import Forbidden
 from ..store import models as m
 from .auth import Principal
 from .centers import city_capacity, used_units_by_pool
@@ -116,3 +117,19 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
 def _sig(v: float) -> float:
     """Six significant digits (a small CPU pool's hourly P is a few millionths)."""
     return float(f"{v:.6g}")
+
+
+def center_load(p: Platform, actor: Principal, center_id: int, *, days: int = 7) -> list[dict[str, Any]]:
+    """One center's hourly compute in use (P) over the last `days` (its operator, the platform)."""
+    if not (actor.role.is_platform or (actor.role is Role.CENTER_OPERATOR and actor.center_id == center_id)):
+        raise Forbidden("a center's load is for its operator and the platform")
+    now = p.clock.now()
+    lo, hi = (now - timedelta(days=days)).timestamp(), now.timestamp()
+    u = m.UsageRecord
+    with p.db.session() as s:
+        spans = s.execute(select(_epoch(s, u.started_at), _epoch(s, u.ended_at), u.pflops_hours)
+                          .where(u.center_id == center_id, u.ended_at > now - timedelta(days=days),
+                                 u.started_at < now)).all()
+    hourly = _spread(((float(a), float(b), float(c or 0.0)) for a, b, c in spans), lo, hi)
+    return [{"hour": datetime.fromtimestamp(h * 3600, UTC).isoformat(), "pflops": _sig(v)}
+            for h, v in sorted(hourly.items())]

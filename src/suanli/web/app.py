@@ -16,11 +16,12 @@ from fastapi.templating import Jinja2Templates
 
 from ..domain.enums import DeviceKind, Policy, Role
 from ..domain.errors import Forbidden, NotFound, SuanliError, Unauthenticated
+from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
-from ..services import audit, auth, jobs, ledger, vouchers
+from ..services import audit, auth, centers, jobs, ledger, settlement, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
-from ..services.dashboard import city_dashboard
+from ..services.dashboard import center_load, city_dashboard
 from ..services.jobs import JobInput
 from . import session as sess
 from .i18n import t
@@ -356,6 +357,28 @@ def build_router(p: Platform) -> APIRouter:
             return problem(request, who, exc)
         return RedirectResponse("/audit", status_code=303)
 
+    # -- center operator: its center -----------------------------------------------------------
+    @router.get("/center")
+    def center_page(request: Request, month: str = "") -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        if who.center_id is None:
+            return problem(request, who, Forbidden("the center page is a center operator's"))
+        now = p.clock.now()
+        month = month or f"{now.year - (now.month == 1)}-{(now.month - 2) % 12 + 1:02d}"
+        try:
+            center = centers.get_center(p, who, who.center_id)
+            with p.db.session() as s:
+                used = centers.used_units_by_pool(s)
+            load = center_load(p, who, who.center_id)
+            running = jobs.list_jobs(p, who, state=JobState.RUNNING, limit=100)
+            statements = settlement.statements(p, who, month)["items"]
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return page(request, "center.html", who, center=center, used=used, running=running,
+                    statements=statements, month=month, load=load)
+
     # -- platform admin: the city dashboard ----------------------------------------------------
     @router.get("/dashboard")
     def dashboard(request: Request, screen: int = 0) -> Response:
@@ -392,8 +415,8 @@ def _local(path: str) -> str:
 def _home(who: Principal | None) -> str:
     if who is None:
         return "/login"
-    return {Role.REVIEWER: "/review", Role.PLATFORM_ADMIN: "/dashboard",
-            Role.AUDITOR: "/audit"}.get(who.role, "/jobs")
+    return {Role.REVIEWER: "/review", Role.PLATFORM_ADMIN: "/dashboard", Role.AUDITOR: "/audit",
+            Role.CENTER_OPERATOR: "/center"}.get(who.role, "/jobs")
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:

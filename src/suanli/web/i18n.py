@@ -106,6 +106,19 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "redemptions": ("兑付记录", "Redemptions"),
     "clawback": ("追回", "Claw back"),
     "clawed_back": ("已追回", "Clawed back"),
+    "my_center": ("本中心", "My center"),
+    "pools": ("资源池", "Pools"),
+    "pool": ("资源池", "Pool"),
+    "busy": ("在用", "In use"),
+    "price": ("单价(每卡时)", "Price (unit-hour)"),
+    "load_7d": ("近 7 天算力使用(P, 每小时平均)", "Compute in use, last 7 days (P, hourly)"),
+    "running_jobs": ("运行中的作业", "Running jobs"),
+    "settlements": ("结算单", "Settlements"),
+    "month": ("月份", "Month"),
+    "runs": ("运行数", "Runs"),
+    "gross": ("应收", "Gross"),
+    "net": ("净额", "Net"),
+    "none": ("无", "None"),
 }
 
 
