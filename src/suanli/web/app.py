@@ -4,6 +4,7 @@ its placement, history, following logs and cost). Each page calls the services t
 from __future__ import annotations
 
 import secrets
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -81,6 +82,18 @@ def build_router(p: Platform) -> APIRouter:
     def to_login(request: Request) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
 
+    def view(request: Request, template: str, build: Callable[[Principal], dict[str, Any]]) -> Response:
+        """A page for the signed-in user: `build` calls the services; their refusals (not found,
+        not allowed, bad input) become the error page."""
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            ctx = build(who)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return page(request, template, who, **ctx)
+
     def check_csrf(request: Request, given: str | None) -> bool:
         token = sess.session_token(request)
         return bool(token) and sess.csrf_ok(secret, token or "", given)
@@ -154,15 +167,9 @@ def build_router(p: Platform) -> APIRouter:
     # -- tenant: jobs -------------------------------------------------------------------------
     @router.get("/jobs")
     def job_list(request: Request, offset: int = 0) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        try:
-            listing = jobs.list_jobs(p, who, limit=50, offset=max(0, offset))
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        return page(request, "jobs.html", who, listing=listing, devices=list(DeviceKind),
-                    policies=list(Policy), form={}, error=None)
+        return view(request, "jobs.html", lambda who: {
+            "listing": jobs.list_jobs(p, who, limit=50, offset=max(0, offset)),
+            "devices": list(DeviceKind), "policies": list(Policy), "form": {}, "error": None})
 
     @router.post("/jobs")
     def submit(request: Request, csrf: str = Form(""), name: str = Form(""),
@@ -207,20 +214,13 @@ def build_router(p: Platform) -> APIRouter:
 
     @router.get("/jobs/{job_id}")
     def job_page(request: Request, job_id: int) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        try:
+        def build(who: Principal) -> dict[str, Any]:
             job = jobs.get_job(p, who, job_id)
-            history = jobs.job_history(p, who, job_id)
-            runs = jobs.job_runs(p, who, job_id)
-            placement = jobs.placement_explanation(p, who, job_id)
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        current = placement.get("current") or {}
-        return page(request, "job.html", who, job=job, history=history, runs=runs,
-                    candidates=current.get("candidates") or [], message=current.get("message"),
-                    cost=sum(u.amount_fen for u in _usage(p, who, job_id)))
+            current = jobs.placement_explanation(p, who, job_id).get("current") or {}
+            return {"job": job, "history": jobs.job_history(p, who, job_id),
+                    "candidates": current.get("candidates") or [], "message": current.get("message"),
+                    "cost": sum(u.amount_fen for u in _usage(p, who, job_id))}
+        return view(request, "job.html", build)
 
     @router.get("/jobs/{job_id}/logs")
     def job_log_chunk(request: Request, job_id: int, offset: int = 0) -> Response:
@@ -251,18 +251,13 @@ def build_router(p: Platform) -> APIRouter:
     # -- reviewer: the voucher application queue ----------------------------------------------
     @router.get("/review")
     def review_queue(request: Request) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        try:
+        def build(who: Principal) -> dict[str, Any]:
             who.require(Role.REVIEWER, Role.PLATFORM_ADMIN)
             apps = vouchers.list_applications(p, who)
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        pending = [a for a in apps if a["state"] == "pending"]
-        done = [a for a in apps if a["state"] != "pending"][-50:]
-        return page(request, "review.html", who, pending=pending, done=list(reversed(done)),
-                    error=None)
+            done = [a for a in apps if a["state"] != "pending"][-50:]
+            return {"pending": [a for a in apps if a["state"] == "pending"],
+                    "done": list(reversed(done))}
+        return view(request, "review.html", build)
 
     @router.post("/review/{application_id}")
     def review_decide(request: Request, application_id: int, csrf: str = Form(""),
@@ -285,21 +280,16 @@ def build_router(p: Platform) -> APIRouter:
     # -- tenant: money and vouchers ----------------------------------------------------------
     @router.get("/account")
     def account(request: Request) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        if who.tenant_id is None:
-            return problem(request, who, Forbidden("the account page is a tenant's"))
-        try:
-            money = ledger.tenant_account(p, who, who.tenant_id)
-            grants = vouchers.list_grants(p, who)
-            apps = vouchers.list_applications(p, who)
-            paid = vouchers.list_redemptions(p, who, limit=50)["items"]
-            programmes = [pr for pr in vouchers.list_programmes(p, who) if pr["status"] == "open"]
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        return page(request, "account.html", who, money=money, grants=grants, apps=apps,
-                    paid=paid, programmes=programmes, error=None)
+        def build(who: Principal) -> dict[str, Any]:
+            if who.tenant_id is None:
+                raise Forbidden("the account page is a tenant's")
+            return {"money": ledger.tenant_account(p, who, who.tenant_id),
+                    "grants": vouchers.list_grants(p, who),
+                    "apps": vouchers.list_applications(p, who),
+                    "paid": vouchers.list_redemptions(p, who, limit=50)["items"],
+                    "programmes": [pr for pr in vouchers.list_programmes(p, who)
+                                   if pr["status"] == "open"]}
+        return view(request, "account.html", build)
 
     @router.post("/account/apply")
     def apply_vouchers(request: Request, csrf: str = Form(""), programme_id: int = Form(0),
@@ -334,16 +324,10 @@ def build_router(p: Platform) -> APIRouter:
         return _audit(request, verdict=verdict)
 
     def _audit(request: Request, verdict: dict[str, Any] | None) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        try:
-            entries = audit.list_entries(p, who, limit=50)["items"]
-            redemptions = vouchers.list_redemptions(p, who, limit=50)["items"]
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        return page(request, "audit.html", who, entries=entries, redemptions=redemptions,
-                    verdict=verdict)
+        return view(request, "audit.html", lambda who: {
+            "entries": audit.list_entries(p, who, limit=50)["items"],
+            "redemptions": vouchers.list_redemptions(p, who, limit=50)["items"],
+            "verdict": verdict})
 
     @router.post("/audit/clawback/{redemption_id}")
     def clawback(request: Request, redemption_id: int, csrf: str = Form(""),
@@ -360,36 +344,27 @@ def build_router(p: Platform) -> APIRouter:
     # -- center operator: its center -----------------------------------------------------------
     @router.get("/center")
     def center_page(request: Request, month: str = "") -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        if who.center_id is None:
-            return problem(request, who, Forbidden("the center page is a center operator's"))
         now = p.clock.now()
         month = month or f"{now.year - (now.month == 1)}-{(now.month - 2) % 12 + 1:02d}"
-        try:
-            center = centers.get_center(p, who, who.center_id)
+
+        def build(who: Principal) -> dict[str, Any]:
+            if who.center_id is None:
+                raise Forbidden("the center page is a center operator's")
             with p.db.session() as s:
                 used = centers.used_units_by_pool(s)
-            load = center_load(p, who, who.center_id)
-            running = jobs.list_jobs(p, who, state=JobState.RUNNING, limit=100)
-            statements = settlement.statements(p, who, month)["items"]
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        return page(request, "center.html", who, center=center, used=used, running=running,
-                    statements=statements, month=month, load=load)
+            return {"center": centers.get_center(p, who, who.center_id), "used": used,
+                    "load": center_load(p, who, who.center_id),
+                    "running": jobs.list_jobs(p, who, state=JobState.RUNNING, limit=100),
+                    "statements": settlement.statements(p, who, month)["items"], "month": month}
+        return view(request, "center.html", build)
 
     # -- platform admin: the city dashboard ----------------------------------------------------
     @router.get("/dashboard")
     def dashboard(request: Request, screen: int = 0) -> Response:
-        who = sess.current_user(p, request)
-        if who is None:
-            return to_login(request)
-        try:
+        def build(who: Principal) -> dict[str, Any]:
             who.require(Role.PLATFORM_ADMIN)
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        return page(request, "dashboard.html", who, screen=bool(screen))
+            return {"screen": bool(screen)}
+        return view(request, "dashboard.html", build)
 
     @router.get("/dashboard/data.json")
     def dashboard_data(request: Request) -> Response:
