@@ -110,3 +110,31 @@ def test_center_operator_sees_its_center(portal: Server, tab: Watched) -> None:
     expect(page.locator("h2").last).to_contain_text("结算单")
     page.goto(f"{portal.url}/dashboard")  # the city dashboard is the platform's
     expect(page.locator("#problem")).to_have_text("无权访问")
+
+
+def test_auditor_claws_back_a_redemption(portal: Server, tab: Watched) -> None:
+    with portal.api("tenant_a") as c:  # a GPU job whose bill a voucher grant partly pays
+        job = c.post("/api/v1/jobs", json={"name": "gpu", "command": ["sh", "-c", "sleep 5"],
+                                           "resources": {"device": "gpu", "units": 8},
+                                           "walltime_s": 60}).json()["id"]
+        for _ in range(300):
+            if c.get(f"/api/v1/jobs/{job}").json()["state"] == "COMPLETED":
+                break
+            time.sleep(0.1)
+    with portal.api("auditor") as a:
+        open_ = [r for r in a.get("/api/v1/voucher-redemptions").json()["items"] if not r["clawed_back_at"]]
+    assert open_, "the job's bill was not partly paid by a voucher"
+    rid = open_[0]["id"]
+    page = tab.page
+    sign_in(tab, portal, "auditor")
+    row = page.locator(f"#redemptions tr[data-redemption='{rid}']")
+    row.locator("input[name=reason]").fill("关联交易 related party")
+    row.locator("button").click()
+    page.wait_for_url(re.compile(r"/audit$"))
+    expect(page.locator(f"#redemptions tr[data-redemption='{rid}'] .clawed")).to_contain_text("关联交易")
+    with portal.api("auditor") as a:
+        r = next(x for x in a.get("/api/v1/voucher-redemptions").json()["items"] if x["id"] == rid)
+    assert r["clawed_back_at"] and r["clawback_reason"] == "关联交易 related party"
+    page.click("#verify")  # the claw-back is in the log, and the log is intact
+    expect(page.locator("#verdict")).to_have_attribute("data-ok", "1")
+    assert tab.errors == []
