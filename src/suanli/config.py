@@ -21,6 +21,18 @@ def default_home() -> Path:
     return Path(os.environ.get("SUANLI_HOME") or Path.home() / ".suanli").expanduser()
 
 
+def write_private(path: Path, text: str) -> None:
+    """Write a secret-bearing file (tokens, keys) readable by its owner only (0600), atomically:
+    a reader never sees half of it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path

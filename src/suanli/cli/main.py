@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import sys
 
 import typer
 
 from .. import __version__
 from ..client import Client
+from ..config import write_private
 from . import admin
 from .common import api_errors, cli_config_path, console, fail, load_cli_config
 from .jobs import dag_app, job_app
@@ -84,12 +84,9 @@ def login(
     with api_errors(), Client(url, secret) as c:
         me = c.me()
     path = cli_config_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
     data = load_cli_config()
     data.update({"url": url, "token": secret})
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(data, fh)
+    write_private(path, json.dumps(data))
     console.print(f"logged in to {url} as {me['username']} ({me['role']}); saved to {path}")
 
 

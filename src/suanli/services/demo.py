@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import select
 
+from ..config import write_private
 from ..domain.credit_code import check_character
 from ..domain.enums import CenterKind, DeviceKind, Role
 from ..domain.errors import Unauthenticated
@@ -226,11 +227,5 @@ def ensure_credentials(p: Platform, path: Path) -> dict[str, str]:
         if user_id is None:
             continue
         _, out[key] = issue_token(p, user_id, name="demo")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(out, fh, indent=2)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_private(path, json.dumps(out, indent=2))
     return out

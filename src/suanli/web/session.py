@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
 from fastapi import Request
 
+from ..config import write_private
 from ..domain.errors import Unauthenticated
 from ..services.auth import Principal, authenticate
 from ..services.context import Platform
@@ -18,7 +18,6 @@ from ..services.context import Platform
 SESSION_COOKIE = "suanli_session"
 LOGIN_CSRF_COOKIE = "suanli_login_csrf"  # before sign-in: a double-submit token
 LANG_COOKIE = "lang"
-CSRF_FIELD = "csrf"
 CSRF_HEADER = "x-csrf-token"
 SECRET_FILE = "web-secret"
 
@@ -29,11 +28,8 @@ def server_secret(home: Path) -> bytes:
     try:
         return bytes.fromhex(path.read_text().strip())
     except (FileNotFoundError, ValueError):
-        home.mkdir(parents=True, exist_ok=True)
         key = secrets.token_bytes(32)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(key.hex())
+        write_private(path, key.hex())
         return key
 
 
