@@ -108,9 +108,9 @@ def post_many(s: Session, entries: list[Entry], now: datetime, *, actor: Princip
                 rows.append({"transaction_id": ids[e.key], "account_id": accounts[p.account],
                              "amount_fen": p.amount_fen})
                 deltas[accounts[p.account]] += p.amount_fen
-        # Move the cached balances first: lock the accounts in id order (FOR NO KEY UPDATE, which
-        # the postings' foreign-key checks of other writers do not conflict with), so concurrent
-        # writers queue instead of deadlocking; then one UPDATE per chunk; then the postings.
+        # Move the cached balances first: lock the accounts in id order (FOR NO KEY UPDATE), so
+        # concurrent writers queue instead of deadlocking; then one UPDATE moves them all (`bump`);
+        # then the postings.
         moved = sorted(a for a, d in deltas.items() if d)
         for cond in among(s, m.LedgerAccount.id, moved):
             s.execute(select(m.LedgerAccount.id).where(cond)
