@@ -329,3 +329,8 @@ def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[
     assert client.post("/api/v1/settlements", json={"month": "2026-11", "preview": True},
                        headers=alice).status_code == 403
     assert client.get("/api/v1/invoices?month=2026-10", headers=alice).json()["items"] == []
+    # Bills: the caller's own months, the current one computed so far; the platform has none.
+    mine = client.get("/api/v1/bills?months=2", headers=alice).json()
+    assert mine["party"] == "tenant" and mine["items"][0]["settled"] is False
+    assert client.get("/api/v1/bills?months=0", headers=alice).status_code == 422
+    assert client.get("/api/v1/bills", headers=admin).status_code == 403

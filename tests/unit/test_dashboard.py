@@ -41,8 +41,19 @@ def test_utilization_spreads_each_run_over_its_hours_and_finds_the_peak(fw: Worl
     with pytest.raises(Forbidden):
         city_dashboard(w.p, w.u2)
     # one center's load: both runs were on alpha, so the same hours
-    load = {u["hour"][:13]: u["pflops"] for u in center_load(w.p, w.admin, w.alpha.id)}
+    alpha = center_load(w.p, w.admin, w.alpha.id)
+    assert len(alpha["hours"]) == 7 * 24 + 1 == len(alpha["pflops"])  # every hour, zeros too
+    load = {h[:13]: v for h, v in zip(alpha["hours"], alpha["pflops"], strict=True) if v}
     assert load == by_hour
-    assert center_load(w.p, w.admin, w.beta.id) == []
+    # per pool: average units in use each hour, and their share of the pool's units
+    pools = {pl["name"]: pl for pl in alpha["pools"]}
+    assert set(pools) == {"cpu", "npu"} and not any(pools["npu"]["busy"])
+    at = {h[:13]: i for i, h in enumerate(alpha["hours"])}
+    cpu_units = pools["cpu"]["units"]
+    assert pools["cpu"]["busy"][at["2026-03-02T08"]] == pytest.approx(6.0)  # 4 + 4 × 1/2
+    assert pools["cpu"]["busy"][at["2026-03-02T09"]] == pytest.approx(4.0)
+    assert pools["cpu"]["percent"][at["2026-03-02T08"]] == pytest.approx(600 / cpu_units, abs=0.01)
+    assert sum(pools["cpu"]["busy"]) == pytest.approx(10.0)  # 4 × 2 h + 4 × 0.5 h unit-hours
+    assert not any(center_load(w.p, w.admin, w.beta.id)["pflops"])
     with pytest.raises(Forbidden):
         center_load(w.p, w.u2, w.alpha.id)

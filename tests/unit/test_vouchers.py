@@ -301,6 +301,34 @@ def test_monthly_settlement_statements_invoices_and_city_payment(fw: World, tmp_
     assert csv_text.splitlines()[0].startswith("month,party,party_id,name,runs,unit_hours")
 
 
+def test_bills_month_by_month_agree_with_the_settled_invoice(fw: World) -> None:
+    w = fw
+    prog = programme(w)
+    granted(w, prog, 20_000)
+    bill(w, finished_run(w, w.t2.id, w.alpha, "npu"), finished_run(w, w.t2.id, w.beta, "cpu"),
+         finished_run(w, w.t1.id, w.alpha, "cpu"))
+    so_far = settlement.history(w.p, w.u2)
+    assert so_far["party"] == "tenant" and so_far["party_id"] == w.t2.id
+    [march] = so_far["items"]  # the month so far, not settled yet
+    assert march["month"] == "2026-03" and not march["settled"]
+    w.p.clock.advance(31 * 86400)  # type: ignore[attr-defined]
+    settlement.settle(w.p, w.admin, "2026-03")
+    after = settlement.history(w.p, w.u2)["items"]
+    assert [(i["month"], i["settled"]) for i in after] == [("2026-04", False), ("2026-03", True)]
+    assert after[0]["runs"] == 0 and after[0]["net_fen"] == 0  # this month: nothing yet
+    settled = {k: v for k, v in after[1].items() if k not in ("settled", "ledger_tx_id", "created_at")}
+    assert settled == {k: v for k, v in march.items() if k not in ("settled", "ledger_tx_id", "created_at")}
+    assert (march["gross_fen"], march["voucher_fen"], march["net_fen"]) == (3360, 992, 3360 - 992)
+    # A center operator sees its center's statements; the platform reads /settlements instead.
+    ops = settlement.history(w.p, w.op_alpha, months=3)["items"]
+    assert [(i["party_id"], i["runs"], i["gross_fen"], i["settled"]) for i in ops] == [
+        (w.alpha.id, 0, 0, False), (w.alpha.id, 2, 3600, True)]
+    with pytest.raises(Forbidden):
+        settlement.history(w.p, w.admin)
+    with pytest.raises(InvalidInput):
+        settlement.history(w.p, w.u2, months=0)
+
+
 def test_audit_verify_names_the_first_edited_or_deleted_entry(fw: World) -> None:
     w = fw
     prog = programme(w)

@@ -3,6 +3,8 @@ install`: tests/services/chromium.sh installs the browser and CJK fonts)."""
 
 from __future__ import annotations
 
+import re
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,3 +72,27 @@ def sign_in(w: Watched, srv: Server, role: str) -> None:
     page.fill("input[name=token]", srv.creds()[role])
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#sign-out")
+
+
+def sign_out(w: Watched, srv: Server) -> None:
+    """Sign out through the page, and check the session is gone (the home page asks to sign in)."""
+    page = w.page
+    page.click("#sign-out")
+    page.wait_for_url(re.compile(r"/login$"))
+    page.goto(f"{srv.url}/")
+    assert re.search(r"/login(\?|$)", page.url), page.url
+
+
+def finished(srv: Server, role: str, body: dict[str, object]) -> int:
+    """A job submitted through the API by `role`, waited for until COMPLETED; its id."""
+    with srv.api(role) as c:
+        r = c.post("/api/v1/jobs", json=body)
+        assert r.status_code == 201, r.text
+        job = int(r.json()["id"])
+        for _ in range(600):
+            state = c.get(f"/api/v1/jobs/{job}").json()["state"]
+            if state == "COMPLETED":
+                return job
+            assert state not in ("FAILED", "CANCELLED", "TIMEOUT"), state
+            time.sleep(0.1)
+    raise AssertionError(f"job {job} did not complete in 60 s")

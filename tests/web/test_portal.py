@@ -7,7 +7,7 @@ import re
 
 import httpx
 import pytest
-from playwright.sync_api import expect
+from playwright.sync_api import Page, expect
 
 from ..integration.conftest import Server
 from .conftest import Watched, sign_in
@@ -31,6 +31,10 @@ def test_tenant_submits_through_the_form_and_follows_the_job(portal: Server, tab
     expect(page.locator("#job-state")).to_have_text("COMPLETED", timeout=60_000)
     expect(page.locator("#logs")).to_contain_text("你好 portal")
     expect(page.locator("#logs")).to_contain_text("done")
+    run = page.locator("#runs tbody tr")  # usage and cost, per run
+    expect(run).to_have_count(1)
+    expect(run.locator(".run-cost")).to_contain_text("¥")
+    assert page.locator("#job-cost").inner_text() == run.locator(".run-cost").inner_text()
     assert page.locator("#candidates tbody tr.chosen").count() == 1
     assert page.locator("#history tbody tr").count() >= 3
     # the list shows it too, escaped
@@ -43,10 +47,41 @@ def test_tenant_submits_through_the_form_and_follows_the_job(portal: Server, tab
     assert tab.dialogs == [] and tab.errors == []
 
 
+def test_the_job_list_follows_live_status(portal: Server, tab: Watched) -> None:
+    page = tab.page
+    sign_in(tab, portal, "tenant_b")
+    with portal.api("tenant_b") as c:
+        job = c.post("/api/v1/jobs", json={"name": "live", "command": ["sh", "-c", "sleep 4"],
+                                           "resources": {"device": "cpu", "units": 1},
+                                           "walltime_s": 60}).json()["id"]
+    page.goto(f"{portal.url}/jobs")
+    page.evaluate("window.notReloaded = true")
+    state = page.locator(f"#jobs tr[data-job='{job}'] .state")
+    expect(state).not_to_have_text("COMPLETED")
+    expect(state).to_have_text("COMPLETED", timeout=30_000)  # the row changed by itself
+    assert page.evaluate("window.notReloaded === true")  # not by reloading the page
+    expect(page.locator("#job-rows")).not_to_have_attribute("hx-trigger", re.compile(".*"))
+    assert tab.errors == []
+
+
+def rendered_fonts(page: Page, selector: str) -> list[dict[str, object]]:
+    """The fonts Chromium drew a node's text with (DevTools: CSS.getPlatformFontsForNode)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("DOM.enable")
+    cdp.send("CSS.enable")
+    root = cdp.send("DOM.getDocument")["root"]["nodeId"]
+    node = cdp.send("DOM.querySelector", {"nodeId": root, "selector": selector})["nodeId"]
+    return list(cdp.send("CSS.getPlatformFontsForNode", {"nodeId": node})["fonts"])
+
+
 def test_language_switch_and_chinese_by_default(portal: Server, tab: Watched) -> None:
     page = tab.page
     sign_in(tab, portal, "tenant_a")
     expect(page.locator("#sign-out")).to_have_text("退出")
+    # real glyphs: both characters drawn from the CJK font the stylesheet asks for (a missing
+    # font shows as the fallback font's missing-glyph boxes: another family is reported)
+    fonts = rendered_fonts(page, "#sign-out")
+    assert [(f["familyName"], f["glyphCount"]) for f in fonts] == [("Noto Sans CJK SC", 2)], fonts
     page.click("#lang-switch")
     expect(page.locator("#sign-out")).to_have_text("Sign out")
     expect(page.locator("h2").first).to_have_text("Submit a job")

@@ -197,6 +197,14 @@ def invoices(month: MonthQuery, p: PlatformDep, who: PrincipalDep,
     return data
 
 
+@router.get("/bills", tags=["settlement"])
+def bills(p: PlatformDep, who: PrincipalDep,
+          months: Annotated[int, Query(ge=1, le=120)] = 12) -> dict[str, Any]:
+    """The caller's own statements month by month, newest first (a tenant's invoices, a center
+    operator's statements); months not settled yet are computed so far, `settled: false`."""
+    return settlement.history(p, who, months=months)
+
+
 @router.get("/invoices/{month}/{tenant_id}", tags=["settlement"])
 def invoice(month: MonthPath, tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     return settlement.invoice(p, who, month, tenant_id)

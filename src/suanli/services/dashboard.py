@@ -119,17 +119,32 @@ def _sig(v: float) -> float:
     return float(f"{v:.6g}")
 
 
-def center_load(p: Platform, actor: Principal, center_id: int, *, days: int = 7) -> list[dict[str, Any]]:
-    """One center's hourly compute in use (P) over the last `days` (its operator, the platform)."""
+def center_load(p: Platform, actor: Principal, center_id: int, *, days: int = 7) -> dict[str, Any]:
+    """One center's load, hour by hour over the last `days` (its operator, the platform): the P in
+    use, and per pool the average units in use and their share of the pool's units. Runs count
+    once they have ended and been metered (what is running now is in the pools' "in use")."""
     if not (actor.role.is_platform or (actor.role is Role.CENTER_OPERATOR and actor.center_id == center_id)):
         raise Forbidden("a center's load is for its operator and the platform")
     now = p.clock.now()
     lo, hi = (now - timedelta(days=days)).timestamp(), now.timestamp()
+    first, last = int(lo // 3600), int(hi // 3600)
     u = m.UsageRecord
     with p.db.session() as s:
-        spans = s.execute(select(_epoch(s, u.started_at), _epoch(s, u.ended_at), u.pflops_hours)
+        pools = [(pl.id, pl.name, pl.units_per_node * pl.nodes) for pl in s.scalars(
+            select(m.Pool).where(m.Pool.center_id == center_id).order_by(m.Pool.id))]
+        spans = s.execute(select(u.pool_id, _epoch(s, u.started_at), _epoch(s, u.ended_at),
+                                 u.pflops_hours, u.unit_seconds)
                           .where(u.center_id == center_id, u.ended_at > now - timedelta(days=days),
                                  u.started_at < now)).all()
-    hourly = _spread(((float(a), float(b), float(c or 0.0)) for a, b, c in spans), lo, hi)
-    return [{"hour": datetime.fromtimestamp(h * 3600, UTC).isoformat(), "pflops": _sig(v)}
-            for h, v in sorted(hourly.items())]
+    pflops = _spread(((float(a), float(b), float(c or 0.0)) for _p, a, b, c, _us in spans), lo, hi)
+    hours = range(first, last + 1)
+    out_pools = []
+    for pool_id, name, units in pools:
+        busy = _spread(((float(a), float(b), us / 3600.0) for pid, a, b, _c, us in spans
+                        if pid == pool_id), lo, hi)
+        out_pools.append({"id": pool_id, "name": name, "units": units,
+                          "busy": [round(busy.get(h, 0.0), 3) for h in hours],
+                          "percent": [round(100.0 * busy.get(h, 0.0) / units, 2) if units else 0.0
+                                      for h in hours]})
+    return {"hours": [datetime.fromtimestamp(h * 3600, UTC).isoformat() for h in hours],
+            "pflops": [_sig(pflops.get(h, 0.0)) for h in hours], "pools": out_pools}

@@ -26,7 +26,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Role
-from ..domain.errors import Conflict, InvalidInput, NotFound
+from ..domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..ledger import entries as le
 from ..store import models as m
 from ..vouchers import RulesError, period_bounds
@@ -49,10 +49,14 @@ def month_bounds(month: str) -> tuple[datetime, datetime]:
         raise InvalidInput(str(exc), field="month") from exc
 
 
-def _usage_by(s: Session, column: Any, start: datetime, end: datetime) -> dict[int, list[Any]]:
-    """runs, unit-seconds, P·h, gross and voucher part of the runs that ended in [start, end)."""
+def _usage_by(s: Session, column: Any, start: datetime, end: datetime,
+              only: int | None = None) -> dict[int, list[Any]]:
+    """runs, unit-seconds, P·h, gross and voucher part of the runs that ended in [start, end)
+    (of one center or tenant with `only`)."""
     u = m.UsageRecord
     in_month = and_(u.ended_at >= start, u.ended_at < end)
+    if only is not None:
+        in_month = and_(in_month, column == only)
     out: dict[int, list[Any]] = {}
     for key, runs, us, ph, gross in s.execute(
             select(column, func.count(u.id), func.sum(u.unit_seconds), func.sum(u.pflops_hours),
@@ -204,6 +208,68 @@ def _page(month: str, settled: bool, items: list[dict[str, Any]]) -> dict[str, A
                        for k in ("runs", "gross_fen", "voucher_fen")}}
 
 
+def history(p: Platform, actor: Principal, *, months: int = 12) -> dict[str, Any]:
+    """The caller's own statements month by month, newest first: a tenant's invoices, a center
+    operator's statements. Settled months as stored; months not settled yet (the current one
+    included) computed from the runs so far, marked `settled: false` — what the invoice will say
+    if nothing changes. Months with nothing in them are left out, except the current one."""
+    if not 1 <= months <= 120:
+        raise InvalidInput("months is 1 to 120", field="months")
+    if actor.role.is_tenant and actor.tenant_id is not None:
+        party, party_id, column = "tenant", actor.tenant_id, m.UsageRecord.tenant_id
+    elif actor.role is Role.CENTER_OPERATOR and actor.center_id is not None:
+        party, party_id, column = "center", actor.center_id, m.UsageRecord.center_id
+    else:
+        raise Forbidden("bills are a tenant's or a center operator's own; the platform reads "
+                        "/api/v1/settlements")
+    now = p.clock.now()
+    keys = [f"{now.year + (now.month - 1 - k) // 12}-{(now.month - 1 - k) % 12 + 1:02d}"
+            for k in range(months)]
+    out: list[dict[str, Any]] = []
+    with p.db.session() as s:
+        stored = {st.month: st for st in s.scalars(
+            select(m.Statement).where(m.Statement.party == party, m.Statement.party_id == party_id,
+                                      m.Statement.month.in_(keys)))}
+        settled_months = set(s.scalars(select(m.Statement.month).where(m.Statement.month.in_(keys))
+                                       .distinct()))
+        name = _names(s, party, [party_id]).get(party_id, "")
+        for key in keys:
+            if key in stored:
+                out.append({**_view(stored[key], name), "settled": True})
+                continue
+            if key in settled_months:
+                continue  # settled, and nothing of ours in it
+            start, end = month_bounds(key)
+            row = _open_row(s, party, column, party_id, start, end)
+            if row is None and key != keys[0]:
+                continue
+            runs, us, ph, gross, voucher, adj = row or (0, 0, 0.0, 0, 0, 0)
+            net = gross - voucher + adj if party == "tenant" else gross
+            out.append({"month": key, "party": party, "party_id": party_id, "name": name,
+                        "runs": runs, "unit_hours": round(us / 3600, 3),
+                        "pflops_hours": round(ph, 6), "gross_fen": gross,
+                        "voucher_fen": voucher, "adjustments_fen": adj, "net_fen": net,
+                        "ledger_tx_id": None, "created_at": None, "settled": False})
+    return {"party": party, "party_id": party_id, "name": name, "items": out}
+
+
+def _open_row(s: Session, party: str, column: Any, party_id: int, start: datetime,
+              end: datetime) -> tuple[int, int, float, int, int, int] | None:
+    """What settling [start, end) would put on one party's statement; None when nothing."""
+    runs, us, ph, gross, voucher = _usage_by(s, column, start, end, only=party_id).get(
+        party_id, [0, 0, 0.0, 0, 0])
+    adj = 0
+    if party == "tenant":
+        r, c = m.VoucherRedemption, m.VoucherClaim
+        adj = (_sum_by(s, r.tenant_id, r.amount_fen, r.tenant_id == party_id,
+                       r.clawed_back_at >= start, r.clawed_back_at < end).get(party_id, 0)
+               - _sum_by(s, c.tenant_id, c.amount_fen, c.tenant_id == party_id,
+                         c.created_at >= start, c.created_at < end).get(party_id, 0))
+    if not runs and not adj:
+        return None
+    return runs, us, ph, gross, voucher, adj
+
+
 def invoice(p: Platform, actor: Principal, month: str, tenant_id: int) -> dict[str, Any]:
     found: list[dict[str, Any]] = statements(p, actor, month, party="tenant", party_id=tenant_id)["items"]
     if not found or found[0]["party_id"] != tenant_id:
@@ -211,9 +277,9 @@ def invoice(p: Platform, actor: Principal, month: str, tenant_id: int) -> dict[s
     return found[0]
 
 
-def to_csv(items: list[dict[str, Any]]) -> str:
+def to_csv(items: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
     out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=COLUMNS, extrasaction="ignore", lineterminator="\n")
+    w = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     w.writeheader()
     for item in items:
         w.writerow(item)

@@ -165,11 +165,24 @@ def build_router(p: Platform) -> APIRouter:
         return RedirectResponse(_home(who) if who else "/login", status_code=303)
 
     # -- tenant: jobs -------------------------------------------------------------------------
+    def listed(who: Principal, offset: int) -> dict[str, Any]:
+        """A page of the caller's jobs; `live` while one of them has not ended."""
+        listing = jobs.list_jobs(p, who, limit=50, offset=max(0, offset))
+        live = any(not JobState(j.state).is_terminal for j in listing.items)
+        return {"listing": listing, "live": live, "offset": max(0, offset)}
+
     @router.get("/jobs")
     def job_list(request: Request, offset: int = 0) -> Response:
         return view(request, "jobs.html", lambda who: {
-            "listing": jobs.list_jobs(p, who, limit=50, offset=max(0, offset)),
-            "devices": list(DeviceKind), "policies": list(Policy), "form": {}, "error": None})
+            **listed(who, offset), "devices": list(DeviceKind), "policies": list(Policy),
+            "form": {}, "error": None})
+
+    @router.get("/jobs/rows")
+    def job_rows(request: Request, offset: int = 0) -> Response:
+        """The list's rows again (htmx polls them while a job shown has not ended)."""
+        if sess.current_user(p, request) is None:
+            return Response(status_code=401)
+        return view(request, "_job_rows.html", lambda who: listed(who, offset))
 
     @router.post("/jobs")
     def submit(request: Request, csrf: str = Form(""), name: str = Form(""),
@@ -184,8 +197,7 @@ def build_router(p: Platform) -> APIRouter:
         try:
             job = jobs.submit_job(p, who, _job_input(form))
         except SuanliError as exc:
-            listing = jobs.list_jobs(p, who, limit=50)
-            return page(request, "jobs.html", who, status=422, listing=listing,
+            return page(request, "jobs.html", who, status=422, **listed(who, 0),
                         devices=list(DeviceKind), policies=list(Policy), form=form,
                         error=exc.message)
         request.app.state.engine.wake()
@@ -217,9 +229,12 @@ def build_router(p: Platform) -> APIRouter:
         def build(who: Principal) -> dict[str, Any]:
             job = jobs.get_job(p, who, job_id)
             current = jobs.placement_explanation(p, who, job_id).get("current") or {}
+            usage = {u.run_id: u for u in _usage(p, who, job_id)}
+            where = {pl.id: f"{c.slug}/{pl.name}" for c in centers.list_centers(p, who) for pl in c.pools}
             return {"job": job, "history": jobs.job_history(p, who, job_id),
                     "candidates": current.get("candidates") or [], "message": current.get("message"),
-                    "cost": sum(u.amount_fen for u in _usage(p, who, job_id))}
+                    "runs": jobs.job_runs(p, who, job_id), "usage": usage, "where": where,
+                    "cost": sum(u.amount_fen for u in usage.values())}
         return view(request, "job.html", build)
 
     @router.get("/jobs/{job_id}/logs")
@@ -287,9 +302,23 @@ def build_router(p: Platform) -> APIRouter:
                     "grants": vouchers.list_grants(p, who),
                     "apps": vouchers.list_applications(p, who),
                     "paid": vouchers.list_redemptions(p, who, limit=50)["items"],
+                    "bills": settlement.history(p, who)["items"],
                     "programmes": [pr for pr in vouchers.list_programmes(p, who)
                                    if pr["status"] == "open"]}
         return view(request, "account.html", build)
+
+    @router.get("/account/bills.csv")
+    def bills_csv(request: Request) -> Response:
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            items = settlement.history(p, who, months=24)["items"]
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return Response(settlement.to_csv(items, (*settlement.COLUMNS, "settled")),
+                        media_type="text/csv; charset=utf-8",
+                        headers={**HEADERS, "Content-Disposition": 'attachment; filename="bills.csv"'})
 
     @router.post("/account/apply")
     def apply_vouchers(request: Request, csrf: str = Form(""), programme_id: int = Form(0),
@@ -343,10 +372,7 @@ def build_router(p: Platform) -> APIRouter:
 
     # -- center operator: its center -----------------------------------------------------------
     @router.get("/center")
-    def center_page(request: Request, month: str = "") -> Response:
-        now = p.clock.now()
-        month = month or f"{now.year - (now.month == 1)}-{(now.month - 2) % 12 + 1:02d}"
-
+    def center_page(request: Request) -> Response:
         def build(who: Principal) -> dict[str, Any]:
             if who.center_id is None:
                 raise Forbidden("the center page is a center operator's")
@@ -355,7 +381,7 @@ def build_router(p: Platform) -> APIRouter:
             return {"center": centers.get_center(p, who, who.center_id), "used": used,
                     "load": center_load(p, who, who.center_id),
                     "running": jobs.list_jobs(p, who, state=JobState.RUNNING, limit=100),
-                    "statements": settlement.statements(p, who, month)["items"], "month": month}
+                    "statements": settlement.history(p, who)["items"]}
         return view(request, "center.html", build)
 
     # -- platform admin: the city dashboard ----------------------------------------------------

@@ -1,12 +1,28 @@
-// A center's hourly compute in use (P), from the data the page carries.
+// A center's load over the last 7 days, from the data the page carries: each pool's share of its
+// units in use (left axis, %) and the center's compute in use (right axis, P), hour by hour.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
   const el = document.getElementById("chart-load");
   if (!el || !window.echarts) return;
-  const series = JSON.parse(el.dataset.series || "[]");
-  echarts.init(el).setOption({
-    tooltip: { trigger: "axis" }, xAxis: { type: "time" }, yAxis: { type: "value", name: "P" },
-    series: [{ type: "line", showSymbol: false, areaStyle: {}, data: series.map((u) => [u.hour, u.pflops]) }],
+  const load = JSON.parse(el.dataset.series || "{}");
+  const hours = load.hours || [];
+  const pools = load.pools || [];
+  const at = (values) => hours.map((h, i) => [h, values[i]]);
+  const series = pools.map((pl) => ({
+    name: pl.name + " (" + pl.units + ")", type: "line", showSymbol: false, yAxisIndex: 0,
+    data: at(pl.percent),
+  }));
+  series.push({
+    name: el.dataset.pflopsLabel || "P", type: "line", showSymbol: false, yAxisIndex: 1,
+    lineStyle: { type: "dashed" }, areaStyle: { opacity: 0.15 }, data: at(load.pflops || []),
   });
-  el.dataset.points = String(series.length);
+  echarts.init(el).setOption({
+    tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { top: 40, left: 50, right: 60 },
+    xAxis: { type: "time" },
+    yAxis: [{ type: "value", name: "%", min: 0, max: 100 }, { type: "value", name: "P" }],
+    series: series,
+  });
+  el.dataset.pools = String(pools.length);
+  el.dataset.points = String(hours.filter((h, i) => (load.pflops || [])[i] > 0
+    || pools.some((pl) => pl.busy[i] > 0)).length);
 });
