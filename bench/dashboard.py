@@ -54,8 +54,13 @@ RESULTS = ROOT / "bench" / "results"
 CHARTS = ("map", "utilization", "capacity-kind", "capacity-precision", "jobs", "domestic", "burn")
 
 
-def fill(home: Path, n: int, rng: random.Random) -> None:
-    """The demo city, then n finished jobs over the last year (runs and usage records too)."""
+NAMES = ("llm-finetune 大模型微调", "cfd-wing 流体仿真", "genome-align 基因比对", "render 渲染",
+         "wrf-forecast 气象预报", "inference 推理", "ocean-model 海洋模式", "vision-train 视觉训练")
+
+
+def fill(home: Path, n: int, rng: random.Random, days: int = 365) -> None:
+    """The demo city, then n finished jobs over the last `days` (runs and usage records too:
+    metered, not posted to the ledger)."""
     url = f"sqlite:///{home / 'suanli.db'}"
     db = Database(url)
     db.upgrade()
@@ -75,11 +80,12 @@ def fill(home: Path, n: int, rng: random.Random) -> None:
             pool = pools[rng.randrange(len(pools))]
             units = rng.choice([1, 2, 4, 8, pool.units_per_node])
             secs = rng.randint(60, 8 * 3600)
-            end = now - timedelta(seconds=rng.randint(0, 365 * 86400))
+            end = now - timedelta(seconds=rng.randint(0, days * 86400))
             start = end - timedelta(seconds=secs)
             j, pl, r = first[m.Job] + i, first[m.Placement] + i, first[m.Run] + i
-            jobs.append({"id": j, "tenant_id": tenant_id, "user_id": user_id, "name": f"year-{i}",
-                         "command": ["true"], "device_kind": pool.device_kind, "units": units,
+            jobs.append({"id": j, "tenant_id": tenant_id, "user_id": user_id,
+                         "name": f"{NAMES[i % len(NAMES)]} #{i}", "command": ["true"],
+                         "device_kind": pool.device_kind, "units": units,
                          "walltime_s": secs, "state": "COMPLETED", "submitted_at": start,
                          "updated_at": end, "started_at": start, "finished_at": end})
             places.append({"id": pl, "job_id": j, "pool_id": pool.id, "center_id": pool.center_id,

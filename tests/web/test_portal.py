@@ -25,6 +25,7 @@ def test_tenant_submits_through_the_form_and_follows_the_job(portal: Server, tab
     page.fill("input[name=walltime_s]", "120")
     # the estimate shows before anything is submitted
     expect(page.locator("#estimate-cost")).to_contain_text("¥", timeout=10_000)
+    expect(page.locator("#estimate-start")).to_have_text("立即开始")  # the demo city is idle
     page.click("#submit")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     expect(page.locator("#job-name")).to_have_text(XSS)  # text, not markup
@@ -35,7 +36,11 @@ def test_tenant_submits_through_the_form_and_follows_the_job(portal: Server, tab
     expect(run).to_have_count(1)
     expect(run.locator(".run-cost")).to_contain_text("¥")
     assert page.locator("#job-cost").inner_text() == run.locator(".run-cost").inner_text()
-    assert page.locator("#candidates tbody tr.chosen").count() == 1
+    chosen = page.locator("#candidates tbody tr.chosen")  # the placement and why
+    expect(chosen).to_have_count(1)
+    expect(chosen.locator(".why")).to_have_text("按策略得分最优")
+    others = page.locator("#candidates tbody tr:not(.chosen) .why")
+    assert all(text for text in others.all_inner_texts())  # every other pool says why not
     assert page.locator("#history tbody tr").count() >= 3
     # the list shows it too, escaped
     page.goto(f"{portal.url}/jobs")

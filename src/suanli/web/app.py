@@ -3,8 +3,10 @@ its placement, history, following logs and cost). Each page calls the services t
 
 from __future__ import annotations
 
+import math
 import secrets
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -40,6 +42,23 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
 DASHBOARD_TTL_S = 10.0
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals["yuan"] = yuan
+
+
+def duration(seconds: float | int | None) -> str:
+    """A wait or a run time for people: 45 s, 12 min, 3.5 h, 2.0 d."""
+    if seconds is None:
+        return "-"
+    s = float(seconds)
+    if s < 60:
+        return f"{s:.0f} s"
+    if s < 3600:
+        return f"{s / 60:.0f} min"
+    if s < 86400:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} d"
+
+
+templates.env.globals["duration"] = duration
 
 
 class _Static(StaticFiles):
@@ -222,7 +241,13 @@ def build_router(p: Platform) -> APIRouter:
         except SuanliError as exc:
             exp, error = None, exc.message
         chosen = next((c for c in (exp or {}).get("candidates", []) if c.get("chosen")), None)
-        return page(request, "estimate.html", who, exp=exp, chosen=chosen, error=error)
+        start = (exp or {}).get("estimated_start")
+        wait_min = None
+        if start:
+            wait_s = (datetime.fromisoformat(start) - p.clock.now()).total_seconds()
+            wait_min = max(0, math.ceil(wait_s / 60)) if wait_s > 5 else 0
+        return page(request, "estimate.html", who, exp=exp, chosen=chosen, error=error,
+                    start=start, wait_min=wait_min)
 
     @router.get("/jobs/{job_id}")
     def job_page(request: Request, job_id: int) -> Response:

@@ -17,7 +17,8 @@ document.addEventListener("DOMContentLoaded", () => {
     lineStyle: { type: "dashed" }, areaStyle: { opacity: 0.15 }, data: at(load.pflops || []),
   });
   echarts.init(el).setOption({
-    tooltip: { trigger: "axis" }, legend: { top: 0 }, grid: { top: 40, left: 50, right: 60 },
+    animation: false, tooltip: { trigger: "axis" }, legend: { top: 0 },
+    grid: { top: 40, left: 50, right: 60 },
     xAxis: { type: "time" },
     yAxis: [{ type: "value", name: "%", min: 0, max: 100 }, { type: "value", name: "P" }],
     series: series,

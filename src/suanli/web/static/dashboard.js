@@ -45,7 +45,8 @@
     const kinds = Object.keys(d.capacity.by_kind);
     show("chart-capacity-kind", {
       title: { text: L.capacity_kind },
-      tooltip: {}, xAxis: { type: "category", data: kinds }, yAxis: { type: "value" },
+      tooltip: {}, yAxis: { type: "value" },
+      xAxis: { type: "category", data: kinds.map((k) => L.kinds[k] || k), axisLabel: { interval: 0 } },
       series: [{ type: "bar", name: "FP16", data: kinds.map((k) => P(d.capacity.by_kind[k].total_pflops.fp16)) },
                { type: "bar", name: "FP64", data: kinds.map((k) => P(d.capacity.by_kind[k].total_pflops.fp64)) }],
       legend: { bottom: 0 },
@@ -76,7 +77,7 @@
     show("chart-domestic", {
       title: { text: L.domestic_share }, tooltip: {},
       series: [{ type: "pie", radius: ["45%", "70%"],
-                 data: [{ name: "国产 domestic", value: P(dom * 100) }, { name: "other", value: P((1 - dom) * 100) }] }],
+                 data: [{ name: L.domestic, value: P(dom * 100) }, { name: L.other, value: P((1 - dom) * 100) }] }],
     }, 2);
 
     if (d.vouchers) {
