@@ -93,9 +93,9 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
 
-    def cli(self, *args: str, token: str | None = "tenant_a",
-            timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(BIN / "suanli"), *args], env=self.env(token),
+    def cli(self, *args: str, token: str | None = "tenant_a", timeout: float = 60,
+            stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(BIN / "suanli"), *args], env=self.env(token), input=stdin,
                               capture_output=True, text=True, timeout=timeout)
 
     def api(self, token: str = "tenant_a") -> httpx.Client:

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Page, expect
 
 from ..integration.conftest import Server
-from .conftest import Watched, sign_in
+from .conftest import Watched, sign_in, sign_out
 
 pytestmark = pytest.mark.integration
 XSS = "<img src=x onerror=alert(1)>"
@@ -29,7 +29,8 @@ def test_tenant_submits_through_the_form_and_follows_the_job(portal: Server, tab
     page.click("#submit")
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
     expect(page.locator("#job-name")).to_have_text(XSS)  # text, not markup
-    expect(page.locator("#job-state")).to_have_text("COMPLETED", timeout=60_000)
+    expect(page.locator("#job-state")).to_have_attribute("data-state", "COMPLETED", timeout=60_000)
+    expect(page.locator("#job-state")).to_have_text("已完成")  # shown in the page's language
     expect(page.locator("#logs")).to_contain_text("你好 portal")
     expect(page.locator("#logs")).to_contain_text("done")
     run = page.locator("#runs tbody tr")  # usage and cost, per run
@@ -52,6 +53,30 @@ def test_tenant_submits_through_the_form_and_follows_the_job(portal: Server, tab
     assert tab.dialogs == [] and tab.errors == []
 
 
+def test_sign_in_with_a_username_and_password(portal: Server, tab: Watched) -> None:
+    with portal.api("tenant_a") as c:
+        tenant = c.get("/api/v1/users/me").json()["tenant_id"]
+    args = ("user", "add", "carol", "--role", "tenant_user", "--tenant", str(tenant), "--password")
+    short = portal.cli(*args, token="platform_admin", stdin="short\nshort\n")
+    assert short.returncode == 1 and "Traceback" not in short.stderr + short.stdout
+    made = portal.cli(*args, token="platform_admin", stdin="carol-pass-1\ncarol-pass-1\n")
+    assert made.returncode == 0, made.stderr
+    page = tab.page
+    page.goto(f"{portal.url}/login")
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "wrong-pass-1")
+    page.click("#login-form button[type=submit]")
+    expect(page.locator("#login-error")).to_be_visible()
+    assert page.locator("#sign-out").count() == 0
+    page.fill("input[name=username]", "carol")
+    page.fill("input[name=password]", "carol-pass-1")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs$"))
+    expect(page.locator(".who")).to_contain_text("carol")
+    sign_out(tab, portal)
+    assert tab.dialogs == []
+
+
 def test_the_job_list_follows_live_status(portal: Server, tab: Watched) -> None:
     page = tab.page
     sign_in(tab, portal, "tenant_b")
@@ -62,8 +87,8 @@ def test_the_job_list_follows_live_status(portal: Server, tab: Watched) -> None:
     page.goto(f"{portal.url}/jobs")
     page.evaluate("window.notReloaded = true")
     state = page.locator(f"#jobs tr[data-job='{job}'] .state")
-    expect(state).not_to_have_text("COMPLETED")
-    expect(state).to_have_text("COMPLETED", timeout=30_000)  # the row changed by itself
+    expect(state).not_to_have_attribute("data-state", "COMPLETED")
+    expect(state).to_have_attribute("data-state", "COMPLETED", timeout=30_000)  # by itself
     assert page.evaluate("window.notReloaded === true")  # not by reloading the page
     expect(page.locator("#job-rows")).not_to_have_attribute("hx-trigger", re.compile(".*"))
     assert tab.errors == []

@@ -29,7 +29,8 @@ def test_reviewer_partly_approves_the_pending_application(portal: Server, tab: W
     app.locator("button.approve").click()
     page.wait_for_url(re.compile(r"/review$"))
     row = page.locator(f"#decided tr[data-application='{app_id}']")
-    expect(row.locator(".app-state")).to_have_text("partly_approved")
+    expect(row.locator(".app-state")).to_have_attribute("data-state", "partly_approved")
+    expect(row.locator(".app-state")).to_have_text("部分批准")
     expect(row).to_contain_text("¥1,000.00")
     expect(row).to_contain_text("首期先批一部分")
     with portal.api("reviewer") as c:
@@ -82,7 +83,7 @@ def test_tenant_sees_its_money_and_grants_and_applies_for_vouchers(portal: Serve
     page.click("#apply")
     page.wait_for_url(re.compile(r"/account$"))
     row = page.locator("#applications tbody tr").last
-    expect(row.locator(".app-state")).to_have_text("pending")
+    expect(row.locator(".app-state")).to_have_attribute("data-state", "pending")
     expect(row).to_contain_text("¥50,000.00")
     # bills month by month: this month so far, what it will say if nothing changes
     with portal.api("tenant_a") as c:

@@ -321,10 +321,15 @@ def user_add(username: str = typer.Argument(...),
                                       " tenant_user, reviewer or auditor"),
              tenant: int | None = typer.Option(None, help="tenant id"),
              center: int | None = typer.Option(None, help="center id"),
+             password: bool = typer.Option(False, "--password",
+                                           help="ask for a password (8+ characters) for the portal"),
              output: Output = OutputOpt) -> None:
-    """Add a user."""
-    data = run(lambda c: c.create_user({"username": username, "role": role,
-                                        "tenant_id": tenant, "center_id": center}))
+    """Add a user (it signs in with a token from `suanli token create`, or with its password)."""
+    body: dict[str, object] = {"username": username, "role": role, "tenant_id": tenant,
+                               "center_id": center}
+    if password:
+        body["password"] = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    data = run(lambda c: c.create_user(body))
     if output is Output.json:
         return emit_json(data)
     console.print(f"user #{data['id']} {data['username']} ({data['role']}) added")

@@ -27,7 +27,7 @@ from ..services.context import Platform
 from ..services.dashboard import center_load, city_dashboard
 from ..services.jobs import JobInput
 from . import session as sess
-from .i18n import t
+from .i18n import label, t
 
 HERE = Path(__file__).parent
 # The Content-Security-Policy of every page: scripts only from suanli itself (no inline script).
@@ -88,6 +88,7 @@ def build_router(p: Platform) -> APIRouter:
         token = sess.session_token(request)
         resp = templates.TemplateResponse(request, name, {
             "who": who, "lang": lang, "t": lambda key: t(key, lang),
+            "label": lambda value: label(value, lang),
             "csrf": sess.csrf_for(secret, token) if token and who else "",
             "path": request.url.path, **ctx}, status_code=status)
         resp.headers.update(HEADERS)

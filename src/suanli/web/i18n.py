@@ -137,6 +137,31 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "not_metered": ("运行结束后计量", "metered when the run ends"),
     "newer": ("较新", "Newer"),
     "start_now": ("立即开始", "Now"),
+    # states, as `label(value)` shows them (the value itself stays in data-state)
+    "is_QUEUED": ("排队中", "Queued"),
+    "is_PLACED": ("已调度", "Placed"),
+    "is_RUNNING": ("运行中", "Running"),
+    "is_COMPLETED": ("已完成", "Completed"),
+    "is_FAILED": ("失败", "Failed"),
+    "is_CANCELLED": ("已取消", "Cancelled"),
+    "is_TIMEOUT": ("超时", "Timed out"),
+    "is_pending": ("待处理", "Pending"),
+    "is_running": ("运行中", "Running"),
+    "is_completed": ("已完成", "Completed"),
+    "is_failed": ("失败", "Failed"),
+    "is_cancelled": ("已取消", "Cancelled"),
+    "is_timeout": ("超时", "Timed out"),
+    "is_lost": ("丢失", "Lost"),
+    "is_unknown": ("未知", "Unknown"),
+    "is_approved": ("已批准", "Approved"),
+    "is_partly_approved": ("部分批准", "Partly approved"),
+    "is_rejected": ("已驳回", "Rejected"),
+    "is_active": ("有效", "Active"),
+    "is_expired": ("已过期", "Expired"),
+    "is_frozen": ("已冻结", "Frozen"),
+    "is_online": ("在线", "Online"),
+    "is_offline": ("离线", "Offline"),
+    "is_draining": ("停止接收新作业", "Draining"),
     "kind_ai": ("智算", "AI"),
     "kind_supercomputing": ("超算", "Supercomputing"),
     "kind_cloud": ("云", "Cloud"),
@@ -153,6 +178,12 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "in_minutes": ("约 {n} 分钟后", "in about {n} min"),
     "older": ("较早", "Older"),
 }
+
+
+def label(value: object, lang: str) -> str:
+    """A state or status for people (`is_<value>`); the value itself when it has no text."""
+    pair = MESSAGES.get(f"is_{value}")
+    return str(value) if pair is None else (pair[1] if lang == "en" else pair[0])
 
 
 def t(key: str, lang: str) -> str:
