@@ -34,6 +34,9 @@ def test_utilization_spreads_each_run_over_its_hours_and_finds_the_peak(fw: Worl
     assert by_hour["2026-03-02T08"] == pytest.approx(1.5 * p_of, rel=1e-4)
     assert by_hour["2026-03-02T09"] == pytest.approx(p_of, rel=1e-4)
     assert d["peak"]["hour"].startswith("2026-03-02T08")
+    units = sum(pl.units_per_node * pl.nodes for c in (w.alpha, w.beta) for pl in c.pools)
+    share = {u["hour"][:13]: u["percent"] for u in d["utilization"]}
+    assert share["2026-03-02T08"] == pytest.approx(100 * 6 / units, abs=1e-3)  # 6 units of the city's
     assert d["peak"]["pflops"] == pytest.approx(1.5 * p_of, rel=1e-4)
     assert d["jobs_total"] == 2 and d["enterprises_served"]["all_time"] == 1
     assert d["pflops_hours"] == pytest.approx(2.5 * p_of, rel=1e-3)

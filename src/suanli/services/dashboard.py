@@ -56,9 +56,12 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
     with p.db.session() as s:
         u = m.UsageRecord
         lo, hi = since.timestamp(), now.timestamp()
-        spans = s.execute(select(_epoch(s, u.started_at), _epoch(s, u.ended_at), u.pflops_hours)
+        spans = s.execute(select(_epoch(s, u.started_at), _epoch(s, u.ended_at), u.pflops_hours,
+                                 u.unit_seconds)
                           .where(u.ended_at > since, u.started_at < now)).all()
-        hourly = _spread(((float(a), float(b), float(c or 0.0)) for a, b, c in spans), lo, hi)
+        hourly = _spread(((float(a), float(b), float(c or 0.0)) for a, b, c, _us in spans), lo, hi)
+        # units in use per hour (unit-hours spread the same way), for the share of the city's units
+        units_busy = _spread(((float(a), float(b), us / 3600.0) for a, b, _c, us in spans), lo, hi)
         # runs still going count up to now (their P·h is not metered yet): P of their units
         running = s.execute(select(m.Run.started_at, m.Run.units, m.Run.pool_id, m.Job.precision)
                             .join(m.Job, m.Job.id == m.Run.job_id)
@@ -69,6 +72,11 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
                 for st, n, pid, prec in running if st is not None and pid in pools]
         for hour, v in _spread(live, lo, hi).items():
             hourly[hour] += v
+        live_units = [(max(st.timestamp(), lo), hi, n * (hi - max(st.timestamp(), lo)) / 3600.0)
+                      for st, n, pid, _prec in running if st is not None and pid in pools]
+        for hour, v in _spread(live_units, lo, hi).items():
+            units_busy[hour] += v
+        city_units = sum(pl.units_per_node * pl.nodes for pl in pools.values())
         day = func.date(m.Job.submitted_at)
         jobs_per_day = [(str(d), int(n)) for d, n in s.execute(
             select(day, func.count()).where(m.Job.submitted_at >= since).group_by(day).order_by(day))]
@@ -101,7 +109,11 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
     peak = max(series, key=lambda kv: kv[1], default=(None, 0.0))
     return {
         "at": now.isoformat(), "days": days, "capacity": capacity,
-        "utilization": [{"hour": h.isoformat(), "pflops": _sig(v)} for h, v in series],
+        # each hour: the average P in use, and the share of the city's units in use (%)
+        "utilization": [{"hour": h.isoformat(), "pflops": _sig(v),
+                         "percent": round(100.0 * units_busy.get(int(h.timestamp()) // 3600, 0.0)
+                                          / city_units, 3) if city_units else 0.0}
+                        for h, v in series],
         "peak": {"hour": peak[0].isoformat() if peak[0] else None, "pflops": _sig(peak[1])},
         "jobs_per_day": [{"day": d, "jobs": n} for d, n in jobs_per_day],
         "jobs_total": int(jobs_total),

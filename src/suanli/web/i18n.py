@@ -163,6 +163,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "is_offline": ("离线", "Offline"),
     "is_draining": ("停止接收新作业", "Draining"),
     "kind_ai": ("智算", "AI"),
+    "units_share": ("设备使用率 %", "Units in use (%)"),
     "kind_supercomputing": ("超算", "Supercomputing"),
     "kind_cloud": ("云", "Cloud"),
     "kind_edge": ("边缘", "Edge"),

@@ -61,10 +61,14 @@
 
     show("chart-utilization", {
       title: { text: L.utilization + " · " + L.peak + " " + Pkpi(d.peak.pflops) + " P" },
-      tooltip: { trigger: "axis" }, xAxis: { type: "time" }, yAxis: { type: "value" },
-      series: [{ type: "line", showSymbol: false, areaStyle: {},
+      tooltip: { trigger: "axis" }, xAxis: { type: "time" }, legend: { bottom: 0 },
+      yAxis: [{ type: "value", name: "P" }, { type: "value", name: "%", min: 0 }],
+      series: [{ type: "line", name: L.compute_in_use, showSymbol: false, areaStyle: {},
                  data: d.utilization.map((u) => [u.hour, u.pflops]),
-                 markPoint: { data: [{ type: "max", name: L.peak }] } }],
+                 markPoint: { data: [{ type: "max", name: L.peak }] } },
+               { type: "line", name: L.units_share, showSymbol: false, yAxisIndex: 1,
+                 lineStyle: { type: "dashed", width: 1 },
+                 data: d.utilization.map((u) => [u.hour, u.percent]) }],
     }, d.utilization.length);
 
     show("chart-jobs", {
