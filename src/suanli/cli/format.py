@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from rich.table import Table
 
 from ..domain.money import yuan as yuan  # re-exported: the CLI formats money here
+from ..domain.timefmt import duration as duration  # re-exported, shared with the portal
 
 _DURATION = re.compile(r"(\d+)\s*([dhms])")
 _UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -23,19 +24,6 @@ def parse_duration(text: str) -> int:
     if not parts or _DURATION.sub("", text).strip():
         raise ValueError(f"not a duration: {text!r} (use e.g. 3600, 90s, 30m, 2h, 1h30m)")
     return sum(int(n) * _UNIT[u] for n, u in parts)
-
-
-def duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "-"
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m{s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h{(s % 3600) // 60:02d}m"
-    return f"{s // 86400}d{(s % 86400) // 3600:02d}h"
 
 
 def when(value: str | None) -> str:

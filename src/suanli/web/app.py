@@ -21,6 +21,7 @@ from ..domain.enums import DeviceKind, Policy, Role
 from ..domain.errors import Forbidden, NotFound, SuanliError, Unauthenticated
 from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
+from ..domain.timefmt import duration
 from ..services import audit, auth, centers, jobs, ledger, settlement, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
@@ -42,22 +43,6 @@ HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
 DASHBOARD_TTL_S = 10.0
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals["yuan"] = yuan
-
-
-def duration(seconds: float | int | None) -> str:
-    """A wait or a run time for people: 45 s, 12 min, 3.5 h, 2.0 d."""
-    if seconds is None:
-        return "-"
-    s = float(seconds)
-    if s < 60:
-        return f"{s:.0f} s"
-    if s < 3600:
-        return f"{s / 60:.0f} min"
-    if s < 86400:
-        return f"{s / 3600:.1f} h"
-    return f"{s / 86400:.1f} d"
-
-
 templates.env.globals["duration"] = duration
 
 
