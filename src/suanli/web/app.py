@@ -1,5 +1,7 @@
-"""The portal's routes: sign-in, the tenant's jobs (submit with an estimate, list, a job's page with
-its placement, history, following logs and cost). Each page calls the services the API calls."""
+"""The portal's routes, one section per role: sign-in; the tenant's jobs (submit with an estimate,
+the list, a job's page with its logs, runs, placement and history) and account (money, bills,
+vouchers); the reviewer's queue; the auditor's log and claw-back; the center operator's center;
+the platform admin's city dashboard. Each page calls the services the API calls."""
 
 from __future__ import annotations
 
