@@ -44,6 +44,7 @@ from sqlalchemy import func, select  # noqa: E402
 from suanli.config import Settings  # noqa: E402
 from suanli.domain.enums import Precision  # noqa: E402
 from suanli.domain.model import meter  # noqa: E402
+from suanli.services.billing import FinishedRun, bill_runs  # noqa: E402
 from suanli.services.context import Platform  # noqa: E402
 from suanli.services.demo import seed_demo  # noqa: E402
 from suanli.store import models as m  # noqa: E402
@@ -58,9 +59,10 @@ NAMES = ("llm-finetune 大模型微调", "cfd-wing 流体仿真", "genome-align 
          "wrf-forecast 气象预报", "inference 推理", "ocean-model 海洋模式", "vision-train 视觉训练")
 
 
-def fill(home: Path, n: int, rng: random.Random, days: int = 365) -> None:
-    """The demo city, then n finished jobs over the last `days` (runs and usage records too:
-    metered, not posted to the ledger)."""
+def fill(home: Path, n: int, rng: random.Random, days: int = 365, bill: bool = False) -> None:
+    """The demo city, then n finished jobs over the last `days` with their runs and usage records:
+    written straight (metered, not posted to the ledger), or with `bill` billed by the real
+    billing code (usage, ledger postings, voucher redemptions)."""
     url = f"sqlite:///{home / 'suanli.db'}"
     db = Database(url)
     db.upgrade()
@@ -75,6 +77,7 @@ def fill(home: Path, n: int, rng: random.Random, days: int = 365) -> None:
         centers = {c.id: c for c in s.scalars(select(m.Center))}
         first = {t: (s.scalar(select(func.max(t.id))) or 0) + 1 for t in (m.Job, m.Placement, m.Run)}
         jobs, places, runs, usage = [], [], [], []
+        finished: list[FinishedRun] = []
         for i in range(n):
             tenant_id, user_id = tenants[rng.randrange(len(tenants))]
             pool = pools[rng.randrange(len(pools))]
@@ -94,6 +97,9 @@ def fill(home: Path, n: int, rng: random.Random, days: int = 365) -> None:
                          "pool_id": pool.id, "attempt": 1, "run_key": f"y-{r}", "state": "completed",
                          "units": units, "nodes": [0], "devices": [], "walltime_s": secs,
                          "created_at": start, "started_at": start, "ended_at": end})
+            if bill:
+                finished.append(FinishedRun(r, j, tenant_id, pool.center_id, pool.id, units, start,
+                                            end, Precision.FP16, None))
             fig = meter(pool.spec(), units=units, seconds=secs, precision=Precision.FP16,
                         pue=centers[pool.center_id].pue)
             usage.append({"run_id": r, "job_id": j, "tenant_id": tenant_id, "center_id": pool.center_id,
@@ -105,9 +111,11 @@ def fill(home: Path, n: int, rng: random.Random, days: int = 365) -> None:
                           "amount_fen": fig.amount_fen, "created_at": end})
             if len(jobs) == 10_000 or i == n - 1:
                 for model, rows in ((m.Job, jobs), (m.Placement, places), (m.Run, runs),
-                                    (m.UsageRecord, usage)):
+                                    (m.UsageRecord, [] if bill else usage)):
                     insert_rows(s, model, rows)
                 jobs, places, runs, usage = [], [], [], []
+        for k in range(0, len(finished), 2000):
+            bill_runs(s, finished[k:k + 2000], now)
     db.dispose()
 
 

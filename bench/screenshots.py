@@ -1,9 +1,9 @@
 """`make screenshots`: PNGs of the portal's main pages, in Chinese and English, for the README.
 
 A real `suanli serve --demo` in a fresh data directory with a generated month of usage (4,000
-finished jobs written by bench/dashboard.py's `fill`, so the dashboard and the center's load have
-a history to draw), a few real jobs run through the platform, and Debian's Chromium driven by
-Playwright. Writes docs/screenshots/<page>-<lang>.png."""
+finished jobs written by bench/dashboard.py's `fill` and billed by the real billing code, so the
+dashboard, the bills and the center's load have a history to draw), a few real jobs run through
+the platform, and Debian's Chromium driven by Playwright. Writes docs/screenshots/<page>-<lang>.png."""
 
 from __future__ import annotations
 
@@ -45,7 +45,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     home = Path(tempfile.mkdtemp(prefix="suanli-shots."))
     try:
-        fill(home, 4000, random.Random(7), days=30)
+        fill(home, 4000, random.Random(7), days=30, bill=True)
         with demo_server(home) as (url, creds):
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {creds['tenant_a']}"}) as c:
                 jobs = [c.post("/api/v1/jobs", json={

@@ -314,7 +314,7 @@ def build_router(p: Platform) -> APIRouter:
             return {"money": ledger.tenant_account(p, who, who.tenant_id),
                     "grants": vouchers.list_grants(p, who),
                     "apps": vouchers.list_applications(p, who),
-                    "paid": vouchers.list_redemptions(p, who, limit=50)["items"],
+                    "paid": vouchers.list_redemptions(p, who, limit=10),
                     "bills": settlement.history(p, who)["items"],
                     "programmes": [pr for pr in vouchers.list_programmes(p, who)
                                    if pr["status"] == "open"]}

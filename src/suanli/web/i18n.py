@@ -136,6 +136,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "ended": ("结束", "Ended"),
     "not_metered": ("运行结束后计量", "metered when the run ends"),
     "newer": ("较新", "Newer"),
+    "latest": ("最近", "latest"),
     "start_now": ("立即开始", "Now"),
     # states, as `label(value)` shows them (the value itself stays in data-state)
     "is_QUEUED": ("排队中", "Queued"),
