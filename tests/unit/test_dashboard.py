@@ -40,6 +40,7 @@ def test_utilization_spreads_each_run_over_its_hours_and_finds_the_peak(fw: Worl
     assert d["peak"]["pflops"] == pytest.approx(1.5 * p_of, rel=1e-4)
     assert d["jobs_total"] == 2 and d["enterprises_served"]["all_time"] == 1
     assert d["pflops_hours"] == pytest.approx(2.5 * p_of, rel=1e-3)
+    assert d["domestic_share"] == 0.0  # alpha's cpu pool is not a domestic chip
     assert {c["slug"] for c in d["centers"]} >= {w.alpha.slug}
     with pytest.raises(Forbidden):
         city_dashboard(w.p, w.u2)
@@ -60,3 +61,7 @@ def test_utilization_spreads_each_run_over_its_hours_and_finds_the_peak(fw: Worl
     assert not any(center_load(w.p, w.admin, w.beta.id)["pflops"])
     with pytest.raises(Forbidden):
         center_load(w.p, w.u2, w.alpha.id)
+    bill(w, finished_run(w, w.t2.id, w.alpha, "npu", units=4, seconds=3600))  # Ascend: domestic
+    d2 = city_dashboard(w.p, w.admin)
+    npu_pfh = d2["pflops_hours"] - d["pflops_hours"]
+    assert npu_pfh > 0 and d2["domestic_share"] == pytest.approx(npu_pfh / d2["pflops_hours"], abs=1e-4)

@@ -57,11 +57,11 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
         u = m.UsageRecord
         lo, hi = since.timestamp(), now.timestamp()
         spans = s.execute(select(_epoch(s, u.started_at), _epoch(s, u.ended_at), u.pflops_hours,
-                                 u.unit_seconds)
+                                 u.unit_seconds, u.pool_id)
                           .where(u.ended_at > since, u.started_at < now)).all()
-        hourly = _spread(((float(a), float(b), float(c or 0.0)) for a, b, c, _us in spans), lo, hi)
+        hourly = _spread(((float(a), float(b), float(c or 0.0)) for a, b, c, _us, _p in spans), lo, hi)
         # units in use per hour (unit-hours spread the same way), for the share of the city's units
-        units_busy = _spread(((float(a), float(b), us / 3600.0) for a, b, _c, us in spans), lo, hi)
+        units_busy = _spread(((float(a), float(b), us / 3600.0) for a, b, _c, us, _p in spans), lo, hi)
         # runs still going count up to now (their P·h is not metered yet): P of their units
         running = s.execute(select(m.Run.started_at, m.Run.units, m.Run.pool_id, m.Job.precision)
                             .join(m.Job, m.Job.id == m.Run.job_id)
@@ -83,11 +83,10 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
         served_all = s.scalar(select(func.count(func.distinct(u.tenant_id)))) or 0
         served_window = s.scalar(select(func.count(func.distinct(m.Job.tenant_id)))
                                  .where(m.Job.submitted_at >= since)) or 0
-        domestic_ids = [pl.id for pl in pools.values() if pl.domestic]
-        pfh_total, pfh_domestic = s.execute(select(
-            func.coalesce(func.sum(u.pflops_hours), 0.0),
-            func.coalesce(func.sum(u.pflops_hours).filter(u.pool_id.in_(domestic_ids or [-1])), 0.0))
-            .where(u.ended_at > since)).one()
+        # the window's metered P·h, and the part on domestic chips (from the rows read above)
+        domestic_ids = {pl.id for pl in pools.values() if pl.domestic}
+        pfh_total = sum(float(c or 0.0) for _a, _b, c, _us, _p in spans)
+        pfh_domestic = sum(float(c or 0.0) for _a, _b, c, _us, pid in spans if pid in domestic_ids)
         used = used_units_by_pool(s)
         centers = []
         for c in s.scalars(select(m.Center).order_by(m.Center.id)):

@@ -169,6 +169,7 @@ class Job(Base):
     __table_args__ = (
         Index("ix_jobs_tenant_id_id", "tenant_id", "id"),
         Index("ix_jobs_state", "state"),
+        Index("ix_jobs_submitted_at_tenant", "submitted_at", "tenant_id"),  # the dashboard's days
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
