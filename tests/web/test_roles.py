@@ -49,6 +49,8 @@ def test_admin_dashboard_renders_every_chart_with_data(portal: Server, tab: Watc
     finished(portal, "tenant_a", {"name": "dash", "command": ["sh", "-c", "sleep 2"],  # usage today
                                   "resources": {"device": "cpu", "units": 2}, "walltime_s": 60})
     page = tab.page
+    fetched: list[str] = []
+    page.on("request", lambda r: fetched.append(r.url) if "data.json" in r.url else None)
     sign_in(tab, portal, "platform_admin")
     assert page.url.endswith("/dashboard")
     for chart in ("map", "utilization", "capacity-kind", "capacity-precision", "jobs", "domestic",
@@ -57,6 +59,7 @@ def test_admin_dashboard_renders_every_chart_with_data(portal: Server, tab: Watc
         expect(loc).to_have_attribute("data-points", re.compile(r"^[1-9]\d*$"), timeout=15_000)
         assert loc.locator("canvas").count() >= 1
     expect(page.locator("#kpi-jobs")).not_to_have_text("-")
+    assert len(fetched) == 1  # the preloaded figures are the ones drawn: not fetched twice
     assert float(page.locator("#kpi-peak").inner_text().split()[0]) > 0
     page.goto(f"{portal.url}/dashboard?screen=1")  # the wall display
     expect(page.locator("#chart-map")).to_have_attribute("data-points", re.compile(r"^[1-9]"),
