@@ -7,9 +7,11 @@ from datetime import timedelta
 import pytest
 
 from suanli.domain.enums import Precision
-from suanli.domain.errors import Forbidden
+from suanli.domain.errors import Forbidden, NotFound
+from suanli.services.centers import units_in_use
 from suanli.services.context import Platform
 from suanli.services.dashboard import center_load, city_dashboard
+from suanli.store import models as m
 
 from ..conftest import World
 from ..money import START, bill, finished_run, fixed_world
@@ -65,3 +67,25 @@ def test_utilization_spreads_each_run_over_its_hours_and_finds_the_peak(fw: Worl
     d2 = city_dashboard(w.p, w.admin)
     npu_pfh = d2["pflops_hours"] - d["pflops_hours"]
     assert npu_pfh > 0 and d2["domestic_share"] == pytest.approx(npu_pfh / d2["pflops_hours"], abs=1e-4)
+
+
+def test_units_in_use_are_a_centers_own(fw: World) -> None:
+    w = fw
+    with w.p.db.session() as s:  # a run going on alpha's npu pool
+        npu = next(pl.id for pl in w.alpha.pools if pl.name == "npu")
+        job = m.Job(tenant_id=w.t2.id, user_id=w.u2.user_id, name="r", command=["true"],
+                    device_kind="npu", units=4, walltime_s=60, state="RUNNING",
+                    submitted_at=START, updated_at=START)
+        s.add(job)
+        s.flush()
+        place = m.Placement(job_id=job.id, pool_id=npu, center_id=w.alpha.id, decided_at=START,
+                            policy="balanced", explanation={})
+        s.add(place)
+        s.flush()
+        s.add(m.Run(job_id=job.id, placement_id=place.id, center_id=w.alpha.id, pool_id=npu,
+                    attempt=1, run_key="u-1", state="running", units=4, nodes=[0], devices=[],
+                    walltime_s=60, created_at=START, started_at=START))
+    assert units_in_use(w.p, w.op_alpha, w.alpha.id) == {npu: 4}
+    assert units_in_use(w.p, w.admin, w.beta.id) == {}
+    with pytest.raises(NotFound):  # an operator sees its own center only
+        units_in_use(w.p, w.op_alpha, w.beta.id)

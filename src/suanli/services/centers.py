@@ -238,6 +238,14 @@ def used_units_by_pool(s: Session) -> dict[int, int]:
     return {pool_id: int(units or 0) for pool_id, units in rows}
 
 
+def units_in_use(p: Platform, actor: Principal, center_id: int) -> dict[int, int]:
+    """Units in use now in each pool of a center (its operator sees its own center only)."""
+    get_center(p, actor, center_id)  # a center the actor may not see is not found
+    with p.db.session() as s:
+        pools = set(s.scalars(select(m.Pool.id).where(m.Pool.center_id == center_id)))
+        return {k: v for k, v in used_units_by_pool(s).items() if k in pools}
+
+
 @dataclass
 class CapacityFigures:
     total_pflops: dict[str, float] = field(default_factory=dict)

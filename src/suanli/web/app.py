@@ -389,9 +389,8 @@ def build_router(p: Platform) -> APIRouter:
         def build(who: Principal) -> dict[str, Any]:
             if who.center_id is None:
                 raise Forbidden("the center page is a center operator's")
-            with p.db.session() as s:
-                used = centers.used_units_by_pool(s)
-            return {"center": centers.get_center(p, who, who.center_id), "used": used,
+            return {"center": centers.get_center(p, who, who.center_id),
+                    "used": centers.units_in_use(p, who, who.center_id),
                     "load": center_load(p, who, who.center_id),
                     "running": jobs.list_jobs(p, who, state=JobState.RUNNING, limit=100),
                     "statements": settlement.history(p, who)["items"]}
