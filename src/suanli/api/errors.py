@@ -1,4 +1,5 @@
-"""Domain errors -> HTTP status codes, in one place. Every error body is {error, field, detail}."""
+"""Domain errors as HTTP answers (each error class names its status). Every error body is
+{error, field, detail}."""
 
 from __future__ import annotations
 
@@ -10,24 +11,6 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..domain import errors as e
-
-STATUS: list[tuple[type[e.SuanliError], int]] = [
-    (e.PaymentRequired, 402),
-    (e.Infeasible, 422),
-    (e.InvalidInput, 422),
-    (e.NotFound, 404),
-    (e.Unauthenticated, 401),
-    (e.Forbidden, 403),
-    (e.Conflict, 409),
-    (e.ConnectorError, 502),
-]
-
-
-def status_of(exc: e.SuanliError) -> int:
-    for cls, code in STATUS:
-        if isinstance(exc, cls):
-            return code
-    return 400
 
 
 def body(error: str, field: str | None = None, detail: Any = None) -> dict[str, Any]:
@@ -43,7 +26,7 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(e.SuanliError)
     async def _domain(request: Request, exc: e.SuanliError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, e.Unauthenticated) else None
-        return JSONResponse(body(exc.message, exc.field, exc.detail), status_code=status_of(exc),
+        return JSONResponse(body(exc.message, exc.field, exc.detail), status_code=exc.status,
                             headers=headers)
 
     @app.exception_handler(RequestValidationError)

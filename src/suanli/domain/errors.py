@@ -1,4 +1,5 @@
-"""Domain errors. The API maps each class to one HTTP status in one place (api/errors.py)."""
+"""Domain errors. Each class names its HTTP status (`status`), the one mapping the API and the
+portal both answer with."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from typing import Any
 
 class SuanliError(Exception):
     """Base of every error we raise on purpose; carries a message meant for the user."""
+
+    status = 400
 
     def __init__(self, message: str, *, field: str | None = None, detail: Any = None) -> None:
         super().__init__(message)
@@ -18,21 +21,31 @@ class SuanliError(Exception):
 class InvalidInput(SuanliError):
     """The request is well-formed but a value is not acceptable (HTTP 422)."""
 
+    status = 422
+
 
 class NotFound(SuanliError):
     """No such object, or the caller may not know that it exists (HTTP 404)."""
+
+    status = 404
 
 
 class Unauthenticated(SuanliError):
     """No credentials, or credentials that are not valid (HTTP 401)."""
 
+    status = 401
+
 
 class Forbidden(SuanliError):
     """The caller is known but its role may not do this (HTTP 403)."""
 
+    status = 403
+
 
 class Conflict(SuanliError):
     """The request clashes with the current state, e.g. a duplicate name (HTTP 409)."""
+
+    status = 409
 
 
 class IllegalTransition(Conflict):
@@ -47,6 +60,10 @@ class PaymentRequired(InvalidInput):
     """The tenant's money (prepaid balance and credit limit, less what its unfinished jobs hold)
     does not cover the job's cost estimate (HTTP 402); the message gives the numbers."""
 
+    status = 402
+
 
 class ConnectorError(SuanliError):
     """A center's workload manager refused or failed a request (HTTP 502 when surfaced)."""
+
+    status = 502

@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..domain.enums import DeviceKind, Policy, Role
-from ..domain.errors import Forbidden, NotFound, SuanliError, Unauthenticated
+from ..domain.errors import Forbidden, SuanliError, Unauthenticated
 from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
 from ..domain.timefmt import duration
@@ -82,9 +82,8 @@ def build_router(p: Platform) -> APIRouter:
         return resp
 
     def problem(request: Request, who: Principal | None, exc: SuanliError) -> HTMLResponse:
-        status = {NotFound: 404, Forbidden: 403}.get(type(exc), getattr(exc, "status", 400))
-        title = {404: "not_found", 403: "forbidden"}.get(status, "error")
-        return page(request, "error.html", who, status=status, title=title, message=exc.message)
+        title = {404: "not_found", 403: "forbidden"}.get(exc.status, "error")
+        return page(request, "error.html", who, status=exc.status, title=title, message=exc.message)
 
     def to_login(request: Request) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
@@ -259,7 +258,7 @@ def build_router(p: Platform) -> APIRouter:
         try:
             chunk = jobs.job_logs(p, who, job_id, offset=max(0, offset))
         except SuanliError as exc:
-            return Response(exc.message, status_code=404 if isinstance(exc, NotFound) else 400)
+            return Response(exc.message, status_code=exc.status)
         return Response(chunk.data, media_type="text/plain; charset=utf-8",
                         headers={"X-Next-Offset": str(chunk.next_offset),
                                  "X-Done": "1" if chunk.eof else "0", **HEADERS})
