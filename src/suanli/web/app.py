@@ -20,7 +20,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..domain.enums import DeviceKind, Policy, Role
-from ..domain.errors import Forbidden, SuanliError, Unauthenticated
+from ..domain.errors import Forbidden, InvalidInput, SuanliError, Unauthenticated
 from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
 from ..domain.timefmt import duration
@@ -113,6 +113,18 @@ def build_router(p: Platform) -> APIRouter:
             return page(request, "error.html", who, status=403, title="forbidden",
                         message=t("bad_csrf", sess.language(request)))
         return who
+
+    def acted(request: Request, csrf: str, action: Callable[[Principal], object], then: str) -> Response:
+        """A form post that does one thing: the signed-in user, with the form's CSRF token, calls
+        a service; its refusals (bad input included) are the error page, else on to `then`."""
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
+        try:
+            action(who)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        return RedirectResponse(then, status_code=303)
 
     # -- sign-in ------------------------------------------------------------------------------
     @router.get("/login")
@@ -265,15 +277,10 @@ def build_router(p: Platform) -> APIRouter:
 
     @router.post("/jobs/{job_id}/cancel")
     def cancel(request: Request, job_id: int, csrf: str = Form("")) -> Response:
-        who = posted_by(request, csrf)
-        if isinstance(who, Response):
-            return who
-        try:
+        def do(who: Principal) -> None:
             jobs.cancel_job(p, who, job_id, reason="cancelled in the portal")
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        request.app.state.engine.wake()
-        return RedirectResponse(f"/jobs/{job_id}", status_code=303)
+            request.app.state.engine.wake()
+        return acted(request, csrf, do, f"/jobs/{job_id}")
 
     # -- reviewer: the voucher application queue ----------------------------------------------
     @router.get("/review")
@@ -290,19 +297,10 @@ def build_router(p: Platform) -> APIRouter:
     def review_decide(request: Request, application_id: int, csrf: str = Form(""),
                       decision: str = Form(""), approved_yuan: str = Form(""),
                       reason: str = Form("")) -> Response:
-        who = posted_by(request, csrf)
-        if isinstance(who, Response):
-            return who
-        try:
-            amount = parse_yuan(approved_yuan) if approved_yuan.strip() else None
-        except ValueError as exc:
-            return page(request, "error.html", who, status=422, title="error", message=str(exc))
-        try:
-            vouchers.review(p, who, application_id, decision=decision, approved_fen=amount,
-                            reason=reason)
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        return RedirectResponse("/review", status_code=303)
+        return acted(request, csrf, lambda who: vouchers.review(
+            p, who, application_id, decision=decision, reason=reason,
+            approved_fen=_fen(approved_yuan, "approved_fen") if approved_yuan.strip() else None),
+            "/review")
 
     # -- tenant: money and vouchers ----------------------------------------------------------
     @router.get("/account")
@@ -336,17 +334,10 @@ def build_router(p: Platform) -> APIRouter:
     def apply_vouchers(request: Request, csrf: str = Form(""), programme_id: int = Form(0),
                        requested_yuan: str = Form(""), planned_spend_yuan: str = Form(""),
                        planned_use: str = Form("")) -> Response:
-        who = posted_by(request, csrf)
-        if isinstance(who, Response):
-            return who
-        try:
-            vouchers.apply(p, who, programme_id, requested_fen=parse_yuan(requested_yuan),
-                           planned_spend_fen=parse_yuan(planned_spend_yuan), planned_use=planned_use)
-        except ValueError as exc:
-            return page(request, "error.html", who, status=422, title="error", message=str(exc))
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        return RedirectResponse("/account", status_code=303)
+        return acted(request, csrf, lambda who: vouchers.apply(
+            p, who, programme_id, requested_fen=_fen(requested_yuan, "requested_fen"),
+            planned_spend_fen=_fen(planned_spend_yuan, "planned_spend_fen"), planned_use=planned_use),
+            "/account")
 
     # -- auditor: the audit log, redemptions, claw-back ---------------------------------------
     @router.get("/audit")
@@ -373,14 +364,8 @@ def build_router(p: Platform) -> APIRouter:
     @router.post("/audit/clawback/{redemption_id}")
     def clawback(request: Request, redemption_id: int, csrf: str = Form(""),
                  reason: str = Form("")) -> Response:
-        who = posted_by(request, csrf)
-        if isinstance(who, Response):
-            return who
-        try:
-            vouchers.clawback(p, who, redemption_id, reason)
-        except SuanliError as exc:
-            return problem(request, who, exc)
-        return RedirectResponse("/audit", status_code=303)
+        return acted(request, csrf, lambda who: vouchers.clawback(p, who, redemption_id, reason),
+                     "/audit")
 
     # -- center operator: its center -----------------------------------------------------------
     @router.get("/center")
@@ -432,24 +417,27 @@ def _home(who: Principal | None) -> str:
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:
-    from ..domain.errors import InvalidInput
-
     try:
         device = DeviceKind(str(form["device"]))
         policy = Policy(str(form["policy"]))
     except ValueError as exc:
         raise InvalidInput(str(exc), field="device") from exc
     budget = str(form.get("budget_yuan") or "").strip()
-    try:
-        budget_fen = parse_yuan(budget) if budget else None
-    except ValueError as exc:
-        raise InvalidInput(str(exc), field="budget_fen") from exc
+    budget_fen = _fen(budget, "budget_fen") if budget else None
     command = str(form["command"]).strip()
     if not command:
         raise InvalidInput("give a command", field="command")
     return JobInput(name=str(form["name"]).strip() or "job", command=["sh", "-c", command],
                     device=device, units=int(form["units"]), walltime_s=int(form["walltime_s"]),
                     policy=policy, budget_fen=budget_fen)
+
+
+def _fen(text: str, field: str) -> int:
+    """An amount typed in yuan, in fen; one that is not is the form's bad input."""
+    try:
+        return parse_yuan(text)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field=field) from exc
 
 
 def _usage(p: Platform, who: Principal, job_id: int) -> list[Any]:
