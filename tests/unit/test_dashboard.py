@@ -86,6 +86,12 @@ def test_units_in_use_are_a_centers_own(fw: World) -> None:
                     attempt=1, run_key="u-1", state="running", units=4, nodes=[0], devices=[],
                     walltime_s=60, created_at=START, started_at=START))
     assert units_in_use(w.p, w.op_alpha, w.alpha.id) == {npu: 4}
+    # a run still going counts on the dashboard up to now: 4 units in each hour since it began
+    d = city_dashboard(w.p, w.admin)
+    units = sum(pl.total_units for c in (w.alpha, w.beta) for pl in c.pools)
+    by_hour = {u["hour"][:13]: u for u in d["utilization"]}
+    assert by_hour["2026-03-02T09"]["percent"] == pytest.approx(100 * 4 / units, abs=1e-3)
+    assert by_hour["2026-03-02T09"]["pflops"] > 0
     assert units_in_use(w.p, w.admin, w.beta.id) == {}
     with pytest.raises(NotFound):  # an operator sees its own center only
         units_in_use(w.p, w.op_alpha, w.beta.id)

@@ -44,7 +44,7 @@ class PlatformCollector(Collector):
         status = self.engine.status()
         waiting = status.last.waiting_by_pool
         for pool, slug in pools:
-            n = pool.units_per_node * pool.nodes
+            n = pool.total_units
             u = used.get(pool.id, 0)
             units.add_metric([slug, pool.name], u)
             total.add_metric([slug, pool.name], n)

@@ -279,7 +279,7 @@ def city_capacity(p: Platform, actor: Principal) -> dict[str, Any]:
         used = used_units_by_pool(s)
         rows = s.execute(select(m.Pool, m.Center).join(m.Center)).all()
         for pool, center in rows:
-            free = max(0, pool.units_per_node * pool.nodes - used.get(pool.id, 0))
+            free = max(0, pool.total_units - used.get(pool.id, 0))
             if center.status == CenterStatus.OFFLINE.value:
                 offline.add(pool, 0)
                 continue

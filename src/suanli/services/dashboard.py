@@ -67,16 +67,18 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
                             .join(m.Job, m.Job.id == m.Run.job_id)
                             .where(m.Run.state == "running", m.Run.started_at.is_not(None))).all()
         pools = {pl.id: pl for pl in s.scalars(select(m.Pool))}
-        live = [(max(st.timestamp(), lo), hi, pools[pid].spec().peak_pflops(Precision(prec), n)
-                 * (hi - max(st.timestamp(), lo)) / 3600.0)
-                for st, n, pid, prec in running if st is not None and pid in pools]
-        for hour, v in _spread(live, lo, hi).items():
-            hourly[hour] += v
-        live_units = [(max(st.timestamp(), lo), hi, n * (hi - max(st.timestamp(), lo)) / 3600.0)
-                      for st, n, pid, _prec in running if st is not None and pid in pools]
-        for hour, v in _spread(live_units, lo, hi).items():
-            units_busy[hour] += v
-        city_units = sum(pl.units_per_node * pl.nodes for pl in pools.values())
+        live_pfh, live_units = [], []
+        for st, n, pid, prec in running:
+            if st is None or pid not in pools:
+                continue
+            begun = max(st.timestamp(), lo)
+            hours = (hi - begun) / 3600.0
+            live_pfh.append((begun, hi, pools[pid].spec().peak_pflops(Precision(prec), n) * hours))
+            live_units.append((begun, hi, n * hours))
+        for into, live in ((hourly, live_pfh), (units_busy, live_units)):
+            for hour, v in _spread(live, lo, hi).items():
+                into[hour] += v
+        city_units = sum(pl.total_units for pl in pools.values())
         day = func.date(m.Job.submitted_at)
         jobs_per_day = [(str(d), int(n)) for d, n in s.execute(
             select(day, func.count()).where(m.Job.submitted_at >= since).group_by(day).order_by(day))]
@@ -90,7 +92,7 @@ def city_dashboard(p: Platform, actor: Principal, *, days: int = 30) -> dict[str
         used = used_units_by_pool(s)
         centers = []
         for c in s.scalars(select(m.Center).order_by(m.Center.id)):
-            total = sum(pl.units_per_node * pl.nodes for pl in pools.values() if pl.center_id == c.id)
+            total = sum(pl.total_units for pl in pools.values() if pl.center_id == c.id)
             busy = sum(used.get(pl.id, 0) for pl in pools.values() if pl.center_id == c.id)
             centers.append({"id": c.id, "slug": c.slug, "name_zh": c.name_zh, "name_en": c.name_en,
                             "kind": c.kind, "district": c.district, "status": c.status,
@@ -141,7 +143,7 @@ def center_load(p: Platform, actor: Principal, center_id: int, *, days: int = 7)
     first, last = int(lo // 3600), int(hi // 3600)
     u = m.UsageRecord
     with p.db.session() as s:
-        pools = [(pl.id, pl.name, pl.units_per_node * pl.nodes) for pl in s.scalars(
+        pools = [(pl.id, pl.name, pl.total_units) for pl in s.scalars(
             select(m.Pool).where(m.Pool.center_id == center_id).order_by(m.Pool.id))]
         spans = s.execute(select(u.pool_id, _epoch(s, u.started_at), _epoch(s, u.ended_at),
                                  u.pflops_hours, u.unit_seconds)

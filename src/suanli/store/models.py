@@ -81,6 +81,10 @@ class Pool(Base):
 
     center: Mapped[Center] = relationship(back_populates="pools")
 
+    @property
+    def total_units(self) -> int:
+        return self.units_per_node * self.nodes
+
     def spec(self) -> PoolSpec:
         return PoolSpec(
             device_kind=DeviceKind(self.device_kind),
