@@ -8,7 +8,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from suanli.services.engine import Engine
 from suanli.services.tenants import create_tenant
 from suanli.store import models as m
 from suanli.store.db import Database
+
+from .waiting import eventually
 
 VALID_CODES = ["91350100M000100Y43", "91370212MA3C5T8K2R"]
 
@@ -154,13 +155,11 @@ class World:
 
     def drive(self, until: Callable[[], bool], timeout: float = 20.0) -> None:
         """Run engine passes until `until()` holds."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        def tick_and_check() -> bool:
             self.engine.tick()
-            if until():
-                return
-            time.sleep(0.05)
-        raise AssertionError("condition not reached in time")
+            return until()
+
+        eventually(tick_and_check, timeout=timeout, interval=0.05, what="engine passes")
 
     def job(self, job_id: int) -> m.Job:
         with self.p.db.session() as s:

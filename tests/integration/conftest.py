@@ -10,7 +10,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ import httpx
 import pytest
 
 from ..conftest import kill_runs
+from ..waiting import eventually
 
 BIN = Path(sys.executable).parent
 
@@ -67,17 +67,16 @@ class Server:
         self.proc = subprocess.Popen(
             [str(BIN / "suanli"), "serve", "--demo", "--port", str(self.port)],
             env=self.env(None), stdout=out, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200:
-                    return
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError("server did not start")
+        eventually(self._answers, what="the server answering /api/v1/health")
+
+    def _answers(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"server exited: {self.log.read_text()[-2000:]}")
+        try:
+            return httpx.get(f"{self.url}/api/v1/health", timeout=1).status_code == 200
+        except httpx.TransportError:
+            return False
 
     def kill9(self) -> None:
         assert self.proc is not None

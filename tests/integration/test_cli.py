@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import stat
-import time
 
 import pytest
 
+from ..waiting import eventually
 from .conftest import Server
 
 pytestmark = pytest.mark.integration
@@ -74,12 +74,7 @@ def test_cli_errors_are_one_line_without_traceback(server: Server) -> None:
 def test_cancel_from_cli(server: Server) -> None:
     jid = server.cli("job", "submit", "--", "sleep", "60").stdout.strip()
     with server.api() as api:
-        for _ in range(100):
-            if api.get(f"/api/v1/jobs/{jid}").json()["state"] == "RUNNING":
-                break
-            import time
-
-            time.sleep(0.1)
+        eventually(lambda: api.get(f"/api/v1/jobs/{jid}").json()["state"] == "RUNNING")
     r = server.cli("job", "cancel", jid)
     assert r.returncode == 0
     r = server.cli("job", "watch", jid, "--interval", "0.2")
@@ -174,10 +169,6 @@ def test_dag_from_a_yaml_file(server: Server, tmp_path: object) -> None:
 def test_engine_process_runs_at_a_lower_cpu_priority(server: Server) -> None:
     """Scheduling passes must not take the CPU from API requests: the engine process is niced."""
     with server.api() as c:
-        for _ in range(100):
-            pid = c.get("/api/v1/health").json()["scheduler"].get("pid")
-            if pid:
-                break
-            time.sleep(0.1)
+        pid = eventually(lambda: c.get("/api/v1/health").json()["scheduler"].get("pid"))
     assert server.proc is not None and pid and pid != server.proc.pid
     assert os.getpriority(os.PRIO_PROCESS, pid) == os.getpriority(os.PRIO_PROCESS, server.proc.pid) + 5

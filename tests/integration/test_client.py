@@ -8,6 +8,7 @@ import pytest
 
 from suanli.client import ApiError, AsyncClient, Client
 
+from ..waiting import eventually
 from .conftest import Server
 
 pytestmark = pytest.mark.integration
@@ -27,14 +28,7 @@ def test_async_and_sync_clients(server: Server) -> None:
     ids = asyncio.run(go())
     assert len(set(ids)) == 5
     with Client(server.url, token) as c:
-        for _ in range(200):
-            states = {c.get_job(i)["state"] for i in ids}
-            if states == {"COMPLETED"}:
-                break
-            import time
-
-            time.sleep(0.1)
-        assert states == {"COMPLETED"}
+        eventually(lambda: {c.get_job(i)["state"] for i in ids} == {"COMPLETED"})
         assert c.job_logs(ids[3])["data"] == "3\n"
         with pytest.raises(ApiError) as exc:
             c.get_job(10**6)

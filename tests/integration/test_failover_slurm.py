@@ -8,13 +8,13 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..conftest import SERVICES, kill_runs
+from ..waiting import eventually
 from .conftest import Server, free_port
 
 pytestmark = pytest.mark.integration
@@ -23,22 +23,19 @@ pytestmark = pytest.mark.integration
 def _kill(pidfile: Path) -> None:
     pid = int(pidfile.read_text().strip())
     os.kill(pid, signal.SIGKILL)
-    for _ in range(100):
+
+    def gone() -> bool:
         try:
             os.kill(pid, 0)
         except ProcessLookupError:
-            return
-        time.sleep(0.05)
+            return True
+        return False
+
+    eventually(gone, what=f"pid {pid} gone")
 
 
 def _until(fn: Any, what: str, timeout: float = 60) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
+    return eventually(fn, timeout=timeout, interval=0.2, what=what)
 
 
 def test_job_survives_slurm_controller_death(slurm: dict[str, str]) -> None:

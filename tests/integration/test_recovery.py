@@ -9,20 +9,20 @@ import pytest
 
 from suanli.connectors.procfs import is_alive
 
+from ..waiting import eventually
 from .conftest import Server
 
 pytestmark = pytest.mark.integration
 
 
 def wait_state(server: Server, jid: int, states: set[str], timeout: float = 30) -> dict:  # type: ignore[type-arg]
-    deadline = time.monotonic() + timeout
     with server.api() as api:
-        while time.monotonic() < deadline:
+        def reached() -> dict | None:  # type: ignore[type-arg]
             job = api.get(f"/api/v1/jobs/{jid}").json()
-            if job["state"] in states:
-                return dict(job)
-            time.sleep(0.1)
-    raise AssertionError(f"job {jid} not in {states}: {job}")
+            assert job["state"] in states, f"job {jid} not in {states}: {job}"
+            return dict(job)
+
+        return eventually(reached, timeout=timeout)
 
 
 def test_server_killed_with_running_jobs_reattaches(server: Server) -> None:

@@ -28,12 +28,13 @@ def test_the_voucher_year_from_the_cli(server: Server) -> None:
     assert r.returncode == 0 and "partly_approved" in r.stdout, r.stderr
     # A job on a domestic NPU: its bill is 30 % voucher.
     r = server.cli("job", "submit", "--name", "npu", "--device", "npu", "--units", "8", "--walltime",
-                   "10m", "--wait", "--", "sh", "-c", "sleep 3")
+                   "10m", "--wait", "-o", "json", "--", "sh", "-c", "sleep 3")
     assert r.returncode == 0, r.stderr
+    month = json.loads(r.stdout)["finished_at"][:7]  # the run's month, by the platform's clock
     reds = json.loads(server.cli("voucher", "redemptions", "-o", "json").stdout)["items"]
     assert len(reds) == 1 and reds[0]["ratio_bp"] == 3000
     assert reds[0]["amount_fen"] == reds[0]["bill_fen"] * 3 // 10
-    prev = json.loads(server.cli("settle", "--month", "2026-11", "--preview", "-o", "json",
+    prev = json.loads(server.cli("settle", "--month", month, "--preview", "-o", "json",
                                  token="platform_admin").stdout)
     center = next(i for i in prev["items"] if i["party"] == "center")
     assert center["voucher_fen"] == reds[0]["amount_fen"] and prev["settled"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -250,7 +251,8 @@ def test_ids_beyond_the_database_integer_are_422_not_500(api: tuple[TestClient, 
     assert r.status_code == 422 and "tenant_id" in r.text
 
 
-def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[str, str]]) -> None:
+def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[str, str]],
+                                                    platform: Platform) -> None:
     client, creds = api
     admin, alice, bob = auth(creds["platform_admin"]), auth(creds["tenant_a"]), auth(creds["tenant_b"])
     reviewer, auditor = auth(creds["reviewer"]), auth(creds["auditor"])
@@ -322,13 +324,15 @@ def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[
     assert r.status_code == 402, r.text
     assert "may cost up to" in r.json()["error"] and r.json()["detail"]["need_fen"] > acct["prepaid_fen"]
     # Settlement: the month must be over; a preview of this month works for an admin only.
+    this_month = platform.clock.now().strftime("%Y-%m")
+    last_month = (platform.clock.now().replace(day=1) - timedelta(days=1)).strftime("%Y-%m")
     assert client.post("/api/v1/settlements", json={"month": "2026-13"}, headers=admin).status_code == 422
     assert client.post("/api/v1/settlements", json={"month": "2999-01"}, headers=admin).status_code == 409
-    prev = client.post("/api/v1/settlements", json={"month": "2026-11", "preview": True}, headers=admin)
+    prev = client.post("/api/v1/settlements", json={"month": this_month, "preview": True}, headers=admin)
     assert prev.status_code == 200 and prev.json()["settled"] is False
-    assert client.post("/api/v1/settlements", json={"month": "2026-11", "preview": True},
+    assert client.post("/api/v1/settlements", json={"month": this_month, "preview": True},
                        headers=alice).status_code == 403
-    assert client.get("/api/v1/invoices?month=2026-10", headers=alice).json()["items"] == []
+    assert client.get(f"/api/v1/invoices?month={last_month}", headers=alice).json()["items"] == []
     # Bills: the caller's own months, the current one computed so far; the platform has none.
     mine = client.get("/api/v1/bills?months=2", headers=alice).json()
     assert mine["party"] == "tenant" and mine["items"][0]["settled"] is False

@@ -154,3 +154,31 @@ def test_placement_explanation_for_queued_and_placed(world: World) -> None:
     world.drive(lambda: JobState(world.job(job.id).state).is_terminal)
     exp = jobsvc.placement_explanation(world.p, world.u1, job.id)
     assert len(exp["placements"]) == 1 and exp["current"]["chosen_pool_id"] is not None
+
+
+def test_the_engine_measures_intervals_on_the_platforms_clock(world: World) -> None:
+    """Health checks come every `health_interval_s` of the platform's monotonic clock, not the
+    machine's: on a fixed clock, one check at the start and the next only when the clock moves."""
+    from datetime import UTC, datetime
+
+    from suanli.domain.clock import FixedClock
+    from suanli.store import models as m
+
+    clock = FixedClock(datetime(2028, 2, 29, 23, 59, 59, tzinfo=UTC))
+    world.p.clock = clock
+
+    def checked() -> object:
+        with world.p.db.session() as s:
+            c = s.get(m.Center, world.alpha.id)
+            assert c is not None
+            return c.health_checked_at
+
+    world.engine.tick()
+    first = checked()
+    assert first is not None
+    for _ in range(3):  # real time passes, the platform's does not
+        world.engine.tick()
+    assert checked() == first
+    clock.advance(world.p.settings.health_interval_s)
+    world.engine.tick()
+    assert checked() != first

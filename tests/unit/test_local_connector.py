@@ -14,6 +14,8 @@ from suanli.connectors import RunRequest, RunStatus, create
 from suanli.connectors.local import LocalConnector
 from suanli.domain.enums import RunState
 
+from ..waiting import eventually
+
 
 @pytest.fixture
 def conn(home: Path) -> LocalConnector:
@@ -39,20 +41,16 @@ def group_members(pgid: int) -> list[int]:
 
 
 def wait_end(conn: LocalConnector, key: str, timeout: float = 15) -> RunStatus:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def ended() -> RunStatus | None:
         st = conn.status(key)
-        if st.state.is_terminal:
-            return st
-        time.sleep(0.05)
-    raise AssertionError(f"{key} did not end: {conn.status(key)}")
+        return st if st.state.is_terminal else None
+
+    return eventually(ended, timeout=timeout, interval=0.05, what=f"{key} ended")
 
 
 def wait_running(conn: LocalConnector, key: str) -> None:
-    deadline = time.monotonic() + 10
-    while conn.status(key).state is not RunState.RUNNING:
-        assert time.monotonic() < deadline, conn.status(key)
-        time.sleep(0.05)
+    eventually(lambda: conn.status(key).state is RunState.RUNNING, interval=0.05,
+               what=f"{key} running")
 
 
 def req(key: str, command: list[str], walltime: int = 30, **kw: object) -> RunRequest:

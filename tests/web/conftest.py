@@ -4,7 +4,6 @@ install`: tests/services/chromium.sh installs the browser and CJK fonts)."""
 from __future__ import annotations
 
 import re
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, sync_playwright
 
 from ..integration.conftest import Server, running_server
+from ..waiting import eventually
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -89,10 +89,12 @@ def finished(srv: Server, role: str, body: dict[str, object]) -> int:
         r = c.post("/api/v1/jobs", json=body)
         assert r.status_code == 201, r.text
         job = int(r.json()["id"])
-        for _ in range(600):
+
+        def completed() -> bool:
             state = c.get(f"/api/v1/jobs/{job}").json()["state"]
-            if state == "COMPLETED":
-                return job
-            assert state not in ("FAILED", "CANCELLED", "TIMEOUT"), state
-            time.sleep(0.1)
-    raise AssertionError(f"job {job} did not complete in 60 s")
+            if state in ("FAILED", "CANCELLED", "TIMEOUT"):
+                pytest.fail(f"job {job} ended {state}")
+            return bool(state == "COMPLETED")
+
+        eventually(completed, what=f"job {job} COMPLETED")
+        return job

@@ -185,7 +185,7 @@ class Engine:
     def tick(self) -> PassStats:
         started = time.perf_counter()
         stats = PassStats(at=self.p.clock.now())
-        now_m = time.monotonic()
+        now_m = self.p.clock.monotonic()
         if now_m - self._last_health >= self.p.settings.health_interval_s:
             self._last_health = now_m
             check_centers(self)
@@ -447,7 +447,7 @@ class Engine:
         return list(self._queue.values())
 
     def _full_pass_due(self) -> bool:
-        now = time.monotonic()
+        now = self.p.clock.monotonic()
         version = self.p.topology_version
         if self._full_due or version != self._topology_seen or now - self._last_full > FULL_PASS_S:
             self._full_due = False
