@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,26 @@ def write_private(path: Path, text: str) -> None:
         fh.write(text)
     os.chmod(tmp, 0o600)
     os.replace(tmp, path)
+
+
+def secure_home(home: Path) -> list[Path]:
+    """Make `home` and everything under it its owner's only (directories 0700, files 0600 or
+    0700), and have this process create files that way (umask 077). Returns what was tightened.
+    Jobs run as other users: nothing here — database, logs, keys, tokens — is theirs to read."""
+    os.umask(0o077)
+    home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tightened = []
+    for top, _dirs, files in os.walk(home):
+        for path in [Path(top)] + [Path(top, f) for f in files]:
+            try:
+                mode = path.lstat().st_mode
+            except FileNotFoundError:
+                continue
+            if stat.S_ISLNK(mode) or not mode & 0o077:
+                continue
+            os.chmod(path, stat.S_IMODE(mode) & 0o700)
+            tightened.append(path)
+    return tightened
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,8 @@ import pytest
 from suanli.connectors import Connector, RunRequest, RunStatus, create
 from suanli.domain.enums import RunState
 
+from ..waiting import eventually
+
 
 @dataclass
 class Backend:
@@ -44,14 +46,12 @@ class Backend:
                           device_kind=device_kind)
 
     def wait(self, ext: str, until: Callable[[RunStatus], bool], timeout: float = 60) -> RunStatus:
-        deadline = time.monotonic() + timeout
-        while True:
+        def reached() -> RunStatus | None:
             st = self.connector.status(ext)
-            if until(st):
-                return st
-            if time.monotonic() > deadline:
-                raise AssertionError(f"{self.name}: {ext} stuck in {st}")
-            time.sleep(0.2)
+            assert until(st), f"{self.name}: {ext} stuck in {st}"
+            return st
+
+        return eventually(reached, timeout=timeout, interval=0.2)
 
     def wait_end(self, ext: str, timeout: float = 60) -> RunStatus:
         return self.wait(ext, lambda s: s.state.is_terminal, timeout)

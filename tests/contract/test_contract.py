@@ -120,3 +120,23 @@ def test_batch_status_agrees_with_status(backend: Backend) -> None:
     assert answers[running].state is RunState.RUNNING
     conn.cancel(running)
     backend.wait_end(running)
+
+
+def test_a_sandboxed_run_is_unprivileged_alone_and_leaves_nothing_behind(backend: Backend) -> None:
+    """A connector that declares SANDBOX runs a hostile job as an unprivileged user that sees only
+    its own processes, and kills everything it started — however it detached — at cancel."""
+    conn = backend.connector
+    if Capability.SANDBOX not in conn.capabilities:
+        pytest.skip(f"{backend.name} leaves isolation to its cluster (no SANDBOX capability)")
+    probe = conn.submit(backend.request(["sh", "-c", "id -u; ls /proc | grep -c '^[0-9]'"]))
+    assert backend.wait_end(probe).state is RunState.COMPLETED
+    uid, processes = conn.logs(probe).decode().split()
+    assert int(uid) != 0 and int(processes) <= 5
+    escaper = conn.submit(backend.request(["sh", "-c", (
+        "setsid sh -c 'sleep 2; echo ESCAPED' & (sh -c 'sleep 2; echo ESCAPED' &); "
+        "nohup sh -c 'sleep 2; echo ESCAPED' & echo started; sleep 300")]))
+    backend.wait(escaper, lambda s: s.state is RunState.RUNNING and b"started" in conn.logs(escaper))
+    conn.cancel(escaper)
+    assert backend.wait_end(escaper).state is RunState.CANCELLED
+    time.sleep(3)  # past the children's sleep: a survivor would have written by now
+    assert b"ESCAPED" not in conn.logs(escaper)

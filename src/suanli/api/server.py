@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 
 from .. import logs
-from ..config import Settings
+from ..config import Settings, secure_home
 from ..services.context import Platform
 from ..services.demo import ensure_credentials, seed_demo
 from ..services.engine import Engine, EngineControl
@@ -19,7 +19,10 @@ log = logging.getLogger("suanli.server")
 
 
 def build_platform(settings: Settings) -> Platform:
-    settings.home.mkdir(parents=True, exist_ok=True)
+    loose = secure_home(settings.home)
+    if loose:
+        log.warning("%d files under %s were readable by others: now owner-only (0700/0600), "
+                    "e.g. %s", len(loose), settings.home, loose[0])
     db = Database(settings.database_url)
     db.upgrade()
     return Platform(db=db, settings=settings)

@@ -21,6 +21,9 @@ class Capability(StrEnum):
     REATTACH = "reattach"  # runs survive a restart of suanli and are found again
     DISCOVER = "discover"  # can describe its partitions/resources as pools (`discover()`)
     BATCH_STATUS = "batch_status"  # answers for many runs in one call (`statuses(ids)`)
+    # jobs run unprivileged in a sandbox of their own: no view of the platform, other jobs or
+    # the host's processes; everything a job starts dies with it
+    SANDBOX = "sandbox"
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +44,7 @@ class RunRequest:
     # crash): the connector must look for it before submitting again.
     resubmit: bool = False
     env: dict[str, str] = field(default_factory=dict)
+    tenant_id: int | None = None  # whose job: the local executor runs it as that tenant's user
 
 
 @dataclass(frozen=True, slots=True)

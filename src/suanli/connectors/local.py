@@ -1,8 +1,9 @@
 """The local executor: jobs as real processes on this machine (the embedded default center).
 
-Each run gets a directory `<root>/<run_key>/` holding its spec, its logs, its working directory and
-its result. A detached supervisor (`local_shim`) runs the job, so jobs keep running while the
-suanli server is down and are re-attached when it comes back; see local_shim.py.
+Each run gets a directory `<root>/<run_key>/` (root's, 0700) holding its spec, its logs, its work
+folder's mount point and its result. A detached supervisor (`local_shim`) runs the job sandboxed
+as the tenant's unprivileged user (see sandbox.py and local_shim.py), so jobs keep running while
+the suanli server is down and are re-attached when it comes back.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ from .base import (
 )
 from .local_shim import write_json_atomic
 from .procfs import is_alive, start_ticks
+from .sandbox import SandboxConfig
 
 SHIM = str(Path(__file__).with_name("local_shim.py"))
 LAUNCH_TIMEOUT_S = 60.0  # a launch marker with no supervisor after this long is a lost launch
-_PASS_ENV = ("PATH", "LANG", "LC_ALL", "TZ", "HOME", "TMPDIR", "PYTHONPATH")
+_PASS_ENV = ("LANG", "LC_ALL", "TZ")  # the sandbox sets PATH, HOME and TMPDIR itself
 
 
 def _parse_time(value: object) -> datetime | None:
@@ -43,15 +45,18 @@ def _parse_time(value: object) -> datetime | None:
 class LocalConnector:
     name = "local"
     capabilities = frozenset(
-        {Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS, Capability.REATTACH}
+        {Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS, Capability.REATTACH,
+         Capability.SANDBOX}
     )
 
     def __init__(self, root: Path, *, term_grace_s: float = 10.0,
-                 device_env: str | None = None, pools: Mapping[str, int] | None = None) -> None:
+                 device_env: str | None = None, pools: Mapping[str, int] | None = None,
+                 sandbox: SandboxConfig | None = None) -> None:
         self.root = root
         self.term_grace_s = term_grace_s
         self.device_env = device_env
         self.pools = dict(pools or {})
+        self.sandbox = sandbox or SandboxConfig()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
     # -- helpers -------------------------------------------------------------------------------
@@ -76,14 +81,21 @@ class LocalConnector:
     # -- the interface -------------------------------------------------------------------------
     def submit(self, req: RunRequest) -> str:
         run_dir = self._dir(req.run_key)
-        run_dir.mkdir(parents=True, exist_ok=True)
-        try:
-            fd = os.open(run_dir / "launch", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
+        if (run_dir / "launch").exists():
             return req.run_key  # already launched: idempotent
-        os.close(fd)
         if not req.command:
             raise ConnectorError("empty command")
+        problem = self.sandbox.host_problem()
+        if problem is not None:
+            raise ConnectorError(problem)
+        uid, gid = self.sandbox.tenant_user(req.tenant_id)
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+        run_dir.mkdir(mode=0o700, exist_ok=True)
+        try:
+            fd = os.open(run_dir / "launch", os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        except FileExistsError:
+            return req.run_key  # launched meanwhile: idempotent
+        os.close(fd)
         env = {k: os.environ[k] for k in _PASS_ENV if k in os.environ}
         env.update(req.env)
         devices = ",".join(str(d) for d in req.devices)
@@ -106,13 +118,17 @@ class LocalConnector:
             "term_grace_s": self.term_grace_s,
             "pool": req.pool,
             "units": req.units,
+            "tenant_id": req.tenant_id,
+            "sandbox": self.sandbox.spec(uid, gid),
         }
         # Not fsynced: these files must survive a crash of suanli, which the page cache does.
         write_json_atomic(run_dir / "spec.json", spec, durable=False)
         # The supervisor uses the standard library only: started by path in isolated mode
-        # (-I -S: no site-packages) it costs about half the start-up CPU of `-m suanli...`.
+        # (-I -S: no site-packages) it costs about half the start-up CPU of `-m suanli...`. Its
+        # own mount namespace holds the job's work folder, which vanishes with it.
         child = subprocess.Popen(
-            [sys.executable, "-I", "-S", SHIM, str(run_dir)],
+            ["unshare", "--mount", "--propagation", "private",
+             sys.executable, "-I", "-S", SHIM, str(run_dir)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=open(run_dir / "shim.log", "ab"),  # noqa: SIM115 - the child owns it
@@ -210,8 +226,11 @@ class LocalConnector:
         ]
 
     def health(self) -> Health:
+        problem = self.sandbox.host_problem()
+        if problem is not None:
+            return Health(False, problem)
         try:
-            self.root.mkdir(parents=True, exist_ok=True)
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
             probe = self.root / ".health"
             probe.write_text("ok", encoding="utf-8")
             probe.unlink()
@@ -227,4 +246,5 @@ def create(config: Mapping[str, Any], home: Path) -> LocalConnector:
         term_grace_s=float(config.get("term_grace_s", 10.0)),
         device_env=config.get("device_env"),
         pools=config.get("pools"),
+        sandbox=SandboxConfig.from_config(config),
     )

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -26,6 +26,7 @@ from ..connectors import Capability, RunRequest, RunStatus
 from ..domain.enums import CenterStatus, RunState
 from ..domain.errors import ConnectorError
 from ..domain.jobstate import JobState
+from ..domain.model import billable_span
 from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
@@ -43,6 +44,7 @@ from .vouchers import expire_grants
 log = logging.getLogger("suanli.engine")
 
 MAX_SUBMIT_FAILURES = 3
+CLOCK_SKEW = timedelta(seconds=5)  # a center's clock may be this far ahead before it is doubted
 MIN_GAP_S = 0.2
 FULL_PASS_S = 10.0
 SLOW_PASS_S = 0.05
@@ -292,7 +294,9 @@ class Engine:
         if status.state is RunState.RUNNING:
             if run.state == "pending":
                 run.state = "running"
-                run.started_at = status.started_at or now
+                run.started_at, _ = billable_span(status.started_at or now, now,
+                                                  placed_at=run.created_at, seen_at=now,
+                                                  walltime_s=run.walltime_s)
                 if job.current_run_id == run.id and job.state == JobState.PLACED.value:
                     transition(s, job, JobState.RUNNING, f"running on run {run.id}",
                                run.started_at)
@@ -306,11 +310,20 @@ class Engine:
         now: datetime,
     ) -> None:
         run.state = state.value
-        run.reason = (status.reason or state.value)[:500]
+        reason = status.reason or state.value
+        if status.ended_at is not None and status.ended_at > now + CLOCK_SKEW:
+            log.warning("run %s: center %s reported an end in the future (%s); billed to when "
+                        "suanli saw it end", run.id, run.center_id, status.ended_at.isoformat())
+            reason += "; the center reported an end in the future: refused"
+        run.reason = reason[:500]
         run.exit_code = status.exit_code
-        if status.started_at is not None and run.started_at is None:
-            run.started_at = status.started_at
-        run.ended_at = status.ended_at or now
+        started = run.started_at or status.started_at
+        if started is not None:
+            run.started_at, run.ended_at = billable_span(
+                started, status.ended_at or now, placed_at=run.created_at, seen_at=now,
+                walltime_s=run.walltime_s)
+        else:
+            run.ended_at = min(status.ended_at or now, now)
         if run.started_at is not None:
             self._meter(s, job, run)
         if job.current_run_id != run.id or JobState(job.state).is_terminal:
@@ -529,7 +542,7 @@ class Engine:
             run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
             nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
             devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb, pool=pool.name,
-            device_kind=pool.device_kind, resubmit=resubmit,
+            device_kind=pool.device_kind, resubmit=resubmit, tenant_id=job.tenant_id,
         )
         now = self.p.clock.now()
         try:

@@ -117,7 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     settings = Settings.from_env()
     logs.configure(settings.log_format, settings.log_level)
-    settings.home.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # what the engine writes in $SUANLI_HOME is owner-only, like the rest
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     lock = open(settings.home / LOCK_FILE, "a+")  # noqa: SIM115 - held for the process's life
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
