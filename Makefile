@@ -43,7 +43,13 @@ $(ASSETS): web/package.json web/package-lock.json
 
 web-assets: $(ASSETS)
 
-run: venv web-assets
+# What the local executor sandboxes jobs with (bubblewrap; setpriv, unshare and useradd are in
+# every Debian), and faketime for running the tests on another date. Idempotent.
+sandbox:
+	@command -v bwrap >/dev/null 2>&1 && command -v faketime >/dev/null 2>&1 \
+		|| { apt-get update -qq && apt-get install -y -qq bubblewrap faketime >/dev/null; }
+
+run: venv web-assets sandbox
 	$(BIN)/suanli serve --demo
 
 lint: venv
@@ -58,10 +64,10 @@ services:
 	@tests/services/ray.sh install >/dev/null 2>&1
 	@tests/services/chromium.sh install >/dev/null
 
-test: lint services web-assets
+test: lint services web-assets sandbox
 	$(BIN)/pytest
 
-bench: venv services web-assets
+bench: venv services web-assets sandbox
 	$(BIN)/python bench/sim.py
 	$(BIN)/python bench/city.py
 	$(BIN)/python bench/scheduler.py
@@ -75,4 +81,4 @@ screenshots: venv web-assets
 	@tests/services/chromium.sh install >/dev/null
 	$(BIN)/python bench/screenshots.py
 
-.PHONY: help venv web-assets run lint services test bench screenshots
+.PHONY: help venv web-assets sandbox run lint services test bench screenshots
