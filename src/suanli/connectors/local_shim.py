@@ -233,8 +233,8 @@ def _start(run_dir: Path, spec: dict[str, Any], work: Path) -> Sandbox:
     out_fd = os.open(run_dir / "stdout.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     err_fd = os.open(run_dir / "stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     env = dict(spec["env"])
-    env.update({"HOME": "/work", "TMPDIR": "/tmp", "PATH": env.get("SUANLI_PATH", SANDBOX_PATH)})
-    env.pop("SUANLI_PATH", None)
+    env.update({"HOME": "/work", "TMPDIR": "/tmp"})
+    env.setdefault("PATH", SANDBOX_PATH)  # the job's own PATH, if it set one
     try:
         child = subprocess.Popen(
             bwrap_argv(sandbox, work, info_w, list(spec["command"])),
