@@ -47,6 +47,12 @@ INFO_TIMEOUT_S = 30.0  # how long bubblewrap may take to build the sandbox
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
+def _pause(seconds: float) -> None:
+    """Sleep (select's timeout is relative: unlike time.sleep, this keeps working when the tests
+    run the platform on another date under libfaketime)."""
+    select.select([], [], [], seconds)
+
+
 def _on_term(signum: int, frame: object) -> None:
     global _cancel_signalled
     _cancel_signalled = True
@@ -184,7 +190,7 @@ class Sandbox:
 
     def wait(self) -> None:
         while not self.poll():
-            time.sleep(0.05)
+            _pause(0.05)
 
     def wait_empty(self, timeout_s: float = 10.0) -> None:
         """Until the kernel has killed and reaped every process of the job: the run ends when
@@ -194,7 +200,7 @@ class Sandbox:
             _reap_orphans()
             if not _members(self.namespace, 0):
                 return
-            time.sleep(0.02)
+            _pause(0.02)
 
     def terminate(self, grace_s: float) -> None:
         """SIGTERM to every process of the job; after `grace_s`, SIGKILL to the sandbox."""
@@ -208,7 +214,7 @@ class Sandbox:
         while time.monotonic() < deadline:
             if self.poll():
                 return
-            time.sleep(0.05)
+            _pause(0.05)
         self.kill()
         self.wait()
 
@@ -323,7 +329,7 @@ def run(run_dir: Path) -> int:
         if outcome:
             box.terminate(grace)
             break
-        time.sleep(0.1)
+        _pause(0.1)
     box.kill()  # whatever the job left behind dies with its namespace
     box.wait_empty()
     if box.init_fd is not None:
