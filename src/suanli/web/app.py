@@ -152,8 +152,10 @@ def build_router(p: Platform) -> APIRouter:
                          next=_local(next), failed=True)
             again.set_cookie(sess.LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict")
             return again
-        # A session is its own token (sign-out revokes it, not the token that was pasted).
-        _tok, secret_token = auth.issue_token(p, who.user_id, name="web session")
+        # A session is its own token (sign-out revokes it, not the token that was pasted); one
+        # from a pasted token ends when that one does.
+        _tok, secret_token = auth.issue_token(p, who.user_id, name="web session",
+                                              parent_id=who.token_id)
         resp = RedirectResponse(_local(next) if next != "/" else _home(who), status_code=303)
         resp.set_cookie(sess.SESSION_COOKIE, secret_token, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https")
