@@ -1,9 +1,11 @@
 """Sign-in and tokens against a real `suanli serve`: the CLI's token expiry, last use and user
-disable/enable."""
+disable/enable; and a forged X-Forwarded-For sent straight to the server (no proxy trusted, the
+default) does not escape the per-address sign-in throttle."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -17,7 +19,8 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[Server]:
-    """One server for these tests: none leaves a change another one sees."""
+    """One server for these tests: none leaves a change another one sees (the throttle locks
+    sign-ins from 127.0.0.1, which the CLI does not use)."""
     with running_server() as srv:
         yield srv
 
@@ -58,3 +61,32 @@ def test_disable_and_enable_a_user_in_the_cli(server: Server) -> None:
     log = json.loads(server.cli("audit", "log", "-o", "json", token="auditor").stdout)
     actions = [e["action"] for e in log["items"]]
     assert "user.disable" in actions and "user.enable" in actions
+
+
+def _nonce(form: httpx.Response) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert found, form.text
+    return found.group(1)
+
+
+def _sign_in(c: httpx.Client, username: str, headers: dict[str, str]) -> httpx.Response:
+    return c.post("/login", data={"csrf": _nonce(c.get("/login")), "username": username,
+                                  "password": "guess-123"}, headers=headers)
+
+
+def test_forged_forwarded_headers_do_not_escape_the_address_throttle(server: Server) -> None:
+    """From 127.0.0.1 (a job on the same machine could do this) with a new X-Forwarded-For each
+    time: after 20 failures the address is refused whatever the header says."""
+    with httpx.Client(base_url=server.url, timeout=10) as c:
+        for i in range(20):
+            forged = {"X-Forwarded-For": f"198.51.100.{i}", "X-Forwarded-Proto": "https"}
+            assert _sign_in(c, f"user{i}", forged).status_code == 401
+        r = _sign_in(c, "admin", {"X-Forwarded-For": "198.51.100.200"})
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) > 800
+        # A plain http connection that claims https gets no Secure cookie.
+        form = c.get("/login", headers={"X-Forwarded-Proto": "https"})
+        assert "secure" not in form.headers["set-cookie"].lower()
+        # A pasted (valid) token from the locked-out address is refused too.
+        r = c.post("/login", data={"csrf": _nonce(form), "token": server.creds()["tenant_a"]},
+                   headers={"X-Forwarded-For": "198.51.100.201"})
+        assert r.status_code == 429

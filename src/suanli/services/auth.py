@@ -23,6 +23,10 @@ from .context import Platform
 TOKEN_PREFIX = "sl_"
 LAST_USED_EVERY = timedelta(seconds=60)  # a token's last_used_at is written at most this often
 MAX_TOKEN_LIFE = timedelta(days=3650)
+# Checked against when there is no real hash (an unknown user, one without a password): every
+# password check costs one scrypt of the same size, so the answer's time does not tell whether
+# a username exists. It matches no password.
+DUMMY_HASH = "scrypt$" + "5a" * 16 + "$" + "00" * 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -320,8 +324,12 @@ def _revoke(p: Platform, s: Session, tok: m.ApiToken) -> set[int]:
 
 
 def login_with_password(p: Platform, username: str, password: str) -> Principal:
+    """The user with this password, or Unauthenticated. The same work whatever the username:
+    one scrypt (against a dummy hash when the user is unknown, disabled or has no password)."""
     with p.db.session() as s:
         user = s.scalar(select(m.User).where(m.User.username == username))
-        if user is None or user.disabled or not verify_password(password, user.password_hash):
-            raise Unauthenticated("wrong username or password")
-        return principal_of(user)
+    stored = user.password_hash if user is not None else None
+    matches = verify_password(password, stored or DUMMY_HASH)
+    if user is None or not stored or user.disabled or not matches:
+        raise Unauthenticated("wrong username or password")
+    return principal_of(user)
