@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,12 +13,17 @@ import psycopg
 import pytest
 
 from suanli.config import Settings
-from suanli.domain.errors import TooManyAttempts, Unauthenticated
-from suanli.services import signin
 from suanli.services.context import Platform
 from suanli.store.db import Database
 
-from ..unit.auth_town import PASSWORD, Town, bearer, build_town, portal_sign_in
+from ..unit.auth_town import (
+    PASSWORD,
+    Town,
+    bearer,
+    build_town,
+    parallel_guesses,
+    portal_sign_in,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -54,21 +58,5 @@ def test_tokens_and_the_throttle_on_postgresql(pg_town: Town) -> None:
             assert portal_sign_in(c, username="carol", password="guess-123").status_code == 401
         assert portal_sign_in(c, username="carol", password=PASSWORD).status_code == 429
 
-    outcomes: list[str] = []
-    start = threading.Barrier(10)
-
-    def guess(i: int) -> None:
-        start.wait()
-        try:
-            signin.with_password(town.p, "dave", f"guess-{i}", "203.0.113.9")
-        except TooManyAttempts:
-            outcomes.append("refused")
-        except Unauthenticated:
-            outcomes.append("checked")
-
-    threads = [threading.Thread(target=guess, args=(i,)) for i in range(10)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = parallel_guesses(town.p, "dave", 10, "203.0.113.9")
     assert len(outcomes) == 10 and outcomes.count("checked") <= 5

@@ -4,6 +4,7 @@ fixed clock, and a TestClient over the real app (API and portal)."""
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -16,6 +17,8 @@ from fastapi.testclient import TestClient
 from suanli.api.app import create_app
 from suanli.domain.clock import FixedClock
 from suanli.domain.enums import Role
+from suanli.domain.errors import TooManyAttempts, Unauthenticated
+from suanli.services import signin
 from suanli.services.auth import Principal, create_user, issue_token, principal_of
 from suanli.services.context import Platform
 from suanli.services.tenants import create_tenant
@@ -80,3 +83,26 @@ def portal_sign_in(client: TestClient, *, username: str = "", password: str = ""
     return client.post("/login", data={"csrf": nonce.group(1), "username": username,
                                        "password": password, "token": token},
                        headers={**(headers or {}), "Cookie": cookie}, follow_redirects=False)
+
+
+def parallel_guesses(p: Platform, username: str, n: int, address: str) -> list[str]:
+    """`n` wrong passwords for one user at the same moment, from `n` threads: for each, whether
+    it was "checked" (and wrong) or "refused" by the throttle."""
+    outcomes: list[str] = []
+    start = threading.Barrier(n)
+
+    def guess(i: int) -> None:
+        start.wait()
+        try:
+            signin.with_password(p, username, f"guess-{i}", address)
+        except TooManyAttempts:
+            outcomes.append("refused")
+        except Unauthenticated:
+            outcomes.append("checked")
+
+    threads = [threading.Thread(target=guess, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return outcomes

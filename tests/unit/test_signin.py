@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -16,12 +15,12 @@ from fastapi.testclient import TestClient
 from suanli.api.app import create_app
 from suanli.api.proxy import client_address
 from suanli.config import Settings, parse_networks
-from suanli.domain.errors import TooManyAttempts, Unauthenticated
+from suanli.domain.errors import Unauthenticated
 from suanli.services import signin, users
 from suanli.services.context import Platform
 from suanli.store.db import Database
 
-from .auth_town import PASSWORD, Town, build_town, portal_sign_in
+from .auth_town import PASSWORD, Town, build_town, parallel_guesses, portal_sign_in
 
 
 @pytest.fixture
@@ -116,23 +115,7 @@ def test_the_lock_out_survives_a_restart(town: Town) -> None:
 def test_parallel_guesses_get_no_more_tries_than_the_limit(
         town: Town, scrypt_calls: list[dict[str, Any]]) -> None:
     """Twelve guesses at once for one user: at most five passwords are checked."""
-    outcomes: list[str] = []
-    start = threading.Barrier(12)
-
-    def guess(i: int) -> None:
-        start.wait()
-        try:
-            signin.with_password(town.p, "carol", f"guess-{i}", "203.0.113.5")
-        except TooManyAttempts:
-            outcomes.append("refused")
-        except Unauthenticated:
-            outcomes.append("checked")
-
-    threads = [threading.Thread(target=guess, args=(i,)) for i in range(12)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    outcomes = parallel_guesses(town.p, "carol", 12, "203.0.113.5")
     assert len(outcomes) == 12
     assert outcomes.count("checked") <= 5 and len(scrypt_calls) <= 5
     assert outcomes.count("refused") >= 7
