@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import stat
 from dataclasses import dataclass
 from pathlib import Path
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 def _float(name: str, default: float) -> float:
@@ -16,6 +19,28 @@ def _float(name: str, default: float) -> float:
         return float(raw)
     except ValueError as exc:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def _count(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return default
+    if not raw.strip().isdigit() or int(raw) < 1:
+        raise ValueError(f"{name} must be a whole number of at least 1, got {raw!r}")
+    return int(raw)
+
+
+def parse_networks(text: str, name: str = "SUANLI_TRUSTED_PROXIES") -> tuple[IPNetwork, ...]:
+    """'127.0.0.1, 10.0.0.0/8, ::1' -> networks (a bare address is a network of one)."""
+    nets: list[IPNetwork] = []
+    for item in text.replace(" ", ",").split(","):
+        if not item:
+            continue
+        try:
+            nets.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ValueError(f"{name}: {item!r} is not an IP address or network ({exc})") from exc
+    return tuple(nets)
 
 
 def default_home() -> Path:
@@ -70,6 +95,13 @@ class Settings:
     fairshare_half_life_s: float = 7 * 86400.0  # past usage counts half after this long
     queue: str = "easy"  # each pool's queue: easy (EASY backfilling), conservative or fcfs
     engine_nice: int = 5  # the engine process's niceness: requests win the CPU from passes
+    # Failed sign-ins counted over a sliding window, per username and per client address; past
+    # either limit further attempts are refused without checking the password.
+    signin_window_s: float = 900.0
+    signin_failures_per_user: int = 5
+    signin_failures_per_address: int = 20
+    # Direct peers (a TLS proxy) whose X-Forwarded-For / X-Forwarded-Proto are believed.
+    trusted_proxies: tuple[IPNetwork, ...] = ()
 
     @staticmethod
     def from_env() -> Settings:
@@ -95,4 +127,8 @@ class Settings:
             fairshare_half_life_s=_float("SUANLI_FAIRSHARE_HALF_LIFE_H", 7 * 24.0) * 3600,
             queue=queue,
             engine_nice=min(19, max(0, int(_float("SUANLI_ENGINE_NICE", 5)))),
+            signin_window_s=max(1.0, _float("SUANLI_SIGNIN_WINDOW", 900.0)),
+            signin_failures_per_user=_count("SUANLI_SIGNIN_FAILURES_PER_USER", 5),
+            signin_failures_per_address=_count("SUANLI_SIGNIN_FAILURES_PER_ADDRESS", 20),
+            trusted_proxies=parse_networks(os.environ.get("SUANLI_TRUSTED_PROXIES") or ""),
         )

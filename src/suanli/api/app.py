@@ -16,6 +16,7 @@ from ..services.engine import Engine, EngineControl
 from . import errors, routes_jobs, routes_money, routes_platform
 from .metrics import Metrics
 from .middleware import RequestGuard
+from .proxy import TrustedProxies
 
 log = logging.getLogger("suanli.api")
 
@@ -46,6 +47,8 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
     errors.install(app)
     app.add_middleware(RequestGuard, metrics=metrics,
                        max_body=platform.settings.max_body_bytes)
+    if platform.settings.trusted_proxies:
+        app.add_middleware(TrustedProxies, proxies=platform.settings.trusted_proxies)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

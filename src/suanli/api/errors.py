@@ -26,6 +26,8 @@ def install(app: FastAPI) -> None:
     @app.exception_handler(e.SuanliError)
     async def _domain(request: Request, exc: e.SuanliError) -> JSONResponse:
         headers = {"WWW-Authenticate": "Bearer"} if isinstance(exc, e.Unauthenticated) else None
+        if isinstance(exc, e.TooManyAttempts):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return JSONResponse(body(exc.message, exc.field, exc.detail), status_code=exc.status,
                             headers=headers)
 

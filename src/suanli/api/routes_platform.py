@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Response
 from .. import __version__
 from ..domain.enums import DeviceKind
 from ..domain.errors import NotFound
-from ..services import auth, centers, tenants
+from ..services import auth, centers, tenants, users
 from ..services.centers import CenterInput, PoolInput
 from .deps import EngineDep, PlatformDep, PrincipalDep
 from .render import center_public, pool_public
@@ -32,6 +32,7 @@ from .schemas import (
     TokenPublic,
     UserCreate,
     UserPublic,
+    UserStatusChange,
 )
 
 ERRORS: dict[int | str, dict[str, Any]] = {
@@ -171,6 +172,23 @@ def create_user(body: UserCreate, p: PlatformDep, who: PrincipalDep) -> UserPubl
     return UserPublic.model_validate(auth.create_user(p, who, **body.model_dump()))
 
 
+@router.post("/users/{user_id}/disable", tags=["users"])
+def disable_user(user_id: PathId, p: PlatformDep, who: PrincipalDep,
+                 body: UserStatusChange | None = None) -> UserPublic:
+    """Disable a user (platform admin; a tenant admin for its tenant's users): its tokens and
+    browser sessions stop at once and it cannot sign in. Audited."""
+    reason = body.reason if body else ""
+    return UserPublic.model_validate(users.set_disabled(p, who, user_id, True, reason))
+
+
+@router.post("/users/{user_id}/enable", tags=["users"])
+def enable_user(user_id: PathId, p: PlatformDep, who: PrincipalDep,
+                body: UserStatusChange | None = None) -> UserPublic:
+    """Enable a disabled user again: its tokens that are not revoked or expired work again."""
+    reason = body.reason if body else ""
+    return UserPublic.model_validate(users.set_disabled(p, who, user_id, False, reason))
+
+
 @router.get("/tokens", tags=["users"])
 def list_tokens(p: PlatformDep, who: PrincipalDep) -> list[TokenPublic]:
     return [TokenPublic.model_validate(t) for t in auth.list_tokens(p, who)]
@@ -178,13 +196,17 @@ def list_tokens(p: PlatformDep, who: PrincipalDep) -> list[TokenPublic]:
 
 @router.post("/tokens", status_code=201, tags=["users"])
 def create_token(body: TokenCreate, p: PlatformDep, who: PrincipalDep) -> TokenCreated:
-    """Create an API token. The secret is in this response only; suanli keeps just its hash."""
-    tok, secret = auth.create_token(p, who, name=body.name, user_id=body.user_id)
+    """Create an API token. The secret is in this response only; suanli keeps just its hash.
+    It may expire (`expires_in_s` or `expires_at`); created with a token, it ends when that
+    one does (revoked or expired), and cannot expire later."""
+    tok, secret = auth.create_token(p, who, name=body.name, user_id=body.user_id,
+                                    expires_in_s=body.expires_in_s, expires_at=body.expires_at)
     return TokenCreated(**TokenPublic.model_validate(tok).model_dump(), token=secret)
 
 
 @router.delete("/tokens/{token_id}", tags=["users"])
 def revoke_token(token_id: PathId, p: PlatformDep, who: PrincipalDep) -> TokenPublic:
+    """Revoke a token and every token created with it."""
     return TokenPublic.model_validate(auth.revoke_token(p, who, token_id))
 
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Policy, Precision, Role
 from ..domain.jobstate import JobState
@@ -204,9 +204,18 @@ class UserPublic(Output):
     created_at: datetime
 
 
+class UserStatusChange(Input):
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
 class TokenCreate(Input):
     name: Annotated[str, Field(max_length=100)] = ""
     user_id: Annotated[int | None, Field(ge=1, le=MAX_ID)] = None
+    expires_in_s: Annotated[int | None, Field(
+        ge=1, le=10 * 365 * 86400, description="the token expires this many seconds from now")] = None
+    expires_at: Annotated[AwareDatetime | None, Field(
+        description="or at this time (with a zone); never later than the token used to create it"
+    )] = None
 
 
 class TokenPublic(Output):
@@ -215,8 +224,11 @@ class TokenPublic(Output):
     name: str
     prefix: str
     created_at: datetime
-    last_used_at: datetime | None
+    last_used_at: datetime | None = Field(description="kept to about a minute")
     revoked_at: datetime | None
+    expires_at: datetime | None
+    parent_id: int | None = Field(description="the token that created this one: revoking it "
+                                  "revokes this one")
 
 
 class TokenCreated(TokenPublic):

@@ -74,5 +74,7 @@ def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> N
                 "            suanli job submit --device cpu --units 1 --wait -- echo hello",
             ]
         print("\n".join(lines), flush=True)
+    # proxy_headers=False: uvicorn would believe X-Forwarded-* from 127.0.0.1 (a local job could
+    # send them); the app believes only SUANLI_TRUSTED_PROXIES (api/proxy.py).
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
-                access_log=False, timeout_graceful_shutdown=5)
+                access_log=False, timeout_graceful_shutdown=5, proxy_headers=False)

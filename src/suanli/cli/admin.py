@@ -12,7 +12,7 @@ import yaml
 from rich.table import Table
 
 from .common import Output, OutputOpt, console, emit_json, fail, run
-from .format import pflops, when, yuan
+from .format import parse_duration, pflops, when, yuan
 
 center_app = typer.Typer(help="Compute centers and their pools. 算力中心")
 tenant_app = typer.Typer(help="Tenants (enterprises). 租户/企业")
@@ -342,23 +342,68 @@ def user_list(output: Output = OutputOpt) -> None:
     if output is Output.json:
         return emit_json(data)
     t = Table(title="users 用户")
-    for col in ("id", "username", "role", "tenant", "center"):
+    for col in ("id", "username", "role", "tenant", "center", "disabled"):
         t.add_column(col)
     for u in data:
         t.add_row(str(u["id"]), u["username"], u["role"], str(u["tenant_id"] or ""),
-                  str(u["center_id"] or ""))
+                  str(u["center_id"] or ""), _yes(u["disabled"]))
     console.print(t)
+
+
+def _resolve_user(c: Any, ref: str) -> int:
+    """A user id from an id or a username (among the users the caller may see)."""
+    for u in c.list_users():
+        if u["username"] == ref or str(u["id"]) == ref:
+            return int(u["id"])
+    fail(f"no user {ref!r}")
+
+
+def _set_disabled(name: str, disabled: bool, reason: str, output: Output) -> None:
+    data = run(lambda c: c.set_user_disabled(_resolve_user(c, name), disabled, reason))
+    if output is Output.json:
+        return emit_json(data)
+    state = "disabled: its tokens and sessions stop now" if disabled else "enabled"
+    console.print(f"user #{data['id']} {data['username']} {state}")
+
+
+@user_app.command("disable")
+def user_disable(name: str = typer.Argument(..., help="username or id"),
+                 reason: str = typer.Option("", help="why (kept in the audit log)"),
+                 output: Output = OutputOpt) -> None:
+    """Disable a user: its tokens and browser sessions stop at once; it cannot sign in."""
+    _set_disabled(name, True, reason, output)
+
+
+@user_app.command("enable")
+def user_enable(name: str = typer.Argument(..., help="username or id"),
+                reason: str = typer.Option("", help="why (kept in the audit log)"),
+                output: Output = OutputOpt) -> None:
+    """Enable a disabled user (its tokens that are not revoked or expired work again)."""
+    _set_disabled(name, False, reason, output)
 
 
 @token_app.command("create")
 def token_create(name: str = typer.Option("", help="a label"),
                  user: int | None = typer.Option(None, help="user id (platform admin only)"),
+                 expires: str | None = typer.Option(None, help="expire after this long, e.g. "
+                                                    "30d, 12h, 90m (default: never, or when the "
+                                                    "token you use does)"),
                  output: Output = OutputOpt) -> None:
-    """Create an API token. The secret is shown once."""
-    data = run(lambda c: c.create_token(name, user))
+    """Create an API token. The secret is shown once. It ends when the token you create it with
+    is revoked or expires."""
+    expires_in_s = None
+    if expires is not None:
+        try:
+            expires_in_s = parse_duration(expires)
+        except ValueError as exc:
+            fail(f"--expires: {exc}")
+        if expires_in_s <= 0:
+            fail("--expires must be longer than 0 s")
+    data = run(lambda c: c.create_token(name, user, expires_in_s))
     if output is Output.json:
         return emit_json(data)
-    console.print(f"token #{data['id']} for user {data['user_id']} — shown only now:")
+    until = f", expires {when(data['expires_at'])} UTC" if data.get("expires_at") else ""
+    console.print(f"token #{data['id']} for user {data['user_id']}{until} — shown only now:")
     console.print(data["token"], highlight=False)
 
 
@@ -368,17 +413,19 @@ def token_list(output: Output = OutputOpt) -> None:
     data = run(lambda c: c.list_tokens())
     if output is Output.json:
         return emit_json(data)
-    t = Table(title="tokens 令牌")
-    for col in ("id", "user", "name", "prefix", "created", "revoked"):
+    t = Table(title="tokens 令牌 (times UTC)")
+    for col in ("id", "user", "name", "prefix", "created", "last used", "expires", "revoked",
+                "from"):
         t.add_column(col)
     for x in data:
         t.add_row(str(x["id"]), str(x["user_id"]), x["name"], x["prefix"] + "…",
-                  when(x["created_at"]), when(x["revoked_at"]))
+                  when(x["created_at"]), when(x["last_used_at"]), when(x["expires_at"]),
+                  when(x["revoked_at"]), f"#{x['parent_id']}" if x["parent_id"] else "")
     console.print(t)
 
 
 @token_app.command("revoke")
 def token_revoke(token_id: int = typer.Argument(...)) -> None:
-    """Revoke a token."""
+    """Revoke a token (and every token created with it)."""
     data = run(lambda c: c.revoke_token(token_id))
     console.print(f"token #{data['id']} revoked at {when(data['revoked_at'])}")

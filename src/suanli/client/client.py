@@ -117,8 +117,14 @@ class _Endpoints:
     def list_tokens(self) -> Any:
         return self._call("GET", "/api/v1/tokens")
 
-    def create_token(self, name: str = "", user_id: int | None = None) -> Any:
-        return self._call("POST", "/api/v1/tokens", json={"name": name, "user_id": user_id})
+    def set_user_disabled(self, user_id: int, disabled: bool, reason: str = "") -> Any:
+        verb = "disable" if disabled else "enable"
+        return self._call("POST", f"/api/v1/users/{user_id}/{verb}", json={"reason": reason})
+
+    def create_token(self, name: str = "", user_id: int | None = None,
+                     expires_in_s: int | None = None) -> Any:
+        return self._call("POST", "/api/v1/tokens", json=_clean(
+            {"name": name, "user_id": user_id, "expires_in_s": expires_in_s}))
 
     def revoke_token(self, token_id: int) -> Any:
         return self._call("DELETE", f"/api/v1/tokens/{token_id}")

@@ -67,3 +67,15 @@ class ConnectorError(SuanliError):
     """A center's workload manager refused or failed a request (HTTP 502 when surfaced)."""
 
     status = 502
+
+
+class TooManyAttempts(SuanliError):
+    """Sign-in refused without checking the password: too many failures lately (HTTP 429);
+    `retry_after_s` says when the next attempt is heard."""
+
+    status = 429
+
+    def __init__(self, retry_after_s: int) -> None:
+        super().__init__(f"too many failed sign-ins; try again in {retry_after_s} s",
+                         detail={"retry_after_s": retry_after_s})
+        self.retry_after_s = retry_after_s

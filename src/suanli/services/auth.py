@@ -1,4 +1,8 @@
-"""Principals, API tokens (random, shown once, stored as SHA-256) and passwords (scrypt)."""
+"""Principals, API tokens (random, shown once, stored as SHA-256) and passwords (scrypt).
+
+A token may expire, and remembers the token whose bearer created it: a token is valid only
+while every token up its chain is unrevoked and unexpired, so a stolen token cannot mint one
+that outlives its own revocation."""
 
 from __future__ import annotations
 
@@ -6,8 +10,9 @@ import hashlib
 import hmac
 import secrets
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Role
@@ -16,6 +21,12 @@ from ..store import models as m
 from .context import Platform
 
 TOKEN_PREFIX = "sl_"
+LAST_USED_EVERY = timedelta(seconds=60)  # a token's last_used_at is written at most this often
+MAX_TOKEN_LIFE = timedelta(days=3650)
+# Checked against when there is no real hash (an unknown user, one without a password): every
+# password check costs one scrypt of the same size, so the answer's time does not tell whether
+# a username exists. It matches no password.
+DUMMY_HASH = "scrypt$" + "5a" * 16 + "$" + "00" * 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +36,7 @@ class Principal:
     role: Role
     tenant_id: int | None = None
     center_id: int | None = None
+    token_id: int | None = None  # the API token it signed in with (None: a password)
 
     def require(self, *roles: Role) -> None:
         if self.role not in roles:
@@ -50,34 +62,95 @@ def verify_password(password: str, stored: str | None) -> bool:
     return hmac.compare_digest(digest.hex(), digest_hex)
 
 
-def principal_of(user: m.User) -> Principal:
-    return Principal(user.id, user.username, Role(user.role), user.tenant_id, user.center_id)
+def principal_of(user: m.User, token_id: int | None = None) -> Principal:
+    return Principal(user.id, user.username, Role(user.role), user.tenant_id, user.center_id,
+                     token_id)
 
 
-def authenticate(p: Platform, token: str) -> Principal:
-    """The principal behind a bearer token, or Unauthenticated (cached briefly in-process;
-    a revocation through this process takes effect at once)."""
+@dataclass(slots=True)
+class TokenAuth:
+    """What a lookup of a token found, cached briefly: its principal, the ids of the token and
+    of the tokens that created it, the earliest expiry along that chain, and the last use."""
+
+    principal: Principal
+    chain: frozenset[int]
+    expires_at: datetime | None
+    last_used_at: datetime | None
+
+
+def authenticate(p: Platform, token: str, *, record_use: bool = True) -> Principal:
+    """The principal behind a bearer token, or Unauthenticated. Lookups are cached briefly
+    in-process; revoking a token or disabling a user through this process drops them at once,
+    and expiry is checked against the platform's clock on every call."""
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthenticated("invalid API token")
     digest = hash_token(token)
-    return p.cached(f"token:{digest}", lambda: _lookup_token(p, digest))
+    found = p.cached(f"token:{digest}", lambda: _lookup_token(p, digest))
+    now = p.clock.now()
+    if found.expires_at is not None and now >= found.expires_at:
+        raise Unauthenticated("this API token expired")
+    if record_use and (found.last_used_at is None
+                       or now - found.last_used_at >= LAST_USED_EVERY):
+        found.last_used_at = now
+        _record_use(p, found.principal.token_id, now)
+    return found.principal
 
 
-def _lookup_token(p: Platform, digest: str) -> Principal:
+def _lookup_token(p: Platform, digest: str) -> TokenAuth:
     with p.db.session() as s:
-        row = s.execute(
-            select(m.ApiToken, m.User)
-            .join(m.User, m.User.id == m.ApiToken.user_id)
-            .where(m.ApiToken.token_hash == digest)
-        ).first()
-        if row is None:
+        tok = s.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == digest))
+        if tok is None:
             raise Unauthenticated("invalid API token")
-        tok, user = row
+        chain = _chain(s, tok.id)
         if tok.revoked_at is not None:
             raise Unauthenticated("this API token was revoked")
-        if user.disabled:
+        if any(t.revoked_at is not None for t in chain):
+            raise Unauthenticated("this API token was revoked with the token that created it")
+        user = s.get(m.User, tok.user_id)
+        if user is None or user.disabled:
             raise Unauthenticated("this user is disabled")
-        return principal_of(user)
+        expiries = [t.expires_at for t in chain if t.expires_at is not None]
+        return TokenAuth(principal_of(user, tok.id), frozenset(t.id for t in chain),
+                         min(expiries, default=None), tok.last_used_at)
+
+
+def _chain(s: Session, token_id: int) -> list[m.ApiToken]:
+    """The token and every token up the line of those that created it."""
+    t = m.ApiToken
+    up = select(t.id, t.parent_id).where(t.id == token_id).cte("up", recursive=True)
+    up = up.union_all(select(t.id, t.parent_id).join(up, t.id == up.c.parent_id))
+    return list(s.scalars(select(t).where(t.id.in_(select(up.c.id)))))
+
+
+def _descendants(s: Session, token_id: int) -> list[int]:
+    """The token and every token created with it, and with those, and so on."""
+    t = m.ApiToken
+    down = select(t.id).where(t.id == token_id).cte("down", recursive=True)
+    down = down.union_all(select(t.id).join(down, t.parent_id == down.c.id))
+    return list(s.scalars(select(down.c.id)))
+
+
+def _record_use(p: Platform, token_id: int | None, now: datetime) -> None:
+    """Keep `last_used_at` (written only when a minute old: another process may have just)."""
+    if token_id is None:
+        return
+    with p.db.session() as s:
+        s.execute(update(m.ApiToken)
+                  .where(m.ApiToken.id == token_id,
+                         or_(m.ApiToken.last_used_at.is_(None),
+                             m.ApiToken.last_used_at <= now - LAST_USED_EVERY))
+                  .values(last_used_at=now))
+
+
+def forget_cached(p: Platform, *, token_ids: set[int] | None = None,
+                  user_id: int | None = None) -> None:
+    """Drop cached lookups of tokens in (or created through) `token_ids`, or of a user's."""
+    def stale(value: object) -> bool:
+        if not isinstance(value, TokenAuth):
+            return False
+        return bool(token_ids and value.chain & token_ids) or value.principal.user_id == user_id
+
+    p.forget_where("token:", stale)
 
 
 def _check_membership(s: Session, role: Role, tenant_id: int | None, center_id: int | None) -> None:
@@ -144,18 +217,37 @@ def visible_users(p: Platform, actor: Principal) -> list[m.User]:
         return list(s.scalars(q))
 
 
-def issue_token(p: Platform, user_id: int, name: str = "") -> tuple[m.ApiToken, str]:
-    """Create a token for a user. The secret is returned once and never stored."""
+def issue_token(p: Platform, user_id: int, name: str = "", *, expires_at: datetime | None = None,
+                parent_id: int | None = None) -> tuple[m.ApiToken, str]:
+    """Create a token for a user. The secret is returned once and never stored. A token created
+    with another (`parent_id`) ends when that one does: it expires no later (by default when it
+    does), and revoking that one revokes it."""
     secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    now = p.clock.now()
+    if expires_at is not None and expires_at <= now:
+        raise InvalidInput("the expiry must be in the future", field="expires_at")
     with p.db.session() as s:
         if s.get(m.User, user_id) is None:
             raise NotFound(f"no user {user_id}")
+        if parent_id is not None:
+            chain = _chain(s, parent_id)
+            if not chain or any(t.revoked_at is not None for t in chain):
+                raise Unauthenticated("this API token was revoked")
+            ceiling = min((t.expires_at for t in chain if t.expires_at is not None), default=None)
+            if ceiling is not None and expires_at is None:
+                expires_at = ceiling
+            elif ceiling is not None and expires_at is not None and expires_at > ceiling:
+                raise InvalidInput(
+                    "a token cannot outlive the token that creates it, which expires at "
+                    f"{ceiling.isoformat()}", field="expires_at")
         tok = m.ApiToken(
             user_id=user_id,
             name=name,
             prefix=secret[: len(TOKEN_PREFIX) + 6],
             token_hash=hash_token(secret),
-            created_at=p.clock.now(),
+            created_at=now,
+            expires_at=expires_at,
+            parent_id=parent_id,
         )
         s.add(tok)
         s.flush()
@@ -163,12 +255,25 @@ def issue_token(p: Platform, user_id: int, name: str = "") -> tuple[m.ApiToken, 
 
 
 def create_token(
-    p: Platform, actor: Principal, *, name: str = "", user_id: int | None = None
+    p: Platform, actor: Principal, *, name: str = "", user_id: int | None = None,
+    expires_in_s: int | None = None, expires_at: datetime | None = None,
 ) -> tuple[m.ApiToken, str]:
+    """A token for the actor (or, by a platform admin, for another user), created with the
+    actor's own token when it signed in with one; it expires `expires_in_s` from now or at
+    `expires_at` (not both), and never later than the actor's token."""
     target = actor.user_id if user_id is None else user_id
     if target != actor.user_id and actor.role is not Role.PLATFORM_ADMIN:
         raise Forbidden("only a platform admin creates tokens for other users")
-    return issue_token(p, target, name)
+    if expires_in_s is not None and expires_at is not None:
+        raise InvalidInput("give expires_in_s or expires_at, not both", field="expires_at")
+    if expires_in_s is not None:
+        if not 0 < expires_in_s <= MAX_TOKEN_LIFE.total_seconds():
+            raise InvalidInput("expires_in_s must be between 1 s and ten years",
+                               field="expires_in_s")
+        expires_at = p.clock.now() + timedelta(seconds=expires_in_s)
+    if expires_at is not None and expires_at - p.clock.now() > MAX_TOKEN_LIFE:
+        raise InvalidInput("a token lives at most ten years", field="expires_at")
+    return issue_token(p, target, name, expires_at=expires_at, parent_id=actor.token_id)
 
 
 def list_tokens(p: Platform, actor: Principal) -> list[m.ApiToken]:
@@ -180,34 +285,51 @@ def list_tokens(p: Platform, actor: Principal) -> list[m.ApiToken]:
 
 
 def revoke_token(p: Platform, actor: Principal, token_id: int) -> m.ApiToken:
+    """Revoke a token and every token created with it (down the line)."""
     with p.db.session() as s:
         tok = s.get(m.ApiToken, token_id)
         if tok is None or (
             tok.user_id != actor.user_id and actor.role is not Role.PLATFORM_ADMIN
         ):
             raise NotFound(f"no token {token_id}")
-        if tok.revoked_at is None:
-            tok.revoked_at = p.clock.now()
-        p.forget(f"token:{tok.token_hash}")
-        return tok
+        line = _revoke(p, s, tok)
+    forget_cached(p, token_ids=line)
+    return tok
 
 
 def revoke_secret(p: Platform, secret: str) -> bool:
-    """Revoke the token whose secret this is (a browser session signing out). True if one was."""
+    """Revoke the token whose secret this is (a browser session signing out), and those created
+    with it. True if there was one."""
     digest = hash_token(secret)
     with p.db.session() as s:
         tok = s.scalar(select(m.ApiToken).where(m.ApiToken.token_hash == digest))
         if tok is None:
             return False
-        if tok.revoked_at is None:
-            tok.revoked_at = p.clock.now()
-    p.forget(f"token:{digest}")
+        line = _revoke(p, s, tok)
+    forget_cached(p, token_ids=line)
     return True
 
 
+def _revoke(p: Platform, s: Session, tok: m.ApiToken) -> set[int]:
+    """Mark the token and its line revoked; their ids (for the caller to drop from the cache
+    once this commits)."""
+    now = p.clock.now()
+    if tok.revoked_at is None:
+        tok.revoked_at = now
+    line = set(_descendants(s, tok.id))
+    s.execute(update(m.ApiToken)
+              .where(m.ApiToken.id.in_(line), m.ApiToken.revoked_at.is_(None))
+              .values(revoked_at=now))
+    return line
+
+
 def login_with_password(p: Platform, username: str, password: str) -> Principal:
+    """The user with this password, or Unauthenticated. The same work whatever the username:
+    one scrypt (against a dummy hash when the user is unknown, disabled or has no password)."""
     with p.db.session() as s:
         user = s.scalar(select(m.User).where(m.User.username == username))
-        if user is None or user.disabled or not verify_password(password, user.password_hash):
-            raise Unauthenticated("wrong username or password")
-        return principal_of(user)
+    stored = user.password_hash if user is not None else None
+    matches = verify_password(password, stored or DUMMY_HASH)
+    if user is None or not stored or user.disabled or not matches:
+        raise Unauthenticated("wrong username or password")
+    return principal_of(user)

@@ -48,6 +48,12 @@ class Platform:
     def forget(self, key: str) -> None:
         self._cache.pop(key, None)
 
+    def forget_where(self, prefix: str, stale: Callable[[object], bool]) -> None:
+        """Drop the cached entries under `prefix` whose value is `stale`."""
+        for key, (_at, value) in list(self._cache.items()):
+            if key.startswith(prefix) and stale(value):
+                self._cache.pop(key, None)
+
     @property
     def home(self) -> Path:
         return self.settings.home

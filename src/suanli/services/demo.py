@@ -217,7 +217,7 @@ def ensure_credentials(p: Platform, path: Path) -> dict[str, str]:
         token = current.get(key)
         if isinstance(token, str):
             try:
-                if authenticate(p, token).username == username:
+                if authenticate(p, token, record_use=False).username == username:
                     out[key] = token
                     continue
             except Unauthenticated:

@@ -164,8 +164,24 @@ class ApiToken(Base):
     created_at: Mapped[datetime]
     last_used_at: Mapped[datetime | None] = mapped_column(nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # The token whose bearer created this one: revoking or expiring it ends this one too.
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("api_tokens.id"), nullable=True, index=True)
 
     user: Mapped[User] = relationship()
+
+
+class SignInFailure(Base):
+    """One failed (or still being checked) sign-in, under a throttle key: `user:NAME` or
+    `address:IP`. Rows older than the throttle's window no longer count and are pruned."""
+
+    __tablename__ = "sign_in_failures"
+    __table_args__ = (Index("ix_sign_in_failures_key_at", "key", "at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    key: Mapped[str] = mapped_column(String(100))
+    at: Mapped[datetime]
 
 
 class Job(Base):

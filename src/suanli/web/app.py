@@ -20,11 +20,11 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..domain.enums import DeviceKind, Policy, Role
-from ..domain.errors import Forbidden, InvalidInput, SuanliError, Unauthenticated
+from ..domain.errors import Forbidden, InvalidInput, SuanliError, TooManyAttempts, Unauthenticated
 from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
 from ..domain.timefmt import duration
-from ..services import audit, auth, centers, jobs, ledger, settlement, vouchers
+from ..services import audit, auth, centers, jobs, ledger, settlement, signin, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
 from ..services.dashboard import center_load, city_dashboard
@@ -127,33 +127,45 @@ def build_router(p: Platform) -> APIRouter:
         return RedirectResponse(then, status_code=303)
 
     # -- sign-in ------------------------------------------------------------------------------
+    def login_page(request: Request, next: str, status: int = 200, error: str = "",
+                   headers: dict[str, str] | None = None) -> Response:
+        nonce = secrets.token_urlsafe(24)
+        form = page(request, "login.html", None, status=status, login_csrf=nonce,
+                    next=_local(next), error=error)
+        form.headers.update(headers or {})
+        form.set_cookie(sess.LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+        return form
+
     @router.get("/login")
     def login_form(request: Request, next: str = "/") -> Response:
-        nonce = secrets.token_urlsafe(24)
-        form = page(request, "login.html", None, login_csrf=nonce, next=_local(next), failed=False)
-        form.set_cookie(sess.LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict")
-        return form
+        return login_page(request, next)
 
     @router.post("/login")
     def login(request: Request, csrf: str = Form(""), username: str = Form(""),
               password: str = Form(""), token: str = Form(""), next: str = Form("/")) -> Response:
+        lang = sess.language(request)
         expected = request.cookies.get(sess.LOGIN_CSRF_COOKIE, "")
         if not expected or not secrets.compare_digest(expected, csrf):
             return page(request, "error.html", None, status=403, title="forbidden",
-                        message=t("bad_csrf", sess.language(request)))
+                        message=t("bad_csrf", lang))
+        # The client's address: the peer, or what a trusted proxy says (api/proxy.py).
+        address = request.client.host if request.client else "unknown"
         try:
             if token.strip():
-                who = auth.authenticate(p, token.strip())
+                who = signin.with_token(p, token.strip(), address)
             else:
-                who = auth.login_with_password(p, username.strip(), password)
+                who = signin.with_password(p, username.strip(), password, address)
+        except TooManyAttempts as exc:
+            return login_page(request, next, 429,
+                              t("too_many_sign_ins", lang).format(n=exc.retry_after_s),
+                              {"Retry-After": str(exc.retry_after_s)})
         except Unauthenticated:
-            nonce = secrets.token_urlsafe(24)
-            again = page(request, "login.html", None, status=401, login_csrf=nonce,
-                         next=_local(next), failed=True)
-            again.set_cookie(sess.LOGIN_CSRF_COOKIE, nonce, httponly=True, samesite="strict")
-            return again
-        # A session is its own token (sign-out revokes it, not the token that was pasted).
-        _tok, secret_token = auth.issue_token(p, who.user_id, name="web session")
+            return login_page(request, next, 401, t("bad_login", lang))
+        # A session is its own token (sign-out revokes it, not the token that was pasted); one
+        # from a pasted token ends when that one does.
+        _tok, secret_token = auth.issue_token(p, who.user_id, name="web session",
+                                              parent_id=who.token_id)
         resp = RedirectResponse(_local(next) if next != "/" else _home(who), status_code=303)
         resp.set_cookie(sess.SESSION_COOKIE, secret_token, httponly=True, samesite="lax",
                         secure=request.url.scheme == "https")

@@ -13,6 +13,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "token": ("API 令牌", "API token"),
     "or_token": ("或粘贴 API 令牌", "or paste an API token"),
     "bad_login": ("用户名、密码或令牌不正确", "Wrong username, password or token"),
+    "too_many_sign_ins": ("登录失败次数过多，请 {n} 秒后再试",
+                          "Too many failed sign-ins; try again in {n} s"),
     "jobs": ("作业", "Jobs"),
     "submit_job": ("提交作业", "Submit a job"),
     "name": ("名称", "Name"),
