@@ -256,6 +256,7 @@ def build_router(p: Platform) -> APIRouter:
             usage = {u.run_id: u for u in _usage(p, who, job_id)}
             where = {pl.id: f"{c.slug}/{pl.name}" for c in centers.list_centers(p, who) for pl in c.pools}
             return {"job": job, "history": jobs.job_history(p, who, job_id),
+                    "show_logs": jobs.may_read_output(who),
                     "candidates": current.get("candidates") or [], "message": current.get("message"),
                     "runs": jobs.job_runs(p, who, job_id), "usage": usage, "where": where,
                     "cost": sum(u.amount_fen for u in usage.values())}
