@@ -239,8 +239,9 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
         dag_stage=dag[1] if dag else None,
         hold_fen=hold_fen,
     )
-    # Core inserts, not the ORM unit of work: submission is the hottest write path.
-    with p.db.session() as s:
+    # Core inserts, not the ORM unit of work: submission is the hottest write path. Submissions
+    # run in the server's thread pool; on SQLite they take the write lock one thread at a time.
+    with p.db.write_session() as s:
         admit(s, actor.tenant_id, hold_fen)
         conn = s.connection()  # Core on the session's connection: no ORM bulk-insert machinery
         job_id = conn.execute(_INSERT_JOB, values).scalar_one()
