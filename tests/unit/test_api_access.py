@@ -6,26 +6,19 @@ demo city (`seed_demo`), requests through TestClient."""
 from __future__ import annotations
 
 import re
-import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from suanli.api.app import create_app
-from suanli.config import Settings
 from suanli.services.context import Platform
-from suanli.services.demo import ensure_credentials, seed_demo
 from suanli.services.engine import Engine
-from suanli.store.db import Database
 
 from ..api_routes import api_routes, body_model
-from ..conftest import kill_runs
+from ..demo_app import demo_app
 
 GHOST = 999_999  # an id nothing has
 
@@ -57,36 +50,24 @@ class Demo:
 @contextmanager
 def demo_city() -> Iterator[Demo]:
     """The demo city with a job of tenant_a queued, and the ids the tables below use."""
-    home = Path(tempfile.mkdtemp(prefix="suanli-access."))
-    settings = Settings(home=home, database_url=f"sqlite:///{home / 'suanli.db'}")
-    db = Database(settings.database_url)
-    db.upgrade()
-    p = Platform(db=db, settings=settings)
-    seed_demo(p)
-    creds = ensure_credentials(p, home / "demo-credentials.json")
-    try:
-        with TestClient(create_app(p, run_engine=False)) as client:
-            d = Demo(client, creds, {}, p)
-            me = {k: d.call(k, "GET", "/api/v1/users/me").json()
-                  for k in ("tenant_a", "tenant_b", "center_operator")}
-            own_center = me["center_operator"]["center_id"]
-            pools = d.call("platform_admin", "GET", "/api/v1/pools").json()
-            job = d.call("tenant_a", "POST", "/api/v1/jobs", {
-                "name": "secret sauce", "command": ["sh", "-c", "echo s3cret"],
-                "resources": {"device": "cpu", "units": 1}, "walltime_s": 60})
-            assert job.status_code == 201, job.text
-            d.ids.update(
-                tenant_a=me["tenant_a"]["tenant_id"], tenant_b=me["tenant_b"]["tenant_id"],
-                own_center=own_center,
-                other_center=next(pl["center_id"] for pl in pools if pl["center_id"] != own_center),
-                own_pool=next(pl["id"] for pl in pools if pl["center_id"] == own_center),
-                other_pool=next(pl["id"] for pl in pools if pl["center_id"] != own_center),
-                job=job.json()["id"], ghost=GHOST)
-            yield d
-    finally:
-        db.dispose()
-        kill_runs(home)
-        shutil.rmtree(home, ignore_errors=True)
+    with demo_app("suanli-access.") as (client, creds, p):
+        d = Demo(client, creds, {}, p)
+        me = {k: d.call(k, "GET", "/api/v1/users/me").json()
+              for k in ("tenant_a", "tenant_b", "center_operator")}
+        own_center = me["center_operator"]["center_id"]
+        pools = d.call("platform_admin", "GET", "/api/v1/pools").json()
+        job = d.call("tenant_a", "POST", "/api/v1/jobs", {
+            "name": "secret sauce", "command": ["sh", "-c", "echo s3cret"],
+            "resources": {"device": "cpu", "units": 1}, "walltime_s": 60})
+        assert job.status_code == 201, job.text
+        d.ids.update(
+            tenant_a=me["tenant_a"]["tenant_id"], tenant_b=me["tenant_b"]["tenant_id"],
+            own_center=own_center,
+            other_center=next(pl["center_id"] for pl in pools if pl["center_id"] != own_center),
+            own_pool=next(pl["id"] for pl in pools if pl["center_id"] == own_center),
+            other_pool=next(pl["id"] for pl in pools if pl["center_id"] != own_center),
+            job=job.json()["id"], ghost=GHOST)
+        yield d
 
 
 @pytest.fixture(scope="module")

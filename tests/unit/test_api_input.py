@@ -22,29 +22,16 @@ from suanli.api.app import create_app
 from suanli.api.schemas import JSON_MAX_DEPTH, JSON_MAX_KEY, JSON_MAX_STRING, JSON_MAX_VALUES
 from suanli.config import Settings
 from suanli.services.context import Platform
-from suanli.services.demo import ensure_credentials, seed_demo
 from suanli.store.db import Database
 
 from ..api_routes import api_routes, body_model
-from ..conftest import kill_runs
+from ..demo_app import demo_app
 
 
 @pytest.fixture(scope="module")
 def api() -> Iterator[tuple[TestClient, dict[str, str]]]:
-    home = Path(tempfile.mkdtemp(prefix="suanli-input."))
-    settings = Settings(home=home, database_url=f"sqlite:///{home / 'suanli.db'}")
-    db = Database(settings.database_url)
-    db.upgrade()
-    p = Platform(db=db, settings=settings)
-    seed_demo(p)
-    creds = ensure_credentials(p, home / "demo-credentials.json")
-    try:
-        with TestClient(create_app(p, run_engine=False)) as client:
-            yield client, creds
-    finally:
-        db.dispose()
-        kill_runs(home)
-        shutil.rmtree(home, ignore_errors=True)
+    with demo_app("suanli-input.") as (client, creds, _):
+        yield client, creds
 
 
 def admin(api: tuple[TestClient, dict[str, str]]) -> dict[str, str]:
