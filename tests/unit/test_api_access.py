@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
+from suanli.domain.money import yuan
 from suanli.services.context import Platform
 from suanli.services.engine import Engine
 
@@ -193,6 +194,20 @@ def test_each_role_in_the_portal(demo: Demo, role: str, path: str, status: int) 
     assert r.status_code == status, (r.status_code, r.text[:500])
     if status >= 400:
         assert "s3cret" not in r.text and "secret sauce" not in r.text
+
+
+def test_the_reviewer_judges_by_the_tenant_its_money_and_usage(demo: Demo) -> None:
+    """The queue shows, beside each pending application, who the tenant is, what it paid in, was
+    billed and owes, and what it ran (runs, unit-hours, P·h): what the API gives a reviewer."""
+    pending = demo.call("reviewer", "GET", "/api/v1/voucher-applications?state=pending").json()
+    tenant = pending[0]["tenant_id"]
+    name = demo.call("reviewer", "GET", f"/api/v1/tenants/{tenant}").json()["name"]
+    money = demo.call("reviewer", "GET", f"/api/v1/ledger/tenants/{tenant}").json()
+    page = demo.portal("reviewer").get("/review")
+    assert page.status_code == 200
+    article = page.text.split(f'data-application="{pending[0]["id"]}"')[1].split("</article>")[0]
+    assert name in article and 'class="tenant-summary' in article
+    assert yuan(money["deposited_fen"]) in article and yuan(money["billed_fen"]) in article
 
 
 def test_the_auditor_reads_a_job_page_without_its_output(demo: Demo) -> None:
