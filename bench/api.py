@@ -6,6 +6,9 @@
    clients reading /api/v1/health (the framework's floor: the ratio shows what suanli's work costs);
 3. `GET /api/v1/jobs` latency with >= 10,000 jobs in the database.
 
+During phases 1 and 2 a probe reads /api/v1/health ten times a second on its own connection: its
+latency shows whether submissions hold up everything else (blocking work on the event loop).
+
 A real `suanli serve --demo` process is started on a free port with a fresh SUANLI_HOME. Jobs go to
 a bench pool of 2 units (`true` as the command), so the queue grows as in a busy network and the
 scheduler works on every pass. Prints a table and writes bench/results/api-latest.json.
@@ -62,6 +65,54 @@ def _session(url: str, token: str, connections: int) -> aiohttp.ClientSession:
         url, headers={"Authorization": f"Bearer {token}"},
         connector=aiohttp.TCPConnector(limit=connections),
         timeout=aiohttp.ClientTimeout(total=30))
+
+
+class HealthProbe:
+    """GET /api/v1/health every `interval` seconds on its own connection while a phase runs."""
+
+    def __init__(self, url: str, interval: float = 0.1) -> None:
+        self.url, self.interval = url, interval
+        self.lat: list[float] = []
+        self.errors = 0
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(self.url, connector=aiohttp.TCPConnector(limit=1),
+                                         timeout=aiohttp.ClientTimeout(total=30)) as client:
+            while not self._stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    async with client.get("/api/v1/health") as r:
+                        await r.read()
+                        if r.status != 200:
+                            self.errors += 1
+                except (aiohttp.ClientError, TimeoutError):
+                    self.errors += 1
+                self.lat.append(time.perf_counter() - t0)
+                await asyncio.sleep(max(0.0, self.interval - (time.perf_counter() - t0)))
+
+    def __enter__(self) -> HealthProbe:
+        self._task = asyncio.get_running_loop().create_task(self._run())
+        return self
+
+    async def stop(self) -> dict[str, Any]:
+        self._stop.set()
+        assert self._task is not None
+        await self._task
+        return {"requests": len(self.lat), "p50_ms": round(pct(self.lat, 0.5) * 1000, 2),
+                "p99_ms": round(pct(self.lat, 0.99) * 1000, 2),
+                "max_ms": round(max(self.lat, default=float("nan")) * 1000, 2), "errors": self.errors}
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+
+
+async def probed(url: str, phase: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Run a phase (a coroutine) with a HealthProbe beside it: (the phase's figures, the probe's)."""
+    with HealthProbe(url) as probe:
+        result = await phase
+        return result, await probe.stop()
 
 
 async def open_loop(url: str, token: str, rate: float, duration: float) -> dict[str, Any]:
@@ -160,10 +211,11 @@ def main() -> int:
             r.raise_for_status()
             console.print(f"[dim]seed {args.seed}; server {url}; SUANLI_HOME {home}[/]")
             console.print(f"open loop: {args.rate:g}/s for {args.duration:g}s …")
-            ol = asyncio.run(open_loop(url, tenant, args.rate, args.duration))
+            ol, ol_health = asyncio.run(probed(url, open_loop(url, tenant, args.rate,
+                                                              args.duration)))
             console.print(f"saturation: {args.clients} clients for {args.saturation_seconds:g}s …")
-            sat = asyncio.run(closed_loop(url, tenant, args.clients, args.saturation_seconds,
-                                          "POST", "/api/v1/jobs"))
+            sat, sat_health = asyncio.run(probed(url, closed_loop(
+                url, tenant, args.clients, args.saturation_seconds, "POST", "/api/v1/jobs")))
             floor = asyncio.run(closed_loop(url, tenant, args.clients, args.saturation_seconds,
                                             "GET", "/api/v1/health"))
             with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {tenant}"}) as c:
@@ -187,7 +239,9 @@ def main() -> int:
                                        "platform": platform.platform()},
         "database": "sqlite (WAL)", "scheduler_last_pass": health["scheduler"],
         "open_loop": {"rate": args.rate, "duration_s": args.duration, **ol},
+        "health_during_open_loop": ol_health,
         "saturation_submit": {"clients": args.clients, **sat},
+        "health_during_saturation": sat_health,
         "saturation_health_floor": {"clients": args.clients, **floor},
         "submit_vs_floor_throughput_ratio": round(sat["throughput_rps"]
                                                   / max(1e-9, floor["throughput_rps"]), 3),
@@ -202,6 +256,10 @@ def main() -> int:
     t.add_row(f"saturation submit, {args.clients} clients", str(sat["requests"]),
               f"{sat['throughput_rps']}/s", str(sat["p50_ms"]), str(sat["p99_ms"]),
               str(sat["errors"]))
+    for name, h in (("GET /health, 10/s, during the open loop", ol_health),
+                    ("GET /health, 10/s, during saturation", sat_health)):
+        t.add_row(name, str(h["requests"]), "-", str(h["p50_ms"]), str(h["p99_ms"]),
+                  str(h["errors"]))
     t.add_row(f"floor: GET /health, {args.clients} clients", str(floor["requests"]),
               f"{floor['throughput_rps']}/s", str(floor["p50_ms"]), str(floor["p99_ms"]),
               str(floor["errors"]))

@@ -45,5 +45,8 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if isinstance(exc.__cause__, RecursionError):
+            # FastAPI's "error parsing the body": JSON nested too deeply for the parser.
+            return JSONResponse(body("body: JSON nested too deeply", "body"), status_code=422)
         return JSONResponse(body(str(exc.detail)), status_code=exc.status_code,
                             headers=getattr(exc, "headers", None))

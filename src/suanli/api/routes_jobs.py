@@ -72,9 +72,11 @@ def _queues(p: Platform, items: list[m.Job]) -> dict[int, QueueEstimate]:
 
 
 @router.post("/jobs", status_code=201, tags=["jobs"])
-async def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep,
-               engine: EngineDep) -> JobPublic:
+def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> JobPublic:
     """Submit a job. Refused with 422 and per-pool reasons when no pool could ever run it."""
+    # A plain `def`: FastAPI runs it in its thread pool. Submission waits on the database (the
+    # write lock, which the engine holds for its passes); on the event loop it held up every
+    # other request, /api/v1/health included.
     job = jobs.submit_job(p, who, _input(body))
     engine.wake()
     return job_public(job)

@@ -6,7 +6,16 @@ from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import Path
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    field_validator,
+)
+from pydantic_core import PydanticCustomError
 
 from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Policy, Precision, Role
 from ..domain.jobstate import JobState
@@ -17,6 +26,50 @@ PathId = Annotated[int, Path(ge=1, le=MAX_ID)]
 Name = Annotated[str, Field(min_length=1, max_length=200)]
 Slug = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
 Tflops = Annotated[float | None, Field(default=None, ge=0, le=1e6)]
+
+# Money is integer fen, and only a JSON integer is money: 100.0, "100" and true are refused (422
+# naming the field) instead of being coerced. Every money field of a request uses it, with its own
+# bounds: Annotated[Fen, Field(ge=..., le=...)].
+Fen = Annotated[int, Strict()]
+
+# Free-form JSON objects (a connector's settings, a voucher programme's rules) are bounded before
+# anything walks them: a deeply nested value must be a clear 422, not a RecursionError.
+JSON_MAX_DEPTH = 8  # {"a": {"b": 1}} is depth 2
+JSON_MAX_VALUES = 1000  # keys, items and scalars, all levels together
+JSON_MAX_KEY = 128
+JSON_MAX_STRING = 8192
+
+
+def _too_big(why: str) -> PydanticCustomError:
+    return PydanticCustomError("json_too_big", "must be a JSON object {why}", {"why": why})
+
+
+def bounded_json(value: Any) -> Any:
+    """Refuse a JSON value nested deeper than JSON_MAX_DEPTH, with more than JSON_MAX_VALUES
+    values, or with a key or string over its length limit. Iterative: depth costs no stack."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    seen = 0
+    while stack:
+        item, depth = stack.pop()
+        seen += 1
+        if isinstance(item, dict | list):
+            if depth > JSON_MAX_DEPTH:
+                raise _too_big(f"nested at most {JSON_MAX_DEPTH} levels deep")
+            if isinstance(item, dict):
+                if any(isinstance(k, str) and len(k) > JSON_MAX_KEY for k in item):
+                    raise _too_big(f"with keys of at most {JSON_MAX_KEY} characters")
+                children = list(item.values())
+            else:
+                children = item
+            if seen + len(children) > JSON_MAX_VALUES:
+                raise _too_big(f"of at most {JSON_MAX_VALUES} values in all")
+            stack.extend((c, depth + 1) for c in children)
+        elif isinstance(item, str) and len(item) > JSON_MAX_STRING:
+            raise _too_big(f"with strings of at most {JSON_MAX_STRING} characters")
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], BeforeValidator(bounded_json)]
 
 
 def _no_nul(value: Any) -> bool:
@@ -53,7 +106,7 @@ class PoolCreate(Input):
     units_per_node: Annotated[int, Field(ge=1, le=100_000)]
     nodes: Annotated[int, Field(ge=1, le=100_000)]
     memory_gb_per_node: Annotated[int, Field(ge=1, le=1_000_000)]
-    price_fen_per_unit_hour: Annotated[int, Field(ge=0, le=BIG)]
+    price_fen_per_unit_hour: Annotated[Fen, Field(ge=0, le=BIG)]
     tflops_fp64: Tflops = None
     tflops_fp32: Tflops = None
     tflops_fp16: Tflops = None
@@ -71,14 +124,14 @@ class CenterCreate(Input):
     operator: Annotated[str, Field(max_length=200)] = ""
     pue: Annotated[float, Field(ge=1.0, le=3.0)] = 1.3
     connector: Annotated[str, Field(min_length=1, max_length=32)] = "local"
-    connector_config: dict[str, Any] = Field(default_factory=dict)
+    connector_config: JsonObject = Field(default_factory=dict)
     emulated: bool = False
     pools: Annotated[list[PoolCreate], Field(max_length=100)] = Field(default_factory=list)
 
 
 class DiscoverRequest(Input):
     connector: Annotated[str, Field(min_length=1, max_length=32)]
-    connector_config: dict[str, Any] = Field(default_factory=dict)
+    connector_config: JsonObject = Field(default_factory=dict)
 
 
 class CenterStatusUpdate(Input):
@@ -139,7 +192,7 @@ class TenantCreate(Input):
     contact_name: Annotated[str, Field(max_length=100)] = ""
     contact_email: Annotated[str, Field(max_length=200)] = ""
     contact_phone: Annotated[str, Field(max_length=40)] = ""
-    credit_limit_fen: Annotated[int, Field(ge=0, le=10**12)] = 0
+    credit_limit_fen: Annotated[Fen, Field(ge=0, le=10**12)] = 0
 
 
 class TenantPublic(Output):
@@ -158,7 +211,7 @@ class TenantPublic(Output):
 
 class DepositIn(Input):
     tenant_id: Annotated[int, Field(ge=1, le=MAX_ID)]
-    amount_fen: Annotated[int, Field(ge=1, le=10**15)]
+    amount_fen: Annotated[Fen, Field(ge=1, le=10**15)]
     reference: Annotated[str, Field(min_length=1, max_length=100)]
 
 
@@ -256,7 +309,7 @@ class JobSubmit(Input):
     domestic_only: bool = False
     district: Annotated[str | None, Field(max_length=64)] = None
     deadline: datetime | None = None
-    budget_fen: Annotated[int | None, Field(ge=0, le=BIG)] = None
+    budget_fen: Annotated[Fen | None, Field(ge=0, le=BIG)] = None
     requeue: bool = True
     data_site: Annotated[str | None, Field(max_length=64, description="the center (slug) holding "
                                                                        "the job's input data")] = None
@@ -435,20 +488,19 @@ class ErrorBody(BaseModel):
 
 # -- money: prices, credit, vouchers, settlement --------------------------------------------------
 
-Fen = Annotated[int, Field(ge=0, le=10**13)]
-PositiveFen = Annotated[int, Field(ge=1, le=10**13)]
+PositiveFen = Annotated[Fen, Field(ge=1, le=10**13)]
 Reason = Annotated[str, Field(max_length=500)]
 Month = Annotated[str, Field(pattern=r"^\d{4}-\d{2}$", description="a month, e.g. 2026-11")]
 
 
 class PriceSet(Input):
-    price_fen_per_unit_hour: Annotated[int, Field(ge=0, le=10**9)]
+    price_fen_per_unit_hour: Annotated[Fen, Field(ge=0, le=10**9)]
     valid_from: datetime | None = Field(default=None, description="default: now; never in the past")
     note: Annotated[str, Field(max_length=200)] = ""
 
 
 class CreditLimitSet(Input):
-    credit_limit_fen: Annotated[int, Field(ge=0, le=10**12)]
+    credit_limit_fen: Annotated[Fen, Field(ge=0, le=10**12)]
 
 
 class ProgrammeCreate(Input):
@@ -456,13 +508,13 @@ class ProgrammeCreate(Input):
     year: Annotated[int, Field(ge=2000, le=2999)]
     budget_fen: PositiveFen = 2_000_000_000
     mode: Annotated[str, Field(pattern="^(point_of_sale|post_hoc)$")] = "point_of_sale"
-    rules: dict[str, Any] | None = None
+    rules: JsonObject | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
 
 
 class RulesSet(Input):
-    rules: dict[str, Any]
+    rules: JsonObject
 
 
 class ApplicationCreate(Input):

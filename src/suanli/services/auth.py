@@ -44,6 +44,14 @@ class Principal:
             raise Forbidden(f"this needs one of the roles {allowed}; you are {self.role.value}")
 
 
+def hide_other_tenant(actor: Principal, tenant_id: int) -> None:
+    """A tenant's users see no other tenant: any tenant id but their own is "not found" (404),
+    whether that tenant exists or not and whatever they ask to do with it, so no answer tells them
+    which tenants exist. (What their role may do with their own tenant is checked after.)"""
+    if actor.role.is_tenant and tenant_id != actor.tenant_id:
+        raise NotFound(f"no tenant {tenant_id}")
+
+
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
@@ -185,6 +193,8 @@ def create_user(
 ) -> m.User:
     """Create a user. Platform admins create anyone; a tenant admin creates users of its tenant."""
     if actor is not None and actor.role is not Role.PLATFORM_ADMIN:
+        if tenant_id is not None:
+            hide_other_tenant(actor, tenant_id)
         if actor.role is Role.TENANT_ADMIN and role.is_tenant and tenant_id == actor.tenant_id:
             pass
         else:

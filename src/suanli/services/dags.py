@@ -195,6 +195,7 @@ def cancel_dag(p: Platform, actor: Principal, dag_id: int) -> m.Dag:
 
 
 def get_dag_row(p: Platform, actor: Principal, dag_id: int) -> m.Dag:
+    jobsvc.require_job_reader(actor)
     with p.db.session() as s:
         dag = s.get(m.Dag, dag_id)
         visible = dag is not None and (actor.role.is_platform or
@@ -232,6 +233,7 @@ def _center_of(s: Session, job: m.Job) -> str | None:
 
 
 def list_dags(p: Platform, actor: Principal, *, limit: int = 50, offset: int = 0) -> tuple[list[m.Dag], int]:
+    jobsvc.require_job_reader(actor)
     with p.db.session() as s:
         q = select(m.Dag)
         if actor.role.is_tenant:

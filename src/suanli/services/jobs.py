@@ -16,7 +16,7 @@ from ..domain.jobstate import JobState, check_transition
 from ..domain.model import JobRequirements, Resources
 from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
-from .auth import Principal
+from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .ledger import admit
 from .snapshot import pool_facts, pool_states, requirements_of
@@ -239,8 +239,9 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
         dag_stage=dag[1] if dag else None,
         hold_fen=hold_fen,
     )
-    # Core inserts, not the ORM unit of work: submission is the hottest write path.
-    with p.db.session() as s:
+    # Core inserts, not the ORM unit of work: submission is the hottest write path. Submissions
+    # run in the server's thread pool; on SQLite they take the write lock one thread at a time.
+    with p.db.write_session() as s:
         admit(s, actor.tenant_id, hold_fen)
         conn = s.connection()  # Core on the session's connection: no ORM bulk-insert machinery
         job_id = conn.execute(_INSERT_JOB, values).scalar_one()
@@ -251,13 +252,32 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
                  cancel_requested_at=None, current_run_id=None, target_pool_id=None, **values)
 
 
+def require_job_reader(actor: Principal) -> None:
+    """A reviewer reads no jobs nor DAGs (403 for every id: no existence leaks): it judges a
+    voucher application by the tenant, its usage, money and invoices, not by what it computes."""
+    if actor.role is Role.REVIEWER:
+        raise Forbidden("a reviewer does not read jobs: a tenant's usage (/api/v1/usage), money "
+                        "(/api/v1/ledger/tenants/{id}) and invoices are what it judges by")
+
+
 def _visible(q: Any, actor: Principal) -> Any:
+    """Who reads which jobs: a tenant's users its own; a center operator those that ran on its
+    center; the platform admin and the auditor every job (the auditor checks what vouchers paid
+    for); a reviewer none."""
+    require_job_reader(actor)
     if actor.role.is_tenant:
         return q.where(m.Job.tenant_id == actor.tenant_id)
     if actor.role is Role.CENTER_OPERATOR:
         on_center = select(m.Run.job_id).where(m.Run.center_id == actor.center_id)
         return q.where(m.Job.id.in_(on_center))
     return q
+
+
+def may_read_output(actor: Principal) -> bool:
+    """Whether the actor may read the output (logs) of the jobs it sees: the tenant's users, the
+    platform admin, and the operator of the center that ran the job (its machines hold the output
+    anyway). Not the auditor nor the reviewer: they check money, not what tenants compute."""
+    return actor.role.is_tenant or actor.role in (Role.PLATFORM_ADMIN, Role.CENTER_OPERATOR)
 
 
 def _get(s: Session, actor: Principal, job_id: int) -> m.Job:
@@ -298,6 +318,8 @@ def list_jobs(
     offset: int = 0,
 ) -> JobPage:
     check_page(limit, offset)
+    if tenant_id is not None:
+        hide_other_tenant(actor, tenant_id)
     with p.db.session() as s:
         q = _visible(select(m.Job), actor)
         if state is not None:
@@ -386,6 +408,9 @@ def job_logs(
         raise InvalidInput("offset must not be negative", field="offset")
     with p.db.session() as s:
         job = _get(s, actor, job_id)
+        if not may_read_output(actor):
+            raise Forbidden("a job's logs are for its tenant, the platform admin and the center "
+                            f"that ran it, not for the {actor.role.value} role")
         rid = run_id or job.current_run_id
         run = s.get(m.Run, rid) if rid else None
         if run is None or run.job_id != job.id:
@@ -406,8 +431,28 @@ def job_logs(
                     run.id)
 
 
+def _own_center_only(explanation: dict[str, Any], center_id: int | None) -> dict[str, Any]:
+    """An explanation with only the candidate pools of one center: the rest are other centers'
+    prices and loads, which their competitor does not read."""
+    candidates = explanation.get("candidates")
+    if not isinstance(candidates, list):
+        return explanation
+    return {**explanation,
+            "candidates": [c for c in candidates if isinstance(c, dict) and c.get("center_id") == center_id]}
+
+
 def placement_explanation(p: Platform, actor: Principal, job_id: int) -> dict[str, Any]:
-    """Every placement of the job with its reasons; for a queued job, the evaluation right now."""
+    """Every placement of the job with its reasons; for a queued job, the evaluation right now.
+    A center operator sees only its own center's candidates."""
+    out = _placement_explanation(p, actor, job_id)
+    if actor.role is Role.CENTER_OPERATOR:
+        out["placements"] = [_own_center_only(pl, actor.center_id) for pl in out["placements"]]
+        if out["current"] is not None:
+            out["current"] = _own_center_only(out["current"], actor.center_id)
+    return out
+
+
+def _placement_explanation(p: Platform, actor: Principal, job_id: int) -> dict[str, Any]:
     with p.db.session() as s:
         job = _get(s, actor, job_id)
         placements = list(s.scalars(select(m.Placement).where(m.Placement.job_id == job_id)
@@ -433,7 +478,10 @@ def placement_explanation(p: Platform, actor: Principal, job_id: int) -> dict[st
 
 
 def estimate(p: Platform, actor: Principal, data: JobInput) -> dict[str, Any]:
-    """What submitting this job would do now (no job is created)."""
+    """What submitting this job would do now (no job is created): for those who submit jobs and
+    the platform admin (it prices every pool: not for a center operator, who sees only its own)."""
+    if not (actor.role.is_tenant or actor.role is Role.PLATFORM_ADMIN):
+        raise Forbidden("estimates are for tenants' users (and the platform admin)")
     now = p.clock.now()
     _validate(data, now)
     check_feasible(p, data.requirements())

@@ -20,7 +20,7 @@ from ..ledger.entries import LedgerError, deposit, reversal, tenant_prepaid, ten
 from ..store import models as m
 from ..store.bulk import among, bump, insert_rows
 from . import audit
-from .auth import Principal
+from .auth import Principal, hide_other_tenant
 from .context import Platform
 
 MAX_CREDIT_FEN = 10**12  # ten billion yuan
@@ -177,6 +177,7 @@ def record_deposit(p: Platform, actor: Principal, tenant_id: int, amount_fen: in
                    reference: str) -> dict[str, Any]:
     """Record money a tenant paid in (platform admin). The reference (e.g. the bank transfer's)
     makes it idempotent: the same reference again records nothing more."""
+    hide_other_tenant(actor, tenant_id)
     actor.require(Role.PLATFORM_ADMIN)
     reference = reference.strip()
     if not reference or len(reference) > 100:
@@ -271,6 +272,7 @@ def admit(s: Session, tenant_id: int, need_fen: int, what: str = "the job", *,
 
 def set_credit_limit(p: Platform, actor: Principal, tenant_id: int, credit_limit_fen: int) -> dict[str, Any]:
     """How much a tenant may owe beyond its prepaid money (platform admin)."""
+    hide_other_tenant(actor, tenant_id)
     actor.require(Role.PLATFORM_ADMIN)
     if type(credit_limit_fen) is not int or not 0 <= credit_limit_fen <= MAX_CREDIT_FEN:
         raise InvalidInput(f"a credit limit is 0 to {MAX_CREDIT_FEN} fen", field="credit_limit_fen")

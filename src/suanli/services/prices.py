@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ..domain.enums import Role
 from ..domain.errors import InvalidInput, NotFound
 from ..store import models as m
 from . import audit
@@ -28,17 +29,20 @@ def _row(r: m.PriceList) -> dict[str, Any]:
             "valid_from": r.valid_from, "note": r.note, "created_at": r.created_at}
 
 
-def _pool(s: Session, pool_id: int) -> m.Pool:
+def _pool(s: Session, actor: Principal, pool_id: int) -> m.Pool:
+    """A pool whose prices the actor may read: any, except that a center operator sees only its
+    own center's (another center's pool is "not found", as one that does not exist)."""
     pool = s.get(m.Pool, pool_id)
-    if pool is None:
+    if pool is None or (actor.role is Role.CENTER_OPERATOR and pool.center_id != actor.center_id):
         raise NotFound(f"no pool {pool_id}")
     return pool
 
 
 def list_prices(p: Platform, actor: Principal, pool_id: int) -> list[dict[str, Any]]:
-    """A pool's price versions, oldest first (everyone who can see the network may read them)."""
+    """A pool's price versions, oldest first: tenants and the platform's roles read every pool's
+    (the prices are the market), a center operator only its own center's."""
     with p.db.session() as s:
-        _pool(s, pool_id)
+        _pool(s, actor, pool_id)
         rows = s.scalars(select(m.PriceList).where(m.PriceList.pool_id == pool_id)
                          .order_by(m.PriceList.valid_from))
         return [_row(r) for r in rows]
@@ -62,7 +66,7 @@ def set_price(p: Platform, actor: Principal, pool_id: int, price_fen: int,
     if len(note) > 200:
         raise InvalidInput("a note has at most 200 characters", field="note")
     with p.db.session() as s:
-        pool = _pool(s, pool_id)
+        pool = _pool(s, actor, pool_id)
     managed_center(p, actor, pool.center_id)
     with p.db.session() as s:
         existing = s.scalar(select(m.PriceList).where(m.PriceList.pool_id == pool_id,

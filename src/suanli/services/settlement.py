@@ -31,7 +31,7 @@ from ..ledger import entries as le
 from ..store import models as m
 from ..vouchers import RulesError, period_bounds
 from . import audit
-from .auth import Principal
+from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .ledger import post_many
 
@@ -175,6 +175,8 @@ def statements(p: Platform, actor: Principal, month: str, *, party: str | None =
     if party is not None and party not in PARTIES:
         raise InvalidInput(f"party is one of {', '.join(PARTIES)}", field="party")
     if actor.role.is_tenant:
+        if party_id is not None and party in (None, "tenant"):
+            hide_other_tenant(actor, party_id)
         party, party_id = "tenant", actor.tenant_id
     elif actor.role is Role.CENTER_OPERATOR:
         party, party_id = "center", actor.center_id

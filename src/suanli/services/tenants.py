@@ -8,7 +8,7 @@ from ..domain.credit_code import validate_credit_code
 from ..domain.enums import Role
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..store import models as m
-from .auth import Principal
+from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .queueing import Quotas, list_quotas, set_quota
 
@@ -85,6 +85,7 @@ def tenant_quotas(p: Platform, actor: Principal, tenant_id: int) -> list[dict[st
 def put_quota(p: Platform, actor: Principal, tenant_id: int, device_kind: str,
               max_units: int | None) -> list[dict[str, object]]:
     """Set (or, with None, remove) a tenant's quota for one device kind (platform admin)."""
+    hide_other_tenant(actor, tenant_id)
     actor.require(Role.PLATFORM_ADMIN)
     with p.db.session() as s:
         set_quota(s, tenant_id, device_kind, max_units, p.clock.now())

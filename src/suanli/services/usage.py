@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from ..domain.enums import Role
 from ..domain.errors import InvalidInput
 from ..store import models as m
-from .auth import Principal
+from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .jobs import check_page
 
@@ -41,6 +41,8 @@ def list_usage(
     for name, value in (("since", since), ("until", until)):
         if value is not None and value.tzinfo is None:
             raise InvalidInput(f"{name} needs a timezone (e.g. 2026-01-01T00:00:00Z)", field=name)
+    if tenant_id is not None:
+        hide_other_tenant(actor, tenant_id)
     u = m.UsageRecord
     conds: list[Any] = []
     if actor.role.is_tenant:

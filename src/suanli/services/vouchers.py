@@ -26,7 +26,7 @@ from ..store import models as m
 from ..vouchers import MODES, Rules, RulesError, period_bounds, period_of, subsidy
 from ..vouchers.rules import DEFAULT_BUDGET_FEN
 from . import audit
-from .auth import Principal
+from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .ledger import balance, balances_of, lock_tenant, post
 
@@ -227,8 +227,8 @@ def apply(p: Platform, actor: Principal, programme_id: int, *, requested_fen: in
 def _visible_tenant(actor: Principal, tenant_id: int | None) -> int | None:
     """The tenant whose vouchers the actor may see (None: every tenant, for the platform's roles)."""
     if actor.role.is_tenant:
-        if tenant_id is not None and tenant_id != actor.tenant_id:
-            raise NotFound(f"no tenant {tenant_id}")
+        if tenant_id is not None:
+            hide_other_tenant(actor, tenant_id)
         return actor.tenant_id
     if not actor.role.is_platform:
         raise Forbidden("vouchers are seen by their tenant and the platform's roles")
@@ -492,6 +492,7 @@ def clawback(p: Platform, actor: Principal, redemption_id: int, reason: str) -> 
 def freeze(p: Platform, actor: Principal, tenant_id: int, reason: str, *,
            frozen: bool = True) -> dict[str, Any]:
     """Freeze a tenant's vouchers (auditor): it can neither apply nor redeem until unfrozen."""
+    hide_other_tenant(actor, tenant_id)
     actor.require(Role.AUDITOR)
     reason = reason.strip()
     if frozen and not 0 < len(reason) <= 500:
@@ -511,6 +512,7 @@ def declare_related(p: Platform, actor: Principal, tenant_id: int, center_id: in
                     relation: str) -> dict[str, Any]:
     """Declare that a tenant is related to a center (its own admin, a platform admin or an
     auditor): vouchers never pay for runs there."""
+    hide_other_tenant(actor, tenant_id)  # another tenant's parties: 404, as when listing them
     if not (actor.role in (Role.PLATFORM_ADMIN, Role.AUDITOR)
             or (actor.role is Role.TENANT_ADMIN and actor.tenant_id == tenant_id)):
         raise Forbidden("related parties are declared by the tenant's admin, a platform admin or an auditor")

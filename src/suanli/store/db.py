@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,10 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Threads of this process that write wait here, in turn,
+        # rather than in SQLite's busy handler, which sleeps up to 100 ms between tries.
+        self._writer: AbstractContextManager[object] = (
+            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext())
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -51,6 +56,13 @@ class Database:
             except BaseException:
                 s.rollback()
                 raise
+
+    @contextmanager
+    def write_session(self) -> Iterator[Session]:
+        """A session for a short write on a hot path: on SQLite one such session at a time in
+        this process (PostgreSQL locks rows; nothing is added there)."""
+        with self._writer, self.session() as s:
+            yield s
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision."""

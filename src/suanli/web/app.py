@@ -24,7 +24,7 @@ from ..domain.errors import Forbidden, InvalidInput, SuanliError, TooManyAttempt
 from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
 from ..domain.timefmt import duration
-from ..services import audit, auth, centers, jobs, ledger, settlement, signin, vouchers
+from ..services import audit, auth, centers, jobs, ledger, settlement, signin, tenants, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
 from ..services.dashboard import center_load, city_dashboard
@@ -268,6 +268,7 @@ def build_router(p: Platform) -> APIRouter:
             usage = {u.run_id: u for u in _usage(p, who, job_id)}
             where = {pl.id: f"{c.slug}/{pl.name}" for c in centers.list_centers(p, who) for pl in c.pools}
             return {"job": job, "history": jobs.job_history(p, who, job_id),
+                    "show_logs": jobs.may_read_output(who),
                     "candidates": current.get("candidates") or [], "message": current.get("message"),
                     "runs": jobs.job_runs(p, who, job_id), "usage": usage, "where": where,
                     "cost": sum(u.amount_fen for u in usage.values())}
@@ -301,8 +302,10 @@ def build_router(p: Platform) -> APIRouter:
             who.require(Role.REVIEWER, Role.PLATFORM_ADMIN)
             apps = vouchers.list_applications(p, who)
             done = [a for a in apps if a["state"] != "pending"][-50:]
-            return {"pending": [a for a in apps if a["state"] == "pending"],
-                    "done": list(reversed(done))}
+            pending = [a for a in apps if a["state"] == "pending"]
+            return {"pending": pending, "done": list(reversed(done)),
+                    "tenants": {a["tenant_id"]: _tenant_summary(p, who, a["tenant_id"])
+                                for a in pending}}
         return view(request, "review.html", build)
 
     @router.post("/review/{application_id}")
@@ -450,6 +453,16 @@ def _fen(text: str, field: str) -> int:
         return parse_yuan(text)
     except ValueError as exc:
         raise InvalidInput(str(exc), field=field) from exc
+
+
+def _tenant_summary(p: Platform, who: Principal, tenant_id: int) -> dict[str, Any]:
+    """What a reviewer judges an application by: who the tenant is, its money and what it has
+    run (never its jobs: their commands and output are its own)."""
+    from ..services import usage
+
+    return {"tenant": tenants.get_tenant(p, who, tenant_id),
+            "money": ledger.tenant_account(p, who, tenant_id),
+            "usage": usage.list_usage(p, who, tenant_id=tenant_id, limit=1).totals}
 
 
 def _usage(p: Platform, who: Principal, job_id: int) -> list[Any]:

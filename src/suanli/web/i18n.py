@@ -84,6 +84,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "held": ("未完成作业占用", "Held by unfinished jobs"),
     "spendable": ("可用", "Spendable"),
     "billed": ("累计消费", "Billed in all"),
+    "deposited": ("累计充值", "Deposited in all"),
     "grants": ("已获算力券", "Grants"),
     "granted": ("额度", "Granted"),
     "redeemed": ("已抵扣", "Redeemed"),
