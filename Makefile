@@ -88,6 +88,7 @@ bench: venv services web-assets sandbox
 	$(BIN)/python bench/connectors.py
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/dashboard.py
+	$(BIN)/python bench/sandbox.py
 
 # PNGs of the portal's main pages (zh and en) for the README, from a real server and browser.
 screenshots: venv web-assets

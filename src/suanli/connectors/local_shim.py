@@ -175,6 +175,11 @@ class Sandbox:
                 self.init_fd = None
         self.rc: int | None = None
         self.rusage: Any = None
+        self.child_fd = os.pidfd_open(child.pid)  # readable once the sandbox has ended
+
+    def idle(self, seconds: float) -> None:
+        """Wait up to `seconds`, less if the sandbox ends meanwhile."""
+        select.select([self.child_fd], [], [], seconds)
 
     def poll(self) -> bool:
         """True once the sandbox has ended (its exit status and resource use recorded)."""
@@ -329,11 +334,12 @@ def run(run_dir: Path) -> int:
         if outcome:
             box.terminate(grace)
             break
-        _pause(0.1)
+        box.idle(0.1)
     box.kill()  # whatever the job left behind dies with its namespace
     box.wait_empty()
-    if box.init_fd is not None:
-        os.close(box.init_fd)
+    for fd in (box.init_fd, box.child_fd):
+        if fd is not None:
+            os.close(fd)
     rc = box.rc if box.rc is not None else -signal.SIGKILL
     if rc > 128 and box.init_pid is not None:
         rc = -(rc - 128)  # bubblewrap reports a job killed by signal N as 128 + N
