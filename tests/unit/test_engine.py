@@ -182,3 +182,12 @@ def test_the_engine_measures_intervals_on_the_platforms_clock(world: World) -> N
     clock.advance(world.p.settings.health_interval_s)
     world.engine.tick()
     assert checked() != first
+
+
+def test_the_engine_process_goes_on_when_its_status_cannot_be_written(world: World) -> None:
+    """A full disk (or any error) writing engine-status.json must not end the engine's loop."""
+    from suanli.services.engine_process import STATUS_FILE, _write_status
+
+    (world.p.home / (STATUS_FILE + ".tmp")).mkdir()  # writing the file now fails
+    _write_status(world.p.home, world.engine)  # logs, does not raise
+    assert not (world.p.home / STATUS_FILE).exists()

@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +31,7 @@ from .base import (
 )
 from .local_shim import write_json_atomic
 from .procfs import is_alive, start_ticks
-from .sandbox import SandboxConfig
+from .sandbox import SandboxConfig, seccomp_filter
 
 SHIM = str(Path(__file__).with_name("local_shim.py"))
 LAUNCH_TIMEOUT_S = 60.0  # a launch marker with no supervisor after this long is a lost launch
@@ -40,6 +40,13 @@ _PASS_ENV = ("LANG", "LC_ALL", "TZ")  # the sandbox sets PATH, HOME and TMPDIR i
 
 def _parse_time(value: object) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) else None
+
+
+def _mtime(path: Path) -> datetime | None:
+    try:
+        return datetime.fromtimestamp(path.stat().st_mtime, UTC)
+    except OSError:
+        return None
 
 
 class LocalConnector:
@@ -88,6 +95,7 @@ class LocalConnector:
         problem = self.sandbox.host_problem()
         if problem is not None:
             raise ConnectorError(problem)
+        user = self.sandbox.username(req.tenant_id)
         uid, gid = self.sandbox.tenant_user(req.tenant_id)
         self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         run_dir.mkdir(mode=0o700, exist_ok=True)
@@ -119,10 +127,11 @@ class LocalConnector:
             "pool": req.pool,
             "units": req.units,
             "tenant_id": req.tenant_id,
-            "sandbox": self.sandbox.spec(uid, gid),
+            "sandbox": self.sandbox.spec(user, uid, gid),
         }
         # Not fsynced: these files must survive a crash of suanli, which the page cache does.
         write_json_atomic(run_dir / "spec.json", spec, durable=False)
+        (run_dir / "seccomp.bpf").write_bytes(seccomp_filter())
         # The supervisor uses the standard library only: started by path in isolated mode
         # (-I -S: no site-packages) it costs about half the start-up CPU of `-m suanli...`. Its
         # own mount namespace holds the job's work folder, which vanishes with it.
@@ -164,11 +173,16 @@ class LocalConnector:
         result = self._read_json(run_dir / "result.json")  # it may have just finished
         if result is not None:
             return self._from_result(result)
+        # Its supervisor gone without a result, the run ended when it was last seen alive: the
+        # supervisor touches started.json every few seconds (a heartbeat).
+        last_alive = _mtime(run_dir / "started.json")
         if (run_dir / "cancel").exists():
-            return RunStatus(RunState.CANCELLED, reason="cancelled; supervisor gone")
+            return RunStatus(RunState.CANCELLED, ended_at=last_alive,
+                             reason="cancelled; supervisor gone")
         return RunStatus(
             RunState.LOST,
             started_at=_parse_time(started.get("started_at")) if started else None,
+            ended_at=last_alive,
             reason="the run's supervisor died without a result (machine restart?)",
         )
 

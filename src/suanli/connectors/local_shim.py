@@ -3,24 +3,37 @@
 Started detached (own session, own mount namespace) by the local connector, it outlives the suanli
 server. It runs the job as the tenant's unprivileged user inside a bubblewrap sandbox:
 
-- the work folder is a size-capped tmpfs (the disk limit) mounted in the supervisor's private
-  mount namespace, owned by the tenant's user and bound at `/work`; the job sees it, the system's
-  read-only files and a private `/tmp` — not `$SUANLI_HOME`, the database, other runs or their logs;
+- the run's scratch space is one size- and inode-capped tmpfs, mounted in the supervisor's private
+  mount namespace; the job sees its `work` folder at `/work` (its home and current directory), its
+  `tmp` at `/tmp` and `shm` at `/dev/shm` — all three within the one limit — plus the system's
+  `/usr` and `/etc` read-only (with an `/etc/passwd` and `/etc/group` that name only root, nobody
+  and the job's own user) and a `/dev` of null, zero, full, random and urandom. It does not see
+  `$SUANLI_HOME`, the database, other runs or their logs;
 - its own PID, IPC, UTS, network and cgroup namespaces: it cannot see or signal the server, the
   engine or other jobs; when the sandbox's first process ends, the kernel kills every process of
   the job, however it detached (`setsid`, double fork, `nohup`);
 - no capabilities, no new privileges (`setpriv --no-new-privs`: setuid programs do not elevate),
-  limits on file size and process count.
+  a seccomp filter that refuses new user namespaces (which would hand back every capability inside
+  them) and the kernel keyrings (which outlive a job), limits on file size and process count;
+- nothing the job controls reaches a root process: bubblewrap's arguments come through a pipe
+  (`--args`, so `/proc` shows no host paths), its environment is cleared, and the job's variables
+  are set by `env -i` after the switch to the tenant's user.
+
+The job's stdout and stderr are pipes: the supervisor copies them into the run's logs, up to
+`log_limit_bytes` each and only while the disk keeps `disk_reserve_bytes` free, then drops the
+rest with a note — a job cannot fill the disk that holds the database.
 
 Everything the supervisor records — `started.json`, `result.json` (start, end, exit code, CPU time
-and peak memory), the logs — lives in the run directory, which belongs to root (0700) and is never
-bound into the sandbox: a job cannot write a fact suanli later bills on.
+and peak memory of all the job's processes), the logs, a heartbeat — lives in the run directory,
+which belongs to root (0700) and is never bound into the sandbox: a job cannot write a fact suanli
+later bills on. The space for `result.json` is reserved when the run starts, so the result is
+written even on a full disk.
 
 A cancel arrives as SIGTERM (or a `cancel` marker file): every process of the job gets SIGTERM,
 then after the grace period the sandbox is killed. The walltime ends the same way. The supervisor
 writes `result.json` atomically when the job ends, so a server killed with `kill -9` re-attaches
-to its running jobs when it starts again. If the supervisor itself is killed, the sandbox dies
-with it (parent-death signal): no job ever runs unsupervised.
+to its running jobs when it starts again. If the supervisor itself dies, the sandbox dies with it
+(parent-death signal, and a kill of the sandbox on any error): no job runs unsupervised.
 
 Usage: unshare --mount --propagation private python -I -S local_shim.py RUN_DIR
 (standard library only: keep it so)
@@ -44,7 +57,10 @@ _cancel_signalled = False
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
 INFO_TIMEOUT_S = 30.0  # how long bubblewrap may take to build the sandbox
+HEARTBEAT_S = 5.0  # how often the supervisor says it is alive (the end of a lost run)
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"
+RESULT_RESERVE = 4096  # bytes kept for result.json from the start
+DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
 def _pause(seconds: float) -> None:
@@ -70,38 +86,73 @@ def write_json_atomic(path: Path, data: dict[str, Any], *, durable: bool = True)
     os.replace(tmp, path)
 
 
+class ReservedResult:
+    """`result.json`, with its disk space taken when the run starts: written in place over the
+    reserved blocks (never extending the file), so a disk a job filled cannot stop it."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.tmp = path.with_name(path.name + ".tmp")
+        self.fd = os.open(self.tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.posix_fallocate(self.fd, 0, RESULT_RESERVE)
+        except OSError:
+            pass  # a filesystem without fallocate: written the usual way, at the end
+
+    def write(self, data: dict[str, Any]) -> None:
+        raw = json.dumps(data).encode()
+        if len(raw) > RESULT_RESERVE:
+            data = {**data, "reason": str(data.get("reason", ""))[:200]}
+            raw = json.dumps(data).encode()
+        os.pwrite(self.fd, raw, 0)
+        os.ftruncate(self.fd, len(raw))
+        os.fsync(self.fd)
+        os.close(self.fd)
+        os.replace(self.tmp, self.path)
+
+
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-def bwrap_argv(sandbox: dict[str, Any], work: Path, info_fd: int,
-               command: list[str]) -> list[str]:
-    """The command line that runs `command` as the tenant's user in a fresh sandbox."""
-    uid, gid = int(sandbox["uid"]), int(sandbox["gid"])
-    tmp_size = str(int(sandbox["work_limit_bytes"]))
-    argv = [
-        sandbox["bwrap"],
+def bwrap_options(sandbox: dict[str, Any], scratch: Path, info_fd: int,
+                  seccomp_fd: int) -> list[str]:
+    """bubblewrap's options for a fresh sandbox (read from a pipe, `bwrap --args FD`, so that
+    the job's /proc shows no host paths)."""
+    args = [
         "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
+        "--ro-bind", str(scratch / "passwd"), "/etc/passwd",
+        "--ro-bind", str(scratch / "group"), "/etc/group",
         "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
         "--symlink", "usr/bin", "/bin", "--symlink", "usr/sbin", "/sbin",
-        "--proc", "/proc", "--dev", "/dev",
-        "--perms", "1777", "--size", tmp_size, "--tmpfs", "/tmp",
-        "--perms", "1777", "--size", tmp_size, "--tmpfs", "/dev/shm",
+        "--proc", "/proc", "--tmpfs", "/dev",
     ]
+    for dev in DEVICES:
+        args += ["--dev-bind", f"/dev/{dev}", f"/dev/{dev}"]
+    args += ["--symlink", "/proc/self/fd", "/dev/fd", "--symlink", "/proc/self/fd/0", "/dev/stdin",
+             "--symlink", "/proc/self/fd/1", "/dev/stdout",
+             "--symlink", "/proc/self/fd/2", "/dev/stderr",
+             "--bind", str(scratch / "tmp"), "/tmp", "--bind", str(scratch / "shm"), "/dev/shm"]
     for path in sandbox.get("ro_paths") or []:
-        argv += ["--ro-bind", str(path), str(path)]
-    argv += ["--bind", str(work), "/work"]
+        args += ["--ro-bind", str(path), str(path)]
+    args += ["--bind", str(scratch / "work"), "/work"]
     # Not --unshare-all: bubblewrap runs as root here, and a user namespace would map only root,
     # so the job could not become the tenant's user. The real uid is switched by setpriv inside.
-    argv += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
+    args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
     if not sandbox.get("network"):
-        argv.append("--unshare-net")
-    argv += ["--die-with-parent", "--new-session", "--info-fd", str(info_fd),
-             "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID",
-             "setpriv", "--reuid", str(uid), "--regid", str(gid), "--clear-groups",
-             "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--",
-             "env", "-C", "/work", "--", *command]
-    return argv
+        args.append("--unshare-net")
+    args += ["--die-with-parent", "--new-session", "--info-fd", str(info_fd),
+             "--seccomp", str(seccomp_fd), "--clearenv", "--setenv", "PATH", SANDBOX_PATH,
+             "--cap-add", "CAP_SETUID", "--cap-add", "CAP_SETGID"]
+    return args
+
+
+def sandboxed(sandbox: dict[str, Any], command: list[str], env: dict[str, str]) -> list[str]:
+    """What bubblewrap runs: `command` as the tenant's user, with `env` as its whole
+    environment — set only after the switch, so nothing of the job's reaches a root process."""
+    return ["setpriv", "--reuid", str(int(sandbox["uid"])), "--regid", str(int(sandbox["gid"])),
+            "--clear-groups", "--no-new-privs", "--bounding-set=-all", "--inh-caps=-all", "--",
+            "env", "-i", "-C", "/work", "--", *(f"{k}={v}" for k, v in env.items()), *command]
 
 
 def _limits(sandbox: dict[str, Any]) -> None:
@@ -118,29 +169,31 @@ def _limits(sandbox: dict[str, Any]) -> None:
     resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
 
 
-def _mount_work(work: Path, sandbox: dict[str, Any]) -> str | None:
-    """The work folder: a tmpfs of at most `work_limit_bytes`, the tenant's user its owner.
-    Returns why it could not be mounted, or None."""
-    work.mkdir(mode=0o700, exist_ok=True)
+def _mount_scratch(scratch: Path, sandbox: dict[str, Any]) -> str | None:
+    """The run's scratch space: one tmpfs of at most `work_limit_bytes` (and an inode cap) holding
+    the job's work, tmp and shm folders and its passwd and group files. Returns why it could not
+    be prepared, or None."""
+    scratch.mkdir(mode=0o700, exist_ok=True)
     limit = int(sandbox["work_limit_bytes"])
     inodes = max(1024, limit // 4096)
-    opts = (f"size={limit},nr_inodes={inodes},mode=0700,uid={int(sandbox['uid'])},"
-            f"gid={int(sandbox['gid'])},nosuid,nodev")
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "suanli-work", str(work)],
+    opts = f"size={limit},nr_inodes={inodes},mode=0711,nosuid,nodev"
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", opts, "suanli-run", str(scratch)],
                           capture_output=True, text=True)
-    return None if done.returncode == 0 else (done.stderr.strip() or "mount failed")
-
-
-def _reap_orphans() -> None:
-    """Reap the sandbox's processes that were handed to us (we are a child subreaper: the
-    namespace's init outlives bubblewrap's outer process by a moment)."""
-    while True:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return
-        if pid == 0:
-            return
+    if done.returncode != 0:
+        return done.stderr.strip() or "mount failed"
+    uid, gid, name = int(sandbox["uid"]), int(sandbox["gid"]), str(sandbox["user"])
+    for folder in ("work", "tmp", "shm"):
+        (scratch / folder).mkdir(mode=0o700)
+        os.chown(scratch / folder, uid, gid)
+    (scratch / "passwd").write_text(
+        "root:x:0:0:root:/nonexistent:/usr/sbin/nologin\n"
+        "nobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n"
+        f"{name}:x:{uid}:{gid}:suanli job:/work:/bin/sh\n", encoding="utf-8")
+    (scratch / "group").write_text(f"root:x:0:\nnogroup:x:65534:\n{name}:x:{gid}:\n",
+                                   encoding="utf-8")
+    for f in ("passwd", "group"):
+        os.chmod(scratch / f, 0o644)
+    return None
 
 
 def _pid_namespace(pid: int) -> str | None:
@@ -159,6 +212,82 @@ def _members(namespace: str, skip: int) -> list[int]:
     return found
 
 
+class Logs:
+    """The job's stdout and stderr: pipes the supervisor copies into the run's log files, each up
+    to `limit` bytes and only while the disk keeps `reserve` bytes free; the rest is dropped."""
+
+    def __init__(self, run_dir: Path, limit: int, reserve: int) -> None:
+        self.limit, self.reserve = limit, reserve
+        self.read: dict[int, int] = {}  # pipe → log file
+        self.written: dict[int, int] = {}
+        self.dropped: dict[int, int] = {}
+        self.job_ends: list[int] = []  # the write ends, for the job
+        self.run_dir = run_dir
+        for name in ("stdout", "stderr"):
+            r, w = os.pipe()
+            log = os.open(run_dir / f"{name}.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            self.read[r] = log
+            self.written[r] = os.fstat(log).st_size
+            self.dropped[r] = 0
+            self.job_ends.append(w)
+        self._room_checked = 0.0
+        self._room = True
+
+    def close_job_ends(self) -> None:
+        for w in self.job_ends:
+            os.close(w)
+        self.job_ends = []
+
+    def _has_room(self) -> bool:
+        now = time.monotonic()
+        if now - self._room_checked > 1.0:
+            st = os.statvfs(self.run_dir)
+            self._room = st.f_bavail * st.f_frsize > self.reserve
+            self._room_checked = now
+        return self._room
+
+    def pump(self, ready: list[int]) -> None:
+        for r in ready:
+            chunk = os.read(r, 65536)
+            if not chunk:
+                self._finish(r)
+                continue
+            room = self.limit - self.written[r] if self._has_room() else 0
+            keep = chunk[:max(0, room)]
+            if keep:
+                try:
+                    os.write(self.read[r], keep)
+                    self.written[r] += len(keep)
+                except OSError:  # the disk is full after all: drop, never stop the copy
+                    keep = b""
+            self.dropped[r] += len(chunk) - len(keep)
+
+    def _finish(self, r: int) -> None:
+        log = self.read.pop(r)
+        if self.dropped[r]:
+            note = (f"\n[suanli: {self.dropped[r]} bytes of output dropped: the log keeps "
+                    f"{self.limit >> 20} MB and the disk a reserve]\n").encode()
+            try:
+                os.write(log, note)
+            except OSError:
+                pass
+        os.close(log)
+        os.close(r)
+
+    @property
+    def open(self) -> list[int]:
+        return list(self.read)
+
+    def drain(self, timeout_s: float = 5.0) -> None:
+        """Copy what is left once the job is gone (its write ends are all closed)."""
+        deadline = time.monotonic() + timeout_s
+        while self.read and time.monotonic() < deadline:
+            ready, _, _ = select.select(self.open, [], [], 0.1)
+            self.pump(ready)
+        for r in list(self.read):
+            self._finish(r)
+
+
 class Sandbox:
     """The running job: the sandbox's outer process (our child) and its PID namespace."""
 
@@ -174,12 +303,13 @@ class Sandbox:
             except OSError:
                 self.init_fd = None
         self.rc: int | None = None
-        self.rusage: Any = None
+        self.cpu_s = 0.0
+        self.max_rss_kb = 0
         self.child_fd = os.pidfd_open(child.pid)  # readable once the sandbox has ended
 
-    def idle(self, seconds: float) -> None:
-        """Wait up to `seconds`, less if the sandbox ends meanwhile."""
-        select.select([self.child_fd], [], [], seconds)
+    def _account(self, usage: Any) -> None:
+        self.cpu_s += usage.ru_utime + usage.ru_stime
+        self.max_rss_kb = max(self.max_rss_kb, int(usage.ru_maxrss))
 
     def poll(self) -> bool:
         """True once the sandbox has ended (its exit status and resource use recorded)."""
@@ -190,38 +320,67 @@ class Sandbox:
             return False
         self.rc = os.waitstatus_to_exitcode(status)
         self.child.returncode = self.rc
-        self.rusage = usage
+        self._account(usage)
         return True
 
-    def wait(self) -> None:
-        while not self.poll():
-            _pause(0.05)
+    def reap_orphans(self) -> None:
+        """Reap the sandbox's processes handed to us (we are a child subreaper: the namespace's
+        init may outlive bubblewrap's outer process), counting what they used."""
+        while True:
+            try:
+                pid, _, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            self._account(usage)
 
     def wait_empty(self, timeout_s: float = 10.0) -> None:
-        """Until the kernel has killed and reaped every process of the job: the run ends when
-        nothing of it runs any more."""
+        """Until every process of the job is killed and reaped: the run ends when nothing of it
+        runs any more."""
         deadline = time.monotonic() + timeout_s
         while self.namespace is not None and time.monotonic() < deadline:
-            _reap_orphans()
+            self.reap_orphans()
             if not _members(self.namespace, 0):
                 return
+            self.kill()
             _pause(0.02)
 
-    def terminate(self, grace_s: float) -> None:
-        """SIGTERM to every process of the job; after `grace_s`, SIGKILL to the sandbox."""
-        if self.namespace is not None:
-            for pid in _members(self.namespace, self.init_pid or 0):
-                try:
-                    os.kill(pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
+    def signal_members(self, sig: int) -> None:
+        """`sig` to every process of the job but the namespace's init, through pidfds: a PID
+        read from /proc is checked again once held, so a reused PID is never signalled."""
+        if self.namespace is None:
+            return
+        for pid in _members(self.namespace, self.init_pid or 0):
+            try:
+                fd = os.pidfd_open(pid)
+            except OSError:
+                continue
+            try:
+                if _pid_namespace(pid) == self.namespace:
+                    signal.pidfd_send_signal(fd, sig)
+            except OSError:
+                pass
+            finally:
+                os.close(fd)
+
+    def terminate(self, grace_s: float, logs: Logs) -> None:
+        """SIGTERM to every process of the job; after `grace_s`, SIGKILL to the sandbox. Its
+        output is copied meanwhile (a job blocked on a full pipe could not end gracefully)."""
+        self.signal_members(signal.SIGTERM)
         deadline = time.monotonic() + grace_s
         while time.monotonic() < deadline:
             if self.poll():
                 return
-            _pause(0.05)
+            self.idle(0.05, logs)
         self.kill()
-        self.wait()
+        while not self.poll():
+            self.idle(0.05, logs)
+
+    def idle(self, seconds: float, logs: Logs) -> None:
+        """Copy the job's output for up to `seconds`, less if the sandbox ends meanwhile."""
+        ready, _, _ = select.select([self.child_fd, *logs.open], [], [], seconds)
+        logs.pump([fd for fd in ready if fd != self.child_fd])
 
     def kill(self) -> None:
         """SIGKILL the sandbox (before it is reaped: its PIDs cannot be reused yet). With the
@@ -237,25 +396,39 @@ class Sandbox:
             except ProcessLookupError:
                 pass
 
+    def close(self) -> None:
+        for fd in (self.init_fd, self.child_fd):
+            if fd is not None:
+                os.close(fd)
+        self.init_fd = None
 
-def _start(run_dir: Path, spec: dict[str, Any], work: Path) -> Sandbox:
+
+def _start(run_dir: Path, spec: dict[str, Any], scratch: Path, logs: Logs) -> Sandbox:
     sandbox = spec["sandbox"]
-    info_r, info_w = os.pipe()
-    out_fd = os.open(run_dir / "stdout.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    err_fd = os.open(run_dir / "stderr.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    env = dict(spec["env"])
-    env.update({"HOME": "/work", "TMPDIR": "/tmp"})
+    env = {k: str(v) for k, v in spec["env"].items()
+           if k and "=" not in k and not k.startswith("-")}
+    env.update({"HOME": "/work", "TMPDIR": "/tmp", "USER": str(sandbox["user"])})
     env.setdefault("PATH", SANDBOX_PATH)  # the job's own PATH, if it set one
+    info_r, info_w = os.pipe()
+    args_r, args_w = os.pipe()
+    seccomp_fd = os.open(run_dir / "seccomp.bpf", os.O_RDONLY)
+    options = bwrap_options(sandbox, scratch, info_w, seccomp_fd)
+    payload = b"".join(a.encode() + b"\0" for a in options)
     try:
         child = subprocess.Popen(
-            bwrap_argv(sandbox, work, info_w, list(spec["command"])),
-            cwd="/", env=env, stdin=subprocess.DEVNULL, stdout=out_fd, stderr=err_fd,
-            start_new_session=True, pass_fds=(info_w,), preexec_fn=lambda: _limits(sandbox),
+            [sandbox["bwrap"], "--args", str(args_r), "--",
+             *sandboxed(sandbox, list(spec["command"]), env)],
+            cwd="/", env={"PATH": SANDBOX_PATH}, stdin=subprocess.DEVNULL,
+            stdout=logs.job_ends[0], stderr=logs.job_ends[1], start_new_session=True,
+            pass_fds=(info_w, args_r, seccomp_fd), preexec_fn=lambda: _limits(sandbox),
         )
+        os.close(args_r)
+        with os.fdopen(args_w, "wb") as fh:  # bubblewrap reads its arguments to the end first
+            fh.write(payload)
     finally:
         os.close(info_w)
-        os.close(out_fd)
-        os.close(err_fd)
+        os.close(seccomp_fd)
+        logs.close_job_ends()
     info = b""
     deadline = time.monotonic() + INFO_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -277,11 +450,21 @@ def _start(run_dir: Path, spec: dict[str, Any], work: Path) -> Sandbox:
     return Sandbox(child, init_pid)
 
 
-def _usage(box: Sandbox) -> dict[str, Any]:
-    if box.rusage is None:
-        return {}
-    return {"cpu_s": round(box.rusage.ru_utime + box.rusage.ru_stime, 3),
-            "max_rss_kb": int(box.rusage.ru_maxrss)}
+def _outcome(rc: int, how: str, walltime_s: object, built: bool) -> tuple[str, int, str]:
+    """The run's state, exit code and reason. bubblewrap reports a job killed by signal N as
+    128 + N, which a job could also exit with: only when suanli stopped it is that read as a
+    signal."""
+    if how == "cancelled":
+        return "cancelled", -(rc - 128) if rc > 128 else rc, "cancelled on request"
+    if how == "timeout":
+        return "timeout", -(rc - 128) if rc > 128 else rc, f"walltime of {walltime_s}s reached"
+    if not built:
+        return "failed", rc, "the sandbox could not be built (see the job's stderr)"
+    if rc == 0:
+        return "completed", 0, "exit code 0"
+    if 128 < rc < 160:
+        return "failed", rc, f"exit code {rc} (killed by signal {rc - 128}, or exited so)"
+    return "failed", rc, f"exit code {rc}"
 
 
 def run(run_dir: Path) -> int:
@@ -290,78 +473,66 @@ def run(run_dir: Path) -> int:
     os.umask(0o077)
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
     spec = json.loads((run_dir / "spec.json").read_text(encoding="utf-8"))
-    result_path = run_dir / "result.json"
+    result = ReservedResult(run_dir / "result.json")
     started = _now()
     if _cancel_signalled or (run_dir / "cancel").exists():
-        write_json_atomic(
-            result_path,
-            {"state": "cancelled", "exit_code": None, "started_at": None, "ended_at": started,
-             "reason": "cancelled before start"},
-        )
+        result.write({"state": "cancelled", "exit_code": None, "started_at": None,
+                      "ended_at": started, "reason": "cancelled before start"})
         return 0
-    work = run_dir / "work"
-    problem = _mount_work(work, spec["sandbox"])
+    sandbox = spec["sandbox"]
+    problem = _mount_scratch(run_dir / "work", sandbox)
     if problem is not None:
-        write_json_atomic(
-            result_path,
-            {"state": "failed", "exit_code": None, "started_at": None, "ended_at": _now(),
-             "reason": f"cannot prepare the job's sandbox: {problem}"[:500]},
-        )
+        result.write({"state": "failed", "exit_code": None, "started_at": None,
+                      "ended_at": _now(),
+                      "reason": f"cannot prepare the job's sandbox: {problem}"[:500]})
+        return 0
+    logs = Logs(run_dir, int(sandbox["log_limit_bytes"]), int(sandbox["disk_reserve_bytes"]))
+    try:
+        box = _start(run_dir, spec, run_dir / "work", logs)
+    except OSError as exc:
+        result.write({"state": "failed", "exit_code": None, "started_at": None,
+                      "ended_at": _now(),
+                      "reason": f"cannot start the sandbox: {exc.strerror or exc}"})
         return 0
     try:
-        box = _start(run_dir, spec, work)
-    except OSError as exc:
-        write_json_atomic(
-            result_path,
-            {"state": "failed", "exit_code": None, "started_at": None, "ended_at": _now(),
-             "reason": f"cannot start the sandbox: {exc.strerror or exc}"},
-        )
-        return 0
+        return _supervise(run_dir, spec, box, logs, result, started)
+    finally:
+        box.kill()  # on any error too: no job runs unsupervised
+        box.close()
+
+
+def _supervise(run_dir: Path, spec: dict[str, Any], box: Sandbox, logs: Logs,
+               result: ReservedResult, started: str) -> int:
     write_json_atomic(
         run_dir / "started.json",
         {"pid": box.child.pid, "pgid": box.child.pid, "init_pid": box.init_pid,
          "pid_namespace": box.namespace, "uid": int(spec["sandbox"]["uid"]),
          "started_at": started},
     )
+    heartbeat = run_dir / "started.json"
     deadline = time.monotonic() + float(spec["walltime_s"])
     grace = float(spec.get("term_grace_s", 10))
-    outcome = ""
+    beat = time.monotonic()
+    how = ""
     while not box.poll():
         if _cancel_signalled or (run_dir / "cancel").exists():
-            outcome = "cancelled"
+            how = "cancelled"
         elif time.monotonic() >= deadline:
-            outcome = "timeout"
-        if outcome:
-            box.terminate(grace)
+            how = "timeout"
+        if how:
+            box.terminate(grace, logs)
             break
-        box.idle(0.1)
+        box.idle(0.1, logs)
+        if time.monotonic() - beat >= HEARTBEAT_S:
+            beat = time.monotonic()
+            os.utime(heartbeat)  # needs no new disk space: works on a full disk
     box.kill()  # whatever the job left behind dies with its namespace
     box.wait_empty()
-    for fd in (box.init_fd, box.child_fd):
-        if fd is not None:
-            os.close(fd)
+    logs.drain()
     rc = box.rc if box.rc is not None else -signal.SIGKILL
-    if rc > 128 and box.init_pid is not None:
-        rc = -(rc - 128)  # bubblewrap reports a job killed by signal N as 128 + N
-    if outcome == "cancelled":
-        state, reason = "cancelled", "cancelled on request"
-    elif outcome == "timeout":
-        state, reason = "timeout", f"walltime of {spec['walltime_s']}s reached"
-    elif box.init_pid is None:
-        state, reason = "failed", "the sandbox could not be built (see the job's stderr)"
-    elif rc == 0:
-        state, reason = "completed", "exit code 0"
-    else:
-        state = "failed"
-        if rc == -signal.SIGXFSZ:
-            reason = "killed: a file reached the size limit (SIGXFSZ)"
-        else:
-            reason = f"killed by signal {-rc}" if rc < 0 else f"exit code {rc}"
-    write_json_atomic(
-        result_path,
-        {"state": state, "exit_code": rc, "started_at": started, "ended_at": _now(),
-         "reason": reason, **_usage(box)},
-    )
+    state, code, reason = _outcome(rc, how, spec["walltime_s"], box.init_pid is not None)
+    result.write({"state": state, "exit_code": code, "started_at": started, "ended_at": _now(),
+                  "reason": reason, "cpu_s": round(box.cpu_s, 3), "max_rss_kb": box.max_rss_kb})
     return 0
 
 

@@ -15,6 +15,7 @@ import os
 import pwd
 import re
 import shutil
+import struct
 import subprocess
 import threading
 import time
@@ -35,8 +36,9 @@ class SandboxConfig:
     bwrap: str = "bwrap"
     user_prefix: str = "suanli-t"
     users: Mapping[str, str] = field(default_factory=dict)  # tenant id → an existing user
-    work_limit_mb: int = 1024  # the work folder (and /tmp) of one run
-    log_limit_mb: int = 1024  # the largest file a job may write (its logs included)
+    work_limit_mb: int = 1024  # a run's scratch: its work folder, /tmp and /dev/shm together
+    log_limit_mb: int = 100  # what is kept of each of a run's stdout and stderr
+    disk_reserve_mb: int = 512  # logs stop growing when the disk holding them has less free
     nproc_limit: int = 4096  # processes of one tenant's user at once
     network: bool = False
     ro_paths: tuple[str, ...] = ()
@@ -61,7 +63,8 @@ class SandboxConfig:
             bwrap=str(config.get("bwrap", "bwrap")), user_prefix=prefix,
             users={str(k): v for k, v in users.items()},
             work_limit_mb=positive_int(config, "work_limit_mb", 1024),
-            log_limit_mb=positive_int(config, "log_limit_mb", 1024),
+            log_limit_mb=positive_int(config, "log_limit_mb", 100),
+            disk_reserve_mb=positive_int(config, "disk_reserve_mb", 512),
             nproc_limit=positive_int(config, "nproc_limit", 4096),
             network=network, ro_paths=tuple(ro_paths),
         )
@@ -76,14 +79,19 @@ class SandboxConfig:
         if missing:
             return (f"cannot sandbox jobs: {', '.join(missing)} not found "
                     "(apt-get install bubblewrap util-linux mount passwd)")
+        if os.uname().machine not in SYSCALLS:
+            return (f"cannot sandbox jobs on {os.uname().machine}: suanli's seccomp filter knows "
+                    f"{', '.join(sorted(SYSCALLS))}")
         return None
 
-    def spec(self, uid: int, gid: int) -> dict[str, Any]:
+    def spec(self, user: str, uid: int, gid: int) -> dict[str, Any]:
         """The sandbox part of a run's spec (read by the supervisor)."""
         return {
-            "bwrap": shutil.which(self.bwrap) or self.bwrap, "uid": uid, "gid": gid,
+            "bwrap": shutil.which(self.bwrap) or self.bwrap, "user": user, "uid": uid, "gid": gid,
             "work_limit_bytes": self.work_limit_mb << 20,
-            "file_limit_bytes": max(self.work_limit_mb, self.log_limit_mb) << 20,
+            "file_limit_bytes": self.work_limit_mb << 20,
+            "log_limit_bytes": self.log_limit_mb << 20,
+            "disk_reserve_bytes": self.disk_reserve_mb << 20,
             "nproc_limit": self.nproc_limit, "network": self.network,
             "ro_paths": list(self.ro_paths),
         }
@@ -106,6 +114,46 @@ class SandboxConfig:
             raise ConnectorError(f"user {name!r} is privileged (uid {entry.pw_uid}); a job "
                                  "never runs as root or as suanli's own user")
         return entry.pw_uid, entry.pw_gid
+
+
+# The seccomp filter every job runs under (classic BPF, as bubblewrap's --seccomp takes it):
+# no new user namespaces (inside one a job holds every capability: mounts of any size, netfilter,
+# the kernel surface local exploits use), and no kernel keyrings (a key outlives the job).
+AUDIT_ARCH = {"x86_64": 0xC000003E, "aarch64": 0xC00000B7}
+SYSCALLS = {
+    "x86_64": {"clone": 56, "unshare": 272, "clone3": 435, "add_key": 248, "request_key": 249,
+               "keyctl": 250},
+    "aarch64": {"clone": 220, "unshare": 97, "clone3": 435, "add_key": 217, "request_key": 218,
+                "keyctl": 219},
+}
+CLONE_NEWUSER = 0x10000000
+X32_SYSCALL_BIT = 0x40000000
+_LD_W_ABS, _JEQ_K, _JGE_K, _JSET_K, _RET_K = 0x20, 0x15, 0x35, 0x45, 0x06
+_ALLOW, _ERRNO = 0x7FFF0000, 0x00050000
+_EPERM, _ENOSYS = 1, 38
+
+
+def seccomp_filter(machine: str | None = None) -> bytes:
+    """The filter for this machine's architecture. clone3 answers ENOSYS (its flags sit in memory
+    a filter cannot read; C libraries then fall back to clone, whose flags it checks); another
+    architecture's calls (i386, x32) are refused outright, so none slips past by number."""
+    arch = machine or os.uname().machine
+    nr = SYSCALLS[arch]
+
+    def op(code: int, k: int, jt: int = 0, jf: int = 0) -> bytes:
+        return struct.pack("=HBBI", code, jt, jf, k)
+
+    deny = _ERRNO | _EPERM
+    prog = [op(_LD_W_ABS, 4), op(_JEQ_K, AUDIT_ARCH[arch], jt=1), op(_RET_K, deny),
+            op(_LD_W_ABS, 0), op(_JGE_K, X32_SYSCALL_BIT, jf=1), op(_RET_K, deny)]
+    for name, errno in (("clone3", _ENOSYS), ("add_key", _EPERM), ("request_key", _EPERM),
+                        ("keyctl", _EPERM)):
+        prog += [op(_JEQ_K, nr[name], jf=1), op(_RET_K, _ERRNO | errno)]
+    for name in ("unshare", "clone"):  # flags in the first argument's low 32 bits
+        prog += [op(_JEQ_K, nr[name], jf=4), op(_LD_W_ABS, 16), op(_JSET_K, CLONE_NEWUSER, jf=1),
+                 op(_RET_K, deny), op(_RET_K, _ALLOW)]
+    prog.append(op(_RET_K, _ALLOW))
+    return b"".join(prog)
 
 
 def _create_user(name: str) -> pwd.struct_passwd:

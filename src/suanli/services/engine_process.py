@@ -105,8 +105,11 @@ def _write_status(home: Path, engine: Engine) -> None:
     data: dict[str, Any] = engine.status().as_dict()
     data["running"] = True
     tmp = home / (STATUS_FILE + ".tmp")
-    tmp.write_text(json.dumps(data), encoding="utf-8")
-    os.replace(tmp, home / STATUS_FILE)
+    try:
+        tmp.write_text(json.dumps(data), encoding="utf-8")
+        os.replace(tmp, home / STATUS_FILE)
+    except OSError as exc:  # e.g. a full disk: the statistics wait, the scheduling goes on
+        log.warning("cannot write %s: %s", home / STATUS_FILE, exc)
 
 
 def main(argv: list[str] | None = None) -> int:
