@@ -82,6 +82,19 @@ def postgres() -> Iterator[dict[str, str]]:
     yield from backend_service("postgres", "PG_STATE_DIR", "PostgreSQL")
 
 
+def fresh_postgres_url(postgres: dict[str, str], prefix: str) -> str:
+    """A SQLAlchemy URL on a new, empty schema of the session's PostgreSQL (the test user may
+    not create databases)."""
+    import uuid
+
+    import psycopg
+
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(postgres["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return postgres["SQLALCHEMY_URL"] + f"?options=-csearch_path%3D{schema}"
+
+
 @pytest.fixture(scope="session")
 def slurm() -> Iterator[dict[str, str]]:
     """A real single-node Slurm (munge, slurmctld, slurmd, slurmrestd on a socket and on TCP)."""

@@ -5,17 +5,16 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from suanli.config import Settings
 from suanli.services.context import Platform
 from suanli.store.db import Database
 
+from ..conftest import fresh_postgres_url
 from ..unit.auth_town import (
     PASSWORD,
     Town,
@@ -31,10 +30,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture
 def pg_town(postgres: dict[str, str]) -> Iterator[Town]:
     home = Path(tempfile.mkdtemp(prefix="suanli-auth-pg."))
-    schema = f"auth_{uuid.uuid4().hex[:10]}"  # a fresh schema: the test user may not create databases
-    with psycopg.connect(postgres["DATABASE_URL"], autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    url = postgres["SQLALCHEMY_URL"] + f"?options=-csearch_path%3D{schema}"
+    url = fresh_postgres_url(postgres, "auth")
     db = Database(url)
     db.upgrade()
     yield build_town(Platform(db=db, settings=Settings(home=home, database_url=url)))

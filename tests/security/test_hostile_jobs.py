@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from ..integration.conftest import Server, running_server
+from ..sandboxes import namespace_members
 from ..waiting import eventually
 
 pytestmark = pytest.mark.integration
@@ -61,24 +62,6 @@ def run(srv: Server, who: str, command: str, walltime_s: int = 120) -> dict[str,
 def run_dir(srv: Server, jid: int) -> Path:
     return eventually(lambda: next(iter(srv.home.glob(f"runs/*/job{jid}-run*")), None),
                       what=f"job {jid}'s run directory")
-
-
-def namespace_members(namespace: str) -> list[int]:
-    """Live processes in a PID namespace (a sandboxed run's, from its started.json); a zombie
-    waiting for the machine's init to reap it runs nothing and does not count."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "ns" / "pid") != namespace:
-                continue
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def test_each_tenant_runs_as_its_own_unprivileged_user(srv: Server) -> None:

@@ -14,6 +14,7 @@ from suanli.connectors import RunRequest, RunStatus, create
 from suanli.connectors.local import LocalConnector
 from suanli.domain.enums import RunState
 
+from ..sandboxes import namespace_members
 from ..waiting import eventually
 
 
@@ -22,24 +23,6 @@ def conn(home: Path) -> LocalConnector:
     c = create("local", {"center": "t", "term_grace_s": 1, "pools": {"cpu": 4}}, home)
     assert isinstance(c, LocalConnector)
     return c
-
-
-def namespace_members(namespace: str) -> list[int]:
-    """Live processes in a PID namespace (a sandboxed run's, from its started.json); a zombie
-    waiting for the machine's init to reap it runs nothing and does not count."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            if os.readlink(entry / "ns" / "pid") != namespace:
-                continue
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] != "Z":
-            found.append(int(entry.name))
-    return found
 
 
 def group_members(pgid: int) -> list[int]:
