@@ -243,11 +243,14 @@ BUDGET_STOP = "stopped at its budget"
 
 def stop_over_budget(s: Session, now: datetime) -> list[int]:
     """Ask to stop every running job whose spending (its earlier attempts' bills and what the
-    current one has run up so far) reached its budget. Returns their ids."""
+    current one has run up so far) reached its budget. Returns their ids. Run it in an immediate
+    session: the jobs are read and written in one serialised step (locked here, in id order)."""
     rows = s.execute(
         select(m.Job, m.Run).join(m.Run, m.Run.id == m.Job.current_run_id)
         .where(m.Job.state == "RUNNING", m.Job.budget_fen.is_not(None),
-               m.Job.cancel_requested_at.is_(None), m.Run.started_at.is_not(None))).all()
+               m.Job.cancel_requested_at.is_(None), m.Run.started_at.is_not(None))
+        .order_by(m.Job.id).with_for_update(of=m.Job, key_share=True)
+        .execution_options(populate_existing=True)).all()
     if not rows:
         return []
     job_ids = [j.id for j, _ in rows]

@@ -29,6 +29,7 @@ from ..domain.jobstate import JobState
 from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
+from ..store.locks import lock_job, lock_run
 from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
@@ -193,7 +194,7 @@ class Engine:
         stats.finished = self.reconcile() + fail_over(self)
         if stats.finished:
             self._full_due = True  # capacity came back
-        with self.p.db.session() as s:
+        with self.p.db.session(immediate=True) as s:
             if stop_over_budget(s, self.p.clock.now()):
                 log.info("jobs stopped at their budget")
         self.push_cancels()
@@ -274,18 +275,27 @@ class Engine:
                 return 0
             center = s.get(m.Center, run.center_id)
             assert center is not None
-            conn = self.p.connector_for(center)
-            if run.external_id is None:
-                # Placed but the submit did not complete (crash, or a failed call): retry it.
-                job = s.get(m.Job, run.job_id)
-                assert job is not None
-                return self._submit(s, job, run, center, resubmit=True)
-            status = known if known is not None else conn.status(run.external_id)
-            return self._apply_status(s, run, status)
+            job_id, external_id, seen = run.job_id, run.external_id, run.state
+        if external_id is None:
+            # Placed but the submit did not complete (crash, or a failed call): retry it.
+            return self._submit_one(job_id, run_id, center, resubmit=True)
+        # The center is asked outside any transaction (it may be slow); what it says is then
+        # applied in one serialised step, to the run and job as they are by then.
+        status = known if known is not None else self.p.connector_for(center).status(external_id)
+        if status.state is RunState.PENDING or (status.state is RunState.RUNNING
+                                                and seen == RunState.RUNNING.value):
+            return 0  # nothing new: no write
+        with self.p.db.session(immediate=True) as s:
+            locked = lock_run(s, run_id)
+            if locked is None:
+                return 0
+            job, run = locked
+            if run.state not in ACTIVE_RUN_STATES or run.external_id != external_id:
+                return 0  # closed meanwhile (a failover)
+            return self._apply_status(s, job, run, status)
 
-    def _apply_status(self, s: Session, run: m.Run, status: RunStatus) -> int:
-        job = s.get(m.Job, run.job_id)
-        assert job is not None
+    def _apply_status(self, s: Session, job: m.Job, run: m.Run, status: RunStatus) -> int:
+        """Record what the center says of the run; the caller holds both rows' locks."""
         now = self.p.clock.now()
         if status.state is RunState.PENDING:
             return 0
@@ -305,6 +315,8 @@ class Engine:
         self, s: Session, job: m.Job, run: m.Run, state: RunState, status: RunStatus,
         now: datetime,
     ) -> None:
+        """Record the run's end, meter it and move its job on. The caller holds the job's and the
+        run's locks (`store.locks.lock_run` in an immediate session)."""
         run.state = state.value
         run.reason = (status.reason or state.value)[:500]
         run.exit_code = status.exit_code
@@ -465,8 +477,9 @@ class Engine:
         """Record the placement and its run; returns the job and run ids and the (detached)
         center, to submit."""
         assert d.pool_id is not None
-        with self.p.db.session() as s:
-            job = s.get(m.Job, d.job_id)
+        # The job is read and placed in one serialised step: a cancel may be racing us.
+        with self.p.db.session(immediate=True) as s:
+            job = lock_job(s, d.job_id)
             if job is None or job.state != JobState.QUEUED.value:
                 return None  # cancelled meanwhile
             pool = s.get(m.Pool, d.pool_id)
@@ -514,35 +527,79 @@ class Engine:
                     except Exception:  # one failed submit must not stop the others
                         log.exception("submit to %s failed", center.slug)
 
-    def _submit_one(self, job_id: int, run_id: int, center: m.Center) -> None:
+    def _submit_one(self, job_id: int, run_id: int, center: m.Center, *,
+                    resubmit: bool = False) -> int:
+        """Hand one placed run to its center (outside any transaction: the call may be slow),
+        then record the outcome in one serialised step. Returns 1 when the run ended (refused)."""
         with self.p.db.session() as s:
             job = s.get(m.Job, job_id)
-            run_row = s.get(m.Run, run_id)
-            assert job is not None and run_row is not None
-            self._submit(s, job, run_row, center)  # the center is only read
-
-    def _submit(self, s: Session, job: m.Job, run: m.Run, center: m.Center, *,
-                resubmit: bool = False) -> int:
-        pool = s.get(m.Pool, run.pool_id)
-        assert pool is not None
-        req = RunRequest(
-            run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
-            nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
-            devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb, pool=pool.name,
-            device_kind=pool.device_kind, resubmit=resubmit,
-        )
-        now = self.p.clock.now()
+            run = s.get(m.Run, run_id)
+            assert job is not None and run is not None
+            if run.state not in ACTIVE_RUN_STATES or run.external_id is not None:
+                return 0
+            # Cancelled since it was placed: never started (unless an earlier submit may have
+            # reached the center; then it is found there and cancelled by `push_cancels`).
+            cancelled = job.cancel_requested_at is not None and not resubmit
+            pool = s.get(m.Pool, run.pool_id)
+            assert pool is not None
+            req = RunRequest(
+                run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
+                nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
+                devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb,
+                pool=pool.name, device_kind=pool.device_kind, resubmit=resubmit,
+            )
+        if cancelled:
+            return self._cancel_unsubmitted(run_id)
         try:
-            run.external_id = self.p.connector_for(center).submit(req)
-            return 0
+            external_id = self.p.connector_for(center).submit(req)
         except ConnectorError as exc:
-            self._full_due = True  # the run's units are free again
+            return self._refused(run_id, center, exc)
+        with self.p.db.session(immediate=True) as s:
+            locked = lock_run(s, run_id)
+            if locked is not None:
+                _, run = locked
+                run.external_id = external_id
+                if run.state not in ACTIVE_RUN_STATES:
+                    run.stale = True  # given up meanwhile (failover): cancelled when seen again
+        return 0
+
+    def _cancel_unsubmitted(self, run_id: int) -> int:
+        """A job cancelled after its placement, before its run reached the center: the run is
+        never started."""
+        with self.p.db.session(immediate=True) as s:
+            locked = lock_run(s, run_id)
+            if locked is None:
+                return 0
+            job, run = locked
+            if run.state not in ACTIVE_RUN_STATES or run.external_id is not None:
+                return 0
+            status = RunStatus(RunState.CANCELLED, reason="cancelled before it was submitted")
+            self.close_run(s, job, run, RunState.CANCELLED, status, self.p.clock.now())
+            return 1
+
+    def _refused(self, run_id: int, center: m.Center, exc: ConnectorError) -> int:
+        """The center refused the run: it failed; its job is re-queued, or failed after
+        MAX_SUBMIT_FAILURES refusals, or cancelled if a cancel was asked meanwhile."""
+        self._full_due = True  # the run's units are free again
+        now = self.p.clock.now()
+        with self.p.db.session(immediate=True) as s:
+            locked = lock_run(s, run_id)
+            if locked is None:
+                return 0
+            job, run = locked
+            if run.state not in ACTIVE_RUN_STATES or run.external_id is not None:
+                return 0
             run.state = RunState.FAILED.value
             run.reason = f"submit failed: {exc.message}"[:500]
             run.ended_at = now
+            if job.current_run_id != run.id or JobState(job.state).is_terminal:
+                return 1
             failures = len(list(s.scalars(select(m.Run.id).where(
                 m.Run.job_id == job.id, m.Run.reason.like("submit failed:%")))))
-            if failures >= MAX_SUBMIT_FAILURES:
+            if job.cancel_requested_at is not None:
+                transition(s, job, JobState.CANCELLED,
+                           f"cancelled; {center.slug} refused the job: {exc.message}", now)
+            elif failures >= MAX_SUBMIT_FAILURES:
                 transition(s, job, JobState.FAILED,
                            f"{center.slug} refused the job {failures} times: {exc.message}", now)
             else:

@@ -209,6 +209,13 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
                dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
     """Queue a checked job (`dag`: the DAG and stage it belongs to), if the tenant's money covers
     `hold_fen`, its cost estimate (else PaymentRequired)."""
+    with p.db.session() as s:
+        return queue_job(s, actor, data, now, hold_fen=hold_fen, dag=dag, reason=reason)
+
+
+def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,
+              dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
+    """`insert_job` in the caller's transaction."""
     assert actor.tenant_id is not None
     values: dict[str, Any] = dict(
         tenant_id=actor.tenant_id,
@@ -240,13 +247,12 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
         hold_fen=hold_fen,
     )
     # Core inserts, not the ORM unit of work: submission is the hottest write path.
-    with p.db.session() as s:
-        admit(s, actor.tenant_id, hold_fen)
-        conn = s.connection()  # Core on the session's connection: no ORM bulk-insert machinery
-        job_id = conn.execute(_INSERT_JOB, values).scalar_one()
-        conn.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
-                                     "to_state": "QUEUED",
-                                     "reason": reason or f"submitted by {actor.username}"})
+    admit(s, actor.tenant_id, hold_fen)
+    conn = s.connection()  # Core on the session's connection: no ORM bulk-insert machinery
+    job_id = conn.execute(_INSERT_JOB, values).scalar_one()
+    conn.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
+                                 "to_state": "QUEUED",
+                                 "reason": reason or f"submitted by {actor.username}"})
     return m.Job(id=job_id, exit_code=None, started_at=None, finished_at=None,
                  cancel_requested_at=None, current_run_id=None, target_pool_id=None, **values)
 
@@ -260,8 +266,11 @@ def _visible(q: Any, actor: Principal) -> Any:
     return q
 
 
-def _get(s: Session, actor: Principal, job_id: int) -> m.Job:
-    job: m.Job | None = s.scalar(_visible(select(m.Job).where(m.Job.id == job_id), actor))
+def _get(s: Session, actor: Principal, job_id: int, *, lock: bool = False) -> m.Job:
+    q = _visible(select(m.Job).where(m.Job.id == job_id), actor)
+    if lock:  # see store.locks: the job row first, until the transaction ends
+        q = q.with_for_update(key_share=True).execution_options(populate_existing=True)
+    job: m.Job | None = s.scalar(q)
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
@@ -327,8 +336,9 @@ def job_runs(p: Platform, actor: Principal, job_id: int) -> list[m.Run]:
 def cancel_job(p: Platform, actor: Principal, job_id: int, reason: str = "") -> m.Job:
     now = p.clock.now()
     run_to_cancel: tuple[m.Center, str] | None = None
-    with p.db.session() as s:
-        job = _get(s, actor, job_id)
+    # Read and written in one serialised step: the engine may be placing the job right now.
+    with p.db.session(immediate=True) as s:
+        job = _get(s, actor, job_id, lock=True)
         if not (actor.role.is_tenant or actor.role is Role.PLATFORM_ADMIN):
             raise Forbidden("only the tenant's users or a platform admin cancel a job")
         state = JobState(job.state)

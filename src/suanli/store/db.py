@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -40,12 +41,26 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
+        # This process's immediate units queue here for their turn (first come, first served)
+        # rather than in SQLite's busy handler, which polls with growing sleeps; other processes
+        # still wait there.
+        self._immediate = threading.Lock()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: commits on success, rolls back on error."""
-        with self.sessions() as s:
+    def session(self, *, immediate: bool = False) -> Iterator[Session]:
+        """A unit of work: commits on success, rolls back on error.
+
+        `immediate`: a unit that reads a row's state and writes it back (a job's, a run's), which
+        must be one serialised step. On SQLite it takes the database's write lock before its first
+        read (`BEGIN IMMEDIATE`): pysqlite otherwise runs the reads outside any transaction and
+        begins one only before the first write, so two units could both read QUEUED and both
+        write. On PostgreSQL the unit locks the rows it reads instead (see `store.locks`). Other
+        units keep the default, so that reads stay concurrent."""
+        serialise = immediate and self.engine.dialect.name == "sqlite"
+        with self._immediate if serialise else nullcontext(), self.sessions() as s:
             try:
+                if serialise:
+                    s.connection().exec_driver_sql("BEGIN IMMEDIATE")
                 yield s
                 s.commit()
             except BaseException:
