@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ..connectors import Connector, overrun_s
 from ..domain.enums import DeviceKind, Policy, Precision, Role
 from ..domain.errors import Conflict, ConnectorError, Forbidden, Infeasible, InvalidInput, NotFound
 from ..domain.jobstate import JobState, check_transition
@@ -89,10 +90,29 @@ def _validate(data: JobInput, now: datetime) -> None:
             raise InvalidInput("deadline is in the past", field="deadline")
 
 
+def center_connectors(p: Platform) -> dict[int, Connector | None]:
+    """Each center's connector (None for one that cannot be built: it gets the defaults)."""
+
+    def build() -> dict[int, Connector | None]:
+        with p.db.session() as s:
+            centers = list(s.scalars(select(m.Center)))
+        out: dict[int, Connector | None] = {}
+        for c in centers:
+            try:
+                out[c.id] = p.connector_for(c)
+            except Exception:  # a broken configuration must not stop submissions
+                out[c.id] = None
+        return out
+
+    return p.cached("center_connectors", build)
+
+
 def check_feasible(p: Platform, req: JobRequirements) -> int:
     """Raises Infeasible (with per-pool reasons) when no pool of the network could ever run the
-    job; else returns the most it may cost: its walltime on the priciest pool that could run it,
-    capped by its budget (what admission holds against the tenant's money)."""
+    job; else returns the most it may cost: its walltime plus the grace its center's backend
+    allows past it before the kill (`connectors.overrun_s`), on the priciest pool that could run
+    it, capped by its budget. Admission holds that against the tenant's money, and billing never
+    charges the job more than it held."""
     report: list[dict[str, Any]] = []
     worst = 0
 
@@ -100,11 +120,13 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
         with p.db.session() as s:
             return pool_facts(s)
 
+    connectors = center_connectors(p)
     for st in p.cached("pool_facts", build):
         reasons = static_reasons(req, st)
         report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
         if not reasons:
-            cost = -(-req.resources.units * req.walltime_s * st.spec.price_fen_per_unit_hour // 3600)
+            seconds = req.walltime_s + overrun_s(connectors.get(st.center_id), req.walltime_s)
+            cost = -(-req.resources.units * seconds * st.spec.price_fen_per_unit_hour // 3600)
             worst = max(worst, cost)
     if not any(not r["reasons"] for r in report):
         raise Infeasible(
