@@ -49,6 +49,7 @@ class Settings:
     fairshare_half_life_s: float = 7 * 86400.0  # past usage counts half after this long
     queue: str = "easy"  # each pool's queue: easy (EASY backfilling), conservative or fcfs
     engine_nice: int = 5  # the engine process's niceness: requests win the CPU from passes
+    engine_restart_s: float = 1.0  # first wait before a dead engine process is restarted
 
     @staticmethod
     def from_env() -> Settings:
@@ -74,4 +75,5 @@ class Settings:
             fairshare_half_life_s=_float("SUANLI_FAIRSHARE_HALF_LIFE_H", 7 * 24.0) * 3600,
             queue=queue,
             engine_nice=min(19, max(0, int(_float("SUANLI_ENGINE_NICE", 5)))),
+            engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
         )

@@ -154,3 +154,13 @@ def test_placement_explanation_for_queued_and_placed(world: World) -> None:
     world.drive(lambda: JobState(world.job(job.id).state).is_terminal)
     exp = jobsvc.placement_explanation(world.p, world.u1, job.id)
     assert len(exp["placements"]) == 1 and exp["current"]["chosen_pool_id"] is not None
+
+
+def test_a_dead_engine_is_restarted_after_a_growing_wait_reset_once_it_ran_a_while() -> None:
+    from suanli.services.engine_process import RESTART_MAX_S, STABLE_S, Backoff
+
+    b = Backoff(1.0)
+    waits = [b.next(ran_s=0.5) for _ in range(8)]
+    assert waits == [1, 2, 4, 8, 16, 32, RESTART_MAX_S, RESTART_MAX_S]
+    assert b.next(ran_s=STABLE_S) == 1  # it ran a while: its death is news
+    assert Backoff(300).next(0) == RESTART_MAX_S

@@ -72,12 +72,14 @@ class EngineStatus:
     placements_total: int = 0
     running: bool = False
     pid: int | None = None
+    restarts: int = 0  # times the server restarted its engine process after it died
 
     def as_dict(self) -> dict[str, Any]:
         last = self.last
         return {
             "running": self.running,
             "pid": self.pid,
+            "restarts": self.restarts,
             "placements_total": self.placements_total,
             "last_pass_at": last.at.isoformat() if last.at else None,
             "queued": last.queued,
@@ -99,7 +101,8 @@ class EngineStatus:
                              for k, v in (data.get("waiting_by_pool") or {}).items()},
         )
         return EngineStatus(last, int(data.get("placements_total", 0)),
-                            bool(data.get("running")), data.get("pid"))
+                            bool(data.get("running")), data.get("pid"),
+                            int(data.get("restarts", 0)))
 
 
 class EngineControl(Protocol):
@@ -143,7 +146,8 @@ class Engine:
 
     def status(self) -> EngineStatus:
         return EngineStatus(last=self.last, placements_total=self.placements_total,
-                            running=self._thread is not None, pid=os.getpid())
+                            running=self._thread is not None and self._thread.is_alive(),
+                            pid=os.getpid())
 
     def request_stop(self) -> None:
         self._stop.set()
