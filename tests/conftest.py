@@ -9,9 +9,11 @@ import signal
 import subprocess
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
 from sqlalchemy import select
 
@@ -93,6 +95,18 @@ def ray() -> Iterator[dict[str, str]]:
     os.environ.setdefault("RAY_NUM_CPUS", "2")
     os.environ.setdefault("RAY_RESOURCES", '{"NPU": 8}')
     yield from backend_service("ray", "RAY_STATE_DIR", "Ray")
+
+
+def database_url(request: pytest.FixtureRequest, home: Path, prefix: str) -> str:
+    """For a fixture parametrized with "sqlite" and "postgresql": a SQLite file in `home`, or a
+    fresh schema on the real PostgreSQL (the test user may not create databases)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{home / (prefix + '.db')}"
+    env = request.getfixturevalue("postgres")
+    schema = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    return env["SQLALCHEMY_URL"] + f"?options=-csearch_path%3D{schema}"
 
 
 @pytest.fixture

@@ -11,12 +11,10 @@ import shutil
 import tempfile
 import threading
 import time
-import uuid
 from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -32,7 +30,7 @@ from suanli.services.jobs import JobInput
 from suanli.store import models as m
 from suanli.store.db import Database
 
-from ..conftest import World, cpu_pool, kill_runs
+from ..conftest import World, cpu_pool, database_url, kill_runs
 
 pytestmark = pytest.mark.integration
 
@@ -46,14 +44,7 @@ FRONT = 4  # how far ahead of the placements the cancellers look
 @pytest.fixture(params=["sqlite", "postgresql"])
 def race_world(request: pytest.FixtureRequest) -> Iterator[World]:
     home = Path(tempfile.mkdtemp(prefix="suanli-race."))
-    if request.param == "sqlite":
-        url = f"sqlite:///{home / 'race.db'}"
-    else:
-        env = request.getfixturevalue("postgres")
-        schema = f"race_{uuid.uuid4().hex[:10]}"
-        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        url = env["SQLALCHEMY_URL"] + f"?options=-csearch_path%3D{schema}"
+    url = database_url(request, home, "race")
     db = Database(url)
     db.upgrade()
     p = Platform(db=db, settings=Settings(home=home, database_url=url, scheduler_interval_s=0.02,

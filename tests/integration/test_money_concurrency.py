@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import psycopg
 import pytest
 from sqlalchemy import func, select
 
@@ -27,7 +25,7 @@ from suanli.services.tenants import create_tenant
 from suanli.store import models as m
 from suanli.store.db import Database
 
-from ..conftest import World
+from ..conftest import World, database_url
 from ..money import bill, finished_run, fixed_world
 
 pytestmark = pytest.mark.integration
@@ -37,14 +35,7 @@ N = 50
 @pytest.fixture(params=["sqlite", "postgresql"])
 def money_world(request: pytest.FixtureRequest) -> Iterator[World]:
     home = Path(tempfile.mkdtemp(prefix="suanli-conc."))
-    if request.param == "sqlite":
-        url = f"sqlite:///{home / 'c.db'}"
-    else:
-        env = request.getfixturevalue("postgres")
-        schema = f"conc_{uuid.uuid4().hex[:10]}"  # a fresh schema: the test user may not create databases
-        with psycopg.connect(env["DATABASE_URL"], autocommit=True) as conn:
-            conn.execute(f"CREATE SCHEMA {schema}")
-        url = env["SQLALCHEMY_URL"] + f"?options=-csearch_path%3D{schema}"
+    url = database_url(request, home, "conc")
     db = Database(url)
     db.upgrade()
     w, _ = fixed_world(Platform(db=db, settings=Settings(home=home, database_url=url)))

@@ -567,16 +567,23 @@ class Engine:
                     run.stale = True  # given up meanwhile (failover): cancelled when seen again
         return 0
 
+    @staticmethod
+    def _unsubmitted(s: Session, run_id: int) -> tuple[m.Job, m.Run] | None:
+        """The run and its job, locked, if the run still waits for its submit."""
+        locked = lock_run(s, run_id)
+        if locked is None or locked[1].state not in ACTIVE_RUN_STATES \
+                or locked[1].external_id is not None:
+            return None
+        return locked
+
     def _cancel_unsubmitted(self, run_id: int) -> int:
         """A job cancelled after its placement, before its run reached the center: the run is
         never started."""
         with self.p.db.session(immediate=True) as s:
-            locked = lock_run(s, run_id)
+            locked = self._unsubmitted(s, run_id)
             if locked is None:
                 return 0
             job, run = locked
-            if run.state not in ACTIVE_RUN_STATES or run.external_id is not None:
-                return 0
             status = RunStatus(RunState.CANCELLED, reason="cancelled before it was submitted")
             self.close_run(s, job, run, RunState.CANCELLED, status, self.p.clock.now())
             return 1
@@ -587,12 +594,10 @@ class Engine:
         self._full_due = True  # the run's units are free again
         now = self.p.clock.now()
         with self.p.db.session(immediate=True) as s:
-            locked = lock_run(s, run_id)
+            locked = self._unsubmitted(s, run_id)
             if locked is None:
                 return 0
             job, run = locked
-            if run.state not in ACTIVE_RUN_STATES or run.external_id is not None:
-                return 0
             run.state = RunState.FAILED.value
             run.reason = f"submit failed: {exc.message}"[:500]
             run.ended_at = now
