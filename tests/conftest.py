@@ -109,6 +109,14 @@ def ray() -> Iterator[dict[str, str]]:
     yield from backend_service("ray", "RAY_STATE_DIR", "Ray")
 
 
+def database_url(request: pytest.FixtureRequest, home: Path, prefix: str) -> str:
+    """For a fixture parametrized with "sqlite" and "postgresql": a SQLite file in `home`, or a
+    fresh schema on the real PostgreSQL (the test user may not create databases)."""
+    if request.param == "sqlite":
+        return f"sqlite:///{home / (prefix + '.db')}"
+    return fresh_postgres_url(request.getfixturevalue("postgres"), prefix)
+
+
 @pytest.fixture
 def home() -> Iterator[Path]:
     d = Path(tempfile.mkdtemp(prefix="suanli-test."))

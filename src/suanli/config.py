@@ -102,6 +102,7 @@ class Settings:
     signin_failures_per_address: int = 20
     # Direct peers (a TLS proxy) whose X-Forwarded-For / X-Forwarded-Proto are believed.
     trusted_proxies: tuple[IPNetwork, ...] = ()
+    engine_restart_s: float = 1.0  # first wait before a dead engine process is restarted
 
     @staticmethod
     def from_env() -> Settings:
@@ -131,4 +132,5 @@ class Settings:
             signin_failures_per_user=_count("SUANLI_SIGNIN_FAILURES_PER_USER", 5),
             signin_failures_per_address=_count("SUANLI_SIGNIN_FAILURES_PER_ADDRESS", 20),
             trusted_proxies=parse_networks(os.environ.get("SUANLI_TRUSTED_PROXIES") or ""),
+            engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
         )

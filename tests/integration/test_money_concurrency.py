@@ -25,7 +25,7 @@ from suanli.services.tenants import create_tenant
 from suanli.store import models as m
 from suanli.store.db import Database
 
-from ..conftest import World, fresh_postgres_url
+from ..conftest import World, database_url
 from ..money import bill, finished_run, fixed_world
 
 pytestmark = pytest.mark.integration
@@ -35,10 +35,7 @@ N = 50
 @pytest.fixture(params=["sqlite", "postgresql"])
 def money_world(request: pytest.FixtureRequest) -> Iterator[World]:
     home = Path(tempfile.mkdtemp(prefix="suanli-conc."))
-    if request.param == "sqlite":
-        url = f"sqlite:///{home / 'c.db'}"
-    else:
-        url = fresh_postgres_url(request.getfixturevalue("postgres"), "conc")
+    url = database_url(request, home, "conc")
     db = Database(url)
     db.upgrade()
     w, _ = fixed_world(Platform(db=db, settings=Settings(home=home, database_url=url)))

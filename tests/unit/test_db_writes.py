@@ -1,5 +1,6 @@
-"""Database.write_session: on SQLite the threads of one process write one at a time (waiting on a
-lock of ours, not in SQLite's sleeping busy handler), and what they write all lands."""
+"""Immediate sessions (`Database.session(immediate=True)`): on SQLite the threads of one process
+take the write lock one at a time (waiting on a lock of ours, not in SQLite's sleeping busy
+handler), and what they write all lands."""
 
 from __future__ import annotations
 
@@ -19,13 +20,13 @@ def test_writers_of_one_process_take_turns(tmp_path: Path) -> None:
     inside, leave, second_in = threading.Event(), threading.Event(), threading.Event()
 
     def first() -> None:
-        with db.write_session() as s:
+        with db.session(immediate=True) as s:
             s.execute(text("INSERT INTO t VALUES (1)"))
             inside.set()
             assert leave.wait(30)
 
     def second() -> None:
-        with db.write_session() as s:
+        with db.session(immediate=True) as s:
             second_in.set()
             s.execute(text("INSERT INTO t VALUES (2)"))
 
@@ -40,11 +41,4 @@ def test_writers_of_one_process_take_turns(tmp_path: Path) -> None:
     assert second_in.is_set()
     with db.session() as s:
         assert sorted(s.scalars(text("SELECT n FROM t"))) == [1, 2]
-    db.dispose()
-
-
-def test_write_sessions_nest_in_one_thread(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'w.db'}")
-    with db.write_session(), db.write_session() as s:  # re-entrant: no deadlock with itself
-        assert s.execute(text("SELECT 1")).scalar() == 1
     db.dispose()

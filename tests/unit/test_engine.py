@@ -191,3 +191,13 @@ def test_the_engine_process_goes_on_when_its_status_cannot_be_written(world: Wor
     (world.p.home / (STATUS_FILE + ".tmp")).mkdir()  # writing the file now fails
     _write_status(world.p.home, world.engine)  # logs, does not raise
     assert not (world.p.home / STATUS_FILE).exists()
+
+
+def test_a_dead_engine_is_restarted_after_a_growing_wait_reset_once_it_ran_a_while() -> None:
+    from suanli.services.engine_process import RESTART_MAX_S, STABLE_S, Backoff
+
+    b = Backoff(1.0)
+    waits = [b.next(ran_s=0.5) for _ in range(8)]
+    assert waits == [1, 2, 4, 8, 16, 32, RESTART_MAX_S, RESTART_MAX_S]
+    assert b.next(ran_s=STABLE_S) == 1  # it ran a while: its death is news
+    assert Backoff(300).next(0) == RESTART_MAX_S

@@ -405,26 +405,29 @@ def test_admission_holds_each_jobs_estimate_until_it_is_billed(fw: World) -> Non
 
     w = fw
     set_credit_limit(w.p, w.admin, w.t1.id, 10_000)
-    # 4 NPUs for an hour: the priciest pool that can run it is 800 fen per unit-hour.
+    # 4 NPUs for an hour and the local executor's grace past it (10 s + 1 s): the priciest pool
+    # that can run it is 800 fen per unit-hour.
+    hold = -(-4 * (3600 + 11) * 800 // 3600)
+    assert hold == 3210
     ask = JobInput(name="n", command=["true"], device=DeviceKind.NPU, units=4, walltime_s=3600)
     job = jobsvc.submit_job(w.p, w.u1, ask)
     acct = tenant_account(w.p, w.u1, w.t1.id)
-    assert (acct["held_fen"], acct["spendable_fen"]) == (3200, 10_000 - 3200)
+    assert (acct["held_fen"], acct["spendable_fen"]) == (hold, 10_000 - hold)
     jobsvc.submit_job(w.p, w.u1, ask)
     jobsvc.submit_job(w.p, w.u1, ask)
-    with pytest.raises(PaymentRequired, match=r"may cost up to ¥32\.00 .* can commit only ¥4\.00"):
+    with pytest.raises(PaymentRequired, match=r"may cost up to ¥32\.10 .* can commit only ¥3\.70"):
         jobsvc.submit_job(w.p, w.u1, ask)
     # Half an hour billed: that part is owed now, and no longer held.
     bill(w, finished_run(w, w.t1.id, w.alpha, "npu", seconds=1800, job_id=job.id))
     acct = tenant_account(w.p, w.u1, w.t1.id)
-    assert (acct["owed_fen"], acct["held_fen"]) == (1600, 3 * 3200 - 1600)
-    assert acct["spendable_fen"] == 10_000 - 1600 - (3 * 3200 - 1600)
+    assert (acct["owed_fen"], acct["held_fen"]) == (1600, 3 * hold - 1600)
+    assert acct["spendable_fen"] == 10_000 - 1600 - (3 * hold - 1600)
     # A job that ends frees what it still held; the tenant's counter is its unfinished jobs' sum.
     jobsvc.cancel_job(w.p, w.u1, job.id)
     acct = tenant_account(w.p, w.u1, w.t1.id)
-    assert acct["held_fen"] == 2 * 3200
+    assert acct["held_fen"] == 2 * hold
     with w.p.db.session() as s:
         unfinished = s.scalar(select(func.sum(m.Job.hold_fen)).where(
             m.Job.tenant_id == w.t1.id, m.Job.state.in_(["QUEUED", "PLACED", "RUNNING"])))
-        assert s.get(m.Tenant, w.t1.id).held_fen == unfinished == 2 * 3200  # type: ignore[union-attr]
+        assert s.get(m.Tenant, w.t1.id).held_fen == unfinished == 2 * hold  # type: ignore[union-attr]
         assert s.get(m.Job, job.id).hold_fen == 0  # type: ignore[union-attr]

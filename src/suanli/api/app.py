@@ -42,6 +42,7 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
                   lifespan=lifespan)
     app.state.platform = platform
     app.state.engine = engine
+    app.state.run_engine = run_engine  # health is degraded while an engine meant to run does not
     metrics = Metrics(platform, engine)
     app.state.metrics = metrics
     errors.install(app)

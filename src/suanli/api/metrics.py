@@ -57,7 +57,12 @@ class PlatformCollector(Collector):
             cutil.add_metric([slug], u / n if n else 0.0)
         placements = CounterMetricFamily("suanli_placements", "Placements made by this server")
         placements.add_metric([], status.placements_total)
-        yield from (jobs, units, total, util, cutil, queue, placements)
+        running = GaugeMetricFamily("suanli_engine_running", "1 while the engine runs, else 0")
+        running.add_metric([], 1.0 if status.running else 0.0)
+        restarts = CounterMetricFamily("suanli_engine_restarts",
+                                       "Times the server restarted its engine process after it died")
+        restarts.add_metric([], status.restarts)
+        yield from (jobs, units, total, util, cutil, queue, placements, running, restarts)
 
 
 class Metrics:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Request, Response
 
 from .. import __version__
 from ..domain.enums import DeviceKind
@@ -43,15 +43,24 @@ DeviceKindPath = Annotated[DeviceKind, Path(description="cpu, gpu or npu")]
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
-@router.get("/health", tags=["platform"])
-def health(p: PlatformDep, engine: EngineDep) -> dict[str, Any]:
-    """Liveness and the scheduler's last pass. No token needed."""
-    return {
+@router.get("/health", tags=["platform"], responses={503: {"description": "no engine runs"}})
+def health(p: PlatformDep, engine: EngineDep, request: Request,
+           response: Response) -> dict[str, Any]:
+    """Liveness and the scheduler's last pass. No token needed. `"status": "degraded"` with 503
+    while the server runs no engine (it died; the server restarts it): nothing is placed, no
+    run's end is recorded meanwhile."""
+    status = engine.status()
+    out: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
         "database": p.db.engine.dialect.name,
-        "scheduler": engine.status().as_dict(),
+        "scheduler": status.as_dict(),
     }
+    if getattr(request.app.state, "run_engine", True) and not status.running:
+        response.status_code = 503
+        out["status"] = "degraded"
+        out["error"] = "the engine is not running (the server restarts it)"
+    return out
 
 
 def _used(p: PlatformDep) -> dict[int, int]:

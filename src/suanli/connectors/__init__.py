@@ -1,9 +1,19 @@
 """Connectors: one small interface per workload manager, found by name in a registry."""
 
-from .base import Capability, Connector, Health, PoolCapacity, RunRequest, RunStatus
+from .base import (
+    DEFAULT_KILL_GRACE_S,
+    Capability,
+    Connector,
+    Health,
+    PoolCapacity,
+    RunRequest,
+    RunStatus,
+    overrun_s,
+)
 from .registry import available, create, register
 
 __all__ = [
+    "DEFAULT_KILL_GRACE_S",
     "Capability",
     "Connector",
     "Health",
@@ -12,5 +22,6 @@ __all__ = [
     "RunStatus",
     "available",
     "create",
+    "overrun_s",
     "register",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -91,9 +92,25 @@ class Connector(Protocol):
 
     def health(self) -> Health: ...
 
-    # Optional, by capability: `discover()` (DISCOVER), `statuses(ids)` (BATCH_STATUS); and the
+    # Optional, by capability: `discover()` (DISCOVER), `statuses(ids)` (BATCH_STATUS); the
     # attribute `submit_concurrency` (default 1): how many submits the engine may have in flight
-    # to this connector at once (it must then be safe to call from several threads).
+    # to this connector at once (it must then be safe to call from several threads); and
+    # `kill_grace_s(walltime_s)`: how long a run can go on past its walltime before the backend
+    # has killed it (default DEFAULT_KILL_GRACE_S; see `overrun_s`).
+
+
+DEFAULT_KILL_GRACE_S = 60
+
+
+def overrun_s(conn: object, walltime_s: int) -> int:
+    """The most whole seconds a run of `walltime_s` can go on, and be billed, past its walltime
+    on this connector's backend before it is killed (its grace after SIGTERM, a walltime rounded
+    up to the backend's unit): what a job's hold covers beyond its walltime. A connector that
+    does not say is given DEFAULT_KILL_GRACE_S."""
+    grace = getattr(conn, "kill_grace_s", None)
+    if grace is None:
+        return DEFAULT_KILL_GRACE_S
+    return max(0, math.ceil(float(grace(walltime_s))))
 
 
 def positive_int(config: Mapping[str, Any], key: str, default: int) -> int:

@@ -66,6 +66,11 @@ class LocalConnector:
         self.sandbox = sandbox or SandboxConfig()
         self._children: dict[str, subprocess.Popen[bytes]] = {}
 
+    def kill_grace_s(self, walltime_s: int) -> float:
+        """The supervisor sends SIGTERM at the walltime and SIGKILL `term_grace_s` later; it
+        notices each within a poll (0.1 s) and records the end after it: one second covers that."""
+        return self.term_grace_s + 1
+
     # -- helpers -------------------------------------------------------------------------------
     def _dir(self, key: str) -> Path:
         if not key or "/" in key or key.startswith("."):

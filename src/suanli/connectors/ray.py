@@ -45,6 +45,7 @@ from .base import (
 PREFIX = "suanli-"
 USAGE_RE = re.compile(r"([\d.]+)/([\d.]+) ([A-Za-z_][\w-]*)(?!\S)")
 TIMEOUT_EXIT = 124
+KILL_AFTER_S = 10  # `timeout -k`: SIGKILL this long after the walltime's SIGTERM
 STATES = {"PENDING": RunState.PENDING, "RUNNING": RunState.RUNNING,
           "SUCCEEDED": RunState.COMPLETED, "FAILED": RunState.FAILED,
           "STOPPED": RunState.CANCELLED}
@@ -89,13 +90,18 @@ class RayConnector:
         except ValueError:
             return {}
 
+    def kill_grace_s(self, walltime_s: int) -> float:
+        """`timeout` sends SIGTERM at the walltime and SIGKILL KILL_AFTER_S later."""
+        return KILL_AFTER_S
+
     def submit(self, req: RunRequest) -> str:
         if not req.command:
             raise ConnectorError("empty command")
         sid = PREFIX + req.run_key
         body: dict[str, Any] = {
             "submission_id": sid,
-            "entrypoint": f"timeout -s TERM -k 10 {req.walltime_s} {shlex.join(req.command)}",
+            "entrypoint": f"timeout -s TERM -k {KILL_AFTER_S} {req.walltime_s} "
+                          f"{shlex.join(req.command)}",
             "runtime_env": {"env_vars": {
                 **req.env, "SUANLI_JOB_ID": str(req.job_id), "SUANLI_RUN_KEY": req.run_key,
                 "SUANLI_UNITS": str(req.units), "SUANLI_NODES": str(req.nodes),

@@ -11,9 +11,13 @@ Configuration (per center, in `connector_config`):
     output_dir: /shared/suanli/logs       # where jobs write stdout/stderr; suanli reads logs here
     work_dir: /shared/suanli/work         # the jobs' working directory (default: output_dir)
     submit_concurrency: 1                 # submits in flight at once (default 1)
+    kill_wait_s: 30                       # the cluster's KillWait + OverTimeLimit, in seconds
+                                          # (default 30, Slurm's default KillWait)
 
 A pool whose device is a GPU or NPU asks for `gres: <name>:<units per node>`; a CPU pool asks for
-`cpus_per_task: <units per node>`. Walltimes are rounded up to whole minutes (Slurm's unit).
+`cpus_per_task: <units per node>`. Walltimes are rounded up to whole minutes (Slurm's unit): a
+run may go on that much past its walltime, and `kill_wait_s` more after Slurm's SIGTERM (what a
+job's hold covers, see `kill_grace_s`).
 """
 
 from __future__ import annotations
@@ -40,6 +44,12 @@ from .base import (
 
 SUPPORTED_VERSIONS = ("0.0.38",)
 JOB_PREFIX = "suanli-"
+
+
+def time_limit_min(walltime_s: int) -> int:
+    """Slurm's time limit for a walltime: whole minutes, rounded up."""
+    return max(1, -(-walltime_s // 60))
+
 
 # Slurm job states -> ours. NODE_FAIL and PREEMPTED lose the attempt: the job is re-placed.
 STATES: dict[str, RunState] = {
@@ -102,6 +112,7 @@ class SlurmConnector:
         self._version: str | None = config.get("version")
         # submits in flight at once from one scheduling pass (the engine honours it)
         self.submit_concurrency = positive_int(config, "submit_concurrency", 1)
+        self.kill_wait_s = positive_int(config, "kill_wait_s", 30)
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
@@ -152,6 +163,10 @@ class SlurmConnector:
                 return dict(job)
         return None
 
+    def kill_grace_s(self, walltime_s: int) -> float:
+        """The walltime's rounding up to whole minutes, then Slurm's KillWait after SIGTERM."""
+        return time_limit_min(walltime_s) * 60 - walltime_s + self.kill_wait_s
+
     def job_description(self, req: RunRequest) -> dict[str, Any]:
         per_node = max(1, req.units // max(1, req.nodes))
         env = {"PATH": "/usr/local/bin:/usr/bin:/bin", **req.env,
@@ -161,7 +176,7 @@ class SlurmConnector:
         job: dict[str, Any] = {
             "name": JOB_PREFIX + req.run_key,
             "partition": self.partitions.get(req.pool, req.pool),
-            "time_limit": max(1, -(-req.walltime_s // 60)),
+            "time_limit": time_limit_min(req.walltime_s),
             "nodes": req.nodes,
             "tasks": req.nodes,
             "current_working_directory": str(self.work_dir),

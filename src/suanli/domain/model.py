@@ -112,16 +112,11 @@ class JobRequirements:
     data_gb: float | None = None  # its size: moving it elsewhere takes time
 
 
-WALLTIME_GRACE_S = 60
-"""How long past its walltime a run may go on, and be billed: the time a center takes to stop it
-(the local executor's SIGTERM-to-SIGKILL grace, Slurm's KillWait). Nothing beyond it is billed."""
-
-
 def billable_span(started: datetime, ended: datetime, *, placed_at: datetime, seen_at: datetime,
-                  walltime_s: int) -> tuple[datetime, datetime]:
+                  limit_s: int) -> tuple[datetime, datetime]:
     """The start and end a run is billed for, from what its center reported: never before suanli
-    placed the run, never after suanli saw it end (`seen_at`), never longer than its walltime and
-    the grace. A center's report is a claim, not a fact suanli bills on unchecked."""
+    placed the run, never after suanli saw it end (`seen_at`), never longer than `limit_s` (its
+    walltime and what its center lets it run past it before the kill). A center's report is a
+    claim, not a fact suanli bills on unchecked."""
     start = min(max(started, placed_at), seen_at)
-    limit = start + timedelta(seconds=walltime_s + WALLTIME_GRACE_S)
-    return start, min(max(ended, start), seen_at, limit)
+    return start, min(max(ended, start), seen_at, start + timedelta(seconds=limit_s))

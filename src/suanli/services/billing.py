@@ -1,8 +1,9 @@
 """Billing: every finished run is metered, priced at its pool's price valid when the run started,
-capped at what is left of its job's budget, partly paid by a voucher grant (point of sale: 算力券
-at billing time) and posted — usage record, bill, redemption and audit entries in one database
-transaction, once per run (the unique run_id of the usage record and of the redemption, and the
-ledger key `bill:run:<id>`, make retries and restarts harmless).
+capped at what is left of its job's budget and of what admission held for the job, partly paid
+by a voucher grant (point of sale: 算力券 at billing time) and posted — usage record, bill,
+redemption and audit entries in one database transaction, once per run (the unique run_id of the
+usage record and of the redemption, and the ledger key `bill:run:<id>`, make retries and restarts
+harmless).
 
 `bill_runs` takes a batch: the engine passes the runs it closes, the benchmark a million.
 Concurrent billers serialize per tenant (its row is locked first) and per grant (locked before
@@ -42,13 +43,16 @@ class FinishedRun:
     ended_at: datetime
     precision: Precision
     budget_fen: int | None = None
+    # Bill no more than what the job still holds (its hold less its earlier bills): the engine's
+    # runs, whose jobs were admitted with a hold covering their walltime and its grace.
+    within_hold: bool = False
 
 
 def finished_run(job: m.Job, run: m.Run, ended: datetime) -> FinishedRun:
     assert run.started_at is not None
     return FinishedRun(run.id, job.id, job.tenant_id, run.center_id, run.pool_id, run.units,
                        run.started_at, max(ended, run.started_at), Precision(job.precision),
-                       job.budget_fen)
+                       job.budget_fen, within_hold=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +177,9 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
         spent.update(s.execute(select(m.UsageRecord.job_id, func.sum(m.UsageRecord.amount_fen))
                                .where(cond)
                                .group_by(m.UsageRecord.job_id)).all())
+    holding: dict[int, int] = {}  # what each job may still be billed: what it holds
+    for cond in among(s, m.Job.id, sorted({r.job_id for r in todo if r.within_hold})):
+        holding.update(s.execute(select(m.Job.id, m.Job.hold_fen).where(cond)).all())
     vouchers = _Vouchers(s, sorted({r.tenant_id for r in todo}), now)
     held = balances_of(s, [tenant_prepaid(t) for t in tenant_ids])
     prepaid = {t: -held[tenant_prepaid(t)] for t in tenant_ids}
@@ -193,6 +200,9 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
         if r.budget_fen is not None:  # the job is stopped at its budget; never billed beyond it
             amount = min(amount, max(0, r.budget_fen - spent[r.job_id]))
             spent[r.job_id] += amount
+        if r.within_hold:  # never beyond what admission held for the job, across its attempts
+            amount = min(amount, max(0, holding.get(r.job_id, 0)))
+            holding[r.job_id] = holding.get(r.job_id, 0) - amount
         usage.append({"run_id": r.run_id, "job_id": r.job_id, "tenant_id": r.tenant_id,
                       "center_id": r.center_id, "pool_id": r.pool_id, "units": r.units,
                       "started_at": r.started_at, "ended_at": r.ended_at,
@@ -243,11 +253,14 @@ BUDGET_STOP = "stopped at its budget"
 
 def stop_over_budget(s: Session, now: datetime) -> list[int]:
     """Ask to stop every running job whose spending (its earlier attempts' bills and what the
-    current one has run up so far) reached its budget. Returns their ids."""
+    current one has run up so far) reached its budget. Returns their ids. Run it in an immediate
+    session: the jobs are read and written in one serialised step (locked here, in id order)."""
     rows = s.execute(
         select(m.Job, m.Run).join(m.Run, m.Run.id == m.Job.current_run_id)
         .where(m.Job.state == "RUNNING", m.Job.budget_fen.is_not(None),
-               m.Job.cancel_requested_at.is_(None), m.Run.started_at.is_not(None))).all()
+               m.Job.cancel_requested_at.is_(None), m.Run.started_at.is_not(None))
+        .order_by(m.Job.id).with_for_update(of=m.Job, key_share=True)
+        .execution_options(populate_existing=True)).all()
     if not rows:
         return []
     job_ids = [j.id for j, _ in rows]

@@ -35,6 +35,7 @@ class Platform:
         with self._lock:
             self.topology_version += 1
             self._cache.pop("pool_facts", None)
+            self._cache.pop("center_connectors", None)
 
     def cached(self, key: str, build: Callable[[], T], ttl: float = CACHE_TTL_S) -> T:
         now = time.monotonic()

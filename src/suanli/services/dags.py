@@ -21,6 +21,7 @@ from ..domain.enums import DeviceKind, Policy, Precision, Role
 from ..domain.errors import Forbidden, InvalidInput, NotFound
 from ..domain.jobstate import JobState
 from ..store import models as m
+from ..store.locks import lock_dag
 from . import jobs as jobsvc
 from .auth import Principal, principal_of
 from .context import Platform
@@ -161,9 +162,18 @@ def _advance_one(p: Platform, dag: m.Dag) -> int:
         job = _stage_job(st["job"])
         try:  # e.g. its deadline can no longer be met, or the tenant's money ran out
             hold = jobsvc.check_submission(p, job, now)
-            jobsvc.insert_job(p, actor, job, now, hold_fen=hold, dag=(dag.id, name),
-                              reason=f"stage {name} of DAG {dag.id}: {', '.join(st['depends_on'])} "
-                              "completed")
+            # Queued only while the DAG still runs and the stage is not queued yet, in one
+            # serialised step with that check: a cancel of the DAG may be racing us.
+            with p.db.session(immediate=True) as s:
+                locked = lock_dag(s, dag.id)
+                if locked is None or locked.state != "RUNNING":
+                    return queued
+                if s.scalar(select(m.Job.id).where(m.Job.dag_id == dag.id,
+                                                   m.Job.dag_stage == name)) is not None:
+                    continue
+                jobsvc.queue_job(s, actor, job, now, hold_fen=hold, dag=(dag.id, name),
+                                 reason=f"stage {name} of DAG {dag.id}: "
+                                 f"{', '.join(st['depends_on'])} completed")
         except InvalidInput as exc:
             _settle(p, dag.id, "FAILED", f"stage {name} cannot be queued: {exc}", now)
             return queued
@@ -172,8 +182,8 @@ def _advance_one(p: Platform, dag: m.Dag) -> int:
 
 
 def _settle(p: Platform, dag_id: int, state: str, reason: str, now: datetime) -> None:
-    with p.db.session() as s:
-        dag = s.get(m.Dag, dag_id)
+    with p.db.session(immediate=True) as s:
+        dag = lock_dag(s, dag_id)
         if dag is not None and dag.state == "RUNNING":
             dag.state, dag.reason, dag.finished_at = state, reason[:500], now
 

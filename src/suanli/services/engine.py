@@ -22,7 +22,7 @@ from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ..connectors import Capability, RunRequest, RunStatus
+from ..connectors import Capability, RunRequest, RunStatus, overrun_s
 from ..domain.enums import CenterStatus, RunState
 from ..domain.errors import ConnectorError
 from ..domain.jobstate import JobState
@@ -30,6 +30,7 @@ from ..domain.model import billable_span
 from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
+from ..store.locks import lock_job, lock_run
 from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
@@ -73,12 +74,14 @@ class EngineStatus:
     placements_total: int = 0
     running: bool = False
     pid: int | None = None
+    restarts: int = 0  # times the server restarted its engine process after it died
 
     def as_dict(self) -> dict[str, Any]:
         last = self.last
         return {
             "running": self.running,
             "pid": self.pid,
+            "restarts": self.restarts,
             "placements_total": self.placements_total,
             "last_pass_at": last.at.isoformat() if last.at else None,
             "queued": last.queued,
@@ -100,7 +103,8 @@ class EngineStatus:
                              for k, v in (data.get("waiting_by_pool") or {}).items()},
         )
         return EngineStatus(last, int(data.get("placements_total", 0)),
-                            bool(data.get("running")), data.get("pid"))
+                            bool(data.get("running")), data.get("pid"),
+                            int(data.get("restarts", 0)))
 
 
 class EngineControl(Protocol):
@@ -144,7 +148,8 @@ class Engine:
 
     def status(self) -> EngineStatus:
         return EngineStatus(last=self.last, placements_total=self.placements_total,
-                            running=self._thread is not None, pid=os.getpid())
+                            running=self._thread is not None and self._thread.is_alive(),
+                            pid=os.getpid())
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -195,7 +200,7 @@ class Engine:
         stats.finished = self.reconcile() + fail_over(self)
         if stats.finished:
             self._full_due = True  # capacity came back
-        with self.p.db.session() as s:
+        with self.p.db.session(immediate=True) as s:
             if stop_over_budget(s, self.p.clock.now()):
                 log.info("jobs stopped at their budget")
         self.push_cancels()
@@ -276,18 +281,27 @@ class Engine:
                 return 0
             center = s.get(m.Center, run.center_id)
             assert center is not None
-            conn = self.p.connector_for(center)
-            if run.external_id is None:
-                # Placed but the submit did not complete (crash, or a failed call): retry it.
-                job = s.get(m.Job, run.job_id)
-                assert job is not None
-                return self._submit(s, job, run, center, resubmit=True)
-            status = known if known is not None else conn.status(run.external_id)
-            return self._apply_status(s, run, status)
+            job_id, external_id, seen = run.job_id, run.external_id, run.state
+        if external_id is None:
+            # Placed but the submit did not complete (crash, or a failed call): retry it.
+            return self._submit_one(job_id, run_id, center, resubmit=True)
+        # The center is asked outside any transaction (it may be slow); what it says is then
+        # applied in one serialised step, to the run and job as they are by then.
+        status = known if known is not None else self.p.connector_for(center).status(external_id)
+        if status.state is RunState.PENDING or (status.state is RunState.RUNNING
+                                                and seen == RunState.RUNNING.value):
+            return 0  # nothing new: no write
+        with self.p.db.session(immediate=True) as s:
+            locked = lock_run(s, run_id)
+            if locked is None:
+                return 0
+            job, run = locked
+            if run.state not in ACTIVE_RUN_STATES or run.external_id != external_id:
+                return 0  # closed meanwhile (a failover)
+            return self._apply_status(s, job, run, status)
 
-    def _apply_status(self, s: Session, run: m.Run, status: RunStatus) -> int:
-        job = s.get(m.Job, run.job_id)
-        assert job is not None
+    def _apply_status(self, s: Session, job: m.Job, run: m.Run, status: RunStatus) -> int:
+        """Record what the center says of the run; the caller holds both rows' locks."""
         now = self.p.clock.now()
         if status.state is RunState.PENDING:
             return 0
@@ -296,7 +310,7 @@ class Engine:
                 run.state = "running"
                 run.started_at, _ = billable_span(status.started_at or now, now,
                                                   placed_at=run.created_at, seen_at=now,
-                                                  walltime_s=run.walltime_s)
+                                                  limit_s=run.walltime_s)
                 if job.current_run_id == run.id and job.state == JobState.PLACED.value:
                     transition(s, job, JobState.RUNNING, f"running on run {run.id}",
                                run.started_at)
@@ -309,6 +323,8 @@ class Engine:
         self, s: Session, job: m.Job, run: m.Run, state: RunState, status: RunStatus,
         now: datetime,
     ) -> None:
+        """Record the run's end, meter it and move its job on. The caller holds the job's and the
+        run's locks (`store.locks.lock_run` in an immediate session)."""
         run.state = state.value
         reason = status.reason or state.value
         if status.ended_at is not None and status.ended_at > now + CLOCK_SKEW:
@@ -321,7 +337,7 @@ class Engine:
         if started is not None:
             run.started_at, run.ended_at = billable_span(
                 started, status.ended_at or now, placed_at=run.created_at, seen_at=now,
-                walltime_s=run.walltime_s)
+                limit_s=self._billable_limit_s(s, run))
         else:
             run.ended_at = min(status.ended_at or now, now)
         if run.started_at is not None:
@@ -349,6 +365,13 @@ class Engine:
             if job.state_reason.startswith(BUDGET_STOP):
                 reason = job.state_reason
         transition(s, job, target, reason, run.ended_at)
+
+    def _billable_limit_s(self, s: Session, run: m.Run) -> int:
+        """The longest a run may be billed for: its walltime and what its center lets it run past
+        it before the kill (what the job's hold covered)."""
+        center = s.get(m.Center, run.center_id)
+        conn = self.p.connector_for(center) if center is not None else None
+        return run.walltime_s + overrun_s(conn, run.walltime_s)
 
     def _meter(self, s: Session, job: m.Job, run: m.Run) -> None:
         """Meter and bill the run (once: billing skips a run already metered)."""
@@ -478,8 +501,9 @@ class Engine:
         """Record the placement and its run; returns the job and run ids and the (detached)
         center, to submit."""
         assert d.pool_id is not None
-        with self.p.db.session() as s:
-            job = s.get(m.Job, d.job_id)
+        # The job is read and placed in one serialised step: a cancel may be racing us.
+        with self.p.db.session(immediate=True) as s:
+            job = lock_job(s, d.job_id)
             if job is None or job.state != JobState.QUEUED.value:
                 return None  # cancelled meanwhile
             pool = s.get(m.Pool, d.pool_id)
@@ -527,35 +551,85 @@ class Engine:
                     except Exception:  # one failed submit must not stop the others
                         log.exception("submit to %s failed", center.slug)
 
-    def _submit_one(self, job_id: int, run_id: int, center: m.Center) -> None:
+    def _submit_one(self, job_id: int, run_id: int, center: m.Center, *,
+                    resubmit: bool = False) -> int:
+        """Hand one placed run to its center (outside any transaction: the call may be slow),
+        then record the outcome in one serialised step. Returns 1 when the run ended (refused)."""
         with self.p.db.session() as s:
             job = s.get(m.Job, job_id)
-            run_row = s.get(m.Run, run_id)
-            assert job is not None and run_row is not None
-            self._submit(s, job, run_row, center)  # the center is only read
-
-    def _submit(self, s: Session, job: m.Job, run: m.Run, center: m.Center, *,
-                resubmit: bool = False) -> int:
-        pool = s.get(m.Pool, run.pool_id)
-        assert pool is not None
-        req = RunRequest(
-            run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
-            nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
-            devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb, pool=pool.name,
-            device_kind=pool.device_kind, resubmit=resubmit, tenant_id=job.tenant_id,
-        )
-        now = self.p.clock.now()
+            run = s.get(m.Run, run_id)
+            assert job is not None and run is not None
+            if run.state not in ACTIVE_RUN_STATES or run.external_id is not None:
+                return 0
+            # Cancelled since it was placed: never started (unless an earlier submit may have
+            # reached the center; then it is found there and cancelled by `push_cancels`).
+            cancelled = job.cancel_requested_at is not None and not resubmit
+            pool = s.get(m.Pool, run.pool_id)
+            assert pool is not None
+            req = RunRequest(
+                run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
+                nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
+                devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb,
+                pool=pool.name, device_kind=pool.device_kind, resubmit=resubmit,
+                tenant_id=job.tenant_id,
+            )
+        if cancelled:
+            return self._cancel_unsubmitted(run_id)
         try:
-            run.external_id = self.p.connector_for(center).submit(req)
-            return 0
+            external_id = self.p.connector_for(center).submit(req)
         except ConnectorError as exc:
-            self._full_due = True  # the run's units are free again
+            return self._refused(run_id, center, exc)
+        with self.p.db.session(immediate=True) as s:
+            locked = lock_run(s, run_id)
+            if locked is not None:
+                _, run = locked
+                run.external_id = external_id
+                if run.state not in ACTIVE_RUN_STATES:
+                    run.stale = True  # given up meanwhile (failover): cancelled when seen again
+        return 0
+
+    @staticmethod
+    def _unsubmitted(s: Session, run_id: int) -> tuple[m.Job, m.Run] | None:
+        """The run and its job, locked, if the run still waits for its submit."""
+        locked = lock_run(s, run_id)
+        if locked is None or locked[1].state not in ACTIVE_RUN_STATES \
+                or locked[1].external_id is not None:
+            return None
+        return locked
+
+    def _cancel_unsubmitted(self, run_id: int) -> int:
+        """A job cancelled after its placement, before its run reached the center: the run is
+        never started."""
+        with self.p.db.session(immediate=True) as s:
+            locked = self._unsubmitted(s, run_id)
+            if locked is None:
+                return 0
+            job, run = locked
+            status = RunStatus(RunState.CANCELLED, reason="cancelled before it was submitted")
+            self.close_run(s, job, run, RunState.CANCELLED, status, self.p.clock.now())
+            return 1
+
+    def _refused(self, run_id: int, center: m.Center, exc: ConnectorError) -> int:
+        """The center refused the run: it failed; its job is re-queued, or failed after
+        MAX_SUBMIT_FAILURES refusals, or cancelled if a cancel was asked meanwhile."""
+        self._full_due = True  # the run's units are free again
+        now = self.p.clock.now()
+        with self.p.db.session(immediate=True) as s:
+            locked = self._unsubmitted(s, run_id)
+            if locked is None:
+                return 0
+            job, run = locked
             run.state = RunState.FAILED.value
             run.reason = f"submit failed: {exc.message}"[:500]
             run.ended_at = now
+            if job.current_run_id != run.id or JobState(job.state).is_terminal:
+                return 1
             failures = len(list(s.scalars(select(m.Run.id).where(
                 m.Run.job_id == job.id, m.Run.reason.like("submit failed:%")))))
-            if failures >= MAX_SUBMIT_FAILURES:
+            if job.cancel_requested_at is not None:
+                transition(s, job, JobState.CANCELLED,
+                           f"cancelled; {center.slug} refused the job: {exc.message}", now)
+            elif failures >= MAX_SUBMIT_FAILURES:
                 transition(s, job, JobState.FAILED,
                            f"{center.slug} refused the job {failures} times: {exc.message}", now)
             else:

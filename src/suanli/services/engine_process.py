@@ -2,8 +2,9 @@
 
 `suanli serve` starts it; exactly one engine runs per data directory (an exclusive lock on
 `$SUANLI_HOME/engine.lock`); it exits when the server that started it is gone (even after
-`kill -9`), so a restarted server never meets a second scheduler. The API wakes it through a pipe
-and reads its pass statistics from `$SUANLI_HOME/engine-status.json`.
+`kill -9`), so a restarted server never meets a second scheduler; when it dies, the server starts
+it again (with back-off). The API wakes it through a pipe and reads its pass statistics from
+`$SUANLI_HOME/engine-status.json`.
 
     python -m suanli.services.engine_process --wake-fd N
 """
@@ -21,6 +22,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -35,18 +37,58 @@ log = logging.getLogger("suanli.engine")
 STATUS_FILE = "engine-status.json"
 LOCK_FILE = "engine.lock"
 PR_SET_PDEATHSIG = 1
+RESTART_MAX_S = 60.0  # the longest wait before a dead engine process is restarted
+STABLE_S = 60.0  # an engine that ran this long died of something new: restart it soon again
+
+
+class Backoff:
+    """How long to wait before restarting a dead engine: `first`, doubling at each death up to
+    RESTART_MAX_S, and `first` again after an engine that ran STABLE_S."""
+
+    def __init__(self, first: float) -> None:
+        self.first = min(first, RESTART_MAX_S)
+        self.delay = 0.0
+
+    def next(self, ran_s: float) -> float:
+        """The wait after an engine that ran `ran_s` seconds died."""
+        if self.delay == 0.0 or ran_s >= STABLE_S:
+            self.delay = self.first
+        else:
+            self.delay = min(self.delay * 2, RESTART_MAX_S)
+        return self.delay
 
 
 class EngineProcess:
-    """The API's handle on the engine process: start, wake, status, stop."""
+    """The API's handle on the engine process: start, wake, status, stop. A watcher thread
+    restarts the process when it dies (a crash, the OOM killer, `kill -9`): after
+    `engine_restart_s` (default 1 s), doubling on each death up to RESTART_MAX_S, and back to the
+    first wait once an engine has run STABLE_S. While none runs, `status().running` is False
+    (the health endpoint answers 503)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.proc: subprocess.Popen[bytes] | None = None
+        self.restarts = 0
         self._wake_w: int | None = None
         self._status_cache: tuple[float, EngineStatus] | None = None
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._watcher: threading.Thread | None = None
+        self._spawned_at = 0.0
 
     def start(self) -> None:
+        self._stopping.clear()
+        with self._lock:
+            self._spawn()
+        if self._watcher is None:
+            # The watcher also spawns the restarted engines, and an engine dies with the thread
+            # that spawned it (PR_SET_PDEATHSIG): it lives until `stop`.
+            self._watcher = threading.Thread(target=self._watch, name="suanli-engine-watcher",
+                                             daemon=True)
+            self._watcher.start()
+
+    def _spawn(self) -> None:
+        """Start an engine process with a fresh wake pipe (the caller holds the lock)."""
         r, w = os.pipe()
         os.set_blocking(w, False)
         env = dict(os.environ, SUANLI_HOME=str(self.settings.home),
@@ -57,17 +99,54 @@ class EngineProcess:
                    SUANLI_FAILOVER_GRACE=str(self.settings.failover_grace_s),
                    SUANLI_LOG_FORMAT=self.settings.log_format,
                    SUANLI_LOG_LEVEL=self.settings.log_level)
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "suanli.services.engine_process", "--wake-fd", str(r)],
-            pass_fds=(r,), env=env, stdin=subprocess.DEVNULL)
-        os.close(r)
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "suanli.services.engine_process", "--wake-fd", str(r)],
+                pass_fds=(r,), env=env, stdin=subprocess.DEVNULL)
+        finally:
+            os.close(r)
+        if self._wake_w is not None:
+            os.close(self._wake_w)
         self._wake_w = w
+        self._spawned_at = time.monotonic()
+        self._status_cache = None
+
+    def _watch(self) -> None:
+        backoff = Backoff(self.settings.engine_restart_s)
+        while not self._stopping.is_set():
+            proc = self.proc
+            assert proc is not None
+            try:
+                code = proc.wait(timeout=0.5)
+            except subprocess.TimeoutExpired:
+                continue
+            if self._stopping.is_set():
+                return
+            ran = time.monotonic() - self._spawned_at
+            delay = backoff.next(ran)
+            how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
+            log.error("the engine process (pid %d) died (%s) after %.0f s; restarting it in "
+                      "%.0f s", proc.pid, how, ran, delay)
+            if self._stopping.wait(delay):
+                return
+            with self._lock:
+                if self._stopping.is_set():
+                    return
+                try:
+                    self._spawn()
+                except OSError as exc:
+                    log.error("cannot start the engine process: %s; trying again", exc)
+                    continue  # the dead one is seen again: the next try waits longer
+                self.restarts += 1
+                pid = self.proc.pid if self.proc else None
+            log.warning("engine process restarted (pid %s; %d restarts)", pid, self.restarts)
 
     def wake(self) -> None:
-        if self._wake_w is None:
-            return
-        with contextlib.suppress(BlockingIOError, BrokenPipeError):
-            os.write(self._wake_w, b"w")
+        with self._lock:
+            if self._wake_w is None:
+                return
+            with contextlib.suppress(BlockingIOError, BrokenPipeError):
+                os.write(self._wake_w, b"w")
 
     def status(self) -> EngineStatus:
         now = time.monotonic()
@@ -78,21 +157,31 @@ class EngineProcess:
             st = EngineStatus.from_dict(data)
         except (OSError, ValueError):
             st = EngineStatus(PassStats())
-        st.running = self.proc is not None and self.proc.poll() is None
+        proc = self.proc
+        st.running = proc is not None and proc.poll() is None and not self._stopping.is_set()
+        if not st.running or proc is None or st.pid != proc.pid:
+            st.pid = None  # what the file says is of an engine gone, or none has written yet
+        st.restarts = self.restarts
         self._status_cache = (now, st)
         return st
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self._wake_w is not None:
-            os.close(self._wake_w)
-            self._wake_w = None
+        self._stopping.set()
+        with self._lock:
+            proc = self.proc
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(timeout)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
+            if self._wake_w is not None:
+                os.close(self._wake_w)
+                self._wake_w = None
+        if self._watcher is not None:
+            self._watcher.join(timeout)
+            self._watcher = None
 
 
 def _die_with_parent() -> None:

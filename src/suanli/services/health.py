@@ -24,6 +24,7 @@ from ..connectors import Health, RunStatus
 from ..domain.enums import CenterStatus, RunState
 from ..domain.errors import ConnectorError
 from ..store import models as m
+from ..store.locks import lock_run
 from .centers import ACTIVE_RUN_STATES
 
 if TYPE_CHECKING:
@@ -104,13 +105,13 @@ def fail_over(engine: Engine) -> int:
                 m.Center.offline_since.is_not(None), m.Center.offline_since <= cutoff,
                 m.Run.state.in_(ACTIVE_RUN_STATES))))
     for run_id in run_ids:
-        with p.db.session() as s:
-            run = s.get(m.Run, run_id)
-            if run is None or run.state not in ACTIVE_RUN_STATES:
+        with p.db.session(immediate=True) as s:  # the run and its job, read and closed at once
+            locked = lock_run(s, run_id)
+            if locked is None or locked[1].state not in ACTIVE_RUN_STATES:
                 continue
+            job, run = locked
             center = s.get(m.Center, run.center_id)
-            job = s.get(m.Job, run.job_id)
-            assert center is not None and job is not None
+            assert center is not None
             seen = center.health_ok_at or center.offline_since or now
             ended = max(seen, run.started_at) if run.started_at else seen
             run.stale = run.external_id is not None
@@ -148,10 +149,10 @@ def cancel_stale(engine: Engine, center_id: int) -> None:
         except ConnectorError as exc:
             log.warning("cannot cancel stale run %s on %s: %s", run.id, center.slug, exc.message)
             continue
-        with p.db.session() as s:
-            row = s.get(m.Run, run.id)
-            job = s.get(m.Job, run.job_id)
-            assert row is not None and job is not None
+        with p.db.session(immediate=True) as s:  # the event records the job's state as it is
+            locked = lock_run(s, run.id)
+            assert locked is not None
+            job, row = locked
             row.stale = False
             _event(s, job, what, p.clock.now())
         log.warning("%s", what)

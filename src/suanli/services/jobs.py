@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.orm import Session
 
+from ..connectors import Connector, overrun_s
 from ..domain.enums import DeviceKind, Policy, Precision, Role
 from ..domain.errors import Conflict, ConnectorError, Forbidden, Infeasible, InvalidInput, NotFound
 from ..domain.jobstate import JobState, check_transition
@@ -89,10 +90,29 @@ def _validate(data: JobInput, now: datetime) -> None:
             raise InvalidInput("deadline is in the past", field="deadline")
 
 
+def center_connectors(p: Platform) -> dict[int, Connector | None]:
+    """Each center's connector (None for one that cannot be built: it gets the defaults)."""
+
+    def build() -> dict[int, Connector | None]:
+        with p.db.session() as s:
+            centers = list(s.scalars(select(m.Center)))
+        out: dict[int, Connector | None] = {}
+        for c in centers:
+            try:
+                out[c.id] = p.connector_for(c)
+            except Exception:  # a broken configuration must not stop submissions
+                out[c.id] = None
+        return out
+
+    return p.cached("center_connectors", build)
+
+
 def check_feasible(p: Platform, req: JobRequirements) -> int:
     """Raises Infeasible (with per-pool reasons) when no pool of the network could ever run the
-    job; else returns the most it may cost: its walltime on the priciest pool that could run it,
-    capped by its budget (what admission holds against the tenant's money)."""
+    job; else returns the most it may cost: its walltime plus the grace its center's backend
+    allows past it before the kill (`connectors.overrun_s`), on the priciest pool that could run
+    it, capped by its budget. Admission holds that against the tenant's money, and billing never
+    charges the job more than it held."""
     report: list[dict[str, Any]] = []
     worst = 0
 
@@ -100,11 +120,13 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
         with p.db.session() as s:
             return pool_facts(s)
 
+    connectors = center_connectors(p)
     for st in p.cached("pool_facts", build):
         reasons = static_reasons(req, st)
         report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
         if not reasons:
-            cost = -(-req.resources.units * req.walltime_s * st.spec.price_fen_per_unit_hour // 3600)
+            seconds = req.walltime_s + overrun_s(connectors.get(st.center_id), req.walltime_s)
+            cost = -(-req.resources.units * seconds * st.spec.price_fen_per_unit_hour // 3600)
             worst = max(worst, cost)
     if not any(not r["reasons"] for r in report):
         raise Infeasible(
@@ -208,7 +230,16 @@ def check_submission(p: Platform, data: JobInput, now: datetime) -> int:
 def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,
                dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
     """Queue a checked job (`dag`: the DAG and stage it belongs to), if the tenant's money covers
-    `hold_fen`, its cost estimate (else PaymentRequired)."""
+    `hold_fen`, its cost estimate (else PaymentRequired). Submissions run in the server's thread
+    pool; the money check and the insert are one serialised step (on SQLite the threads take the
+    write lock in turn, not in SQLite's sleeping busy handler)."""
+    with p.db.session(immediate=True) as s:
+        return queue_job(s, actor, data, now, hold_fen=hold_fen, dag=dag, reason=reason)
+
+
+def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,
+              dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
+    """`insert_job` in the caller's transaction."""
     assert actor.tenant_id is not None
     values: dict[str, Any] = dict(
         tenant_id=actor.tenant_id,
@@ -239,15 +270,13 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
         dag_stage=dag[1] if dag else None,
         hold_fen=hold_fen,
     )
-    # Core inserts, not the ORM unit of work: submission is the hottest write path. Submissions
-    # run in the server's thread pool; on SQLite they take the write lock one thread at a time.
-    with p.db.write_session() as s:
-        admit(s, actor.tenant_id, hold_fen)
-        conn = s.connection()  # Core on the session's connection: no ORM bulk-insert machinery
-        job_id = conn.execute(_INSERT_JOB, values).scalar_one()
-        conn.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
-                                     "to_state": "QUEUED",
-                                     "reason": reason or f"submitted by {actor.username}"})
+    # Core inserts, not the ORM unit of work: submission is the hottest write path.
+    admit(s, actor.tenant_id, hold_fen)
+    conn = s.connection()  # Core on the session's connection: no ORM bulk-insert machinery
+    job_id = conn.execute(_INSERT_JOB, values).scalar_one()
+    conn.execute(_INSERT_EVENT, {"job_id": job_id, "at": now, "from_state": None,
+                                 "to_state": "QUEUED",
+                                 "reason": reason or f"submitted by {actor.username}"})
     return m.Job(id=job_id, exit_code=None, started_at=None, finished_at=None,
                  cancel_requested_at=None, current_run_id=None, target_pool_id=None, **values)
 
@@ -280,8 +309,11 @@ def may_read_output(actor: Principal) -> bool:
     return actor.role.is_tenant or actor.role in (Role.PLATFORM_ADMIN, Role.CENTER_OPERATOR)
 
 
-def _get(s: Session, actor: Principal, job_id: int) -> m.Job:
-    job: m.Job | None = s.scalar(_visible(select(m.Job).where(m.Job.id == job_id), actor))
+def _get(s: Session, actor: Principal, job_id: int, *, lock: bool = False) -> m.Job:
+    q = _visible(select(m.Job).where(m.Job.id == job_id), actor)
+    if lock:  # see store.locks: the job row first, until the transaction ends
+        q = q.with_for_update(key_share=True).execution_options(populate_existing=True)
+    job: m.Job | None = s.scalar(q)
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
@@ -349,8 +381,9 @@ def job_runs(p: Platform, actor: Principal, job_id: int) -> list[m.Run]:
 def cancel_job(p: Platform, actor: Principal, job_id: int, reason: str = "") -> m.Job:
     now = p.clock.now()
     run_to_cancel: tuple[m.Center, str] | None = None
-    with p.db.session() as s:
-        job = _get(s, actor, job_id)
+    # Read and written in one serialised step: the engine may be placing the job right now.
+    with p.db.session(immediate=True) as s:
+        job = _get(s, actor, job_id, lock=True)
         if not (actor.role.is_tenant or actor.role is Role.PLATFORM_ADMIN):
             raise Forbidden("only the tenant's users or a platform admin cancel a job")
         state = JobState(job.state)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -41,28 +41,31 @@ class Database:
         self.url = url
         self.engine = make_engine(url)
         self.sessions = sessionmaker(self.engine, expire_on_commit=False)
-        # SQLite has one writer at a time. Threads of this process that write wait here, in turn,
-        # rather than in SQLite's busy handler, which sleeps up to 100 ms between tries.
-        self._writer: AbstractContextManager[object] = (
-            threading.RLock() if self.engine.dialect.name == "sqlite" else nullcontext())
+        # This process's immediate units queue here for their turn (first come, first served)
+        # rather than in SQLite's busy handler, which polls with growing sleeps; other processes
+        # still wait there.
+        self._immediate = threading.Lock()
 
     @contextmanager
-    def session(self) -> Iterator[Session]:
-        """A unit of work: commits on success, rolls back on error."""
-        with self.sessions() as s:
+    def session(self, *, immediate: bool = False) -> Iterator[Session]:
+        """A unit of work: commits on success, rolls back on error.
+
+        `immediate`: a unit that reads a row's state and writes it back (a job's, a run's), which
+        must be one serialised step. On SQLite it takes the database's write lock before its first
+        read (`BEGIN IMMEDIATE`): pysqlite otherwise runs the reads outside any transaction and
+        begins one only before the first write, so two units could both read QUEUED and both
+        write. On PostgreSQL the unit locks the rows it reads instead (see `store.locks`). Other
+        units keep the default, so that reads stay concurrent. Immediate units do not nest."""
+        serialise = immediate and self.engine.dialect.name == "sqlite"
+        with self._immediate if serialise else nullcontext(), self.sessions() as s:
             try:
+                if serialise:
+                    s.connection().exec_driver_sql("BEGIN IMMEDIATE")
                 yield s
                 s.commit()
             except BaseException:
                 s.rollback()
                 raise
-
-    @contextmanager
-    def write_session(self) -> Iterator[Session]:
-        """A session for a short write on a hot path: on SQLite one such session at a time in
-        this process (PostgreSQL locks rows; nothing is added there)."""
-        with self._writer, self.session() as s:
-            yield s
 
     def upgrade(self) -> None:
         """Bring the schema to the newest Alembic revision."""
