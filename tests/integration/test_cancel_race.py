@@ -31,6 +31,7 @@ from suanli.store import models as m
 from suanli.store.db import Database
 
 from ..conftest import World, cpu_pool, database_url, kill_runs
+from ..waiting import eventually
 
 pytestmark = pytest.mark.integration
 
@@ -140,14 +141,16 @@ def test_cancels_racing_engine_passes_leave_consistent_jobs(race_world: World) -
     for t in threads:
         t.join(120)
     print(f"cancellers done after {time.monotonic() - t0:.1f} s")
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
+    def unfinished() -> int:
         with w.p.db.session() as s:
-            left = s.scalar(select(func.count(m.Job.id)).where(
-                m.Job.state.in_(["QUEUED", "PLACED", "RUNNING"])))
-        if not left:
-            break
-        time.sleep(0.2)
+            return int(s.scalar(select(func.count(m.Job.id)).where(
+                m.Job.state.in_(["QUEUED", "PLACED", "RUNNING"]))) or 0)
+
+    try:
+        eventually(lambda: unfinished() == 0, timeout=120, interval=0.2, what="every job ended")
+    except AssertionError:
+        pass  # reported below, after the engine is stopped
+    left = unfinished()
     print(f"all ended after {time.monotonic() - t0:.1f} s")
     engine.request_stop()
     stop.set()

@@ -9,30 +9,16 @@ import re
 import shutil
 import signal
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import httpx
 import pytest
 
 from ..conftest import kill_runs
+from ..waiting import eventually
 from .conftest import Server, free_port
 
 pytestmark = pytest.mark.integration
-T = TypeVar("T")
-
-
-def until(probe: Callable[[], T | None], timeout: float = 60.0, what: str = "") -> T:
-    """Poll `probe` until it returns something, or fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = probe()
-        if got is not None:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"not reached in {timeout} s: {what}")
 
 
 def test_a_killed_engine_is_restarted_and_the_server_says_so_meanwhile() -> None:
@@ -50,15 +36,15 @@ def test_a_killed_engine_is_restarted_and_the_server_says_so_meanwhile() -> None
                 got = health(200)
                 return int(got["scheduler"]["pid"]) if got and got["scheduler"]["pid"] else None  # type: ignore[index]
 
-            pid = until(engine_pid, what="healthy, with the engine's pid")
+            pid = eventually(engine_pid, what="healthy, with the engine's pid")
             assert c.get("/api/v1/health").json()["scheduler"]["restarts"] == 0
             os.kill(pid, signal.SIGKILL)
 
-            down = until(lambda: health(503), timeout=30, what="health 503 after the engine died")
+            down = eventually(lambda: health(503), timeout=30, what="health 503 after the engine died")
             assert down["status"] == "degraded" and down["scheduler"]["running"] is False  # type: ignore[index]
             assert "engine is not running" in str(down["error"])
 
-            again = until(engine_pid, what="healthy again after the restart, a new engine's pid")
+            again = eventually(engine_pid, what="healthy again after the restart, a new engine's pid")
             back = c.get("/api/v1/health").json()
             assert again != pid and back["status"] == "ok"
             assert back["scheduler"]["restarts"] == 1
