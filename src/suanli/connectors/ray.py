@@ -45,6 +45,10 @@ from .base import (
 PREFIX = "suanli-"
 USAGE_RE = re.compile(r"([\d.]+)/([\d.]+) ([A-Za-z_][\w-]*)(?!\S)")
 TIMEOUT_EXIT = 124
+# A line Ray's job manager writes into a job's log ("2026-12-04 17:34:10,010<TAB>INFO
+# job_manager.py:581 -- Runtime env is setting up.").
+RAY_LOG_LINE = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}\t[A-Z]+ job_manager\.py:\d+ -- [^\n]*\n?",
+                          re.MULTILINE)
 KILL_AFTER_S = 10  # `timeout -k`: SIGKILL this long after the walltime's SIGTERM
 STATES = {"PENDING": RunState.PENDING, "RUNNING": RunState.RUNNING,
           "SUCCEEDED": RunState.COMPLETED, "FAILED": RunState.FAILED,
@@ -73,6 +77,7 @@ class RayConnector:
         # Jobs this connector asked Ray to stop: a job stopped while its supervisor starts may
         # end FAILED (the supervisor loses its child process), which is a cancellation.
         self._stopped: set[str] = set()
+        self._entrypoints: dict[str, str] = {}  # job → its entrypoint, to find Ray's line about it
 
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         try:
@@ -168,11 +173,11 @@ class RayConnector:
             raise ConnectorError(f"unknown log stream {stream!r}")
         if stream == "stderr":
             return b""  # Ray merges both streams into the job's log
-        text = str(self._request("GET", f"/api/jobs/{external_id}/logs").get("logs", ""))
+        text = self._entrypoint_output(external_id)
         for _ in range(40):
-            # Right after a job ends, a busy or fresh head may not have its log file yet: an empty
-            # log of a job that ended in the last 30 s is asked again for up to 10 s before it is
-            # believed (an older one is answered at once).
+            # Right after a job ends, a busy or fresh head may not have its log file yet, or only
+            # its own first lines: an empty output of a job that ended in the last 30 s is asked
+            # again for up to 10 s before it is believed (an older one is answered at once).
             if text:
                 break
             st = self.status(external_id)
@@ -180,14 +185,25 @@ class RayConnector:
                     datetime.now(UTC) - st.ended_at > timedelta(seconds=30):
                 break
             time.sleep(0.25)
-            text = str(self._request("GET", f"/api/jobs/{external_id}/logs").get("logs", ""))
-        # Ray writes its own lines before the entrypoint's output: drop them.
-        marker = f"Running entrypoint for job {external_id}: "
+            text = self._entrypoint_output(external_id)
+        return text.encode()[max(0, offset): max(0, offset) + LOG_CHUNK]
+
+    def _entrypoint_output(self, external_id: str) -> str:
+        """The job's log without the lines Ray writes into it: its job manager's log lines and
+        "Running entrypoint for job …: <entrypoint>". Ray's driver and the entrypoint write the
+        same file, so the entrypoint's first output may come before that line: the line is taken
+        out where it stands, never everything before it."""
+        text = str(self._request("GET", f"/api/jobs/{external_id}/logs").get("logs", ""))
+        entrypoint = self._entrypoints.get(external_id)
+        if entrypoint is None:
+            entrypoint = str(self._request("GET", f"/api/jobs/{external_id}").get("entrypoint", ""))
+            self._entrypoints[external_id] = entrypoint
+        marker = f"Running entrypoint for job {external_id}: {entrypoint}"
         at = text.find(marker)
         if at >= 0:
-            newline = text.find("\n", at)
-            text = text[newline + 1:] if newline >= 0 else ""
-        return text.encode()[max(0, offset): max(0, offset) + LOG_CHUNK]
+            end = at + len(marker)
+            text = text[:at] + text[end + 1 if text[end:end + 1] == "\n" else end:]
+        return RAY_LOG_LINE.sub("", text)
 
     def capacity(self) -> list[PoolCapacity]:
         """Per resource (CPU, GPU, NPU, …): total and free units of the whole cluster.
