@@ -103,6 +103,24 @@ class Settings:
     # Direct peers (a TLS proxy) whose X-Forwarded-For / X-Forwarded-Proto are believed.
     trusted_proxies: tuple[IPNetwork, ...] = ()
     engine_restart_s: float = 1.0  # first wait before a dead engine process is restarted
+    # Artifacts (work folders, inputs, outputs): where their bytes live (an fsspec URL; empty:
+    # $SUANLI_HOME/artifacts), the largest one, each tenant's default quota (bytes and count),
+    # how long job outputs are kept, and the URL centers reach suanli's API at (staging over
+    # HTTP; empty: http://host:port).
+    artifacts_url: str = ""
+    artifact_max_bytes: int = 10 << 30
+    storage_quota_bytes: int = 50 << 30
+    storage_quota_count: int = 10_000
+    outputs_retention_days: float = 30.0
+    public_url: str = ""
+
+    @property
+    def artifacts_location(self) -> str:
+        return self.artifacts_url or str(self.home / "artifacts")
+
+    @property
+    def api_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @staticmethod
     def from_env() -> Settings:
@@ -133,4 +151,10 @@ class Settings:
             signin_failures_per_address=_count("SUANLI_SIGNIN_FAILURES_PER_ADDRESS", 20),
             trusted_proxies=parse_networks(os.environ.get("SUANLI_TRUSTED_PROXIES") or ""),
             engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
+            artifacts_url=os.environ.get("SUANLI_ARTIFACTS_URL") or "",
+            artifact_max_bytes=_count("SUANLI_ARTIFACT_MAX_BYTES", 10 << 30),
+            storage_quota_bytes=_count("SUANLI_STORAGE_QUOTA_BYTES", 50 << 30),
+            storage_quota_count=_count("SUANLI_STORAGE_QUOTA_COUNT", 10_000),
+            outputs_retention_days=max(0.0, _float("SUANLI_OUTPUTS_RETENTION_DAYS", 30.0)),
+            public_url=os.environ.get("SUANLI_PUBLIC_URL") or "",
         )

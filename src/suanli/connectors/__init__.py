@@ -8,6 +8,7 @@ from .base import (
     PoolCapacity,
     RunRequest,
     RunStatus,
+    StageItem,
     overrun_s,
 )
 from .registry import available, create, register
@@ -20,6 +21,7 @@ __all__ = [
     "PoolCapacity",
     "RunRequest",
     "RunStatus",
+    "StageItem",
     "available",
     "create",
     "overrun_s",

@@ -25,6 +25,24 @@ class Capability(StrEnum):
     # jobs run unprivileged in a sandbox of their own: no view of the platform, other jobs or
     # the host's processes; everything a job starts dies with it
     SANDBOX = "sandbox"
+    # brings a job's work folder and inputs (`RunRequest.stage`) into its work directory before
+    # it starts, and packs its declared `outputs` back when it ends
+    STAGING = "staging"
+
+
+@dataclass(frozen=True, slots=True)
+class StageItem:
+    """Bytes to put in a run's work folder before it starts: an artifact (a tar archive unpacked
+    at `dest`, or one file written to `dest`). A connector takes them from `local_path` when the
+    artifact store is a folder it can read, else downloads `url` (suanli's API, authorised by the
+    run's own short-lived token, `RunRequest.token`)."""
+
+    sha256: str
+    size: int
+    dest: str = ""  # relative to the work folder; "" is the folder itself
+    unpack: bool = True  # a tar archive to unpack (work folders, datasets), or a single file
+    local_path: str | None = None
+    url: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +64,13 @@ class RunRequest:
     resubmit: bool = False
     env: dict[str, str] = field(default_factory=dict)
     tenant_id: int | None = None  # whose job: the local executor runs it as that tenant's user
+    # Bring-your-own-work (STAGING): what to stage in, what to keep (globs relative to the work
+    # folder), where a remote backend uploads the packed outputs (suanli's API), and the run's
+    # own token for those two URLs (scoped to this run, expiring after its walltime).
+    stage: tuple[StageItem, ...] = ()
+    outputs: tuple[str, ...] = ()
+    outputs_url: str = ""
+    token: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +117,9 @@ class Connector(Protocol):
 
     def health(self) -> Health: ...
 
-    # Optional, by capability: `discover()` (DISCOVER), `statuses(ids)` (BATCH_STATUS); the
+    # Optional, by capability: `discover()` (DISCOVER), `statuses(ids)` (BATCH_STATUS),
+    # `collect_outputs(external_id) -> Path | None` (STAGING connectors that pack outputs where
+    # suanli can read them, like the local executor; the others upload to `outputs_url`); the
     # attribute `submit_concurrency` (default 1): how many submits the engine may have in flight
     # to this connector at once (it must then be safe to call from several threads); and
     # `kill_grace_s(walltime_s)`: how long a run can go on past its walltime before the backend

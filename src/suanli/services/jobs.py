@@ -47,6 +47,13 @@ class JobInput:
     env: dict[str, str] = field(default_factory=dict)
     data_site: str | None = None
     data_gb: float | None = None
+    # A task's own work (see domain/task.py and the jobs table): stored with the job.
+    setup: str | None = None
+    workdir_sha256: str | None = None
+    inputs: list[dict[str, str]] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    constraints: dict[str, Any] = field(default_factory=dict)
+    environment: str | None = None
 
     def requirements(self) -> JobRequirements:
         return JobRequirements(
@@ -269,6 +276,13 @@ def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, ho
         dag_id=dag[0] if dag else None,
         dag_stage=dag[1] if dag else None,
         hold_fen=hold_fen,
+        env=dict(data.env),
+        setup=data.setup,
+        workdir_sha256=data.workdir_sha256,
+        inputs=list(data.inputs),
+        outputs=list(data.outputs),
+        constraints=dict(data.constraints),
+        environment=data.environment,
     )
     # Core inserts, not the ORM unit of work: submission is the hottest write path.
     admit(s, actor.tenant_id, hold_fen)
@@ -278,7 +292,8 @@ def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, ho
                                  "to_state": "QUEUED",
                                  "reason": reason or f"submitted by {actor.username}"})
     return m.Job(id=job_id, exit_code=None, started_at=None, finished_at=None,
-                 cancel_requested_at=None, current_run_id=None, target_pool_id=None, **values)
+                 cancel_requested_at=None, current_run_id=None, target_pool_id=None,
+                 array_id=None, array_index=None, **values)
 
 
 def require_job_reader(actor: Principal) -> None:

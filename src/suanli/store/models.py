@@ -14,6 +14,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -78,6 +79,12 @@ class Pool(Base):
     watts_per_unit: Mapped[int] = mapped_column(Integer, default=300)
     max_walltime_s: Mapped[int] = mapped_column(Integer, default=7 * 24 * 3600)
     created_at: Mapped[datetime]
+    # What programs run there: the CPU architecture (x86_64, aarch64, sw_64, ...), the software
+    # and hardware features it offers (cann-8.0, cuda-12.4, mpi, ...), and named environments a
+    # job may ask for: {name: shell lines that activate it (module load ..., source ...)}.
+    arch: Mapped[str] = mapped_column(String(16), default="x86_64")
+    features: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    environments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
     center: Mapped[Center] = relationship(back_populates="pools")
 
@@ -124,6 +131,9 @@ class Tenant(Base):
     # Frozen by an auditor: it can neither apply for nor redeem vouchers until unfrozen.
     frozen_at: Mapped[datetime | None] = mapped_column(nullable=True)
     frozen_reason: Mapped[str] = mapped_column(String(500), default="")
+    # Artifact storage it may use (set by the platform admin; null: the platform's default).
+    storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    storage_quota_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class TenantQuota(Base):
@@ -230,6 +240,88 @@ class Job(Base):
     data_gb: Mapped[float | None] = mapped_column(Float, nullable=True)
     # The most the job may still cost, held against the tenant's money while it is not finished.
     hold_fen: Mapped[int] = mapped_column(BigInteger, default=0)
+    # Bring-your-own-work (a task file): variables, a setup script run before the command, the
+    # packed work folder (an artifact's SHA-256), what is mounted into it
+    # ([{"artifact": sha256 | "dataset": name, "path": "rel/dir"}]), what is kept when it ends
+    # (globs relative to the work folder), what the pool must offer ({"arch": ..., "features":
+    # [...]}), and the named environment to activate there.
+    env: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    setup: Mapped[str | None] = mapped_column(Text, nullable=True)
+    workdir_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    inputs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    outputs: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    constraints: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    environment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A task of an array job: the array and this task's index (SUANLI_ARRAY_INDEX).
+    array_id: Mapped[int | None] = mapped_column(ForeignKey("job_arrays.id"), nullable=True,
+                                                 index=True)
+    array_index: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class JobArray(Base):
+    """Tasks of one job submitted together (`array: 0-99%10`): at most `max_running` of them
+    are placed at once."""
+
+    __tablename__ = "job_arrays"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    spec: Mapped[str] = mapped_column(String(100))  # as written: "0-99%10", "1,3,5-7"
+    size: Mapped[int] = mapped_column(Integer)
+    max_running: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    submitted_at: Mapped[datetime]
+
+
+class Artifact(Base):
+    """Bytes a tenant stored, by content: a work folder, an upload, a job's outputs. One row per
+    tenant and content (a second upload of the same bytes is the same artifact)."""
+
+    __tablename__ = "artifacts"
+    __table_args__ = (UniqueConstraint("tenant_id", "sha256", name="uq_artifact_tenant_sha"),
+                      Index("ix_artifacts_expires_at", "expires_at"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(16))  # upload, workdir, outputs, dataset
+    name: Mapped[str] = mapped_column(String(200), default="")
+    media_type: Mapped[str] = mapped_column(String(100), default="application/octet-stream")
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime]
+    # The job whose outputs these are (null otherwise), and when they may be removed.
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id"), nullable=True, index=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Dataset(Base):
+    """Named data a tenant's jobs read: uploaded (an artifact) or already living at centers."""
+
+    __tablename__ = "datasets"
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_dataset_tenant_name"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    created_at: Mapped[datetime]
+
+
+class DatasetLocation(Base):
+    """A center holding a copy of a dataset (where it was registered, or copied once)."""
+
+    __tablename__ = "dataset_locations"
+    __table_args__ = (UniqueConstraint("dataset_id", "center_id", name="uq_dataset_location"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("datasets.id"), index=True)
+    center_id: Mapped[int] = mapped_column(ForeignKey("centers.id"))
+    path: Mapped[str] = mapped_column(String(1000), default="")
+    present_since: Mapped[datetime]
 
 
 class Dag(Base):
@@ -298,6 +390,9 @@ class Run(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # An attempt given up while its center was unreachable: cancel it there when it is back.
     stale: Mapped[bool] = mapped_column(Boolean, default=False)
+    # What the run's declared outputs were packed into (an artifact of the job's tenant).
+    outputs_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    outputs_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
 
 
 class UsageRecord(Base):
