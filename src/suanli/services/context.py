@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
+from ..artifacts import BlobStore
 from ..config import Settings
 from ..connectors import Connector, create
 from ..domain.clock import Clock, SystemClock
@@ -30,6 +31,7 @@ class Platform:
     # keyed on it are rebuilt then (and after CACHE_TTL_S, for changes made by another process).
     topology_version: int = 0
     _cache: dict[str, tuple[float, object]] = field(default_factory=dict)
+    _blobs: BlobStore | None = None
 
     def topology_changed(self) -> None:
         with self._lock:
@@ -58,6 +60,14 @@ class Platform:
     @property
     def home(self) -> Path:
         return self.settings.home
+
+    @property
+    def blobs(self) -> BlobStore:
+        """The artifact store (settings.artifacts_location), opened once."""
+        with self._lock:
+            if self._blobs is None:
+                self._blobs = BlobStore(self.settings.artifacts_location)
+            return self._blobs
 
     def connector_for(self, center: m.Center) -> Connector:
         """The connector of a center, built once per center and configuration."""
