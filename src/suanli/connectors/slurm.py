@@ -31,7 +31,8 @@ from typing import Any
 import httpx
 
 from ..domain.enums import RunState
-from ..domain.errors import ConnectorError
+from ..domain.errors import ConnectorError, InvalidInput
+from ..domain.task import ARCHES, check_name
 from .base import (
     Capability,
     Health,
@@ -304,11 +305,35 @@ class SlurmConnector:
                 "memory_gb_per_node": max(1, min(int(n.get("real_memory", 1024))
                                                  for n in members) // 1024),
                 "gres": str(members[0].get("gres") or ""),
+                **_software(members),
                 "max_walltime_s": (int(part["max_time_limit"]) * 60
                                    if isinstance(part.get("max_time_limit"), int)
                                    and part["max_time_limit"] > 0 else None),
             })
         return pools
+
+
+def _software(members: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A partition's arch (when its nodes agree on a known one) and the node features every
+    node has (`Features=` in slurm.conf; what `sbatch --constraint` matches)."""
+    out: dict[str, Any] = {}
+    arches = {str(n.get("architecture") or "") for n in members}
+    if len(arches) == 1 and (arch := arches.pop()) in ARCHES:
+        out["arch"] = arch
+    sets = [{f.strip() for f in str(n.get("active_features") or n.get("features") or "").split(",")
+             if f.strip()} for n in members]
+    common = set.intersection(*sets) if sets else set()
+    out["features"] = sorted(f for f in common if is_name(f))
+    return out
+
+
+def is_name(text: str) -> bool:
+    """Whether a backend's label can be a suanli feature name (others are left out)."""
+    try:
+        check_name(text, field_name="features")
+    except InvalidInput:
+        return False
+    return True
 
 
 def _run_status(job: Mapping[str, Any]) -> RunStatus:
