@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..domain.enums import RunState
-from ..domain.errors import ConnectorError
+from ..domain.errors import ConnectorError, InvalidInput
+from ..domain.task import check_name
 
 
 class Capability(StrEnum):
@@ -164,3 +165,13 @@ def read_chunk(path: Path, offset: int) -> bytes:
             return fh.read(LOG_CHUNK)
     except FileNotFoundError:
         return b""
+
+
+def is_feature_name(text: str) -> bool:
+    """Whether a backend's node feature or label can be a suanli feature name (discovery leaves
+    the others out)."""
+    try:
+        check_name(text, field_name="features")
+    except InvalidInput:
+        return False
+    return True

@@ -31,14 +31,15 @@ from typing import Any
 import httpx
 
 from ..domain.enums import RunState
-from ..domain.errors import ConnectorError, InvalidInput
-from ..domain.task import ARCHES, check_name
+from ..domain.errors import ConnectorError
+from ..domain.task import ARCHES
 from .base import (
     Capability,
     Health,
     PoolCapacity,
     RunRequest,
     RunStatus,
+    is_feature_name,
     positive_int,
     read_chunk,
 )
@@ -323,17 +324,9 @@ def _software(members: list[Mapping[str, Any]]) -> dict[str, Any]:
     sets = [{f.strip() for f in str(n.get("active_features") or n.get("features") or "").split(",")
              if f.strip()} for n in members]
     common = set.intersection(*sets) if sets else set()
-    out["features"] = sorted(f for f in common if is_name(f))
+    out["features"] = sorted(f for f in common if is_feature_name(f))
     return out
 
-
-def is_name(text: str) -> bool:
-    """Whether a backend's label can be a suanli feature name (others are left out)."""
-    try:
-        check_name(text, field_name="features")
-    except InvalidInput:
-        return False
-    return True
 
 
 def _run_status(job: Mapping[str, Any]) -> RunStatus:

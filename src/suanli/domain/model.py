@@ -101,6 +101,9 @@ def meter(
     return UsageFigures(unit_seconds, pflops_hours, energy_wh, amount_fen)
 
 
+NO_CONSTRAINTS = Constraints()
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequirements:
     """The parts of a job that decide where it may run and how to rank the choices."""
@@ -116,7 +119,7 @@ class JobRequirements:
     budget_fen: int | None = None
     data_site: str | None = None  # the center (slug) holding the job's input data
     data_gb: float | None = None  # its size: moving it elsewhere takes time
-    constraints: Constraints = Constraints()  # the pool's arch and the features it must offer
+    constraints: Constraints = NO_CONSTRAINTS  # the pool's arch and the features it must offer
     environment: str | None = None  # a named environment the pool must offer
     data: DataToMove | None = None  # its real inputs; when set, used instead of data_site/data_gb
 

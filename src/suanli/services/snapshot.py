@@ -140,12 +140,12 @@ def bytes_to_move(s: Session, jobs: dict[int, tuple[int, str | None, list[Any] |
     for tenant, wanted in names.items():
         if not wanted:
             continue
-        rows = s.execute(
+        located = s.execute(
             select(m.Dataset.name, m.Dataset.size_bytes, m.Center.slug)
             .outerjoin(m.DatasetLocation, m.DatasetLocation.dataset_id == m.Dataset.id)
             .outerjoin(m.Center, m.Center.id == m.DatasetLocation.center_id)
             .where(m.Dataset.tenant_id == tenant, m.Dataset.name.in_(wanted)))
-        for name, n, slug in rows:
+        for name, n, slug in located:
             entry = found.setdefault((tenant, name), (int(n), set()))
             if slug:
                 entry[1].add(slug)
