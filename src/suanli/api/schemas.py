@@ -325,6 +325,10 @@ class JobSubmit(Input):
     data_site: Annotated[str | None, Field(max_length=64, description="the center (slug) holding "
                                                                        "the job's input data")] = None
     data_gb: Annotated[float | None, Field(gt=0, le=10_000_000, description="its size in GB")] = None
+    constraints: Annotated[JsonObject | None, Field(description="what the pool must offer: "
+                                                    '{"arch": "x86_64", "features": ["cuda-12.4"]}')] = None
+    environment: Annotated[str | None, Field(max_length=64, description="a named environment "
+                                             "the pool activates before the job (e.g. pytorch-2.4)")] = None
 
     @field_validator("command")
     @classmethod
