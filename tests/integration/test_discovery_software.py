@@ -1,0 +1,56 @@
+"""Discovery of what programs run where (issue 16): Slurm node features and architecture, Ray node
+labels, read from the real backends and carried into the pools a center is registered with."""
+
+from __future__ import annotations
+
+import json
+import platform
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from suanli.connectors import create
+
+from .conftest import Server
+
+pytestmark = pytest.mark.integration
+
+
+def test_slurm_pools_carry_the_nodes_arch_and_features(server: Server,
+                                                       slurm: dict[str, str]) -> None:
+    conn = create("slurm", {"socket": slurm["SLURMRESTD_SOCKET"]}, Path(tempfile.mkdtemp()))
+    found = {p["partition"]: p for p in conn.discover()}
+    assert {p["arch"] for p in found.values()} == {platform.machine()}  # Slurm's node Arch
+    assert all(p["features"] == ["mpi"] for p in found.values())  # slurm.conf Features=mpi
+
+    out_dir = Path(slurm["SLURM_STATE_DIR"]) / "jobs" / "platform"
+    r = server.cli("center", "add", "--connector", "slurm",
+                   "--config", f"socket={slurm['SLURMRESTD_SOCKET']}",
+                   "--config", f"output_dir={out_dir}", "--slug", "hpc-sw", "--name-zh", "测试超算",
+                   "--name-en", "Test HPC", "--district", "市南区", "-o", "json",
+                   token="platform_admin")
+    assert r.returncode == 0, r.stderr
+    pools = {p["name"]: p for p in json.loads(r.stdout)["pools"]}
+    assert pools["debug"]["features"] == ["mpi"] and pools["debug"]["arch"] == platform.machine()
+    shown = server.cli("center", "show", "hpc-sw")
+    assert shown.returncode == 0 and "mpi" in shown.stdout, shown.stderr
+
+    with server.api() as api:
+        job = {"name": "mpi", "command": ["true"], "resources": {"device": "cpu", "units": 1},
+               "district": "市南区", "walltime_s": 60}
+        r = api.post("/api/v1/jobs", json={**job, "constraints": {"features": ["mpi"]}})
+        assert r.status_code == 201, r.text
+        r = api.post("/api/v1/jobs", json={**job, "constraints": {"features": ["cann-8.0"]}})
+        assert r.status_code == 422, r.text
+        hpc = {d["pool"]: d["reasons"] for d in r.json()["detail"]}
+        assert "lacks feature cann-8.0" in hpc["hpc-sw/debug"]
+
+
+def test_ray_pools_carry_the_node_labels(ray: dict[str, str]) -> None:
+    conn = create("ray", {"url": ray["RAY_DASHBOARD_URL"]}, Path(tempfile.mkdtemp()))
+    found = {p["resource"]: p for p in conn.discover()}
+    assert set(found) == {"CPU", "NPU"}
+    # `ray start --labels suanli.io/arch=...,features.suanli.io/cann-8.0=true` (tests/conftest.py)
+    assert all(p["arch"] == platform.machine() and p["features"] == ["cann-8.0"]
+               for p in found.values())
