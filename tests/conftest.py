@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import signal
 import subprocess
@@ -108,7 +107,7 @@ def ray() -> Iterator[dict[str, str]]:
     os.environ.setdefault("RAY_NUM_CPUS", "2")
     os.environ.setdefault("RAY_RESOURCES", '{"NPU": 8}')
     # Node labels that discovery reads as the pools' arch and features (issue 16).
-    os.environ.setdefault("RAY_EXTRA_ARGS", f"--labels=suanli.io/arch={platform.machine()},"
+    os.environ.setdefault("RAY_EXTRA_ARGS", f"--labels=suanli.io/arch={os.uname().machine},"
                                             "features.suanli.io/cann-8.0=true")
     yield from backend_service("ray", "RAY_STATE_DIR", "Ray")
 
