@@ -318,6 +318,18 @@ def test_the_demo_city_keeps_x86_programs_off_sunway() -> None:
         assert all("cuda-12.4" in p["features"] for (_, n), p in by.items()
                    if n in ("a100", "a800", "l40s"))
 
+        # The center operator's portal page shows its pools' arch, features and environments.
+        from fastapi.testclient import TestClient
+
+        portal = TestClient(client.app, follow_redirects=False)
+        portal.get("/login")
+        r = portal.post("/login", data={"csrf": portal.cookies["suanli_login_csrf"],
+                                        "token": creds["center_operator"], "next": "/"})
+        assert r.status_code == 303, r.text
+        page = portal.get("/center").text
+        row = page.split('data-pool="')[1].split("</tr>")[0]  # qd-ai's Ascend pool
+        assert "aarch64 · cann-8.0, mpi · pytorch-2.4" in row, row
+
 
 def test_every_demo_environment_activates_on_this_machine() -> None:
     """The demo's centers are emulated by the local executor: each activation must work here."""
@@ -335,3 +347,33 @@ def test_every_demo_environment_activates_on_this_machine() -> None:
                 assert done.returncode == 0 and done.stdout == f"{name}\n", (center.slug, done)
                 seen += 1
     assert seen >= 6
+
+
+def test_the_example_center_file_registers_with_its_software_and_bad_values_are_named() -> None:
+    from pathlib import Path
+
+    import yaml
+
+    from ..demo_app import demo_app
+
+    body = yaml.safe_load((Path(__file__).parents[2] / "examples" / "center.yaml").read_text())
+    with demo_app() as (client, creds, _):
+        h = {"Authorization": f"Bearer {creds['platform_admin']}"}
+        r = client.post("/api/v1/centers", json=body, headers=h)
+        assert r.status_code == 201, r.text
+        (pool,) = r.json()["pools"]
+        assert pool["arch"] == "x86_64" and pool["features"] == ["cuda-12.4", "mpi"]
+        assert "export SUANLI_ENV=pytorch-2.4" in pool["environments"]["pytorch-2.4"]
+        bad = {**body, "slug": "edge-bad", "pools": [{**body["pools"][0], "arch": "i386"}]}
+        r = client.post("/api/v1/centers", json=bad, headers=h)
+        assert r.status_code == 422 and r.json()["field"] == "arch" and "i386" in r.json()["error"]
+        bad["pools"][0] = {**body["pools"][0], "features": ["ok", "not ok"]}
+        r = client.post("/api/v1/centers", json=bad, headers=h)
+        assert r.status_code == 422 and "'not ok'" in r.json()["error"], r.text
+        centers = client.get("/api/v1/centers", headers=h).json()
+        assert "edge-bad" not in {c["slug"] for c in centers}  # nothing half-registered
+        # A tenant may not add a pool, whatever it claims to offer.
+        t = {"Authorization": f"Bearer {creds['tenant_a']}"}
+        r = client.post(f"/api/v1/centers/{centers[0]['id']}/pools", headers=t,
+                        json={**body["pools"][0], "name": "mine", "features": ["cuda-12.4"]})
+        assert r.status_code == 403
