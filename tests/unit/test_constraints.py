@@ -252,7 +252,7 @@ def test_a_job_goes_where_its_dataset_is_until_the_dataset_is_copied(world: Worl
 
 
 def test_artifacts_the_job_brings_weigh_the_same_everywhere(world: World) -> None:
-    east, west = _twin_centers(world)
+    east, _ = _twin_centers(world)
     now = world.p.clock.now()
     with world.p.db.session() as s:
         for tenant, size in ((world.t1.id, 20 * GB), (world.t2.id, 1)):
@@ -377,3 +377,13 @@ def test_the_example_center_file_registers_with_its_software_and_bad_values_are_
         r = client.post(f"/api/v1/centers/{centers[0]['id']}/pools", headers=t,
                         json={**body["pools"][0], "name": "mine", "features": ["cuda-12.4"]})
         assert r.status_code == 403
+
+
+def test_discovery_keeps_what_every_node_agrees_on() -> None:
+    from suanli.connectors.base import pool_software
+
+    assert pool_software(["aarch64", "aarch64"], [{"cann-8.0", "mpi", "a b"}, {"cann-8.0"}]) == {
+        "arch": "aarch64", "features": ["cann-8.0"]}
+    # Nodes of two architectures, or one suanli does not know: no arch claimed (x86_64 default).
+    assert pool_software(["x86_64", "aarch64"], [set(), set()]) == {"features": []}
+    assert pool_software(["i686"], [{"$(reboot)", "../x", "mpi"}]) == {"features": ["mpi"]}

@@ -12,7 +12,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError, InvalidInput
-from ..domain.task import check_name
+from ..domain.task import ARCHES, check_name
 
 
 class Capability(StrEnum):
@@ -167,9 +167,19 @@ def read_chunk(path: Path, offset: int) -> bytes:
         return b""
 
 
-def is_feature_name(text: str) -> bool:
-    """Whether a backend's node feature or label can be a suanli feature name (discovery leaves
-    the others out)."""
+def pool_software(arches: list[str], features: list[set[str]]) -> dict[str, Any]:
+    """A discovered pool's `arch` (when all its nodes report the same known one) and `features`
+    (those every node has, that can be suanli feature names), from each node's arch and
+    features."""
+    out: dict[str, Any] = {}
+    if len(set(arches)) == 1 and arches[0] in ARCHES:
+        out["arch"] = arches[0]
+    common = set.intersection(*features) if features else set()
+    out["features"] = sorted(f for f in common if _is_feature_name(f))
+    return out
+
+
+def _is_feature_name(text: str) -> bool:
     try:
         check_name(text, field_name="features")
     except InvalidInput:

@@ -32,7 +32,6 @@ import httpx
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
-from ..domain.task import ARCHES
 from .base import (
     LOG_CHUNK,
     Capability,
@@ -40,7 +39,7 @@ from .base import (
     PoolCapacity,
     RunRequest,
     RunStatus,
-    is_feature_name,
+    pool_software,
     positive_int,
 )
 
@@ -287,16 +286,10 @@ FEATURE_LABEL = "features.suanli.io/"
 
 def _software(labels: list[Mapping[str, Any]]) -> dict[str, Any]:
     """A pool's arch and features from its nodes' Ray labels (`ray start --labels
-    suanli.io/arch=aarch64,features.suanli.io/cann-8.0=true`): the arch when the nodes agree on
-    a known one, the features every node has."""
-    out: dict[str, Any] = {}
-    arches = {str(lb.get(ARCH_LABEL) or "") for lb in labels}
-    if len(arches) == 1 and (arch := arches.pop()) in ARCHES:
-        out["arch"] = arch
-    sets = [{k[len(FEATURE_LABEL):] for k in lb if k.startswith(FEATURE_LABEL)} for lb in labels]
-    common = set.intersection(*sets) if sets else set()
-    out["features"] = sorted(f for f in common if is_feature_name(f))
-    return out
+    suanli.io/arch=aarch64,features.suanli.io/cann-8.0=true`)."""
+    return pool_software([str(lb.get(ARCH_LABEL) or "") for lb in labels],
+                         [{k[len(FEATURE_LABEL):] for k in lb if k.startswith(FEATURE_LABEL)}
+                          for lb in labels])
 
 
 def _device_kind(resource: str) -> str | None:

@@ -32,14 +32,13 @@ import httpx
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
-from ..domain.task import ARCHES
 from .base import (
     Capability,
     Health,
     PoolCapacity,
     RunRequest,
     RunStatus,
-    is_feature_name,
+    pool_software,
     positive_int,
     read_chunk,
 )
@@ -315,18 +314,12 @@ class SlurmConnector:
 
 
 def _software(members: list[Mapping[str, Any]]) -> dict[str, Any]:
-    """A partition's arch (when its nodes agree on a known one) and the node features every
-    node has (`Features=` in slurm.conf; what `sbatch --constraint` matches)."""
-    out: dict[str, Any] = {}
-    arches = {str(n.get("architecture") or "") for n in members}
-    if len(arches) == 1 and (arch := arches.pop()) in ARCHES:
-        out["arch"] = arch
-    sets = [{f.strip() for f in str(n.get("active_features") or n.get("features") or "").split(",")
-             if f.strip()} for n in members]
-    common = set.intersection(*sets) if sets else set()
-    out["features"] = sorted(f for f in common if is_feature_name(f))
-    return out
-
+    """A partition's arch and the node features every node has (`Features=` in slurm.conf;
+    what `sbatch --constraint` matches)."""
+    return pool_software(
+        [str(n.get("architecture") or "") for n in members],
+        [{f.strip() for f in str(n.get("active_features") or n.get("features") or "").split(",")
+          if f.strip()} for n in members])
 
 
 def _run_status(job: Mapping[str, Any]) -> RunStatus:
