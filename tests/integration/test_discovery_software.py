@@ -54,3 +54,34 @@ def test_ray_pools_carry_the_node_labels(ray: dict[str, str]) -> None:
     # `ray start --labels suanli.io/arch=...,features.suanli.io/cann-8.0=true` (tests/conftest.py)
     assert all(p["arch"] == platform.machine() and p["features"] == ["cann-8.0"]
                for p in found.values())
+
+
+@pytest.mark.parametrize("backend", ["slurm", "ray"])
+def test_an_environment_activates_before_setup_on_real_backends(
+        backend: str, request: pytest.FixtureRequest) -> None:
+    """The script a task runs (activation, setup, command: `domain.task.Script`) survives each
+    connector's quoting: multi-line shell with quotes and variables."""
+    import time
+
+    from suanli.connectors.base import RunRequest
+    from suanli.domain.enums import RunState
+    from suanli.domain.task import Script
+
+    env = request.getfixturevalue(backend)
+    home = Path(tempfile.mkdtemp(prefix="suanli-env."))
+    if backend == "slurm":
+        conn = create("slurm", {"socket": env["SLURMRESTD_SOCKET"], "output_dir": str(home)}, home)
+        pool = "debug"
+    else:
+        conn = create("ray", {"url": env["RAY_DASHBOARD_URL"]}, home)
+        pool = "CPU"
+    argv = Script(["sh", "-c", 'echo "run: $SUANLI_ENV $STEP"'], "export STEP='after setup'",
+                  "export SUANLI_ENV=pytorch-2.4\n# a comment line").argv()
+    ext = conn.submit(RunRequest(run_key=f"env-{backend}", job_id=1, command=argv, units=1,
+                                 nodes=1, walltime_s=120, pool=pool))
+    deadline = time.monotonic() + 120
+    while (st := conn.status(ext)).state not in (RunState.COMPLETED, RunState.FAILED):
+        assert time.monotonic() < deadline, st
+        time.sleep(0.5)
+    assert st.state is RunState.COMPLETED, st
+    assert "run: pytorch-2.4 after setup" in conn.logs(ext).decode()
