@@ -269,9 +269,9 @@ def build_router(p: Platform) -> APIRouter:
         try:
             job = jobs.submit_job(p, who, _job_input(form))
         except SuanliError as exc:
-            return page(request, "jobs.html", who, status=422, **listed(who, 0),
+            return page(request, "jobs.html", who, status=exc.status, **listed(who, 0),
                         devices=list(DeviceKind), policies=list(Policy), form=form,
-                        error=exc.message)
+                        error=reason(exc.message, sess.language(request), zone))
         request.app.state.engine.wake()
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
