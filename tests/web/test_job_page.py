@@ -30,7 +30,8 @@ SECRET = "s3cr3t-value-never-shown"
 
 def platform_of(srv: Server) -> Platform:
     """The server's own store and artifact folder, opened from the test (same SUANLI_HOME)."""
-    return Platform(db=Database(f"sqlite:///{srv.home / 'suanli.db'}"), settings=Settings(home=srv.home))
+    url = f"sqlite:///{srv.home / 'suanli.db'}"
+    return Platform(db=Database(url), settings=Settings(home=srv.home, database_url=url))
 
 
 def give_task_and_outputs(srv: Server, job_id: int, files: dict[str, bytes], tmp: Path) -> str:

@@ -268,6 +268,8 @@ def build_router(p: Platform) -> APIRouter:
                 "walltime_s": walltime_s, "policy": policy, "budget_yuan": budget_yuan}
         try:
             job = jobs.submit_job(p, who, _job_input(form))
+        except Forbidden as exc:  # not a tenant's user: there is no form to show it in
+            return problem(request, who, exc)
         except SuanliError as exc:
             return page(request, "jobs.html", who, status=exc.status, **listed(who, 0),
                         devices=list(DeviceKind), policies=list(Policy), form=form,
