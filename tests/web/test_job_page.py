@@ -91,6 +91,8 @@ def test_job_page_shows_both_logs_the_task_and_downloads_its_outputs(
     expect(page.locator("#task-env .env-name")).to_have_text(["EPOCHS", "HF_TOKEN"])
     expect(page.locator("#env-note")).to_be_visible()
     assert SECRET not in page.content()
+    expect(page.locator("#task-command")).to_have_text(  # as one would type it, quotes and all
+        "sh -c 'echo to-stdout; echo '\"'\"'<b id=x>to-stderr</b>'\"'\"' >&2'")
     expect(page.locator("#task-outputs")).to_contain_text("out/*")
     expect(page.locator("#task-constraints")).to_contain_text("x86_64")
     # the outputs, downloaded from the page: the files the job wrote

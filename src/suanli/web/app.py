@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 import secrets
+import shlex
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
@@ -77,6 +78,7 @@ def plain_number(value: float | None, digits: int = 3) -> str:
 
 
 templates.env.globals["plain_number"] = plain_number
+templates.env.globals["shell_join"] = shlex.join  # a command as one would type it, quotes and all
 
 
 class _Static(StaticFiles):

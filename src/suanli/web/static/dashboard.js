@@ -110,7 +110,7 @@
         title: { text: L.map },
         tooltip: { formatter: (p) => p.name + (p.data ? ": " + p.data.value + " % (" + p.data.centers + ")" : "") },
         // the legend: large enough to read, in the page's text colour (on the wall display too)
-        visualMap: { min: 0, max: 100, left: 16, bottom: 16, text: ["100 %", "0 %"], calculable: true,
+        visualMap: { min: 0, max: 100, right: 16, bottom: 16, text: ["100 %", "0 %"], calculable: false,
                      itemWidth: 18, itemHeight: 160, textGap: 8,
                      textStyle: { fontSize: 14, color: dark ? "#e8eef6" : "#1b2430" },
                      inRange: { color: ["#d8ecff", "#5aa2e6", "#0b4f9c"] } },
