@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 
 import pytest
+from playwright.sync_api import expect
 
 from ..integration.conftest import Server
 from ..waiting import eventually
@@ -88,4 +89,14 @@ def test_every_page_in_chinese_has_no_english(portal: Server, tab: Watched, role
     if role == "tenant_a":  # the failed job says why, in Chinese
         page.goto(f"{portal.url}{links[-1]}")
         assert "退出码 3" in page.locator("#history").inner_text()
+    # the read-only tables of decided applications name the amount, without the reviewer's form
+    # hint ("empty: all"), which belongs to the review form only
+    table = {"tenant_a": ("/account", "#applications"), "reviewer": ("/review", "#decided")}.get(role)
+    if table:
+        page.goto(f"{portal.url}{table[0]}")
+        column = 3 if role == "tenant_a" else 4
+        expect(page.locator(f"{table[1]} thead th").nth(column)).to_have_text("批准金额")
+        assert "留空" not in page.locator(table[1]).inner_text()
+    if role == "reviewer" and page.locator("form.decide").count():
+        assert "留空为全额" in page.locator("form.decide").first.inner_text()  # the form keeps it
     assert tab.errors == [], tab.errors
