@@ -34,7 +34,7 @@ class StageServer:
                     return False
                 return True
 
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 if not self._authorised():
                     return
                 sha = self.path.rsplit("/", 1)[-1]
@@ -48,7 +48,7 @@ class StageServer:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 if not self._authorised():
                     return
                 size = int(self.headers.get("Content-Length") or 0)

@@ -74,3 +74,25 @@ def test_an_unsafe_work_folder_fails_the_run_before_the_job_starts(
     st = backend.wait_end(ext, timeout=120)
     assert st.state is RunState.FAILED, st
     assert b"JOB-RAN" not in backend.connector.logs(ext)
+
+
+def test_slurm_reads_stage_items_from_a_shared_staging_folder(
+        slurm_backend: Backend, stage_server: StageServer, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A center configured with `staging_dir` gets each item copied there once by suanli (by
+    SHA-256); its jobs read it from there, never over HTTP."""
+    from dataclasses import replace
+
+    from suanli.connectors import create
+
+    shared = tmp_path_factory.mktemp("shared-stage")
+    conn = create("slurm", {**slurm_backend.connector.config,  # type: ignore[attr-defined]
+                            "staging_dir": str(shared)}, shared)
+    item = replace(stage_server.add(tar_of({"hello.txt": "from the shared folder\n"}),
+                                    local=True), url="http://127.0.0.1:1/unreachable")
+    req = slurm_backend.staged(["cat", "hello.txt"], stage_server, stage=(item,))
+    ext = conn.submit(req)
+    st = slurm_backend.wait_end(ext, timeout=120)
+    assert st.state is RunState.COMPLETED, (st, conn.logs(ext, "stderr"))
+    assert conn.logs(ext) == b"from the shared folder\n"
+    assert (shared / item.sha256).read_bytes() == stage_server.blobs[item.sha256]
