@@ -565,6 +565,10 @@ def run(run_dir: Path) -> int:
         result.write({"state": "failed", "exit_code": None, "started_at": None,
                       "ended_at": _now(), "reason": f"staging failed: {problem}"[:500]})
         return 0
+    if _cancel_signalled or (run_dir / "cancel").exists():  # cancelled while it was staged
+        result.write({"state": "cancelled", "exit_code": None, "started_at": None,
+                      "ended_at": _now(), "reason": "cancelled before start"})
+        return 0
     logs = Logs(run_dir, int(sandbox["log_limit_bytes"]), int(sandbox["disk_reserve_bytes"]))
     try:
         box = _start(run_dir, spec, run_dir / "work", logs)

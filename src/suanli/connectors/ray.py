@@ -101,7 +101,7 @@ class RayConnector:
         # end FAILED (the supervisor loses its child process), which is a cancellation.
         self._stopped: set[str] = set()
         self._entrypoints: dict[str, str] = {}  # job → its entrypoint, to find Ray's line about it
-        # the largest working folder a run may bring (Ray's own limit on a package is 512 MiB)
+        # the largest working folder a run may bring (Ray limits a package's size too)
         self.max_package_bytes = positive_int(config, "max_package_mb", 500) << 20
         self.python = str(config.get("python") or "python3")  # runs the outputs wrapper
 
