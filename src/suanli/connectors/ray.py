@@ -369,7 +369,10 @@ def _zip_folder(folder: Path, out: Path, max_bytes: int) -> str:
                 arc = name if rel_top == "." else f"{rel_top}/{name}"
                 info = zipfile.ZipInfo(arc, ZIP_EPOCH)
                 info.external_attr = (stat.S_IFREG | (0o755 if st.st_mode & 0o111 else 0o644)) << 16
-                info.compress_type = zipfile.ZIP_DEFLATED
+                # large files are mostly data that does not compress (weights, archives,
+                # images): stored, they cost no CPU on either side
+                info.compress_type = (zipfile.ZIP_STORED if st.st_size >= 1 << 20
+                                      else zipfile.ZIP_DEFLATED)
                 with open(real, "rb") as src, zf.open(info, "w") as dst:
                     shutil.copyfileobj(src, dst, 1 << 20)
     digest = hashlib.sha256()
