@@ -51,7 +51,7 @@ def _input(body: JobSubmit) -> JobInput:
         precision=body.precision, policy=body.policy, priority=body.priority,
         domestic_only=body.domestic_only, district=body.district, deadline=body.deadline,
         budget_fen=body.budget_fen, requeue=body.requeue, data_site=body.data_site,
-        data_gb=body.data_gb,
+        data_gb=body.data_gb, constraints=dict(body.constraints or {}), environment=body.environment,
     )
 
 

@@ -113,6 +113,14 @@ class PoolCreate(Input):
     tflops_int8: Tflops = None
     watts_per_unit: Annotated[int, Field(ge=0, le=100_000)] = 300
     max_walltime_s: Annotated[int, Field(ge=1, le=365 * 86400)] = 7 * 86400
+    arch: Annotated[str, Field(max_length=16, description="CPU architecture: x86_64, aarch64, "
+                               "sw_64, loongarch64, riscv64 or ppc64le")] = "x86_64"
+    features: Annotated[list[Annotated[str, Field(max_length=64)]], Field(
+        max_length=100, description="what the pool offers, e.g. cuda-12.4, cann-8.0, mpi")] = Field(
+        default_factory=list)
+    environments: Annotated[dict[str, Annotated[str, Field(max_length=100_000)]], Field(
+        max_length=50, description="named environments a job may ask for: {name: shell lines "
+        "that activate it}")] = Field(default_factory=dict)
 
 
 class CenterCreate(Input):
@@ -157,6 +165,9 @@ class PoolPublic(Output):
     price_fen_per_unit_hour: int
     watts_per_unit: int
     max_walltime_s: int
+    arch: str = "x86_64"
+    features: list[str] = Field(default_factory=list)
+    environments: dict[str, str] = Field(default_factory=dict)
     peak_pflops: dict[str, float] = Field(default_factory=dict)
     used_units: int | None = None
 
@@ -314,6 +325,10 @@ class JobSubmit(Input):
     data_site: Annotated[str | None, Field(max_length=64, description="the center (slug) holding "
                                                                        "the job's input data")] = None
     data_gb: Annotated[float | None, Field(gt=0, le=10_000_000, description="its size in GB")] = None
+    constraints: Annotated[JsonObject | None, Field(description="what the pool must offer: "
+                                                    '{"arch": "x86_64", "features": ["cuda-12.4"]}')] = None
+    environment: Annotated[str | None, Field(max_length=64, description="a named environment "
+                                             "the pool activates before the job (e.g. pytorch-2.4)")] = None
 
     @field_validator("command")
     @classmethod

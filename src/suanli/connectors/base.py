@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..domain.enums import RunState
-from ..domain.errors import ConnectorError
+from ..domain.errors import ConnectorError, InvalidInput
+from ..domain.task import ARCHES, check_name
 
 
 class Capability(StrEnum):
@@ -170,3 +171,23 @@ def read_chunk(path: Path, offset: int) -> bytes:
             return fh.read(LOG_CHUNK)
     except FileNotFoundError:
         return b""
+
+
+def pool_software(arches: list[str], features: list[set[str]]) -> dict[str, Any]:
+    """A discovered pool's `arch` (when all its nodes report the same known one) and `features`
+    (those every node has, that can be suanli feature names), from each node's arch and
+    features."""
+    out: dict[str, Any] = {}
+    if len(set(arches)) == 1 and arches[0] in ARCHES:
+        out["arch"] = arches[0]
+    common = set.intersection(*features) if features else set()
+    out["features"] = sorted(f for f in common if _is_feature_name(f))
+    return out
+
+
+def _is_feature_name(text: str) -> bool:
+    try:
+        check_name(text, field_name="features")
+    except InvalidInput:
+        return False
+    return True

@@ -59,6 +59,7 @@ from .base import (
     PoolCapacity,
     RunRequest,
     RunStatus,
+    pool_software,
     positive_int,
     stage_dict,
 )
@@ -304,21 +305,24 @@ class RayConnector:
         """The cluster's resources as pool descriptions: one pool per CPU, GPU or NPU-like
         resource, over the live nodes that have it (units per node: the smallest node's)."""
         nodes = self._nodes()
-        by_resource: dict[str, list[tuple[int, int]]] = {}
+        by_resource: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
         for node in nodes:
-            total = (node.get("raylet") or {}).get("resourcesTotal") or {}
+            raylet = node.get("raylet") or {}
+            total = raylet.get("resourcesTotal") or {}
             mem_gb = max(1, int(float(total.get("memory", 2 ** 30)) // 2 ** 30))
+            labels = raylet.get("labels") or {}
             for name, units in total.items():
                 if _device_kind(name) and int(units) > 0:
-                    by_resource.setdefault(name, []).append((int(units), mem_gb))
+                    by_resource.setdefault(name, []).append((int(units), mem_gb, labels))
         pools = []
         for name, entries in sorted(by_resource.items()):
             kind = _device_kind(name)
             pools.append({
                 "name": name.lower(), "resource": name, "device_kind": kind,
                 "device_model": f"Ray {name}",
-                "units_per_node": min(u for u, _ in entries), "nodes": len(entries),
-                "memory_gb_per_node": min(m for _, m in entries), "max_walltime_s": None,
+                "units_per_node": min(u for u, _, _ in entries), "nodes": len(entries),
+                "memory_gb_per_node": min(m for _, m, _ in entries), "max_walltime_s": None,
+                **_software([labels for _, _, labels in entries]),
             })
         return pools
 
@@ -380,6 +384,18 @@ def _zip_folder(folder: Path, out: Path, max_bytes: int) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+ARCH_LABEL = "suanli.io/arch"
+FEATURE_LABEL = "features.suanli.io/"
+
+
+def _software(labels: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A pool's arch and features from its nodes' Ray labels (`ray start --labels
+    suanli.io/arch=aarch64,features.suanli.io/cann-8.0=true`)."""
+    return pool_software([str(lb.get(ARCH_LABEL) or "") for lb in labels],
+                         [{k[len(FEATURE_LABEL):] for k in lb if k.startswith(FEATURE_LABEL)}
+                          for lb in labels])
 
 
 def _device_kind(resource: str) -> str | None:

@@ -53,6 +53,7 @@ from .base import (
     PoolCapacity,
     RunRequest,
     RunStatus,
+    pool_software,
     positive_int,
     read_chunk,
     stage_dict,
@@ -366,11 +367,21 @@ class SlurmConnector:
                 "memory_gb_per_node": max(1, min(int(n.get("real_memory", 1024))
                                                  for n in members) // 1024),
                 "gres": str(members[0].get("gres") or ""),
+                **_software(members),
                 "max_walltime_s": (int(part["max_time_limit"]) * 60
                                    if isinstance(part.get("max_time_limit"), int)
                                    and part["max_time_limit"] > 0 else None),
             })
         return pools
+
+
+def _software(members: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A partition's arch and the node features every node has (`Features=` in slurm.conf;
+    what `sbatch --constraint` matches)."""
+    return pool_software(
+        [str(n.get("architecture") or "") for n in members],
+        [{f.strip() for f in str(n.get("active_features") or n.get("features") or "").split(",")
+          if f.strip()} for n in members])
 
 
 def _run_status(job: Mapping[str, Any]) -> RunStatus:

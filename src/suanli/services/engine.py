@@ -27,6 +27,7 @@ from ..domain.enums import CenterStatus, RunState
 from ..domain.errors import ConnectorError, SuanliError
 from ..domain.jobstate import JobState
 from ..domain.model import billable_span
+from ..domain.task import Script
 from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
@@ -36,6 +37,7 @@ from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
 from .dags import advance as advance_dags
+from .environments import activation_for
 from .health import check_centers, fail_over
 from .jobs import transition
 from .prices import sync_current as sync_current_prices
@@ -591,7 +593,8 @@ class Engine:
             else:
                 missing = ""
             req = RunRequest(
-                run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
+                run_key=run.run_key, job_id=job.id, units=run.units,
+                command=Script(list(job.command), job.setup, activation_for(pool, job)).argv(),
                 nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
                 devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb,
                 pool=pool.name, device_kind=pool.device_kind, resubmit=resubmit,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,12 +15,13 @@ from ..domain.enums import DeviceKind, Policy, Precision, Role
 from ..domain.errors import Conflict, ConnectorError, Forbidden, Infeasible, InvalidInput, NotFound
 from ..domain.jobstate import JobState, check_transition
 from ..domain.model import JobRequirements, Resources
+from ..domain.task import Constraints, check_constraints, check_name
 from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
 from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .ledger import admit
-from .snapshot import pool_facts, pool_states, requirements_of
+from .snapshot import bytes_to_move, pool_facts, pool_states, requirements_of
 
 MAX_COMMAND_ARGS = 1000
 MAX_PRIORITY = 1000
@@ -68,6 +69,8 @@ class JobInput:
             budget_fen=self.budget_fen,
             data_site=self.data_site,
             data_gb=self.data_gb,
+            constraints=Constraints.from_dict(self.constraints),
+            environment=self.environment,
         )
 
 
@@ -95,6 +98,14 @@ def _validate(data: JobInput, now: datetime) -> None:
             raise InvalidInput("deadline needs a timezone (e.g. ...Z)", field="deadline")
         if data.deadline <= now:
             raise InvalidInput("deadline is in the past", field="deadline")
+
+
+def _check_pool_needs(data: JobInput) -> None:
+    """The job's `constraints` and `environment` are well formed (whether a pool offers them is
+    the scheduler's question: `static_reasons`)."""
+    data.constraints = check_constraints(data.constraints or None).as_dict()
+    if data.environment is not None:
+        data.environment = check_name(data.environment, field_name="environment")
 
 
 def center_connectors(p: Platform) -> dict[int, Connector | None]:
@@ -128,7 +139,8 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
             return pool_facts(s)
 
     connectors = center_connectors(p)
-    for st in p.cached("pool_facts", build):
+    facts = p.cached("pool_facts", build)
+    for st in facts:
         reasons = static_reasons(req, st)
         report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
         if not reasons:
@@ -136,10 +148,27 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
             cost = -(-req.resources.units * seconds * st.spec.price_fen_per_unit_hour // 3600)
             worst = max(worst, cost)
     if not any(not r["reasons"] for r in report):
+        why, field = _nowhere(req, facts)
         raise Infeasible(
-            "no pool in the network can ever run this job", field="resources", detail=report
+            "no pool in the network can ever run this job" + (f": {why}" if why else ""),
+            field=field, detail=report,
         )
     return worst if req.budget_fen is None else min(worst, req.budget_fen)
+
+
+def _nowhere(req: JobRequirements, facts: list[Any]) -> tuple[str, str]:
+    """What the job asks for that no pool of the network has at all (arch, feature,
+    environment), and the field to name; ("", "resources") when each exists somewhere."""
+    specs = [st.spec for st in facts]
+    c = req.constraints
+    if c.arch and all(sp.arch != c.arch for sp in specs):
+        return f"no pool has arch {c.arch}", "constraints.arch"
+    absent = [f for f in c.features if all(f not in sp.features for sp in specs)]
+    if absent:
+        return f"no pool has feature {', '.join(absent)}", "constraints.features"
+    if req.environment and all(req.environment not in sp.environments for sp in specs):
+        return f"no pool offers environment {req.environment}", "environment"
+    return "", "resources"
 
 
 def queued_backlog(s: Session) -> dict[int, float]:
@@ -227,6 +256,7 @@ def check_submission(p: Platform, data: JobInput, now: datetime) -> int:
         with p.db.session() as s:
             if s.scalar(select(m.Center.id).where(m.Center.slug == data.data_site)) is None:
                 raise InvalidInput(f"data_site {data.data_site!r} is not a center", field="data_site")
+    _check_pool_needs(data)
     req = data.requirements()
     hold = check_feasible(p, req)
     if req.deadline is not None or req.budget_fen is not None:
@@ -517,7 +547,7 @@ def _placement_explanation(p: Platform, actor: Principal, job_id: int) -> dict[s
             "current": None,
         }
         if job.state == JobState.QUEUED.value:
-            decision = explain_job(requirements_of(job), pool_states(s), p.clock.now(),
+            decision = explain_job(requirements_of(job, s), pool_states(s), p.clock.now(),
                                    job_id=job.id)
             out["current"] = decision.explanation()
         elif placements:
@@ -532,6 +562,9 @@ def estimate(p: Platform, actor: Principal, data: JobInput) -> dict[str, Any]:
         raise Forbidden("estimates are for tenants' users (and the platform admin)")
     now = p.clock.now()
     _validate(data, now)
+    _check_pool_needs(data)
     check_feasible(p, data.requirements())
     with p.db.session() as s:
-        return explain_job(data.requirements(), pool_states(s), now).explanation()
+        moved = bytes_to_move(s, {0: (actor.tenant_id or 0, data.workdir_sha256, data.inputs)})
+        req = replace(data.requirements(), data=moved.get(0))
+        return explain_job(req, pool_states(s), now).explanation()

@@ -113,6 +113,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "pools": ("资源池", "Pools"),
     "pool": ("资源池", "Pool"),
     "busy": ("在用", "In use"),
+    "pool_software": ("架构 · 特性 · 软件环境", "Arch · features · environments"),
     "price": ("单价(每卡时)", "Price (unit-hour)"),
     "load_7d": ("近 7 天负载(各资源池使用率 %, 算力 P, 每小时平均)",
                 "Load, last 7 days (each pool's units in use %, compute in P, hourly averages)"),
