@@ -268,8 +268,8 @@ class SlurmConnector:
         k, w = shlex.quote(str(kit)), shlex.quote(str(work))
         return (
             f"umask 077\nmkdir -p {w} {k} || exit 1\n"
-            f"cat > {k}/stagekit.py <<'SUANLI_STAGEKIT_END'\n{source}SUANLI_STAGEKIT_END\n"
-            f"cat > {k}/spec.json <<'SUANLI_SPEC_END'\n{json.dumps(spec)}\nSUANLI_SPEC_END\n"
+            f"cat > {k}/stagekit.py <<'END_OF_STAGEKIT_PY'\n{source}END_OF_STAGEKIT_PY\n"
+            f"cat > {k}/spec.json <<'END_OF_STAGE_SPEC'\n{json.dumps(spec)}\nEND_OF_STAGE_SPEC\n"
             f"umask 022\ncd {w} || exit 1\n"
             f"{py} {k}/stagekit.py in {k}/spec.json || {{ rm -rf {k}; exit 1; }}\n"
             # SIGTERM (walltime, scancel) reaches the command too; the script goes on to pack
