@@ -28,18 +28,17 @@ import platform
 import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
+from connectors import service  # tests/services/*.sh, started and stopped
 from demo_server import demo_server
 from rich.console import Console
 from rich.table import Table
@@ -54,25 +53,8 @@ from suanli.store import models as m
 from suanli.store.db import Database
 
 ROOT = Path(__file__).resolve().parent.parent
-SERVICES = ROOT / "tests" / "services"
 RESULTS = ROOT / "bench" / "results"
 COMMAND = "date +%s.%N; ls -l data.bin 2>/dev/null | wc -l"
-
-
-@contextmanager
-def service(name: str, env: dict[str, str]) -> Iterator[dict[str, str]]:
-    script = str(SERVICES / f"{name}.sh")
-    out = subprocess.run([script, "start"], env=env, check=True, capture_output=True,
-                         text=True).stdout
-    env = dict(env)
-    for line in out.splitlines():
-        if line.startswith("export "):
-            k, _, v = line[len("export "):].partition("=")
-            env[k] = v.strip("'\"")
-    try:
-        yield env
-    finally:
-        subprocess.run([script, "stop"], env=env, capture_output=True)
 
 
 def pool(name: str, kind: str, model: str, units: int) -> dict[str, Any]:
