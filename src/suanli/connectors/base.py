@@ -46,6 +46,12 @@ class StageItem:
     url: str = ""
 
 
+def stage_dict(item: StageItem) -> dict[str, Any]:
+    """A stage item as JSON for the code that fetches it at the center (connectors/stagekit.py)."""
+    return {"sha256": item.sha256, "size": item.size, "dest": item.dest, "unpack": item.unpack,
+            "local_path": item.local_path, "url": item.url}
+
+
 @dataclass(frozen=True, slots=True)
 class RunRequest:
     """One attempt of a job on one pool. `run_key` is unique and makes submit idempotent."""
