@@ -28,6 +28,7 @@ from typing import Protocol
 
 from ..domain.enums import CenterStatus, Policy
 from ..domain.model import JobRequirements
+from ..domain.money import yuan
 from .backfill import Busy, Waiting, by_end, conservative, plan
 from .network import BALANCED, PoolView, policy_scores
 from .snapshot import PoolState, QueuedJob, RunningAllocation
@@ -130,7 +131,10 @@ def static_reasons(req: JobRequirements, pool: PoolState) -> list[str]:
     elif res.units_per_node > spec.units_per_node:
         hint = ""
         if res.nodes == 1 and res.units % spec.units_per_node == 0 and not other_device:
-            hint = f" (ask for nodes={res.units // spec.units_per_node} to spread it)"
+            need = res.units // spec.units_per_node
+            hint = (f" (ask for nodes={need} to spread it)" if need <= spec.nodes else
+                    f" (the pool has {spec.nodes} nodes × {spec.units_per_node} = "
+                    f"{spec.nodes * spec.units_per_node} units at most)")
         reasons.append(
             f"needs {res.units_per_node} units per node, pool has {spec.units_per_node} per node"
             + hint
@@ -319,7 +323,8 @@ def _evaluate(
             c.reasons.append("cannot free enough units")
         elif req.budget_fen is not None and c.cost_exact > req.budget_fen:
             c.feasible = False
-            c.reasons.append(f"cost estimate {c.cost_fen} fen is over the budget of {req.budget_fen} fen")
+            c.reasons.append(f"cost estimate {yuan(c.cost_fen)} is over the budget of "
+                             f"{yuan(req.budget_fen)}")
         if c.feasible and req.deadline is not None and c.finish_s is not None:
             c.misses_deadline = now + timedelta(seconds=c.finish_s) > req.deadline
     _score(req.policy, cands)
