@@ -57,9 +57,14 @@ def parse_walltime_text(text: str, flag: str = "--walltime") -> int:
 
 # --- money -----------------------------------------------------------------------------------
 
+_AMOUNT = re.compile(r"¥?\s*(\d{1,3}(,\d{3})+|\d+)(\.\d*)?|¥?\s*\.\d+")
+
 def fen_from_yuan(text: str, flag: str, *, zero: bool = False) -> int:
     """'120' or '120.5' yuan -> 12000 / 12050 fen, exactly (Decimal, no float): more than 2
     decimals, negative or out of range is a ValueError naming `flag`."""
+    if not _AMOUNT.fullmatch(str(text).strip()):
+        raise ValueError(f"{flag}: an amount in yuan is a number like 120 or 120.50 (at most 2 "
+                         f"decimals), not {text!r}")
     try:
         return parse_yuan(str(text), zero=zero)
     except ValueError as exc:

@@ -9,17 +9,16 @@ import typer
 from rich.table import Table
 
 from ..client import Client
-from ..domain.money import parse_yuan
 from .common import Output, OutputOpt, console, emit_json, fail, run
-from .format import grid, hours, parse_time, pfh, when, yuan
+from .format import fen_from_yuan, grid, hours, parse_time, pfh, when, yuan
 
 bill_app = typer.Typer(help="Money: tenants' balances, deposits, the ledger. 账务", no_args_is_help=True)
 
 
-def fen_of(yuan_text: str, *, zero: bool = False) -> int:
-    """'1234.56' yuan → 123456 fen, exactly (no floats); a CLI error otherwise."""
+def fen_of(yuan_text: str, *, zero: bool = False, flag: str = "--yuan") -> int:
+    """'1234.56' yuan → 123456 fen, exactly (no floats); a CLI error naming `flag` otherwise."""
     try:
-        return parse_yuan(yuan_text, zero=zero)
+        return fen_from_yuan(yuan_text, flag, zero=zero)
     except ValueError as exc:
         fail(str(exc))
 

@@ -210,7 +210,7 @@ def burn_cmd(
         parsed = Rules.from_dict(json.loads(rules) if rules else {})
     except (ValueError, RulesError) as exc:
         fail(f"rules: {exc}")
-    prog = Programme(fen_of(budget), parsed, year)
+    prog = Programme(fen_of(budget, flag="--budget"), parsed, year)
     sc = _load_scenario(scenario)
     with progress_bar(len(sc.jobs), f"simulating {sc.name}") as update:
         try:

@@ -74,7 +74,7 @@ def programme_create(
     output: Output = OutputOpt,
 ) -> None:
     """Open a year's programme (platform admin)."""
-    body = {"name": name, "year": year, "budget_fen": fen_of(budget), "mode": mode,
+    body = {"name": name, "year": year, "budget_fen": fen_of(budget, flag="--budget"), "mode": mode,
             "rules": _rules(rules, rules_file)}
     data = run(lambda c: c.create_programme(body))
     if output is Output.json:
@@ -139,7 +139,7 @@ def apply(programme: int = typer.Option(..., help="programme id"),
           output: Output = OutputOpt) -> None:
     """Apply for vouchers (tenant admin)."""
     body = {"programme_id": programme, "requested_fen": fen_of(amount),
-            "planned_spend_fen": fen_of(planned_spend), "planned_use": use}
+            "planned_spend_fen": fen_of(planned_spend, flag="--planned-spend-yuan"), "planned_use": use}
     data = run(lambda c: c.apply_voucher(body))
     if output is Output.json:
         return emit_json(data)
