@@ -97,6 +97,10 @@ def test_api_fields_become_the_flags_typed() -> None:
     assert cli_message(exc) == "--device: Input should be 'cpu', 'gpu' or 'npu' (HTTP 422)"
     exc = ApiError(422, "the cheapest pool would cost about ¥1.20, over the budget", "budget_fen")
     assert cli_message(exc).startswith("--budget: the cheapest pool")
+    exc = ApiError(422, "walltime_s: too long (and 1 more)", "walltime_s",
+                   [{"field": "walltime_s", "message": "too long"},
+                    {"field": "resources.units", "message": "must be 1 or more"}])
+    assert cli_message(exc) == "--walltime: too long; --units: must be 1 or more (HTTP 422)"
     exc = ApiError(404, "no job 9")
     assert cli_message(exc) == "no job 9 (HTTP 404)"
 

@@ -66,8 +66,12 @@ def flag_for(field: str | None) -> str | None:
 
 def cli_message(exc: ApiError) -> str:
     """The API's error as the CLI user should read it: the field path replaced by the flag."""
-    msg = str(exc)
     problems = exc.detail if isinstance(exc.detail, list) else []
+    listed = [p for p in problems if isinstance(p, dict) and "field" in p and "message" in p]
+    if len(listed) > 1:  # every problem, each under the flag the user typed
+        return "; ".join(f"{flag_for(p['field']) or p['field']}: {p['message']}"
+                         for p in listed) + f" (HTTP {exc.status})"
+    msg = str(exc)
     fields = [exc.field] + [p.get("field") for p in problems if isinstance(p, dict)]
     for field in dict.fromkeys(f for f in fields if f):
         flag = flag_for(field)
