@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,9 @@ from rich.table import Table
 
 from .common import Output, OutputOpt, center_slugs, console, emit_json, fail, run
 from .format import (
+    duration,
     fen_from_yuan,
+    grid,
     hours,
     kwh,
     parse_duration,
@@ -259,15 +262,16 @@ def usage(job: int | None = typer.Option(None, "--job", help="only this job"),
     if start or end:
         span = f" · ended {'from ' + when(start) if start else ''}" \
                f"{' until ' + when(end) if end else ''}"
-    t = Table(title=f"usage 计量{span}")
-    for col in ("run", "job", "center", "units", "start", "end", "unit·h", "P·h", "kWh",
-                "price", "amount"):
-        t.add_column(col)
-    for u in data["items"]:
-        t.add_row(str(u["run_id"]), str(u["job_id"]), slugs.get(u["center_id"], "?"),
-                  str(u["units"]), when(u["started_at"]), when(u["ended_at"]),
-                  hours(u["unit_seconds"] / 3600), pfh(u["pflops_hours"]), kwh(u["energy_wh"]),
-                  yuan(u["price_fen_per_unit_hour"]), yuan(u["amount_fen"]))
+    numbers = ("run", "job", "units", "ran", "unit·h", "P·h", "kWh", "price", "amount")
+    t = grid(f"usage 计量{span}", ("run", "job", "center", "units", "ended", "ran", "unit·h",
+                                   "P·h", "kWh", "price", "amount"),
+             ((str(u["run_id"]), str(u["job_id"]), slugs.get(u["center_id"], "?"),
+               str(u["units"]), when(u["ended_at"]),
+               duration((datetime.fromisoformat(u["ended_at"])
+                         - datetime.fromisoformat(u["started_at"])).total_seconds()),
+               hours(u["unit_seconds"] / 3600), pfh(u["pflops_hours"]), kwh(u["energy_wh"]),
+               yuan(u["price_fen_per_unit_hour"]), yuan(u["amount_fen"])) for u in data["items"]),
+             right=numbers, whole=("center", "ended"))
     tot = data["totals"]
     console.print(t)
     console.print(f"total: {tot['runs']} runs, {hours(tot['unit_hours'])} unit·h, "

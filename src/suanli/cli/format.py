@@ -11,7 +11,9 @@ from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from rich.cells import cell_len
 from rich.table import Table
+from rich.text import Text
 
 from ..domain.errors import InvalidInput
 from ..domain.money import parse_yuan
@@ -211,11 +213,18 @@ def zone_name() -> str:
 
 
 def grid(title: str, columns: Sequence[str], rows: Iterable[Sequence[str]], *,
-         right: Collection[str] = ()) -> Table:
-    """A table with a header: `columns` (those in `right` right-justified: amounts, counts)."""
+         right: Collection[str] = (), whole: Collection[str] = ()) -> Table:
+    """A table with a header: `columns` (those in `right` right-justified: amounts, counts).
+    Amounts, counts and the `whole` columns (times) are never wrapped or cut short: a narrow
+    terminal squeezes the text columns instead."""
+    rows = [list(r) for r in rows]
     t = Table(title=title)
-    for col in columns:
-        t.add_column(col, justify="right" if col in right else "left")
+    for i, col in enumerate(columns):
+        keep = col in right or col in whole
+        width = max([cell_len(col)] + [cell_len(Text.from_markup(r[i]).plain) for r in rows]) \
+            if keep else None
+        t.add_column(col, justify="right" if col in right else "left", no_wrap=keep,
+                     min_width=width)
     for row in rows:
         t.add_row(*row)
     return t

@@ -304,7 +304,7 @@ def _jobs_table(items: list[dict[str, Any]], title: str = "jobs 作业") -> Tabl
     t = Table(title=title)
     for col in ("id", "name", "state", "center", "device", "units", "tenant", "submitted",
                 "ran", "queue · est. start"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "submitted")
     for j in items:
         ran = None
         if j["started_at"]:
