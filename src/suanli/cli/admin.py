@@ -65,6 +65,19 @@ def resolve_center(c: Any, ref: str) -> dict[str, Any]:
     fail(f"no center {ref!r}")
 
 
+def resolve_pool(c: Any, ref: str) -> int:
+    """A pool id from 'center/pool' (e.g. qd-ai/ascend-910b) or an id."""
+    if ref.isdigit():
+        return int(ref)
+    center, _, name = ref.partition("/")
+    for x in c.list_centers():
+        if x["slug"] == center:
+            for pool in x["pools"]:
+                if pool["name"] == name:
+                    return int(pool["id"])
+    fail(f"no pool {ref!r} (write it as center/pool, e.g. qd-ai/ascend-910b)")
+
+
 @center_app.command("show")
 def center_show(center: str = typer.Argument(..., help="slug (or id)"),
                 output: Output = OutputOpt) -> None:

@@ -9,7 +9,8 @@ import typer
 from rich.table import Table
 
 from ..client import Client
-from .common import Output, OutputOpt, console, emit_json, fail, run
+from .admin import resolve_pool
+from .common import Output, OutputOpt, center_slugs, console, emit_json, fail, run
 from .format import fen_from_yuan, grid, hours, parse_time, pfh, when, yuan
 
 bill_app = typer.Typer(help="Money: tenants' balances, deposits, the ledger. 账务", no_args_is_help=True)
@@ -97,9 +98,10 @@ def credit(tenant: int = typer.Argument(..., help="tenant id"),
 
 
 @bill_app.command("prices")
-def prices(pool: int = typer.Argument(..., help="pool id"), output: Output = OutputOpt) -> None:
+def prices(pool: str = typer.Argument(..., help="the pool: center/pool, e.g. qd-ai/ascend-910b "
+                                      "(or its id)"), output: Output = OutputOpt) -> None:
     """A pool's price list: every version and when it is valid from."""
-    data = run(lambda c: c.list_prices(pool))
+    data = run(lambda c: c.list_prices(resolve_pool(c, pool)))
     if output is Output.json:
         return emit_json(data)
     console.print(grid(
@@ -109,7 +111,8 @@ def prices(pool: int = typer.Argument(..., help="pool id"), output: Output = Out
 
 
 @bill_app.command("price")
-def set_price(pool: int = typer.Argument(..., help="pool id"),
+def set_price(pool: str = typer.Argument(..., help="the pool: center/pool, e.g. qd-ai/ascend-910b "
+                                         "(or its id)"),
               amount: str = typer.Option(..., "--yuan", help="yuan per unit-hour"),
               valid_from: str | None = typer.Option(None, "--from", help="from this date or time, "
                                                     "e.g. 2026-12-01 (midnight CST unless --tz) or "
@@ -122,7 +125,7 @@ def set_price(pool: int = typer.Argument(..., help="pool id"),
             body["valid_from"] = parse_time(valid_from, "--from").isoformat()
         except ValueError as exc:
             fail(str(exc))
-    data = run(lambda c: c.set_price(pool, body))
+    data = run(lambda c: c.set_price(resolve_pool(c, pool), body))
     if output is Output.json:
         return emit_json(data)
     console.print(f"pool {pool}: {yuan(data['price_fen_per_unit_hour'])} per unit-hour from "
@@ -130,10 +133,13 @@ def set_price(pool: int = typer.Argument(..., help="pool id"),
 
 
 def statement_table(title: str, items: list[dict[str, Any]]) -> Table:
+    """Statements: centers by slug, tenants and programmes by id."""
+    slugs = run(center_slugs) if any(i["party"] == "center" for i in items) else {}
     numbers = ("runs", "unit-hours", "P·h", "gross", "voucher", "adjust", "net")
     return grid(
         title, ("party", "name", *numbers),
-        ((f"{i['party']} {i['party_id']}", i["name"], str(i["runs"]), hours(i["unit_hours"]),
+        ((f"center {slugs.get(i['party_id'], '?')}" if i["party"] == "center"
+          else f"{i['party']} {i['party_id']}", i["name"], str(i["runs"]), hours(i["unit_hours"]),
           pfh(i["pflops_hours"]), yuan(i["gross_fen"]), yuan(i["voucher_fen"]),
           yuan(i["adjustments_fen"]), yuan(i["net_fen"])) for i in items), right=numbers)
 
