@@ -414,7 +414,8 @@ def placement(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> 
                                                      else float("inf")))
     for x in cands:
         mark = "[bold green]→ " if x["chosen"] else ""
-        over = x["runtime_s"] is not None and x["runtime_s"] > walltime
+        over = bool(x.get("beyond_walltime")) or (x["runtime_s"] is not None
+                                                  and x["runtime_s"] > walltime)
         slow = slow or over
         t.add_row(mark + x["pool"], "yes" if x["feasible"] else "[red]no[/]",
                   "yes" if x["fits_now"] else "", duration(x["wait_s"]),

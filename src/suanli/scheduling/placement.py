@@ -53,6 +53,9 @@ class Candidate:
     chosen: bool = False
     misses_deadline: bool = False
     transfer_s: float = 0.0  # moving the job's input data here
+    # The run time here is over the job's walltime: a slower device than the fastest feasible
+    # pool (the walltime is read as time there); the job would be stopped at its walltime.
+    beyond_walltime: bool = False
     # Unrounded figures used for ranking (the fen and Wh above are for display).
     cost_exact: float = 0.0
     energy_exact: float = 0.0
@@ -74,6 +77,7 @@ class Candidate:
             "chosen": self.chosen,
             "misses_deadline": self.misses_deadline,
             "transfer_s": round(self.transfer_s, 3),
+            "beyond_walltime": self.beyond_walltime,
         }
 
 
@@ -313,6 +317,7 @@ def _evaluate(
             c.fits_now = c.fits_now and wait == 0.0
         c.wait_s = round(wait, 3) if math.isfinite(wait) else None
         c.runtime_s = round(runtime, 3)
+        c.beyond_walltime = runtime > req.walltime_s
         c.finish_s = round(wait + runtime, 3) if math.isfinite(wait) else None
         c.cost_exact = units * st.spec.price_fen_per_unit_hour * runtime / 3600
         c.energy_exact = units * st.spec.watts_per_unit * runtime * st.pue / 3600
@@ -439,7 +444,7 @@ class _Nominator:
                 wait_s=round(waits[i], 3), runtime_s=c.runtime_s, finish_s=round(finish, 3),
                 cost_fen=c.cost_fen, energy_wh=c.energy_wh, score=score, chosen=rank == 0,
                 cost_exact=c.cost_exact, energy_exact=c.energy_exact, misses_deadline=miss,
-                transfer_s=c.transfer_s))
+                transfer_s=c.transfer_s, beyond_walltime=c.beyond_walltime))
         best = decision.candidates[0]
         decision.target_pool_id = best.pool_id
         decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
