@@ -270,3 +270,20 @@ def test_login_demo(srv: Server, tmp_path: Path) -> None:
                        capture_output=True, text=True)
     assert r.returncode == 1 and "demo-credentials.json" in r.stderr and "make run" in r.stderr
     (srv.home / "cli.json").unlink()
+
+
+def test_serve_demo_prints_cli_commands_that_work(srv: Server) -> None:
+    log = srv.log.read_text()
+    assert "source " in log and "/bin/activate" in log
+    lines = [line.strip() for line in log.splitlines()]
+    home = next(line for line in lines if line.startswith("export SUANLI_HOME="))
+    login = next(line for line in lines if line.startswith("suanli login --demo tenant_a"))
+    assert f"--url {srv.url}" in login
+    env = {k: v for k, v in srv.env(None).items() if k not in ("SUANLI_URL", "SUANLI_HOME")}
+    env["SUANLI_HOME"] = home.split("=", 1)[1]
+    r = subprocess.run([str(BIN / "suanli"), *login.split()[1:]], env=env, capture_output=True,
+                       text=True)
+    assert r.returncode == 0 and "alice" in r.stdout, r.stderr
+    r = subprocess.run([str(BIN / "suanli"), "status"], env=env, capture_output=True, text=True)
+    assert r.returncode == 0 and "alice (tenant_admin)" in r.stdout, r.stderr
+    (srv.home / "cli.json").unlink()

@@ -127,7 +127,8 @@ def api_errors() -> Iterator[None]:
             err_console.print(table)
         hint = ""
         if exc.status == 401:
-            hint = " — set SUANLI_TOKEN or run `suanli login`"
+            hint = (" — set SUANLI_TOKEN or run `suanli login` (on the demo, as the user who "
+                    "started it: `suanli login --demo tenant_a`)")
         fail(f"{cli_message(exc)}{hint}")
 
 
