@@ -366,6 +366,10 @@ def show(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
                   f"walltime {duration(job['walltime_s'])}, {job['precision']}, "
                   f"policy {job['policy']}, priority {job['priority']}"
                   f"{', domestic only' if job['domestic_only'] else ''}")
+    limits = [f"budget {yuan(job['budget_fen'])}" if job.get("budget_fen") is not None else "",
+              f"deadline {when(job['deadline'])}" if job.get("deadline") else ""]
+    if any(limits):
+        console.print("  limits:   " + ", ".join(x for x in limits if x), highlight=False)
     console.print(f"  center:   {job.get('center') or '-'}   exit code: "
                   f"{job['exit_code'] if job['exit_code'] is not None else '-'}")
     if job.get("queue"):
