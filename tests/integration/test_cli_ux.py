@@ -71,6 +71,7 @@ def test_status_screen_for_each_role(srv: Server) -> None:
     assert "status-long" not in other and "bob" in other
     admin = ok(srv.cli("status", token="platform_admin"))
     assert "network jobs" in admin and "status-long" in admin and "voucher programmes" in admin
+    assert re.search(r"status-long\s+RUNNING\s+青岛海蓝智能科技有限公司", admin)  # whose job
     assert re.search(r"city 城市\s+units in use [\d,]+/[\d,]+", admin)
     reviewer = ok(srv.cli("status", token="reviewer"))
     assert "jobs 作业" not in reviewer and "applications to review" in reviewer

@@ -50,6 +50,10 @@ def gather(c: Client) -> dict[str, Any]:
         active.sort(key=lambda j: j["id"], reverse=True)
         data["jobs"]["active"] = active[:RECENT]
     tenant_id = me.get("tenant_id")
+    if tenant_id is None and data["jobs"] and data["jobs"]["active"]:
+        names = {t["id"]: t["name"] for t in _maybe(c.list_tenants) or []}
+        for j in data["jobs"]["active"]:
+            j["tenant_name"] = names.get(j["tenant_id"], str(j["tenant_id"]))
     if tenant_id is not None:
         data["account"] = _maybe(lambda: c.tenant_account(tenant_id))
         tenants = _maybe(c.list_tenants) or []
@@ -72,13 +76,16 @@ def _jobs_section(jobs: dict[str, Any], whose: str) -> None:
     if not jobs["active"]:
         return
     t = Table(title=None, show_edge=False, pad_edge=False, box=None)
-    for col in ("id", "name", "state", "center", "device", "units", "since · queue"):
+    tenants = any("tenant_name" in j for j in jobs["active"])
+    for col in ("id", "name", "state", *(("tenant",) if tenants else ()), "center", "device",
+                "units", "since · queue"):
         t.add_column(col, header_style="dim")
     for j in jobs["active"]:
         res = j["resources"]
         since = when(j["started_at"]) if j["started_at"] else _queue_text(j) or \
             "submitted " + when(j["submitted_at"])
-        t.add_row(str(j["id"]), j["name"], _state(j["state"]), j.get("center") or "-",
+        who = (j.get("tenant_name", ""),) if tenants else ()
+        t.add_row(str(j["id"]), j["name"], _state(j["state"]), *who, j.get("center") or "-",
                   res["device"] + (f" {res['model']}" if res.get("model") else ""),
                   str(res["units"]), since)
     console.print(t)
