@@ -101,6 +101,10 @@ def test_api_fields_become_the_flags_typed() -> None:
                    [{"field": "walltime_s", "message": "too long"},
                     {"field": "resources.units", "message": "must be 1 or more"}])
     assert cli_message(exc) == "--walltime: too long; --units: must be 1 or more (HTTP 422)"
+    exc = ApiError(422, "a job name is 1 to 200 characters", "name")
+    assert cli_message(exc) == "--name: a job name is 1 to 200 characters (HTTP 422)"
+    exc = ApiError(422, "deadline is before now", "deadline")
+    assert cli_message(exc) == "--deadline: deadline is before now (HTTP 422)"
     exc = ApiError(404, "no job 9")
     assert cli_message(exc) == "no job 9 (HTTP 404)"
 

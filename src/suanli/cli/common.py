@@ -79,7 +79,7 @@ def cli_message(exc: ApiError) -> str:
             continue
         if msg.startswith(f"{field}:"):
             msg = flag + msg[len(field):]
-        else:
+        elif "." in field or "_" in field:  # an API path in the text; plain words stay words
             msg = re.sub(rf"(?<![\w.]){re.escape(field)}(?![\w])", flag, msg)
         if field == exc.field and flag not in msg:
             msg = f"{flag}: {msg}"

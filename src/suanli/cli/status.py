@@ -5,6 +5,7 @@ account, a center operator its center's jobs, the platform admin and the auditor
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from rich.table import Table
@@ -36,7 +37,7 @@ def gather(c: Client) -> dict[str, Any]:
     data: dict[str, Any] = {"me": me, "url": c.url}
     counts: dict[str, int] = {}
     for st in STATES:
-        page = _maybe(lambda st=st: c.list_jobs(state=st, limit=1))  # type: ignore[misc]
+        page = _maybe(partial(c.list_jobs, state=st, limit=1))
         if page is None:
             counts = {}
             break
