@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -205,6 +206,9 @@ def test_compare_cli_prints_side_by_side_and_writes_files(tmp_path: Path) -> Non
         outs.append(r.stdout)
     assert "isolated" in outs[0] and "suanli" in outs[0] and "merged" in outs[0]
     assert "mean bounded slowdown" in outs[0]
+    cost = next(line for line in outs[0].splitlines() if "cost 费用" in line)
+    assert cost.count("¥") == 3 and "fen" not in cost  # costs in yuan, one per policy
+    assert not re.search(r"\de[-+]\d", outs[0])  # no scientific notation
     doc = json.loads((tmp_path / "o1" / "summary.json").read_text())
     assert set(doc["policies"]) == {"isolated", "suanli", "merged"}
     assert set(doc["policies"]["suanli"]["pools"]) == {"a/cpu", "b/cpu", "c/gpu"}

@@ -117,10 +117,10 @@ def test_quota_holds_a_tenants_jobs_beyond_its_units(world: World) -> None:
 def test_budget_and_deadline_are_checked_at_submission(world: World) -> None:
     # 8 units × 60 s of walltime on the fastest pool = 120 s on beta (half as fast) at 40 fen per
     # unit·h ≈ 11 fen; alpha is faster but dearer (100 fen/unit·h: 13 fen)
-    with pytest.raises(InvalidInput, match="over the budget of 1 fen") as err:
+    with pytest.raises(InvalidInput, match=r"over the budget of ¥0\.01") as err:
         jobsvc.submit_job(world.p, world.u1, cheap("true", 8, budget_fen=1))
     assert err.value.field == "budget_fen" and err.value.detail
-    with pytest.raises(InvalidInput, match=r"beta/cpu\) would cost about 11 fen"):
+    with pytest.raises(InvalidInput, match=r"beta/cpu\) would cost about ¥0\.11"):
         jobsvc.submit_job(world.p, world.u1, cheap("true", 8, budget_fen=10))
     ok = jobsvc.submit_job(world.p, world.u1, cheap("true", 8, budget_fen=12))
     assert ok.budget_fen == 12

@@ -70,6 +70,25 @@ def test_filters_report_every_reason() -> None:
     assert any("district" in r for r in by[3].reasons)
 
 
+def test_a_spread_is_suggested_only_when_the_pool_has_the_nodes() -> None:
+    small = pool(1, spec(units_per_node=4, nodes=2))
+    d = explain_job(req(8, domestic_only=False), [small], NOW)
+    assert "(ask for nodes=2 to spread it)" in d.candidates[0].reasons[0]
+    d = explain_job(req(16, domestic_only=False), [small], NOW)
+    (reason,) = d.candidates[0].reasons
+    assert "nodes=4" not in reason and "(the pool has 2 nodes × 4 = 8 units at most)" in reason
+
+
+def test_a_run_time_beyond_the_walltime_is_flagged() -> None:
+    fast = pool(1, spec(tflops_fp16=312.0))
+    slow = pool(2, spec(tflops_fp16=104.0))  # a third as fast: 3× the walltime's work time
+    d = explain_job(req(1, domestic_only=False), [fast, slow], NOW)
+    by = {c.pool_id: c for c in d.candidates}
+    assert by[1].runtime_s == 3600 and not by[1].beyond_walltime
+    assert by[2].runtime_s == 10800 and by[2].beyond_walltime
+    assert by[2].as_dict()["beyond_walltime"] is True
+
+
 def test_domestic_only_and_model() -> None:
     pools = [pool(1), pool(2, spec(device_kind=DeviceKind.GPU, device_model="DCU K100",
                                    domestic=True))]

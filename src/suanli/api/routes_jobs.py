@@ -40,7 +40,10 @@ from .schemas import (
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 Id = Annotated[int, Query(ge=1, le=MAX_ID)]
-NameFilter = Annotated[str | None, Query(max_length=200, pattern="^[^\x00]*$")]
+NameFilter = Annotated[str | None, Query(
+    max_length=200, pattern="^[^\x00]*$",
+    description="jobs whose name contains this (case-insensitive), or matches it as a glob "
+                "when it has * or ? ('train-*')")]
 
 
 def _input(body: JobSubmit) -> JobInput:
@@ -90,7 +93,8 @@ def estimate_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep) -> dict[str
 
 @router.get("/jobs", tags=["jobs"])
 def list_jobs(
-    p: PlatformDep, who: PrincipalDep, state: JobState | None = None,
+    p: PlatformDep, who: PrincipalDep,
+    state: Annotated[JobState | None, Query(description="only jobs in this state")] = None,
     tenant_id: Id | None = None, name: NameFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 50,
     offset: Annotated[int, Query(ge=0, le=BIG)] = 0,

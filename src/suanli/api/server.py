@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+import sys
 from pathlib import Path
 
 from .. import logs
@@ -34,6 +35,29 @@ def prepare_demo(platform: Platform) -> Path:
     ensure_credentials(platform, path)
     log.info("demo city %s; credentials in %s", "created" if created else "present", path)
     return path
+
+
+def cli_hints(settings: Settings, base: str) -> list[str]:
+    """How to use the CLI from a second terminal, as commands that work as printed: the venv's
+    `suanli` by its path (or `source .../activate`), and the SUANLI_HOME and URL when not the
+    defaults. `login --demo` reads the tokens file, so it works for this same user."""
+    exe = Path(sys.argv[0]).absolute() if sys.argv and sys.argv[0] else None
+    if exe is None or exe.name != "suanli" or not exe.exists():
+        exe = Path(sys.executable).parent / "suanli"
+    try:
+        shown = f"./{exe.relative_to(Path.cwd())}" if exe.is_relative_to(Path.cwd()) else str(exe)
+    except (OSError, ValueError):
+        shown = str(exe)
+    activate = Path(shown).parent / "activate"
+    home = [f"            export SUANLI_HOME={settings.home}"] if os.environ.get("SUANLI_HOME") else []
+    url = "" if base == "http://127.0.0.1:8000" else f" --url {base}"
+    return [
+        f"  CLI:      in a second terminal, as this user: source {activate}  (or call {shown})",
+        *home,
+        f"            suanli login --demo tenant_a{url}",
+        "            suanli status",
+        "            suanli job submit --units 1 --wait -- echo hello",
+    ]
 
 
 def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> None:
@@ -66,13 +90,7 @@ def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> N
             f"  data:     {settings.home}  (database {platform.db.engine.url.render_as_string()})",
         ]
         if creds is not None:
-            lines += [
-                f"  tokens:   {creds}",
-                "  try:      export SUANLI_URL=" + base,
-                "            export SUANLI_TOKEN=$(python3 -c \"import json;print(json.load(open('"
-                + str(creds) + "'))['tenant_a'])\")",
-                "            suanli job submit --device cpu --units 1 --wait -- echo hello",
-            ]
+            lines += [f"  tokens:   {creds}  (readable by this user only)", *cli_hints(settings, base)]
         print("\n".join(lines), flush=True)
     # proxy_headers=False: uvicorn would believe X-Forwarded-* from 127.0.0.1 (a local job could
     # send them); the app believes only SUANLI_TRUSTED_PROXIES (api/proxy.py).

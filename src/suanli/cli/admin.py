@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +12,20 @@ import typer
 import yaml
 from rich.table import Table
 
-from .common import Output, OutputOpt, console, emit_json, fail, run
-from .format import parse_duration, pflops, when, yuan
+from .common import Output, OutputOpt, center_slugs, console, emit_json, fail, run
+from .format import (
+    duration,
+    fen_from_yuan,
+    grid,
+    hours,
+    kwh,
+    parse_duration,
+    parse_time,
+    pfh,
+    pflops,
+    when,
+    yuan,
+)
 
 center_app = typer.Typer(help="Compute centers and their pools. 算力中心")
 tenant_app = typer.Typer(help="Tenants (enterprises). 租户/企业")
@@ -31,18 +44,18 @@ def center_list(output: Output = OutputOpt) -> None:
     if output is Output.json:
         return emit_json(centers)
     t = Table(title="centers 算力中心")
-    for col in ("id", "slug", "name", "kind", "district", "status", "emulated", "pools",
+    for col in ("center", "name", "kind", "district", "status", "emulated", "pools",
                 "FP16 P", "FP64 P"):
         t.add_column(col)
     for c in centers:
-        t.add_row(str(c["id"]), c["slug"], f"{c['name_zh']}\n{c['name_en']}", c["kind"],
+        t.add_row(c["slug"], f"{c['name_zh']}\n{c['name_en']}", c["kind"],
                   c["district"], c["status"], "emulated" if c["emulated"] else "real",
                   str(len(c["pools"])), pflops(c["peak_pflops"]["fp16"]),
                   pflops(c["peak_pflops"]["fp64"]))
     console.print(t)
 
 
-def _resolve_center(c: Any, ref: str) -> dict[str, Any]:
+def resolve_center(c: Any, ref: str) -> dict[str, Any]:
     if ref.isdigit():
         found: dict[str, Any] = c.get_center(int(ref))
         return found
@@ -52,15 +65,28 @@ def _resolve_center(c: Any, ref: str) -> dict[str, Any]:
     fail(f"no center {ref!r}")
 
 
+def resolve_pool(c: Any, ref: str) -> int:
+    """A pool id from 'center/pool' (e.g. qd-ai/ascend-910b) or an id."""
+    if ref.isdigit():
+        return int(ref)
+    center, _, name = ref.partition("/")
+    for x in c.list_centers():
+        if x["slug"] == center:
+            for pool in x["pools"]:
+                if pool["name"] == name:
+                    return int(pool["id"])
+    fail(f"no pool {ref!r} (write it as center/pool, e.g. qd-ai/ascend-910b)")
+
+
 @center_app.command("show")
-def center_show(center: str = typer.Argument(..., help="id or slug"),
+def center_show(center: str = typer.Argument(..., help="slug (or id)"),
                 output: Output = OutputOpt) -> None:
     """Show one center with its pools."""
-    data = run(lambda c: _resolve_center(c, center))
+    data = run(lambda c: resolve_center(c, center))
     if output is Output.json:
         return emit_json(data)
     kind = "emulated by the local executor" if data["emulated"] else "real"
-    console.print(f"[bold]{data['name_zh']}[/] / {data['name_en']}  (#{data['id']} "
+    console.print(f"[bold]{data['name_zh']}[/] / {data['name_en']}  ("
                   f"{data['slug']}, {data['kind']}, {data['district'] or '-'}, PUE {data['pue']},"
                   f" {data['connector']} connector, {kind}, {data['status']})")
     if data.get("health_checked_at"):
@@ -146,7 +172,10 @@ def center_add(
     kind: str = typer.Option("supercomputing", help="supercomputing, ai, cloud or edge"),
     district: str = typer.Option("", help="district"),
     pue: float = typer.Option(1.3, help="power usage effectiveness"),
-    price_fen: int = typer.Option(0, help="price per unit-hour in fen for discovered pools"),
+    price: str = typer.Option("0", "--price", help="price per unit-hour in yuan for discovered "
+                              "pools, e.g. 9.50"),
+    price_fen: int | None = typer.Option(None, "--price-fen", hidden=True,
+                                         help="the price in fen (old flag; use --price)"),
     tflops: list[str] = typer.Option([], help="per-unit peak of discovered pools, e.g. "
                                      "fp64=0.05 (repeatable; default: typical for the device)"),
     output: Output = OutputOpt,
@@ -171,15 +200,21 @@ def center_add(
                        for k, v in (t.split("=", 1) for t in tflops)}
         except ValueError:
             fail("--tflops takes PRECISION=NUMBER, e.g. fp64=0.05")
+        if price_fen is None:
+            try:
+                price_fen = fen_from_yuan(price, "--price", zero=True)
+            except ValueError as exc:
+                fail(str(exc))
+        fen = price_fen
         body = run(lambda c: _discovered_center(
             c, connector, settings, slug=slug, name_zh=name_zh, name_en=name_en, kind=kind,
-            district=district, pue=pue, price_fen=price_fen, tflops=figures))
+            district=district, pue=pue, price_fen=fen, tflops=figures))
     else:
         fail("give --file, or --connector with --config to discover the pools")
     data = run(lambda c: c.create_center(body))
     if output is Output.json:
         return emit_json(data)
-    console.print(f"center #{data['id']} {data['slug']} added with {len(data['pools'])} pools: "
+    console.print(f"center {data['slug']} added with {len(data['pools'])} pools: "
                   + ", ".join(f"{p['name']} ({p['nodes']}×{p['units_per_node']} "
                               f"{p['device_kind']})" for p in data["pools"]))
 
@@ -189,7 +224,7 @@ def center_status(center: str = typer.Argument(..., help="id or slug"),
                   status: str = typer.Argument(..., help="online, offline or draining"),
                   reason: str = typer.Option("", help="why")) -> None:
     """Set a center online, offline or draining."""
-    data = run(lambda c: c.set_center_status(_resolve_center(c, center)["id"], status, reason))
+    data = run(lambda c: c.set_center_status(resolve_center(c, center)["id"], status, reason))
     console.print(f"center {data['slug']} is {data['status']}")
 
 
@@ -197,7 +232,7 @@ def center_status(center: str = typer.Argument(..., help="id or slug"),
 def center_drain(center: str = typer.Argument(..., help="id or slug"),
                  reason: str = typer.Option("", help="why")) -> None:
     """No new placements on the center; running jobs finish."""
-    data = run(lambda c: c.set_center_status(_resolve_center(c, center)["id"], "draining",
+    data = run(lambda c: c.set_center_status(resolve_center(c, center)["id"], "draining",
                                              reason))
     console.print(f"center {data['slug']} is draining")
 
@@ -231,26 +266,44 @@ def capacity(output: Output = OutputOpt) -> None:
 
 
 def usage(job: int | None = typer.Option(None, "--job", help="only this job"),
-          limit: int = typer.Option(20, help="rows to show"),
+          since: str | None = typer.Option(None, help="runs that ended at or after this date or "
+                                           "time, e.g. 2026-12-01 (midnight in the display zone, "
+                                           "CST unless --tz) or 2026-12-01T08:00Z"),
+          until: str | None = typer.Option(None, help="runs that ended before this date or time "
+                                           "(e.g. 2027-01-01: the whole of December)"),
+          limit: int = typer.Option(20, help="rows to show (the totals count them all)"),
           output: Output = OutputOpt) -> None:
     """Metered usage: unit-hours, standard P·h, energy and amount, per run."""
-    data = run(lambda c: c.usage(job_id=job, limit=limit))
+    try:
+        start = parse_time(since, "--since") if since else None
+        end = parse_time(until, "--until") if until else None
+    except ValueError as exc:
+        fail(str(exc))
+    if start and end and end <= start:
+        fail("--until must be after --since")
+    data = run(lambda c: c.usage(job_id=job, limit=limit, since=start, until=end))
     if output is Output.json:
         return emit_json(data)
-    t = Table(title="usage 计量")
-    for col in ("run", "job", "center", "units", "start", "end", "unit·h", "P·h", "kWh",
-                "price", "amount"):
-        t.add_column(col)
-    for u in data["items"]:
-        t.add_row(str(u["run_id"]), str(u["job_id"]), str(u["center_id"]), str(u["units"]),
-                  when(u["started_at"]), when(u["ended_at"]), f"{u['unit_seconds'] / 3600:.4f}",
-                  f"{u['pflops_hours']:.6f}", f"{u['energy_wh'] / 1000:.3f}",
-                  yuan(u["price_fen_per_unit_hour"]), yuan(u["amount_fen"]))
+    slugs = run(center_slugs)
+    span = ""
+    if start or end:
+        span = f" · ended {'from ' + when(start) if start else ''}" \
+               f"{' until ' + when(end) if end else ''}"
+    numbers = ("run", "job", "units", "ran", "unit·h", "P·h", "kWh", "price", "amount")
+    t = grid(f"usage 计量{span}", ("run", "job", "center", "units", "ended", "ran", "unit·h",
+                                   "P·h", "kWh", "price", "amount"),
+             ((str(u["run_id"]), str(u["job_id"]), slugs.get(u["center_id"], "?"),
+               str(u["units"]), when(u["ended_at"]),
+               duration((datetime.fromisoformat(u["ended_at"])
+                         - datetime.fromisoformat(u["started_at"])).total_seconds()),
+               hours(u["unit_seconds"] / 3600), pfh(u["pflops_hours"]), kwh(u["energy_wh"]),
+               yuan(u["price_fen_per_unit_hour"]), yuan(u["amount_fen"])) for u in data["items"]),
+             right=numbers, whole=("center", "ended"))
     tot = data["totals"]
     console.print(t)
-    console.print(f"total: {tot['runs']} runs, {tot['unit_hours']:.4f} unit·h, "
-                  f"{tot['pflops_hours']:.6f} P·h, {tot['energy_wh'] / 1000:.3f} kWh, "
-                  f"{yuan(tot['amount_fen'])}")
+    console.print(f"total: {tot['runs']} runs, {hours(tot['unit_hours'])} unit·h, "
+                  f"{pfh(tot['pflops_hours'])} P·h, {kwh(tot['energy_wh'])} kWh, "
+                  f"{yuan(tot['amount_fen'])}", highlight=False)
 
 
 @tenant_app.command("add")
@@ -334,16 +387,22 @@ def user_add(username: str = typer.Argument(...),
              role: str = typer.Option(..., help="platform_admin, center_operator, tenant_admin,"
                                       " tenant_user, reviewer or auditor"),
              tenant: int | None = typer.Option(None, help="tenant id"),
-             center: int | None = typer.Option(None, help="center id"),
+             center: str | None = typer.Option(None, help="center slug (for a center operator)"),
              password: bool = typer.Option(False, "--password",
                                            help="ask for a password (8+ characters) for the portal"),
              output: Output = OutputOpt) -> None:
     """Add a user (it signs in with a token from `suanli token create`, or with its password)."""
     body: dict[str, object] = {"username": username, "role": role, "tenant_id": tenant,
-                               "center_id": center}
+                               "center_id": None}
     if password:
         body["password"] = typer.prompt("password", hide_input=True, confirmation_prompt=True)
-    data = run(lambda c: c.create_user(body))
+
+    def create(c: Any) -> Any:
+        if center is not None:
+            body["center_id"] = resolve_center(c, center)["id"]
+        return c.create_user(body)
+
+    data = run(create)
     if output is Output.json:
         return emit_json(data)
     console.print(f"user #{data['id']} {data['username']} ({data['role']}) added")
@@ -355,12 +414,13 @@ def user_list(output: Output = OutputOpt) -> None:
     data = run(lambda c: c.list_users())
     if output is Output.json:
         return emit_json(data)
+    slugs = run(center_slugs) if any(u["center_id"] for u in data) else {}
     t = Table(title="users 用户")
     for col in ("id", "username", "role", "tenant", "center", "disabled"):
         t.add_column(col)
     for u in data:
         t.add_row(str(u["id"]), u["username"], u["role"], str(u["tenant_id"] or ""),
-                  str(u["center_id"] or ""), _yes(u["disabled"]))
+                  slugs.get(u["center_id"], "?") if u["center_id"] else "", _yes(u["disabled"]))
     console.print(t)
 
 
@@ -416,7 +476,7 @@ def token_create(name: str = typer.Option("", help="a label"),
     data = run(lambda c: c.create_token(name, user, expires_in_s))
     if output is Output.json:
         return emit_json(data)
-    until = f", expires {when(data['expires_at'])} UTC" if data.get("expires_at") else ""
+    until = f", expires {when(data['expires_at'])}" if data.get("expires_at") else ""
     console.print(f"token #{data['id']} for user {data['user_id']}{until} — shown only now:")
     console.print(data["token"], highlight=False)
 
@@ -427,7 +487,7 @@ def token_list(output: Output = OutputOpt) -> None:
     data = run(lambda c: c.list_tokens())
     if output is Output.json:
         return emit_json(data)
-    t = Table(title="tokens 令牌 (times UTC)")
+    t = Table(title="tokens 令牌")
     for col in ("id", "user", "name", "prefix", "created", "last used", "expires", "revoked",
                 "from"):
         t.add_column(col)

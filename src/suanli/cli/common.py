@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -28,7 +29,61 @@ class Output(StrEnum):
     json = "json"
 
 
-OutputOpt = typer.Option(Output.table, "--output", "-o", help="table or json")
+OutputOpt = typer.Option(Output.table, "--output", "-o",
+                         help="table, or json: the API's own units (money in fen, times UTC ISO)")
+
+# API field paths -> the flags a user typed: the one place a 422 is translated back to the CLI.
+FLAG_OF = {
+    "resources.device": "--device", "resources.model": "--model", "resources.units": "--units",
+    "resources.nodes": "--nodes", "resources.memory_gb": "--memory-gb",
+    "walltime_s": "--walltime", "precision": "--precision", "policy": "--policy",
+    "priority": "--priority", "district": "--district", "deadline": "--deadline",
+    "budget_fen": "--budget", "data_site": "--data-site", "data_gb": "--data-gb",
+    "name": "--name", "command": "the command after --", "requeue": "--no-requeue",
+    "env": "--env", "workdir": "--workdir", "array": "--array", "constraints": "--constraint",
+    "environment": "--environment", "outputs": "--output-path",
+    "state": "--state", "since": "--since", "until": "--until", "month": "--month",
+    "amount_fen": "--yuan", "credit_limit_fen": "--yuan", "price_fen_per_unit_hour": "--yuan",
+    "requested_fen": "--yuan", "planned_spend_fen": "--planned-spend-yuan",
+    "approved_fen": "--yuan", "budget": "--budget", "valid_from": "--from",
+    "credit_code": "--credit-code", "max_units": "--max-units", "expires_in_s": "--expires",
+    "reference": "--reference", "period": "--period", "planned_use": "--use",
+}
+_STAGE = re.compile(r"^stages\.(\d+)\.(?:resources\.)?(\w+)")
+
+
+def flag_for(field: str | None) -> str | None:
+    """The CLI flag (or DAG-file key) behind an API field path, e.g. 'resources.device' ->
+    '--device', 'stages.1.resources.units' -> 'stages[1].units'; None when there is none."""
+    if not field:
+        return None
+    m = _STAGE.match(field)
+    if m:
+        key = {"walltime_s": "walltime"}.get(m.group(2), m.group(2))
+        return f"stages[{m.group(1)}].{key}"
+    return FLAG_OF.get(field)
+
+
+def cli_message(exc: ApiError) -> str:
+    """The API's error as the CLI user should read it: the field path replaced by the flag."""
+    problems = exc.detail if isinstance(exc.detail, list) else []
+    listed = [p for p in problems if isinstance(p, dict) and "field" in p and "message" in p]
+    if len(listed) > 1:  # every problem, each under the flag the user typed
+        return "; ".join(f"{flag_for(p['field']) or p['field']}: {p['message']}"
+                         for p in listed) + f" (HTTP {exc.status})"
+    msg = str(exc)
+    fields = [exc.field] + [p.get("field") for p in problems if isinstance(p, dict)]
+    for field in dict.fromkeys(f for f in fields if f):
+        flag = flag_for(field)
+        if flag is None:
+            continue
+        if msg.startswith(f"{field}:"):
+            msg = flag + msg[len(field):]
+        elif "." in field or "_" in field:  # an API path in the text; plain words stay words
+            msg = re.sub(rf"(?<![\w.]){re.escape(field)}(?![\w])", flag, msg)
+        if field == exc.field and flag not in msg:
+            msg = f"{flag}: {msg}"
+    return msg
 
 
 def cli_config_path() -> Path:
@@ -72,8 +127,9 @@ def api_errors() -> Iterator[None]:
             err_console.print(table)
         hint = ""
         if exc.status == 401:
-            hint = " — set SUANLI_TOKEN or run `suanli login`"
-        fail(f"{exc}{hint}")
+            hint = (" — set SUANLI_TOKEN or run `suanli login` (on the demo, as the user who "
+                    "started it: `suanli login --demo tenant_a`)")
+        fail(f"{cli_message(exc)}{hint}")
 
 
 def run(fn: Callable[[Client], T]) -> T:
@@ -83,3 +139,8 @@ def run(fn: Callable[[Client], T]) -> T:
 
 def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
+
+
+def center_slugs(c: Client) -> dict[int, str]:
+    """Center id -> slug: people read centers by slug, the API answers with ids."""
+    return {int(x["id"]): str(x["slug"]) for x in c.list_centers()}

@@ -13,8 +13,29 @@ from rich.live import Live
 from rich.table import Table
 
 from ..client import ApiError, Client
-from .common import Output, OutputOpt, api_errors, client, console, emit_json, fail, run
-from .format import duration, parse_duration, when, yuan
+from .common import (
+    Output,
+    OutputOpt,
+    api_errors,
+    center_slugs,
+    client,
+    console,
+    emit_json,
+    fail,
+    run,
+)
+from .format import (
+    duration,
+    fen_from_yuan,
+    hours,
+    kwh,
+    number,
+    parse_time,
+    parse_walltime_text,
+    pfh,
+    when,
+    yuan,
+)
 
 job_app = typer.Typer(help="Jobs. 作业")
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
@@ -51,14 +72,19 @@ def submit(
     units: int = typer.Option(1, help="units in total (cores, GPUs or NPUs)"),
     nodes: int = typer.Option(1, help="nodes (a gang job gets all of them at once)"),
     memory_gb: int | None = typer.Option(None, help="memory per node in GB"),
-    walltime: str = typer.Option("1h", help="time limit, e.g. 600, 30m, 2h"),
+    walltime: str = typer.Option("1h", help="time limit: 3600 (seconds), 30m, 2h, 1h30m, or "
+                                 "Slurm's 01:00:00, 1-12:00:00"),
     precision: str = typer.Option("fp32", help="fp64, fp32, fp16 or int8"),
     policy: str = typer.Option("balanced", help="fastest, cheapest, greenest or balanced"),
     priority: int = typer.Option(0, help="higher runs first (±1000)"),
     domestic_only: bool = typer.Option(False, "--domestic-only", help="only 国产 devices"),
     district: str | None = typer.Option(None, help="only centers in this district"),
-    deadline: str | None = typer.Option(None, help="ISO time with zone, e.g. 2026-12-01T00:00Z"),
-    budget_fen: int | None = typer.Option(None, help="spending cap in fen"),
+    deadline: str | None = typer.Option(None, help="finish by: 2026-12-01T18:00 (in the display "
+                                        "zone, CST unless --tz) or with a zone, e.g. ...T00:00Z"),
+    budget: str | None = typer.Option(None, "--budget", help="spending cap in yuan, e.g. 120 or "
+                                      "120.50 (at most 2 decimals)"),
+    budget_fen: int | None = typer.Option(None, "--budget-fen", hidden=True,
+                                          help="spending cap in fen (old flag; use --budget)"),
     data_site: str | None = typer.Option(None, help="the center (slug) holding the input data"),
     data_gb: float | None = typer.Option(None, help="the input data's size in GB (with --data-site)"),
     no_requeue: bool = typer.Option(False, "--no-requeue", help="fail instead of re-placing "
@@ -75,7 +101,12 @@ def submit(
     if not command:
         fail("give the command to run after --, or --dag FILE")
     try:
-        walltime_s = parse_duration(walltime)
+        walltime_s = parse_walltime_text(walltime)
+        if budget is not None:
+            if budget_fen is not None:
+                raise ValueError("give --budget (yuan) or --budget-fen, not both")
+            budget_fen = fen_from_yuan(budget, "--budget")
+        deadline = parse_time(deadline, "--deadline").isoformat() if deadline else None
     except ValueError as exc:
         fail(str(exc))
     body = {
@@ -106,7 +137,8 @@ def submit(
 DAG_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 STAGE_KEYS = {"name", "depends_on", "command", "device", "model", "units", "nodes", "memory_gb",
               "walltime", "walltime_s", "precision", "policy", "priority", "domestic_only",
-              "district", "deadline", "budget_fen", "requeue", "resources", "data_site", "data_gb"}
+              "district", "deadline", "budget", "budget_fen", "requeue", "resources", "data_site",
+              "data_gb"}
 
 
 def dag_body(path: Path) -> dict[str, Any]:
@@ -155,9 +187,15 @@ def dag_body(path: Path) -> dict[str, Any]:
         body["resources"] = res
         if "walltime" in st:
             try:
-                body["walltime_s"] = parse_duration(str(st["walltime"]))
+                body["walltime_s"] = parse_walltime_text(str(st["walltime"]),
+                                                         f"stages[{i}].walltime")
             except ValueError as exc:
-                fail(f"{path}: stages[{i}].walltime: {exc}")
+                fail(f"{path}: {exc}")
+        if "budget" in st:
+            try:
+                body["budget_fen"] = fen_from_yuan(str(st["budget"]), f"stages[{i}].budget")
+            except ValueError as exc:
+                fail(f"{path}: {exc}")
         for key in ("walltime_s", "precision", "policy", "priority", "domestic_only", "district",
                     "deadline", "budget_fen", "requeue", "data_site", "data_gb"):
             if key in st:
@@ -266,7 +304,7 @@ def _jobs_table(items: list[dict[str, Any]], title: str = "jobs 作业") -> Tabl
     t = Table(title=title)
     for col in ("id", "name", "state", "center", "device", "units", "tenant", "submitted",
                 "ran", "queue · est. start"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "submitted")
     for j in items:
         ran = None
         if j["started_at"]:
@@ -293,13 +331,20 @@ def _queue_text(job: dict[str, Any]) -> str:
 
 
 @job_app.command("list")
-def list_jobs(state: str | None = typer.Option(None, help="only jobs in this state"),
+def list_jobs(state: str | None = typer.Option(None, help="only jobs in this state: queued, "
+                                               "placed, running, completed, failed, cancelled, "
+                                               "timeout"),
+              name: str | None = typer.Option(None, help="only jobs whose name contains this, or "
+                                              "matches it with * and ? (e.g. 'train-*')"),
               limit: int = typer.Option(20, help="how many"),
               offset: int = typer.Option(0, help="skip this many"),
               output: Output = OutputOpt) -> None:
-    """List jobs, newest first."""
-    page = run(lambda c: c.list_jobs(state=state.upper() if state else None, limit=limit,
-                                     offset=offset))
+    """List jobs, newest first (filtered by the server)."""
+    if state is not None and state.upper() not in STATE_STYLE:
+        fail(f"--state: {state!r} is not a job state; choose from "
+             f"{', '.join(s.lower() for s in STATE_STYLE)}")
+    page = run(lambda c: c.list_jobs(state=state.upper() if state else None, name=name,
+                                     limit=limit, offset=offset))
     if output is Output.json:
         return emit_json(page)
     console.print(_jobs_table(page["items"]))
@@ -321,6 +366,10 @@ def show(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
                   f"walltime {duration(job['walltime_s'])}, {job['precision']}, "
                   f"policy {job['policy']}, priority {job['priority']}"
                   f"{', domestic only' if job['domestic_only'] else ''}")
+    limits = [f"budget {yuan(job['budget_fen'])}" if job.get("budget_fen") is not None else "",
+              f"deadline {when(job['deadline'])}" if job.get("deadline") else ""]
+    if any(limits):
+        console.print("  limits:   " + ", ".join(x for x in limits if x), highlight=False)
     console.print(f"  center:   {job.get('center') or '-'}   exit code: "
                   f"{job['exit_code'] if job['exit_code'] is not None else '-'}")
     if job.get("queue"):
@@ -335,11 +384,12 @@ def show(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
         h.add_row(when(e["at"]), e["from_state"] or "", _state(e["to_state"]), e["reason"])
     console.print(h)
     if job["runs"]:
+        slugs = run(center_slugs)
         r = Table(title="runs 运行")
         for col in ("run", "attempt", "center", "state", "devices", "started", "ended", "exit"):
             r.add_column(col)
         for x in job["runs"]:
-            r.add_row(str(x["id"]), str(x["attempt"]), str(x["center_id"]), x["state"],
+            r.add_row(str(x["id"]), str(x["attempt"]), slugs.get(x["center_id"], "?"), x["state"],
                       ",".join(map(str, x["devices"][:16])) + ("…" if len(x["devices"]) > 16
                                                                else ""),
                       when(x["started_at"]), when(x["ended_at"]),
@@ -358,6 +408,8 @@ def placement(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> 
         console.print("no placement yet")
         return
     console.print(f"[bold]job {job_id}[/] policy [bold]{cur['policy']}[/]: {cur['message']}")
+    walltime = run(lambda c: c.get_job(job_id))["walltime_s"]
+    slow = False
     t = Table(title="candidates 候选资源池")
     for col in ("pool", "feasible", "fits now", "wait", "run", "cost", "kWh", "score", "why not"):
         t.add_column(col)
@@ -366,13 +418,20 @@ def placement(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> 
                                                      else float("inf")))
     for x in cands:
         mark = "[bold green]→ " if x["chosen"] else ""
+        over = bool(x.get("beyond_walltime")) or (x["runtime_s"] is not None
+                                                  and x["runtime_s"] > walltime)
+        slow = slow or over
         t.add_row(mark + x["pool"], "yes" if x["feasible"] else "[red]no[/]",
                   "yes" if x["fits_now"] else "", duration(x["wait_s"]),
-                  duration(x["runtime_s"]), yuan(x["cost_fen"]),
-                  f"{x['energy_wh'] / 1000:.2f}" if x["energy_wh"] is not None else "-",
-                  f"{x['score']:.4g}" if x["score"] is not None else "-",
+                  duration(x["runtime_s"]) + ("*" if over else ""), yuan(x["cost_fen"]),
+                  kwh(x["energy_wh"]), number(x["score"], sig=4),
                   "; ".join(x["reasons"]))
     console.print(t)
+    if slow:
+        console.print(f"[dim]* beyond the walltime {duration(walltime)}: the walltime is read as "
+                      "the run time on the fastest pool that could run the job; a slower device "
+                      "needs longer for the same work, and the job is stopped at its walltime "
+                      "there.[/]", highlight=False)
 
 
 @job_app.command("logs")
@@ -418,8 +477,8 @@ def watch(job_id: int = typer.Argument(...), interval: float = typer.Option(1.0)
         t.add_row("finished", when(job["finished_at"]))
         if usage:
             tot = usage["totals"]
-            t.add_row("metered", f"{tot['unit_hours']:.4f} unit·h, {tot['pflops_hours']:.6f} "
-                      f"P·h, {yuan(tot['amount_fen'])}")
+            t.add_row("metered", f"{hours(tot['unit_hours'])} unit·h, "
+                      f"{pfh(tot['pflops_hours'])} P·h, {yuan(tot['amount_fen'])}")
         return t
 
     with api_errors(), client() as c, Live(console=console, auto_refresh=False) as live:

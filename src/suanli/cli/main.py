@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import sys
 
 import typer
 
 from .. import __version__
 from ..client import Client
-from ..config import write_private
+from ..client.client import DEFAULT_URL
+from ..config import default_home, write_private
 from . import admin
 from .common import api_errors, cli_config_path, console, fail, load_cli_config
+from .format import set_zone
 from .jobs import dag_app, job_app
 from .money import bill_app
 from .settle import audit_app, settle
 from .simulate import simulate_app
+from .status import status_screen
 from .vouchers import voucher_app
 
 app = typer.Typer(
-    help="suanli 算力 — the city compute network: centers, jobs, placement, metering.",
+    help="suanli 算力 — the city compute network: centers, jobs, placement, metering. Money is "
+         "in yuan (flags and tables), times in Beijing time (CST) unless --tz or SUANLI_TZ; "
+         "`-o json` keeps the API's units (fen, UTC). Start with `suanli status`.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -38,6 +44,18 @@ app.add_typer(audit_app, name="audit")
 app.command("settle")(settle)
 app.command("capacity")(admin.capacity)
 app.command("usage")(admin.usage)
+app.command("status")(status_screen)
+
+
+@app.callback()
+def options(tz: str | None = typer.Option(
+        None, "--tz", envvar="SUANLI_TZ", show_envvar=True,
+        help="time zone for times shown and typed: CST (Beijing time, the default), UTC, "
+             "+05:30, or a name like Europe/Berlin. JSON output is always UTC.")) -> None:
+    try:
+        set_zone(tz)
+    except ValueError as exc:
+        fail(f"--tz: {exc}")
 
 
 @app.command()
@@ -74,20 +92,55 @@ def serve(
         fail(f"cannot start: {exc}")
 
 
+DEMO_ROLES = ("platform_admin", "tenant_a", "tenant_b", "center_operator", "reviewer", "auditor")
+
+
+def _demo_token(role: str) -> str:
+    """The demo user's token from $SUANLI_HOME/demo-credentials.json (written by `serve --demo`,
+    mode 0600: readable only by whoever runs the server)."""
+    path = default_home() / "demo-credentials.json"
+    try:
+        creds = json.loads(path.read_text(encoding="utf-8"))
+    except PermissionError:
+        fail(f"cannot read {path}: only the user who runs `suanli serve --demo` (make run) may; "
+             "ask them for a token and run `suanli login --token ...`")
+    except OSError:
+        fail(f"no {path}: start the demo first (`make run`, or `suanli serve --demo`), with the "
+             "same SUANLI_HOME")
+    except ValueError:
+        fail(f"{path} is not JSON")
+    if not isinstance(creds, dict) or not isinstance(creds.get(role), str):
+        fail(f"--demo: no demo user {role!r}; choose from {', '.join(DEMO_ROLES)}")
+    return str(creds[role])
+
+
 @app.command()
 def login(
-    url: str = typer.Option("http://127.0.0.1:8000", help="the suanli server"),
+    url: str | None = typer.Option(None, envvar="SUANLI_URL", help="the suanli server "
+                                   "(default: the saved one, else http://127.0.0.1:8000)"),
     token: str | None = typer.Option(None, help="API token (asked for when not given)"),
+    demo: str | None = typer.Option(None, "--demo", metavar="USER",
+                                    help="the demo city's user: " + ", ".join(DEMO_ROLES)
+                                    + " (its token from $SUANLI_HOME/demo-credentials.json: only "
+                                    "the operator of `make run` can read it)"),
 ) -> None:
-    """Save the server URL and your token for later commands ($SUANLI_HOME/cli.json)."""
-    secret = token or getpass.getpass("API token: ")
+    """Save the server URL and your token for later commands ($SUANLI_HOME/cli.json).
+    SUANLI_URL and SUANLI_TOKEN, when set, still win over the saved ones."""
+    if demo and token:
+        fail("give --demo USER or --token, not both")
+    data = load_cli_config()
+    url = (url or data.get("url") or DEFAULT_URL).rstrip("/")
+    secret = _demo_token(demo) if demo else token or getpass.getpass("API token: ")
     with api_errors(), Client(url, secret) as c:
         me = c.me()
     path = cli_config_path()
-    data = load_cli_config()
     data.update({"url": url, "token": secret})
     write_private(path, json.dumps(data))
-    console.print(f"logged in to {url} as {me['username']} ({me['role']}); saved to {path}")
+    console.print(f"logged in to {url} as {me['username']} ({me['role']}); saved to {path}",
+                  highlight=False)
+    if os.environ.get("SUANLI_TOKEN"):
+        console.print("note: SUANLI_TOKEN is set in this shell and wins over the saved token "
+                      "(unset SUANLI_TOKEN to use it)", style="yellow", highlight=False)
 
 
 def main() -> None:

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from ..client import Client
 from .common import Output, OutputOpt, console, emit_json, err_console, run
+from .format import when, yuan
 from .money import statement_table
 
 audit_app = typer.Typer(help="The tamper-evident audit log. 审计日志", no_args_is_help=True)
@@ -44,9 +45,9 @@ def settle(month: str = typer.Option(..., help="a month that is over, e.g. 2026-
     console.print(statement_table(title, data["items"]))
     tot = data["totals"]
     runs = f"{tot['runs']} run" + ("" if tot["runs"] == 1 else "s")
-    console.print(f"{runs}; centers are paid {tot['gross_fen'] / 100:,.2f} yuan, "
-                  f"of which vouchers {tot['voucher_fen'] / 100:,.2f}"
-                  + (f"; files in {out}" if out else ""))
+    console.print(f"{runs}; centers are paid {yuan(tot['gross_fen'])}, "
+                  f"of which vouchers {yuan(tot['voucher_fen'])}"
+                  + (f"; files in {out}" if out else ""), highlight=False)
 
 
 @audit_app.command("verify")
@@ -75,5 +76,5 @@ def log(limit: int = typer.Option(30, min=1, max=1000), output: Output = OutputO
     for col in ("id", "at", "actor", "action", "subject", "hash"):
         t.add_column(col)
     for e in data["items"]:
-        t.add_row(str(e["id"]), e["at"][:19], e["actor"], e["action"], e["subject"], e["hash"][:12] + "…")
+        t.add_row(str(e["id"]), when(e["at"]), e["actor"], e["action"], e["subject"], e["hash"][:12] + "…")
     console.print(t)

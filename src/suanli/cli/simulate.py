@@ -32,11 +32,16 @@ def progress_bar(total: int, label: str) -> Iterator[Callable[[int], None]]:
         yield lambda done: bar.update(task, completed=done)
 
 
-def _fmt(v: object) -> str:
+def _fmt(v: object, key: str = "") -> str:
+    """A summary figure for people: money keys (…_fen) in yuan, numbers in fixed point."""
+    from .format import number, yuan
+
+    if key.endswith("_fen") and isinstance(v, int | float):
+        return yuan(round(v))
     if isinstance(v, float) and v.is_integer():
         return f"{v:,.0f}"
     if isinstance(v, float):
-        return f"{v:,.4f}" if abs(v) < 10 else f"{v:,.1f}"
+        return number(v, sig=4, min_decimals=1 if abs(v) >= 10 else 4)
     if isinstance(v, int):
         return f"{v:,}"
     return str(v)
@@ -85,7 +90,7 @@ def trace(
     table = Table(title=f"{file.name} · {scheduler.upper()} · {run.capacity} procs", show_header=False)
     for key in ("jobs", "skipped", "mean_wait_s", "median_wait_s", "p95_wait_s", "mean_bsld",
                 "utilization", "makespan_s"):
-        table.add_row(key, _fmt(summary[key]))
+        table.add_row(key, _fmt(summary[key], key))
     console.print(table)
     console.print(f"{len(run.records):,} jobs in {elapsed:.2f} s ({len(run.records) / elapsed:,.0f} jobs/s) "
                   f"→ {out}/summary.json, {out}/jobs.csv", highlight=False)
@@ -95,7 +100,7 @@ COMPARE_KEYS = (("jobs", "jobs"), ("mean_wait_s", "mean wait s"), ("median_wait_
                 ("p95_wait_s", "p95 wait s"), ("mean_bsld", "mean bounded slowdown"),
                 ("utilization", "utilization"), ("makespan_s", "makespan s"),
                 ("throughput_per_h", "jobs per hour"), ("jain_fairness", "Jain fairness (tenants)"),
-                ("cost_fen", "cost (fen)"), ("energy_kwh", "energy (kWh)"))
+                ("cost_fen", "cost 费用"), ("energy_kwh", "energy (kWh)"))
 
 
 def _load_scenario(path: Path) -> Scenario:
@@ -144,7 +149,7 @@ def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, pl
     if "dags" in summaries[0]:
         keys += [("dags", "DAG instances"), ("mean_dag_makespan_s", "mean DAG makespan s")]
     for key, label in keys:
-        table.add_row(label, *(_fmt(s[key]) for s in summaries))
+        table.add_row(label, *(_fmt(s[key], key) for s in summaries))
     console.print(table)
     if out is not None:
         write_runs(out, runs, plots=plots)
@@ -182,7 +187,8 @@ def run_cmd(
 def burn_cmd(
     scenario: Path = typer.Argument(..., help="a scenario file (TOML or YAML)"),
     policy: str = typer.Option("suanli", "--policy", help="the placement policy the twin runs"),
-    budget: str = typer.Option("20000000", "--budget-yuan", help="the programme's pool in yuan"),
+    budget: str = typer.Option("20000000", "--budget", "--budget-yuan",
+                               help="the programme's pool in yuan"),
     rules: str | None = typer.Option(None, help="voucher rules as JSON (default: 20 %, cap 1,000,000 "
                                      "yuan), e.g. '{\"ratio_bp\": 3000}'"),
     year: int = typer.Option(2026, help="the programme's year"),
@@ -204,7 +210,7 @@ def burn_cmd(
         parsed = Rules.from_dict(json.loads(rules) if rules else {})
     except (ValueError, RulesError) as exc:
         fail(f"rules: {exc}")
-    prog = Programme(fen_of(budget), parsed, year)
+    prog = Programme(fen_of(budget, flag="--budget"), parsed, year)
     sc = _load_scenario(scenario)
     with progress_bar(len(sc.jobs), f"simulating {sc.name}") as update:
         try:

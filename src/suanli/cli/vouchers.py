@@ -9,8 +9,9 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from .common import Output, OutputOpt, console, emit_json, fail, run
-from .format import grid, yuan
+from .admin import resolve_center
+from .common import Output, OutputOpt, center_slugs, console, emit_json, fail, run
+from .format import day, grid, hours, number, pfh, when, yuan
 from .money import fen_of
 
 voucher_app = typer.Typer(help="Compute vouchers 算力券: programmes, applications, review, grants, "
@@ -41,7 +42,7 @@ def _rules(text: str | None, path: Path | None) -> dict[str, Any] | None:
 def _programme_table(p: dict[str, Any]) -> Table:
     t = Table(title=f"programme {p['id']}: {p['name']}", show_header=False, title_justify="left")
     t.add_row("mode 模式", p["mode"])
-    t.add_row("period 期间", f"{p['starts_at'][:10]} → {p['ends_at'][:10]}")
+    t.add_row("period 期间", f"{day(p['starts_at'])} → {day(p['ends_at'])}")
     t.add_row("budget 总额", yuan(p["budget_fen"]))
     t.add_row("available 可发放", yuan(p["available_fen"]))
     t.add_row("committed 已发放未使用", yuan(p["committed_fen"]))
@@ -66,14 +67,14 @@ def _programme_table(p: dict[str, Any]) -> Table:
 def programme_create(
     name: str = typer.Option(..., help="e.g. '2026 青岛算力券'"),
     year: int = typer.Option(..., help="the programme's year"),
-    budget: str = typer.Option("20000000", "--budget-yuan", help="the pool in yuan"),
+    budget: str = typer.Option("20000000", "--budget", "--budget-yuan", help="the pool in yuan"),
     mode: str = typer.Option("point_of_sale", help="point_of_sale or post_hoc (奖补)"),
     rules: str | None = typer.Option(None, help="rules as JSON, e.g. '{\"ratio_bp\": 2000}'"),
     rules_file: Path | None = typer.Option(None, help="rules from a JSON file"),
     output: Output = OutputOpt,
 ) -> None:
     """Open a year's programme (platform admin)."""
-    body = {"name": name, "year": year, "budget_fen": fen_of(budget), "mode": mode,
+    body = {"name": name, "year": year, "budget_fen": fen_of(budget, flag="--budget"), "mode": mode,
             "rules": _rules(rules, rules_file)}
     data = run(lambda c: c.create_programme(body))
     if output is Output.json:
@@ -138,7 +139,7 @@ def apply(programme: int = typer.Option(..., help="programme id"),
           output: Output = OutputOpt) -> None:
     """Apply for vouchers (tenant admin)."""
     body = {"programme_id": programme, "requested_fen": fen_of(amount),
-            "planned_spend_fen": fen_of(planned_spend), "planned_use": use}
+            "planned_spend_fen": fen_of(planned_spend, flag="--planned-spend-yuan"), "planned_use": use}
     data = run(lambda c: c.apply_voucher(body))
     if output is Output.json:
         return emit_json(data)
@@ -186,7 +187,7 @@ def grants(programme: int | None = typer.Option(None, help="programme id"),
         "voucher grants 已发放",
         ("id", "programme", "tenant", "granted", "redeemed", "left", "expires", "state"),
         ((str(g["id"]), str(g["programme_id"]), str(g["tenant_id"]), yuan(g["amount_fen"]),
-          yuan(g["redeemed_fen"]), yuan(g["left_fen"]), g["expires_at"][:10], g["state"])
+          yuan(g["redeemed_fen"]), yuan(g["left_fen"]), day(g["expires_at"]), g["state"])
          for g in data)))
 
 
@@ -210,12 +211,13 @@ def redemptions(programme: int | None = typer.Option(None, help="programme id"),
     data = run(lambda c: c.list_redemptions(programme_id=programme, tenant_id=tenant, limit=limit))
     if output is Output.json:
         return emit_json(data)
+    slugs = run(center_slugs)
     console.print(grid(
         f"redemptions 兑付 ({data['total']})",
         ("id", "run", "tenant", "center", "grant", "bill", "voucher", "ratio", "clawed back"),
-        ((str(r["id"]), str(r["run_id"]), str(r["tenant_id"]), str(r["center_id"]),
+        ((str(r["id"]), str(r["run_id"]), str(r["tenant_id"]), slugs.get(r["center_id"], "?"),
           str(r["grant_id"]), yuan(r["bill_fen"]), yuan(r["amount_fen"]),
-          f"{r['ratio_bp'] / 100:g} %", (r["clawed_back_at"] or "-")[:19]) for r in data["items"])))
+          f"{r['ratio_bp'] / 100:g} %", when(r["clawed_back_at"])) for r in data["items"])))
 
 
 @voucher_app.command("clawback")
@@ -240,10 +242,10 @@ def freeze(tenant: int = typer.Argument(..., help="tenant id"),
 
 @voucher_app.command("related")
 def related(tenant: int = typer.Argument(..., help="tenant id"),
-            center: int = typer.Option(..., help="center id"),
+            center: str = typer.Option(..., help="center slug, e.g. qd-ai"),
             relation: str = typer.Option(..., help="e.g. 'subsidiary 子公司'")) -> None:
     """Declare a center related to a tenant: vouchers never pay for runs there."""
-    run(lambda c: c.declare_related(tenant, center, relation))
+    run(lambda c: c.declare_related(tenant, resolve_center(c, center)["id"], relation))
     console.print(f"tenant {tenant} and center {center} are related: no vouchers on runs there")
 
 
@@ -264,13 +266,13 @@ def report(programme: int = typer.Argument(..., help="programme id"),
         t.add_column(col, justify="left" if col == "key" else "right")
     for r in data["rows"]:
         t.add_row(r["key"], str(r["runs"]), yuan(r["bill_fen"]), yuan(r["voucher_fen"]),
-                  f"{r['pflops_hours']:.3f}", f"{r['unit_hours']:.1f}")
+                  pfh(r["pflops_hours"]), hours(r["unit_hours"]))
     tot = data["totals"]
     t.add_row("[bold]total[/]", str(tot["runs"]), yuan(tot["bill_fen"]), yuan(tot["voucher_fen"]),
-              f"{tot['pflops_hours']:.3f}", "")
+              pfh(tot["pflops_hours"]), "")
     console.print(t)
     per = tot["pflops_hours_per_yuan"]
-    console.print(f"P·h per yuan of subsidy: {per if per is not None else '-'}")
+    console.print(f"P·h per yuan of subsidy: {number(per, sig=3)}", highlight=False)
     console.print(grid(
         "burn-down 资金池消耗", ("month", "paid", "left", "even-spend plan"),
         ((b["month"], yuan(b["paid_fen"]), yuan(b["left_fen"]), yuan(b["plan_left_fen"]))

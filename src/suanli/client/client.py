@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from typing import Any
 
 import httpx
@@ -262,10 +263,18 @@ class _Endpoints:
         return self._call("GET", f"/api/v1/jobs/{job_id}/placement")
 
     def usage(self, *, job_id: int | None = None, tenant_id: int | None = None,
-              center_id: int | None = None, limit: int = 100, offset: int = 0) -> Any:
+              center_id: int | None = None, since: datetime | None = None,
+              until: datetime | None = None, limit: int = 100, offset: int = 0) -> Any:
+        """Metered runs that ended in [since, until) (aware datetimes, any zone)."""
         return self._call("GET", "/api/v1/usage", params=_clean(
-            {"job_id": job_id, "tenant_id": tenant_id, "center_id": center_id, "limit": limit,
-             "offset": offset}))
+            {"job_id": job_id, "tenant_id": tenant_id, "center_id": center_id,
+             "since": since.isoformat() if since else None,
+             "until": until.isoformat() if until else None, "limit": limit, "offset": offset}))
+
+    def bills(self, months: int = 12) -> Any:
+        """The caller's own statements month by month (a tenant's invoices, an operator's
+        center's), months not settled yet computed so far (`settled: false`)."""
+        return self._call("GET", "/api/v1/bills", params={"months": months})
 
 
 def _settings(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:

@@ -29,6 +29,7 @@ from typing import Protocol
 
 from ..domain.enums import CenterStatus, Policy
 from ..domain.model import JobRequirements
+from ..domain.money import yuan
 from .backfill import Busy, Waiting, by_end, conservative, plan
 from .network import BALANCED, PoolView, policy_scores
 from .snapshot import PoolState, QueuedJob, RunningAllocation
@@ -53,6 +54,9 @@ class Candidate:
     chosen: bool = False
     misses_deadline: bool = False
     transfer_s: float = 0.0  # moving the job's input data here
+    # The run time here is over the job's walltime: a slower device than the fastest feasible
+    # pool (the walltime is read as time there); the job would be stopped at its walltime.
+    beyond_walltime: bool = False
     # Unrounded figures used for ranking (the fen and Wh above are for display).
     cost_exact: float = 0.0
     energy_exact: float = 0.0
@@ -74,6 +78,7 @@ class Candidate:
             "chosen": self.chosen,
             "misses_deadline": self.misses_deadline,
             "transfer_s": round(self.transfer_s, 3),
+            "beyond_walltime": self.beyond_walltime,
         }
 
 
@@ -131,7 +136,10 @@ def static_reasons(req: JobRequirements, pool: PoolState) -> list[str]:
     elif res.units_per_node > spec.units_per_node:
         hint = ""
         if res.nodes == 1 and res.units % spec.units_per_node == 0 and not other_device:
-            hint = f" (ask for nodes={res.units // spec.units_per_node} to spread it)"
+            need = res.units // spec.units_per_node
+            hint = (f" (ask for nodes={need} to spread it)" if need <= spec.nodes else
+                    f" (the pool has {spec.nodes} nodes × {spec.units_per_node} = "
+                    f"{spec.nodes * spec.units_per_node} units at most)")
         reasons.append(
             f"needs {res.units_per_node} units per node, pool has {spec.units_per_node} per node"
             + hint
@@ -311,6 +319,7 @@ def _evaluate(
             c.fits_now = c.fits_now and wait == 0.0
         c.wait_s = round(wait, 3) if math.isfinite(wait) else None
         c.runtime_s = round(runtime, 3)
+        c.beyond_walltime = runtime > req.walltime_s
         c.finish_s = round(wait + runtime, 3) if math.isfinite(wait) else None
         c.cost_exact = units * st.spec.price_fen_per_unit_hour * runtime / 3600
         c.energy_exact = units * st.spec.watts_per_unit * runtime * st.pue / 3600
@@ -321,7 +330,8 @@ def _evaluate(
             c.reasons.append("cannot free enough units")
         elif req.budget_fen is not None and c.cost_exact > req.budget_fen:
             c.feasible = False
-            c.reasons.append(f"cost estimate {c.cost_fen} fen is over the budget of {req.budget_fen} fen")
+            c.reasons.append(f"cost estimate {yuan(c.cost_fen)} is over the budget of "
+                             f"{yuan(req.budget_fen)}")
         if c.feasible and req.deadline is not None and c.finish_s is not None:
             c.misses_deadline = now + timedelta(seconds=c.finish_s) > req.deadline
     _score(req.policy, cands)
@@ -439,7 +449,7 @@ class _Nominator:
                 wait_s=round(waits[i], 3), runtime_s=c.runtime_s, finish_s=round(finish, 3),
                 cost_fen=c.cost_fen, energy_wh=c.energy_wh, score=score, chosen=rank == 0,
                 cost_exact=c.cost_exact, energy_exact=c.energy_exact, misses_deadline=miss,
-                transfer_s=c.transfer_s))
+                transfer_s=c.transfer_s, beyond_walltime=c.beyond_walltime))
         best = decision.candidates[0]
         decision.target_pool_id = best.pool_id
         decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session
 
 from ..domain.enums import Precision
 from ..domain.model import PoolSpec, meter
+from ..domain.money import yuan
 from ..ledger.entries import VoucherPart, tenant_prepaid, voucher_grant
 from ..ledger.entries import bill as ledger_bill
 from ..store import models as m
@@ -277,6 +278,6 @@ def stop_over_budget(s: Session, now: datetime) -> list[int]:
         accrued = int(spent.get(job.id) or 0) + (run.units * seconds * price + 1800) // 3600
         if accrued >= job.budget_fen:
             job.cancel_requested_at = now
-            job.state_reason = f"{BUDGET_STOP} of {job.budget_fen} fen"
+            job.state_reason = f"{BUDGET_STOP} of {yuan(job.budget_fen)}"
             stopped.append(job.id)
     return stopped

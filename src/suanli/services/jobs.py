@@ -15,6 +15,7 @@ from ..domain.enums import DeviceKind, Policy, Precision, Role
 from ..domain.errors import Conflict, ConnectorError, Forbidden, Infeasible, InvalidInput, NotFound
 from ..domain.jobstate import JobState, check_transition
 from ..domain.model import JobRequirements, Resources
+from ..domain.money import yuan
 from ..domain.task import Constraints, check_constraints, check_name
 from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
@@ -125,6 +126,29 @@ def center_connectors(p: Platform) -> dict[int, Connector | None]:
     return p.cached("center_connectors", build)
 
 
+def _largest(req: JobRequirements, pools: list[Any]) -> str:
+    """For a job too big for every pool of its device (and model, when it names one): '; the
+    largest npu pool is qd-ai/ascend-910b: 40 nodes × 8 units = 320 npu' — what it could ask for
+    at most. Empty when size is not what stops it."""
+    res = req.resources
+    same = [st for st in pools if st.spec.device_kind == res.device
+            and (not res.model or res.model.lower() == st.spec.device_model.lower())]
+    what = f"{res.model} {res.device}" if res.model else str(res.device)
+    if not same:
+        return f"; the network has no {what} pool"
+    if any(res.units <= st.spec.nodes * st.spec.units_per_node and res.nodes <= st.spec.nodes
+           and res.units_per_node <= st.spec.units_per_node for st in same):
+        return ""
+    big = max(same, key=lambda st: (st.spec.nodes * st.spec.units_per_node, st.spec.units_per_node))
+    sp = big.spec
+    text = (f"; the largest {what} pool is {big.label}: {sp.nodes} nodes × {sp.units_per_node} "
+            f"units = {sp.nodes * sp.units_per_node} {res.device}")
+    widest = max(same, key=lambda st: st.spec.units_per_node)
+    if widest.spec.units_per_node > sp.units_per_node:
+        text += f" (most per node: {widest.label}, {widest.spec.units_per_node})"
+    return text
+
+
 def check_feasible(p: Platform, req: JobRequirements) -> int:
     """Raises Infeasible (with per-pool reasons) when no pool of the network could ever run the
     job; else returns the most it may cost: its walltime plus the grace its center's backend
@@ -150,7 +174,8 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
     if not any(not r["reasons"] for r in report):
         why, field = _nowhere(req, facts)
         raise Infeasible(
-            "no pool in the network can ever run this job" + (f": {why}" if why else ""),
+            "no pool in the network can ever run this job"
+            + (f": {why}" if why else _largest(req, facts)),
             field=field, detail=report,
         )
     return worst if req.budget_fen is None else min(worst, req.budget_fen)
@@ -192,8 +217,8 @@ def check_deadline_and_budget(p: Platform, req: JobRequirements, now: datetime) 
         if priced and all("over the budget" in " ".join(c.reasons) for c in priced):
             cheapest = min(priced, key=lambda c: c.cost_exact)
             raise InvalidInput(
-                f"the cheapest pool ({cheapest.pool}) would cost about {cheapest.cost_fen} fen for the "
-                f"walltime, over the budget of {req.budget_fen} fen", field="budget_fen",
+                f"the cheapest pool ({cheapest.pool}) would cost about {yuan(cheapest.cost_fen)} for "
+                f"the walltime, over the budget of {yuan(req.budget_fen)}", field="budget_fen",
                 detail=[c.as_dict() for c in d.candidates])
     if req.deadline is not None and feasible:
         best = min(feasible, key=lambda c: c.finish_s if c.finish_s is not None else math.inf)
@@ -384,6 +409,16 @@ class JobPage:
     offset: int
 
 
+def _name_matches(pattern: str) -> Any:
+    """A job-name filter, case-insensitive: a glob when it has * or ? ('train-*'), else a
+    substring. LIKE's own wildcards in it are literal."""
+    if "*" not in pattern and "?" not in pattern:
+        return m.Job.name.icontains(pattern, autoescape=True)
+    like = "".join("%" if ch == "*" else "_" if ch == "?" else "\\" + ch if ch in "%_\\" else ch
+                   for ch in pattern)
+    return m.Job.name.ilike(like, escape="\\")
+
+
 def list_jobs(
     p: Platform,
     actor: Principal,
@@ -404,7 +439,7 @@ def list_jobs(
         if tenant_id is not None:
             q = q.where(m.Job.tenant_id == tenant_id)
         if name:
-            q = q.where(m.Job.name.contains(name))
+            q = q.where(_name_matches(name))
         total = s.scalar(select(func.count()).select_from(q.subquery())) or 0
         items = list(s.scalars(q.order_by(m.Job.id.desc()).limit(limit).offset(offset)))
         return JobPage(items, total, limit, offset)

@@ -275,7 +275,8 @@ def _open_row(s: Session, party: str, column: Any, party_id: int, start: datetim
 def invoice(p: Platform, actor: Principal, month: str, tenant_id: int) -> dict[str, Any]:
     found: list[dict[str, Any]] = statements(p, actor, month, party="tenant", party_id=tenant_id)["items"]
     if not found or found[0]["party_id"] != tenant_id:
-        raise NotFound(f"no invoice for tenant {tenant_id} in {month} (settled months only)")
+        raise NotFound(f"no invoice for tenant {tenant_id} in {month}: invoices are for settled "
+                       "months (GET /api/v1/bills shows a month so far)")
     return found[0]
 
 
