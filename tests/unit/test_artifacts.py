@@ -277,7 +277,7 @@ def test_job_outputs_download_and_retention(api: Api) -> None:
 
 def test_reaping_spares_outputs_a_waiting_job_reads(world: World) -> None:
     p = world.p
-    job, digest = _finished_job_with_outputs(world, _outputs_tar({"out/a": b"a"}))
+    _, digest = _finished_job_with_outputs(world, _outputs_tar({"out/a": b"a"}))
     reader = _queue(p, world.u1, inputs=[{"artifact": digest, "path": "prev"}])
     clock = FixedClock(p.clock.now())
     p.clock = clock
