@@ -348,6 +348,9 @@ class Client(_Endpoints):
             while left > 0 and (chunk := fileobj.read(min(CHUNK, left))):
                 left -= len(chunk)
                 yield chunk
+            if left > 0:  # the server would wait for the rest: stop the request instead
+                raise ApiError(422, f"the content ended {left:,} bytes before its announced "
+                               "size (did it change while uploading?)", "Content-Length")
 
         headers = {"X-Content-SHA256": sha256, "Content-Length": str(size),
                    "Content-Type": "application/octet-stream"}
