@@ -243,6 +243,10 @@ NAMING_A_TENANT: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/usage?tenant_id={t}", None),
     ("GET", "/api/v1/settlements?month=2026-10&party=tenant&party_id={t}", None),
     ("POST", "/api/v1/users", {"username": "mallory", "role": "tenant_user", "tenant_id": "{t}"}),
+    ("GET", "/api/v1/tenants/{t}/storage-quota", None),
+    ("PUT", "/api/v1/tenants/{t}/storage-quota", {"bytes": 1, "count": 1}),
+    ("GET", "/api/v1/artifacts?tenant_id={t}", None),
+    ("GET", "/api/v1/datasets?tenant_id={t}", None),
 ]
 
 

@@ -9,7 +9,6 @@ from typing import Annotated, Any, Literal
 import anyio.from_thread
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect
 
 from ..domain.errors import SuanliError
@@ -44,15 +43,14 @@ def _public(row: m.Artifact) -> ArtifactPublic:
 
 
 class _Body:
-    """The request body as a blocking iterator of ~1 MiB chunks, for the store's thread: each
-    chunk is read on the event loop as it arrives (never the whole body in memory)."""
+    """The request body as a blocking iterator of ~1 MiB chunks, for the route's worker thread:
+    each chunk is read on the event loop as it arrives (never the whole body in memory)."""
 
     def __init__(self, request: Request) -> None:
         self.stream: AsyncIterator[bytes] = request.stream()
         self.done = False
-        self.read = 0
 
-    async def next_batch(self) -> bytes:
+    async def _next_batch(self) -> bytes:
         parts: list[bytes] = []
         size = 0
         while size < BATCH and not self.done:
@@ -64,26 +62,28 @@ class _Body:
             if chunk:
                 parts.append(chunk)
                 size += len(chunk)
-        self.read += size
         return b"".join(parts)
 
     def chunks(self) -> Iterator[bytes]:
-        while batch := anyio.from_thread.run(self.next_batch):
+        while batch := anyio.from_thread.run(self._next_batch):
             yield batch
 
-    async def drain(self) -> None:
+    def drain(self) -> None:
         """Read what is left of a refused body, up to DRAIN_MAX, so that the client, still
         sending, reads the answer instead of a reset connection."""
         budget = DRAIN_MAX
-        while not self.done and budget > 0:
-            budget -= len(await self.next_batch())
+        try:
+            while not self.done and budget > 0:
+                budget -= len(anyio.from_thread.run(self._next_batch))
+        except ClientDisconnect:
+            pass
 
 
 @router.put("/artifacts", status_code=201, tags=["artifacts"], openapi_extra=BINARY,
             response_model=ArtifactPublic,
             responses={200: {"model": ArtifactPublic,
                              "description": "the tenant had this content: nothing was stored"}})
-async def upload_artifact(
+def upload_artifact(
     request: Request, response: Response, p: PlatformDep, who: PrincipalDep,
     name: Annotated[str, Query(max_length=200)] = "",
     kind: Kind = "upload",
@@ -95,15 +95,17 @@ async def upload_artifact(
     201 when new; 200 when the tenant already had the content (nothing is stored twice: ask
     `HEAD /artifacts/{sha256}` first and skip the transfer). Over the largest artifact size or
     the tenant's storage quota: 413, nothing kept. Not subject to the 1 MiB body limit."""
+    # A plain `def` in the thread pool, as every route: the store hashes and writes here, and
+    # only the reading of each chunk hops to the event loop.
     body = _Body(request)
     try:
-        row, new = await run_in_threadpool(
-            artifacts.store_upload, p, who, body.chunks(), kind=kind, name=name,
-            expect_sha256=x_content_sha256, expect_size=content_length)
+        row, new = artifacts.store_upload(p, who, body.chunks(), kind=kind, name=name,
+                                          expect_sha256=x_content_sha256,
+                                          expect_size=content_length)
     except ClientDisconnect:
         return Response(status_code=400)  # nobody reads it; the store kept nothing
     except SuanliError:
-        await body.drain()
+        body.drain()
         raise
     if not new:
         response.status_code = 200
