@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -382,3 +383,18 @@ def test_a_store_at_another_fsspec_url(world: World, tmp_path: Path) -> None:
     assert new and p.blobs.url.startswith("memory://") and p.blobs.local_path(1, row.sha256) is None
     assert b"".join(p.blobs.iter_bytes(world.t1.id, row.sha256)) == b"in memory"
     assert isinstance(p.blobs, BlobStore)
+
+
+def test_temporary_files_of_a_dead_upload_are_swept_after_a_day(world: World) -> None:
+    """A server killed mid-upload leaves its temporary file; the next day's sweep removes it,
+    never one of an upload still streaming."""
+    p = world.p
+    incoming = Path(p.blobs.root) / str(world.t1.id) / ".incoming"
+    incoming.mkdir(parents=True)
+    dead, live = incoming / "dead", incoming / "live"
+    dead.write_bytes(b"x" * 100)
+    live.write_bytes(b"y")
+    now = p.clock.now().timestamp()
+    os.utime(dead, (now - 2 * 86400, now - 2 * 86400))
+    assert artifacts.sweep_incoming(p) == 1
+    assert not dead.exists() and live.exists()

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, select
@@ -41,6 +41,8 @@ OUTPUTS = "outputs"
 KINDS = (*UPLOAD_KINDS, OUTPUTS)
 MAX_NAME = 200
 ENDED = tuple(s.value for s in TERMINAL_STATES)
+INCOMING_MAX_AGE = timedelta(days=1)  # an upload's temporary file untouched this long is dead
+INCOMING_SWEEP_S = 3600.0
 
 
 # -- who -------------------------------------------------------------------------------------
@@ -422,4 +424,30 @@ def reap_expired_outputs(p: Platform, *, batch: int = 500) -> int:
             removed += 1
     if removed:
         log.info("removed %d job outputs past their retention", removed)
+    p.cached("artifacts:incoming-swept", lambda: sweep_incoming(p), ttl=INCOMING_SWEEP_S)
+    return removed
+
+
+def sweep_incoming(p: Platform, older_than: timedelta = INCOMING_MAX_AGE) -> int:
+    """Remove uploads' temporary files left by a server that died mid-upload (a client that
+    disconnects is cleaned up at once): those untouched for `older_than`. Returns how many."""
+    fs, root = p.blobs.fs, p.blobs.root
+    cutoff = p.clock.now() - older_than
+    removed = 0
+    for path in fs.glob(f"{root}/*/.incoming/*"):
+        try:
+            info = fs.info(path)
+        except FileNotFoundError:
+            continue
+        mtime = info.get("mtime") or info.get("LastModified") or info.get("created")
+        if isinstance(mtime, int | float):
+            mtime = datetime.fromtimestamp(mtime, UTC)
+        if isinstance(mtime, datetime) and mtime.replace(tzinfo=mtime.tzinfo or UTC) < cutoff:
+            try:
+                fs.rm(path)
+                removed += 1
+            except FileNotFoundError:
+                pass
+    if removed:
+        log.info("removed %d temporary files of interrupted uploads", removed)
     return removed
