@@ -213,10 +213,10 @@ def test_the_reviewer_judges_by_the_tenant_its_money_and_usage(demo: Demo) -> No
 def test_the_auditor_reads_a_job_page_without_its_output(demo: Demo) -> None:
     page = demo.portal("auditor").get("/jobs/{job}".format(**demo.ids))
     assert page.status_code == 200
-    assert 'id="logs"' not in page.text and "/logs" not in page.text  # no log pane, no polling
+    assert 'id="logs-stdout"' not in page.text and "/logs" not in page.text  # no log pane, no polling
     assert 'id="cancel"' not in page.text  # nor a button it may not use
     tenant_page = demo.portal("tenant_a").get("/jobs/{job}".format(**demo.ids))
-    assert 'id="logs"' in tenant_page.text and 'id="cancel"' in tenant_page.text
+    assert 'id="logs-stdout"' in tenant_page.text and 'id="cancel"' in tenant_page.text
 
 
 # -- another tenant's id: 404, whether it exists or not --------------------------------------------
@@ -243,6 +243,10 @@ NAMING_A_TENANT: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/usage?tenant_id={t}", None),
     ("GET", "/api/v1/settlements?month=2026-10&party=tenant&party_id={t}", None),
     ("POST", "/api/v1/users", {"username": "mallory", "role": "tenant_user", "tenant_id": "{t}"}),
+    ("GET", "/api/v1/tenants/{t}/storage-quota", None),
+    ("PUT", "/api/v1/tenants/{t}/storage-quota", {"bytes": 1, "count": 1}),
+    ("GET", "/api/v1/artifacts?tenant_id={t}", None),
+    ("GET", "/api/v1/datasets?tenant_id={t}", None),
 ]
 
 

@@ -1,5 +1,5 @@
 """Resubmitting a job (services.jobs.resubmit_job) and finding its packed outputs
-(services.jobs.job_outputs), as the job's own tenant and as everyone else."""
+(services.artifacts.job_outputs), as the job's own tenant and as everyone else."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 from suanli.domain.enums import DeviceKind
 from suanli.domain.errors import Forbidden, InvalidInput, NotFound
 from suanli.domain.jobstate import JobState
-from suanli.services import jobs
+from suanli.services import artifacts, jobs
 from suanli.services.jobs import JobInput
 from suanli.store import models as m
 
@@ -58,10 +58,10 @@ def test_a_resubmission_passes_the_checks_of_a_new_one(world: World) -> None:
         jobs.resubmit_job(world.p, world.u1, old.id)
 
 
-def test_outputs_are_found_for_those_who_may_read_them(world: World) -> None:
+def test_outputs_are_the_tenants_own(world: World) -> None:
     job = submitted(world)
     with pytest.raises(NotFound, match=f"job {job.id} has no outputs"):
-        jobs.job_outputs(world.p, world.u1, job.id)
+        artifacts.job_outputs(world.p, world.u1, job.id)
     world.drive(lambda: JobState(world.job(job.id).state).is_terminal)
     run = world.runs(job.id)[-1]
     stored = world.p.blobs.put(job.tenant_id, [b"tar bytes"], max_size=1 << 20)
@@ -69,16 +69,13 @@ def test_outputs_are_found_for_those_who_may_read_them(world: World) -> None:
         row = s.get(m.Run, run.id)
         assert row is not None
         row.outputs_sha256, row.outputs_size = stored.sha256, stored.size
-    got = jobs.job_outputs(world.p, world.u1, job.id)
+        artifacts.record_outputs(s, world.p, tenant_id=job.tenant_id, job_id=job.id,
+                                 stored=stored, now=world.p.clock.now())
+    got = artifacts.job_outputs(world.p, world.u1, job.id)
     assert (got.tenant_id, got.sha256, got.size, got.run_id) == (job.tenant_id, stored.sha256, 9, run.id)
-    assert jobs.job_outputs(world.p, world.admin, job.id).sha256 == stored.sha256
-    with pytest.raises(NotFound):  # another tenant
-        jobs.job_outputs(world.p, world.u2, job.id)
-    with pytest.raises(Forbidden):  # a reviewer reads no jobs
-        jobs.job_outputs(world.p, world.reviewer, job.id)
-    # the operator of the center that ran it sees them; of another center, not even the job
-    if run.center_id == world.alpha.id:
-        assert jobs.job_outputs(world.p, world.op_alpha, job.id).sha256 == stored.sha256
-    else:
-        with pytest.raises(NotFound):
-            jobs.job_outputs(world.p, world.op_alpha, job.id)
+    with pytest.raises(NotFound):  # another tenant: as if the job did not exist
+        artifacts.job_outputs(world.p, world.u2, job.id)
+    # what a tenant computed is its own: not the platform admin's, a reviewer's or a center's
+    for other in (world.admin, world.reviewer, world.op_alpha):
+        with pytest.raises(Forbidden):
+            artifacts.job_outputs(world.p, other, job.id)

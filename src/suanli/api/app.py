@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import __version__, web
 from ..services.context import Platform
 from ..services.engine import Engine, EngineControl
-from . import errors, routes_jobs, routes_money, routes_platform, routes_staging
+from . import errors, routes_artifacts, routes_jobs, routes_money, routes_platform, routes_staging
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .proxy import TrustedProxies
@@ -61,6 +61,7 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
     app.include_router(routes_jobs.router)
     app.include_router(routes_money.router)
     app.include_router(routes_staging.router)
+    app.include_router(routes_artifacts.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> PlainTextResponse:

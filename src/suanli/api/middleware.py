@@ -15,8 +15,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from .metrics import Metrics
 
 BODY_METHODS = {"POST", "PUT", "PATCH"}
-# Routes that stream their body to disk and bound it themselves (a run's packed outputs).
-STREAMED = re.compile(r"^/api/v1/runs/[^/]+/outputs$")
+# Routes that stream their body to the artifact store and enforce the artifact size limit (and
+# the tenant's quota) as the bytes arrive, instead of the request body limit.
+STREAMED_BODIES = re.compile(r"^/api/v1/(artifacts|runs/[^/]+/outputs)/?$")
 
 
 async def _json(send: Send, status: int, error: str) -> None:
@@ -44,12 +45,13 @@ class RequestGuard:
             if k == b"content-length":
                 declared = v
                 break
-        if scope["method"] == "PUT" and STREAMED.match(scope["path"]):
-            pass  # the route bounds what it reads itself
+        streamed = scope["method"] == "PUT" and STREAMED_BODIES.match(scope["path"])
+        if declared is not None and not declared.isdigit():
+            await _json(send, 400, "invalid Content-Length")
+            return
+        if streamed:
+            pass  # the route counts the bytes as they arrive (the artifact limit, the quota)
         elif declared is not None:
-            if not declared.isdigit():
-                await _json(send, 400, "invalid Content-Length")
-                return
             if int(declared) > self.max_body:
                 await _json(send, 413, f"request body over the limit of {self.max_body} bytes")
                 return

@@ -140,6 +140,10 @@ def unpack(src: IO[bytes], dest: str | os.PathLike[str], *, max_bytes: int,
                     raise UnsafeArchive(f"more than {max_members:,} entries")
                 if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
                     raise UnsafeArchive(f"{member.name!r}: only files, folders and links")
+                if member.name.startswith("/"):
+                    # The data filter would strip the slash; a name meant for another place is
+                    # refused outright, as a `..` is.
+                    raise UnsafeArchive(f"{member.name!r}: an absolute path")
                 total += max(0, member.size)
                 if total > max_bytes:
                     raise UnsafeArchive(f"more than {max_bytes:,} bytes unpacked")

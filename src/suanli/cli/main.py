@@ -13,7 +13,7 @@ from .. import __version__
 from ..client import Client
 from ..client.client import DEFAULT_URL
 from ..config import default_home, write_private
-from . import admin
+from . import admin, artifacts
 from .common import api_errors, cli_config_path, console, fail, load_cli_config
 from .format import set_zone
 from .jobs import dag_app, job_app
@@ -40,6 +40,10 @@ app.add_typer(dag_app, name="dag")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(bill_app, name="bill")
 app.add_typer(voucher_app, name="voucher")
+app.add_typer(artifacts.artifact_app, name="artifact")
+app.add_typer(artifacts.data_app, name="data")
+job_app.command("download")(artifacts.job_download)
+admin.tenant_app.command("storage-quota")(artifacts.storage_quota)
 app.add_typer(audit_app, name="audit")
 app.command("settle")(settle)
 app.command("capacity")(admin.capacity)

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
+from urllib.parse import quote
 
 import httpx
 
 DEFAULT_URL = "http://127.0.0.1:8000"
+CHUNK = 1 << 20
 
 
 class ApiError(Exception):
@@ -277,6 +280,36 @@ class _Endpoints:
         return self._call("GET", "/api/v1/bills", params={"months": months})
 
 
+    # artifacts and datasets (the byte transfers are on Client: upload_artifact, ...)
+    def list_artifacts(self, *, kind: str | None = None, tenant_id: int | None = None,
+                       job_id: int | None = None, limit: int = 50, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/artifacts", params=_clean(
+            {"kind": kind, "tenant_id": tenant_id, "job_id": job_id, "limit": limit,
+             "offset": offset}))
+
+    def delete_artifact(self, sha256: str) -> Any:
+        return self._call("DELETE", f"/api/v1/artifacts/{sha256}")
+
+    def storage_quota(self, tenant_id: int) -> Any:
+        return self._call("GET", f"/api/v1/tenants/{tenant_id}/storage-quota")
+
+    def set_storage_quota(self, tenant_id: int, *, quota_bytes: int | None,
+                          quota_count: int | None) -> Any:
+        return self._call("PUT", f"/api/v1/tenants/{tenant_id}/storage-quota",
+                          json={"bytes": quota_bytes, "count": quota_count})
+
+    def add_dataset(self, body: Mapping[str, Any]) -> Any:
+        return self._call("POST", "/api/v1/datasets", json=_clean(body))
+
+    def list_datasets(self, *, tenant_id: int | None = None, limit: int = 50,
+                      offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/datasets", params=_clean(
+            {"tenant_id": tenant_id, "limit": limit, "offset": offset}))
+
+    def delete_dataset(self, name: str) -> Any:
+        return self._call("DELETE", f"/api/v1/datasets/{quote(name, safe='')}")
+
+
 def _settings(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
     url = (url or os.environ.get("SUANLI_URL") or DEFAULT_URL).rstrip("/")
     token = token if token is not None else os.environ.get("SUANLI_TOKEN")
@@ -301,6 +334,69 @@ class Client(_Endpoints):
         except httpx.TransportError as exc:
             raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
         return _raise_for(resp)
+
+    # Byte transfers: streamed both ways, never whole in memory.
+    def artifact_exists(self, sha256: str) -> bool:
+        """Whether the caller's tenant has this content (then an upload would transfer it for
+        nothing)."""
+        try:
+            resp = self._http.head(f"/api/v1/artifacts/{sha256}")
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
+        if resp.status_code == 404:
+            return False
+        _raise_for(resp)
+        return True
+
+    def upload_artifact(self, fileobj: IO[bytes], *, sha256: str, size: int, name: str = "",
+                        kind: str = "upload") -> dict[str, Any]:
+        """Stream `size` bytes from `fileobj` as an artifact whose SHA-256 is `sha256` (the
+        server checks both). Returns the artifact; `created` is False when it was there."""
+        def chunks() -> Iterator[bytes]:
+            left = size
+            while left > 0 and (chunk := fileobj.read(min(CHUNK, left))):
+                left -= len(chunk)
+                yield chunk
+            if left > 0:  # the server would wait for the rest: stop the request instead
+                raise ApiError(422, f"the content ended {left:,} bytes before its announced "
+                               "size (did it change while uploading?)", "Content-Length")
+
+        headers = {"X-Content-SHA256": sha256, "Content-Length": str(size),
+                   "Content-Type": "application/octet-stream"}
+        try:
+            resp = self._http.put("/api/v1/artifacts", params={"name": name, "kind": kind},
+                                  content=chunks(), headers=headers,
+                                  timeout=httpx.Timeout(self._http.timeout.read, write=None))
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"upload to {self.url} failed: {exc}") from exc
+        data: dict[str, Any] = _raise_for(resp)
+        data["created"] = resp.status_code == 201
+        return data
+
+    def _download(self, path: str, out: IO[bytes] | str | Path) -> int:
+        if isinstance(out, str | Path):
+            with open(out, "wb") as fh:
+                return self._download(path, fh)
+        written = 0
+        try:
+            with self._http.stream("GET", path) as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    _raise_for(resp)
+                for chunk in resp.iter_bytes(CHUNK):
+                    out.write(chunk)
+                    written += len(chunk)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"download from {self.url} failed: {exc}") from exc
+        return written
+
+    def download_artifact(self, sha256: str, out: IO[bytes] | str | Path) -> int:
+        """Write the artifact's bytes to `out` (a binary file or a path); returns the count."""
+        return self._download(f"/api/v1/artifacts/{sha256}", out)
+
+    def job_outputs(self, job_id: int, out: IO[bytes] | str | Path) -> int:
+        """Write the job's packed outputs (a tar) to `out`; returns the bytes written."""
+        return self._download(f"/api/v1/jobs/{job_id}/outputs", out)
 
     def close(self) -> None:
         self._http.close()

@@ -79,3 +79,9 @@ class TooManyAttempts(SuanliError):
         super().__init__(f"too many failed sign-ins; try again in {retry_after_s} s",
                          detail={"retry_after_s": retry_after_s})
         self.retry_after_s = retry_after_s
+
+
+class TooLarge(SuanliError):
+    """A body over a size limit or the tenant's storage quota (HTTP 413); nothing was kept."""
+
+    status = 413

@@ -33,6 +33,7 @@ from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
 from ..store.locks import lock_job, lock_run
 from . import staging
+from .artifacts import reap_expired_outputs
 from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
@@ -221,13 +222,18 @@ class Engine:
         return stats
 
     def housekeeping(self) -> None:
-        """Money that moves with time: prices whose version became valid, grants that expired."""
+        """What moves with time: prices whose version became valid, grants that expired, jobs'
+        outputs past their retention."""
         with self.p.db.session() as s:
             changed = sync_current_prices(s, self.p.clock.now())
         if changed:
             self.p.topology_changed()
         if expire_grants(self.p):
             log.info("voucher grants expired")
+        try:
+            reap_expired_outputs(self.p)
+        except OSError:  # the artifact store unreachable: try again at the next housekeeping
+            log.exception("removing expired job outputs failed")
 
     # -- reconcile ---------------------------------------------------------------------------
     def reconcile(self) -> int:

@@ -634,31 +634,3 @@ def resubmit_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
     hold = check_submission(p, data, now)
     return insert_job(p, actor, data, now, hold_fen=hold, reason=f"resubmitted from job {job_id} by "
                       f"{actor.username}")
-
-
-@dataclass(frozen=True)
-class JobOutputs:
-    """Where a job's packed outputs are: the tenant's artifact (a tar) of its latest run with them."""
-
-    tenant_id: int
-    sha256: str
-    size: int
-    run_id: int
-
-
-def job_outputs(p: Platform, actor: Principal, job_id: int) -> JobOutputs:
-    """The packed outputs of the job's latest run that has them (for those who may read its
-    output); NotFound with a message when none has."""
-    with p.db.session() as s:
-        job = _get(s, actor, job_id)
-        if not may_read_output(actor):
-            raise Forbidden("a job's outputs are for its tenant, the platform admin and the center "
-                            f"that ran it, not for the {actor.role.value} role")
-        q = select(m.Run).where(m.Run.job_id == job.id, m.Run.outputs_sha256.is_not(None))
-        if actor.role is Role.CENTER_OPERATOR:  # what ran on its own center only
-            q = q.where(m.Run.center_id == actor.center_id)
-        run = s.scalars(q.order_by(m.Run.id.desc()).limit(1)).first()
-        if run is None or run.outputs_sha256 is None:
-            raise NotFound(f"job {job_id} has no outputs" + ("" if job.outputs else
-                                                             " (it declared none)"))
-        return JobOutputs(job.tenant_id, run.outputs_sha256, int(run.outputs_size or 0), run.id)

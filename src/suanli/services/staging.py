@@ -29,7 +29,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..artifacts import BlobError
@@ -37,6 +37,7 @@ from ..config import write_private
 from ..connectors import StageItem
 from ..domain.errors import Conflict, InvalidInput, NotFound, Unauthenticated
 from ..store import models as m
+from . import artifacts
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
 
@@ -239,14 +240,10 @@ def outputs_limit(p: Platform, run_id: int) -> int:
 
 def _quota_left(s: Session, p: Platform, tenant_id: int) -> tuple[int, int]:
     tenant = s.get(m.Tenant, tenant_id)
-    quota_bytes = (tenant.storage_quota_bytes if tenant and tenant.storage_quota_bytes is not None
-                   else p.settings.storage_quota_bytes)
-    quota_count = (tenant.storage_quota_count if tenant and tenant.storage_quota_count is not None
-                   else p.settings.storage_quota_count)
-    used_bytes, used_count = s.execute(
-        select(func.coalesce(func.sum(m.Artifact.size_bytes), 0), func.count(m.Artifact.id))
-        .where(m.Artifact.tenant_id == tenant_id)).one()
-    return int(quota_bytes) - int(used_bytes), int(quota_count) - int(used_count)
+    if tenant is None:
+        return 0, 0
+    use = artifacts.storage_use(s, p, tenant)
+    return use.quota_bytes - use.used_bytes, use.quota_count - use.used_count
 
 
 def _note(p: Platform, run_id: int, note: str) -> None:
@@ -308,20 +305,11 @@ def _store(p: Platform, run_id: int, tenant_id: int, job_id: int, chunks: Iterab
         log.info("run %s: outputs not kept: %s", run_id, why)
         return None
     now = p.clock.now()
-    expires = now + timedelta(days=p.settings.outputs_retention_days)
     with p.db.session(immediate=True) as s:
         run = s.get(m.Run, run_id)
         assert run is not None
-        art = s.scalar(select(m.Artifact).where(m.Artifact.tenant_id == tenant_id,
-                                                m.Artifact.sha256 == stored.sha256))
-        if art is None:
-            art = m.Artifact(tenant_id=tenant_id, sha256=stored.sha256, size_bytes=stored.size,
-                             kind="outputs", name=f"job {job_id} outputs",
-                             media_type="application/x-tar", created_at=now, job_id=job_id,
-                             expires_at=expires)
-            s.add(art)
-        elif art.expires_at is not None and art.expires_at < expires:
-            art.expires_at = expires  # the same bytes again: kept as long as the newest needs
+        art = artifacts.record_outputs(s, p, tenant_id=tenant_id, job_id=job_id, stored=stored,
+                                       now=now, name=f"job {job_id} outputs")
         run.outputs_sha256 = stored.sha256
         run.outputs_size = stored.size
         s.flush()

@@ -33,7 +33,7 @@ from ..domain.errors import (
 from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
 from ..domain.timefmt import display_zone, duration, local_time
-from ..services import audit, auth, centers, jobs, ledger, settlement, signin, tenants, vouchers
+from ..services import artifacts, audit, auth, centers, jobs, ledger, settlement, signin, tenants, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
 from ..services.dashboard import center_load, city_dashboard
@@ -319,7 +319,7 @@ def build_router(p: Platform) -> APIRouter:
             where = {pl.id: f"{c.slug}/{pl.name}" for c in centers.list_centers(p, who) for pl in c.pools}
             show_logs = jobs.may_read_output(who)
             try:
-                outputs = jobs.job_outputs(p, who, job_id) if show_logs else None
+                outputs = artifacts.job_outputs(p, who, job_id) if who.role.is_tenant else None
             except NotFound:
                 outputs = None
             return {"job": job, "history": jobs.job_history(p, who, job_id),
@@ -377,7 +377,7 @@ def build_router(p: Platform) -> APIRouter:
         if who is None:
             return to_login(request)
         try:
-            out = jobs.job_outputs(p, who, job_id)
+            out = artifacts.job_outputs(p, who, job_id)
         except SuanliError as exc:
             return problem(request, who, exc)
         name = f"job-{job_id}-outputs.tar"

@@ -1,0 +1,211 @@
+"""Routes: the artifact store (streamed uploads, downloads), datasets, a job's outputs and
+tenants' storage quotas."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any, Literal
+
+import anyio.from_thread
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
+from starlette.requests import ClientDisconnect
+
+from ..domain.errors import SuanliError
+from ..services import artifacts, datasets
+from ..store import models as m
+from .deps import PlatformDep, PrincipalDep
+from .routes_platform import ERRORS
+from .schemas import MAX_ID, PathId
+from .schemas_artifacts import (
+    ArtifactPage,
+    ArtifactPublic,
+    DatasetCreate,
+    DatasetPage,
+    DatasetPublic,
+    StorageQuotaPublic,
+    StorageQuotaSet,
+)
+
+router = APIRouter(prefix="/api/v1", responses={**ERRORS, 413: ERRORS[409]})
+BATCH = 1 << 20  # bytes handed to the store per hop from the event loop to its thread
+DRAIN_MAX = 8 << 20  # read (and drop) at most this much of a refused body, so the client sees why
+Sha = Annotated[str, Query(min_length=1, max_length=200)]
+Limit = Annotated[int, Query(ge=1, le=1000)]
+Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
+Kind = Literal["upload", "workdir", "dataset"]
+BINARY = {"requestBody": {"required": True, "content": {
+    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}}}
+
+
+def _public(row: m.Artifact) -> ArtifactPublic:
+    return ArtifactPublic.model_validate(row)
+
+
+class _Body:
+    """The request body as a blocking iterator of ~1 MiB chunks, for the route's worker thread:
+    each chunk is read on the event loop as it arrives (never the whole body in memory)."""
+
+    def __init__(self, request: Request) -> None:
+        self.stream: AsyncIterator[bytes] = request.stream()
+        self.done = False
+
+    async def _next_batch(self) -> bytes:
+        parts: list[bytes] = []
+        size = 0
+        while size < BATCH and not self.done:
+            try:
+                chunk = await self.stream.__anext__()
+            except StopAsyncIteration:
+                self.done = True
+                break
+            if chunk:
+                parts.append(chunk)
+                size += len(chunk)
+        return b"".join(parts)
+
+    def chunks(self) -> Iterator[bytes]:
+        while batch := anyio.from_thread.run(self._next_batch):
+            yield batch
+
+    def drain(self) -> None:
+        """Read what is left of a refused body, up to DRAIN_MAX, so that the client, still
+        sending, reads the answer instead of a reset connection."""
+        budget = DRAIN_MAX
+        try:
+            while not self.done and budget > 0:
+                budget -= len(anyio.from_thread.run(self._next_batch))
+        except ClientDisconnect:
+            pass
+
+
+@router.put("/artifacts", status_code=201, tags=["artifacts"], openapi_extra=BINARY,
+            response_model=ArtifactPublic,
+            responses={200: {"model": ArtifactPublic,
+                             "description": "the tenant had this content: nothing was stored"}})
+def upload_artifact(
+    request: Request, response: Response, p: PlatformDep, who: PrincipalDep,
+    name: Annotated[str, Query(max_length=200)] = "",
+    kind: Kind = "upload",
+    x_content_sha256: Annotated[str | None, Header(max_length=200)] = None,
+    content_length: Annotated[int | None, Header(ge=0)] = None,
+) -> Any:
+    """Store the raw request body (streamed, not multipart) as an artifact of the caller's
+    tenant. `X-Content-SHA256` (recommended) is checked: a mismatch is a 422 and nothing is kept.
+    201 when new; 200 when the tenant already had the content (nothing is stored twice: ask
+    `HEAD /artifacts/{sha256}` first and skip the transfer). Over the largest artifact size or
+    the tenant's storage quota: 413, nothing kept. Not subject to the 1 MiB body limit."""
+    # A plain `def` in the thread pool, as every route: the store hashes and writes here, and
+    # only the reading of each chunk hops to the event loop.
+    body = _Body(request)
+    try:
+        row, new = artifacts.store_upload(p, who, body.chunks(), kind=kind, name=name,
+                                          expect_sha256=x_content_sha256,
+                                          expect_size=content_length)
+    except ClientDisconnect:
+        return Response(status_code=400)  # nobody reads it; the store kept nothing
+    except SuanliError:
+        body.drain()
+        raise
+    if not new:
+        response.status_code = 200
+    return _public(row)
+
+
+@router.get("/artifacts", tags=["artifacts"])
+def list_artifacts(p: PlatformDep, who: PrincipalDep,
+                   kind: Literal["upload", "workdir", "dataset", "outputs"] | None = None,
+                   tenant_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+                   job_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+                   limit: Limit = 50, offset: Offset = 0) -> ArtifactPage:
+    """The caller's tenant's artifacts, newest first (the platform admin: every tenant's)."""
+    page = artifacts.list_artifacts(p, who, tenant_id=tenant_id, kind=kind, job_id=job_id,
+                                    limit=limit, offset=offset)
+    return ArtifactPage(items=[_public(a) for a in page.items], total=page.total,
+                        limit=page.limit, offset=page.offset)
+
+
+@router.head("/artifacts/{sha256}", tags=["artifacts"])
+def artifact_exists(sha256: str, p: PlatformDep, who: PrincipalDep) -> Response:
+    """200 when the caller's tenant has this content, else 404."""
+    row = artifacts.get_artifact(p, who, sha256)
+    return Response(status_code=200, headers={"Content-Length": str(row.size_bytes),
+                                              "X-Content-SHA256": row.sha256})
+
+
+def _stream(chunks: Iterator[bytes], size: int, sha256: str, filename: str) -> StreamingResponse:
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers={
+        "Content-Length": str(size), "X-Content-SHA256": sha256,
+        "Content-Disposition": f'attachment; filename="{filename}"'})
+
+
+@router.get("/artifacts/{sha256}", tags=["artifacts"], response_class=StreamingResponse,
+            responses={200: {"content": {"application/octet-stream": {}}}})
+def download_artifact(sha256: str, p: PlatformDep, who: PrincipalDep) -> StreamingResponse:
+    """The artifact's bytes."""
+    row, chunks = artifacts.download(p, who, sha256)
+    return _stream(chunks, row.size_bytes, row.sha256, f"{row.sha256[:16]}.bin")
+
+
+@router.delete("/artifacts/{sha256}", status_code=204, tags=["artifacts"])
+def delete_artifact(sha256: str, p: PlatformDep, who: PrincipalDep) -> Response:
+    """Remove an artifact; 409 while a job that has not ended, or a dataset, uses it."""
+    artifacts.delete_artifact(p, who, sha256)
+    return Response(status_code=204)
+
+
+@router.get("/jobs/{job_id}/outputs", tags=["jobs"], response_class=StreamingResponse,
+            responses={200: {"content": {"application/x-tar": {}}}})
+def job_outputs(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> StreamingResponse:
+    """The job's declared outputs, packed as a tar, from its latest run that has them; 404 with
+    the reason when there are none (none declared, not ended, or past their retention)."""
+    ref = artifacts.job_outputs(p, who, job_id)
+    resp = _stream(p.blobs.iter_bytes(ref.tenant_id, ref.sha256), ref.size, ref.sha256,
+                   f"job-{job_id}-outputs.tar")
+    resp.media_type = "application/x-tar"
+    resp.headers["Content-Type"] = "application/x-tar"
+    return resp
+
+
+@router.get("/tenants/{tenant_id}/storage-quota", tags=["tenants"])
+def get_storage_quota(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> StorageQuotaPublic:
+    """The tenant's artifact storage: used and allowed (bytes and count)."""
+    return StorageQuotaPublic(**artifacts.get_storage_quota(p, who, tenant_id).as_dict())
+
+
+@router.put("/tenants/{tenant_id}/storage-quota", tags=["tenants"])
+def put_storage_quota(tenant_id: PathId, body: StorageQuotaSet, p: PlatformDep,
+                      who: PrincipalDep) -> StorageQuotaPublic:
+    """Set the tenant's artifact storage quota (platform admin); a null field: the platform's
+    default (SUANLI_STORAGE_QUOTA_BYTES / _COUNT)."""
+    use = artifacts.set_storage_quota(p, who, tenant_id, quota_bytes=body.bytes,
+                                      quota_count=body.count)
+    return StorageQuotaPublic(**use.as_dict())
+
+
+def _dataset(view: datasets.DatasetView) -> DatasetPublic:
+    data: dict[str, Any] = view.as_dict()
+    return DatasetPublic(**data)
+
+
+@router.post("/datasets", status_code=201, tags=["datasets"])
+def add_dataset(body: DatasetCreate, p: PlatformDep, who: PrincipalDep) -> DatasetPublic:
+    """Register a dataset: one at a center (`center`, `path`, `size_bytes`, `sha256`), or an
+    uploaded tar (`artifact`)."""
+    return _dataset(datasets.add_dataset(p, who, **body.model_dump()))
+
+
+@router.get("/datasets", tags=["datasets"])
+def list_datasets(p: PlatformDep, who: PrincipalDep,
+                  tenant_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
+                  limit: Limit = 50, offset: Offset = 0) -> DatasetPage:
+    page = datasets.list_datasets(p, who, tenant_id=tenant_id, limit=limit, offset=offset)
+    return DatasetPage(items=[_dataset(v) for v in page.items], total=page.total,
+                       limit=page.limit, offset=page.offset)
+
+
+@router.delete("/datasets/{name}", status_code=204, tags=["datasets"])
+def delete_dataset(name: str, p: PlatformDep, who: PrincipalDep) -> Response:
+    """Forget a dataset (an uploaded one's bytes too); 409 while a job not yet ended names it."""
+    datasets.delete_dataset(p, who, name)
+    return Response(status_code=204)
