@@ -57,6 +57,7 @@ _RULES: list[tuple[str, str]] = [
     (r"cannot free enough units", "无法腾出足够的设备"),
     (r"cost estimate (?P<fen1>\d+) fen is over the budget of (?P<fen2>\d+) fen",
      "预计费用 {fen1} 超出预算 {fen2}"),
+    (r"cost estimate (?P<a>\S+) is over the budget of (?P<b>\S+)", "预计费用 {a} 超出预算 {b}"),
     (r"arch (?P<a>\S+), not (?P<b>\S+)", "架构为 {a}，作业需要 {b}"),
     (r"lacks features? (?P<a>.+)", "缺少特性 {a}"),
     (r"tenant quota: (?P<a>\d+) of (?P<b>\d+) (?P<dev>\w+) units in use, the job needs (?P<c>\d+)",
@@ -125,6 +126,8 @@ _RULES: list[tuple[str, str]] = [
     (r"no pool in the network can ever run this job", "网络中没有任何资源池能运行此作业"),
     (r"the cheapest pool \((?P<a>\S+)\) would cost about (?P<fen1>\d+) fen for the walltime, "
      r"over the budget of (?P<fen2>\d+) fen", "最便宜的资源池（{a}）按时限计约需 {fen1}，超出预算 {fen2}"),
+    (r"the cheapest pool \((?P<a>\S+)\) would cost about (?P<b>\S+) for the walltime, "
+     r"over the budget of (?P<c>\S+)", "最便宜的资源池（{a}）按时限计约需 {b}，超出预算 {c}"),
     (r"no pool can finish the job by its deadline (?P<at1>\S+): the earliest estimated finish is "
      r"(?P<at2>\S+) on (?P<a>\S+) \(start in (?P<s>\d+) s, walltime (?P<w>\d+) s\)",
      "没有资源池能在截止时间 {at1} 前完成作业：最早预计 {at2} 在 {a} 完成（{s} 秒后开始，时限 {w} 秒）"),
