@@ -8,8 +8,7 @@ import math
 import os
 import re
 from collections.abc import Collection, Iterable, Sequence
-from datetime import UTC, date, datetime, timedelta, timezone, tzinfo
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from datetime import UTC, date, datetime, tzinfo
 
 from rich.cells import cell_len
 from rich.table import Table
@@ -19,7 +18,9 @@ from ..domain.errors import InvalidInput
 from ..domain.money import parse_yuan
 from ..domain.money import yuan as yuan  # re-exported: the CLI formats money here
 from ..domain.task import parse_walltime
+from ..domain.timefmt import CST as CST  # re-exported
 from ..domain.timefmt import duration as duration  # re-exported, shared with the portal
+from ..domain.timefmt import zone_of as zone_of  # re-exported: --tz and SUANLI_TZ, as the portal reads them
 
 _DURATION = re.compile(r"(\d+)\s*([dhms])")
 _UNIT = {"d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -118,32 +119,7 @@ def kwh(wh: float | None) -> str:
 
 # --- times -----------------------------------------------------------------------------------
 
-CST = timezone(timedelta(hours=8), "CST")
-_ZONES: dict[str, tzinfo] = {"cst": CST, "beijing": CST, "asia/shanghai": CST, "prc": CST,
-                             "utc": UTC, "z": UTC, "gmt": UTC}
-_OFFSET = re.compile(r"(?:utc|gmt)?([+-])(\d{1,2})(?::?(\d{2}))?")
 _zone: tzinfo | None = None
-
-
-def zone_of(name: str) -> tzinfo:
-    """'CST' (Beijing time, UTC+8, the default), 'UTC', '+05:30', or an IANA name
-    ('Europe/Berlin'). ValueError otherwise."""
-    key = name.strip().lower()
-    if key in _ZONES:
-        return _ZONES[key]
-    m = _OFFSET.fullmatch(key)
-    if m:
-        sign, hh, mm = m.groups()
-        delta = timedelta(hours=int(hh), minutes=int(mm or 0))
-        if delta > timedelta(hours=14):
-            raise ValueError(f"time zone offset out of range: {name!r}")
-        delta = -delta if sign == "-" else delta
-        return timezone(delta, f"{sign}{int(hh):02d}:{int(mm or 0):02d}")
-    try:
-        return ZoneInfo(name.strip())
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ValueError(f"unknown time zone {name!r} (use e.g. CST, UTC, +08:00, "
-                         "Europe/Berlin)") from None
 
 
 def set_zone(name: str | None) -> None:

@@ -4,7 +4,8 @@
 from __future__ import annotations
 
 import os
-from datetime import UTC, datetime, tzinfo
+import re
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 
@@ -22,18 +23,41 @@ def duration(seconds: float | None) -> str:
 
 
 DEFAULT_ZONE = "Asia/Shanghai"
+CST = timezone(timedelta(hours=8), "CST")
+_ZONES: dict[str, tzinfo] = {"cst": CST, "beijing": CST, "asia/shanghai": CST, "prc": CST,
+                             "utc": UTC, "z": UTC, "gmt": UTC}
+_OFFSET = re.compile(r"(?:utc|gmt)?([+-])(\d{1,2})(?::?(\d{2}))?")
+
+
+def zone_of(name: str) -> tzinfo:
+    """'CST' (Beijing time, UTC+8, the default), 'UTC', '+05:30', or an IANA name
+    ('Europe/Berlin'). ValueError otherwise."""
+    key = name.strip().lower()
+    if key in _ZONES:
+        return _ZONES[key]
+    m = _OFFSET.fullmatch(key)
+    if m:
+        sign, hh, mm = m.groups()
+        delta = timedelta(hours=int(hh), minutes=int(mm or 0))
+        if delta > timedelta(hours=14):
+            raise ValueError(f"time zone offset out of range: {name!r}")
+        delta = -delta if sign == "-" else delta
+        return timezone(delta, f"{sign}{int(hh):02d}:{int(mm or 0):02d}")
+    try:
+        return ZoneInfo(name.strip())
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r} (use e.g. CST, UTC, +08:00, "
+                         "Europe/Berlin)") from None
 
 
 def display_zone(name: str | None = None) -> tzinfo:
     """The zone times are shown in, to people: `name`, else $SUANLI_TZ, else Beijing time (CST).
-    A name that is not an IANA zone (e.g. `Asia/Shanghai`, `UTC`) is a ValueError naming it."""
+    A name that is not a zone is a ValueError naming it."""
     text = (name if name is not None else os.environ.get("SUANLI_TZ", "")).strip() or DEFAULT_ZONE
-    if text.upper() in ("UTC", "Z"):
-        return UTC
     try:
-        return ZoneInfo(text)
-    except (ZoneInfoNotFoundError, ValueError) as exc:
-        raise ValueError(f"SUANLI_TZ={text!r} is not a time zone (e.g. Asia/Shanghai or UTC)") from exc
+        return zone_of(text)
+    except ValueError as exc:
+        raise ValueError(f"SUANLI_TZ={text!r}: {exc}") from None
 
 
 def local_time(at: datetime | None, zone: tzinfo, *, seconds: bool = True) -> str:
