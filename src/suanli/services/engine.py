@@ -31,6 +31,7 @@ from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
 from ..store.locks import lock_job, lock_run
+from .arrays import limit_array_tasks
 from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
@@ -40,6 +41,7 @@ from .jobs import transition
 from .prices import sync_current as sync_current_prices
 from .queueing import Quotas, fair_share_factors
 from .snapshot import pool_states, queued_jobs
+from .tasks import run_env, task_argv
 from .vouchers import expire_grants
 
 log = logging.getLogger("suanli.engine")
@@ -403,6 +405,7 @@ class Engine:
         with self.p.db.session() as s:
             queue = self._load_queue(s)
             stats.queued = len(queue)
+            queue = limit_array_tasks(s, queue)  # an array's `%N`: at most N placed at once
             if not queue:
                 return []
             full = self._full_pass_due()
@@ -567,11 +570,11 @@ class Engine:
             pool = s.get(m.Pool, run.pool_id)
             assert pool is not None
             req = RunRequest(
-                run_key=run.run_key, job_id=job.id, command=list(job.command), units=run.units,
+                run_key=run.run_key, job_id=job.id, command=task_argv(job), units=run.units,
                 nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
                 devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb,
                 pool=pool.name, device_kind=pool.device_kind, resubmit=resubmit,
-                tenant_id=job.tenant_id,
+                tenant_id=job.tenant_id, env=run_env(job),
             )
         if cancelled:
             return self._cancel_unsubmitted(run_id)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,14 @@ from ..domain.enums import DeviceKind, Policy, Precision, Role
 from ..domain.errors import Conflict, ConnectorError, Forbidden, Infeasible, InvalidInput, NotFound
 from ..domain.jobstate import JobState, check_transition
 from ..domain.model import JobRequirements, Resources
+from ..domain.task import (
+    MAX_PATHS,
+    check_constraints,
+    check_env,
+    check_name,
+    check_relative_path,
+    check_script,
+)
 from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
 from .auth import Principal, hide_other_tenant
@@ -24,6 +33,7 @@ from .snapshot import pool_facts, pool_states, requirements_of
 
 MAX_COMMAND_ARGS = 1000
 MAX_PRIORITY = 1000
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -95,6 +105,77 @@ def _validate(data: JobInput, now: datetime) -> None:
             raise InvalidInput("deadline needs a timezone (e.g. ...Z)", field="deadline")
         if data.deadline <= now:
             raise InvalidInput("deadline is in the past", field="deadline")
+    _validate_task(data)
+
+
+def _validate_task(data: JobInput) -> None:
+    """A task's own fields (domain/task.py), normalised in place: a clear error naming the field."""
+    data.env = check_env(data.env or {})
+    data.setup = check_script(data.setup, field_name="setup")
+    if data.workdir_sha256 is not None and not _SHA256.fullmatch(data.workdir_sha256):
+        raise InvalidInput("workdir: the SHA-256 of an uploaded work folder (64 lowercase hex "
+                           "digits)", field="workdir")
+    if not isinstance(data.inputs, list) or len(data.inputs) > MAX_PATHS:
+        raise InvalidInput(f"inputs: a list of at most {MAX_PATHS} items", field="inputs")
+    inputs: list[dict[str, str]] = []
+    for i, item in enumerate(data.inputs):
+        where = f"inputs[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where}: a map with artifact or dataset, and path", field=where)
+        unknown = set(item) - {"artifact", "dataset", "path"}
+        if unknown:
+            raise InvalidInput(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                               "(known: artifact, dataset, path)", field=where)
+        if ("artifact" in item) == ("dataset" in item):
+            raise InvalidInput(f"{where}: give either artifact (a SHA-256) or dataset (a name)",
+                               field=where)
+        path = check_relative_path(item.get("path", ""), field_name=f"{where}.path")
+        if "artifact" in item:
+            sha = item["artifact"]
+            if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+                raise InvalidInput(f"{where}.artifact: {sha!r} is not a SHA-256 (64 lowercase hex "
+                                   "digits)", field=f"{where}.artifact")
+            inputs.append({"artifact": sha, "path": path})
+        else:
+            inputs.append({"dataset": check_name(item["dataset"], field_name=f"{where}.dataset"),
+                           "path": path})
+    data.inputs = inputs
+    if not isinstance(data.outputs, list) or len(data.outputs) > MAX_PATHS:
+        raise InvalidInput(f"outputs: a list of at most {MAX_PATHS} paths or globs",
+                           field="outputs")
+    outputs = [check_relative_path(o, field_name=f"outputs[{i}]", glob=True)
+               for i, o in enumerate(data.outputs)]
+    if "" in outputs:
+        raise InvalidInput("outputs: name paths inside the work folder, not the folder itself "
+                           "(use '**' for everything)", field="outputs")
+    data.outputs = outputs
+    data.constraints = check_constraints(data.constraints or None).as_dict()
+    if data.environment is not None:
+        data.environment = check_name(data.environment, field_name="environment")
+
+
+def check_references(s: Session, tenant_id: int, data: JobInput) -> None:
+    """The work folder and inputs a job names must be the tenant's own: another tenant's
+    artifact is "not found", exactly like one that does not exist."""
+    shas = [("workdir", data.workdir_sha256)] if data.workdir_sha256 else []
+    shas += [(f"inputs[{i}].artifact", it["artifact"]) for i, it in enumerate(data.inputs)
+             if "artifact" in it]
+    if shas:
+        have = set(s.scalars(select(m.Artifact.sha256).where(
+            m.Artifact.tenant_id == tenant_id, m.Artifact.sha256.in_({sha for _, sha in shas}))))
+        for where, sha in shas:
+            if sha not in have:
+                raise InvalidInput(f"{where}: artifact {sha[:12]}… not found (upload it first: "
+                                   "PUT /api/v1/artifacts)", field=where)
+    names = [(f"inputs[{i}].dataset", it["dataset"]) for i, it in enumerate(data.inputs)
+             if "dataset" in it]
+    if names:
+        known = set(s.scalars(select(m.Dataset.name).where(
+            m.Dataset.tenant_id == tenant_id, m.Dataset.name.in_({n for _, n in names}))))
+        for where, name in names:
+            if name not in known:
+                raise InvalidInput(f"{where}: dataset {name!r} not found (register it first: "
+                                   "suanli data add)", field=where)
 
 
 def center_connectors(p: Platform) -> dict[int, Connector | None]:
@@ -212,7 +293,42 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
     hold = check_submission(p, data, now)
+    with p.db.session() as s:
+        check_references(s, actor.tenant_id, data)
     return insert_job(p, actor, data, now, hold_fen=hold)
+
+
+def job_input_of(job: m.Job) -> JobInput:
+    """What a job was submitted with, to submit it again."""
+    return JobInput(
+        name=job.name, command=list(job.command), device=DeviceKind(job.device_kind),
+        units=job.units, nodes=job.nodes, model=job.device_model, memory_gb=job.memory_gb,
+        walltime_s=job.walltime_s, precision=Precision(job.precision),
+        policy=Policy(job.policy), priority=job.priority, domestic_only=job.domestic_only,
+        district=job.district, deadline=job.deadline, budget_fen=job.budget_fen,
+        requeue=job.requeue, env=dict(job.env or {}), data_site=job.data_site,
+        data_gb=job.data_gb, setup=job.setup, workdir_sha256=job.workdir_sha256,
+        inputs=list(job.inputs or []), outputs=list(job.outputs or []),
+        constraints=dict(job.constraints or {}), environment=job.environment,
+    )
+
+
+def resubmit_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
+    """The same task as job `job_id`, as a new job (checked and held like any submission). A
+    task of an array keeps its array and index; a DAG stage comes back as a job of its own."""
+    if not actor.role.is_tenant or actor.tenant_id is None:
+        raise Forbidden("jobs are resubmitted by tenant users (tenant_admin or tenant_user)")
+    with p.db.session() as s:
+        old = _get(s, actor, job_id)
+        data = job_input_of(old)
+        array = (old.array_id, old.array_index) if old.array_id is not None \
+            and old.array_index is not None else None
+    now = p.clock.now()
+    hold = check_submission(p, data, now)
+    with p.db.session(immediate=True) as s:
+        check_references(s, actor.tenant_id, data)
+        return queue_job(s, actor, data, now, hold_fen=hold, array=array,
+                         reason=f"resubmitted by {actor.username} from job {job_id}")
 
 
 def check_submission(p: Platform, data: JobInput, now: datetime) -> int:
@@ -245,8 +361,9 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
 
 
 def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,
-              dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
-    """`insert_job` in the caller's transaction."""
+              dag: tuple[int, str] | None = None, reason: str = "",
+              array: tuple[int, int] | None = None) -> m.Job:
+    """`insert_job` in the caller's transaction (`array`: the array and index of a task)."""
     assert actor.tenant_id is not None
     values: dict[str, Any] = dict(
         tenant_id=actor.tenant_id,
@@ -283,6 +400,8 @@ def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, ho
         outputs=list(data.outputs),
         constraints=dict(data.constraints),
         environment=data.environment,
+        array_id=array[0] if array else None,
+        array_index=array[1] if array else None,
     )
     # Core inserts, not the ORM unit of work: submission is the hottest write path.
     admit(s, actor.tenant_id, hold_fen)
@@ -293,7 +412,7 @@ def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, ho
                                  "reason": reason or f"submitted by {actor.username}"})
     return m.Job(id=job_id, exit_code=None, started_at=None, finished_at=None,
                  cancel_requested_at=None, current_run_id=None, target_pool_id=None,
-                 array_id=None, array_index=None, **values)
+                 **values)
 
 
 def require_job_reader(actor: Principal) -> None:
