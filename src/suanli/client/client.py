@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Iterator, Mapping
+from typing import IO, Any
 
 import httpx
 
@@ -250,6 +250,12 @@ class _Endpoints:
     def get_job(self, job_id: int) -> Any:
         return self._call("GET", f"/api/v1/jobs/{job_id}")
 
+    def resubmit_job(self, job_id: int) -> Any:
+        return self._call("POST", f"/api/v1/jobs/{job_id}/resubmit")
+
+    def get_array(self, array_id: int) -> Any:
+        return self._call("GET", f"/api/v1/arrays/{array_id}")
+
     def cancel_job(self, job_id: int) -> Any:
         return self._call("POST", f"/api/v1/jobs/{job_id}/cancel")
 
@@ -289,6 +295,35 @@ class Client(_Endpoints):
               json: Any = None) -> Any:
         try:
             resp = self._http.request(method, path, params=params, json=json)
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
+        return _raise_for(resp)
+
+    # artifacts: raw bytes, not JSON (the same signatures as the artifacts part's; see its docs)
+    def artifact_exists(self, sha256: str) -> bool:
+        """Whether the caller's tenant already stored this content (HEAD: nothing transferred)."""
+        try:
+            resp = self._http.head(f"/api/v1/artifacts/{sha256}")
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
+        if resp.status_code == 404:
+            return False
+        _raise_for(resp)
+        return True
+
+    def upload_artifact(self, fileobj: IO[bytes], *, sha256: str, size: int, name: str,
+                        kind: str = "upload") -> Any:
+        """Stream `fileobj` to the store (checked against `sha256` by the server)."""
+        def chunks() -> Iterator[bytes]:
+            while block := fileobj.read(1 << 20):
+                yield block
+
+        try:
+            resp = self._http.put("/api/v1/artifacts", params={"name": name, "kind": kind},
+                                  content=chunks(), timeout=None,
+                                  headers={"X-Content-SHA256": sha256,
+                                           "Content-Length": str(size),
+                                           "Content-Type": "application/octet-stream"})
         except httpx.TransportError as exc:
             raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
         return _raise_for(resp)
