@@ -418,6 +418,8 @@ def submit_task_file(path: Path, *, env: list[str], workdir: Path | None, array:
         with api_errors(), client() as c:
             if dry:
                 return dry_run(c, [("", spec)], uploads)
+            # Checked before anything is sent: a typo must not cost a long upload first.
+            c.estimate_job({k: v for k, v in spec.body.items() if k != "array"})
             send(c, uploads, progress)
             answer = c.submit_job(spec.body)
     if "array_id" in answer:
