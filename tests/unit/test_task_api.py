@@ -72,6 +72,9 @@ def test_task_fields_are_stored(api: tuple[TestClient, dict[str, str]],
             "constraints": {"arch": "x86_64"}}
     r = client.post("/api/v1/jobs", json=body, headers=auth(creds["tenant_a"]))
     assert r.status_code == 201, r.text
+    shown = client.get(f"/api/v1/jobs/{r.json()['id']}", headers=auth(creds["tenant_a"])).json()
+    assert shown["workdir"] == SHA_A and shown["env"] == {"LR": "0.1", "NAME": "x"}
+    assert shown["outputs"] == ["out/**", "log.txt"] and shown["setup"] == "mkdir -p out"
     with platform.db.session() as s:
         job = s.get(m.Job, r.json()["id"])
         assert job is not None

@@ -441,6 +441,16 @@ class JobPublic(Output):
     dag_stage: str | None = None
     data_site: str | None = None
     data_gb: float | None = None
+    # A task's own work (docs/tasks.md)
+    env: dict[str, str] = Field(default_factory=dict)
+    setup: str | None = None
+    workdir: str | None = None
+    inputs: list[dict[str, str]] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    environment: str | None = None
+    array_id: int | None = None
+    array_index: int | None = None
 
 
 class JobPage(BaseModel):
