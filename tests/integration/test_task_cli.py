@@ -100,6 +100,21 @@ def test_dry_run_uploads_and_submits_nothing(server: Server, tmp_path: Path) -> 
     arr = server.cli("run", str(EXAMPLES / "array.yaml"), "--dry-run")
     assert arr.returncode == 0 and "for 10 tasks" in arr.stdout, arr.stdout + arr.stderr
     assert job_count(server) == 0
+    dag = server.cli("job", "submit", "--dag", str(EXAMPLES / "pipeline.yaml"), "--dry-run")
+    assert dag.returncode == 0, dag.stdout + dag.stderr
+    assert "stage evaluate: would go to" in dag.stdout and "evaluate.py" in dag.stdout
+    assert job_count(server) == 0
+    with server.api() as api:
+        assert api.get("/api/v1/dags").json()["total"] == 0
+    # suanli's own durations as well as Slurm's
+    slow = task_file(tmp_path, "name: x\nworkdir: null\nrun: 'true'\nwalltime: 1h30m\n",
+                     name="slow.yaml")
+    r = server.cli("run", str(slow), "-o", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["walltime_s"] == 5400, r.stderr
+    slurm = task_file(tmp_path, "name: x\nworkdir: null\nrun: 'true'\nwalltime: 1-02:00:00\n",
+                      name="slurm.yaml")
+    r = server.cli("run", str(slurm), "-o", "json")
+    assert r.returncode == 0 and json.loads(r.stdout)["walltime_s"] == 93600, r.stderr
 
 
 @pytest.mark.parametrize("text, words", [

@@ -30,6 +30,7 @@ from .format import duration, parse_duration, when, yuan
 from .tasks import (
     TaskSpec,
     dag_specs,
+    dry_run,
     fill_artifacts,
     packed,
     print_events,
@@ -108,12 +109,13 @@ def submit(
             fail("give either -f FILE, --dag FILE or a command, not two of them")
         return submit_task_file(file, env=env, workdir=workdir, array=array, dry=dry_run,
                                 wait=wait, output=output)
-    if workdir is not None or array is not None or dry_run:
-        fail("--workdir, --array and --dry-run go with a task file: -f task.yaml")
+    if workdir is not None or array is not None or (dry_run and dag is None):
+        fail("--workdir and --array go with a task file (-f task.yaml); --dry-run with -f or "
+             "--dag")
     if dag is not None:
         if command:
             fail("give either --dag FILE or a command, not both")
-        return submit_dag_file(dag, wait=wait, output=output)
+        return submit_dag_file(dag, wait=wait, output=output, dry=dry_run)
     if not command:
         fail("give the command to run after --, or -f task.yaml, or --dag FILE")
     if any("=" not in item for item in env):
@@ -186,13 +188,15 @@ def _dag_table(dag: dict[str, Any]) -> Table:
     return t
 
 
-def submit_dag_file(path: Path, *, wait: bool, output: Output) -> None:
+def submit_dag_file(path: Path, *, wait: bool, output: Output, dry: bool = False) -> None:
     body, specs = dag_body(path)
     uploads = uploads_of([spec for _, spec in specs])
     progress = console if output is Output.table else err_console
     with packed(uploads), api_errors(), client() as c:
         for _, spec in specs:
             fill_artifacts(spec)
+        if dry:
+            return dry_run(c, [(f"stage {name}", spec) for name, spec in specs], uploads)
         send(c, uploads, progress)
         dag = c.submit_dag(body)
     if wait:

@@ -30,7 +30,7 @@ from ..domain.task import (
     parse_walltime,
 )
 from .common import Output, api_errors, client, console, emit_json, err_console, fail
-from .format import duration, when
+from .format import duration, parse_duration, when
 
 RESOURCE_KEYS = ("device", "model", "units", "nodes", "memory_gb")
 # The `job submit` options, by the name a file uses (walltime and budget are converted).
@@ -131,7 +131,7 @@ def task_spec(data: dict[str, Any], *, where: str, base: Path, known: frozenset[
     body["resources"] = res
     try:
         if "walltime" in data:
-            body["walltime_s"] = parse_walltime(data["walltime"], field_name=f"{where}.walltime")
+            body["walltime_s"] = walltime_of(data["walltime"], f"{where}.walltime")
         elif "walltime_s" in data:
             body["walltime_s"] = data["walltime_s"]
         if "env" in data:
@@ -194,6 +194,21 @@ def task_spec(data: dict[str, Any], *, where: str, base: Path, known: frozenset[
         else:
             body["inputs"].append({sources[0]: item[sources[0]], "path": path})
     return spec
+
+
+def walltime_of(value: object, where: str) -> int:
+    """Seconds from Slurm's forms or suanli's (`30m`, `1h30m`)."""
+    try:
+        return parse_walltime(value, field_name=where)
+    except InvalidInput:
+        if isinstance(value, str):
+            try:
+                seconds = parse_duration(value)
+                if seconds >= 1:
+                    return seconds
+            except ValueError:
+                pass
+        raise
 
 
 def apply_flags(spec: TaskSpec, *, env: list[str], workdir: Path | None,
@@ -309,7 +324,7 @@ def dry_run(c: Client, specs: list[tuple[str, TaskSpec]], uploads: list[Upload])
         total += 0 if have else up.size
     console.print(f"would upload {size_text(total)} in all", highlight=False)
     for label, spec in specs:
-        body = {k: v for k, v in spec.body.items() if k != "array"}
+        body = {k: v for k, v in spec.body.items() if k not in ("array", "depends_on")}
         tasks = len(parse_array(spec.body["array"]).indices) if spec.body.get("array") else 1
         est = c.estimate_job(body)
         chosen = next((x for x in est.get("candidates", []) if x.get("chosen")), None)
