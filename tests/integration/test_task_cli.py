@@ -173,6 +173,8 @@ def test_env_and_array_flags(server: Server, tmp_path: Path) -> None:
     assert bad.returncode == 1 and "NAME=value" in bad.stderr
     bad = server.cli("run", str(path), "--array", "0-99999")
     assert bad.returncode == 1 and "--array" in bad.stderr and "Traceback" not in bad.stderr
+    bad = server.cli("job", "submit", "-f", str(path), "--units", "4")
+    assert bad.returncode == 1 and "set --units in the task file" in bad.stderr
     bad = server.cli("job", "submit", "--env", "LD_PRELOAD=x", "--", "true")
     assert bad.returncode == 1 and "LD_PRELOAD is set by suanli" in bad.stderr
 

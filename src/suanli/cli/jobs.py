@@ -107,6 +107,18 @@ def submit(
     if file is not None:
         if command or dag is not None:
             fail("give either -f FILE, --dag FILE or a command, not two of them")
+        given = {"--name": name is not None, "--device": device != "cpu", "--model": model is not None,
+                 "--units": units != 1, "--nodes": nodes != 1, "--memory-gb": memory_gb is not None,
+                 "--walltime": walltime != "1h", "--precision": precision != "fp32",
+                 "--policy": policy != "balanced", "--priority": priority != 0,
+                 "--domestic-only": domestic_only, "--district": district is not None,
+                 "--deadline": deadline is not None, "--budget-fen": budget_fen is not None,
+                 "--data-site": data_site is not None, "--data-gb": data_gb is not None,
+                 "--no-requeue": no_requeue}
+        if any(given.values()):
+            flags = ", ".join(f for f, on in given.items() if on)
+            fail(f"with -f, set {flags} in the task file (only --env, --workdir, --array, "
+                 "--dry-run and --wait go with it)")
         return submit_task_file(file, env=env, workdir=workdir, array=array, dry=dry_run,
                                 wait=wait, output=output)
     if workdir is not None or array is not None or (dry_run and dag is None):
