@@ -437,7 +437,7 @@ def submit_task_file(path: Path, *, env: list[str], workdir: Path | None, array:
             c.estimate_job({k: v for k, v in spec.body.items() if k != "array"})
             send(c, uploads, progress)
             answer = c.submit_job(spec.body)
-    if "array_id" in answer:
+    if "jobs" in answer and "array_id" in answer:  # an array (a job has no "jobs")
         if output is Output.json and not wait:
             return emit_json(answer)
         if not wait:
