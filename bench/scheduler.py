@@ -1,6 +1,6 @@
 """One scheduling pass of the engine's scheduler, at 1k, 10k and 100k queued jobs and 200 pools.
 
-Pure: `scheduling.placement.schedule` on synthetic pools (200 pools of 4 device kinds, 2–64 nodes
+Pure: `scheduling.placement.schedule` on synthetic pools (200 pools of 3 device kinds, 2–64 nodes
 each, half of them busy) and a synthetic queue (mixed kinds, 1–32 units, gang jobs, priorities,
 10 tenants). Two passes per size:
 

@@ -24,7 +24,7 @@ OUT = ROOT / "docs" / "screenshots"
 PAGES = [  # (file name, role, path, element that shows the page is ready)
     ("login", None, "/login", "#login-form"),
     ("jobs", "tenant_a", "/jobs", "#estimate-figures"),
-    ("job", "tenant_a", "/jobs/{job}", "#job-state.state-completed"),
+    ("job", "tenant_a", "/jobs/{job}", "#job-state.state-completed"),  # and its log, below
     ("account", "tenant_a", "/account", "#grants"),
     ("review", "reviewer", "/review", "#decided"),
     ("audit", "auditor", "/audit", "#entries"),
@@ -73,6 +73,8 @@ def main() -> None:
                         if name == "jobs":
                             page.fill("input[name=command]", "python train.py")
                         page.wait_for_selector(ready, timeout=30_000)
+                        if name == "job":
+                            page.wait_for_selector("#logs-stdout[data-loaded='1']", timeout=30_000)
                         time.sleep(1.5 if name in ("dashboard", "center") else 0.3)  # animations
                         page.screenshot(path=str(OUT / f"{name}-{lang}.png"), full_page=name != "jobs")
                         print(f"docs/screenshots/{name}-{lang}.png")

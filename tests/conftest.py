@@ -106,6 +106,9 @@ def ray() -> Iterator[dict[str, str]]:
     """A real Ray head node (Jobs API on 127.0.0.1) with 2 CPUs and 8 emulated NPUs."""
     os.environ.setdefault("RAY_NUM_CPUS", "2")
     os.environ.setdefault("RAY_RESOURCES", '{"NPU": 8}')
+    # Node labels that discovery reads as the pools' arch and features (issue 16).
+    os.environ.setdefault("RAY_EXTRA_ARGS", f"--labels=suanli.io/arch={os.uname().machine},"
+                                            "features.suanli.io/cann-8.0=true")
     yield from backend_service("ray", "RAY_STATE_DIR", "Ray")
 
 

@@ -12,15 +12,16 @@ import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 
-from suanli.connectors import Connector, RunRequest, RunStatus, create
+from suanli.connectors import Connector, RunRequest, RunStatus, StageItem, create
 from suanli.domain.enums import RunState
 
 from ..waiting import eventually
+from .stage_server import StageServer
 
 
 @dataclass
@@ -44,6 +45,27 @@ class Backend:
         return RunRequest(run_key=key, job_id=len(self.keys), command=command, units=units,
                           nodes=1, walltime_s=walltime_s, pool=pool or self.pool,
                           device_kind=device_kind)
+
+    def staged(self, command: list[str], server: StageServer, *, stage: tuple[StageItem, ...] = (),
+               outputs: tuple[str, ...] = (), env: dict[str, str] | None = None,
+               walltime_s: int = 60) -> RunRequest:
+        """A request that brings `stage` in and packs `outputs` back (to `server` for a backend
+        that uploads them)."""
+        req = self.request(command, walltime_s=walltime_s)
+        return replace(req, stage=stage, outputs=outputs, env=env or {}, token=server.token,
+                       outputs_url=server.outputs_url(req.run_key))
+
+    def outputs_of(self, ext: str, req: RunRequest, server: StageServer) -> bytes:
+        """The packed outputs of an ended run: collected where the connector packs them, or as
+        its center uploaded them."""
+        collect = getattr(self.connector, "collect_outputs", None)
+        if collect is not None:
+            path = collect(ext)
+            assert path is not None, f"{self.name}: no outputs for {ext}"
+            return Path(path).read_bytes()
+        found: bytes = eventually(lambda: server.outputs.get(req.run_key), timeout=30,
+                                  what=f"{self.name}: the outputs of {req.run_key}")
+        return found
 
     def wait(self, ext: str, until: Callable[[RunStatus], bool], timeout: float = 60) -> RunStatus:
         def reached() -> RunStatus | None:
@@ -132,6 +154,16 @@ def ray_backend(ray: dict[str, str]) -> Iterator[Backend]:
     ref.append(backend)
     yield backend
     shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def stage_server() -> Iterator[StageServer]:
+    folder = Path(tempfile.mkdtemp(prefix="suanli-contract-stage."))
+    os.chmod(folder, 0o755)
+    server = StageServer(folder)
+    yield server
+    server.stop()
+    shutil.rmtree(folder, ignore_errors=True)
 
 
 BACKENDS = ["local_backend", "slurm_backend", "ray_backend"]

@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import tempfile
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,11 @@ def test_job_survives_slurm_controller_death(slurm: dict[str, str]) -> None:
                          == "RUNNING" and j, "RUNNING on Slurm")
             assert job["center"] == "hpc-fo"
             slurm_id = job["runs"][0]["external_id"]
+            # slurmctld saves its job records a moment after a change: killed before that, it
+            # comes back not knowing the job (then it is lost, not found running).
+            started = datetime.fromisoformat(job["runs"][0]["started_at"]).timestamp()
+            eventually(lambda: (state / "ctld" / "job_state").stat().st_mtime >= started,
+                       what="slurmctld saved the running job's record")
 
             # The controller and the REST daemon die; slurmd keeps running the job.
             _kill(state / "slurmctld.pid")

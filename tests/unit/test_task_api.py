@@ -73,7 +73,7 @@ def test_task_fields_are_stored(api: tuple[TestClient, dict[str, str]],
     r = client.post("/api/v1/jobs", json=body, headers=auth(creds["tenant_a"]))
     assert r.status_code == 201, r.text
     shown = client.get(f"/api/v1/jobs/{r.json()['id']}", headers=auth(creds["tenant_a"])).json()
-    assert shown["workdir"] == SHA_A and shown["env"] == {"LR": "0.1", "NAME": "x"}
+    assert shown["workdir"] == SHA_A and shown["env_names"] == ["LR", "NAME"]
     assert shown["outputs"] == ["out/**", "log.txt"] and shown["setup"] == "mkdir -p out"
     with platform.db.session() as s:
         job = s.get(m.Job, r.json()["id"])

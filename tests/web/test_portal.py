@@ -31,8 +31,8 @@ def test_tenant_submits_through_the_form_and_follows_the_job(portal: Server, tab
     expect(page.locator("#job-name")).to_have_text(XSS)  # text, not markup
     expect(page.locator("#job-state")).to_have_attribute("data-state", "COMPLETED", timeout=60_000)
     expect(page.locator("#job-state")).to_have_text("已完成")  # shown in the page's language
-    expect(page.locator("#logs")).to_contain_text("你好 portal")
-    expect(page.locator("#logs")).to_contain_text("done")
+    expect(page.locator("#logs-stdout")).to_contain_text("你好 portal")
+    expect(page.locator("#logs-stdout")).to_contain_text("done")
     run = page.locator("#runs tbody tr")  # usage and cost, per run
     expect(run).to_have_count(1)
     expect(run.locator(".run-cost")).to_contain_text("¥")
@@ -144,7 +144,7 @@ def test_csrf_isolation_and_headers(portal: Server, tab: Watched) -> None:
         apps = len(c.get("/api/v1/voucher-applications", headers=bearer).json())
         r = c.post("/account/apply", data={"csrf": csrf, "programme_id": "1", "requested_yuan": "lots",
                                            "planned_spend_yuan": "1", "planned_use": "x"})
-        assert r.status_code == 422 and "not an amount in yuan: &#39;lots&#39;" in r.text
+        assert r.status_code == 422 and "不是以元为单位的金额：&#39;lots&#39;" in r.text
         assert len(c.get("/api/v1/voucher-applications", headers=bearer).json()) == apps
         # another tenant's job page is a 404
         with portal.api("tenant_a") as a:

@@ -13,7 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import __version__, web
 from ..services.context import Platform
 from ..services.engine import Engine, EngineControl
-from . import errors, routes_jobs, routes_money, routes_platform
+from . import errors, routes_jobs, routes_money, routes_platform, routes_staging
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .proxy import TrustedProxies
@@ -38,8 +38,9 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
         finally:
             engine.stop()
 
+    # /docs is the portal's (web/docs.py: Swagger UI from suanli's own files, no CDN); no ReDoc
     app = FastAPI(title="suanli 算力", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan)
+                  lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.platform = platform
     app.state.engine = engine
     app.state.run_engine = run_engine  # health is degraded while an engine meant to run does not
@@ -59,6 +60,7 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
     app.include_router(routes_platform.router)
     app.include_router(routes_jobs.router)
     app.include_router(routes_money.router)
+    app.include_router(routes_staging.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> PlainTextResponse:

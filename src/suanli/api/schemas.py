@@ -113,6 +113,14 @@ class PoolCreate(Input):
     tflops_int8: Tflops = None
     watts_per_unit: Annotated[int, Field(ge=0, le=100_000)] = 300
     max_walltime_s: Annotated[int, Field(ge=1, le=365 * 86400)] = 7 * 86400
+    arch: Annotated[str, Field(max_length=16, description="CPU architecture: x86_64, aarch64, "
+                               "sw_64, loongarch64, riscv64 or ppc64le")] = "x86_64"
+    features: Annotated[list[Annotated[str, Field(max_length=64)]], Field(
+        max_length=100, description="what the pool offers, e.g. cuda-12.4, cann-8.0, mpi")] = Field(
+        default_factory=list)
+    environments: Annotated[dict[str, Annotated[str, Field(max_length=100_000)]], Field(
+        max_length=50, description="named environments a job may ask for: {name: shell lines "
+        "that activate it}")] = Field(default_factory=dict)
 
 
 class CenterCreate(Input):
@@ -157,6 +165,9 @@ class PoolPublic(Output):
     price_fen_per_unit_hour: int
     watts_per_unit: int
     max_walltime_s: int
+    arch: str = "x86_64"
+    features: list[str] = Field(default_factory=list)
+    environments: dict[str, str] = Field(default_factory=dict)
     peak_pflops: dict[str, float] = Field(default_factory=dict)
     used_units: int | None = None
 
@@ -325,10 +336,10 @@ class JobSubmit(Input):
                       '[{"artifact": sha256 | "dataset": name, "path": "rel/dir"}]')] = []
     outputs: Annotated[list[Annotated[str, Field(max_length=1000)]], Field(
         max_length=100, description="paths or globs in the work folder kept when the job ends")] = []
-    constraints: Annotated[JsonObject | None, Field(description='{"arch": "x86_64", '
-                                                    '"features": ["cuda-12.4"]}')] = None
-    environment: Annotated[str | None, Field(max_length=64, description="a named software "
-                                             "environment of the pool")] = None
+    constraints: Annotated[JsonObject | None, Field(description="what the pool must offer: "
+                                                    '{"arch": "x86_64", "features": ["cuda-12.4"]}')] = None
+    environment: Annotated[str | None, Field(max_length=64, description="a named environment "
+                                             "the pool activates before the job (e.g. pytorch-2.4)")] = None
     array: Annotated[str | None, Field(max_length=100, description="one job per index: "
                                        "'0-99%10' (at most 10 at once), '1,3,5-7'")] = None
 
@@ -441,8 +452,8 @@ class JobPublic(Output):
     dag_stage: str | None = None
     data_site: str | None = None
     data_gb: float | None = None
-    # A task's own work (docs/tasks.md)
-    env: dict[str, str] = Field(default_factory=dict)
+    # A task's own work (docs/tasks.md); of its variables only the names (values may be secrets)
+    env_names: list[str] = Field(default_factory=list)
     setup: str | None = None
     workdir: str | None = None
     inputs: list[dict[str, str]] = Field(default_factory=list)

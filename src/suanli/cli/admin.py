@@ -69,15 +69,26 @@ def center_show(center: str = typer.Argument(..., help="id or slug"),
                       + (f"; {data['status_reason']}" if data["status_reason"] else ""))
     t = Table(title="pools 资源池")
     for col in ("id", "pool", "device", "model", "国产", "units", "in use", "FP64", "FP32",
-                "FP16", "INT8", "price/unit·h"):
+                "FP16", "INT8", "price/unit·h", "arch · features · environments"):
         t.add_column(col)
     for p in data["pools"]:
         pk = p["peak_pflops"]
         t.add_row(str(p["id"]), p["name"], p["device_kind"], p["device_model"],
                   _yes(p["domestic"]), f"{p['nodes']}×{p['units_per_node']}",
                   str(p.get("used_units") or 0), pflops(pk["fp64"]), pflops(pk["fp32"]),
-                  pflops(pk["fp16"]), pflops(pk["int8"]), yuan(p["price_fen_per_unit_hour"]))
+                  pflops(pk["fp16"]), pflops(pk["int8"]), yuan(p["price_fen_per_unit_hour"]),
+                  _software(p))
     console.print(t)
+
+
+def _software(pool: dict[str, Any]) -> str:
+    """`x86_64 · cuda-12.4, mpi · env pytorch-2.4`: what programs run on a pool."""
+    parts = [str(pool.get("arch") or "x86_64")]
+    if pool.get("features"):
+        parts.append(", ".join(pool["features"]))
+    if pool.get("environments"):
+        parts.append("env " + ", ".join(sorted(pool["environments"])))
+    return " · ".join(parts)
 
 
 DEFAULT_TFLOPS = {"cpu": {"tflops_fp64": 0.05, "tflops_fp32": 0.1},
@@ -112,6 +123,9 @@ def _discovered_center(c: Any, connector: str, config: dict[str, str], *, slug: 
                 **(tflops or DEFAULT_TFLOPS[d["device_kind"]])}
         if d.get("max_walltime_s"):
             pool["max_walltime_s"] = d["max_walltime_s"]
+        for key in ("arch", "features"):  # where the backend knows them
+            if d.get(key):
+                pool[key] = d[key]
         pools.append(pool)
     return {"slug": slug, "name_zh": name_zh, "name_en": name_en, "kind": kind,
             "district": district, "pue": pue, "connector": connector,

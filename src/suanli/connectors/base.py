@@ -11,7 +11,8 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from ..domain.enums import RunState
-from ..domain.errors import ConnectorError
+from ..domain.errors import ConnectorError, InvalidInput
+from ..domain.task import ARCHES, check_name
 
 
 class Capability(StrEnum):
@@ -43,6 +44,12 @@ class StageItem:
     unpack: bool = True  # a tar archive to unpack (work folders, datasets), or a single file
     local_path: str | None = None
     url: str = ""
+
+
+def stage_dict(item: StageItem) -> dict[str, Any]:
+    """A stage item as JSON for the code that fetches it at the center (connectors/stagekit.py)."""
+    return {"sha256": item.sha256, "size": item.size, "dest": item.dest, "unpack": item.unpack,
+            "local_path": item.local_path, "url": item.url}
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,3 +171,23 @@ def read_chunk(path: Path, offset: int) -> bytes:
             return fh.read(LOG_CHUNK)
     except FileNotFoundError:
         return b""
+
+
+def pool_software(arches: list[str], features: list[set[str]]) -> dict[str, Any]:
+    """A discovered pool's `arch` (when all its nodes report the same known one) and `features`
+    (those every node has, that can be suanli feature names), from each node's arch and
+    features."""
+    out: dict[str, Any] = {}
+    if len(set(arches)) == 1 and arches[0] in ARCHES:
+        out["arch"] = arches[0]
+    common = set.intersection(*features) if features else set()
+    out["features"] = sorted(f for f in common if _is_feature_name(f))
+    return out
+
+
+def _is_feature_name(text: str) -> bool:
+    try:
+        check_name(text, field_name="features")
+    except InvalidInput:
+        return False
+    return True

@@ -28,6 +28,7 @@ from .base import (
     RunRequest,
     RunStatus,
     read_chunk,
+    stage_dict,
 )
 from .local_shim import write_json_atomic
 from .procfs import is_alive, start_ticks
@@ -53,7 +54,7 @@ class LocalConnector:
     name = "local"
     capabilities = frozenset(
         {Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS, Capability.REATTACH,
-         Capability.SANDBOX}
+         Capability.SANDBOX, Capability.STAGING}
     )
 
     def __init__(self, root: Path, *, term_grace_s: float = 10.0,
@@ -133,6 +134,12 @@ class LocalConnector:
             "units": req.units,
             "tenant_id": req.tenant_id,
             "sandbox": self.sandbox.spec(user, uid, gid),
+            # Bring-your-own-work: unpacked into the work folder before the job starts (the
+            # supervisor reads the artifact store's file, or fetches `url` with the token), and
+            # what to pack into outputs.tar when it ends.
+            "stage": [stage_dict(item) for item in req.stage],
+            "token": req.token,
+            "outputs": list(req.outputs),
         }
         # Not fsynced: these files must survive a crash of suanli, which the page cache does.
         write_json_atomic(run_dir / "spec.json", spec, durable=False)
@@ -201,6 +208,15 @@ class LocalConnector:
             ended_at=_parse_time(result.get("ended_at")),
             reason=str(result.get("reason", "")),
         )
+
+    def collect_outputs(self, external_id: str) -> Path | None:
+        """The ended run's packed outputs (`outputs.tar`, root's), or None (none declared, not
+        ended, or not kept: the run's reason says why)."""
+        run_dir = self._dir(external_id)
+        path = run_dir / "outputs.tar"
+        if (run_dir / "result.json").exists() and path.is_file():
+            return path
+        return None
 
     def cancel(self, external_id: str) -> None:
         run_dir = self._dir(external_id)

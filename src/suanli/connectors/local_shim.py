@@ -35,6 +35,14 @@ writes `result.json` atomically when the job ends, so a server killed with `kill
 to its running jobs when it starts again. If the supervisor itself dies, the sandbox dies with it
 (parent-death signal, and a kill of the sandbox on any error): no job runs unsupervised.
 
+Staging (bring your own work): before the job starts, the supervisor brings each of the spec's
+`stage` items into the work folder (from the artifact store's file, or over HTTP with the run's
+token), unpacked with `stagekit.safe_unpack` (nothing leaves the folder; within the scratch
+space's size) and handed to the tenant's user without following a link; an archive that is not
+safe fails the run with the reason and the job never starts. When the job has ended — any way —
+and before the scratch space goes away, the declared `outputs` are packed into `outputs.tar` in
+the run directory (root's, 0600), never following a link the job planted.
+
 Usage: unshare --mount --propagation private python -I -S local_shim.py RUN_DIR
 (standard library only: keep it so)
 """
@@ -52,6 +60,24 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+
+def _stagekit() -> Any:
+    """connectors/stagekit.py, also when this file runs as a script (-I: no package)."""
+    try:
+        from . import stagekit  # type: ignore[import-not-found,unused-ignore]
+
+        return stagekit
+    except ImportError:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(
+            "suanli_stagekit", Path(__file__).with_name("stagekit.py"))
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+
 
 _cancel_signalled = False
 PR_SET_PDEATHSIG = 1
@@ -194,6 +220,54 @@ def _mount_scratch(scratch: Path, sandbox: dict[str, Any]) -> str | None:
     for f in ("passwd", "group"):
         os.chmod(scratch / f, 0o644)
     return None
+
+
+def _stage_in(spec: dict[str, Any], scratch: Path) -> str | None:
+    """Bring the spec's stage items into the job's work folder (as root, inside the run's own
+    tmpfs, nothing leaving it), then give what arrived to the tenant's user. Returns why it
+    could not, or None."""
+    items = spec.get("stage") or []
+    if not items:
+        return None
+    kit = _stagekit()
+    sandbox = spec["sandbox"]
+    work = scratch / "work"
+    budget = int(sandbox["work_limit_bytes"])
+    try:
+        for item in items:
+            budget -= kit.fetch_item(item, str(work), str(spec.get("token", "")),
+                                     max_bytes=budget)
+        kit.chown_tree(str(work), int(sandbox["uid"]), int(sandbox["gid"]))
+        os.chmod(work, 0o700)
+    except (kit.StageError, kit.UnsafeArchive) as exc:
+        return str(exc)
+    except OSError as exc:
+        if exc.errno == 28:  # ENOSPC: the tmpfs is full
+            return f"the work folder's {budget} bytes are too few for the inputs"
+        return f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")
+    return None
+
+
+def _pack_outputs(spec: dict[str, Any], run_dir: Path) -> str:
+    """The declared outputs of the ended job into `outputs.tar` (root's, 0600). Returns a note
+    for the run's reason when they could not all be kept, else ""."""
+    patterns = [str(p) for p in spec.get("outputs") or []]
+    if not patterns:
+        return ""
+    kit = _stagekit()
+    work = run_dir / "work" / "work"
+    limit = int(spec.get("outputs_max_bytes") or spec["sandbox"]["work_limit_bytes"])
+    try:
+        summary = kit.pack_outputs(str(work), patterns, str(run_dir / "outputs.tar"),
+                                   max_bytes=limit)
+    except kit.TooLarge as exc:
+        return f"outputs not kept: {exc}"
+    except OSError as exc:
+        return f"outputs not kept: {exc.strerror or exc}"
+    skipped = summary["skipped"]
+    if skipped:
+        return f"outputs: left out {len(skipped)} ({', '.join(skipped[:3])})"
+    return ""
 
 
 def _pid_namespace(pid: int) -> str | None:
@@ -486,6 +560,15 @@ def run(run_dir: Path) -> int:
                       "ended_at": _now(),
                       "reason": f"cannot prepare the job's sandbox: {problem}"[:500]})
         return 0
+    problem = _stage_in(spec, run_dir / "work")
+    if problem is not None:
+        result.write({"state": "failed", "exit_code": None, "started_at": None,
+                      "ended_at": _now(), "reason": f"staging failed: {problem}"[:500]})
+        return 0
+    if _cancel_signalled or (run_dir / "cancel").exists():  # cancelled while it was staged
+        result.write({"state": "cancelled", "exit_code": None, "started_at": None,
+                      "ended_at": _now(), "reason": "cancelled before start"})
+        return 0
     logs = Logs(run_dir, int(sandbox["log_limit_bytes"]), int(sandbox["disk_reserve_bytes"]))
     try:
         box = _start(run_dir, spec, run_dir / "work", logs)
@@ -531,7 +614,11 @@ def _supervise(run_dir: Path, spec: dict[str, Any], box: Sandbox, logs: Logs,
     logs.drain()
     rc = box.rc if box.rc is not None else -signal.SIGKILL
     state, code, reason = _outcome(rc, how, spec["walltime_s"], box.init_pid is not None)
-    result.write({"state": state, "exit_code": code, "started_at": started, "ended_at": _now(),
+    ended = _now()  # the job's end: packing its outputs is not its time
+    note = _pack_outputs(spec, run_dir)
+    if note:
+        reason = f"{reason}; {note}"
+    result.write({"state": state, "exit_code": code, "started_at": started, "ended_at": ended,
                   "reason": reason, "cpu_s": round(box.cpu_s, 3), "max_rss_kb": box.max_rss_kb})
     return 0
 

@@ -15,13 +15,32 @@ no walltime: the entrypoint runs under `timeout`, and its exit status 124 is rep
 Ray merges stdout and stderr into one log; `stderr` is empty. A job asking for more of a
 resource than the cluster has is refused (Ray itself would leave it PENDING for ever). Ray stops a
 PENDING job only once it gets its resources: the command may then start for a moment.
+
+Staging (bring your own work): a run with stage items or declared outputs gets a working folder
+built here — each stage item fetched (from the artifact store's file, or suanli's API with the
+run's token), checked and unpacked into a temporary folder with `stagekit`, plus the outputs
+wrapper in `.suanli/` — zipped and uploaded through Ray's own package API (`PUT
+/api/packages/gcs/_ray_pkg_<hash>.zip`, what the Jobs SDK does for a local `working_dir`), and
+the job is submitted with `runtime_env.working_dir: gcs://_ray_pkg_<hash>.zip`. The package holds
+the run key, so each run has a folder of its own on the node (Ray shares the unpacked folder
+between jobs with the same package). With declared outputs, the entrypoint is the wrapper: it
+runs the command, then packs the outputs and PUTs them to suanli's API, also when the command
+failed or was stopped. Symbolic links of the work folder are followed only inside it; links
+out of it, and links to folders, are left out of the package.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import re
 import shlex
+import shutil
+import stat
+import tempfile
 import time
+import zipfile
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -32,6 +51,7 @@ import httpx
 
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
+from . import stagekit
 from .base import (
     LOG_CHUNK,
     Capability,
@@ -39,10 +59,14 @@ from .base import (
     PoolCapacity,
     RunRequest,
     RunStatus,
+    pool_software,
     positive_int,
+    stage_dict,
 )
 
 PREFIX = "suanli-"
+STAGEKIT = Path(__file__).with_name("stagekit.py")
+ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 USAGE_RE = re.compile(r"([\d.]+)/([\d.]+) ([A-Za-z_][\w-]*)(?!\S)")
 TIMEOUT_EXIT = 124
 # A line Ray's job manager writes into a job's log ("2026-12-04 17:34:10,010<TAB>INFO
@@ -63,7 +87,7 @@ class RayConnector:
     name = "ray"
     capabilities = frozenset({Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS,
                               Capability.REATTACH, Capability.DISCOVER,
-                              Capability.BATCH_STATUS})
+                              Capability.BATCH_STATUS, Capability.STAGING})
 
     def __init__(self, config: Mapping[str, Any], home: Path) -> None:
         if not config.get("url"):
@@ -78,6 +102,9 @@ class RayConnector:
         # end FAILED (the supervisor loses its child process), which is a cancellation.
         self._stopped: set[str] = set()
         self._entrypoints: dict[str, str] = {}  # job → its entrypoint, to find Ray's line about it
+        # the largest working folder a run may bring (Ray limits a package's size too)
+        self.max_package_bytes = positive_int(config, "max_package_mb", 500) << 20
+        self.python = str(config.get("python") or "python3")  # runs the outputs wrapper
 
     def _request(self, method: str, path: str, **kw: Any) -> Any:
         try:
@@ -103,10 +130,13 @@ class RayConnector:
         if not req.command:
             raise ConnectorError("empty command")
         sid = PREFIX + req.run_key
+        command = shlex.join(req.command)
+        if req.outputs:
+            command = (f"{shlex.quote(self.python)} .suanli/stagekit.py wrap .suanli/spec.json "
+                       f"-- {command}")
         body: dict[str, Any] = {
             "submission_id": sid,
-            "entrypoint": f"timeout -s TERM -k {KILL_AFTER_S} {req.walltime_s} "
-                          f"{shlex.join(req.command)}",
+            "entrypoint": f"timeout -s TERM -k {KILL_AFTER_S} {req.walltime_s} {command}",
             "runtime_env": {"env_vars": {
                 **req.env, "SUANLI_JOB_ID": str(req.job_id), "SUANLI_RUN_KEY": req.run_key,
                 "SUANLI_UNITS": str(req.units), "SUANLI_NODES": str(req.nodes),
@@ -120,6 +150,8 @@ class RayConnector:
             # Ray would accept the job and leave it PENDING for ever.
             raise ConnectorError(f"the Ray cluster has {totals.get(resource, 0)} {resource}; "
                                  f"the job asks for {req.units}")
+        if req.stage or req.outputs:
+            body["runtime_env"]["working_dir"] = self._working_dir(req)
         if resource == "CPU":
             body["entrypoint_num_cpus"] = float(req.units)
         elif resource == "GPU":
@@ -141,6 +173,46 @@ class RayConnector:
                     raise
                 time.sleep(1.0)
         raise AssertionError("unreachable")
+
+    def _working_dir(self, req: RunRequest) -> str:
+        """The run's working folder as a Ray package (built here, uploaded once): its URI."""
+        tmp = Path(tempfile.mkdtemp(prefix="suanli-ray-"))
+        try:
+            work = tmp / "work"
+            work.mkdir()
+            budget = self.max_package_bytes
+            for item in req.stage:
+                try:
+                    budget -= stagekit.fetch_item(stage_dict(item), str(work), req.token,
+                                                  max_bytes=budget)
+                except (stagekit.StageError, stagekit.UnsafeArchive, OSError) as exc:
+                    raise ConnectorError(f"cannot stage {item.sha256[:12]}: {exc}") from exc
+            kit = work / ".suanli"
+            if kit.is_dir() and not kit.is_symlink():
+                shutil.rmtree(kit)  # the tenant's own `.suanli/` gives way to the wrapper
+            elif kit.is_symlink() or kit.exists():
+                kit.unlink()
+            kit.mkdir()
+            shutil.copyfile(STAGEKIT, kit / "stagekit.py")
+            (kit / "spec.json").write_text(json.dumps({
+                "run_key": req.run_key, "outputs": list(req.outputs),
+                "outputs_url": req.outputs_url, "token": req.token}), encoding="utf-8")
+            package = tmp / "package.zip"
+            digest = _zip_folder(work, package, self.max_package_bytes)
+            name = f"_ray_pkg_{digest[:32]}.zip"
+            try:
+                self._request("GET", f"/api/packages/gcs/{name}")  # also pins it a while
+            except ConnectorError as exc:
+                if "HTTP 404" not in exc.message:
+                    raise
+                size = package.stat().st_size
+                with open(package, "rb") as fh:  # streamed, not read into memory
+                    self._request("PUT", f"/api/packages/gcs/{name}", content=fh,
+                                  headers={"Content-Length": str(size)},
+                                  timeout=max(60.0, size / (10 << 20)))
+            return f"gcs://{name}"
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
 
     def status(self, external_id: str) -> RunStatus:
         try:
@@ -233,21 +305,24 @@ class RayConnector:
         """The cluster's resources as pool descriptions: one pool per CPU, GPU or NPU-like
         resource, over the live nodes that have it (units per node: the smallest node's)."""
         nodes = self._nodes()
-        by_resource: dict[str, list[tuple[int, int]]] = {}
+        by_resource: dict[str, list[tuple[int, int, dict[str, Any]]]] = {}
         for node in nodes:
-            total = (node.get("raylet") or {}).get("resourcesTotal") or {}
+            raylet = node.get("raylet") or {}
+            total = raylet.get("resourcesTotal") or {}
             mem_gb = max(1, int(float(total.get("memory", 2 ** 30)) // 2 ** 30))
+            labels = raylet.get("labels") or {}
             for name, units in total.items():
                 if _device_kind(name) and int(units) > 0:
-                    by_resource.setdefault(name, []).append((int(units), mem_gb))
+                    by_resource.setdefault(name, []).append((int(units), mem_gb, labels))
         pools = []
         for name, entries in sorted(by_resource.items()):
             kind = _device_kind(name)
             pools.append({
                 "name": name.lower(), "resource": name, "device_kind": kind,
                 "device_model": f"Ray {name}",
-                "units_per_node": min(u for u, _ in entries), "nodes": len(entries),
-                "memory_gb_per_node": min(m for _, m in entries), "max_walltime_s": None,
+                "units_per_node": min(u for u, _, _ in entries), "nodes": len(entries),
+                "memory_gb_per_node": min(m for _, m, _ in entries), "max_walltime_s": None,
+                **_software([labels for _, _, labels in entries]),
             })
         return pools
 
@@ -274,6 +349,53 @@ def _run_status(job: Mapping[str, Any]) -> RunStatus:
                      else None,
                      ended_at=_ms(job.get("end_time")) if state.is_terminal else None,
                      reason=reason)
+
+
+def _zip_folder(folder: Path, out: Path, max_bytes: int) -> str:
+    """Zip `folder` (sorted, fixed times: the same folder gives the same bytes), following a
+    symbolic link to a file only when it stays inside; returns the zip's SHA-256."""
+    root = os.path.realpath(folder)
+    total = 0
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for top, dirs, files in os.walk(folder):
+            dirs.sort()
+            rel_top = os.path.relpath(top, folder)
+            for name in sorted(files):
+                path = os.path.join(top, name)
+                real = os.path.realpath(path)
+                if not real.startswith(root + "/") or not os.path.isfile(real):
+                    continue
+                st = os.stat(real)
+                total += st.st_size
+                if total > max_bytes:
+                    raise ConnectorError(f"the work folder is over Ray's {max_bytes >> 20} MiB "
+                                         "for a job's working_dir")
+                arc = name if rel_top == "." else f"{rel_top}/{name}"
+                info = zipfile.ZipInfo(arc, ZIP_EPOCH)
+                info.external_attr = (stat.S_IFREG | (0o755 if st.st_mode & 0o111 else 0o644)) << 16
+                # large files are mostly data that does not compress (weights, archives,
+                # images): stored, they cost no CPU on either side
+                info.compress_type = (zipfile.ZIP_STORED if st.st_size >= 1 << 20
+                                      else zipfile.ZIP_DEFLATED)
+                with open(real, "rb") as src, zf.open(info, "w") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    digest = hashlib.sha256()
+    with open(out, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+ARCH_LABEL = "suanli.io/arch"
+FEATURE_LABEL = "features.suanli.io/"
+
+
+def _software(labels: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A pool's arch and features from its nodes' Ray labels (`ray start --labels
+    suanli.io/arch=aarch64,features.suanli.io/cann-8.0=true`)."""
+    return pool_software([str(lb.get(ARCH_LABEL) or "") for lb in labels],
+                         [{k[len(FEATURE_LABEL):] for k in lb if k.startswith(FEATURE_LABEL)}
+                          for lb in labels])
 
 
 def _device_kind(resource: str) -> str | None:

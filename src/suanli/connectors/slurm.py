@@ -13,16 +13,31 @@ Configuration (per center, in `connector_config`):
     submit_concurrency: 1                 # submits in flight at once (default 1)
     kill_wait_s: 30                       # the cluster's KillWait + OverTimeLimit, in seconds
                                           # (default 30, Slurm's default KillWait)
+    staging_dir: /shared/suanli/stage     # optional: a folder suanli and the nodes share; stage
+                                          # items are copied there once (by SHA-256) instead of
+                                          # fetched over HTTP by each job
+    python: python3                       # the nodes' Python (3.8+) for staging (default python3)
 
 A pool whose device is a GPU or NPU asks for `gres: <name>:<units per node>`; a CPU pool asks for
 `cpus_per_task: <units per node>`. Walltimes are rounded up to whole minutes (Slurm's unit): a
 run may go on that much past its walltime, and `kill_wait_s` more after Slurm's SIGTERM (what a
 job's hold covers, see `kill_grace_s`).
+
+Staging (bring your own work): a run with stage items or declared outputs works in a folder of
+its own, `<work_dir>/<run key>`. Its batch script carries `stagekit.py` (standard library only)
+and a spec; before the command it fetches each stage item from suanli's API with the run's token
+(or copies it from `staging_dir`), checks its SHA-256 and unpacks it without letting anything out
+of the folder; after the command — also when it failed or got SIGTERM (walltime, cancel) — it
+packs the declared outputs and PUTs them to suanli. A staging failure ends the job before its
+command runs (exit 1, the reason on its stderr).
 """
 
 from __future__ import annotations
 
+import json
+import os
 import shlex
+import shutil
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,10 +53,13 @@ from .base import (
     PoolCapacity,
     RunRequest,
     RunStatus,
+    pool_software,
     positive_int,
     read_chunk,
+    stage_dict,
 )
 
+STAGEKIT = Path(__file__).with_name("stagekit.py")
 SUPPORTED_VERSIONS = ("0.0.38",)
 JOB_PREFIX = "suanli-"
 
@@ -84,7 +102,8 @@ class SlurmConnector:
     name = "slurm"
     capabilities = frozenset(
         {Capability.GANG, Capability.CANCEL, Capability.LOGS, Capability.ACCELERATORS,
-         Capability.REATTACH, Capability.DISCOVER, Capability.BATCH_STATUS}
+         Capability.REATTACH, Capability.DISCOVER, Capability.BATCH_STATUS,
+         Capability.STAGING}
     )
 
     def __init__(self, config: Mapping[str, Any], home: Path) -> None:
@@ -113,6 +132,8 @@ class SlurmConnector:
         # submits in flight at once from one scheduling pass (the engine honours it)
         self.submit_concurrency = positive_int(config, "submit_concurrency", 1)
         self.kill_wait_s = positive_int(config, "kill_wait_s", 30)
+        self.staging_dir = Path(config["staging_dir"]) if config.get("staging_dir") else None
+        self.python = str(config.get("python") or "python3")
 
     # -- HTTP ----------------------------------------------------------------------------------
     def _request(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
@@ -206,13 +227,55 @@ class SlurmConnector:
         self.work_dir.mkdir(parents=True, exist_ok=True)
         devices = ('export SUANLI_DEVICES="${CUDA_VISIBLE_DEVICES:-${SLURM_STEP_GPUS:-'
                    '${SLURM_JOB_GPUS:-}}}"\n')
-        script = "#!/bin/sh\n" + devices + "exec " + shlex.join(req.command) + "\n"
+        if req.stage or req.outputs:
+            script = "#!/bin/sh\n" + devices + self.staging_script(req)
+        else:
+            script = "#!/bin/sh\n" + devices + "exec " + shlex.join(req.command) + "\n"
         data = self._request("POST", self._api("/job/submit"),
                              json={"script": script, "job": self.job_description(req)})
         job_id = data.get("job_id")
         if job_id is None:
             raise ConnectorError(f"slurmrestd accepted no job: {data.get('errors')}")
         return str(job_id)
+
+    def _staged_copy(self, item: dict[str, Any]) -> dict[str, Any]:
+        """The item as the node reads it: from `staging_dir` (copied there once, by SHA-256)
+        when one is configured and suanli has the bytes on disk, else over HTTP only (suanli's
+        own file paths mean nothing on the nodes)."""
+        local = item.get("local_path")
+        item = {**item, "local_path": None}
+        if self.staging_dir is None or not local or not os.path.isfile(local):
+            return item
+        target = self.staging_dir / item["sha256"]
+        if not target.exists():
+            self.staging_dir.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            shutil.copyfile(local, tmp)
+            os.chmod(tmp, 0o644)
+            os.replace(tmp, target)
+        return {**item, "local_path": str(target)}
+
+    def staging_script(self, req: RunRequest) -> str:
+        """The batch script's body for a run that stages: the run's own folder, stagekit and its
+        spec beside it, stage in, the command, the outputs out whatever its end."""
+        work = self.work_dir / req.run_key
+        kit = self.work_dir / f".{req.run_key}.suanli"
+        spec = {"stage": [self._staged_copy(stage_dict(i)) for i in req.stage],
+                "token": req.token, "outputs": list(req.outputs), "outputs_url": req.outputs_url,
+                "outputs_tmp": str(kit)}
+        source = STAGEKIT.read_text(encoding="utf-8")
+        py = shlex.quote(self.python)
+        k, w = shlex.quote(str(kit)), shlex.quote(str(work))
+        return (
+            f"umask 077\nmkdir -p {w} {k} || exit 1\n"
+            f"cat > {k}/stagekit.py <<'END_OF_STAGEKIT_PY'\n{source}END_OF_STAGEKIT_PY\n"
+            f"cat > {k}/spec.json <<'END_OF_STAGE_SPEC'\n{json.dumps(spec)}\nEND_OF_STAGE_SPEC\n"
+            f"umask 022\ncd {w} || exit 1\n"
+            f"{py} {k}/stagekit.py in {k}/spec.json || {{ rm -rf {k}; exit 1; }}\n"
+            # SIGTERM (walltime, scancel) reaches the command too; the script goes on to pack
+            "trap 'suanli_signalled=1' TERM INT\n"
+            f"{shlex.join(req.command)}\nrc=$?\n"
+            f"{py} {k}/stagekit.py out {k}/spec.json\nrm -rf {k}\nexit $rc\n")
 
     def status(self, external_id: str) -> RunStatus:
         try:
@@ -304,11 +367,21 @@ class SlurmConnector:
                 "memory_gb_per_node": max(1, min(int(n.get("real_memory", 1024))
                                                  for n in members) // 1024),
                 "gres": str(members[0].get("gres") or ""),
+                **_software(members),
                 "max_walltime_s": (int(part["max_time_limit"]) * 60
                                    if isinstance(part.get("max_time_limit"), int)
                                    and part["max_time_limit"] > 0 else None),
             })
         return pools
+
+
+def _software(members: list[Mapping[str, Any]]) -> dict[str, Any]:
+    """A partition's arch and the node features every node has (`Features=` in slurm.conf;
+    what `sbatch --constraint` matches)."""
+    return pool_software(
+        [str(n.get("architecture") or "") for n in members],
+        [{f.strip() for f in str(n.get("active_features") or n.get("features") or "").split(",")
+          if f.strip()} for n in members])
 
 
 def _run_status(job: Mapping[str, Any]) -> RunStatus:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .enums import CenterKind, CenterStatus, DeviceKind, Policy, Precision
+from .task import Constraints
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,11 @@ class PoolSpec:
     tflops_int8: float | None = None
     watts_per_unit: int = 300
     max_walltime_s: int = 7 * 24 * 3600
+    # What programs run there: the CPU architecture, the features it offers (cann-8.0, cuda-12.4,
+    # mpi, ...) and the names of the environments a job may ask for.
+    arch: str = "x86_64"
+    features: frozenset[str] = frozenset()
+    environments: frozenset[str] = frozenset()
 
     @property
     def total_units(self) -> int:
@@ -95,6 +101,9 @@ def meter(
     return UsageFigures(unit_seconds, pflops_hours, energy_wh, amount_fen)
 
 
+NO_CONSTRAINTS = Constraints()
+
+
 @dataclass(frozen=True, slots=True)
 class JobRequirements:
     """The parts of a job that decide where it may run and how to rank the choices."""
@@ -110,6 +119,30 @@ class JobRequirements:
     budget_fen: int | None = None
     data_site: str | None = None  # the center (slug) holding the job's input data
     data_gb: float | None = None  # its size: moving it elsewhere takes time
+    constraints: Constraints = NO_CONSTRAINTS  # the pool's arch and the features it must offer
+    environment: str | None = None  # a named environment the pool must offer
+    data: DataToMove | None = None  # its real inputs; when set, used instead of data_site/data_gb
+
+    def unmet(self, spec: PoolSpec) -> list[str]:
+        """Why a pool's software and hardware do not suit the job (empty: they do)."""
+        why = self.constraints.missing(spec.arch, spec.features)
+        if self.environment and self.environment not in spec.environments:
+            why.append(f"no environment {self.environment}")
+        return why
+
+
+@dataclass(frozen=True, slots=True)
+class DataToMove:
+    """The bytes a job's inputs take to a center. What suanli holds (the work folder, input
+    artifacts, uploaded datasets) goes to whichever center runs the job; a dataset that lives at
+    centers moves only to a center without a copy."""
+
+    artifact_bytes: int = 0
+    datasets: tuple[tuple[int, frozenset[str]], ...] = ()  # (size in bytes, centers holding it)
+
+    def bytes_to(self, center: str) -> int:
+        """Bytes to move for the job to run at `center` (a slug)."""
+        return self.artifact_bytes + sum(size for size, at in self.datasets if center not in at)
 
 
 def billable_span(started: datetime, ended: datetime, *, placed_at: datetime, seen_at: datetime,

@@ -3,7 +3,8 @@
 The whole pass is a pure function: `schedule(pools, queue, now) -> list[Decision]`.
 
 * Filter: device kind and model, domestic-only, precision supported, units and nodes (a gang job
-  gets all its nodes in one pool), memory per node, the pool's walltime limit, district, and the
+  gets all its nodes in one pool), memory per node, the pool's walltime limit, district, the
+  pool's CPU architecture, features and environments (`constraints`, `environment`), and the
   center's status (offline or draining centers get no new work).
 * Score: the run time on a pool is the job's walltime scaled by the pool's speed at the job's
   precision relative to the fastest feasible pool (the walltime is read as the time on the fastest
@@ -145,6 +146,7 @@ def static_reasons(req: JobRequirements, pool: PoolState) -> list[str]:
         reasons.append(f"walltime {req.walltime_s}s over the pool's limit {spec.max_walltime_s}s")
     if req.district and req.district != pool.district:
         reasons.append(f"district is {pool.district or 'unknown'}, job requires {req.district}")
+    reasons.extend(req.unmet(spec))
     return reasons
 
 
@@ -300,7 +302,7 @@ def _evaluate(
         c.transfer_s = transfer_seconds(req, st)
         if c.transfer_s:  # the data must arrive before the job can start there
             wait = max(wait, c.transfer_s)
-            c.fits_now = False
+            c.fits_now = c.fits_now and c.transfer_s < 1.0
         queued = backlog.get(st.pool_id, 0.0) if backlog else 0.0
         if queued > 0:  # work committed to this pool before this job: it queues behind it
             view = PoolView(st.pool_id, str(st.spec.device_kind), st.spec.total_units, wp.free_units,
@@ -335,14 +337,17 @@ def _rank_key(c: Candidate) -> tuple[bool, float, float, int]:
 def _shape(req: JobRequirements) -> tuple[object, ...]:
     """What decides whether a job fits a pool now (not its policy or priority)."""
     return (req.resources, req.walltime_s, req.precision, req.domestic_only, req.district,
-            req.data_site, req.data_gb)
+            req.data_site, req.data_gb, req.constraints, req.environment, req.data)
 
 
 NETWORK_GBPS = 10.0  # the city network's bandwidth between two centers, for moving a job's data
 
 
 def transfer_seconds(req: JobRequirements, pool: PoolState, gbps: float = NETWORK_GBPS) -> float:
-    """Time to move the job's input data to the pool's center (0 where the data is)."""
+    """Time to move the job's input data to the pool's center (0 where the data is): its real
+    bytes when the job brings artifacts or datasets, else the typed `data_gb` from `data_site`."""
+    if req.data is not None:
+        return req.data.bytes_to(pool.center_slug) * 8 / (gbps * 1e9)
     if not req.data_site or not req.data_gb or req.data_site == pool.center_slug:
         return 0.0
     return req.data_gb * 8 / gbps

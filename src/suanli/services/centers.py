@@ -15,6 +15,7 @@ from ..connectors import available as available_connectors
 from ..connectors import create as create_connector
 from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Precision, Role
 from ..domain.errors import Conflict, InvalidInput, NotFound
+from ..domain.task import ARCHES, check_name, check_script
 from ..store import models as m
 from .auth import Principal
 from .context import Platform
@@ -40,6 +41,11 @@ class PoolInput:
     tflops_int8: float | None = None
     watts_per_unit: int = 300
     max_walltime_s: int = 7 * 24 * 3600
+    # What programs run there (see domain/task.py): the CPU architecture, the features it
+    # offers, and named environments {name: shell lines that activate it}.
+    arch: str = "x86_64"
+    features: list[str] = field(default_factory=list)
+    environments: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -97,6 +103,34 @@ def _validate_pool(pool: PoolInput) -> None:
                            field="tflops")
     if pool.max_walltime_s <= 0:
         raise InvalidInput("max_walltime_s must be positive", field="max_walltime_s")
+    _check_software(pool)
+
+
+MAX_FEATURES = 100
+MAX_ENVIRONMENTS = 50
+
+
+def _check_software(pool: PoolInput) -> None:
+    """The pool's arch, features and environments: known arch, names, scripts (normalised)."""
+    if pool.arch not in ARCHES:
+        raise InvalidInput(f"arch: {pool.arch!r} is not one of {', '.join(sorted(ARCHES))}",
+                           field="arch")
+    if not isinstance(pool.features, list) or len(pool.features) > MAX_FEATURES:
+        raise InvalidInput(f"features: a list of up to {MAX_FEATURES} names", field="features")
+    pool.features = list(dict.fromkeys(check_name(f, field_name="features")
+                                       for f in pool.features))
+    if not isinstance(pool.environments, dict) or len(pool.environments) > MAX_ENVIRONMENTS:
+        raise InvalidInput(f"environments: a map of up to {MAX_ENVIRONMENTS} NAME: script",
+                           field="environments")
+    envs: dict[str, str] = {}
+    for name, script in pool.environments.items():
+        check_name(name, field_name="environments")
+        text = check_script(script, field_name=f"environments.{name}")
+        if text is None:
+            raise InvalidInput(f"environments.{name}: give the shell lines that activate it "
+                               f"(e.g. module load ..., or true)", field=f"environments.{name}")
+        envs[name] = text
+    pool.environments = envs
 
 
 def _add_pool(s: Session, p: Platform, center: m.Center, pool: PoolInput) -> m.Pool:

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import os
+import platform
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +22,7 @@ from ..config import write_private
 from ..domain.credit_code import check_character
 from ..domain.enums import CenterKind, DeviceKind, Role
 from ..domain.errors import Unauthenticated
+from ..domain.task import ARCHES
 from ..ledger.entries import deposit
 from ..store import models as m
 from . import vouchers
@@ -42,11 +45,43 @@ DEMO_USERS = {
 
 def _pool(name: str, kind: DeviceKind, model: str, domestic: bool, upn: int, nodes: int,
           mem: int, price: int, watts: int, fp64: float | None, fp32: float | None,
-          fp16: float | None, int8: float | None) -> PoolInput:
+          fp16: float | None, int8: float | None, sw: Software | None = None) -> PoolInput:
+    sw = sw or Software()
     return PoolInput(name=name, device_kind=kind, device_model=model, domestic=domestic,
                      units_per_node=upn, nodes=nodes, memory_gb_per_node=mem,
                      price_fen_per_unit_hour=price, watts_per_unit=watts, tflops_fp64=fp64,
-                     tflops_fp32=fp32, tflops_fp16=fp16, tflops_int8=int8)
+                     tflops_fp32=fp32, tflops_fp16=fp16, tflops_int8=int8, arch=sw.arch,
+                     features=list(sw.features), environments=dict(sw.environments))
+
+
+@dataclass(frozen=True)
+class Software:
+    """What programs run on a demo pool: its arch, features and environments."""
+
+    arch: str = "x86_64"
+    features: tuple[str, ...] = ()
+    environments: dict[str, str] = field(default_factory=dict)
+
+
+def _activate(script: str, env: str) -> str:
+    """An environment's activation: the vendor's setup script where the center has it (the demo's
+    centers are emulated on this machine, which has none: then only the marker variable), and
+    `SUANLI_ENV` naming the environment, so a job can see what it got."""
+    return f"if [ -f {script} ]; then . {script}; fi\nexport SUANLI_ENV={env}"
+
+
+# What programs run where (issue 16): Ascend NPUs sit on Kunpeng (aarch64) hosts with CANN; Hygon
+# DCUs on x86_64 with DTK; NVIDIA GPUs with CUDA; Sunway is its own ISA (sw_64); CPU clusters
+# offer MPI. PyTorch 2.4 is offered as a named environment on the accelerator pools.
+ASCEND = Software(arch="aarch64", features=("cann-8.0", "mpi"), environments={
+    "pytorch-2.4": _activate("/usr/local/Ascend/ascend-toolkit/set_env.sh", "pytorch-2.4")})
+DCU = Software(arch="x86_64", features=("dtk-24.04", "mpi"), environments={
+    "pytorch-2.4": _activate("/opt/dtk/env.sh", "pytorch-2.4")})
+CUDA = Software(arch="x86_64", features=("cuda-12.4", "mpi"), environments={
+    "pytorch-2.4": _activate("/opt/conda/etc/profile.d/conda.sh", "pytorch-2.4")})
+SUNWAY = Software(arch="sw_64", features=("mpi", "athread"))
+X86_MPI = Software(arch="x86_64", features=("mpi",))
+ARM_MPI = Software(arch="aarch64", features=("mpi",))
 
 
 NPU, GPU, CPU = DeviceKind.NPU, DeviceKind.GPU, DeviceKind.CPU
@@ -64,43 +99,43 @@ def demo_centers() -> list[CenterInput]:
                  "崂山区", "青岛芯算科技发展有限公司", 1.25, [
                      # 320 × 320 TFLOPS FP16 = 102.4P: the seeds' "first phase 100P".
                      _pool("ascend-910b", NPU, "Ascend 910B", True, 8, 40, 1024, 800, 400,
-                           None, 80.0, 320.0, 640.0),
+                           None, 80.0, 320.0, 640.0, ASCEND),
                      _pool("kunpeng-920", CPU, "Kunpeng 920", True, 128, 16, 512, 5, 3,
-                           0.02, 0.04, None, None),
+                           0.02, 0.04, None, None, ARM_MPI),
                  ]),
         emulated("qd-hzx", "青岛“海之心”人工智能计算中心", "Qingdao Heart of the Sea AI Center "
                  "(Sugon)", CenterKind.AI, "崂山区", "中科曙光 Sugon", 1.15, [
                      # 768 × 196 TFLOPS FP16 ≈ 150P: with qd-ai the seeds' "250P park".
                      _pool("dcu-k100", GPU, "Hygon DCU K100", True, 8, 96, 1024, 600, 350,
-                           24.5, 49.0, 196.0, 392.0),
+                           24.5, 49.0, 196.0, 392.0, DCU),
                      _pool("hygon-c86", CPU, "Hygon C86 7285", True, 64, 32, 256, 4, 3,
-                           0.035, 0.07, None, None),
+                           0.035, 0.07, None, None, X86_MPI),
                  ]),
         emulated("qd-sc", "青岛超算中心", "Qingdao Supercomputing Center",
                  CenterKind.SUPERCOMPUTING, "即墨区", "青岛超算中心", 1.3, [
                      _pool("sunway", CPU, "Sunway SW26010-Pro", True, 1, 1024, 96, 60, 450,
-                           14.0, 14.0, 55.0, None),
+                           14.0, 14.0, 55.0, None, SUNWAY),
                      _pool("x86", CPU, "Xeon 8358", False, 64, 200, 512, 6, 4,
-                           0.083, 0.166, None, None),
+                           0.083, 0.166, None, None, X86_MPI),
                      _pool("a100", GPU, "A100-80G", False, 8, 20, 1024, 1500, 400,
-                           9.7, 19.5, 312.0, 624.0),
+                           9.7, 19.5, 312.0, 624.0, CUDA),
                  ]),
         emulated("cmcc-ai", "中国移动智算中心(青岛)", "China Mobile AI Computing Center (Qingdao)",
                  CenterKind.AI, "城阳区", "中国移动 China Mobile", 1.3, [
                      _pool("a800", GPU, "A800-80G", False, 8, 64, 1024, 1400, 400,
-                           9.7, 19.5, 312.0, 624.0),
+                           9.7, 19.5, 312.0, 624.0, CUDA),
                      _pool("ascend-910b", NPU, "Ascend 910B", True, 8, 32, 1024, 750, 400,
-                           None, 80.0, 320.0, 640.0),
+                           None, 80.0, 320.0, 640.0, ASCEND),
                  ]),
         emulated("cucc-ai", "中国联通(青岛)智算中心", "China Unicom (Qingdao) AI Computing Center",
                  CenterKind.AI, "黄岛区", "中国联通 China Unicom", 1.3, [
                      _pool("l40s", GPU, "L40S", False, 8, 32, 512, 900, 350,
-                           1.4, 91.6, 362.0, 733.0),
+                           1.4, 91.6, 362.0, 733.0, CUDA),
                  ]),
         emulated("ct-cloud", "电信云基地", "China Telecom Cloud Base", CenterKind.CLOUD,
                  "李沧区", "中国电信 China Telecom", 1.35, [
                      _pool("vcpu", CPU, "Xeon 8380 vCPU", False, 96, 100, 384, 3, 3,
-                           0.04, 0.08, None, None),
+                           0.04, 0.08, None, None, X86_MPI),
                  ]),
     ]
 
@@ -125,6 +160,13 @@ def _cpu_model() -> str:
     return "x86 CPU"
 
 
+def _machine_arch() -> str:
+    """This machine's architecture as suanli names it (x86_64 where it is not a known one)."""
+    machine = platform.machine().lower()
+    machine = {"amd64": "x86_64", "arm64": "aarch64", "sw64": "sw_64"}.get(machine, machine)
+    return machine if machine in ARCHES else "x86_64"
+
+
 def local_center() -> CenterInput:
     """This machine: a real center, its CPU cores as units."""
     return CenterInput(
@@ -132,7 +174,8 @@ def local_center() -> CenterInput:
         district="", operator="", pue=1.5, connector="local",
         connector_config={"center": "local"}, emulated=False,
         pools=[_pool("cpu", CPU, _cpu_model(), False, os.cpu_count() or 1, 1, _meminfo_gb(),
-                     2, 10, 0.05, 0.1, None, None)],
+                     2, 10, 0.05, 0.1, None, None, Software(_machine_arch(), environments={
+                         "python3": "export SUANLI_ENV=python3"}))],
     )
 
 

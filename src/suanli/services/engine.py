@@ -24,24 +24,26 @@ from sqlalchemy.orm import Session
 
 from ..connectors import Capability, RunRequest, RunStatus, overrun_s
 from ..domain.enums import CenterStatus, RunState
-from ..domain.errors import ConnectorError
+from ..domain.errors import ConnectorError, SuanliError
 from ..domain.jobstate import JobState
 from ..domain.model import billable_span
+from ..domain.task import Script
 from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
 from ..store.locks import lock_job, lock_run
+from . import staging
 from .arrays import limit_array_tasks
 from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
 from .dags import advance as advance_dags
+from .environments import activation_for
 from .health import check_centers, fail_over
 from .jobs import transition
 from .prices import sync_current as sync_current_prices
 from .queueing import Quotas, fair_share_factors
 from .snapshot import pool_states, queued_jobs
-from .tasks import run_env, task_argv
 from .vouchers import expire_grants
 
 log = logging.getLogger("suanli.engine")
@@ -300,7 +302,24 @@ class Engine:
             job, run = locked
             if run.state not in ACTIVE_RUN_STATES or run.external_id != external_id:
                 return 0  # closed meanwhile (a failover)
-            return self._apply_status(s, job, run, status)
+            ended = self._apply_status(s, job, run, status)
+        if ended:
+            self._collect_outputs(run_id, center, external_id)
+        return ended
+
+    def _collect_outputs(self, run_id: int, center: m.Center, external_id: str) -> None:
+        """An ended run's packed outputs, from a connector that packs them where suanli reads
+        them (the local executor); the others have put them to the run's outputs URL. Whatever
+        happens here, the job's state and bill are already recorded."""
+        collect = getattr(self.p.connector_for(center), "collect_outputs", None)
+        if collect is None:
+            return
+        try:
+            path = collect(external_id)
+            if path is not None:
+                staging.ingest_outputs(self.p, run_id, path)
+        except Exception:  # outputs never hold up the engine
+            log.exception("run %s: collecting its outputs failed", run_id)
 
     def _apply_status(self, s: Session, job: m.Job, run: m.Run, status: RunStatus) -> int:
         """Record what the center says of the run; the caller holds both rows' locks."""
@@ -569,15 +588,24 @@ class Engine:
             cancelled = job.cancel_requested_at is not None and not resubmit
             pool = s.get(m.Pool, run.pool_id)
             assert pool is not None
+            try:  # bring-your-own-work: env, stage items, outputs, the run's token
+                extras = staging.request_extras(s, self.p, job, run)
+            except SuanliError as exc:
+                extras, missing = {}, exc.message
+            else:
+                missing = ""
             req = RunRequest(
-                run_key=run.run_key, job_id=job.id, command=task_argv(job), units=run.units,
+                run_key=run.run_key, job_id=job.id, units=run.units,
+                command=Script(list(job.command), job.setup, activation_for(pool, job)).argv(),
                 nodes=len(run.nodes) or 1, walltime_s=run.walltime_s,
                 devices=tuple(int(d) for d in run.devices), memory_gb=run.memory_gb,
                 pool=pool.name, device_kind=pool.device_kind, resubmit=resubmit,
-                tenant_id=job.tenant_id, env=run_env(job),
+                tenant_id=job.tenant_id, **extras,
             )
         if cancelled:
             return self._cancel_unsubmitted(run_id)
+        if missing:
+            return self._refused(run_id, center, ConnectorError(f"cannot stage: {missing}"))
         try:
             external_id = self.p.connector_for(center).submit(req)
         except ConnectorError as exc:

@@ -98,7 +98,11 @@ class EngineProcess:
                    SUANLI_HEALTH_FAILURES=str(self.settings.health_failures),
                    SUANLI_FAILOVER_GRACE=str(self.settings.failover_grace_s),
                    SUANLI_LOG_FORMAT=self.settings.log_format,
-                   SUANLI_LOG_LEVEL=self.settings.log_level)
+                   SUANLI_LOG_LEVEL=self.settings.log_level,
+                   # where centers call back (stage items, outputs): the server's own address,
+                   # also when it came from `serve --host/--port`
+                   SUANLI_HOST=self.settings.host, SUANLI_PORT=str(self.settings.port),
+                   SUANLI_PUBLIC_URL=self.settings.public_url)
         try:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "suanli.services.engine_process", "--wake-fd", str(r)],

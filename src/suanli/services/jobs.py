@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import func, insert, select, update
@@ -18,6 +18,7 @@ from ..domain.jobstate import JobState, check_transition
 from ..domain.model import JobRequirements, Resources
 from ..domain.task import (
     MAX_PATHS,
+    Constraints,
     check_constraints,
     check_env,
     check_name,
@@ -29,7 +30,7 @@ from ..store import models as m
 from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .ledger import admit
-from .snapshot import pool_facts, pool_states, requirements_of
+from .snapshot import bytes_to_move, pool_facts, pool_states, requirements_of
 
 MAX_COMMAND_ARGS = 1000
 MAX_PRIORITY = 1000
@@ -78,6 +79,8 @@ class JobInput:
             budget_fen=self.budget_fen,
             data_site=self.data_site,
             data_gb=self.data_gb,
+            constraints=Constraints.from_dict(self.constraints),
+            environment=self.environment,
         )
 
 
@@ -149,9 +152,6 @@ def _validate_task(data: JobInput) -> None:
         raise InvalidInput("outputs: name paths inside the work folder, not the folder itself "
                            "(use '**' for everything)", field="outputs")
     data.outputs = outputs
-    data.constraints = check_constraints(data.constraints or None).as_dict()
-    if data.environment is not None:
-        data.environment = check_name(data.environment, field_name="environment")
 
 
 def check_references(s: Session, tenant_id: int, data: JobInput) -> None:
@@ -176,6 +176,14 @@ def check_references(s: Session, tenant_id: int, data: JobInput) -> None:
             if name not in known:
                 raise InvalidInput(f"{where}: dataset {name!r} not found (register it first: "
                                    "suanli data add)", field=where)
+
+
+def _check_pool_needs(data: JobInput) -> None:
+    """The job's `constraints` and `environment` are well formed (whether a pool offers them is
+    the scheduler's question: `static_reasons`)."""
+    data.constraints = check_constraints(data.constraints or None).as_dict()
+    if data.environment is not None:
+        data.environment = check_name(data.environment, field_name="environment")
 
 
 def center_connectors(p: Platform) -> dict[int, Connector | None]:
@@ -209,7 +217,8 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
             return pool_facts(s)
 
     connectors = center_connectors(p)
-    for st in p.cached("pool_facts", build):
+    facts = p.cached("pool_facts", build)
+    for st in facts:
         reasons = static_reasons(req, st)
         report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
         if not reasons:
@@ -217,10 +226,27 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
             cost = -(-req.resources.units * seconds * st.spec.price_fen_per_unit_hour // 3600)
             worst = max(worst, cost)
     if not any(not r["reasons"] for r in report):
+        why, field = _nowhere(req, facts)
         raise Infeasible(
-            "no pool in the network can ever run this job", field="resources", detail=report
+            "no pool in the network can ever run this job" + (f": {why}" if why else ""),
+            field=field, detail=report,
         )
     return worst if req.budget_fen is None else min(worst, req.budget_fen)
+
+
+def _nowhere(req: JobRequirements, facts: list[Any]) -> tuple[str, str]:
+    """What the job asks for that no pool of the network has at all (arch, feature,
+    environment), and the field to name; ("", "resources") when each exists somewhere."""
+    specs = [st.spec for st in facts]
+    c = req.constraints
+    if c.arch and all(sp.arch != c.arch for sp in specs):
+        return f"no pool has arch {c.arch}", "constraints.arch"
+    absent = [f for f in c.features if all(f not in sp.features for sp in specs)]
+    if absent:
+        return f"no pool has feature {', '.join(absent)}", "constraints.features"
+    if req.environment and all(req.environment not in sp.environments for sp in specs):
+        return f"no pool offers environment {req.environment}", "environment"
+    return "", "resources"
 
 
 def queued_backlog(s: Session) -> dict[int, float]:
@@ -298,39 +324,6 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
     return insert_job(p, actor, data, now, hold_fen=hold)
 
 
-def job_input_of(job: m.Job) -> JobInput:
-    """What a job was submitted with, to submit it again."""
-    return JobInput(
-        name=job.name, command=list(job.command), device=DeviceKind(job.device_kind),
-        units=job.units, nodes=job.nodes, model=job.device_model, memory_gb=job.memory_gb,
-        walltime_s=job.walltime_s, precision=Precision(job.precision),
-        policy=Policy(job.policy), priority=job.priority, domestic_only=job.domestic_only,
-        district=job.district, deadline=job.deadline, budget_fen=job.budget_fen,
-        requeue=job.requeue, env=dict(job.env or {}), data_site=job.data_site,
-        data_gb=job.data_gb, setup=job.setup, workdir_sha256=job.workdir_sha256,
-        inputs=list(job.inputs or []), outputs=list(job.outputs or []),
-        constraints=dict(job.constraints or {}), environment=job.environment,
-    )
-
-
-def resubmit_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
-    """The same task as job `job_id`, as a new job (checked and held like any submission). A
-    task of an array keeps its array and index; a DAG stage comes back as a job of its own."""
-    if not actor.role.is_tenant or actor.tenant_id is None:
-        raise Forbidden("jobs are resubmitted by tenant users (tenant_admin or tenant_user)")
-    with p.db.session() as s:
-        old = _get(s, actor, job_id)
-        data = job_input_of(old)
-        array = (old.array_id, old.array_index) if old.array_id is not None \
-            and old.array_index is not None else None
-    now = p.clock.now()
-    hold = check_submission(p, data, now)
-    with p.db.session(immediate=True) as s:
-        check_references(s, actor.tenant_id, data)
-        return queue_job(s, actor, data, now, hold_fen=hold, array=array,
-                         reason=f"resubmitted by {actor.username} from job {job_id}")
-
-
 def check_submission(p: Platform, data: JobInput, now: datetime) -> int:
     """Everything a job must pass before it is queued: valid fields, a pool that could ever run
     it, and its budget and deadline. Returns the most it may cost (see `check_feasible`)."""
@@ -343,6 +336,7 @@ def check_submission(p: Platform, data: JobInput, now: datetime) -> int:
         with p.db.session() as s:
             if s.scalar(select(m.Center.id).where(m.Center.slug == data.data_site)) is None:
                 raise InvalidInput(f"data_site {data.data_site!r} is not a center", field="data_site")
+    _check_pool_needs(data)
     req = data.requirements()
     hold = check_feasible(p, req)
     if req.deadline is not None or req.budget_fen is not None:
@@ -636,7 +630,7 @@ def _placement_explanation(p: Platform, actor: Principal, job_id: int) -> dict[s
             "current": None,
         }
         if job.state == JobState.QUEUED.value:
-            decision = explain_job(requirements_of(job), pool_states(s), p.clock.now(),
+            decision = explain_job(requirements_of(job, s), pool_states(s), p.clock.now(),
                                    job_id=job.id)
             out["current"] = decision.explanation()
         elif placements:
@@ -651,6 +645,75 @@ def estimate(p: Platform, actor: Principal, data: JobInput) -> dict[str, Any]:
         raise Forbidden("estimates are for tenants' users (and the platform admin)")
     now = p.clock.now()
     _validate(data, now)
+    _check_pool_needs(data)
     check_feasible(p, data.requirements())
     with p.db.session() as s:
-        return explain_job(data.requirements(), pool_states(s), now).explanation()
+        moved = bytes_to_move(s, {0: (actor.tenant_id or 0, data.workdir_sha256, data.inputs)})
+        req = replace(data.requirements(), data=moved.get(0))
+        return explain_job(req, pool_states(s), now).explanation()
+
+
+def _input_of(job: m.Job) -> JobInput:
+    """The task a stored job was submitted with, to submit again."""
+    deadline = job.deadline
+    if deadline is not None and deadline.tzinfo is None:
+        deadline = deadline.replace(tzinfo=UTC)
+    return JobInput(
+        name=job.name, command=list(job.command), device=DeviceKind(job.device_kind),
+        units=job.units, nodes=job.nodes, model=job.device_model, memory_gb=job.memory_gb,
+        walltime_s=job.walltime_s, precision=Precision(job.precision), policy=Policy(job.policy),
+        priority=job.priority, domestic_only=job.domestic_only, district=job.district,
+        deadline=deadline, budget_fen=job.budget_fen, requeue=job.requeue, env=dict(job.env or {}),
+        data_site=job.data_site, data_gb=job.data_gb, setup=job.setup,
+        workdir_sha256=job.workdir_sha256, inputs=list(job.inputs or []),
+        outputs=list(job.outputs or []), constraints=dict(job.constraints or {}),
+        environment=job.environment)
+
+
+def resubmit_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
+    """The same task as job `job_id`, as a new job, through every check a submission passes (a
+    deadline now past, a budget or money no longer enough, an artifact since deleted: refused as
+    a new job would be). Only the job's own tenant submits it again; another tenant's job is not
+    found. A task of an array keeps its array and index; a DAG stage comes back as a job of its
+    own."""
+    if not actor.role.is_tenant or actor.tenant_id is None:
+        raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
+    with p.db.session() as s:
+        old = _get(s, actor, job_id)
+        data = _input_of(old)
+        array = (old.array_id, old.array_index) if old.array_id is not None \
+            and old.array_index is not None else None
+    now = p.clock.now()
+    hold = check_submission(p, data, now)
+    with p.db.session(immediate=True) as s:
+        check_references(s, actor.tenant_id, data)
+        return queue_job(s, actor, data, now, hold_fen=hold, array=array,
+                         reason=f"resubmitted from job {job_id} by {actor.username}")
+
+
+@dataclass(frozen=True)
+class JobOutputs:
+    """Where a job's packed outputs are: the tenant's artifact (a tar) of its latest run with them."""
+
+    tenant_id: int
+    sha256: str
+    size: int
+    run_id: int
+
+
+def job_outputs(p: Platform, actor: Principal, job_id: int) -> JobOutputs:
+    """The packed outputs of the job's latest run that has them (for those who may read its
+    output); NotFound with a message when none has."""
+    with p.db.session() as s:
+        job = _get(s, actor, job_id)
+        if not may_read_output(actor):
+            raise Forbidden("a job's outputs are for its tenant, the platform admin and the center "
+                            f"that ran it, not for the {actor.role.value} role")
+        q = select(m.Run).where(m.Run.job_id == job.id, m.Run.outputs_sha256.is_not(None))
+        if actor.role is Role.CENTER_OPERATOR:  # what ran on its own center only
+            q = q.where(m.Run.center_id == actor.center_id)
+        run = s.scalars(q.order_by(m.Run.id.desc()).limit(1)).first()
+        if run is None or run.outputs_sha256 is None:
+            raise NotFound(f"job {job_id} has no outputs" + ("" if job.outputs else
+                                                             " (it declared none)"))
+        return JobOutputs(job.tenant_id, run.outputs_sha256, int(run.outputs_size or 0), run.id)

@@ -11,7 +11,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..domain.enums import CenterStatus, DeviceKind, Policy, Precision
-from ..domain.model import JobRequirements, Resources
+from ..domain.model import DataToMove, JobRequirements, Resources
+from ..domain.task import Constraints
 from ..scheduling import PoolState, QueuedJob, RunningAllocation
 from ..store import models as m
 from .centers import ACTIVE_RUN_STATES
@@ -90,25 +91,88 @@ _REQ_COLUMNS = (
     m.Job.device_kind, m.Job.units, m.Job.nodes, m.Job.device_model, m.Job.memory_gb,
     m.Job.walltime_s, m.Job.precision, m.Job.policy, m.Job.priority, m.Job.domestic_only,
     m.Job.district, m.Job.deadline, m.Job.budget_fen, m.Job.data_site, m.Job.data_gb,
+    m.Job.constraints, m.Job.environment,
 )
 
 
-def _requirements(row: tuple[Any, ...]) -> JobRequirements:
-    dev, units, nodes, model, mem, wall, prec, pol, prio, dom, dist, dl, budget, site, gb = row
+def _requirements(row: tuple[Any, ...], data: DataToMove | None = None) -> JobRequirements:
+    (dev, units, nodes, model, mem, wall, prec, pol, prio, dom, dist, dl, budget, site, gb,
+     constraints, environment) = row
     return JobRequirements(
         resources=Resources(DeviceKind(dev), units, nodes, model, mem), walltime_s=wall,
         precision=Precision(prec), policy=Policy(pol), priority=prio, domestic_only=dom,
         district=dist, deadline=dl, budget_fen=budget, data_site=site, data_gb=gb,
+        constraints=Constraints.from_dict(constraints), environment=environment, data=data,
     )
 
 
-def requirements_of(job: m.Job) -> JobRequirements:
-    return _requirements(tuple(getattr(job, c.key) for c in _REQ_COLUMNS))
+def bytes_to_move(s: Session, jobs: dict[int, tuple[int, str | None, list[Any] | None]]
+                  ) -> dict[int, DataToMove]:
+    """What each job's inputs weigh, from the artifacts and datasets tables: `jobs` maps a job id
+    to (tenant id, work folder sha256, inputs). Its work folder and input artifacts are held by
+    suanli and go to any center; a dataset counts only at centers without a copy (an uploaded
+    dataset with no location goes everywhere). Jobs with neither are left out (their typed
+    `data_gb`, if any, still counts). Unknown references weigh nothing (submission refuses them)."""
+    shas: dict[int, set[str]] = {}
+    names: dict[int, set[str]] = {}
+    wants: dict[int, tuple[int, set[str], set[str]]] = {}
+    for job_id, (tenant, workdir, inputs) in jobs.items():
+        arts = {workdir} if workdir else set()
+        sets: set[str] = set()
+        for item in inputs or []:
+            if isinstance(item, dict) and item.get("artifact"):
+                arts.add(str(item["artifact"]))
+            elif isinstance(item, dict) and item.get("dataset"):
+                sets.add(str(item["dataset"]))
+        if arts or sets:
+            wants[job_id] = (tenant, arts, sets)
+            shas.setdefault(tenant, set()).update(arts)
+            names.setdefault(tenant, set()).update(sets)
+    if not wants:
+        return {}
+    size: dict[tuple[int, str], int] = {}
+    for tenant, wanted in shas.items():
+        if wanted:
+            rows = s.execute(select(m.Artifact.sha256, m.Artifact.size_bytes).where(
+                m.Artifact.tenant_id == tenant, m.Artifact.sha256.in_(wanted)))
+            size.update(((tenant, sha), int(n)) for sha, n in rows)
+    found: dict[tuple[int, str], tuple[int, set[str]]] = {}
+    for tenant, wanted in names.items():
+        if not wanted:
+            continue
+        located = s.execute(
+            select(m.Dataset.name, m.Dataset.size_bytes, m.Center.slug)
+            .outerjoin(m.DatasetLocation, m.DatasetLocation.dataset_id == m.Dataset.id)
+            .outerjoin(m.Center, m.Center.id == m.DatasetLocation.center_id)
+            .where(m.Dataset.tenant_id == tenant, m.Dataset.name.in_(wanted)))
+        for name, n, slug in located:
+            entry = found.setdefault((tenant, name), (int(n), set()))
+            if slug:
+                entry[1].add(slug)
+    return {
+        job_id: DataToMove(
+            sum(size.get((tenant, sha), 0) for sha in sorted(arts)),
+            tuple(sorted((found[(tenant, n)][0], frozenset(found[(tenant, n)][1]))
+                         for n in sorted(sets) if (tenant, n) in found)))
+        for job_id, (tenant, arts, sets) in wants.items()
+    }
+
+
+def requirements_of(job: m.Job, s: Session | None = None) -> JobRequirements:
+    """A job's requirements; with a session, also the real bytes its inputs take to each center."""
+    data = None
+    if s is not None:
+        data = bytes_to_move(s, {job.id: (job.tenant_id, job.workdir_sha256, job.inputs)}).get(job.id)
+    return _requirements(tuple(getattr(job, c.key) for c in _REQ_COLUMNS), data)
 
 
 def queued_jobs(s: Session, ids: list[int] | None = None) -> list[QueuedJob]:
     """Queued jobs as the scheduler sees them (all of them, or those among `ids`)."""
     c = m.Job
     cond = c.state == "QUEUED" if ids is None else (c.state == "QUEUED") & c.id.in_(ids)
-    rows = s.execute(select(c.id, c.tenant_id, c.submitted_at, c.target_pool_id, *_REQ_COLUMNS).where(cond))
-    return [QueuedJob(r[0], r[1], r[2], _requirements(tuple(r[4:])), r[3]) for r in rows]
+    rows = s.execute(select(c.id, c.tenant_id, c.submitted_at, c.target_pool_id, *_REQ_COLUMNS,
+                            c.workdir_sha256, c.inputs).where(cond)).all()
+    n = 4 + len(_REQ_COLUMNS)
+    data = bytes_to_move(s, {r[0]: (r[1], r[n], r[n + 1]) for r in rows if r[n] or r[n + 1]})
+    return [QueuedJob(r[0], r[1], r[2], _requirements(tuple(r[4:n]), data.get(r[0])), r[3])
+            for r in rows]

@@ -107,6 +107,9 @@ class Pool(Base):
             tflops_int8=self.tflops_int8,
             watts_per_unit=self.watts_per_unit,
             max_walltime_s=self.max_walltime_s,
+            arch=self.arch or "x86_64",
+            features=frozenset(self.features or ()),
+            environments=frozenset(self.environments or {}),
         )
 
     def pflops(self, precision: Precision) -> float:

@@ -7,30 +7,41 @@ from __future__ import annotations
 
 import math
 import secrets
-from collections.abc import Callable
+import shlex
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Form, Request
 from fastapi.encoders import jsonable_encoder
-from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
 from ..domain.enums import DeviceKind, Policy, Role
-from ..domain.errors import Forbidden, InvalidInput, SuanliError, TooManyAttempts, Unauthenticated
+from ..domain.errors import (
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SuanliError,
+    TooManyAttempts,
+    Unauthenticated,
+)
 from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
-from ..domain.timefmt import duration
+from ..domain.timefmt import display_zone, duration, local_time
 from ..services import audit, auth, centers, jobs, ledger, settlement, signin, tenants, vouchers
 from ..services.auth import Principal
 from ..services.context import Platform
 from ..services.dashboard import center_load, city_dashboard
 from ..services.jobs import JobInput
+from . import docs
 from . import session as sess
 from .i18n import label, t
+from .reasons import policy_name, reason, reasons
 
 HERE = Path(__file__).parent
 # The Content-Security-Policy of every page: scripts only from suanli itself (no inline script).
@@ -46,6 +57,28 @@ DASHBOARD_TTL_S = 10.0
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 templates.env.globals["yuan"] = yuan
 templates.env.globals["duration"] = duration
+
+# How much of a log the job page shows (the end of it; the "full log" link has the rest).
+LOG_TAIL_BYTES = 64 * 1024
+# How far the page's first look at a log reads on to find its end (then it follows from there).
+LOG_TAIL_SCAN_CHUNKS = 64
+
+
+def plain_number(value: float | None, digits: int = 3) -> str:
+    """A figure with `digits` significant digits and never in scientific notation:
+    7.78e-06 → 0.00000778, 1234.5 → 1234.5 (whole digits are never cut)."""
+    if value is None:
+        return "-"
+    if value == 0:
+        return "0"
+    if abs(value) >= 10 ** digits:
+        return f"{value:,.0f}"
+    text = format(Decimal(f"{value:.{digits}g}"), "f")
+    return text.rstrip("0").rstrip(".") if "." in text else text
+
+
+templates.env.globals["plain_number"] = plain_number
+templates.env.globals["shell_join"] = shlex.join  # a command as one would type it, quotes and all
 
 
 class _Static(StaticFiles):
@@ -63,11 +96,13 @@ def install(app: FastAPI, platform: Platform) -> None:
     """Mount the portal's pages and its static files on the API's app."""
     app.mount("/static", _Static(directory=str(HERE / "static")), name="static")
     app.include_router(build_router(platform))
+    app.include_router(docs.build_router(app.title, app.openapi_url or "/openapi.json"))
 
 
 def build_router(p: Platform) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     secret = sess.server_secret(p.home)
+    zone = display_zone()  # $SUANLI_TZ, Beijing time by default: a bad name stops the start
 
     def page(request: Request, name: str, who: Principal | None, status: int = 200,
              **ctx: Any) -> HTMLResponse:
@@ -76,6 +111,10 @@ def build_router(p: Platform) -> APIRouter:
         resp = templates.TemplateResponse(request, name, {
             "who": who, "lang": lang, "t": lambda key: t(key, lang),
             "label": lambda value: label(value, lang),
+            "when": lambda at, seconds=True: local_time(at, zone, seconds=seconds),
+            "reason": lambda text: reason(text, lang, zone),
+            "reasons": lambda items: reasons(items, lang, zone),
+            "policy_name": lambda value: policy_name(value, lang),
             "csrf": sess.csrf_for(secret, token) if token and who else "",
             "path": request.url.path, **ctx}, status_code=status)
         resp.headers.update(HEADERS)
@@ -83,7 +122,8 @@ def build_router(p: Platform) -> APIRouter:
 
     def problem(request: Request, who: Principal | None, exc: SuanliError) -> HTMLResponse:
         title = {404: "not_found", 403: "forbidden"}.get(exc.status, "error")
-        return page(request, "error.html", who, status=exc.status, title=title, message=exc.message)
+        return page(request, "error.html", who, status=exc.status, title=title,
+                    message=reason(exc.message, sess.language(request), zone))
 
     def to_login(request: Request) -> RedirectResponse:
         return RedirectResponse(f"/login?next={quote(request.url.path)}", status_code=303)
@@ -196,10 +236,14 @@ def build_router(p: Platform) -> APIRouter:
 
     # -- tenant: jobs -------------------------------------------------------------------------
     def listed(who: Principal, offset: int) -> dict[str, Any]:
-        """A page of the caller's jobs; `live` while one of them has not ended."""
+        """A page of the caller's jobs; `live` while one of them has not ended. Who sees other
+        tenants' jobs (the platform admin) sees whose they are; only tenants' users submit."""
         listing = jobs.list_jobs(p, who, limit=50, offset=max(0, offset))
         live = any(not JobState(j.state).is_terminal for j in listing.items)
-        return {"listing": listing, "live": live, "offset": max(0, offset)}
+        names = ({tn.id: tn.name for tn in tenants.list_tenants(p, who)}
+                 if who.role is Role.PLATFORM_ADMIN else None)
+        return {"listing": listing, "live": live, "offset": max(0, offset), "tenant_names": names,
+                "may_submit": who.role.is_tenant}
 
     @router.get("/jobs")
     def job_list(request: Request, offset: int = 0) -> Response:
@@ -226,10 +270,12 @@ def build_router(p: Platform) -> APIRouter:
                 "walltime_s": walltime_s, "policy": policy, "budget_yuan": budget_yuan}
         try:
             job = jobs.submit_job(p, who, _job_input(form))
+        except Forbidden as exc:  # not a tenant's user: there is no form to show it in
+            return problem(request, who, exc)
         except SuanliError as exc:
-            return page(request, "jobs.html", who, status=422, **listed(who, 0),
+            return page(request, "jobs.html", who, status=exc.status, **listed(who, 0),
                         devices=list(DeviceKind), policies=list(Policy), form=form,
-                        error=exc.message)
+                        error=reason(exc.message, sess.language(request), zone))
         request.app.state.engine.wake()
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
@@ -246,11 +292,14 @@ def build_router(p: Platform) -> APIRouter:
         form = {"name": name or "job", "command": command or "true", "device": device,
                 "units": units, "walltime_s": walltime_s, "policy": policy,
                 "budget_yuan": budget_yuan}
+        error_pools: list[dict[str, Any]] = []
         try:
             exp = jobs.estimate(p, who, _job_input(form))
             error = None
         except SuanliError as exc:
             exp, error = None, exc.message
+            if isinstance(exc.detail, list):  # an infeasible job: what each pool lacks
+                error_pools = [d for d in exc.detail if isinstance(d, dict) and d.get("reasons")][:8]
         chosen = next((c for c in (exp or {}).get("candidates", []) if c.get("chosen")), None)
         start = (exp or {}).get("estimated_start")
         wait_min = None
@@ -258,7 +307,8 @@ def build_router(p: Platform) -> APIRouter:
             wait_s = (datetime.fromisoformat(start) - p.clock.now()).total_seconds()
             wait_min = max(0, math.ceil(wait_s / 60)) if wait_s > 5 else 0
         return page(request, "estimate.html", who, exp=exp, chosen=chosen, error=error,
-                    start=start, wait_min=wait_min)
+                    error_pools=error_pools, start=start, wait_min=wait_min,
+                    start_at=local_time(datetime.fromisoformat(start), zone, seconds=False) if start else "")
 
     @router.get("/jobs/{job_id}")
     def job_page(request: Request, job_id: int) -> Response:
@@ -267,26 +317,87 @@ def build_router(p: Platform) -> APIRouter:
             current = jobs.placement_explanation(p, who, job_id).get("current") or {}
             usage = {u.run_id: u for u in _usage(p, who, job_id)}
             where = {pl.id: f"{c.slug}/{pl.name}" for c in centers.list_centers(p, who) for pl in c.pools}
+            show_logs = jobs.may_read_output(who)
+            try:
+                outputs = jobs.job_outputs(p, who, job_id) if show_logs else None
+            except NotFound:
+                outputs = None
             return {"job": job, "history": jobs.job_history(p, who, job_id),
-                    "show_logs": jobs.may_read_output(who),
+                    "show_logs": show_logs, "outputs": outputs, "tail_kb": LOG_TAIL_BYTES // 1024,
+                    "may_resubmit": who.role.is_tenant,
                     "candidates": current.get("candidates") or [], "message": current.get("message"),
                     "runs": jobs.job_runs(p, who, job_id), "usage": usage, "where": where,
                     "cost": sum(u.amount_fen for u in usage.values())}
         return view(request, "job.html", build)
 
     @router.get("/jobs/{job_id}/logs")
-    def job_log_chunk(request: Request, job_id: int, offset: int = 0) -> Response:
-        """Plain text from `offset`; X-Next-Offset and X-Done say where to go on."""
+    def job_log_chunk(request: Request, job_id: int, offset: int = 0, stream: str = "stdout",
+                      tail: int = 0) -> Response:
+        """Plain text from `offset`; X-Next-Offset and X-Done say where to go on. With `tail`
+        (and offset 0), only the log's last `tail` bytes (X-Skipped: how many came before)."""
         who = sess.current_user(p, request)
         if who is None:
             return Response(status_code=401)
         try:
-            chunk = jobs.job_logs(p, who, job_id, offset=max(0, offset))
+            chunk = jobs.job_logs(p, who, job_id, stream=stream, offset=max(0, offset))
+            skipped = 0
+            if tail > 0 and offset <= 0:
+                chunk, skipped = _log_tail(p, who, job_id, stream, chunk, min(tail, LOG_TAIL_BYTES))
         except SuanliError as exc:
             return Response(exc.message, status_code=exc.status)
         return Response(chunk.data, media_type="text/plain; charset=utf-8",
-                        headers={"X-Next-Offset": str(chunk.next_offset),
+                        headers={"X-Next-Offset": str(chunk.next_offset), "X-Skipped": str(skipped),
                                  "X-Done": "1" if chunk.eof else "0", **HEADERS})
+
+    @router.get("/jobs/{job_id}/logs/{stream}.txt")
+    def job_log_full(request: Request, job_id: int, stream: str) -> Response:
+        """The whole log of the job's current run as it is now, streamed chunk by chunk."""
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            first = jobs.job_logs(p, who, job_id, stream=stream)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+
+        def chunks() -> Iterator[bytes]:
+            chunk = first
+            while chunk.data:
+                yield chunk.data.encode()
+                chunk = jobs.job_logs(p, who, job_id, stream=stream, offset=chunk.next_offset,
+                                      run_id=chunk.run_id)
+
+        return StreamingResponse(chunks(), media_type="text/plain; charset=utf-8", headers={
+            **HEADERS, "Content-Disposition": f'inline; filename="job-{job_id}-{stream}.txt"'})
+
+    @router.get("/jobs/{job_id}/outputs")
+    def job_outputs(request: Request, job_id: int) -> Response:
+        """The job's packed outputs (a tar), as GET /api/v1/jobs/{id}/outputs gives them."""
+        who = sess.current_user(p, request)
+        if who is None:
+            return to_login(request)
+        try:
+            out = jobs.job_outputs(p, who, job_id)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        name = f"job-{job_id}-outputs.tar"
+        return StreamingResponse(
+            p.blobs.iter_bytes(out.tenant_id, out.sha256), media_type="application/x-tar",
+            headers={**HEADERS, "Content-Length": str(out.size),
+                     "Content-Disposition": f'attachment; filename="{name}"'})
+
+    @router.post("/jobs/{job_id}/resubmit")
+    def resubmit(request: Request, job_id: int, csrf: str = Form("")) -> Response:
+        """The same task again, as a new job (through every submission check): on to its page."""
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
+        try:
+            job = jobs.resubmit_job(p, who, job_id)
+        except SuanliError as exc:
+            return problem(request, who, exc)
+        request.app.state.engine.wake()
+        return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
     @router.post("/jobs/{job_id}/cancel")
     def cancel(request: Request, job_id: int, csrf: str = Form("")) -> Response:
@@ -417,6 +528,25 @@ def build_router(p: Platform) -> APIRouter:
         return JSONResponse(jsonable_encoder(data), headers=HEADERS)
 
     return router
+
+
+def _log_tail(p: Platform, who: Principal, job_id: int, stream: str, first: jobs.LogChunk,
+              keep: int) -> tuple[jobs.LogChunk, int]:
+    """The last `keep` bytes of a log read from its start (up to LOG_TAIL_SCAN_CHUNKS chunks:
+    past that, the page follows on from where the scan stopped), and how many bytes came before."""
+    chunk, text = first, first.data
+    for _ in range(LOG_TAIL_SCAN_CHUNKS):
+        if not chunk.data or chunk.eof:
+            break
+        chunk = jobs.job_logs(p, who, job_id, stream=stream, offset=chunk.next_offset, run_id=chunk.run_id)
+        text = (text + chunk.data)[-2 * keep:]
+    data = text.encode()
+    kept = data[-keep:]
+    while kept and kept[0] & 0xC0 == 0x80:  # not in the middle of a character
+        kept = kept[1:]
+    end = chunk.next_offset
+    return (jobs.LogChunk(kept.decode("utf-8", "replace"), end - len(kept), end, chunk.eof, chunk.run_id),
+            end - len(kept))
 
 
 def _local(path: str) -> str:

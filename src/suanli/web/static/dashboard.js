@@ -21,7 +21,9 @@
     document.getElementById(id).dataset.points = String(points);  // what the browser tests read
   }
   const P = (v) => Math.round(v * 1000) / 1000;
-  const Pkpi = (v) => (v >= 1 ? v.toFixed(1) : v > 0 ? v.toPrecision(3) : "0");
+  // 3 significant digits, never in scientific notation (toPrecision gives 1.23e-7)
+  const Pkpi = (v) => (v >= 1 ? v.toFixed(1) : v > 0
+    ? v.toFixed(Math.min(20, 2 - Math.floor(Math.log10(v)))).replace(/0+$/, "") : "0");
   const yuan = (fen) => fen / 100;
 
   async function loadMap() {
@@ -103,11 +105,20 @@
       }
       const data = Object.entries(byDistrict).map(([name, v]) => ({
         name, value: v.units ? Math.round((100 * v.busy) / v.units) : 0, centers: v.names.join(", ") }));
+      root.dataset.mapLabels = "1";  // what the browser tests read: districts are labelled
       show("chart-map", {
         title: { text: L.map },
         tooltip: { formatter: (p) => p.name + (p.data ? ": " + p.data.value + " % (" + p.data.centers + ")" : "") },
-        visualMap: { min: 0, max: 100, left: 10, bottom: 10, text: ["100 %", "0 %"], calculable: true },
-        series: [{ type: "map", map: "qingdao", roam: true, data }],
+        // the legend: large enough to read, in the page's text colour (on the wall display too)
+        visualMap: { min: 0, max: 100, right: 16, bottom: 16, text: ["100 %", "0 %"], calculable: false,
+                     itemWidth: 18, itemHeight: 160, textGap: 8,
+                     textStyle: { fontSize: 14, color: dark ? "#e8eef6" : "#1b2430" },
+                     inRange: { color: ["#d8ecff", "#5aa2e6", "#0b4f9c"] } },
+        series: [{ type: "map", map: "qingdao", roam: true, data,
+                   // every district named on the map, dark text on light shapes and light on dark
+                   label: { show: true, fontSize: 12, color: "#1b2430", textBorderColor: "#ffffff",
+                            textBorderWidth: 2 },
+                   emphasis: { label: { show: true, fontSize: 14, fontWeight: "bold" } } }],
       }, data.length);
       // every chart has drawn: ms since the navigation started (read by bench/dashboard.py)
       if (!root.dataset.drawnMs) root.dataset.drawnMs = String(Math.round(performance.now()));

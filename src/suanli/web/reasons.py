@@ -1,0 +1,210 @@
+"""The services' English sentences in Chinese, at render time: job history reasons, the
+scheduler's "why not chosen" lines and placement messages, run outcomes from every connector, and
+the errors a form or an estimate shows. One table of full-match patterns; a named group is
+translated by its prefix (`why`: another sentence, again through the table; `fen`: an amount in
+fen, shown in yuan; `dev`/`prec`: upper-cased; `pol`: a policy's name; `st`: a backend's state;
+`at`: a UTC time, shown in the display zone), every other group stays as written (names, numbers).
+A sentence no pattern knows is shown as the service wrote it."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from datetime import UTC, datetime, tzinfo
+
+from ..domain.money import yuan
+from ..domain.timefmt import local_time
+
+POLICY_ZH = {"fastest": "最快", "cheapest": "最便宜", "greenest": "最节能", "balanced": "均衡"}
+POLICY_EN = {"fastest": "fastest", "cheapest": "cheapest", "greenest": "greenest", "balanced": "balanced"}
+
+# Job and run states as the backends name them (Slurm's job_state, Ray's job status), and ours.
+STATE_ZH = {
+    "QUEUED": "排队中", "PLACED": "已调度", "RUNNING": "运行中", "COMPLETED": "已完成", "FAILED": "失败",
+    "CANCELLED": "已取消", "TIMEOUT": "超时", "PENDING": "等待中", "SUCCEEDED": "成功",
+    "STOPPED": "已停止", "NODE_FAIL": "节点故障", "OUT_OF_MEMORY": "内存不足", "PREEMPTED": "被抢占",
+    "BOOT_FAIL": "启动失败", "DEADLINE": "超过截止时间", "SUSPENDED": "已挂起", "REQUEUED": "已重新排队",
+    "CONFIGURING": "配置中", "COMPLETING": "收尾中",
+}
+
+# Slurm's state_reason words that a finished job carries most often.
+SLURM_REASON_ZH = {"NonZeroExitCode": "非零退出码", "TimeLimit": "超出时限", "None": "无",
+                   "JobLaunchFailure": "作业启动失败", "Prolog": "前置脚本", "RaisedSignal": "收到信号",
+                   "NodeDown": "节点宕机", "OutOfMemory": "内存不足", "Resources": "等待资源",
+                   "Priority": "优先级排队"}
+
+_YUAN = r"-?¥[\d,]+\.\d\d"
+_RULES: list[tuple[str, str]] = [
+    # -- the scheduler: why a pool was not chosen (scheduling/placement.py, domain/task.py) -----
+    (r"device is (?P<dev1>\w+), job needs (?P<dev2>\w+)", "设备类型为 {dev1}，作业需要 {dev2}"),
+    (r"model is (?P<a>.+), job needs (?P<b>.+)", "型号为 {a}，作业需要 {b}"),
+    (r"not a domestic \(国产\) device", "不是国产芯片"),
+    (r"(?P<a>.+) has no (?P<prec>\w+) capability", "{a} 不支持 {prec} 精度"),
+    (r"(?P<a>\d+) units cannot be split evenly over (?P<b>\d+) nodes", "{a} 个设备无法平均分到 {b} 个节点"),
+    (r"needs (?P<a>\d+) units per node, pool has (?P<b>\d+) per node "
+     r"\(ask for nodes=(?P<c>\d+) to spread it\)",
+     "每节点需要 {a} 个设备，资源池每节点只有 {b} 个（可改为 {c} 个节点分散运行）"),
+    (r"needs (?P<a>\d+) units per node, pool has (?P<b>\d+) per node",
+     "每节点需要 {a} 个设备，资源池每节点只有 {b} 个"),
+    (r"needs (?P<a>\d+) nodes, pool has (?P<b>\d+)", "需要 {a} 个节点，资源池只有 {b} 个"),
+    (r"needs (?P<a>\d+) GB per node, pool has (?P<b>\d+) GB per node",
+     "每节点需要 {a} GB 内存，资源池每节点只有 {b} GB"),
+    (r"walltime (?P<a>\d+)s over the pool's limit (?P<b>\d+)s", "时限 {a} 秒超过资源池上限 {b} 秒"),
+    (r"district is unknown, job requires (?P<b>.+)", "所在区未知，作业要求{b}"),
+    (r"district is (?P<a>.+), job requires (?P<b>.+)", "位于{a}，作业要求{b}"),
+    (r"center is offline", "中心离线"),
+    (r"center is draining \(no new placements\)", "中心停止接收新作业"),
+    (r"cannot free enough units", "无法腾出足够的设备"),
+    (r"cost estimate (?P<fen1>\d+) fen is over the budget of (?P<fen2>\d+) fen",
+     "预计费用 {fen1} 超出预算 {fen2}"),
+    (r"arch (?P<a>\S+), not (?P<b>\S+)", "架构为 {a}，作业需要 {b}"),
+    (r"lacks features? (?P<a>.+)", "缺少特性 {a}"),
+    (r"tenant quota: (?P<a>\d+) of (?P<b>\d+) (?P<dev>\w+) units in use, the job needs (?P<c>\d+)",
+     "企业配额：已用 {a}/{b} 个 {dev} 设备，作业需要 {c} 个"),
+    # -- the scheduler: what it decided (placement messages) ------------------------------------
+    (r"no feasible pool now within the budget", "当前预算内没有可用的资源池"),
+    (r"no feasible pool now", "当前没有可用的资源池"),
+    (r"committed to (?P<a>\S+) \(best by (?P<pol>\w+), of (?P<n>\d+) feasible pools?\)",
+     "已选定 {a}（按{pol}策略最优，共 {n} 个可用资源池）"),
+    (r"queued at (?P<a>\S+)", "在 {a} 排队"),
+    (r"held at (?P<a>\S+): (?P<why>.+)", "在 {a} 暂缓：{why}"),
+    (r"started on (?P<a>\S+) \(best by (?P<pol>\w+)\)", "已在 {a} 启动（按{pol}策略最优）"),
+    (r"backfilled on (?P<a>\S+) \(best by (?P<pol>\w+)\)", "已回填到 {a} 启动（按{pol}策略最优）"),
+    (r"waiting at (?P<a>\S+) \(#(?P<n>\d+)\): units are free, but not on whole nodes it can use",
+     "在 {a} 等待（第 {n} 位）：有空闲设备，但不在它能用的整节点上"),
+    (r"waiting at (?P<a>\S+) \(#(?P<n>\d+), first in line\): units reserved from (?P<at>[\d-]+ [\d:]+)Z",
+     "在 {a} 等待（第 {n} 位，排在最前）：设备自 {at} 起为它预留"),
+    (r"waiting at (?P<a>\S+) \(#(?P<n>\d+)\)", "在 {a} 等待（第 {n} 位）"),
+    (r"best pool now: (?P<a>\S+)", "当前最佳资源池：{a}"),
+    # -- a job's history (services/jobs.py, engine.py, dags.py, billing.py, health.py) ----------
+    (r"submitted", "已提交"),
+    (r"submitted by (?P<a>.+)", "由 {a} 提交"),
+    (r"resubmitted from job (?P<j>\d+) by (?P<a>.+)", "由 {a} 按作业 {j} 重新提交"),
+    (r"stage (?P<s>.+) of DAG (?P<d>\d+), submitted by (?P<a>.+)", "DAG {d} 的阶段 {s}，由 {a} 提交"),
+    (r"stage (?P<s>.+) of DAG (?P<d>\d+): (?P<deps>.+) completed", "DAG {d} 的阶段 {s}：{deps} 已完成"),
+    (r"placed on (?P<a>\S+)", "已调度到 {a}"),
+    (r"running on run (?P<r>\d+)", "运行中（运行 #{r}）"),
+    (r"cancelled; the run was lost", "已取消；运行已丢失"),
+    (r"re-queued: run (?P<r>\d+) lost \((?P<why>.*)\)", "重新排队：运行 #{r} 丢失（{why}）"),
+    (r"run (?P<r>\d+) lost \((?P<why>.*)\); requeue is off", "运行 #{r} 丢失（{why}）；作业未设置重新排队"),
+    (r"cancelled; (?P<c>\S+) refused the job: (?P<why>.+)", "已取消；{c} 拒绝了该作业：{why}"),
+    (r"(?P<c>\S+) refused the job (?P<n>\d+) times: (?P<why>.+)", "{c} 已 {n} 次拒绝该作业：{why}"),
+    (r"re-queued: (?P<c>\S+) refused the job: (?P<why>.+)", "重新排队：{c} 拒绝了该作业：{why}"),
+    (r"submit failed: (?P<why>.+)", "提交失败：{why}"),
+    (r"cancel requested by (?P<a>.+)", "{a} 已请求取消"),
+    (r"cancelled by (?P<a>.+)", "由 {a} 取消"),
+    (r"cancelled in the portal", "在门户中取消"),
+    (r"stopped at its budget of (?P<fen>\d+) fen", "费用达到预算 {fen}，已停止"),
+    (r"center (?P<c>\S+) offline since (?P<at>[\d-]+ [\d:]+)Z", "中心 {c} 自 {at} 起离线"),
+    (r"health: back online", "健康检查：恢复在线"),
+    # -- how a run ended, as each connector says it ---------------------------------------------
+    (r"exit code (?P<c>-?\d+) \(killed by signal (?P<s>\d+), or exited so\)",
+     "退出码 {c}（被信号 {s} 终止，或程序以此退出）"),
+    (r"exit code (?P<c>-?\d+)", "退出码 {c}"),
+    (r"walltime of (?P<s>\d+)s reached", "已达时限 {s} 秒"),
+    (r"cancelled on request", "应请求取消"),
+    (r"cancelled before start", "启动前已取消"),
+    (r"cancelled before it was submitted", "提交前已取消"),
+    (r"cannot prepare the job's sandbox: (?P<a>.+)", "无法准备作业的沙箱：{a}"),
+    (r"cannot start the sandbox: (?P<a>.+)", "无法启动沙箱：{a}"),
+    (r"the sandbox could not be built \(see the job's stderr\)", "无法构建沙箱（见作业的标准错误）"),
+    (r"launch interrupted before the job started", "作业开始前启动被中断"),
+    (r"the run's supervisor died without a result \(machine restart\?\)",
+     "运行的监护进程退出且没有结果（机器重启？）"),
+    (r"cancelled; supervisor gone", "已取消；监护进程已不在"),
+    (r"never submitted", "从未提交"),
+    (r"launching", "启动中"),
+    (r"starting", "正在启动"),
+    (r"(?P<b>Slurm|Ray) no longer knows this job", "{b} 已找不到该作业"),
+    (r"Slurm (?P<st>[A-Z_]+) \((?P<sr>\w+)\)", "Slurm：{st}（{sr}）"),
+    (r"Slurm (?P<st>[A-Z_]+)", "Slurm：{st}"),
+    (r"Ray (?P<st>[A-Z_]+): (?P<a>.+)", "Ray：{st}：{a}"),
+    (r"Ray (?P<st>[A-Z_]+)", "Ray：{st}"),
+    (r"stopped \((?P<why>.+)\)", "已停止（{why}）"),
+    # -- errors a form, an estimate or a page shows (services, domain/money.py) ------------------
+    (r"no pool in the network can ever run this job", "网络中没有任何资源池能运行此作业"),
+    (r"the cheapest pool \((?P<a>\S+)\) would cost about (?P<fen1>\d+) fen for the walltime, "
+     r"over the budget of (?P<fen2>\d+) fen", "最便宜的资源池（{a}）按时限计约需 {fen1}，超出预算 {fen2}"),
+    (r"no pool can finish the job by its deadline (?P<at1>\S+): the earliest estimated finish is "
+     r"(?P<at2>\S+) on (?P<a>\S+) \(start in (?P<s>\d+) s, walltime (?P<w>\d+) s\)",
+     "没有资源池能在截止时间 {at1} 前完成作业：最早预计 {at2} 在 {a} 完成（{s} 秒后开始，时限 {w} 秒）"),
+    (r"the job may cost up to (?P<a>" + _YUAN + r") but tenant (?P<t>\d+) can commit only (?P<b>" + _YUAN
+     + r") \(prepaid (?P<c>" + _YUAN + r") \+ credit limit (?P<d>" + _YUAN + r") − owed (?P<e>" + _YUAN
+     + r") − held by unfinished jobs (?P<f>" + _YUAN + r")\); deposit money or ask for a higher credit limit",
+     "作业最多可能花费 {a}，但企业 {t} 只能动用 {b}"
+     "（预付 {c} + 信用额度 {d} − 欠款 {e} − 未完成作业占用 {f}）；请充值或申请更高的信用额度"),
+    (r"name must be 1-200 characters", "名称须为 1 到 200 个字符"),
+    (r"command must be a non-empty list of strings|command is empty or too long", "命令为空或过长"),
+    (r"give a command", "请填写命令"),
+    (r"units must be at least 1", "数量至少为 1"),
+    (r"nodes must be at least 1", "节点数至少为 1"),
+    (r"walltime_s must be at least 1 second", "时限至少为 1 秒"),
+    (r"budget_fen must not be negative", "预算不能为负数"),
+    (r"not an amount in yuan: (?P<a>.+)", "不是以元为单位的金额：{a}"),
+    (r"an amount is positive with at most 2 decimals \(fen\), not (?P<a>.+)",
+     "金额须为正数，最多两位小数（分），而不是 {a}"),
+    (r"an amount is 0 or more with at most 2 decimals \(fen\), not (?P<a>.+)",
+     "金额须不小于 0，最多两位小数（分），而不是 {a}"),
+    (r"(?P<a>.+) yuan is out of range", "{a} 元超出范围"),
+    (r"no job (?P<j>\d+)", "没有作业 {j}"),
+    (r"job (?P<j>\d+) has no outputs \(it declared none\)", "作业 {j} 没有输出（它未声明输出）"),
+    (r"job (?P<j>\d+) has no outputs", "作业 {j} 没有输出"),
+    (r"job (?P<j>\d+) has already ended \((?P<st>\w+)\)", "作业 {j} 已结束（{st}）"),
+    (r"jobs are submitted by tenant users \(tenant_admin or tenant_user\)",
+     "作业由企业用户提交（企业管理员或企业成员）"),
+    (r"the account page is a tenant's", "账户页面属于企业用户"),
+    (r"the center page is a center operator's", "中心页面属于中心运维人员"),
+    (r"this needs one of the roles (?P<a>.+); you are (?P<b>\S+)", "需要以下角色之一：{a}；你的角色是 {b}"),
+    (r"a job's (?:logs|outputs) are for its tenant, the platform admin and the center that ran it, "
+     r"not for the (?P<a>\S+) role",
+     "作业的日志和输出只对其企业、平台管理员和运行它的中心开放，{a} 角色不可查看"),
+    (r"only the tenant's users or a platform admin cancel a job", "只有企业用户或平台管理员可以取消作业"),
+]
+
+_COMPILED = [(re.compile(pattern), template) for pattern, template in _RULES]
+
+
+def _when(text: str, zone: tzinfo) -> str:
+    try:
+        at = datetime.fromisoformat(text.replace("Z", "+00:00").replace(" ", "T"))
+    except ValueError:
+        return text
+    return local_time(at if at.tzinfo else at.replace(tzinfo=UTC), zone)
+
+
+def _converter(group: str, zone: tzinfo) -> Callable[[str], str]:
+    if group.startswith("why"):
+        return lambda v: reason(v, "zh", zone)
+    if group.startswith("fen"):
+        return lambda v: yuan(int(v))
+    if group.startswith(("dev", "prec")):
+        return str.upper
+    if group.startswith("pol"):
+        return lambda v: POLICY_ZH.get(v, v)
+    if group.startswith("st"):
+        return lambda v: STATE_ZH.get(v, v)
+    if group.startswith("sr"):
+        return lambda v: SLURM_REASON_ZH.get(v, v)
+    if group.startswith("at"):
+        return lambda v: _when(v, zone)
+    return lambda v: v
+
+
+def reason(text: str | None, lang: str, zone: tzinfo) -> str:
+    """`text` (a service's English sentence) for people reading `lang`."""
+    if not text or lang == "en":
+        return text or ""
+    for pattern, template in _COMPILED:
+        hit = pattern.fullmatch(text)
+        if hit is not None:
+            return template.format(**{k: _converter(k, zone)(v or "") for k, v in hit.groupdict().items()})
+    return text
+
+
+def reasons(items: list[str] | None, lang: str, zone: tzinfo) -> str:
+    """A candidate's reasons, each translated, joined."""
+    return ("；" if lang != "en" else "; ").join(reason(r, lang, zone) for r in items or [])
+
+
+def policy_name(value: str, lang: str) -> str:
+    return (POLICY_EN if lang == "en" else POLICY_ZH).get(value, value)
