@@ -52,7 +52,7 @@ class Upload:
 
     label: str  # workdir, inputs[0]
     folder: Path
-    kind: str  # workdir or upload
+    kind: str  # workdir: a packed folder, unpacked where it goes
     file: IO[bytes] | None = None
     sha256: str = ""
     size: int = 0
@@ -188,8 +188,9 @@ def task_spec(data: dict[str, Any], *, where: str, base: Path, known: frozenset[
         except InvalidInput as exc:
             fail(exc.message)
         if "from" in item:
+            # a packed folder, stored as kind workdir: staging unpacks it at `path`
             spec.inputs[i] = Upload(f"inputs[{i}]", _folder(f"{at}.from", item["from"], base),
-                                    "upload")
+                                    "workdir")
             body["inputs"].append({"artifact": "", "path": path})
         else:
             body["inputs"].append({sources[0]: item[sources[0]], "path": path})
