@@ -261,9 +261,10 @@ def test_artifacts_the_job_brings_weigh_the_same_everywhere(world: World) -> Non
     _dataset(world, world.t1.id, "corpus", 50 * GB, east)
     job = jobsvc.submit_job(world.p, world.u1, cpu_job(
         "true", district="市北区", workdir_sha256="a" * 64,
-        inputs=[{"dataset": "corpus", "path": "d"}, {"artifact": "b" * 64, "path": "x"}]))
+        inputs=[{"dataset": "corpus", "path": "d"}]))
     by = _current(world, job.id)
-    # Its own 20 GB work folder (not the other tenant's 1 byte), an unknown artifact weighs 0.
+    # Its own 20 GB work folder, not the other tenant's 1 byte (an artifact the tenant does not
+    # have is refused at submission: tests/unit/test_task_api.py).
     assert by["east/cpu"]["transfer_s"] == pytest.approx(16.0)
     assert by["west/cpu"]["transfer_s"] == pytest.approx(56.0)
     assert by["east/cpu"]["chosen"]

@@ -52,7 +52,10 @@ def job_public(job: m.Job, center: str | None = None, queue: QueueEstimate | Non
         updated_at=job.updated_at, started_at=job.started_at, finished_at=job.finished_at,
         cancel_requested_at=job.cancel_requested_at, current_run_id=job.current_run_id,
         center=center, dag_id=job.dag_id, dag_stage=job.dag_stage, data_site=job.data_site,
-        data_gb=job.data_gb,
+        data_gb=job.data_gb, env_names=sorted(job.env or {}), setup=job.setup,
+        workdir=job.workdir_sha256, inputs=list(job.inputs or []), outputs=list(job.outputs or []),
+        constraints=dict(job.constraints or {}), environment=job.environment,
+        array_id=job.array_id, array_index=job.array_index,
         queue=QueueInfo(pool=queue.pool, position=queue.position, estimated_start=queue.estimated_start)
         if queue is not None else None,
     )

@@ -8,8 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
+from ..domain.errors import InvalidInput
 from ..domain.jobstate import JobState
-from ..services import dags, jobs, ledger, usage
+from ..domain.task import parse_array
+from ..services import arrays, dags, jobs, ledger, usage
 from ..services.context import Platform
 from ..services.dags import StageInput
 from ..services.estimates import QueueEstimate, queue_estimates
@@ -21,6 +23,8 @@ from .routes_platform import ERRORS
 from .schemas import (
     BIG,
     MAX_ID,
+    ArrayPublic,
+    ArraySubmitted,
     DagPage,
     DagPublic,
     DagSubmit,
@@ -54,7 +58,9 @@ def _input(body: JobSubmit) -> JobInput:
         precision=body.precision, policy=body.policy, priority=body.priority,
         domestic_only=body.domestic_only, district=body.district, deadline=body.deadline,
         budget_fen=body.budget_fen, requeue=body.requeue, data_site=body.data_site,
-        data_gb=body.data_gb, constraints=dict(body.constraints or {}), environment=body.environment,
+        data_gb=body.data_gb, env=dict(body.env or {}), setup=body.setup,
+        workdir_sha256=body.workdir, inputs=list(body.inputs), outputs=list(body.outputs),
+        constraints=dict(body.constraints or {}), environment=body.environment,
     )
 
 
@@ -75,14 +81,35 @@ def _queues(p: Platform, items: list[m.Job]) -> dict[int, QueueEstimate]:
 
 
 @router.post("/jobs", status_code=201, tags=["jobs"])
-def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> JobPublic:
-    """Submit a job. Refused with 422 and per-pool reasons when no pool could ever run it."""
+def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep,
+               engine: EngineDep) -> JobPublic | ArraySubmitted:
+    """Submit a job. Refused with 422 and per-pool reasons when no pool could ever run it.
+    With `array`, one job per index, all held and queued together: the answer is the array."""
     # A plain `def`: FastAPI runs it in its thread pool. Submission waits on the database (the
     # write lock, which the engine holds for its passes); on the event loop it held up every
     # other request, /api/v1/health included.
+    if body.array is not None:
+        array, ids = arrays.submit_array(p, who, _input(body), parse_array(body.array))
+        engine.wake()
+        return ArraySubmitted(array_id=array.id, jobs=ids)
     job = jobs.submit_job(p, who, _input(body))
     engine.wake()
     return job_public(job)
+
+
+@router.post("/jobs/{job_id}/resubmit", status_code=201, tags=["jobs"])
+def resubmit_job(job_id: PathId, p: PlatformDep, who: PrincipalDep,
+                 engine: EngineDep) -> JobPublic:
+    """The same task as job `job_id`, as a new job."""
+    job = jobs.resubmit_job(p, who, job_id)
+    engine.wake()
+    return job_public(job)
+
+
+@router.get("/arrays/{array_id}", tags=["jobs"])
+def get_array(array_id: PathId, p: PlatformDep, who: PrincipalDep) -> ArrayPublic:
+    """An array job: its tasks' job ids (by index) and how many are in each state."""
+    return ArrayPublic.model_validate(arrays.array_view(p, who, array_id))
 
 
 @router.post("/jobs/estimate", tags=["jobs"])
@@ -152,6 +179,10 @@ def job_placement(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> dict[str
 def submit_dag(body: DagSubmit, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> DagPublic:
     """Submit a DAG job: stages with dependencies, each placed on its own best pool when the
     stages it depends on have completed. Refused with 422 naming the stage (or the cycle)."""
+    for i, st in enumerate(body.stages):
+        if st.array is not None:
+            raise InvalidInput(f"stage {st.name!r}: a DAG stage is one job, not an array",
+                               field=f"stages[{i}].array")
     stages = [StageInput(st.name, _input(st), list(st.depends_on)) for st in body.stages]
     dag = dags.submit_dag(p, who, body.name, stages)
     engine.wake()

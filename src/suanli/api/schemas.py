@@ -325,10 +325,23 @@ class JobSubmit(Input):
     data_site: Annotated[str | None, Field(max_length=64, description="the center (slug) holding "
                                                                        "the job's input data")] = None
     data_gb: Annotated[float | None, Field(gt=0, le=10_000_000, description="its size in GB")] = None
+    # A task's own work (docs/tasks.md); checked in depth by the service (domain/task.py).
+    env: Annotated[JsonObject | None, Field(description="variables: {NAME: value}")] = None
+    setup: Annotated[str | None, Field(max_length=100_000, description="a shell script run "
+                                       "before the command; the job fails if it does")] = None
+    workdir: Annotated[str | None, Field(max_length=64, description="SHA-256 of an uploaded "
+                                         "work folder (kind workdir), unpacked where the job "
+                                         "starts")] = None
+    inputs: Annotated[list[JsonObject], Field(max_length=100, description=
+                      '[{"artifact": sha256 | "dataset": name, "path": "rel/dir"}]')] = []
+    outputs: Annotated[list[Annotated[str, Field(max_length=1000)]], Field(
+        max_length=100, description="paths or globs in the work folder kept when the job ends")] = []
     constraints: Annotated[JsonObject | None, Field(description="what the pool must offer: "
                                                     '{"arch": "x86_64", "features": ["cuda-12.4"]}')] = None
     environment: Annotated[str | None, Field(max_length=64, description="a named environment "
                                              "the pool activates before the job (e.g. pytorch-2.4)")] = None
+    array: Annotated[str | None, Field(max_length=100, description="one job per index: "
+                                       "'0-99%10' (at most 10 at once), '1,3,5-7'")] = None
 
     @field_validator("command")
     @classmethod
@@ -349,6 +362,25 @@ class DagStageSubmit(JobSubmit):
 class DagSubmit(Input):
     name: Name
     stages: Annotated[list[DagStageSubmit], Field(min_length=1, max_length=100)]
+
+
+class ArraySubmitted(BaseModel):
+    """What submitting an array answers: the array and its tasks' job ids, by index."""
+
+    array_id: int
+    jobs: list[int]
+
+
+class ArrayPublic(BaseModel):
+    id: int
+    tenant_id: int
+    name: str
+    spec: str
+    size: int
+    max_running: int | None
+    submitted_at: datetime
+    states: dict[str, int]
+    jobs: list[int]
 
 
 class DagStagePublic(BaseModel):
@@ -420,6 +452,16 @@ class JobPublic(Output):
     dag_stage: str | None = None
     data_site: str | None = None
     data_gb: float | None = None
+    # A task's own work (docs/tasks.md); of its variables only the names (values may be secrets)
+    env_names: list[str] = Field(default_factory=list)
+    setup: str | None = None
+    workdir: str | None = None
+    inputs: list[dict[str, str]] = Field(default_factory=list)
+    outputs: list[str] = Field(default_factory=list)
+    constraints: dict[str, Any] = Field(default_factory=dict)
+    environment: str | None = None
+    array_id: int | None = None
+    array_index: int | None = None
 
 
 class JobPage(BaseModel):

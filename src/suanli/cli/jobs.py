@@ -8,11 +8,13 @@ from pathlib import Path
 from typing import Any
 
 import typer
-import yaml
+from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
 from ..client import ApiError, Client
+from ..domain.errors import InvalidInput
+from ..domain.task import check_env
 from .common import (
     Output,
     OutputOpt,
@@ -21,6 +23,7 @@ from .common import (
     client,
     console,
     emit_json,
+    err_console,
     fail,
     run,
 )
@@ -35,6 +38,19 @@ from .format import (
     pfh,
     when,
     yuan,
+)
+from .tasks import (
+    TaskSpec,
+    dag_specs,
+    dry_run,
+    fill_artifacts,
+    packed,
+    print_events,
+    send,
+    show_failure,
+    submit_task_file,
+    uploads_of,
+    watch_dag,
 )
 
 job_app = typer.Typer(help="Jobs. 作业")
@@ -91,15 +107,52 @@ def submit(
                                     "when the center fails"),
     wait: bool = typer.Option(False, "--wait", help="follow the job to its end and exit with "
                               "its exit code"),
+    file: Path | None = typer.Option(None, "--file", "-f", help="submit the task in this YAML "
+                                     "file (see docs/tasks.md), as `suanli run FILE`"),
+    env: list[str] = typer.Option([], "--env", help="NAME=value for the job (repeatable)"),
+    workdir: Path | None = typer.Option(None, "--workdir", help="with -f: the folder to upload "
+                                        "as the work folder"),
+    array: str | None = typer.Option(None, "--array", help="with -f: one job per index, e.g. "
+                                     "0-99%10 (at most 10 at once)"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="with -f: print what would be "
+                                 "uploaded, where it would go and what it would cost; submit "
+                                 "nothing"),
     output: Output = OutputOpt,
 ) -> None:
-    """Submit a job: suanli job submit [OPTIONS] -- COMMAND [ARGS]...  or  --dag dag.yaml"""
+    """Submit a job: suanli job submit [OPTIONS] -- COMMAND [ARGS]...  or  -f task.yaml  or
+    --dag dag.yaml"""
+    if file is not None:
+        if command or dag is not None:
+            fail("give either -f FILE, --dag FILE or a command, not two of them")
+        given = {"--name": name is not None, "--device": device != "cpu", "--model": model is not None,
+                 "--units": units != 1, "--nodes": nodes != 1, "--memory-gb": memory_gb is not None,
+                 "--walltime": walltime != "1h", "--precision": precision != "fp32",
+                 "--policy": policy != "balanced", "--priority": priority != 0,
+                 "--domestic-only": domestic_only, "--district": district is not None,
+                 "--deadline": deadline is not None, "--budget-fen": budget_fen is not None,
+                 "--data-site": data_site is not None, "--data-gb": data_gb is not None,
+                 "--no-requeue": no_requeue}
+        if any(given.values()):
+            flags = ", ".join(f for f, on in given.items() if on)
+            fail(f"with -f, set {flags} in the task file (only --env, --workdir, --array, "
+                 "--dry-run and --wait go with it)")
+        return submit_task_file(file, env=env, workdir=workdir, array=array, dry=dry_run,
+                                wait=wait, output=output)
+    if workdir is not None or array is not None or (dry_run and dag is None):
+        fail("--workdir and --array go with a task file (-f task.yaml); --dry-run with -f or "
+             "--dag")
     if dag is not None:
         if command:
             fail("give either --dag FILE or a command, not both")
-        return submit_dag_file(dag, wait=wait, output=output)
+        return submit_dag_file(dag, wait=wait, output=output, dry=dry_run)
     if not command:
-        fail("give the command to run after --, or --dag FILE")
+        fail("give the command to run after --, or -f task.yaml, or --dag FILE")
+    if any("=" not in item for item in env):
+        fail("--env: give NAME=value")
+    try:
+        env_map = check_env(dict(item.partition("=")[::2] for item in env), field_name="--env")
+    except InvalidInput as exc:
+        fail(exc.message)
     try:
         walltime_s = parse_walltime_text(walltime)
         if budget is not None:
@@ -119,89 +172,44 @@ def submit(
         "deadline": deadline, "budget_fen": budget_fen, "requeue": not no_requeue,
         "data_site": data_site, "data_gb": data_gb,
     }
+    if env_map:
+        body["env"] = env_map
     job = run(lambda c: c.submit_job(body))
     if not wait:
         if output is Output.json:
             return emit_json(job)
         print(job["id"])
         return
-    err = console if output is Output.table else None
-    if err is not None:
-        console.print(f"job {job['id']} submitted", style="dim")
-    final = follow(job["id"], logs=output is Output.table)
+    progress = console if output is Output.table else err_console
+    progress.print(f"job {job['id']} submitted", style="dim")
+    final = follow(job["id"], logs=output is Output.table, out=progress)
     if output is Output.json:
         emit_json(final)
     raise typer.Exit(exit_code_of(final))
 
 
 DAG_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
-STAGE_KEYS = {"name", "depends_on", "command", "device", "model", "units", "nodes", "memory_gb",
-              "walltime", "walltime_s", "precision", "policy", "priority", "domestic_only",
-              "district", "deadline", "budget", "budget_fen", "requeue", "resources", "data_site",
-              "data_gb"}
 
 
-def dag_body(path: Path) -> dict[str, Any]:
-    """The API body from a DAG file (YAML). A stage takes the `job submit` options as keys;
-    `command` is a list, or a string run by `sh -c`; `walltime` accepts 30m, 2h, ...:
+def dag_body(path: Path) -> tuple[dict[str, Any], list[tuple[str, TaskSpec]]]:
+    """The API body from a DAG file (YAML) and its stages' tasks. A stage takes a task file's
+    keys (docs/tasks.md) but `array`, and `depends_on`; `command` is a list, or a string run by
+    `sh -c`; `run` is a bash script; `workdir` at the top is every stage's work folder:
 
         name: pipeline
+        workdir: .
         stages:
           - name: preprocess
-            command: ["python", "prep.py"]
-            device: cpu
+            run: python3 prep.py
             units: 8
             walltime: 30m
           - name: train
             depends_on: [preprocess]
-            command: python train.py
-            device: npu
-            units: 8
+            run: python3 train.py
             walltime: 4h
     """
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        fail(f"cannot read {path}: {exc.strerror or exc}")
-    except yaml.YAMLError as exc:
-        fail(f"{path}: not valid YAML: {exc}")
-    if not isinstance(data, dict) or not isinstance(data.get("stages"), list) or not data["stages"]:
-        fail(f"{path}: a DAG file has a name and a list of stages")
-    stages = []
-    for i, st in enumerate(data["stages"]):
-        if not isinstance(st, dict):
-            fail(f"{path}: stages[{i}] is not a table of options")
-        unknown = sorted(set(st) - STAGE_KEYS)
-        if unknown:
-            fail(f"{path}: stages[{i}] has unknown keys {unknown}")
-        cmd = st.get("command")
-        if isinstance(cmd, str):
-            cmd = ["sh", "-c", cmd]
-        body: dict[str, Any] = {"name": st.get("name"), "command": cmd,
-                                "depends_on": st.get("depends_on") or []}
-        res = dict(st.get("resources") or {})
-        for key in ("device", "model", "units", "nodes", "memory_gb"):
-            if key in st:
-                res[key] = st[key]
-        res.setdefault("device", "cpu")
-        body["resources"] = res
-        if "walltime" in st:
-            try:
-                body["walltime_s"] = parse_walltime_text(str(st["walltime"]),
-                                                         f"stages[{i}].walltime")
-            except ValueError as exc:
-                fail(f"{path}: {exc}")
-        if "budget" in st:
-            try:
-                body["budget_fen"] = fen_from_yuan(str(st["budget"]), f"stages[{i}].budget")
-            except ValueError as exc:
-                fail(f"{path}: {exc}")
-        for key in ("walltime_s", "precision", "policy", "priority", "domestic_only", "district",
-                    "deadline", "budget_fen", "requeue", "data_site", "data_gb"):
-            if key in st:
-                body[key] = st[key]
-        stages.append(body)
-    return {"name": data.get("name") or path.stem, "stages": stages}
+    head, specs = dag_specs(path)
+    return {**head, "stages": [spec.body for _, spec in specs]}, specs
 
 
 def _dag_table(dag: dict[str, Any]) -> Table:
@@ -214,14 +222,25 @@ def _dag_table(dag: dict[str, Any]) -> Table:
     return t
 
 
-def submit_dag_file(path: Path, *, wait: bool, output: Output) -> None:
-    body = dag_body(path)
-    dag = run(lambda c: c.submit_dag(body))
+def submit_dag_file(path: Path, *, wait: bool, output: Output, dry: bool = False) -> None:
+    body, specs = dag_body(path)
+    uploads = uploads_of([spec for _, spec in specs])
+    progress = console if output is Output.table else err_console
+    with packed(uploads), api_errors(), client() as c:
+        for _, spec in specs:
+            fill_artifacts(spec)
+        if dry:
+            return dry_run(c, [(f"stage {name}", spec) for name, spec in specs], uploads)
+        send(c, uploads, progress)
+        dag = c.submit_dag(body)
     if wait:
+        progress.print(f"DAG {dag['id']} submitted", style="dim")
         with api_errors(), client() as c:
-            while dag["state"] not in DAG_TERMINAL:
-                time.sleep(0.5)
-                dag = c.get_dag(dag["id"])
+            dag = watch_dag(c, dag, progress)
+            failed = [st for st in dag["stages"] if st.get("job_id")
+                      and st["state"] in ("FAILED", "TIMEOUT")]
+            for st in failed[:1]:
+                show_failure(c, c.get_job(st["job_id"]), progress)
     if output is Output.json:
         emit_json(dag)
     else:
@@ -267,24 +286,24 @@ def dag_cancel(dag_id: int = typer.Argument(...), output: Output = OutputOpt) ->
     console.print(_dag_table(dag))
 
 
-def follow(job_id: int, *, logs: bool = True, poll_s: float = 0.5) -> dict[str, Any]:
-    """Stream a job's stdout to ours and report state changes until it ends."""
+def follow(job_id: int, *, logs: bool = True, poll_s: float = 0.5,
+           out: Console | None = None) -> dict[str, Any]:
+    """Report each state change (with its time, and where it runs) to `out`, stream the job's
+    stdout to ours when `logs`, until the job ends; after a failure, the end of its stderr."""
+    out = out or console
     offsets: dict[int, int] = {}
-    last_state = ""
+    seen = 0
+    place: list[str] = []
     with api_errors(), client() as c:
         while True:
             job = c.get_job(job_id)
-            if job["state"] != last_state:
-                last_state = job["state"]
-                where = f" on {job['center']}" if job.get("center") else ""
-                if logs:
-                    console.print(f"[dim]job {job_id}:[/] {_state(last_state)}{where} "
-                                  f"[dim]{job['state_reason']}[/]")
+            seen = print_events(job, seen, out, place)
             if logs and job.get("current_run_id"):
                 _pump_logs(c, job_id, job["current_run_id"], offsets)
             if job["state"] in TERMINAL:
                 if logs and job.get("current_run_id"):
                     _pump_logs(c, job_id, job["current_run_id"], offsets)
+                show_failure(c, job, out)
                 return dict(job)
             time.sleep(poll_s)
 
@@ -456,6 +475,25 @@ def logs(job_id: int = typer.Argument(...),
             if not follow_ or chunk["eof"]:
                 return
             time.sleep(0.5)
+
+
+@job_app.command("resubmit")
+def resubmit(job_id: int = typer.Argument(...),
+             wait: bool = typer.Option(False, "--wait", help="follow the new job to its end"),
+             output: Output = OutputOpt) -> None:
+    """Submit the same task again as a new job (after a failure, say)."""
+    job = run(lambda c: c.resubmit_job(job_id))
+    if not wait:
+        if output is Output.json:
+            return emit_json(job)
+        print(job["id"])
+        return
+    progress = console if output is Output.table else err_console
+    progress.print(f"job {job['id']} submitted (again from job {job_id})", style="dim")
+    final = follow(job["id"], logs=output is Output.table, out=progress)
+    if output is Output.json:
+        emit_json(final)
+    raise typer.Exit(exit_code_of(final))
 
 
 @job_app.command("cancel")

@@ -6,6 +6,7 @@ import getpass
 import json
 import os
 import sys
+from pathlib import Path
 
 import typer
 
@@ -14,13 +15,14 @@ from ..client import Client
 from ..client.client import DEFAULT_URL
 from ..config import default_home, write_private
 from . import admin, artifacts
-from .common import api_errors, cli_config_path, console, fail, load_cli_config
+from .common import Output, OutputOpt, api_errors, cli_config_path, console, fail, load_cli_config
 from .format import set_zone
 from .jobs import dag_app, job_app
 from .money import bill_app
 from .settle import audit_app, settle
 from .simulate import simulate_app
 from .status import status_screen
+from .tasks import submit_task_file
 from .vouchers import voucher_app
 
 app = typer.Typer(
@@ -60,6 +62,27 @@ def options(tz: str | None = typer.Option(
         set_zone(tz)
     except ValueError as exc:
         fail(f"--tz: {exc}")
+
+
+@app.command("run")
+def run_task(
+    file: Path = typer.Argument(..., help="the task file (YAML; see docs/tasks.md)"),
+    env: list[str] = typer.Option([], "--env", help="NAME=value, over the file's env "
+                                  "(repeatable)"),
+    workdir: Path | None = typer.Option(None, "--workdir", help="the folder to upload as the "
+                                        "work folder (default: the file's workdir, or its "
+                                        "folder)"),
+    array: str | None = typer.Option(None, "--array", help="one job per index, e.g. 0-99%10 "
+                                     "(at most 10 at once); SUANLI_ARRAY_INDEX is set"),
+    dry_run: bool = typer.Option(False, "--dry-run", help="print what would be uploaded, where "
+                                 "the job would go and what it would cost; submit nothing"),
+    wait: bool = typer.Option(False, "--wait", help="print each state change until the job "
+                              "ends, then exit with its exit code"),
+    output: Output = OutputOpt,
+) -> None:
+    """Run a task file: upload its work folder (once, by content) and submit it."""
+    submit_task_file(file, env=env, workdir=workdir, array=array, dry=dry_run, wait=wait,
+                     output=output)
 
 
 @app.command()

@@ -254,6 +254,12 @@ class _Endpoints:
     def get_job(self, job_id: int) -> Any:
         return self._call("GET", f"/api/v1/jobs/{job_id}")
 
+    def resubmit_job(self, job_id: int) -> Any:
+        return self._call("POST", f"/api/v1/jobs/{job_id}/resubmit")
+
+    def get_array(self, array_id: int) -> Any:
+        return self._call("GET", f"/api/v1/arrays/{array_id}")
+
     def cancel_job(self, job_id: int) -> Any:
         return self._call("POST", f"/api/v1/jobs/{job_id}/cancel")
 

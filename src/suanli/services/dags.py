@@ -100,6 +100,8 @@ def submit_dag(p: Platform, actor: Principal, name: str, stages: list[StageInput
     for i, st in enumerate(stages):
         try:
             holds[st.name] = jobsvc.check_submission(p, st.job, now)
+            with p.db.session() as s:
+                jobsvc.check_references(s, actor.tenant_id, st.job)
         except InvalidInput as exc:
             where = f"stages[{i}]" + (f".{exc.field}" if exc.field else "")
             raise type(exc)(f"stage {st.name!r}: {exc}", field=where, detail=exc.detail) from exc

@@ -33,6 +33,7 @@ from ..scheduling.fairshare import order as fair_order
 from ..store import models as m
 from ..store.locks import lock_job, lock_run
 from . import staging
+from .arrays import limit_array_tasks
 from .artifacts import reap_expired_outputs
 from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
@@ -429,6 +430,7 @@ class Engine:
         with self.p.db.session() as s:
             queue = self._load_queue(s)
             stats.queued = len(queue)
+            queue = limit_array_tasks(s, queue)  # an array's `%N`: at most N placed at once
             if not queue:
                 return []
             full = self._full_pass_due()

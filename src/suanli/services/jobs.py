@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,7 +17,15 @@ from ..domain.errors import Conflict, ConnectorError, Forbidden, Infeasible, Inv
 from ..domain.jobstate import JobState, check_transition
 from ..domain.model import JobRequirements, Resources
 from ..domain.money import yuan
-from ..domain.task import Constraints, check_constraints, check_name
+from ..domain.task import (
+    MAX_PATHS,
+    Constraints,
+    check_constraints,
+    check_env,
+    check_name,
+    check_relative_path,
+    check_script,
+)
 from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
 from .auth import Principal, hide_other_tenant
@@ -26,6 +35,7 @@ from .snapshot import bytes_to_move, pool_facts, pool_states, requirements_of
 
 MAX_COMMAND_ARGS = 1000
 MAX_PRIORITY = 1000
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass
@@ -99,6 +109,74 @@ def _validate(data: JobInput, now: datetime) -> None:
             raise InvalidInput("deadline needs a timezone (e.g. ...Z)", field="deadline")
         if data.deadline <= now:
             raise InvalidInput("deadline is in the past", field="deadline")
+    _validate_task(data)
+
+
+def _validate_task(data: JobInput) -> None:
+    """A task's own fields (domain/task.py), normalised in place: a clear error naming the field."""
+    data.env = check_env(data.env or {})
+    data.setup = check_script(data.setup, field_name="setup")
+    if data.workdir_sha256 is not None and not _SHA256.fullmatch(data.workdir_sha256):
+        raise InvalidInput("workdir: the SHA-256 of an uploaded work folder (64 lowercase hex "
+                           "digits)", field="workdir")
+    if not isinstance(data.inputs, list) or len(data.inputs) > MAX_PATHS:
+        raise InvalidInput(f"inputs: a list of at most {MAX_PATHS} items", field="inputs")
+    inputs: list[dict[str, str]] = []
+    for i, item in enumerate(data.inputs):
+        where = f"inputs[{i}]"
+        if not isinstance(item, dict):
+            raise InvalidInput(f"{where}: a map with artifact or dataset, and path", field=where)
+        unknown = set(item) - {"artifact", "dataset", "path"}
+        if unknown:
+            raise InvalidInput(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
+                               "(known: artifact, dataset, path)", field=where)
+        if ("artifact" in item) == ("dataset" in item):
+            raise InvalidInput(f"{where}: give either artifact (a SHA-256) or dataset (a name)",
+                               field=where)
+        path = check_relative_path(item.get("path", ""), field_name=f"{where}.path")
+        if "artifact" in item:
+            sha = item["artifact"]
+            if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
+                raise InvalidInput(f"{where}.artifact: {sha!r} is not a SHA-256 (64 lowercase hex "
+                                   "digits)", field=f"{where}.artifact")
+            inputs.append({"artifact": sha, "path": path})
+        else:
+            inputs.append({"dataset": check_name(item["dataset"], field_name=f"{where}.dataset"),
+                           "path": path})
+    data.inputs = inputs
+    if not isinstance(data.outputs, list) or len(data.outputs) > MAX_PATHS:
+        raise InvalidInput(f"outputs: a list of at most {MAX_PATHS} paths or globs",
+                           field="outputs")
+    outputs = [check_relative_path(o, field_name=f"outputs[{i}]", glob=True)
+               for i, o in enumerate(data.outputs)]
+    if "" in outputs:
+        raise InvalidInput("outputs: name paths inside the work folder, not the folder itself "
+                           "(use '**' for everything)", field="outputs")
+    data.outputs = outputs
+
+
+def check_references(s: Session, tenant_id: int, data: JobInput) -> None:
+    """The work folder and inputs a job names must be the tenant's own: another tenant's
+    artifact is "not found", exactly like one that does not exist."""
+    shas = [("workdir", data.workdir_sha256)] if data.workdir_sha256 else []
+    shas += [(f"inputs[{i}].artifact", it["artifact"]) for i, it in enumerate(data.inputs)
+             if "artifact" in it]
+    if shas:
+        have = set(s.scalars(select(m.Artifact.sha256).where(
+            m.Artifact.tenant_id == tenant_id, m.Artifact.sha256.in_({sha for _, sha in shas}))))
+        for where, sha in shas:
+            if sha not in have:
+                raise InvalidInput(f"{where}: artifact {sha[:12]}… not found (upload it first: "
+                                   "PUT /api/v1/artifacts)", field=where)
+    names = [(f"inputs[{i}].dataset", it["dataset"]) for i, it in enumerate(data.inputs)
+             if "dataset" in it]
+    if names:
+        known = set(s.scalars(select(m.Dataset.name).where(
+            m.Dataset.tenant_id == tenant_id, m.Dataset.name.in_({n for _, n in names}))))
+        for where, name in names:
+            if name not in known:
+                raise InvalidInput(f"{where}: dataset {name!r} not found (register it first: "
+                                   "suanli data add)", field=where)
 
 
 def _check_pool_needs(data: JobInput) -> None:
@@ -266,6 +344,8 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
     hold = check_submission(p, data, now)
+    with p.db.session() as s:
+        check_references(s, actor.tenant_id, data)
     return insert_job(p, actor, data, now, hold_fen=hold)
 
 
@@ -300,8 +380,9 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
 
 
 def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,
-              dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
-    """`insert_job` in the caller's transaction."""
+              dag: tuple[int, str] | None = None, reason: str = "",
+              array: tuple[int, int] | None = None) -> m.Job:
+    """`insert_job` in the caller's transaction (`array`: the array and index of a task)."""
     assert actor.tenant_id is not None
     values: dict[str, Any] = dict(
         tenant_id=actor.tenant_id,
@@ -338,6 +419,8 @@ def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, ho
         outputs=list(data.outputs),
         constraints=dict(data.constraints),
         environment=data.environment,
+        array_id=array[0] if array else None,
+        array_index=array[1] if array else None,
     )
     # Core inserts, not the ORM unit of work: submission is the hottest write path.
     admit(s, actor.tenant_id, hold_fen)
@@ -348,7 +431,7 @@ def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, ho
                                  "reason": reason or f"submitted by {actor.username}"})
     return m.Job(id=job_id, exit_code=None, started_at=None, finished_at=None,
                  cancel_requested_at=None, current_run_id=None, target_pool_id=None,
-                 array_id=None, array_index=None, **values)
+                 **values)
 
 
 def require_job_reader(actor: Principal) -> None:
@@ -624,13 +707,20 @@ def _input_of(job: m.Job) -> JobInput:
 
 def resubmit_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
     """The same task as job `job_id`, as a new job, through every check a submission passes (a
-    deadline now past, a budget or money no longer enough: refused as a new job would be). Only
-    the job's own tenant submits it again; another tenant's job is not found."""
+    deadline now past, a budget or money no longer enough, an artifact since deleted: refused as
+    a new job would be). Only the job's own tenant submits it again; another tenant's job is not
+    found. A task of an array keeps its array and index; a DAG stage comes back as a job of its
+    own."""
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     with p.db.session() as s:
-        data = _input_of(_get(s, actor, job_id))
+        old = _get(s, actor, job_id)
+        data = _input_of(old)
+        array = (old.array_id, old.array_index) if old.array_id is not None \
+            and old.array_index is not None else None
     now = p.clock.now()
     hold = check_submission(p, data, now)
-    return insert_job(p, actor, data, now, hold_fen=hold, reason=f"resubmitted from job {job_id} by "
-                      f"{actor.username}")
+    with p.db.session(immediate=True) as s:
+        check_references(s, actor.tenant_id, data)
+        return queue_job(s, actor, data, now, hold_fen=hold, array=array,
+                         reason=f"resubmitted from job {job_id} by {actor.username}")
