@@ -175,13 +175,20 @@ def submit(
     if env_map:
         body["env"] = env_map
     job = run(lambda c: c.submit_job(body))
+    finish_submitted(job, wait=wait, output=output, note=f"job {job['id']} submitted")
+
+
+def finish_submitted(job: dict[str, Any], *, wait: bool, output: Output, note: str = "") -> None:
+    """After a submission: print the new job's id (or its JSON), or with `wait` follow it to its
+    end and exit with its exit code."""
     if not wait:
         if output is Output.json:
             return emit_json(job)
         print(job["id"])
         return
     progress = console if output is Output.table else err_console
-    progress.print(f"job {job['id']} submitted", style="dim")
+    if note:
+        progress.print(note, style="dim")
     final = follow(job["id"], logs=output is Output.table, out=progress)
     if output is Output.json:
         emit_json(final)
@@ -483,17 +490,8 @@ def resubmit(job_id: int = typer.Argument(...),
              output: Output = OutputOpt) -> None:
     """Submit the same task again as a new job (after a failure, say)."""
     job = run(lambda c: c.resubmit_job(job_id))
-    if not wait:
-        if output is Output.json:
-            return emit_json(job)
-        print(job["id"])
-        return
-    progress = console if output is Output.table else err_console
-    progress.print(f"job {job['id']} submitted (again from job {job_id})", style="dim")
-    final = follow(job["id"], logs=output is Output.table, out=progress)
-    if output is Output.json:
-        emit_json(final)
-    raise typer.Exit(exit_code_of(final))
+    finish_submitted(job, wait=wait, output=output,
+                     note=f"job {job['id']} submitted (again from job {job_id})")
 
 
 @job_app.command("cancel")

@@ -420,7 +420,7 @@ def watch_array(c: Client, array_id: int, out: Console, poll_s: float = 1.0) -> 
 def submit_task_file(path: Path, *, env: list[str], workdir: Path | None, array: str | None,
                      dry: bool, wait: bool, output: Output) -> None:
     """`suanli run FILE` and `suanli job submit -f FILE`."""
-    from .jobs import exit_code_of, follow  # jobs imports this module
+    from .jobs import finish_submitted  # jobs imports this module
 
     data = read_yaml(path)
     spec = task_spec(data, where=str(path), base=path.resolve().parent,
@@ -457,15 +457,7 @@ def submit_task_file(path: Path, *, env: list[str], workdir: Path | None, array:
         if output is Output.json:
             emit_json(view)
         raise typer.Exit(1 if bad else 0)
-    if not wait:
-        if output is Output.json:
-            return emit_json(answer)
-        print(answer["id"])
-        return
-    final = follow(answer["id"], logs=output is Output.table, out=progress)
-    if output is Output.json:
-        emit_json(final)
-    raise typer.Exit(exit_code_of(final))
+    finish_submitted(answer, wait=wait, output=output)
 
 
 def dag_specs(path: Path) -> tuple[dict[str, Any], list[tuple[str, TaskSpec]]]:
