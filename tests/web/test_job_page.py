@@ -5,23 +5,21 @@ the internet."""
 
 from __future__ import annotations
 
-import io
+import platform
 import re
 import tarfile
-from datetime import timedelta
-from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import Route, expect
 
-from suanli.artifacts.archive import pack
 from suanli.config import Settings
 from suanli.services.context import Platform
 from suanli.store import models as m
 from suanli.store.db import Database
 
 from ..integration.conftest import Server
+from ..waiting import eventually
 from .conftest import Watched, finished, sign_in, sign_out
 
 pytestmark = pytest.mark.integration
@@ -29,39 +27,16 @@ SECRET = "s3cr3t-value-never-shown"
 
 
 def platform_of(srv: Server) -> Platform:
-    """The server's own store and artifact folder, opened from the test (same SUANLI_HOME)."""
+    """The server's own store, opened from the test (same SUANLI_HOME)."""
     url = f"sqlite:///{srv.home / 'suanli.db'}"
     return Platform(db=Database(url), settings=Settings(home=srv.home, database_url=url))
 
 
-def give_task_and_outputs(srv: Server, job_id: int, files: dict[str, bytes], tmp: Path) -> str:
-    """The job as if its task file had declared env, outputs and constraints and its run had
-    packed its outputs: stored through services' own pieces (BlobStore.put, an Artifact row,
-    runs.outputs_sha256).
-    TODO(lead, issue 16): once staging and artifacts are merged, produce these with a real run
-    of a task file (outputs: [out/*]) instead of writing them here."""
-    folder = tmp / "outputs"
-    for rel, data in files.items():
-        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
-        (folder / rel).write_bytes(data)
-    buf = io.BytesIO()
-    pack(folder, buf)
-    p = platform_of(srv)
-    with p.db.session() as s:
-        job = s.get(m.Job, job_id)
-        assert job is not None and job.current_run_id is not None
-        stored = p.blobs.put(job.tenant_id, [buf.getvalue()], max_size=1 << 30)
-        job.env = {"HF_TOKEN": SECRET, "EPOCHS": "3"}
-        job.outputs = ["out/*"]
-        job.constraints = {"arch": "x86_64", "features": []}
-        run = s.get(m.Run, job.current_run_id)
-        assert run is not None
-        run.outputs_sha256, run.outputs_size = stored.sha256, stored.size
-        now = p.clock.now()
-        s.add(m.Artifact(tenant_id=job.tenant_id, sha256=stored.sha256, size_bytes=stored.size,
-                         kind="outputs", name=f"job-{job_id}-outputs.tar", created_at=now,
-                         job_id=job_id, expires_at=now + timedelta(days=30)))
-    return stored.sha256
+def outputs_kept(srv: Server, job: int) -> None:
+    """Wait until the job's packed outputs can be downloaded (stored as its run ends)."""
+    with srv.api("tenant_a") as c:
+        eventually(lambda: c.get(f"/api/v1/jobs/{job}/outputs").status_code == 200,
+                   what=f"job {job}'s outputs kept")
 
 
 def session_client(srv: Server, w: Watched) -> httpx.Client:
@@ -71,12 +46,16 @@ def session_client(srv: Server, w: Watched) -> httpx.Client:
 
 
 def test_job_page_shows_both_logs_the_task_and_downloads_its_outputs(
-        portal: Server, tab: Watched, tmp_path: Path) -> None:
+        portal: Server, tab: Watched) -> None:
+    # A real task: variables, declared outputs and a constraint; its run packs what it wrote.
     job = finished(portal, "tenant_a", {
         "name": "both-logs", "resources": {"device": "cpu", "units": 1}, "walltime_s": 60,
-        "command": ["sh", "-c", "echo to-stdout; echo '<b id=x>to-stderr</b>' >&2"]})
-    give_task_and_outputs(portal, job, {"out/model.txt": b"weights 42\n", "out/sub/log.csv": b"a,b\n"},
-                          tmp_path)
+        "command": ["sh", "-c", "echo to-stdout; echo '<b id=x>to-stderr</b>' >&2; "
+                    "mkdir -p out/sub; printf 'weights 42\\n' > out/model.txt; "
+                    "printf 'a,b\\n' > out/sub/log.csv; echo not-kept > scratch.txt"],
+        "env": {"HF_TOKEN": SECRET, "EPOCHS": "3"}, "outputs": ["out/*.txt", "out/sub/*"],
+        "constraints": {"arch": platform.machine()}})
+    outputs_kept(portal, job)
     page = tab.page
     sign_in(tab, portal, "tenant_a")
     page.goto(f"{portal.url}/jobs/{job}")
@@ -91,10 +70,10 @@ def test_job_page_shows_both_logs_the_task_and_downloads_its_outputs(
     expect(page.locator("#task-env .env-name")).to_have_text(["EPOCHS", "HF_TOKEN"])
     expect(page.locator("#env-note")).to_be_visible()
     assert SECRET not in page.content()
-    expect(page.locator("#task-command")).to_have_text(  # as one would type it, quotes and all
-        "sh -c 'echo to-stdout; echo '\"'\"'<b id=x>to-stderr</b>'\"'\"' >&2'")
-    expect(page.locator("#task-outputs")).to_contain_text("out/*")
-    expect(page.locator("#task-constraints")).to_contain_text("x86_64")
+    expect(page.locator("#task-command")).to_contain_text(  # as one would type it, quotes and all
+        "sh -c 'echo to-stdout; echo '\"'\"'<b id=x>to-stderr</b>'\"'\"' >&2; mkdir")
+    expect(page.locator("#task-outputs")).to_contain_text("out/*.txt")
+    expect(page.locator("#task-constraints")).to_contain_text(platform.machine())
     # the outputs, downloaded from the page: the files the job wrote
     with page.expect_download() as dl:
         page.click("#download-outputs")
@@ -139,10 +118,11 @@ def test_a_long_log_shows_its_end_and_links_the_whole(portal: Server, tab: Watch
     assert tab.errors == []
 
 
-def test_resubmit_makes_a_new_job_of_the_same_task(portal: Server, tab: Watched, tmp_path: Path) -> None:
-    job = finished(portal, "tenant_a", {"name": "again", "resources": {"device": "cpu", "units": 1},
-                                        "walltime_s": 60, "command": ["sh", "-c", "echo run-again"]})
-    give_task_and_outputs(portal, job, {"out/a.txt": b"a"}, tmp_path)
+def test_resubmit_makes_a_new_job_of_the_same_task(portal: Server, tab: Watched) -> None:
+    job = finished(portal, "tenant_a", {
+        "name": "again", "resources": {"device": "cpu", "units": 1}, "walltime_s": 60,
+        "command": ["sh", "-c", "echo run-again; mkdir -p out; echo a > out/a.txt"],
+        "env": {"EPOCHS": "3"}, "outputs": ["out/*"], "constraints": {"arch": platform.machine()}})
     page = tab.page
     # another tenant cannot resubmit it (with its own valid CSRF token): 404, nothing queued
     sign_in(tab, portal, "tenant_b")
