@@ -12,6 +12,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
+from suanli.domain.timefmt import display_zone
+
 from .conftest import Server, running_server
 
 pytestmark = pytest.mark.integration
@@ -39,7 +41,7 @@ def test_token_expiry_and_last_use_in_the_cli(server: Server) -> None:
     assert listed[token["id"]]["last_used_at"] and listed[token["id"]]["expires_at"]
     table = server.cli("token", "list").stdout
     assert "last used" in table and "expires" in table
-    assert expires.strftime("%Y-%m-%d") in table
+    assert expires.astimezone(display_zone()).strftime("%Y-%m-%d") in table  # in the CLI's zone
     bad = server.cli("token", "create", "--expires", "soon")
     assert bad.returncode == 1 and "--expires" in bad.stderr and "Traceback" not in bad.stderr
 
