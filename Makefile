@@ -87,7 +87,8 @@ docs-serve: venv
 # libfaketime to the edges that broke them before: the last seconds of a month (the suite runs in
 # the next one), 29 February, the last minutes of a year. The monotonic clock stays real, and
 # tests/faketime/sitecustomize.py works around libfaketime's clock_nanosleep (see there).
-DATE_TESTS := tests/unit tests/security tests/integration/test_voucher_cli.py tests/integration/test_cli.py
+DATE_TESTS := tests/unit tests/security tests/integration/test_voucher_cli.py tests/integration/test_cli.py \
+	tests/integration/test_cli_ux.py tests/integration/test_auth_cli.py
 test-dates: venv services web-assets sandbox
 	@for d in "2026-11-30 23:59:58" "2028-02-29 12:00:00" "2027-12-31 23:55:00"; do \
 		echo "== the suite's date-sensitive parts from $$d (UTC)"; \
