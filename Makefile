@@ -105,6 +105,8 @@ bench: venv services web-assets sandbox
 	$(BIN)/python bench/ledger.py
 	$(BIN)/python bench/dashboard.py
 	$(BIN)/python bench/sandbox.py
+	$(BIN)/python bench/artifacts.py
+	$(BIN)/python bench/staging.py
 
 # PNGs of the portal's main pages (zh and en) for the README, from a real server and browser.
 screenshots: venv web-assets
