@@ -44,9 +44,11 @@ def job_count(server: Server) -> int:
 
 
 def test_train_example_end_to_end(server: Server, tmp_path: Path) -> None:
-    """The README's tour: run examples/train/task.yaml, watch it, download what it wrote.
-    NEEDS the artifacts API and local staging (other parts of issue 16)."""
-    r = server.cli("run", str(EXAMPLES / "train" / "task.yaml"), "--wait", timeout=120)
+    """The README's tour: run examples/train/task.yaml, watch it, download what it wrote into
+    the work folder, and run it again: the folder is the same (downloads are never packed)."""
+    work = tmp_path / "train"
+    shutil.copytree(EXAMPLES / "train", work, ignore=shutil.ignore_patterns("out", "job-*"))
+    r = server.cli("run", str(work / "task.yaml"), "--wait", timeout=120)
     assert r.returncode == 0, r.stdout + r.stderr
     out = r.stdout
     assert "uploaded" in out  # the first run sends the folder
@@ -57,17 +59,17 @@ def test_train_example_end_to_end(server: Server, tmp_path: Path) -> None:
     assert "trained on 200 points" in out
     jid = json.loads(server.cli("job", "list", "-o", "json").stdout)["items"][0]["id"]
     with server.api() as api:
-        head = api.head(f"/api/v1/artifacts/{sha_of(EXAMPLES / 'train')}")
+        head = api.head(f"/api/v1/artifacts/{sha_of(work)}")
         assert head.status_code == 200  # stored once, by content
-    again = server.cli("run", str(EXAMPLES / "train" / "task.yaml"))
-    assert again.returncode == 0 and "already stored" in again.stdout  # nothing sent twice
-    # outputs come back (the artifacts and staging parts): out/model.json and out/metrics.csv
-    dest = tmp_path / "got"
+    # outputs come back: out/model.json and out/metrics.csv, into the work folder as in the tour
+    dest = work / f"job-{jid}-outputs"
     got = server.cli("job", "download", str(jid), "--to", str(dest))
     assert got.returncode == 0, got.stderr
     model = json.loads((dest / "out" / "model.json").read_text())
     assert 2.5 < model["w"] < 3.5 and model["epochs"] == 300
     assert (dest / "out" / "metrics.csv").read_text().splitlines()[0] == "epoch,mse"
+    again = server.cli("run", str(work / "task.yaml"))
+    assert again.returncode == 0 and "already stored" in again.stdout  # nothing sent twice
 
 
 def test_pipeline_example_runs_as_written(server: Server) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from suanli.artifacts import BlobError, BlobStore, UnsafeArchive, list_files, pack, unpack
+from suanli.artifacts import DOWNLOAD_MARKER, BlobError, BlobStore, UnsafeArchive, list_files, pack, unpack
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -76,6 +76,26 @@ def test_packing_is_deterministic_and_keeps_modes_and_links(tmp_path: Path) -> N
     (a / "lib/m.py").write_text("x = 2\n")
     os.utime(a / "lib/m.py", (1_700_000_000, 1_700_000_000))
     assert packed(a) != first
+
+
+def test_downloaded_outputs_are_not_packed_again(tmp_path: Path) -> None:
+    """`suanli job download` marks the folder it unpacks into: a work folder with outputs
+    downloaded into it packs to the same bytes as before (nothing new to upload)."""
+    work = tmp_path / "w"
+    (work / "src").mkdir(parents=True)
+    (work / "src" / "train.py").write_text("print(1)\n")
+    before = io.BytesIO()
+    pack(work, before)
+    got = work / "job-7-outputs"
+    (got / "out").mkdir(parents=True)
+    (got / "out" / "model.json").write_text("{}")
+    (got / DOWNLOAD_MARKER).write_text("")
+    after = io.BytesIO()
+    pack(work, after)
+    assert after.getvalue() == before.getvalue()
+    assert [f.path for f in list_files(work)] == ["src/train.py"]
+    (got / DOWNLOAD_MARKER).unlink()  # without the mark it is the tenant's own folder: packed
+    assert "job-7-outputs/out/model.json" in [f.path for f in list_files(work)]
 
 
 def test_pack_then_unpack_round_trips(tmp_path: Path) -> None:

@@ -1,9 +1,10 @@
 """Work folders as tar archives: packed with git's ignore rules, unpacked without escaping.
 
-`pack` walks a folder in sorted order, leaving out `.git/` and whatever `.gitignore` and
+`pack` walks a folder in sorted order, leaving out `.git/`, whatever `.gitignore` and
 `.suanliignore` files (at any depth, git's own pattern semantics through pathspec) exclude, and
-writes a plain tar with owners cleared: the same folder packs to the same bytes, so its SHA-256
-names it and a second upload transfers nothing.
+folders of downloaded outputs (marked with DOWNLOAD_MARKER); it writes a plain tar with owners
+cleared: the same folder packs to the same bytes, so its SHA-256 names it and a second upload
+transfers nothing.
 
 `unpack` extracts only regular files, folders and links that stay inside the destination
 (tarfile's `data` filter: no absolute paths, no `..`, no links out, no devices, no set-uid bits),
@@ -24,6 +25,9 @@ import pathspec
 
 IGNORE_FILES = (".gitignore", ".suanliignore")
 ALWAYS_LEFT_OUT = frozenset({".git", ".hg", ".svn"})
+# A folder holding this file is left out with everything in it: `suanli job download` marks the
+# outputs it unpacks, so outputs downloaded into a work folder do not go up with its next run.
+DOWNLOAD_MARKER = ".suanli-outputs"
 
 
 class UnsafeArchive(Exception):
@@ -69,6 +73,8 @@ def walk(root: str | os.PathLike[str]) -> Iterator[tuple[str, os.stat_result]]:
             st = child.lstat()
             is_dir = stat.S_ISDIR(st.st_mode)
             if _ignored(child_rel, is_dir, specs):
+                continue
+            if is_dir and (child / DOWNLOAD_MARKER).is_file():
                 continue
             if is_dir:
                 yield child_rel, st

@@ -17,9 +17,9 @@ from typing import IO, Any
 
 import typer
 
-from ..artifacts import UnsafeArchive, list_files, pack, unpack
+from ..artifacts import DOWNLOAD_MARKER, UnsafeArchive, list_files, pack, unpack
 from ..client import ApiError, Client
-from ..domain.sizes import human_size, parse_size
+from ..domain.sizes import human_size, parse_size, plural
 from .common import Output, OutputOpt, api_errors, client, console, emit_json, fail, run
 from .format import grid, when
 
@@ -228,7 +228,7 @@ def artifact_list(kind: str | None = typer.Option(None, "--kind",
     page, use = run(fetch)
     if output is Output.json:
         return emit_json({**page, "storage": use})
-    cols = ["sha256", "kind", "name", "size", "job", "created (UTC)", "expires (UTC)"]
+    cols = ["sha256", "kind", "name", "size", "job", "created", "expires"]
     console.print(grid(f"artifacts 制品 ({page['total']})", cols, _artifact_rows(page["items"]),
                        right={"size", "job"}))
     if use:
@@ -303,6 +303,9 @@ def unpack_into(archive: Path, dest: Path) -> int:
     try:
         with open(archive, "rb") as fh:
             n = unpack(fh, staging, max_bytes=UNPACK_MAX_BYTES)
+        # Downloaded into a work folder, it must not go up again with the next run of it.
+        (staging / DOWNLOAD_MARKER).write_text(
+            "Outputs downloaded by suanli: this folder is never packed into a work folder.\n")
         if dest.exists():
             dest.rmdir()
         staging.rename(dest)
@@ -344,9 +347,9 @@ def job_download(job_id: int = typer.Argument(..., help="job id"),
                 unpacked = unpack_into(archive, dest)
             except (UnsafeArchive, FileExistsError) as exc:
                 fail(f"job {job_id}'s outputs were not unpacked: {exc}")
-            files = sum(1 for _ in dest.rglob("*") if _.is_file())
-            console.print(f"job {job_id}'s outputs: {files} files, {human_size(unpacked)} in "
-                          f"{dest}/")
+            files = sum(1 for f in dest.rglob("*") if f.is_file() and f.name != DOWNLOAD_MARKER)
+            console.print(f"job {job_id}'s outputs: {plural(files, 'file')}, "
+                          f"{human_size(unpacked)} in {dest}/")
     finally:
         if tar is None:
             archive.unlink(missing_ok=True)
@@ -424,7 +427,7 @@ def data_list(tenant: int | None = typer.Option(None, "--tenant", help="a tenant
     if output is Output.json:
         return emit_json(page)
     console.print(grid(f"datasets 数据集 ({page['total']})",
-                       ["name", "size", "source", "at centers", "sha256", "created (UTC)"],
+                       ["name", "size", "source", "at centers", "sha256", "created"],
                        _dataset_rows(page["items"]), right={"size"}))
 
 

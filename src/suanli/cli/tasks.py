@@ -22,6 +22,7 @@ from ..artifacts.archive import PackedFile, pack
 from ..client import Client
 from ..domain.errors import InvalidInput
 from ..domain.money import parse_yuan, yuan
+from ..domain.sizes import plural
 from ..domain.task import (
     check_constraints,
     check_env,
@@ -298,7 +299,7 @@ def send(c: Client, uploads: list[Upload], out: Console) -> None:
         up.file.seek(0)
         c.upload_artifact(up.file, sha256=up.sha256, size=up.size, name=up.folder.name or "root",
                           kind=up.kind)
-        out.print(f"[dim]{up.label}: uploaded {up.folder} ({len(up.files)} files, "
+        out.print(f"[dim]{up.label}: uploaded {up.folder} ({plural(len(up.files), 'file')}, "
                   f"{size_text(up.size)}, {up.sha256[:12]})[/]", highlight=False)
 
 
@@ -315,7 +316,7 @@ def dry_run(c: Client, specs: list[tuple[str, TaskSpec]], uploads: list[Upload])
     total = 0
     for up in uploads:
         have = c.artifact_exists(up.sha256)
-        console.print(f"[bold]{up.label}[/] {up.folder}: {len(up.files)} files, "
+        console.print(f"[bold]{up.label}[/] {up.folder}: {plural(len(up.files), 'file')}, "
                       f"{size_text(up.size)} packed"
                       f"{' — already stored, nothing to send' if have else ''}", highlight=False)
         for f in up.files[:50]:

@@ -30,3 +30,8 @@ def parse_size(text: str) -> int:
     if size != int(size) and not prefix:
         raise ValueError(f"not a size: {text!r} (a whole number of bytes)")
     return int(size)
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 file', '2 files', '10,000 files'."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")

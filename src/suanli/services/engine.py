@@ -53,7 +53,7 @@ MAX_SUBMIT_FAILURES = 3
 CLOCK_SKEW = timedelta(seconds=5)  # a center's clock may be this far ahead before it is doubted
 MIN_GAP_S = 0.2
 FULL_PASS_S = 10.0
-SLOW_PASS_S = 0.05
+SLOW_PASS_S = 0.5  # a pass this long is logged (the scheduler runs one a second)
 RUN_TO_JOB = {
     RunState.COMPLETED: JobState.COMPLETED,
     RunState.FAILED: JobState.FAILED,
