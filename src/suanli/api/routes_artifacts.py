@@ -3,10 +3,9 @@ tenants' storage quotas."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-import anyio.from_thread
 from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from starlette.requests import ClientDisconnect
@@ -26,10 +25,9 @@ from .schemas_artifacts import (
     StorageQuotaPublic,
     StorageQuotaSet,
 )
+from .streaming import BodyChunks
 
 router = APIRouter(prefix="/api/v1", responses={**ERRORS, 413: ERRORS[409]})
-BATCH = 1 << 20  # bytes handed to the store per hop from the event loop to its thread
-DRAIN_MAX = 8 << 20  # read (and drop) at most this much of a refused body, so the client sees why
 Sha = Annotated[str, Query(min_length=1, max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID)]
@@ -40,43 +38,6 @@ BINARY = {"requestBody": {"required": True, "content": {
 
 def _public(row: m.Artifact) -> ArtifactPublic:
     return ArtifactPublic.model_validate(row)
-
-
-class _Body:
-    """The request body as a blocking iterator of ~1 MiB chunks, for the route's worker thread:
-    each chunk is read on the event loop as it arrives (never the whole body in memory)."""
-
-    def __init__(self, request: Request) -> None:
-        self.stream: AsyncIterator[bytes] = request.stream()
-        self.done = False
-
-    async def _next_batch(self) -> bytes:
-        parts: list[bytes] = []
-        size = 0
-        while size < BATCH and not self.done:
-            try:
-                chunk = await self.stream.__anext__()
-            except StopAsyncIteration:
-                self.done = True
-                break
-            if chunk:
-                parts.append(chunk)
-                size += len(chunk)
-        return b"".join(parts)
-
-    def chunks(self) -> Iterator[bytes]:
-        while batch := anyio.from_thread.run(self._next_batch):
-            yield batch
-
-    def drain(self) -> None:
-        """Read what is left of a refused body, up to DRAIN_MAX, so that the client, still
-        sending, reads the answer instead of a reset connection."""
-        budget = DRAIN_MAX
-        try:
-            while not self.done and budget > 0:
-                budget -= len(anyio.from_thread.run(self._next_batch))
-        except ClientDisconnect:
-            pass
 
 
 @router.put("/artifacts", status_code=201, tags=["artifacts"], openapi_extra=BINARY,
@@ -97,7 +58,7 @@ def upload_artifact(
     the tenant's storage quota: 413, nothing kept. Not subject to the 1 MiB body limit."""
     # A plain `def` in the thread pool, as every route: the store hashes and writes here, and
     # only the reading of each chunk hops to the event loop.
-    body = _Body(request)
+    body = BodyChunks(request)
     try:
         row, new = artifacts.store_upload(p, who, body.chunks(), kind=kind, name=name,
                                           expect_sha256=x_content_sha256,

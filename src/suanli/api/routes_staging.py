@@ -15,13 +15,13 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from fastapi import Path as PathParam
 from fastapi.responses import JSONResponse, StreamingResponse
-from starlette.concurrency import run_in_threadpool
 
 from ..domain.errors import InvalidInput
 from ..services import staging
 from . import errors
 from .deps import PlatformDep
 from .routes_platform import ERRORS
+from .streaming import BodyChunks
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["staging"])
 RunKey = Annotated[str, PathParam(max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
@@ -50,16 +50,19 @@ def stage_item(run_key: RunKey, sha256: Sha, request: Request, p: PlatformDep) -
 @router.put("/runs/{run_key}/outputs", status_code=201,
             responses={413: {"description": "over the tenant's storage quota or the largest "
                                              "artifact: not kept"}})
-async def put_outputs(run_key: RunKey, request: Request, p: PlatformDep) -> Any:
+def put_outputs(run_key: RunKey, request: Request, p: PlatformDep) -> Any:
     """The run's packed outputs (a tar, the raw body), once, while it runs or shortly after its
     end. Over the tenant's quota or the largest artifact they are not kept (the run's reason
     says so): 201 with `kept: false`."""
+    # A plain `def` in the thread pool, as every route: only reading each chunk hops to the loop.
+    body = BodyChunks(request)
     token = _token(request)
-    run_id = await run_in_threadpool(staging.outputs_target, p, run_key, token)
+    run_id = staging.outputs_target(p, run_key, token)
     announced = staging.check_outputs_request(request.headers.get("content-length"))
-    limit = await run_in_threadpool(staging.outputs_limit, p, run_id)
+    limit = staging.outputs_limit(p, run_id)
     if announced is not None and announced > limit:
-        await run_in_threadpool(staging.outputs_refused, p, run_id, announced, limit)
+        staging.outputs_refused(p, run_id, announced, limit)
+        body.drain()
         return JSONResponse(errors.body(f"outputs of {announced:,} bytes are over the {limit:,} "
                                         "the tenant's storage quota and the largest artifact "
                                         "allow; not kept"), status_code=413)
@@ -71,7 +74,7 @@ async def put_outputs(run_key: RunKey, request: Request, p: PlatformDep) -> Any:
         size = 0
         over = False
         with os.fdopen(fd, "wb") as out:
-            async for chunk in request.stream():
+            for chunk in body.chunks():
                 size += len(chunk)
                 if size > limit:
                     over = True
@@ -80,9 +83,9 @@ async def put_outputs(run_key: RunKey, request: Request, p: PlatformDep) -> Any:
         if announced is not None and size != announced and not over:
             raise InvalidInput(f"received {size:,} bytes, announced {announced:,}")
         if over:
-            await run_in_threadpool(staging.outputs_refused, p, run_id, size, limit)
+            staging.outputs_refused(p, run_id, size, limit)
             return {"kept": False, "sha256": None, "size_bytes": size}
-        art = await run_in_threadpool(staging.ingest_outputs, p, run_id, path)
+        art = staging.ingest_outputs(p, run_id, path)
     finally:
         path.unlink(missing_ok=True)
     if art is None:
