@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from suanli.connectors import stagekit
-from suanli.connectors.stagekit import UnsafeArchive, matcher, pack_outputs, safe_unpack
+from suanli.artifacts import stagekit
+from suanli.artifacts.stagekit import UnsafeArchive, matcher, pack_outputs, safe_unpack
 
 from ..contract.stage_server import names_in, tar_of
 
@@ -148,7 +148,7 @@ def test_fetch_item_checks_the_sha256(tmp_path: Path) -> None:
             "local_path": str(src), "url": ""}
     with pytest.raises(stagekit.StageError, match="SHA-256"):
         stagekit.fetch_item(item, str(tmp_path / "w"), "", max_bytes=1 << 20)
-    with pytest.raises(UnsafeArchive, match="leaves"):
+    with pytest.raises(UnsafeArchive, match="goes up"):
         stagekit.fetch_item({**item, "dest": "../x"}, str(tmp_path / "w"), "", max_bytes=9)
     shutil.rmtree(tmp_path / "w", ignore_errors=True)
     assert json.dumps(item)

@@ -23,15 +23,14 @@ from typing import IO
 
 import pathspec
 
+from . import stagekit
+from .stagekit import UnsafeArchive as UnsafeArchive  # re-exported
+
 IGNORE_FILES = (".gitignore", ".suanliignore")
 ALWAYS_LEFT_OUT = frozenset({".git", ".hg", ".svn"})
 # A folder holding this file is left out with everything in it: `suanli job download` marks the
 # outputs it unpacks, so outputs downloaded into a work folder do not go up with its next run.
 DOWNLOAD_MARKER = ".suanli-outputs"
-
-
-class UnsafeArchive(Exception):
-    """An archive that would write outside its folder, or more than it may."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,33 +132,7 @@ def unpack(src: IO[bytes], dest: str | os.PathLike[str], *, max_bytes: int,
            max_members: int = 1_000_000) -> int:
     """Extract a tar (plain or compressed) read as a stream into `dest`; returns the bytes
     written. UnsafeArchive on anything that would leave `dest`, a special file, or a budget
-    passed (what was extracted before stays: the caller discards the folder)."""
-    target = Path(dest)
-    target.mkdir(parents=True, exist_ok=True)
-    total = 0
-    count = 0
-    try:
-        with tarfile.open(fileobj=src, mode="r|*") as tar:
-            for member in tar:
-                count += 1
-                if count > max_members:
-                    raise UnsafeArchive(f"more than {max_members:,} entries")
-                if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                    raise UnsafeArchive(f"{member.name!r}: only files, folders and links")
-                if member.name.startswith("/"):
-                    # The data filter would strip the slash; a name meant for another place is
-                    # refused outright, as a `..` is.
-                    raise UnsafeArchive(f"{member.name!r}: an absolute path")
-                total += max(0, member.size)
-                if total > max_bytes:
-                    raise UnsafeArchive(f"more than {max_bytes:,} bytes unpacked")
-                try:
-                    checked = tarfile.data_filter(member, str(target))
-                except tarfile.FilterError as exc:
-                    raise UnsafeArchive(f"{member.name!r}: {exc}") from exc
-                if checked is None:
-                    continue
-                tar.extract(checked, str(target), filter="data")
-    except tarfile.ReadError as exc:
-        raise UnsafeArchive(f"not a tar archive: {exc}") from exc
-    return total
+    passed (what was extracted before stays: the caller discards the folder). The rules are
+    stagekit's, the same the centers apply (see `stagekit.check_member`)."""
+    return stagekit.safe_unpack(src, os.fspath(dest), max_bytes=max_bytes,
+                                max_members=max_members)

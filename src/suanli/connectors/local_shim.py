@@ -63,16 +63,16 @@ from typing import Any
 
 
 def _stagekit() -> Any:
-    """connectors/stagekit.py, also when this file runs as a script (-I: no package)."""
+    """artifacts/stagekit.py, also when this file runs as a script (-I: no package)."""
     try:
-        from . import stagekit  # type: ignore[import-not-found,unused-ignore]
+        from ..artifacts import stagekit  # type: ignore[import-not-found,unused-ignore]
 
         return stagekit
     except ImportError:
         import importlib.util
 
         spec = importlib.util.spec_from_file_location(
-            "suanli_stagekit", Path(__file__).with_name("stagekit.py"))
+            "suanli_stagekit", Path(__file__).parent.parent / "artifacts" / "stagekit.py")
         assert spec is not None and spec.loader is not None
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
@@ -264,6 +264,9 @@ def _pack_outputs(spec: dict[str, Any], run_dir: Path) -> str:
         return f"outputs not kept: {exc}"
     except OSError as exc:
         return f"outputs not kept: {exc.strerror or exc}"
+    except Exception as exc:  # whatever the job left behind, the run still gets its result
+        (run_dir / "outputs.tar").unlink(missing_ok=True)
+        return f"outputs not kept: {type(exc).__name__}"
     skipped = summary["skipped"]
     if skipped:
         return f"outputs: left out {len(skipped)} ({', '.join(skipped[:3])})"

@@ -49,9 +49,9 @@ from typing import Any
 
 import httpx
 
+from ..artifacts import stagekit
 from ..domain.enums import RunState
 from ..domain.errors import ConnectorError
-from . import stagekit
 from .base import (
     LOG_CHUNK,
     Capability,
@@ -65,7 +65,7 @@ from .base import (
 )
 
 PREFIX = "suanli-"
-STAGEKIT = Path(__file__).with_name("stagekit.py")
+STAGEKIT = Path(stagekit.__file__)
 ZIP_EPOCH = (1980, 1, 1, 0, 0, 0)
 USAGE_RE = re.compile(r"([\d.]+)/([\d.]+) ([A-Za-z_][\w-]*)(?!\S)")
 TIMEOUT_EXIT = 124

@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
 import shlex
 import shutil
 from collections.abc import Mapping, Sequence
@@ -59,7 +60,7 @@ from .base import (
     stage_dict,
 )
 
-STAGEKIT = Path(__file__).with_name("stagekit.py")
+STAGEKIT = Path(__file__).parent.parent / "artifacts" / "stagekit.py"
 SUPPORTED_VERSIONS = ("0.0.38",)
 JOB_PREFIX = "suanli-"
 
@@ -249,10 +250,18 @@ class SlurmConnector:
         target = self.staging_dir / item["sha256"]
         if not target.exists():
             self.staging_dir.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
-            shutil.copyfile(local, tmp)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, target)
+            # The folder is shared with the nodes' jobs: a new file of our own, never a name a
+            # job planted (a link there would have us write and chmod whatever it points at).
+            tmp = target.with_name(f".{target.name}.{secrets.token_hex(16)}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            try:
+                with os.fdopen(fd, "wb") as out, open(local, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                    os.fchmod(out.fileno(), 0o644)
+                os.replace(tmp, target)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
         return {**item, "local_path": str(target)}
 
     def staging_script(self, req: RunRequest) -> str:

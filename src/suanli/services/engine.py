@@ -16,6 +16,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any, Protocol, cast
 
 from sqlalchemy import Table, bindparam, select, update
@@ -320,12 +321,16 @@ class Engine:
         collect = getattr(self.p.connector_for(center), "collect_outputs", None)
         if collect is None:
             return
+        path = None
         try:
             path = collect(external_id)
             if path is not None:
                 staging.ingest_outputs(self.p, run_id, path)
         except Exception:  # outputs never hold up the engine
             log.exception("run %s: collecting its outputs failed", run_id)
+        finally:  # stored or refused, the center's copy goes: it must not fill the disk
+            if path is not None:
+                Path(path).unlink(missing_ok=True)
 
     def _apply_status(self, s: Session, job: m.Job, run: m.Run, status: RunStatus) -> int:
         """Record what the center says of the run; the caller holds both rows' locks."""

@@ -25,10 +25,10 @@ status).
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
-import re
 import signal
 import stat
 import subprocess
@@ -50,8 +50,63 @@ class StageError(Exception):
 
 
 # -- unpacking -------------------------------------------------------------------------------------
-def _inside(path: str, root: str) -> bool:
-    return path == root or path.startswith(root.rstrip("/") + "/")
+MAX_NAME = 1024  # bytes of a member's path; each part at most 255 (no PATH_MAX games)
+MAX_DEPTH = 64
+
+
+def _parts(text: str, what: str, name: str) -> list[str]:
+    """The parts of a relative path without `..`, or UnsafeArchive."""
+    if not text or text.startswith("/") or "\0" in text or len(text.encode()) > MAX_NAME:
+        raise UnsafeArchive(f"{name!r}: {what} is empty, absolute or too long")
+    parts = [x for x in text.split("/") if x not in ("", ".")]
+    if ".." in parts or len(parts) > MAX_DEPTH or any(len(x.encode()) > 255 for x in parts):
+        raise UnsafeArchive(f"{name!r}: {what} goes up ('..') or is too deep")
+    return parts
+
+
+def check_member(member: tarfile.TarInfo, root: str) -> str:
+    """Where `member` goes under `root`, or UnsafeArchive. The rules need no path resolution
+    (realpath stops resolving past PATH_MAX, which let crafted link chains out of tarfile's own
+    filter, CVE-2025-4517): names and link targets are relative without `..`, so a link can only
+    point further down; nothing is written through a link already on disk (every folder on the way
+    is checked with lstat), and an existing link is never replaced."""
+    name = member.name
+    if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
+        raise UnsafeArchive(f"{name!r}: only files, folders and links")
+    parts = _parts(name, "the name", name)
+    if not parts:
+        raise UnsafeArchive(f"{name!r}: no name")
+    here = root
+    for part in parts[:-1]:
+        here = os.path.join(here, part)
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            break  # created by the extraction, as a plain folder
+        if not stat.S_ISDIR(st.st_mode):
+            raise UnsafeArchive(f"{name!r} would be written through a link or a file")
+    target = os.path.join(root, *parts)
+    try:
+        if stat.S_ISLNK(os.lstat(target).st_mode):
+            raise UnsafeArchive(f"{name!r} would replace a link")
+    except FileNotFoundError:
+        pass
+    if member.issym():
+        _parts(member.linkname, "the link's target", name)
+    if member.islnk():
+        link = os.path.join(root, *_parts(member.linkname, "the link's target", name))
+        here = root
+        for part in _parts(member.linkname, "the link's target", name):
+            here = os.path.join(here, part)
+            try:
+                st = os.lstat(here)
+            except FileNotFoundError:
+                raise UnsafeArchive(f"{name!r} links to nothing") from None
+            if stat.S_ISLNK(st.st_mode):
+                raise UnsafeArchive(f"{name!r} links through a link")
+        if not stat.S_ISREG(os.lstat(link).st_mode):
+            raise UnsafeArchive(f"{name!r} is a hard link to no regular file")
+    return target
 
 
 def safe_unpack(src: IO[bytes], dest: str, *, max_bytes: int,
@@ -69,22 +124,7 @@ def safe_unpack(src: IO[bytes], dest: str, *, max_bytes: int,
                 if count > max_members:
                     raise UnsafeArchive(f"more than {max_members:,} entries")
                 name = member.name
-                if not (member.isfile() or member.isdir() or member.issym() or member.islnk()):
-                    raise UnsafeArchive(f"{name!r}: only files, folders and links")
-                if name.startswith("/") or ".." in name.split("/") or "\0" in name:
-                    raise UnsafeArchive(f"{name!r}: an absolute path or '..'")
-                target = os.path.realpath(os.path.join(root, name))
-                if not _inside(target, root):
-                    raise UnsafeArchive(f"{name!r} would be written outside the folder")
-                if member.issym():
-                    link = os.path.realpath(os.path.join(os.path.dirname(target),
-                                                         member.linkname))
-                    if member.linkname.startswith("/") or not _inside(link, root):
-                        raise UnsafeArchive(f"{name!r} links outside the folder ({member.linkname!r})")
-                if member.islnk():
-                    link = os.path.realpath(os.path.join(root, member.linkname))
-                    if not _inside(link, root):
-                        raise UnsafeArchive(f"{name!r} links outside the folder ({member.linkname!r})")
+                target = check_member(member, root)
                 total += max(0, member.size)
                 if total > max_bytes:
                     raise UnsafeArchive(f"more than {max_bytes:,} bytes unpacked")
@@ -131,48 +171,47 @@ class _Hashing:
 
 
 # -- output globs -----------------------------------------------------------------------------
-def _glob_regex(pattern: str) -> re.Pattern[str]:
+def _glob_parts(pattern: str) -> list[str]:
     p = pattern.strip()
     while p.startswith("./"):
         p = p[2:]
-    p = p.rstrip("/") or "**"
-    out = ""
-    i = 0
-    while i < len(p):
-        c = p[i]
-        if p.startswith("**/", i):
-            out += "(?:.*/)?"
-            i += 3
-            continue
-        if p.startswith("**", i):
-            out += ".*"
-            i += 2
-            continue
-        if c == "*":
-            out += "[^/]*"
-        elif c == "?":
-            out += "[^/]"
-        elif c == "[":
-            end = p.find("]", i + 1)
-            if end < 0:
-                out += re.escape(c)
-            else:
-                body = p[i + 1:end].replace("\\", "\\\\")
-                if body.startswith("!"):
-                    body = "^" + body[1:]
-                out += "[" + body + "]"
-                i = end
+    parts = [x for x in p.rstrip("/").split("/") if x not in ("", ".")] or ["**"]
+    out: list[str] = []
+    for x in parts:  # `**/**` is `**`
+        if not (x == "**" and out and out[-1] == "**"):
+            out.append(x)
+    return out
+
+
+def glob_match(parts: list[str], path: list[str]) -> bool:
+    """Whether the path's parts match the pattern's: `*`, `?` and `[...]` within one part (fnmatch),
+    `**` as zero or more whole parts. Dynamic programming over (pattern part, path part): linear
+    in their product, never backtracking (a regex of nested `(?:.*/)?` took hours on a crafted
+    pattern)."""
+    n = len(path)
+    ok = [False] * (n + 1)  # ok[j]: the pattern so far matches path[:j]
+    ok[0] = True
+    for part in parts:
+        nxt = [False] * (n + 1)
+        if part == "**":
+            seen = False
+            for j in range(n + 1):
+                seen = seen or ok[j]
+                nxt[j] = seen
         else:
-            out += re.escape(c)
-        i += 1
-    return re.compile(out + r"\Z")
+            for j in range(n):
+                if ok[j] and fnmatch.fnmatchcase(path[j], part):
+                    nxt[j + 1] = True
+        ok = nxt
+    return ok[n]
 
 
 def matcher(patterns: list[str]) -> Any:
-    regexes = [_glob_regex(p) for p in patterns if p.strip()]
+    compiled = [_glob_parts(p) for p in patterns if p.strip()]
 
     def matches(rel: str) -> bool:
-        return any(r.match(rel) for r in regexes)
+        path = rel.split("/")
+        return any(glob_match(parts, path) for parts in compiled)
 
     return matches
 
@@ -289,12 +328,14 @@ def fetch_item(item: dict[str, Any], work: str, token: str, *, max_bytes: int) -
     """Bring one stage item into `work`: unpacked at `dest`, or written as the file `dest`.
     Returns the bytes it holds; StageError / UnsafeArchive when it cannot."""
     dest_rel = str(item.get("dest") or "")
-    if dest_rel.startswith("/") or ".." in dest_rel.split("/"):
-        raise UnsafeArchive(f"destination {dest_rel!r} leaves the work folder")
     root = os.path.realpath(work)
-    dest = os.path.realpath(os.path.join(root, dest_rel)) if dest_rel else root
-    if not _inside(dest, root):
-        raise UnsafeArchive(f"destination {dest_rel!r} leaves the work folder")
+    parts = _parts(dest_rel, "the destination", dest_rel) if dest_rel else []
+    here = root
+    for part in parts:  # never through a link an earlier item unpacked
+        here = os.path.join(here, part)
+        if os.path.islink(here):
+            raise UnsafeArchive(f"destination {dest_rel!r} goes through a link")
+    dest = os.path.join(root, *parts)
     size = int(item.get("size") or 0)
     with _open_item(item, token) as raw:
         src = _Hashing(raw, size if size > 0 else max_bytes)
