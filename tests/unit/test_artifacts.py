@@ -20,7 +20,7 @@ from suanli.api.app import create_app
 from suanli.artifacts import BlobStore
 from suanli.domain.clock import FixedClock
 from suanli.domain.enums import DeviceKind, Role
-from suanli.domain.errors import Conflict
+from suanli.domain.errors import Conflict, TooLarge
 from suanli.domain.jobstate import JobState
 from suanli.services import artifacts, datasets
 from suanli.services.auth import create_user, issue_token, principal_of
@@ -403,3 +403,25 @@ def test_temporary_files_of_a_dead_upload_are_swept_after_a_day(world: World) ->
     os.utime(dead, (now - 2 * 86400, now - 2 * 86400))
     assert artifacts.sweep_incoming(p) == 1
     assert not dead.exists() and live.exists()
+
+
+def test_outputs_arriving_side_by_side_stay_within_the_quota(world: World) -> None:
+    """Two runs' outputs both fitted the room left when each began to arrive; the second to be
+    recorded finds it gone and is not kept (a review stored 1.9 GB past a 400 MiB quota so)."""
+    p = world.p
+    with p.db.session() as s:
+        tenant = s.get(m.Tenant, world.t1.id)
+        assert tenant is not None
+        tenant.storage_quota_bytes = 1000
+    job1, job2 = _queue(p, world.u1), _queue(p, world.u1)
+    first = p.blobs.put(world.t1.id, [b"a" * 600], max_size=10_000)
+    second = p.blobs.put(world.t1.id, [b"b" * 600], max_size=10_000)
+    with p.db.session(immediate=True) as s:
+        artifacts.record_outputs(s, p, tenant_id=world.t1.id, job_id=job1.id, stored=first,
+                                 now=p.clock.now())
+    with pytest.raises(TooLarge), p.db.session(immediate=True) as s:
+        artifacts.record_outputs(s, p, tenant_id=world.t1.id, job_id=job2.id, stored=second,
+                                 now=p.clock.now())
+    artifacts.drop_unrecorded(p, world.t1.id, second.sha256)
+    assert p.blobs.exists(world.t1.id, first.sha256)
+    assert not p.blobs.exists(world.t1.id, second.sha256)

@@ -350,11 +350,16 @@ def delete_artifact(p: Platform, actor: Principal, sha256: str) -> None:
 def record_outputs(s: Session, p: Platform, *, tenant_id: int, job_id: int, stored: Stored,
                    now: datetime, name: str = "") -> m.Artifact:
     """The artifact row for a job's packed outputs, kept `outputs_retention_days` (for the
-    staging code that stored them with `p.blobs.put`, within the tenant's quota). Identical
-    outputs of two jobs are one artifact, kept as long as the latest needs it."""
+    staging code that stored them with `p.blobs.put`). Identical outputs of two jobs are one
+    artifact, kept as long as the latest needs it. New content is checked against the tenant's
+    quota again under its lock (outputs of several runs may arrive side by side): TooLarge then,
+    and the caller drops the bytes."""
     expires = now + timedelta(days=p.settings.outputs_retention_days)
+    tenant = _tenant(s, tenant_id, lock=True)
     row = _row(s, tenant_id, stored.sha256)
     if row is None:
+        if why := _over_quota(storage_use(s, p, tenant), stored.size):
+            raise TooLarge(why)
         row = m.Artifact(tenant_id=tenant_id, sha256=stored.sha256, size_bytes=stored.size,
                          kind=OUTPUTS, name=name or f"job-{job_id}-outputs.tar", job_id=job_id,
                          media_type="application/x-tar", created_at=now, expires_at=expires)
@@ -364,6 +369,11 @@ def record_outputs(s: Session, p: Platform, *, tenant_id: int, job_id: int, stor
         row.expires_at = expires
         row.job_id = job_id
     return row
+
+
+def drop_unrecorded(p: Platform, tenant_id: int, sha256: str) -> None:
+    """Remove stored bytes no artifact row refers to (an upload refused after it was stored)."""
+    _drop_unrecorded(p, tenant_id, sha256)
 
 
 @dataclass(frozen=True, slots=True)

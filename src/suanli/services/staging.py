@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 from ..artifacts import BlobError
 from ..config import write_private
 from ..connectors import StageItem
-from ..domain.errors import Conflict, InvalidInput, NotFound, Unauthenticated
+from ..domain.errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthenticated
 from ..store import models as m
 from . import artifacts
 from .centers import ACTIVE_RUN_STATES
@@ -305,15 +305,21 @@ def _store(p: Platform, run_id: int, tenant_id: int, job_id: int, chunks: Iterab
         log.info("run %s: outputs not kept: %s", run_id, why)
         return None
     now = p.clock.now()
+    try:  # the tenant's row alone in this transaction (billing locks runs before tenants)
+        with p.db.session(immediate=True) as s:
+            art = artifacts.record_outputs(s, p, tenant_id=tenant_id, job_id=job_id,
+                                           stored=stored, now=now, name=f"job {job_id} outputs")
+            s.flush()
+            s.expunge(art)
+    except TooLarge as exc:  # other outputs took the room meanwhile
+        artifacts.drop_unrecorded(p, tenant_id, stored.sha256)
+        _note(p, run_id, f"outputs not kept: {exc}")
+        return None
     with p.db.session(immediate=True) as s:
         run = s.get(m.Run, run_id)
         assert run is not None
-        art = artifacts.record_outputs(s, p, tenant_id=tenant_id, job_id=job_id, stored=stored,
-                                       now=now, name=f"job {job_id} outputs")
         run.outputs_sha256 = stored.sha256
         run.outputs_size = stored.size
-        s.flush()
-        s.expunge(art)
     return art
 
 
