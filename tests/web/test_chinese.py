@@ -36,13 +36,15 @@ VISIBLE_TEXT = """(skip) => {
 
 
 def names_of_things(srv: Server) -> set[str]:
-    """Every word of the names the platform shows: centers, pools, device models, users."""
+    """Every word of the names the platform shows: centers, pools, device models, a pool's
+    architecture, features and environments (cann-8.0, pytorch-2.4: names, not prose), users."""
     text: list[str] = []
     with srv.api("platform_admin") as c:
         for center in c.get("/api/v1/centers").json():
             text += [center["slug"], center.get("name_en") or ""]
             for pool in center["pools"]:
-                text += [pool["name"], pool.get("device_model") or ""]
+                text += [pool["name"], pool.get("device_model") or "", pool.get("arch") or "",
+                         *(pool.get("features") or []), *(pool.get("environments") or {})]
     for role in srv.creds():
         with srv.api(role) as c:
             me = c.get("/api/v1/users/me")

@@ -124,6 +124,26 @@ _RULES: list[tuple[str, str]] = [
     (r"stopped \((?P<why>.+)\)", "已停止（{why}）"),
     # -- errors a form, an estimate or a page shows (services, domain/money.py) ------------------
     (r"no pool in the network can ever run this job", "网络中没有任何资源池能运行此作业"),
+    (r"no pool in the network can ever run this job; the largest (?P<dev1>.+) pool is (?P<b>\S+): "
+     r"(?P<n>\d+) nodes × (?P<u>\d+) units = (?P<t>\d+) (?P<dev2>\w+) \(most per node: (?P<w>\S+), "
+     r"(?P<m>\d+)\)",
+     "网络中没有任何资源池能运行此作业；最大的 {dev1} 资源池是 {b}：{n} 个节点 × 每节点 {u} 个 = {t} 个 "
+     "{dev2}（每节点最多的是 {w}：{m} 个）"),
+    (r"no pool in the network can ever run this job; the largest (?P<dev1>.+) pool is (?P<b>\S+): "
+     r"(?P<n>\d+) nodes × (?P<u>\d+) units = (?P<t>\d+) (?P<dev2>\w+)",
+     "网络中没有任何资源池能运行此作业；最大的 {dev1} 资源池是 {b}：{n} 个节点 × 每节点 {u} 个 = {t} 个 {dev2}"),
+    (r"no pool in the network can ever run this job; the network has no (?P<dev1>.+) pool",
+     "网络中没有任何资源池能运行此作业；网络中没有 {dev1} 资源池"),
+    (r"no pool in the network can ever run this job: no pool has arch (?P<a>\S+)",
+     "网络中没有任何资源池能运行此作业：没有架构为 {a} 的资源池"),
+    (r"no pool in the network can ever run this job: no pool has feature (?P<a>.+)",
+     "网络中没有任何资源池能运行此作业：没有资源池具备特性 {a}"),
+    (r"no pool in the network can ever run this job: no pool offers environment (?P<a>\S+)",
+     "网络中没有任何资源池能运行此作业：没有资源池提供环境 {a}"),
+    (r"no environment (?P<a>\S+)", "没有环境 {a}"),
+    (r"needs (?P<a>\d+) units per node, pool has (?P<b>\d+) per node \(the pool has (?P<n>\d+) "
+     r"nodes × (?P<u>\d+) = (?P<t>\d+) units at most\)",
+     "每节点需要 {a} 个设备，资源池每节点只有 {b} 个（该资源池最多 {n} 个节点 × {u} = {t} 个设备）"),
     (r"the cheapest pool \((?P<a>\S+)\) would cost about (?P<fen1>\d+) fen for the walltime, "
      r"over the budget of (?P<fen2>\d+) fen", "最便宜的资源池（{a}）按时限计约需 {fen1}，超出预算 {fen2}"),
     (r"the cheapest pool \((?P<a>\S+)\) would cost about (?P<b>\S+) for the walltime, "
