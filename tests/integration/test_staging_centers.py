@@ -64,7 +64,7 @@ def _check(server: Server, p: Platform, jid: int, center: str) -> None:
         return job if job["state"] in ("COMPLETED", "FAILED", "CANCELLED", "TIMEOUT") else None
 
     job = eventually(ended, timeout=180, what=f"job {jid} ended")
-    assert job["state"] == "FAILED" and job["exit_code"] == 4, job
+    assert job["state"] == "FAILED" and job["exit_code"] == 4, (job["state_reason"], job["runs"])
     assert job["center"] == center, job
     with server.api() as c:
         out = c.get(f"/api/v1/jobs/{jid}/logs").json()["data"]
