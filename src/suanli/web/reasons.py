@@ -131,7 +131,8 @@ _RULES: list[tuple[str, str]] = [
      "{dev2}（每节点最多的是 {w}：{m} 个）"),
     (r"no pool in the network can ever run this job; the largest (?P<dev1>.+) pool is (?P<b>\S+): "
      r"(?P<n>\d+) nodes × (?P<u>\d+) units = (?P<t>\d+) (?P<dev2>\w+)",
-     "网络中没有任何资源池能运行此作业；最大的 {dev1} 资源池是 {b}：{n} 个节点 × 每节点 {u} 个 = {t} 个 {dev2}"),
+     "网络中没有任何资源池能运行此作业；最大的 {dev1} 资源池是 {b}：{n} 个节点 × 每节点 {u} 个 = "
+     "{t} 个 {dev2}"),
     (r"no pool in the network can ever run this job; the network has no (?P<dev1>.+) pool",
      "网络中没有任何资源池能运行此作业；网络中没有 {dev1} 资源池"),
     (r"no pool in the network can ever run this job: no pool has arch (?P<a>\S+)",
