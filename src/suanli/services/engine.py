@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -556,7 +557,10 @@ class Engine:
                         walltime_s=job.walltime_s, created_at=now)
             s.add(run)
             s.flush()
-            run.run_key = f"job{job.id}-run{run.id}"
+            # Unique beyond this database: a center (a Ray cluster, a Slurm account) may have
+            # seen "job1-run1" from another suanli, or from this one before its data was reset,
+            # and an attempt must never be taken for that other one's run.
+            run.run_key = f"job{job.id}-run{run.id}-{secrets.token_hex(4)}"
             job.current_run_id = run.id
             transition(s, job, JobState.PLACED, f"placed on {center.slug}/{pool.name}", now)
         # Committed before the center is called: a crash here leaves a run with no external id,
