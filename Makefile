@@ -60,7 +60,7 @@ run: venv web-assets sandbox
 	$(BIN)/suanli serve --demo
 
 lint: venv
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests bench examples
 	$(BIN)/mypy src
 	$(BIN)/lint-imports
 

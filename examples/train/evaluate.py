@@ -4,7 +4,8 @@ import csv
 import json
 from pathlib import Path
 
-pts = [(float(r["x"]), float(r["y"])) for r in csv.DictReader(Path("data/points.csv").open())]
+with Path("data/points.csv").open(newline="") as src:
+    pts = [(float(r["x"]), float(r["y"])) for r in csv.DictReader(src)]
 n = len(pts)
 mx = sum(x for x, _ in pts) / n
 my = sum(y for _, y in pts) / n

@@ -3,7 +3,8 @@
 import csv
 from pathlib import Path
 
-rows = list(csv.DictReader(Path("data/points.csv").open(newline="")))
+with Path("data/points.csv").open(newline="") as src:
+    rows = list(csv.DictReader(src))
 bad = [r for r in rows if not r["x"] or not r["y"]]
 if bad:
     raise SystemExit(f"{len(bad)} rows have a missing value")
