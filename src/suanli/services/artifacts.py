@@ -211,7 +211,7 @@ def _record(p: Platform, actor: Principal, tenant_id: int, stored: Stored, *, ki
     try:
         with p.db.session(immediate=True) as s:
             tenant = _tenant(s, tenant_id, lock=True)
-            row = _row(s, tenant_id, stored.sha256)
+            row = artifact_row(s, tenant_id, stored.sha256)
             if row is not None:
                 return row, False
             if why := _over_quota(storage_use(s, p, tenant), stored.size):
@@ -227,7 +227,7 @@ def _record(p: Platform, actor: Principal, tenant_id: int, stored: Stored, *, ki
         raise
     except IntegrityError:  # the same content, recorded by a concurrent upload
         with p.db.session() as s:
-            row = _row(s, tenant_id, stored.sha256)
+            row = artifact_row(s, tenant_id, stored.sha256)
         if row is None:
             raise
         return row, False
@@ -235,11 +235,12 @@ def _record(p: Platform, actor: Principal, tenant_id: int, stored: Stored, *, ki
 
 def _drop_unrecorded(p: Platform, tenant_id: int, sha256: str) -> None:
     with p.db.session() as s:
-        if _row(s, tenant_id, sha256) is None:
+        if artifact_row(s, tenant_id, sha256) is None:
             p.blobs.delete(tenant_id, sha256)
 
 
-def _row(s: Session, tenant_id: int, sha256: str) -> m.Artifact | None:
+def artifact_row(s: Session, tenant_id: int, sha256: str) -> m.Artifact | None:
+    """The tenant's artifact of this content, or None."""
     row: m.Artifact | None = s.scalar(select(m.Artifact).where(
         m.Artifact.tenant_id == tenant_id, m.Artifact.sha256 == sha256))
     return row
@@ -252,7 +253,7 @@ def get_artifact(p: Platform, actor: Principal, sha256: str) -> m.Artifact:
     if not is_sha256(sha256):
         raise _not_found(sha256[:80])
     with p.db.session() as s:
-        row = _row(s, tenant_id, sha256)
+        row = artifact_row(s, tenant_id, sha256)
     if row is None:
         raise _not_found(sha256)
     return row
@@ -327,7 +328,7 @@ def delete_artifact(p: Platform, actor: Principal, sha256: str) -> None:
         raise _not_found(sha256[:80])
     with p.db.session(immediate=True) as s:
         _tenant(s, tenant_id, lock=True)
-        row = _row(s, tenant_id, sha256)
+        row = artifact_row(s, tenant_id, sha256)
         if row is None:
             raise _not_found(sha256)
         users = jobs_using(s, tenant_id, artifact=sha256)
@@ -356,7 +357,7 @@ def record_outputs(s: Session, p: Platform, *, tenant_id: int, job_id: int, stor
     and the caller drops the bytes."""
     expires = now + timedelta(days=p.settings.outputs_retention_days)
     tenant = _tenant(s, tenant_id, lock=True)
-    row = _row(s, tenant_id, stored.sha256)
+    row = artifact_row(s, tenant_id, stored.sha256)
     if row is None:
         if why := _over_quota(storage_use(s, p, tenant), stored.size):
             raise TooLarge(why)
@@ -404,7 +405,7 @@ def job_outputs(p: Platform, actor: Principal, job_id: int) -> OutputsRef:
                    "none were collected")
             raise NotFound(f"job {job_id} has no outputs: {why}")
         sha = run.outputs_sha256
-        kept = _row(s, job.tenant_id, sha)
+        kept = artifact_row(s, job.tenant_id, sha)
     if kept is None or not p.blobs.exists(job.tenant_id, sha):
         raise NotFound(f"job {job_id}'s outputs are no longer kept (outputs are kept "
                        f"{p.settings.outputs_retention_days:g} days)")

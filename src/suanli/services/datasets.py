@@ -26,7 +26,7 @@ from ..domain.enums import Role
 from ..domain.errors import Conflict, InvalidInput, NotFound
 from ..domain.task import check_name
 from ..store import models as m
-from .artifacts import jobs_using, owner_tenant
+from .artifacts import artifact_row, jobs_using, owner_tenant
 from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .jobs import check_page
@@ -108,8 +108,7 @@ def add_dataset(p: Platform, actor: Principal, *, name: str, center: str | None 
             raise Conflict(f"a dataset named {name!r} exists; remove it first "
                            f"(`suanli data rm {name}`)", field="name")
         if artifact is not None:
-            art = s.scalar(select(m.Artifact).where(m.Artifact.tenant_id == tenant_id,
-                                                    m.Artifact.sha256 == artifact))
+            art = artifact_row(s, tenant_id, artifact)
             if art is None:
                 raise NotFound(f"no artifact {artifact[:80]}", field="artifact")
             if art.kind not in ("dataset", "upload"):
@@ -187,8 +186,7 @@ def delete_dataset(p: Platform, actor: Principal, name: str) -> None:
         s.delete(ds)
         s.flush()
         if sha is not None:
-            art = s.scalar(select(m.Artifact).where(m.Artifact.tenant_id == tenant_id,
-                                                    m.Artifact.sha256 == sha))
+            art = artifact_row(s, tenant_id, sha)
             others = s.scalar(select(m.Dataset.id).where(m.Dataset.tenant_id == tenant_id,
                                                          m.Dataset.artifact_sha256 == sha))
             if art is not None and others is None:

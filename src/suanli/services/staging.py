@@ -40,6 +40,7 @@ from ..store import models as m
 from . import artifacts
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
+from .datasets import datasets_named
 
 log = logging.getLogger("suanli.staging")
 
@@ -107,8 +108,7 @@ def verify_run_token(p: Platform, run_key: str, token: str | None) -> None:
 
 # -- what a run stages ---------------------------------------------------------------------------
 def _artifact(s: Session, tenant_id: int, sha: str) -> m.Artifact:
-    row = s.scalar(select(m.Artifact).where(m.Artifact.tenant_id == tenant_id,
-                                            m.Artifact.sha256 == sha))
+    row = artifacts.artifact_row(s, tenant_id, sha)
     if row is None:
         raise NotFound(f"artifact {sha[:12]} is gone (deleted or expired)")
     return row
@@ -151,8 +151,7 @@ def stage_items(s: Session, p: Platform, job: m.Job, run: m.Run) -> tuple[StageI
 
 
 def _dataset(s: Session, tenant_id: int, name: str) -> m.Dataset:
-    ds = s.scalar(select(m.Dataset).where(m.Dataset.tenant_id == tenant_id,
-                                          m.Dataset.name == name))
+    ds = datasets_named(s, tenant_id, [name]).get(name)
     if ds is None:
         raise NotFound(f"dataset {name!r} is gone")
     return ds
@@ -165,8 +164,7 @@ def dataset_env(s: Session, job: m.Job, run: m.Run) -> dict[str, str]:
     for entry in job.inputs or []:
         if not isinstance(entry, dict) or entry.get("dataset") is None:
             continue
-        ds = s.scalar(select(m.Dataset).where(m.Dataset.tenant_id == job.tenant_id,
-                                              m.Dataset.name == str(entry["dataset"])))
+        ds = datasets_named(s, job.tenant_id, [str(entry["dataset"])]).get(str(entry["dataset"]))
         if ds is None or ds.artifact_sha256 is not None:
             continue
         loc = s.scalar(select(m.DatasetLocation).where(
@@ -265,8 +263,7 @@ def ingest_outputs(p: Platform, run_id: int, chunks: Iterable[bytes] | Path
         if run is None or job is None:
             raise NotFound("no such run")
         if run.outputs_sha256 is not None:
-            return s.scalar(select(m.Artifact).where(m.Artifact.tenant_id == job.tenant_id,
-                                                     m.Artifact.sha256 == run.outputs_sha256))
+            return artifacts.artifact_row(s, job.tenant_id, run.outputs_sha256)
         tenant_id, job_id = job.tenant_id, job.id
         left_bytes, left_count = _quota_left(s, p, tenant_id)
     limit = max(0, min(p.settings.artifact_max_bytes, left_bytes))
