@@ -47,8 +47,8 @@ from demo_server import BIN, free_port
 from rich.console import Console
 from rich.table import Table
 
-from suanli.cli.artifacts import _Discard as Discard
-from suanli.cli.artifacts import pack_path, upload_path
+from suanli.client.uploads import Discard
+from suanli.client.uploads import pack_path, upload_path
 from suanli.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -76,6 +76,16 @@ def backend_service(name: str, state_var: str, label: str) -> Iterator[dict[str,
     shutil.rmtree(env[state_var], ignore_errors=True)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _pack_cache() -> Iterator[None]:
+    """Uploads remember packed folders under SUANLI_CACHE_DIR (client.uploads): the tests' own
+    folder, not the user's ~/.cache; every CLI the tests start inherits it."""
+    folder = tempfile.mkdtemp(prefix="suanli-test-cache.")
+    os.environ["SUANLI_CACHE_DIR"] = folder
+    yield
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[dict[str, str]]:
     """A real PostgreSQL server."""

@@ -6,13 +6,23 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import stat
 import tarfile
 import time
 from pathlib import Path
 
 import pytest
 
-from suanli.artifacts import DOWNLOAD_MARKER, BlobError, BlobStore, UnsafeArchive, list_files, pack, unpack
+from suanli.artifacts import (
+    DOWNLOAD_MARKER,
+    BlobError,
+    BlobStore,
+    UnsafeArchive,
+    list_files,
+    pack,
+    unpack,
+    walk,
+)
 
 
 def write(root: Path, files: dict[str, str]) -> None:
@@ -156,3 +166,59 @@ def test_blob_store_put_dedup_and_failures_keep_nothing(tmp_path: Path) -> None:
     assert leftovers() == []
     with pytest.raises(ValueError):
         store.path(7, "../../etc/passwd")
+
+
+def _tarfile_pack(root: Path) -> bytes:
+    """The archive as Python's tarfile writes it (PAX format, owners cleared): `pack` writes
+    its headers itself for speed and must give the same bytes."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        for rel, st in walk(root):
+            info = tarfile.TarInfo(rel)
+            info.mtime = int(st.st_mtime)
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            if stat.S_ISDIR(st.st_mode):
+                info.type, info.mode = tarfile.DIRTYPE, 0o755
+                tar.addfile(info)
+            elif stat.S_ISLNK(st.st_mode):
+                info.type, info.mode = tarfile.SYMTYPE, 0o777
+                info.linkname = os.readlink(root / rel)
+                tar.addfile(info)
+            else:
+                info.size, info.mode = st.st_size, 0o755 if st.st_mode & 0o111 else 0o644
+                with open(root / rel, "rb") as fh:
+                    tar.addfile(info, fh)
+    return buf.getvalue()
+
+
+def test_pack_writes_what_tarfile_writes_for_every_kind_of_name(tmp_path: Path) -> None:
+    long_dir = "d" * 99  # with its "/" exactly ustar's 100: the next name is too long
+    write(tmp_path, {
+        "a.txt": "", "b/c.py": "x" * 513, "训练/数据.csv": "1,2\n", f"{long_dir}/f": "f",
+        "x" * 100: "exactly 100", "y" * 101: "one over", "deep/" + "z/" * 60 + "end": "e",
+        "blocks": "b" * 1024, "caf\u00e9": "nfc",
+    })
+    (tmp_path / "run.sh").write_text("#!/bin/sh\n")
+    (tmp_path / "run.sh").chmod(0o700)
+    (tmp_path / "to-long").symlink_to("l" * 150)
+    (tmp_path / "to-utf").symlink_to("训练/数据.csv")
+    os.utime(tmp_path / "a.txt", (0, 0))
+    assert packed(tmp_path) == _tarfile_pack(tmp_path)
+    with tarfile.open(fileobj=io.BytesIO(packed(tmp_path))) as tar:
+        got = {m.name: m for m in tar.getmembers()}
+    assert got["y" * 101].size == len("one over") and got["to-long"].linkname == "l" * 150
+    assert got["训练/数据.csv"].isfile() and got[f"{long_dir}"].isdir()
+
+
+def test_pack_refuses_a_file_that_shrinks_while_packed(tmp_path: Path) -> None:
+    write(tmp_path, {"big.bin": "x" * 4096})
+
+    class Shrinker(io.BytesIO):
+        def write(self, data: bytes) -> int:  # type: ignore[override]
+            if len(data) == tarfile.BLOCKSIZE and data[:7] == b"big.bin":
+                (tmp_path / "big.bin").write_text("x")  # after its header says 4096
+            return super().write(data)
+
+    with pytest.raises(OSError, match="shrank"):
+        pack(tmp_path, Shrinker())

@@ -4,21 +4,18 @@ storage-quota`: the bytes a tenant brings and takes back."""
 from __future__ import annotations
 
 import hashlib
-import io
 import os
-import queue
 import shutil
 import stat
-import tarfile
 import tempfile
-import threading
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import typer
 
-from ..artifacts import DOWNLOAD_MARKER, UnsafeArchive, list_files, pack, unpack
-from ..client import ApiError, Client
+from ..artifacts import DOWNLOAD_MARKER, UnsafeArchive, list_files, unpack
+from ..client import Client
+from ..client.uploads import upload_path
 from ..domain.sizes import human_size, parse_size, plural
 from .common import Output, OutputOpt, api_errors, client, console, emit_json, fail, run
 from .format import grid, when
@@ -29,165 +26,6 @@ data_app = typer.Typer(help="Datasets jobs read (`inputs: [{dataset: NAME}]`). æ
                        no_args_is_help=True)
 # What `job download` unpacks at most (a tar bomb stops there; the folder is discarded).
 UNPACK_MAX_BYTES = 1 << 40
-CHUNK = 1 << 20
-KEEP_IN_MEMORY = 64 << 20  # an archive up to this size is packed once and sent from memory
-
-
-class _Hashing:
-    """A write-only file that hashes and counts what passes through to `out`."""
-
-    def __init__(self, out: IO[bytes]) -> None:
-        self.out = out
-        self.sha = hashlib.sha256()
-        self.size = 0
-
-    def write(self, data: bytes) -> int:
-        self.sha.update(data)
-        self.size += len(data)
-        return self.out.write(data)
-
-    def flush(self) -> None:
-        self.out.flush()
-
-
-def pack_path(src: Path, out: IO[bytes]) -> tuple[str, int]:
-    """Pack a folder (git's ignore rules and .suanliignore apply) or one file as a tar into `out`;
-    returns its SHA-256 and size. The same input packs to the same bytes."""
-    hashing = _Hashing(out)
-    if src.is_dir():
-        pack(src, hashing)  # type: ignore[arg-type]
-    elif src.is_file():
-        st = src.stat()
-        with tarfile.open(fileobj=hashing, mode="w|", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[call-overload]
-            info = tarfile.TarInfo(src.name)
-            info.size, info.mtime = st.st_size, int(st.st_mtime)
-            info.mode = 0o755 if st.st_mode & 0o111 else 0o644
-            with open(src, "rb") as fh:
-                tar.addfile(info, fh)
-    else:
-        raise FileNotFoundError(f"{src}: no such file or folder")
-    return hashing.sha.hexdigest(), hashing.size
-
-
-class _Discard:
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-class _KeepSmall:
-    """Discards what is written, but keeps it in memory while it is at most `limit` bytes."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self.kept: bytearray | None = bytearray()
-
-    def write(self, data: bytes) -> int:
-        if self.kept is not None:
-            if len(self.kept) + len(data) > self.limit:
-                self.kept = None
-            else:
-                self.kept += data
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-
-class _PackReader:
-    """`pack_path(src)` as a readable file: packed in a thread, ~1 MiB at a time, as it is
-    read (never on disk, never whole in memory)."""
-
-    def __init__(self, src: Path) -> None:
-        self._queue: queue.Queue[bytes | BaseException | None] = queue.Queue(maxsize=4)
-        self._buf = bytearray()
-        self._pending = b""
-        self._done = False
-        self._stop = threading.Event()
-        threading.Thread(target=self._produce, args=(src,), daemon=True).start()
-
-    def _put(self, item: bytes | BaseException | None) -> None:
-        while not self._stop.is_set():
-            try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                continue
-        raise _Stopped
-
-    def write(self, data: bytes) -> int:
-        self._buf += data
-        if len(self._buf) >= CHUNK:
-            self._put(bytes(self._buf))
-            self._buf.clear()
-        return len(data)
-
-    def flush(self) -> None:
-        pass
-
-    def _produce(self, src: Path) -> None:
-        try:
-            pack_path(src, self)  # type: ignore[arg-type]
-            if self._buf:
-                self._put(bytes(self._buf))
-            self._put(None)
-        except _Stopped:
-            pass
-        except BaseException as exc:  # handed to the reader
-            try:
-                self._put(exc)
-            except _Stopped:
-                pass
-
-    def read(self, n: int = -1) -> bytes:
-        while not self._done and (n < 0 or len(self._pending) < n):
-            item = self._queue.get()
-            if item is None:
-                self._done = True
-            elif isinstance(item, BaseException):
-                raise item
-            else:
-                self._pending += item
-        if n < 0:
-            n = len(self._pending)
-        out, self._pending = self._pending[:n], self._pending[n:]
-        return out
-
-    def close(self) -> None:
-        self._stop.set()
-
-
-class _Stopped(Exception):
-    pass
-
-
-def upload_path(c: Client, src: Path, *, kind: str, name: str) -> dict[str, Any]:
-    """Upload `src` packed (folder or file), unless the tenant has that content already (then
-    nothing is transferred). Returns the artifact (`created`: whether it is new).
-
-    Nothing is written locally. A first pass packs to learn the archive's SHA-256 and size (the
-    server is asked whether it has them), keeping an archive of up to KEEP_IN_MEMORY bytes to
-    send as it is; a larger one is packed again, streamed into the upload (packing is
-    deterministic). Should the folder change in between, the server refuses the bytes (they are
-    not the announced ones) and the upload is tried once more."""
-    for attempt in (1, 2):
-        first = _KeepSmall(KEEP_IN_MEMORY)
-        sha, size = pack_path(src, first)  # type: ignore[arg-type]
-        if c.artifact_exists(sha):
-            return {"sha256": sha, "size_bytes": size, "kind": kind, "name": name,
-                    "created": False}
-        reader: Any = io.BytesIO(first.kept) if first.kept is not None else _PackReader(src)
-        first.kept = None
-        try:
-            return c.upload_artifact(reader, sha256=sha, size=size, name=name, kind=kind)
-        except ApiError as exc:
-            if exc.status != 422 or attempt == 2:
-                raise
-        finally:
-            reader.close()
-    raise AssertionError("unreachable")
 
 
 def _resolve(c: Client, ref: str) -> str:

@@ -4,22 +4,21 @@ script and a `run` script. The reference is docs/tasks.md."""
 
 from __future__ import annotations
 
-import hashlib
-import tempfile
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import typer
 import yaml
 from rich.console import Console
 
-from ..artifacts.archive import PackedFile, pack
-from ..client import Client
+from ..artifacts.archive import PackedFile
+from ..client import ApiError, Client
+from ..client.uploads import Packed, pack_local, send_packed
 from ..domain.errors import InvalidInput
 from ..domain.money import parse_yuan, yuan
 from ..domain.sizes import plural
@@ -54,7 +53,7 @@ class Upload:
     label: str  # workdir, inputs[0]
     folder: Path
     kind: str  # workdir: a packed folder, unpacked where it goes
-    file: IO[bytes] | None = None
+    packed: Packed | None = None
     sha256: str = ""
     size: int = 0
     files: list[PackedFile] = field(default_factory=list)
@@ -256,27 +255,20 @@ def uploads_of(specs: list[TaskSpec]) -> list[Upload]:
 
 @contextmanager
 def packed(uploads: list[Upload]) -> Iterator[None]:
-    """Pack each folder into a temporary file (git ignore rules and .suanliignore apply) and
-    compute its SHA-256; the files are removed afterwards."""
-    with tempfile.TemporaryDirectory(prefix="suanli-pack.") as tmp:
-        for n, up in enumerate(uploads):
-            fh = open(Path(tmp) / f"{n}.tar", "w+b")  # noqa: SIM115 -- closed below
-            up.file = fh
-            try:
-                up.files = pack(up.folder, fh)
-            except OSError as exc:
-                fail(f"{up.label}: cannot pack {up.folder}: {exc}")
-            digest = hashlib.sha256()
-            fh.seek(0)
-            while block := fh.read(1 << 20):
-                digest.update(block)
-            up.sha256, up.size = digest.hexdigest(), fh.tell()
+    """Pack each folder (git ignore rules and .suanliignore apply) to learn its SHA-256; a small
+    archive stays in memory, a folder unchanged since its last packing here is not read
+    (client.uploads). Nothing is written to disk."""
+    for up in uploads:
         try:
-            yield
-        finally:
-            for up in uploads:
-                if up.file is not None:
-                    up.file.close()
+            up.packed = pack_local(up.folder)
+        except OSError as exc:
+            fail(f"{up.label}: cannot pack {up.folder}: {exc}")
+        up.sha256, up.size, up.files = up.packed.sha256, up.packed.size, up.packed.files
+    try:
+        yield
+    finally:
+        for up in uploads:
+            up.packed = None
 
 
 def fill_artifacts(spec: TaskSpec) -> None:
@@ -291,14 +283,18 @@ def send(c: Client, uploads: list[Upload], out: Console) -> None:
     """Upload what the server does not have yet (asked by content first: a second run of the
     same folder sends nothing)."""
     for up in uploads:
-        assert up.file is not None
+        assert up.packed is not None
         if c.artifact_exists(up.sha256):
             out.print(f"[dim]{up.label}: {up.folder} already stored ({up.sha256[:12]})[/]",
                       highlight=False)
             continue
-        up.file.seek(0)
-        c.upload_artifact(up.file, sha256=up.sha256, size=up.size, name=up.folder.name or "root",
-                          kind=up.kind)
+        try:
+            send_packed(c, up.packed, kind=up.kind, name=up.folder.name or "root")
+        except ApiError as exc:
+            if exc.status == 422:
+                fail(f"{up.label}: {up.folder} changed while it was uploaded ({exc.message}); "
+                     "nothing was submitted, run again")
+            raise
         out.print(f"[dim]{up.label}: uploaded {up.folder} ({plural(len(up.files), 'file')}, "
                   f"{size_text(up.size)}, {up.sha256[:12]})[/]", highlight=False)
 
