@@ -96,3 +96,21 @@ def test_slurm_reads_stage_items_from_a_shared_staging_folder(
     assert st.state is RunState.COMPLETED, (st, conn.logs(ext, "stderr"))
     assert conn.logs(ext) == b"from the shared folder\n"
     assert (shared / item.sha256).read_bytes() == stage_server.blobs[item.sha256]
+
+
+def test_outputs_that_match_nothing_keep_no_empty_archive(backend: Backend,
+                                                          stage_server: StageServer) -> None:
+    _staging(backend)
+    req = backend.staged(["sh", "-c", "echo kept-nowhere > other.txt"], stage_server,
+                         outputs=("out/**",))
+    ext = backend.connector.submit(req)
+    st = backend.wait_end(ext, timeout=120)
+    assert st.state is RunState.COMPLETED, st
+    collect = getattr(backend.connector, "collect_outputs", None)
+    if collect is not None:  # packed by the center's supervisor: the run's reason says why
+        assert collect(ext) is None
+        assert "no file matched out/**" in (st.reason or ""), st
+    else:  # packed in the job's own wrapper, before the run ends: nothing was uploaded
+        assert req.run_key not in stage_server.outputs
+        stream = "stdout" if backend.merged_logs else "stderr"
+        assert b"no file matched out/**" in backend.connector.logs(ext, stream)

@@ -390,6 +390,9 @@ def stage_out(spec: dict[str, Any], work: str) -> None:
             return
         for note in summary["skipped"]:
             sys.stderr.write(f"suanli: outputs: left out {note}\n")
+        if not summary["files"]:  # nothing to download: no empty archive is kept
+            sys.stderr.write("suanli: outputs: no file matched " + ", ".join(patterns) + "\n")
+            return
         try:
             upload(tmp, url, str(spec.get("token", "")))
         except Exception as exc:

@@ -268,6 +268,9 @@ def _pack_outputs(spec: dict[str, Any], run_dir: Path) -> str:
         (run_dir / "outputs.tar").unlink(missing_ok=True)
         return f"outputs not kept: {type(exc).__name__}"
     skipped = summary["skipped"]
+    if not summary["files"]:  # nothing to download: no empty archive is kept
+        (run_dir / "outputs.tar").unlink(missing_ok=True)
+        return "outputs: no file matched " + ", ".join(patterns)[:200]
     if skipped:
         return f"outputs: left out {len(skipped)} ({', '.join(skipped[:3])})"
     return ""

@@ -402,7 +402,8 @@ def job_outputs(p: Platform, actor: Principal, job_id: int) -> OutputsRef:
         if run is None or run.outputs_sha256 is None:
             why = ("it declared no outputs" if not job.outputs else
                    "it has not ended yet" if job.state not in ENDED else
-                   "none were collected")
+                   "none were kept: no file matched " + ", ".join(job.outputs)[:200]
+                   + " (or the log says why)")
             raise NotFound(f"job {job_id} has no outputs: {why}")
         sha = run.outputs_sha256
         kept = artifact_row(s, job.tenant_id, sha)
