@@ -58,6 +58,11 @@ def test_train_example_end_to_end(server: Server, tmp_path: Path) -> None:
     assert any("RUNNING on " in ln for ln in lines), out
     assert "trained on 200 points" in out
     jid = json.loads(server.cli("job", "list", "-o", "json").stdout)["items"][0]["id"]
+    shown = server.cli("job", "show", str(jid)).stdout
+    for line in (f"workdir:  artifact {sha_of(work)[:12]}", "requires: arch x86_64",
+                 "env:      EPOCHS, LEARNING_RATE", "setup:    mkdir -p out …",
+                 f"outputs:  out/**  (suanli job download {jid})"):
+        assert line in shown, shown
     with server.api() as api:
         head = api.head(f"/api/v1/artifacts/{sha_of(work)}")
         assert head.status_code == 200  # stored once, by content

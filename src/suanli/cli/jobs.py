@@ -59,6 +59,38 @@ STATE_STYLE = {"QUEUED": "yellow", "PLACED": "cyan", "RUNNING": "blue", "COMPLET
                "FAILED": "red", "CANCELLED": "magenta", "TIMEOUT": "red"}
 
 
+def task_lines(job: dict[str, Any]) -> list[str]:
+    """What the job brought and keeps (its task file's keys), for `job show`; none for a plain
+    command."""
+    lines = []
+    if job.get("array_id") is not None:
+        lines.append(f"  array:    task {job.get('array_index')} of array {job['array_id']} "
+                     "(SUANLI_ARRAY_INDEX)")
+    if job.get("workdir"):
+        lines.append(f"  workdir:  artifact {job['workdir'][:12]}")
+    for item in job.get("inputs") or []:
+        src = (f"dataset {item['dataset']}" if item.get("dataset") else
+               f"artifact {str(item.get('artifact', ''))[:12]}")
+        lines.append(f"  input:    {src} at {item.get('path') or '.'}")
+    if job.get("environment"):
+        lines.append(f"  environment: {job['environment']}")
+    cons = job.get("constraints") or {}
+    if cons:
+        parts = ([f"arch {cons['arch']}"] if cons.get("arch") else []) + \
+            [f"feature {f}" for f in cons.get("features") or []]
+        lines.append("  requires: " + ", ".join(parts))
+    if job.get("env_names"):
+        lines.append("  env:      " + ", ".join(job["env_names"]))
+    if job.get("setup"):
+        first = job["setup"].strip().splitlines() or [""]
+        lines.append(f"  setup:    {first[0][:100]}" + (" …" if len(first) > 1 else ""))
+    if job.get("outputs"):
+        keep = ", ".join(job["outputs"])
+        lines.append(f"  outputs:  {keep}" + (f"  (suanli job download {job['id']})"
+                                             if job["state"] in TERMINAL else ""))
+    return lines
+
+
 def _state(s: str) -> str:
     return f"[{STATE_STYLE.get(s, 'white')}]{s}[/]"
 
@@ -387,6 +419,8 @@ def show(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
     console.print(f"[bold]job {job['id']}[/] {job['name']}  {_state(job['state'])}  "
                   f"[dim]{job['state_reason']}[/]")
     console.print(f"  command:  {' '.join(job['command'])}")
+    for line in task_lines(job):
+        console.print(line, highlight=False, markup=False)
     console.print(f"  needs:    {res['units']} {res['device']}"
                   f"{' ' + res['model'] if res.get('model') else ''} on {res['nodes']} node(s), "
                   f"walltime {duration(job['walltime_s'])}, {job['precision']}, "
