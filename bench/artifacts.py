@@ -47,9 +47,8 @@ from demo_server import BIN, free_port
 from rich.console import Console
 from rich.table import Table
 
-from suanli.client.uploads import Discard
-from suanli.client.uploads import pack_path, upload_path
 from suanli.client import Client
+from suanli.client.uploads import Discard, pack_path, upload_path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"

@@ -13,8 +13,7 @@ from pathlib import Path
 import pytest
 
 from suanli.artifacts import pack, packcache
-from suanli.client import Client
-from suanli.client import uploads
+from suanli.client import Client, uploads
 
 from .conftest import Server
 

@@ -37,6 +37,15 @@ def test_health_needs_no_token(api: tuple[TestClient, dict[str, str]]) -> None:
     assert r.status_code == 200 and r.json()["status"] == "ok"
 
 
+def test_the_printed_api_address_answers_with_where_things_are(
+        api: tuple[TestClient, dict[str, str]]) -> None:
+    client, _ = api  # `suanli serve` prints http://HOST:PORT/api/v1: it must not be a 404
+    index = client.get("/api/v1").json()
+    assert index["name"] == "suanli" and index["health"] == "/api/v1/health"
+    for link in ("openapi", "health"):
+        assert client.get(index[link]).status_code == 200
+
+
 @pytest.mark.parametrize("headers, words", [
     ({}, "missing bearer token"),
     ({"Authorization": "Bearer nope"}, "invalid API token"),

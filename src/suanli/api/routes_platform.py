@@ -43,6 +43,14 @@ DeviceKindPath = Annotated[DeviceKind, Path(description="cpu, gpu or npu")]
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
+@router.get("", tags=["platform"])
+def api_index() -> dict[str, Any]:
+    """Where things are: the API's version and links to its description and health. No token
+    needed (the address the server prints at start)."""
+    return {"name": "suanli", "version": __version__, "openapi": "/openapi.json",
+            "docs": "/docs", "health": "/api/v1/health", "metrics": "/metrics"}
+
+
 @router.get("/health", tags=["platform"], responses={503: {"description": "no engine runs"}})
 def health(p: PlatformDep, engine: EngineDep, request: Request,
            response: Response) -> dict[str, Any]:

@@ -12,7 +12,17 @@ import typer
 import yaml
 from rich.table import Table
 
-from .common import Output, OutputOpt, center_slugs, console, emit_json, fail, run
+from .common import (
+    Output,
+    OutputOpt,
+    center_slugs,
+    console,
+    emit_json,
+    fail,
+    run,
+    tenant_name,
+    tenant_names,
+)
 from .format import (
     duration,
     fen_from_yuan,
@@ -415,11 +425,12 @@ def user_list(output: Output = OutputOpt) -> None:
     if output is Output.json:
         return emit_json(data)
     slugs = run(center_slugs) if any(u["center_id"] for u in data) else {}
+    tenants = run(tenant_names) if any(u["tenant_id"] for u in data) else {}
     t = Table(title="users 用户")
     for col in ("id", "username", "role", "tenant", "center", "disabled"):
         t.add_column(col)
     for u in data:
-        t.add_row(str(u["id"]), u["username"], u["role"], str(u["tenant_id"] or ""),
+        t.add_row(str(u["id"]), u["username"], u["role"], tenant_name(tenants, u["tenant_id"]),
                   slugs.get(u["center_id"], "?") if u["center_id"] else "", _yes(u["disabled"]))
     console.print(t)
 

@@ -141,6 +141,20 @@ def emit_json(data: Any) -> None:
     sys.stdout.write(json.dumps(data, ensure_ascii=False, indent=2) + "\n")
 
 
+def tenant_names(c: Client) -> dict[int, str]:
+    """Tenant id -> name, for the tenants the caller may see (none when it may see none)."""
+    try:
+        return {int(x["id"]): str(x["name"]) for x in c.list_tenants()}
+    except ApiError:
+        return {}
+
+
+def tenant_name(names: dict[int, str], tenant_id: int | None) -> str:
+    if tenant_id is None:
+        return ""
+    return names.get(int(tenant_id), f"#{tenant_id}")
+
+
 def center_slugs(c: Client) -> dict[int, str]:
     """Center id -> slug: people read centers by slug, the API answers with ids."""
     return {int(x["id"]): str(x["slug"]) for x in c.list_centers()}

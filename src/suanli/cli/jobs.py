@@ -26,6 +26,8 @@ from .common import (
     err_console,
     fail,
     run,
+    tenant_name,
+    tenant_names,
 )
 from .format import (
     duration,
@@ -358,7 +360,8 @@ def _pump_logs(c: Client, job_id: int, run_id: int, offsets: dict[int, int]) -> 
             return
 
 
-def _jobs_table(items: list[dict[str, Any]], title: str = "jobs 作业") -> Table:
+def _jobs_table(items: list[dict[str, Any]], title: str = "jobs 作业",
+               tenants: dict[int, str] | None = None) -> Table:
     t = Table(title=title)
     for col in ("id", "name", "state", "center", "device", "units", "tenant", "submitted",
                 "ran", "queue · est. start"):
@@ -374,7 +377,8 @@ def _jobs_table(items: list[dict[str, Any]], title: str = "jobs 作业") -> Tabl
         res = j["resources"]
         dev = res["device"] + (f" {res['model']}" if res.get("model") else "")
         t.add_row(str(j["id"]), j["name"], _state(j["state"]), j.get("center") or "-", dev,
-                  str(res["units"]), str(j["tenant_id"]), when(j["submitted_at"]),
+                  str(res["units"]), tenant_name(tenants or {}, j["tenant_id"]),
+                  when(j["submitted_at"]),
                   duration(ran), _queue_text(j))
     return t
 
@@ -405,7 +409,7 @@ def list_jobs(state: str | None = typer.Option(None, help="only jobs in this sta
                                      limit=limit, offset=offset))
     if output is Output.json:
         return emit_json(page)
-    console.print(_jobs_table(page["items"]))
+    console.print(_jobs_table(page["items"], tenants=run(tenant_names)))
     console.print(f"[dim]{len(page['items'])} of {page['total']}[/]")
 
 

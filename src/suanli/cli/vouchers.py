@@ -10,7 +10,17 @@ import typer
 from rich.table import Table
 
 from .admin import resolve_center
-from .common import Output, OutputOpt, center_slugs, console, emit_json, fail, run
+from .common import (
+    Output,
+    OutputOpt,
+    center_slugs,
+    console,
+    emit_json,
+    fail,
+    run,
+    tenant_name,
+    tenant_names,
+)
 from .format import day, grid, hours, number, pfh, when, yuan
 from .money import fen_of
 
@@ -122,11 +132,13 @@ def programme_rules(programme: int = typer.Argument(..., help="programme id"),
 
 
 def _applications_table(rows: list[dict[str, Any]]) -> Table:
+    tenants = run(tenant_names) if rows else {}
     return grid(
         "voucher applications 申请",
         ("id", "programme", "tenant", "requested", "planned spend", "state", "approved", "grant",
          "reason"),
-        ((str(a["id"]), str(a["programme_id"]), str(a["tenant_id"]), yuan(a["requested_fen"]),
+        ((str(a["id"]), str(a["programme_id"]), tenant_name(tenants, a["tenant_id"]),
+          yuan(a["requested_fen"]),
           yuan(a["planned_spend_fen"]), a["state"], yuan(a["approved_fen"]),
           str(a["grant_id"] or "-"), a["reason"] or "-") for a in rows))
 
@@ -183,10 +195,11 @@ def grants(programme: int | None = typer.Option(None, help="programme id"),
     data = run(lambda c: c.list_grants(programme_id=programme, tenant_id=tenant))
     if output is Output.json:
         return emit_json(data)
+    tenants = run(tenant_names) if data else {}
     console.print(grid(
         "voucher grants 已发放",
         ("id", "programme", "tenant", "granted", "redeemed", "left", "expires", "state"),
-        ((str(g["id"]), str(g["programme_id"]), str(g["tenant_id"]), yuan(g["amount_fen"]),
+        ((str(g["id"]), str(g["programme_id"]), tenant_name(tenants, g["tenant_id"]), yuan(g["amount_fen"]),
           yuan(g["redeemed_fen"]), yuan(g["left_fen"]), day(g["expires_at"]), g["state"])
          for g in data)))
 
@@ -212,10 +225,12 @@ def redemptions(programme: int | None = typer.Option(None, help="programme id"),
     if output is Output.json:
         return emit_json(data)
     slugs = run(center_slugs)
+    tenants = run(tenant_names) if data["items"] else {}
     console.print(grid(
         f"redemptions 兑付 ({data['total']})",
         ("id", "run", "tenant", "center", "grant", "bill", "voucher", "ratio", "clawed back"),
-        ((str(r["id"]), str(r["run_id"]), str(r["tenant_id"]), slugs.get(r["center_id"], "?"),
+        ((str(r["id"]), str(r["run_id"]), tenant_name(tenants, r["tenant_id"]),
+          slugs.get(r["center_id"], "?"),
           str(r["grant_id"]), yuan(r["bill_fen"]), yuan(r["amount_fen"]),
           f"{r['ratio_bp'] / 100:g} %", when(r["clawed_back_at"])) for r in data["items"])))
 
