@@ -235,7 +235,7 @@ def main() -> int:
         table.add_row(r["case"], f"{r['bytes'] / MB:,.0f}", f"{r['baseline_s']:.2f}",
                       f"{r['suanli_s']:.2f}", f"{r['pack_and_hash_s']:.2f}",
                       f"{r['ratio']:.2f}x", f"{r['suanli_mb_s']:,.0f}", f"{r['dedup_s']:.2f}",
-                      f"{r['server_rss_added_mb']:.1f}")
+                      f"{r['elsewhere_s']:.2f}", f"{r['server_rss_added_mb']:.1f}")
     Console(width=150).print(table)
     out = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "seed": args.seed,
            "size_mb": args.size_mb, "files": args.files, "results": rows,

@@ -109,6 +109,7 @@ class Settings:
     # HTTP; empty: http://host:port).
     artifacts_url: str = ""
     artifact_max_bytes: int = 10 << 30
+    uploads_per_tenant: int = 4  # streaming at once per API process (each may reach the max)
     storage_quota_bytes: int = 50 << 30
     storage_quota_count: int = 10_000
     outputs_retention_days: float = 30.0
@@ -153,6 +154,7 @@ class Settings:
             engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
             artifacts_url=os.environ.get("SUANLI_ARTIFACTS_URL") or "",
             artifact_max_bytes=_count("SUANLI_ARTIFACT_MAX_BYTES", 10 << 30),
+            uploads_per_tenant=max(1, _count("SUANLI_UPLOADS_PER_TENANT", 4)),
             storage_quota_bytes=_count("SUANLI_STORAGE_QUOTA_BYTES", 50 << 30),
             storage_quota_count=_count("SUANLI_STORAGE_QUOTA_COUNT", 10_000),
             outputs_retention_days=max(0.0, _float("SUANLI_OUTPUTS_RETENTION_DAYS", 30.0)),

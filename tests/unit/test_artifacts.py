@@ -20,7 +20,7 @@ from suanli.api.app import create_app
 from suanli.artifacts import BlobStore
 from suanli.domain.clock import FixedClock
 from suanli.domain.enums import DeviceKind, Role
-from suanli.domain.errors import Conflict, TooLarge
+from suanli.domain.errors import Busy, Conflict, TooLarge
 from suanli.domain.jobstate import JobState
 from suanli.services import artifacts, datasets
 from suanli.services.auth import create_user, issue_token, principal_of
@@ -425,3 +425,44 @@ def test_outputs_arriving_side_by_side_stay_within_the_quota(world: World) -> No
     artifacts.drop_unrecorded(p, world.t1.id, second.sha256)
     assert p.blobs.exists(world.t1.id, first.sha256)
     assert not p.blobs.exists(world.t1.id, second.sha256)
+
+
+def test_one_tenant_cannot_stream_more_uploads_at_once_than_allowed(world: World) -> None:
+    """Each upload may grow to the largest artifact size before the quota check: a tenant
+    opening many at once gets 429 past SUANLI_UPLOADS_PER_TENANT, others are not held up, and
+    a slot frees when an upload ends (refused or not)."""
+    import threading
+
+    p = world.p
+    p.settings = replace(p.settings, uploads_per_tenant=2)
+    go = threading.Event()
+    started = threading.Semaphore(0)
+    results: list[object] = []
+
+    def slow(tag: bytes) -> Iterator[bytes]:
+        started.release()
+        go.wait(10)
+        yield tag
+
+    def upload(tag: bytes) -> None:
+        results.append(artifacts.store_upload(p, world.u1, slow(tag))[0].sha256)
+
+    threads = [threading.Thread(target=upload, args=(t,)) for t in (b"one", b"two")]
+    for t in threads:
+        t.start()
+    for _ in threads:
+        assert started.acquire(timeout=10)
+    with pytest.raises(Busy, match="2 uploads of your tenant are already in progress"):
+        artifacts.store_upload(p, world.u1, [b"three"])
+    other = artifacts.store_upload(p, world.u2, [b"another tenant"])[0]  # not held up
+    assert other.size_bytes == len(b"another tenant")
+    go.set()
+    for t in threads:
+        t.join(10)
+    assert sorted(results) == sorted([sha(b"one"), sha(b"two")])  # type: ignore[type-var]
+    with pytest.raises(TooLarge):  # a refused upload frees its slot too
+        p.settings = replace(p.settings, artifact_max_bytes=1)
+        artifacts.store_upload(p, world.u1, [b"too big"])
+    p.settings = replace(p.settings, artifact_max_bytes=1 << 20)
+    for tag in (b"three", b"four", b"five"):
+        assert artifacts.store_upload(p, world.u1, [tag])[1]

@@ -81,6 +81,13 @@ class TooManyAttempts(SuanliError):
         self.retry_after_s = retry_after_s
 
 
+class Busy(SuanliError):
+    """Refused for now, nothing done: too many of the caller's requests of this kind are in
+    progress (HTTP 429); try again when one has finished."""
+
+    status = 429
+
+
 class TooLarge(SuanliError):
     """A body over a size limit or the tenant's storage quota (HTTP 413); nothing was kept."""
 

@@ -15,7 +15,10 @@ mismatched upload leaves nothing behind.
 from __future__ import annotations
 
 import logging
+import math
+import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -26,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from ..artifacts import BlobError, Stored, is_sha256
 from ..domain.enums import Role
-from ..domain.errors import Conflict, Forbidden, InvalidInput, NotFound, TooLarge
+from ..domain.errors import Busy, Conflict, Forbidden, InvalidInput, NotFound, TooLarge
 from ..domain.jobstate import TERMINAL_STATES
 from ..domain.sizes import human_size
 from ..store import models as m
@@ -157,6 +160,36 @@ def check_name(name: str) -> str:
     return name
 
 
+class UploadSlots:
+    """How many uploads each tenant is streaming in this process: each may grow to the largest
+    artifact size in `.incoming` before the quota is checked under lock, so their number is
+    bounded (SUANLI_UPLOADS_PER_TENANT) and one tenant cannot fill the disk with parallel
+    uploads. Past it: Busy (429), nothing read."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy: dict[int, int] = {}
+
+    @contextmanager
+    def take(self, tenant_id: int, limit: int) -> Iterator[None]:
+        with self._lock:
+            if self._busy.get(tenant_id, 0) >= limit:
+                raise Busy(f"{limit} uploads of your tenant are already in progress; try again "
+                           "when one has finished")
+            self._busy[tenant_id] = self._busy.get(tenant_id, 0) + 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._busy[tenant_id] -= 1
+                if not self._busy[tenant_id]:
+                    del self._busy[tenant_id]
+
+
+def _upload_slots(p: Platform) -> UploadSlots:
+    return p.cached("artifacts:upload-slots", UploadSlots, ttl=math.inf)
+
+
 def store_upload(p: Platform, actor: Principal, chunks: Iterable[bytes], *, kind: str = "upload",
                  name: str = "", expect_sha256: str | None = None,
                  expect_size: int | None = None) -> tuple[m.Artifact, bool]:
@@ -191,8 +224,9 @@ def store_upload(p: Platform, actor: Principal, chunks: Iterable[bytes], *, kind
             raise TooLarge(why)
         max_size = min(limit, use.quota_bytes - use.used_bytes)
     try:
-        stored = p.blobs.put(tenant_id, chunks, max_size=max_size, expect_sha256=expect_sha256,
-                             expect_size=expect_size)
+        with _upload_slots(p).take(tenant_id, p.settings.uploads_per_tenant):
+            stored = p.blobs.put(tenant_id, chunks, max_size=max_size,
+                                 expect_sha256=expect_sha256, expect_size=expect_size)
     except BlobError as exc:
         if not exc.too_large:
             field = "Content-Length" if str(exc).startswith("received") else "X-Content-SHA256"
