@@ -78,3 +78,18 @@ def test_a_just_changed_folder_is_not_remembered(tmp_path: Path) -> None:
     assert packcache.remember(fp, "cd" * 32, 10240, now_ns=later)
     assert packcache.lookup(fp) == ("cd" * 32, 10240)
     assert oct(packcache.cache_dir().stat().st_mode & 0o777) == "0o700"
+
+
+def test_a_cache_folder_others_may_write_is_not_believed(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another local user able to write the cache could make an upload name an older artifact of
+    the same tenant: a group- or world-writable cache folder is ignored."""
+    monkeypatch.setenv("SUANLI_CACHE_DIR", str(tmp_path / "cache"))
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "f").write_text("x")
+    fp = packcache.fingerprint(work)
+    assert packcache.remember(fp, "ef" * 32, 10240, now_ns=fp.newest_change_ns + 10**10)
+    assert packcache.lookup(fp) == ("ef" * 32, 10240)
+    (tmp_path / "cache").chmod(0o777)
+    assert packcache.lookup(fp) is None

@@ -65,8 +65,20 @@ def _entry(key: str) -> Path:
     return cache_dir() / key[:2] / key
 
 
+def _trusted(folder: Path) -> bool:
+    """Only a cache folder of the caller's own that nobody else may write is believed."""
+    try:
+        st = folder.stat()
+    except OSError:
+        return False
+    return st.st_uid == os.getuid() and not st.st_mode & 0o022
+
+
 def lookup(fp: Fingerprint) -> tuple[str, int] | None:
-    """(SHA-256, size) of the archive this exact listing packed to, if remembered."""
+    """(SHA-256, size) of the archive this exact listing packed to, if remembered (and the
+    cache folder is the caller's own, writable by nobody else)."""
+    if not _trusted(cache_dir()):
+        return None
     try:
         data = json.loads(_entry(fp.key).read_text(encoding="utf-8"))
         sha, size = str(data["sha256"]), int(data["size"])
