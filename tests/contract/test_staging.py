@@ -4,6 +4,8 @@ when it fails."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from suanli.connectors import Capability
@@ -96,6 +98,25 @@ def test_slurm_reads_stage_items_from_a_shared_staging_folder(
     assert st.state is RunState.COMPLETED, (st, conn.logs(ext, "stderr"))
     assert conn.logs(ext) == b"from the shared folder\n"
     assert (shared / item.sha256).read_bytes() == stage_server.blobs[item.sha256]
+    # An uploaded dataset (`cache`): its tar is at the center now, counted present; each run
+    # unpacks it into its own folder (no read-only bind on Slurm). Removed with the dataset
+    # unless another tenant stores the same bytes.
+    ds = replace(stage_server.add(tar_of({"d.txt": "dataset\n"}), local=True),
+                 url="http://127.0.0.1:1/unreachable", dest="data", cache=True)
+    assert not conn.holds_dataset(1, ds.sha256)  # type: ignore[attr-defined]
+    ext = conn.submit(slurm_backend.staged(["cat", "data/d.txt"], stage_server, stage=(ds,)))
+    assert conn.holds_dataset(1, ds.sha256)  # type: ignore[attr-defined]
+    st = slurm_backend.wait_end(ext, timeout=120)
+    assert st.state is RunState.COMPLETED and conn.logs(ext) == b"dataset\n", st
+    conn.drop_dataset(1, ds.sha256, True)  # type: ignore[attr-defined]
+    assert conn.holds_dataset(1, ds.sha256)  # type: ignore[attr-defined]
+    conn.drop_dataset(1, ds.sha256, False)  # type: ignore[attr-defined]
+    assert not (shared / ds.sha256).exists()
+    # A file a job planted under that name is not suanli's copy: not counted present.
+    planted = shared / ds.sha256
+    planted.write_bytes(b"not the dataset")
+    os.chown(planted, 12345, 12345)
+    assert not conn.holds_dataset(1, ds.sha256)  # type: ignore[attr-defined]
 
 
 def test_outputs_that_match_nothing_keep_no_empty_archive(backend: Backend,

@@ -75,3 +75,27 @@ def test_data_add_list_rm(server: Server, tmp_path: Path) -> None:
     r = server.cli("data", "rm", "small")
     assert r.returncode == 1 and "no dataset" in r.stderr
     assert server.cli("data", "list", token="tenant_b").stdout.count("imagenet") == 0
+
+
+def test_a_dataset_registered_at_a_center_keeps_the_job_there(server: Server,
+                                                               tmp_path: Path) -> None:
+    """Its bytes are not in suanli, so the job cannot run elsewhere: `--dry-run` places it at
+    the center holding it, and a job that fits no pool there is refused, naming the dataset."""
+    r = server.cli("data", "add", "imagenet", "/data/imagenet", "--center", "qd-ai",
+                   "--size", "150G")
+    assert r.returncode == 0, r.stderr
+    task = tmp_path / "task.yaml"
+    task.write_text("name: t\nworkdir: null\nrun: 'true'\nresources: {device: cpu, units: 1}\n"
+                    "policy: cheapest\ninputs:\n  - {dataset: imagenet, path: data}\n")
+    r = server.cli("run", str(task), "--dry-run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "would go to qd-ai/kunpeng-920" in r.stdout  # not the cheaper ct-cloud/vcpu
+    task.write_text(task.read_text() + "constraints: {arch: x86_64}\n")  # qd-ai's CPUs: aarch64
+    for args in (["run", str(task), "--dry-run"], ["run", str(task)]):
+        r = server.cli(*args)
+        assert r.returncode == 1 and "Traceback" not in r.stderr, r.stdout + r.stderr
+        assert "dataset imagenet is only at qd-ai, where no pool can run it" in r.stderr, \
+            r.stderr
+    # Tenant B's job naming a dataset of that name: B has none (not tenant A's).
+    r = server.cli("run", str(task), "--dry-run", token="tenant_b")
+    assert r.returncode == 1 and "dataset 'imagenet' not found" in r.stderr, r.stderr

@@ -3,11 +3,13 @@ environments; a job's constraints and environment; placement by the real bytes t
 
 from __future__ import annotations
 
+import hashlib
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from suanli.domain.enums import CenterKind, DeviceKind, Policy, Precision
 from suanli.domain.errors import Infeasible, InvalidInput
@@ -204,10 +206,15 @@ def _twin_centers(world: World) -> tuple[m.Center, m.Center]:
     return made[0], made[1]
 
 
-def _dataset(world: World, tenant_id: int, name: str, size: int, *at: m.Center) -> None:
+def _dataset(world: World, tenant_id: int, name: str, size: int, *at: m.Center,
+             uploaded: bool = True) -> None:
+    """A dataset of `size` bytes at centers `at`: uploaded to suanli (it may travel), or only
+    registered at them (it never moves)."""
     now = world.p.clock.now()
+    art = hashlib.sha256(name.encode()).hexdigest() if uploaded else None
     with world.p.db.session() as s:
-        ds = m.Dataset(tenant_id=tenant_id, name=name, size_bytes=size, created_at=now)
+        ds = m.Dataset(tenant_id=tenant_id, name=name, size_bytes=size, created_at=now,
+                       artifact_sha256=art)
         s.add(ds)
         s.flush()
         for c in at:
@@ -228,7 +235,7 @@ def _current(world: World, job_id: int) -> dict[str, dict[str, Any]]:
     return {c["pool"]: c for c in exp["candidates"]}
 
 
-def test_a_job_goes_where_its_dataset_is_until_the_dataset_is_copied(world: World) -> None:
+def test_a_job_goes_where_its_uploaded_dataset_is_until_it_is_copied(world: World) -> None:
     east, west = _twin_centers(world)
     _dataset(world, world.t1.id, "corpus", 50 * GB, east)
     # Another tenant's dataset of the same name, already at west, is not this job's data.
@@ -268,6 +275,43 @@ def test_artifacts_the_job_brings_weigh_the_same_everywhere(world: World) -> Non
     assert by["east/cpu"]["transfer_s"] == pytest.approx(16.0)
     assert by["west/cpu"]["transfer_s"] == pytest.approx(56.0)
     assert by["east/cpu"]["chosen"]
+
+
+def test_a_dataset_registered_only_at_a_center_pins_the_job_there(world: World) -> None:
+    """A dataset suanli holds no bytes of cannot travel: only centers holding it are candidates,
+    and the others say why; a job that fits nowhere it is says so at submission."""
+    east, west = _twin_centers(world)
+    _dataset(world, world.t1.id, "imagenet", 10, east, uploaded=False)
+    _dataset(world, world.t2.id, "imagenet", 10, west, uploaded=False)  # not tenant one's
+    # West is cheaper by far and equal otherwise: without the constraint it would win.
+    with world.p.db.session() as s:
+        s.execute(update(m.Pool).where(m.Pool.center_id == west.id)
+                  .values(price_fen_per_unit_hour=1))
+    task = cpu_job("true", district="市北区", policy=Policy.CHEAPEST,
+                   inputs=[{"dataset": "imagenet", "path": "data"}])
+    est = {c["pool"]: c for c in jobsvc.estimate(world.p, world.u1, task)["candidates"]}
+    assert est["east/cpu"]["chosen"] and est["east/cpu"]["feasible"]
+    assert not est["west/cpu"]["feasible"]
+    assert "dataset imagenet is not at this center" in est["west/cpu"]["reasons"]
+    job = jobsvc.submit_job(world.p, world.u1, task)
+    by = _current(world, job.id)
+    assert by["east/cpu"]["chosen"] and not by["west/cpu"]["feasible"]
+    assert by["west/cpu"]["reasons"] == ["dataset imagenet is not at this center"]
+    with world.p.db.session() as s:
+        (queued,) = queued_jobs(s, [job.id])
+        pools = pool_states(s)
+    (d,) = schedule(pools, [queued], world.p.clock.now())
+    assert d.target_pool_id == next(p.pool_id for p in pools if p.label == "east/cpu")
+    # Asking for what only west has: the job fits nowhere, and the error names the dataset.
+    add_pool(world.p, world.admin, west.id, cpu_pool("mpi", features=["mpi"]))
+    with pytest.raises(Infeasible) as exc:
+        jobsvc.submit_job(world.p, world.u1, replace(task, constraints={"features": ["mpi"]}))
+    assert exc.value.message == "no pool in the network can ever run this job: dataset " \
+        "imagenet is only at east, where no pool can run it"
+    assert exc.value.field == "inputs"
+    why = {r["pool"]: r["reasons"] for r in exc.value.detail}
+    assert why["west/mpi"] == ["dataset imagenet is not at this center"]
+    assert why["east/cpu"] == ["lacks feature mpi"]
 
 
 # --- the demo city ----------------------------------------------------------------------------

@@ -159,3 +159,20 @@ def test_display_zone_is_beijing_by_default_and_configurable(monkeypatch: pytest
 def test_figures_are_never_in_scientific_notation(value: float | None, shown: str) -> None:
     assert plain_number(value) == shown
     assert "e" not in plain_number(value).lower()
+
+
+@pytest.mark.parametrize("text, want", [
+    ("dataset imagenet is not at this center", "数据集 imagenet 不在此中心"),
+    ("no pool in the network can ever run this job: dataset imagenet is only at east, where no "
+     "pool can run it",
+     "网络中没有任何资源池能运行此作业：数据集 imagenet 只在 east，那里没有资源池能运行它"),
+    ("no pool in the network can ever run this job: datasets a, b are together only at east, "
+     "where no pool can run it",
+     "网络中没有任何资源池能运行此作业：数据集 a, b 同时只在 east，那里没有资源池能运行它"),
+    ("no pool in the network can ever run this job: dataset a is at no center",
+     "网络中没有任何资源池能运行此作业：数据集 a 不在任何中心"),
+    ("no pool in the network can ever run this job: datasets a, b are at no center together",
+     "网络中没有任何资源池能运行此作业：数据集 a, b 不同时在任何中心"),
+])
+def test_a_dataset_that_cannot_travel_is_named_in_chinese(text: str, want: str) -> None:
+    assert reason(text, "zh", CST) == want

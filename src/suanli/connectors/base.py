@@ -47,12 +47,16 @@ class StageItem:
     unpack: bool = True  # a tar archive to unpack (work folders, datasets), or a single file
     local_path: str | None = None
     url: str = ""
+    # An uploaded dataset (a tar unpacked at a `dest` below the work folder): a connector that
+    # keeps one copy per center (`holds_dataset`) may unpack it there once and give each run it
+    # read-only; the others unpack it into the run's folder like any item.
+    cache: bool = False
 
 
 def stage_dict(item: StageItem) -> dict[str, Any]:
     """A stage item as JSON for the code that fetches it at the center (artifacts/stagekit.py)."""
     return {"sha256": item.sha256, "size": item.size, "dest": item.dest, "unpack": item.unpack,
-            "local_path": item.local_path, "url": item.url}
+            "local_path": item.local_path, "url": item.url, "cache": item.cache}
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +137,11 @@ class Connector(Protocol):
     # attribute `submit_concurrency` (default 1): how many submits the engine may have in flight
     # to this connector at once (it must then be safe to call from several threads); and
     # `kill_grace_s(walltime_s)`: how long a run can go on past its walltime before the backend
-    # has killed it (default DEFAULT_KILL_GRACE_S; see `overrun_s`).
+    # has killed it (default DEFAULT_KILL_GRACE_S; see `overrun_s`). A connector that keeps one
+    # copy of an uploaded dataset per center has `holds_dataset(tenant_id, sha256) -> bool`
+    # (a copy suanli made is there now: the dataset is then counted present at the center) and
+    # `drop_dataset(tenant_id, sha256, shared) -> None` (remove it; `shared`: another tenant
+    # still stores those bytes).
 
 
 DEFAULT_KILL_GRACE_S = 60

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,8 +60,13 @@ class LocalConnector:
 
     def __init__(self, root: Path, *, term_grace_s: float = 10.0,
                  device_env: str | None = None, pools: Mapping[str, int] | None = None,
-                 sandbox: SandboxConfig | None = None) -> None:
+                 sandbox: SandboxConfig | None = None, dataset_cache: Path | None = None
+                 ) -> None:
         self.root = root
+        # The center's copies of uploaded datasets: <dataset_cache>/t<tenant>/<sha256>/, root's
+        # (0700 above each copy), unpacked once by the first run needing one, bound read-only
+        # into every run of that tenant that names it. None: each run unpacks its own.
+        self.dataset_cache = dataset_cache
         self.term_grace_s = term_grace_s
         self.device_env = device_env
         self.pools = dict(pools or {})
@@ -71,6 +77,29 @@ class LocalConnector:
         """The supervisor sends SIGTERM at the walltime and SIGKILL `term_grace_s` later; it
         notices each within a poll (0.1 s) and records the end after it: one second covers that."""
         return self.term_grace_s + 1
+
+    # -- the center's dataset copies ---------------------------------------------------------
+    def _dataset_dir(self, tenant_id: int | None, sha256: str) -> Path | None:
+        if self.dataset_cache is None or len(sha256) != 64 or \
+                any(c not in "0123456789abcdef" for c in sha256):
+            return None
+        return self.dataset_cache / f"t{int(tenant_id or 0)}" / sha256
+
+    def holds_dataset(self, tenant_id: int, sha256: str) -> bool:
+        """Whether the tenant's copy of the uploaded dataset is unpacked here (whole: a copy is
+        renamed into place only once complete). The folder is root's: no job can make it."""
+        found = self._dataset_dir(tenant_id, sha256)
+        return found is not None and found.is_dir() and not found.is_symlink()
+
+    def drop_dataset(self, tenant_id: int, sha256: str, shared: bool = False) -> None:
+        """Remove the tenant's copy of the dataset (`shared` does not matter: copies here are
+        per tenant)."""
+        found = self._dataset_dir(tenant_id, sha256)
+        if found is None or found.is_symlink() or not found.exists():
+            return
+        gone = found.with_name(f".{sha256}.tmp-gone-{os.getpid()}")
+        os.rename(found, gone)  # no run starts on a half-removed copy
+        shutil.rmtree(gone, ignore_errors=True)
 
     # -- helpers -------------------------------------------------------------------------------
     def _dir(self, key: str) -> Path:
@@ -141,6 +170,10 @@ class LocalConnector:
             "token": req.token,
             "outputs": list(req.outputs),
         }
+        cached = self.dataset_cache is not None and any(item.cache for item in req.stage)
+        if cached and self.dataset_cache is not None:
+            self.dataset_cache.mkdir(mode=0o700, parents=True, exist_ok=True)
+            spec["dataset_cache"] = str(self.dataset_cache / f"t{int(req.tenant_id or 0)}")
         # Not fsynced: these files must survive a crash of suanli, which the page cache does.
         write_json_atomic(run_dir / "spec.json", spec, durable=False)
         (run_dir / "seccomp.bpf").write_bytes(seccomp_filter())
@@ -276,10 +309,17 @@ class LocalConnector:
 
 def create(config: Mapping[str, Any], home: Path) -> LocalConnector:
     root = Path(config.get("root") or home / "runs" / str(config.get("center", "local")))
+    cache = config.get("dataset_cache", "")
+    if (cache is not None and not isinstance(cache, str)) or \
+            (cache and not str(cache).startswith("/")):
+        raise ConnectorError("connector setting 'dataset_cache' is an absolute path, or null "
+                             "(no shared dataset copies)")
     return LocalConnector(
         root,
         term_grace_s=float(config.get("term_grace_s", 10.0)),
         device_env=config.get("device_env"),
         pools=config.get("pools"),
         sandbox=SandboxConfig.from_config(config),
+        dataset_cache=None if cache is None else Path(
+            cache or home / "datasets" / str(config.get("center", "local"))),
     )

@@ -50,12 +50,16 @@ Usage: unshare --mount --propagation private python -I -S local_shim.py RUN_DIR
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import json
 import os
 import select
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -142,9 +146,10 @@ def _now() -> str:
 
 
 def bwrap_options(sandbox: dict[str, Any], scratch: Path, info_fd: int,
-                  seccomp_fd: int) -> list[str]:
+                  seccomp_fd: int, mounts: list[tuple[str, str]] | None = None) -> list[str]:
     """bubblewrap's options for a fresh sandbox (read from a pipe, `bwrap --args FD`, so that
-    the job's /proc shows no host paths)."""
+    the job's /proc shows no host paths). `mounts`: (host folder, path below /work) pairs bound
+    read-only over the work folder (the center's shared copies of uploaded datasets)."""
     args = [
         "--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc",
         "--ro-bind", str(scratch / "passwd"), "/etc/passwd",
@@ -162,6 +167,8 @@ def bwrap_options(sandbox: dict[str, Any], scratch: Path, info_fd: int,
     for path in sandbox.get("ro_paths") or []:
         args += ["--ro-bind", str(path), str(path)]
     args += ["--bind", str(scratch / "work"), "/work"]
+    for source, dest in mounts or []:
+        args += ["--ro-bind", source, "/work/" + dest]
     # Not --unshare-all: bubblewrap runs as root here, and a user namespace would map only root,
     # so the job could not become the tenant's user. The real uid is switched by setpriv inside.
     args += ["--unshare-pid", "--unshare-ipc", "--unshare-uts", "--unshare-cgroup-try"]
@@ -222,10 +229,13 @@ def _mount_scratch(scratch: Path, sandbox: dict[str, Any]) -> str | None:
     return None
 
 
-def _stage_in(spec: dict[str, Any], scratch: Path) -> str | None:
+def _stage_in(spec: dict[str, Any], scratch: Path, mounts: list[tuple[str, str]]
+              ) -> str | None:
     """Bring the spec's stage items into the job's work folder (as root, inside the run's own
-    tmpfs, nothing leaving it), then give what arrived to the tenant's user. Returns why it
-    could not, or None."""
+    tmpfs, nothing leaving it), then give what arrived to the tenant's user. An uploaded
+    dataset with the center's cache configured is unpacked once into the cache instead, and
+    its folder added to `mounts` (bound read-only at its place). Returns why it could not, or
+    None."""
     items = spec.get("stage") or []
     if not items:
         return None
@@ -233,8 +243,15 @@ def _stage_in(spec: dict[str, Any], scratch: Path) -> str | None:
     sandbox = spec["sandbox"]
     work = scratch / "work"
     budget = int(sandbox["work_limit_bytes"])
+    cache = str(spec.get("dataset_cache") or "")
     try:
         for item in items:
+            if cache and item.get("cache") and item.get("unpack", True) and \
+                    kit._parts(str(item.get("dest") or "."), "the destination", "dest") != []:
+                mounts.append((_cached(kit, item, cache, str(spec.get("token", "")),
+                                       int(sandbox["disk_reserve_bytes"])),
+                               _mount_point(kit, work, str(item["dest"]))))
+                continue
             budget -= kit.fetch_item(item, str(work), str(spec.get("token", "")),
                                      max_bytes=budget)
         kit.chown_tree(str(work), int(sandbox["uid"]), int(sandbox["gid"]))
@@ -246,6 +263,73 @@ def _stage_in(spec: dict[str, Any], scratch: Path) -> str | None:
             return f"the work folder's {budget} bytes are too few for the inputs"
         return f"{exc.strerror or exc}: {exc.filename or ''}".strip(": ")
     return None
+
+
+def _mount_point(kit: Any, work: Path, dest: str) -> str:
+    """An empty folder at `dest` below the work folder (never through a link an earlier item
+    unpacked) for a read-only mount; returns `dest` as bubblewrap is given it."""
+    parts = kit._parts(dest, "the destination", dest)
+    here = str(work)
+    for part in parts:
+        here = os.path.join(here, part)
+        try:
+            st = os.lstat(here)
+        except FileNotFoundError:
+            os.mkdir(here, 0o755)
+            continue
+        if not stat.S_ISDIR(st.st_mode):  # a link or a file an earlier item put there
+            raise kit.UnsafeArchive(f"destination {dest!r} is not a folder")
+    return "/".join(parts)
+
+
+def _readable(root: str) -> None:
+    """Every folder and file of a copy readable by any job it is bound into (folders tar made
+    on its own way took the supervisor's umask), never following a link."""
+    os.chmod(root, 0o755)
+    for top, dirs, files in os.walk(root):
+        for name in dirs + files:
+            path = os.path.join(top, name)
+            st = os.lstat(path)
+            if stat.S_ISDIR(st.st_mode):
+                os.chmod(path, 0o755)
+            elif stat.S_ISREG(st.st_mode):
+                os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
+
+
+def _cached(kit: Any, item: dict[str, Any], cache: str, token: str, reserve: int) -> str:
+    """The center's copy of an uploaded dataset: `<cache>/<sha256>`, unpacked once (under a
+    lock, into a fresh folder renamed into place whole: a reader never sees half of it) with
+    the same rules as any item, root's and read-only to every job. Returns its folder."""
+    sha = str(item["sha256"])
+    if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
+        raise kit.StageError(f"not a SHA-256: {sha[:80]!r}")
+    os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
+    os.makedirs(cache, mode=0o700, exist_ok=True)
+    final = os.path.join(cache, sha)
+    lock = os.open(os.path.join(cache, f".{sha}.lock"),
+                   os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.isdir(final) and not os.path.islink(final):
+            return final
+        for name in os.listdir(cache):  # what a supervisor that died while unpacking left
+            if name.startswith(f".{sha}.tmp"):
+                shutil.rmtree(os.path.join(cache, name), ignore_errors=True)
+        tmp = tempfile.mkdtemp(prefix=f".{sha}.tmp", dir=cache)
+        try:
+            st = os.statvfs(cache)
+            room = st.f_bavail * st.f_frsize - reserve
+            if room <= 0:
+                raise kit.StageError("no room for the dataset in the center's cache")
+            kit.fetch_item({**item, "dest": ""}, tmp, token, max_bytes=room)
+            _readable(tmp)
+            os.rename(tmp, final)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return final
+    finally:
+        os.close(lock)
 
 
 def _pack_outputs(spec: dict[str, Any], run_dir: Path) -> str:
@@ -483,7 +567,8 @@ class Sandbox:
         self.init_fd = None
 
 
-def _start(run_dir: Path, spec: dict[str, Any], scratch: Path, logs: Logs) -> Sandbox:
+def _start(run_dir: Path, spec: dict[str, Any], scratch: Path, logs: Logs,
+           mounts: list[tuple[str, str]]) -> Sandbox:
     sandbox = spec["sandbox"]
     env = {k: str(v) for k, v in spec["env"].items()
            if k and "=" not in k and not k.startswith("-")}
@@ -492,7 +577,7 @@ def _start(run_dir: Path, spec: dict[str, Any], scratch: Path, logs: Logs) -> Sa
     info_r, info_w = os.pipe()
     args_r, args_w = os.pipe()
     seccomp_fd = os.open(run_dir / "seccomp.bpf", os.O_RDONLY)
-    options = bwrap_options(sandbox, scratch, info_w, seccomp_fd)
+    options = bwrap_options(sandbox, scratch, info_w, seccomp_fd, mounts)
     payload = b"".join(a.encode() + b"\0" for a in options)
     try:
         child = subprocess.Popen(
@@ -566,7 +651,8 @@ def run(run_dir: Path) -> int:
                       "ended_at": _now(),
                       "reason": f"cannot prepare the job's sandbox: {problem}"[:500]})
         return 0
-    problem = _stage_in(spec, run_dir / "work")
+    mounts: list[tuple[str, str]] = []
+    problem = _stage_in(spec, run_dir / "work", mounts)
     if problem is not None:
         result.write({"state": "failed", "exit_code": None, "started_at": None,
                       "ended_at": _now(), "reason": f"staging failed: {problem}"[:500]})
@@ -577,7 +663,7 @@ def run(run_dir: Path) -> int:
         return 0
     logs = Logs(run_dir, int(sandbox["log_limit_bytes"]), int(sandbox["disk_reserve_bytes"]))
     try:
-        box = _start(run_dir, spec, run_dir / "work", logs)
+        box = _start(run_dir, spec, run_dir / "work", logs, mounts)
     except OSError as exc:
         result.write({"state": "failed", "exit_code": None, "started_at": None,
                       "ended_at": _now(),

@@ -39,6 +39,7 @@ import os
 import secrets
 import shlex
 import shutil
+import stat
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -263,6 +264,33 @@ class SlurmConnector:
                 tmp.unlink(missing_ok=True)
                 raise
         return {**item, "local_path": str(target)}
+
+    def _staged_file(self, sha256: str) -> Path | None:
+        """suanli's own copy of an artifact in `staging_dir` (a regular file it wrote, not a
+        link nor a file a job planted), or None."""
+        if self.staging_dir is None or len(sha256) != 64 or \
+                any(c not in "0123456789abcdef" for c in sha256):
+            return None
+        target = self.staging_dir / sha256
+        try:
+            st = target.lstat()
+        except OSError:
+            return None
+        return target if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() else None
+
+    def holds_dataset(self, tenant_id: int, sha256: str) -> bool:
+        """Whether the dataset's tar is in `staging_dir` (copied there by suanli at a submit):
+        its bytes are at the center, and each run unpacks it from there. Without `staging_dir`
+        each run fetches it over HTTP: never counted as present."""
+        return self._staged_file(sha256) is not None
+
+    def drop_dataset(self, tenant_id: int, sha256: str, shared: bool = False) -> None:
+        """Remove the dataset's tar from `staging_dir`, unless another tenant stores the same
+        bytes (`shared`: the file, named by content, is theirs too). Runs' own folders are
+        removed by their scripts."""
+        found = self._staged_file(sha256)
+        if found is not None and not shared:
+            found.unlink(missing_ok=True)
 
     def staging_script(self, req: RunRequest) -> str:
         """The batch script's body for a run that stages: the run's own folder, stagekit and its

@@ -134,15 +134,23 @@ class JobRequirements:
 @dataclass(frozen=True, slots=True)
 class DataToMove:
     """The bytes a job's inputs take to a center. What suanli holds (the work folder, input
-    artifacts, uploaded datasets) goes to whichever center runs the job; a dataset that lives at
-    centers moves only to a center without a copy."""
+    artifacts, uploaded datasets) goes to whichever center runs the job, and an uploaded dataset
+    only to a center without a copy; a dataset registered at centers (no bytes in suanli) never
+    moves: the job can run only at a center holding it."""
 
     artifact_bytes: int = 0
     datasets: tuple[tuple[int, frozenset[str]], ...] = ()  # (size in bytes, centers holding it)
+    # Datasets suanli holds no bytes of (registered at centers only): (name, centers holding
+    # it). They cannot travel, so the job runs only where each is.
+    pinned: tuple[tuple[str, frozenset[str]], ...] = ()
 
     def bytes_to(self, center: str) -> int:
         """Bytes to move for the job to run at `center` (a slug)."""
         return self.artifact_bytes + sum(size for size, at in self.datasets if center not in at)
+
+    def absent_at(self, center: str) -> list[str]:
+        """The datasets that cannot reach `center` (a slug): the job cannot run there."""
+        return [name for name, at in self.pinned if center not in at]
 
 
 def billable_span(started: datetime, ended: datetime, *, placed_at: datetime, seen_at: datetime,

@@ -155,6 +155,9 @@ def static_reasons(req: JobRequirements, pool: PoolState) -> list[str]:
     if req.district and req.district != pool.district:
         reasons.append(f"district is {pool.district or 'unknown'}, job requires {req.district}")
     reasons.extend(req.unmet(spec))
+    if req.data is not None:
+        reasons.extend(f"dataset {name} is not at this center"
+                       for name in req.data.absent_at(pool.center_slug))
     return reasons
 
 

@@ -32,7 +32,7 @@ def submit_array(p: Platform, actor: Principal, data: JobInput,
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
-    hold = jobsvc.check_submission(p, data, now)
+    hold = jobsvc.check_submission(p, data, now, actor.tenant_id)
     name = data.name.strip()
     with p.db.session(immediate=True) as s:
         jobsvc.check_references(s, actor.tenant_id, data)

@@ -99,7 +99,7 @@ def submit_dag(p: Platform, actor: Principal, name: str, stages: list[StageInput
     holds: dict[str, int] = {}
     for i, st in enumerate(stages):
         try:
-            holds[st.name] = jobsvc.check_submission(p, st.job, now)
+            holds[st.name] = jobsvc.check_submission(p, st.job, now, actor.tenant_id)
             with p.db.session() as s:
                 jobsvc.check_references(s, actor.tenant_id, st.job)
         except InvalidInput as exc:
@@ -163,7 +163,7 @@ def _advance_one(p: Platform, dag: m.Dag) -> int:
             continue
         job = _stage_job(st["job"])
         try:  # e.g. its deadline can no longer be met, or the tenant's money ran out
-            hold = jobsvc.check_submission(p, job, now)
+            hold = jobsvc.check_submission(p, job, now, dag.tenant_id)
             # Queued only while the DAG still runs and the stage is not queued yet, in one
             # serialised step with that check: a cancel of the DAG may be racing us.
             with p.db.session(immediate=True) as s:

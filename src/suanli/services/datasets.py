@@ -11,6 +11,7 @@ have to travel to a center, instead of a typed guess.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -32,6 +33,7 @@ from .context import Platform
 from .jobs import check_page
 
 MAX_PATH = 1000
+log = logging.getLogger("suanli.datasets")
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,9 +166,12 @@ def list_datasets(p: Platform, actor: Principal, *, tenant_id: int | None = None
 
 
 def delete_dataset(p: Platform, actor: Principal, name: str) -> None:
-    """Forget a dataset (its locations too); an uploaded one's artifact goes with it. 409 while a
-    job not yet ended names it. Data living at a center is not touched there."""
+    """Forget a dataset (its locations too); an uploaded one's artifact goes with it, and so do
+    the copies suanli made of it at centers (`drop_dataset` of their connectors). 409 while a
+    job not yet ended names it. Data registered at a center is not touched there."""
     tenant_id = owner_tenant(actor)
+    copies: list[m.Center] = []
+    sha: str | None = None
     with p.db.session(immediate=True) as s:
         ds = s.scalar(select(m.Dataset).where(m.Dataset.tenant_id == tenant_id,
                                               m.Dataset.name == name))
@@ -181,7 +186,11 @@ def delete_dataset(p: Platform, actor: Principal, name: str) -> None:
                            "they have ended", detail={"jobs": users})
         for loc in s.scalars(select(m.DatasetLocation)
                              .where(m.DatasetLocation.dataset_id == ds.id)):
+            center = s.get(m.Center, loc.center_id)
+            if not loc.path and center is not None:
+                copies.append(center)
             s.delete(loc)
+        s.flush()  # the locations first: they refer to the dataset (no mapped relationship)
         sha = ds.artifact_sha256
         s.delete(ds)
         s.flush()
@@ -189,9 +198,31 @@ def delete_dataset(p: Platform, actor: Principal, name: str) -> None:
             art = artifact_row(s, tenant_id, sha)
             others = s.scalar(select(m.Dataset.id).where(m.Dataset.tenant_id == tenant_id,
                                                          m.Dataset.artifact_sha256 == sha))
+            if others is not None:
+                copies = []  # the tenant's other dataset of the same bytes uses them
             if art is not None and others is None:
                 s.delete(art)
                 p.blobs.delete(tenant_id, sha)
+        shared = sha is not None and s.scalar(
+            select(m.Artifact.id).where(m.Artifact.sha256 == sha).limit(1)) is not None
+    if sha is not None:
+        _drop_copies(p, tenant_id, sha, copies, shared)
+
+
+def _drop_copies(p: Platform, tenant_id: int, sha: str, centers: Sequence[m.Center],
+                 shared: bool) -> None:
+    """Remove the copies suanli made of a deleted dataset at `centers` (after the deletion is
+    committed: no new run stages it). A center whose connector keeps none, or cannot be
+    reached, keeps its copy (logged): the local executor removes its own, Slurm its
+    `staging_dir` file when no tenant stores the bytes any more (`shared`)."""
+    for center in centers:
+        try:
+            drop = getattr(p.connector_for(center), "drop_dataset", None)
+            if drop is not None:
+                drop(tenant_id, sha, shared)
+        except Exception:  # the dataset is gone from suanli either way
+            log.exception("center %s: removing its copy of dataset %s failed", center.slug,
+                          sha[:12])
 
 
 # -- for placement and staging ---------------------------------------------------------------

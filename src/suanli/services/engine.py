@@ -311,9 +311,21 @@ class Engine:
             if run.state not in ACTIVE_RUN_STATES or run.external_id != external_id:
                 return 0  # closed meanwhile (a failover)
             ended = self._apply_status(s, job, run, status)
+        self._record_copies(run_id, center)  # it has started or ended: its staging is done
         if ended:
             self._collect_outputs(run_id, center, external_id)
         return ended
+
+    def _record_copies(self, run_id: int, center: m.Center) -> None:
+        """The uploaded datasets the run's center now keeps a copy of (made by suanli or its
+        root supervisor, never by the job) count as present there."""
+        holds = getattr(self.p.connector_for(center), "holds_dataset", None)
+        if holds is None:
+            return
+        try:
+            staging.record_center_copies(self.p, run_id, holds)
+        except Exception:  # never holds up the engine: placement just counts the bytes again
+            log.exception("run %s: recording its center's dataset copies failed", run_id)
 
     def _collect_outputs(self, run_id: int, center: m.Center, external_id: str) -> None:
         """An ended run's packed outputs, from a connector that packs them where suanli reads
@@ -632,6 +644,8 @@ class Engine:
                 run.external_id = external_id
                 if run.state not in ACTIVE_RUN_STATES:
                     run.stale = True  # given up meanwhile (failover): cancelled when seen again
+        if req.stage:
+            self._record_copies(run_id, center)  # e.g. Slurm's staging_dir, copied at submit
         return 0
 
     @staticmethod

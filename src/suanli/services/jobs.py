@@ -168,6 +168,11 @@ def check_references(s: Session, tenant_id: int, data: JobInput) -> None:
             if sha not in have:
                 raise InvalidInput(f"{where}: artifact {sha[:12]}… not found (upload it first: "
                                    "PUT /api/v1/artifacts)", field=where)
+    check_datasets(s, tenant_id, data)
+
+
+def check_datasets(s: Session, tenant_id: int, data: JobInput) -> None:
+    """The datasets a job names must be the tenant's own (another tenant's: "not found")."""
     names = [(f"inputs[{i}].dataset", it["dataset"]) for i, it in enumerate(data.inputs)
              if "dataset" in it]
     if names:
@@ -251,6 +256,8 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
             worst = max(worst, cost)
     if not any(not r["reasons"] for r in report):
         why, field = _nowhere(req, facts)
+        if not why:
+            why, field = _datasets_nowhere(req, facts)
         raise Infeasible(
             "no pool in the network can ever run this job"
             + (f": {why}" if why else _largest(req, facts)),
@@ -272,6 +279,23 @@ def _nowhere(req: JobRequirements, facts: list[Any]) -> tuple[str, str]:
     if req.environment and all(req.environment not in sp.environments for sp in specs):
         return f"no pool offers environment {req.environment}", "environment"
     return "", "resources"
+
+
+def _datasets_nowhere(req: JobRequirements, facts: list[Any]) -> tuple[str, str]:
+    """When the job's datasets registered at centers (no bytes in suanli: they never move) are
+    what keeps it from every pool: which, and where they are; ("", "resources") otherwise."""
+    if req.data is None or not req.data.pinned:
+        return "", "resources"
+    if not any(not static_reasons(replace(req, data=None), st) for st in facts):
+        return "", "resources"  # it fits nowhere, whatever its data
+    names = ", ".join(name for name, _ in req.data.pinned)
+    where = frozenset.intersection(*(at for _, at in req.data.pinned))
+    one = len(req.data.pinned) == 1
+    head = f"dataset {names} is" if one else f"datasets {names} are"
+    if not where:
+        return f"{head} at no center{'' if one else ' together'}", "inputs"
+    return (f"{head} {'' if one else 'together '}only at {', '.join(sorted(where))}, where no "
+            "pool can run it", "inputs")
 
 
 def queued_backlog(s: Session) -> dict[int, float]:
@@ -343,15 +367,17 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
-    hold = check_submission(p, data, now)
+    hold = check_submission(p, data, now, actor.tenant_id)
     with p.db.session() as s:
         check_references(s, actor.tenant_id, data)
     return insert_job(p, actor, data, now, hold_fen=hold)
 
 
-def check_submission(p: Platform, data: JobInput, now: datetime) -> int:
+def check_submission(p: Platform, data: JobInput, now: datetime,
+                     tenant_id: int | None = None) -> int:
     """Everything a job must pass before it is queued: valid fields, a pool that could ever run
-    it, and its budget and deadline. Returns the most it may cost (see `check_feasible`)."""
+    it (with `tenant_id`, at a center holding each dataset it names that cannot travel), and its
+    budget and deadline. Returns the most it may cost (see `check_feasible`)."""
     _validate(data, now)
     if (data.data_site is None) != (data.data_gb is None):
         raise InvalidInput("give data_site and data_gb together", field="data_site")
@@ -362,11 +388,22 @@ def check_submission(p: Platform, data: JobInput, now: datetime) -> int:
             if s.scalar(select(m.Center.id).where(m.Center.slug == data.data_site)) is None:
                 raise InvalidInput(f"data_site {data.data_site!r} is not a center", field="data_site")
     _check_pool_needs(data)
-    req = data.requirements()
+    req = data_requirements(p, data, tenant_id)
     hold = check_feasible(p, req)
     if req.deadline is not None or req.budget_fen is not None:
         check_deadline_and_budget(p, req, now)
     return hold
+
+
+def data_requirements(p: Platform, data: JobInput, tenant_id: int | None) -> JobRequirements:
+    """The job's requirements with the real bytes its inputs take to each center (and where its
+    datasets that cannot travel are), for the tenant `tenant_id`; without one, as typed."""
+    req = data.requirements()
+    if tenant_id is None or not (data.workdir_sha256 or data.inputs):
+        return req
+    with p.db.session() as s:
+        moved = bytes_to_move(s, {0: (tenant_id, data.workdir_sha256, data.inputs)})
+    return replace(req, data=moved.get(0))
 
 
 def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,
@@ -681,10 +718,12 @@ def estimate(p: Platform, actor: Principal, data: JobInput) -> dict[str, Any]:
     now = p.clock.now()
     _validate(data, now)
     _check_pool_needs(data)
-    check_feasible(p, data.requirements())
+    if actor.tenant_id is not None:  # (its artifacts may not be uploaded yet: a dry run)
+        with p.db.session() as s:
+            check_datasets(s, actor.tenant_id, data)
+    req = data_requirements(p, data, actor.tenant_id)
+    check_feasible(p, req)
     with p.db.session() as s:
-        moved = bytes_to_move(s, {0: (actor.tenant_id or 0, data.workdir_sha256, data.inputs)})
-        req = replace(data.requirements(), data=moved.get(0))
         return explain_job(req, pool_states(s), now).explanation()
 
 
@@ -719,7 +758,7 @@ def resubmit_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
         array = (old.array_id, old.array_index) if old.array_id is not None \
             and old.array_index is not None else None
     now = p.clock.now()
-    hold = check_submission(p, data, now)
+    hold = check_submission(p, data, now, actor.tenant_id)
     with p.db.session(immediate=True) as s:
         check_references(s, actor.tenant_id, data)
         return queue_job(s, actor, data, now, hold_fen=hold, array=array,

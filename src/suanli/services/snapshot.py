@@ -111,8 +111,9 @@ def bytes_to_move(s: Session, jobs: dict[int, tuple[int, str | None, list[Any] |
     """What each job's inputs weigh, from the artifacts and datasets tables: `jobs` maps a job id
     to (tenant id, work folder sha256, inputs). Its work folder and input artifacts are held by
     suanli and go to any center; a dataset counts only at centers without a copy (an uploaded
-    dataset with no location goes everywhere). Jobs with neither are left out (their typed
-    `data_gb`, if any, still counts). Unknown references weigh nothing (submission refuses them)."""
+    dataset with no location goes everywhere), and one suanli has no bytes of is `pinned`: the
+    job runs only where it is. Jobs with neither are left out (their typed `data_gb`, if any,
+    still counts). Unknown references weigh nothing (submission refuses them)."""
     shas: dict[int, set[str]] = {}
     names: dict[int, set[str]] = {}
     wants: dict[int, tuple[int, set[str], set[str]]] = {}
@@ -136,24 +137,26 @@ def bytes_to_move(s: Session, jobs: dict[int, tuple[int, str | None, list[Any] |
             rows = s.execute(select(m.Artifact.sha256, m.Artifact.size_bytes).where(
                 m.Artifact.tenant_id == tenant, m.Artifact.sha256.in_(wanted)))
             size.update(((tenant, sha), int(n)) for sha, n in rows)
-    found: dict[tuple[int, str], tuple[int, set[str]]] = {}
+    found: dict[tuple[int, str], tuple[int, set[str], bool]] = {}
     for tenant, wanted in names.items():
         if not wanted:
             continue
         located = s.execute(
-            select(m.Dataset.name, m.Dataset.size_bytes, m.Center.slug)
+            select(m.Dataset.name, m.Dataset.size_bytes, m.Dataset.artifact_sha256, m.Center.slug)
             .outerjoin(m.DatasetLocation, m.DatasetLocation.dataset_id == m.Dataset.id)
             .outerjoin(m.Center, m.Center.id == m.DatasetLocation.center_id)
             .where(m.Dataset.tenant_id == tenant, m.Dataset.name.in_(wanted)))
-        for name, n, slug in located:
-            entry = found.setdefault((tenant, name), (int(n), set()))
+        for name, n, art, slug in located:
+            entry = found.setdefault((tenant, name), (int(n), set(), art is None))
             if slug:
                 entry[1].add(slug)
     return {
         job_id: DataToMove(
             sum(size.get((tenant, sha), 0) for sha in sorted(arts)),
             tuple(sorted((found[(tenant, n)][0], frozenset(found[(tenant, n)][1]))
-                         for n in sorted(sets) if (tenant, n) in found)))
+                         for n in sorted(sets) if (tenant, n) in found)),
+            tuple((n, frozenset(found[(tenant, n)][1])) for n in sorted(sets)
+                  if (tenant, n) in found and found[(tenant, n)][2]))
         for job_id, (tenant, arts, sets) in wants.items()
     }
 

@@ -24,7 +24,7 @@ import os
 import re
 import secrets
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -40,7 +40,7 @@ from ..store import models as m
 from . import artifacts
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
-from .datasets import datasets_named
+from .datasets import datasets_named, record_dataset_copied
 
 log = logging.getLogger("suanli.staging")
 
@@ -114,19 +114,22 @@ def _artifact(s: Session, tenant_id: int, sha: str) -> m.Artifact:
     return row
 
 
-def _item(p: Platform, run: m.Run, art: m.Artifact, dest: str, unpack: bool) -> StageItem:
+def _item(p: Platform, run: m.Run, art: m.Artifact, dest: str, unpack: bool,
+          cache: bool = False) -> StageItem:
     local = p.blobs.local_path(art.tenant_id, art.sha256)
     return StageItem(
         sha256=art.sha256, size=int(art.size_bytes), dest=dest, unpack=unpack,
         local_path=local if local and os.path.isfile(local) else None,
-        url=f"{p.settings.api_url}/api/v1/runs/{run.run_key}/stage/{art.sha256}")
+        url=f"{p.settings.api_url}/api/v1/runs/{run.run_key}/stage/{art.sha256}", cache=cache)
 
 
 def stage_items(s: Session, p: Platform, job: m.Job, run: m.Run) -> tuple[StageItem, ...]:
     """What the run's work folder holds before the job starts: the job's work folder (unpacked
     at its root), then each input artifact or uploaded dataset at its `path` (a work folder,
     dataset or outputs archive is unpacked there; another upload is written there as one file).
-    Datasets registered at a center with a path are not staged: see `dataset_env`."""
+    Datasets registered at a center with a path are not staged: see `dataset_env`. An uploaded
+    dataset unpacked below the work folder's root is marked `cache`: a connector keeping one
+    copy per center shares that copy read-only instead."""
     items: list[StageItem] = []
     if job.workdir_sha256:
         items.append(_item(p, run, _artifact(s, job.tenant_id, job.workdir_sha256), "", True))
@@ -135,7 +138,8 @@ def stage_items(s: Session, p: Platform, job: m.Job, run: m.Run) -> tuple[StageI
             continue
         path = str(entry.get("path") or "").strip("/")
         sha = entry.get("artifact")
-        if sha is None and entry.get("dataset") is not None:
+        dataset = sha is None and entry.get("dataset") is not None
+        if dataset:
             ds = _dataset(s, job.tenant_id, str(entry["dataset"]))
             sha = ds.artifact_sha256
             if sha is None:
@@ -146,7 +150,7 @@ def stage_items(s: Session, p: Platform, job: m.Job, run: m.Run) -> tuple[StageI
         unpack = art.kind in ("workdir", "dataset", "outputs")
         dest = path if unpack else (path if path and not str(entry.get("path", "")).endswith("/")
                                     else "/".join(x for x in (path, art.name or sha) if x))
-        items.append(_item(p, run, art, dest, unpack))
+        items.append(_item(p, run, art, dest, unpack, cache=dataset and unpack and bool(dest)))
     return tuple(items)
 
 
@@ -190,6 +194,37 @@ def request_extras(s: Session, p: Platform, job: m.Job, run: m.Run) -> dict[str,
         if outputs else "",
         "token": run_token(p, run.run_key, run.walltime_s) if needs_token else "",
     }
+
+
+def record_center_copies(p: Platform, run_id: int, holds: Callable[[int, str], bool]) -> int:
+    """Count as present at the run's center each uploaded dataset of its job that the center
+    now holds a copy of, as its connector (`holds_dataset`) finds it: a copy suanli made (the
+    local executor's root-owned cache, Slurm's `staging_dir`), never what a job reports. The
+    connector is asked outside any transaction. Returns how many were new."""
+    with p.db.session() as s:
+        run = s.get(m.Run, run_id)
+        job = s.get(m.Job, run.job_id) if run is not None else None
+        if run is None or job is None:
+            return 0
+        names = [str(e["dataset"]) for e in job.inputs or []
+                 if isinstance(e, dict) and e.get("dataset") is not None]
+        found = [d for d in datasets_named(s, job.tenant_id, names).values()
+                 if d.artifact_sha256 is not None]
+        if not found:
+            return 0
+        located = set(s.scalars(select(m.DatasetLocation.dataset_id).where(
+            m.DatasetLocation.center_id == run.center_id,
+            m.DatasetLocation.dataset_id.in_([d.id for d in found]))))
+        wanted = [(d.id, str(d.artifact_sha256)) for d in found if d.id not in located]
+        tenant_id, center_id = job.tenant_id, run.center_id
+    copied = [ds_id for ds_id, sha in wanted if holds(tenant_id, sha)]
+    if not copied:
+        return 0
+    now = p.clock.now()
+    with p.db.session(immediate=True) as s:
+        present = set(s.scalars(select(m.Dataset.id).where(m.Dataset.id.in_(copied))))
+        return sum(record_dataset_copied(s, ds_id, center_id, now)
+                   for ds_id in copied if ds_id in present)  # (not removed meanwhile)
 
 
 # -- the run endpoints ---------------------------------------------------------------------------

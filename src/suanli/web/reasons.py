@@ -60,6 +60,7 @@ _RULES: list[tuple[str, str]] = [
     (r"cost estimate (?P<a>\S+) is over the budget of (?P<b>\S+)", "预计费用 {a} 超出预算 {b}"),
     (r"arch (?P<a>\S+), not (?P<b>\S+)", "架构为 {a}，作业需要 {b}"),
     (r"lacks features? (?P<a>.+)", "缺少特性 {a}"),
+    (r"dataset (?P<a>\S+) is not at this center", "数据集 {a} 不在此中心"),
     (r"tenant quota: (?P<a>\d+) of (?P<b>\d+) (?P<dev>\w+) units in use, the job needs (?P<c>\d+)",
      "企业配额：已用 {a}/{b} 个 {dev} 设备，作业需要 {c} 个"),
     # -- the scheduler: what it decided (placement messages) ------------------------------------
@@ -139,6 +140,16 @@ _RULES: list[tuple[str, str]] = [
      "网络中没有任何资源池能运行此作业：没有架构为 {a} 的资源池"),
     (r"no pool in the network can ever run this job: no pool has feature (?P<a>.+)",
      "网络中没有任何资源池能运行此作业：没有资源池具备特性 {a}"),
+    (r"no pool in the network can ever run this job: dataset (?P<a>\S+) is only at (?P<b>.+), "
+     r"where no pool can run it",
+     "网络中没有任何资源池能运行此作业：数据集 {a} 只在 {b}，那里没有资源池能运行它"),
+    (r"no pool in the network can ever run this job: datasets (?P<a>.+) are together only at "
+     r"(?P<b>.+), where no pool can run it",
+     "网络中没有任何资源池能运行此作业：数据集 {a} 同时只在 {b}，那里没有资源池能运行它"),
+    (r"no pool in the network can ever run this job: dataset (?P<a>\S+) is at no center",
+     "网络中没有任何资源池能运行此作业：数据集 {a} 不在任何中心"),
+    (r"no pool in the network can ever run this job: datasets (?P<a>.+) are at no center together",
+     "网络中没有任何资源池能运行此作业：数据集 {a} 不同时在任何中心"),
     (r"no pool in the network can ever run this job: no pool offers environment (?P<a>\S+)",
      "网络中没有任何资源池能运行此作业：没有资源池提供环境 {a}"),
     (r"no environment (?P<a>\S+)", "没有环境 {a}"),
