@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import re
 import tarfile
+from collections import Counter
 from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
@@ -207,28 +208,43 @@ def _queue_stage(s: Session, actor: Principal, job: JobInput, array: str | None,
                              reason=reason)
 
 
-def _stage_jobs(s: Session, dag: m.Dag) -> dict[str, list[m.Job]]:
-    """Each queued stage's jobs: its job, or its array's tasks by index."""
+def _stage_jobs(s: Session, dag: m.Dag, only: str | None = None) -> dict[str, list[m.Job]]:
+    """Each queued stage's jobs (or stage `only`'s): its job, or its array's tasks by index."""
     arrays = {st["name"] for st in dag.stages if st.get("array")}
+    q = select(m.Job).where(m.Job.dag_id == dag.id).order_by(m.Job.id)
+    if only is not None:
+        q = q.where(m.Job.dag_stage == only)
     out: dict[str, list[m.Job]] = {}
-    for j in s.scalars(select(m.Job).where(m.Job.dag_id == dag.id).order_by(m.Job.id)):
+    for j in s.scalars(q):
         out.setdefault(j.dag_stage or "", []).append(j)
     return {n: sorted(js, key=lambda j: (j.array_index or 0, j.id)) if n in arrays else js[-1:]
             for n, js in out.items()}  # a one-job stage: its latest job
 
 
-def stage_state(states: list[str]) -> str:
-    """A stage's state from its jobs' (an array's tasks): the first failed one's; COMPLETED when
-    all completed; RUNNING while some run or some completed; else PLACED or QUEUED."""
-    failed = next((st for st in states if st in FAILED_STATES), None)
-    if failed is not None:
-        return failed
-    done = sum(st == JobState.COMPLETED.value for st in states)
-    if done == len(states):
+def _stage_counts(s: Session, dag_id: int) -> dict[str, dict[str, int]]:
+    """How many of each queued stage's jobs are in each state (one query, however large the
+    arrays: the engine asks on every pass). A one-job stage has one job: it is queued once."""
+    out: dict[str, dict[str, int]] = {}
+    for name, state, n in s.execute(select(m.Job.dag_stage, m.Job.state, func.count())
+                                    .where(m.Job.dag_id == dag_id)
+                                    .group_by(m.Job.dag_stage, m.Job.state)):
+        out.setdefault(name or "", {})[state] = int(n)
+    return out
+
+
+def stage_state(states: dict[str, int]) -> str:
+    """A stage's state from how many of its jobs (an array's tasks) are in each state: a failed
+    one's (FAILED before TIMEOUT before CANCELLED); COMPLETED when all completed; RUNNING while
+    some run or some completed; else PLACED or QUEUED."""
+    for failed in (JobState.FAILED.value, JobState.TIMEOUT.value, JobState.CANCELLED.value):
+        if states.get(failed):
+            return failed
+    done = states.get(JobState.COMPLETED.value, 0)
+    if done == sum(states.values()):
         return JobState.COMPLETED.value
-    if done or JobState.RUNNING.value in states:
+    if done or states.get(JobState.RUNNING.value):
         return JobState.RUNNING.value
-    return JobState.PLACED.value if JobState.PLACED.value in states else JobState.QUEUED.value
+    return JobState.PLACED.value if states.get(JobState.PLACED.value) else JobState.QUEUED.value
 
 
 def advance(p: Platform) -> int:
@@ -245,15 +261,16 @@ def advance(p: Platform) -> int:
 def _advance_one(p: Platform, dag: m.Dag) -> int:
     now = p.clock.now()
     with p.db.session() as s:
-        members = _stage_jobs(s, dag)
-        states = {n: stage_state([j.state for j in js]) for n, js in members.items()}
+        states = {n: stage_state(c) for n, c in _stage_counts(s, dag.id).items()}
         user = s.get(m.User, dag.user_id)
         assert user is not None
         actor = principal_of(user)
     failed = [n for n, state in states.items() if state in FAILED_STATES]
     if failed:
         name = failed[0]
-        bad = next(j for j in members[name] if j.state in FAILED_STATES)
+        with p.db.session() as s:
+            members = {n: _stage_jobs(s, dag, n).get(n, []) for n in failed}
+        bad = next(j for j in members[name] if j.state == states[name])
         task = f" (task {bad.array_index}, job {bad.id})" if bad.array_index is not None else ""
         _settle(p, dag.id, "FAILED", f"stage {name} {states[name].lower()}{task}: "
                 "the stages after it are cancelled", now)
@@ -267,12 +284,12 @@ def _advance_one(p: Platform, dag: m.Dag) -> int:
     queued = 0
     for st in dag.stages:
         name = st["name"]
-        if name in members or not set(st["depends_on"]) <= done:
+        if name in states or not set(st["depends_on"]) <= done:
             continue
         try:  # e.g. its deadline can no longer be met, the tenant's money ran out, or a stage
             # it reads completed without outputs
             with p.db.session() as s:
-                job = _resolve_inputs(s, p, dag, _stage_job(st["job"]), members)
+                job = _resolve_inputs(s, p, dag, _stage_job(st["job"]))
             hold = jobsvc.check_submission(p, job, now)
             # Queued only while the DAG still runs and the stage is not queued yet, in one
             # serialised step with that check: a cancel of the DAG may be racing us.
@@ -293,8 +310,7 @@ def _advance_one(p: Platform, dag: m.Dag) -> int:
     return queued
 
 
-def _resolve_inputs(s: Session, p: Platform, dag: m.Dag, job: JobInput,
-                    members: dict[str, list[m.Job]]) -> JobInput:
+def _resolve_inputs(s: Session, p: Platform, dag: m.Dag, job: JobInput) -> JobInput:
     """The stage's job with each `{"stage": NAME, "path": DIR}` input replaced by the artifact
     of NAME's outputs (its job's last run's), or for an array stage by one per task at
     `DIR/<index>`. NAME is one of the same DAG's stages, completed (an ancestor: submit checked
@@ -307,7 +323,7 @@ def _resolve_inputs(s: Session, p: Platform, dag: m.Dag, job: JobInput,
             inputs.append(item)
             continue
         path = item.get("path", "")
-        for task in members.get(name, []):
+        for task in _stage_jobs(s, dag, name).get(name, []):
             why = _no_outputs(s, p, task)
             if why:
                 what = f"task {task.array_index} (job {task.id})" if name in array \
@@ -394,7 +410,7 @@ def dag_view(p: Platform, actor: Principal, dag_id: int) -> dict[str, Any]:
         stages = []
         for st in dag.stages:
             jobs = members.get(st["name"], [])
-            state = stage_state([j.state for j in jobs]) if jobs else \
+            state = stage_state(dict(Counter(j.state for j in jobs))) if jobs else \
                 ("WAITING" if dag.state == "RUNNING" else "CANCELLED")
             spec = st["job"]
             one = jobs[0] if jobs and not st.get("array") else None
