@@ -284,6 +284,9 @@ stages:
     assert square["tasks"] == 5 and square["done"] == 5 and len(square["jobs"]) == 5
     shown = server.cli("dag", "show", str(dag["id"]))
     assert f"array {square['array_id']}, 5/5 done" in shown.stdout, shown.stdout
+    shown = server.cli("job", "show", str(square["jobs"][2]))
+    assert (f"part of:  DAG {dag['id']}, stage square, array {square['array_id']}, task 2"
+            in shown.stdout), shown.stdout
     total = next(st for st in dag["stages"] if st["name"] == "total")
     got = server.cli("job", "download", str(total["job_id"]), "--to", str(tmp_path / "final"))
     assert got.returncode == 0, got.stderr

@@ -405,6 +405,10 @@ def show(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
               f"deadline {when(job['deadline'])}" if job.get("deadline") else ""]
     if any(limits):
         console.print("  limits:   " + ", ".join(x for x in limits if x), highlight=False)
+    part = [f"DAG {job['dag_id']}, stage {job['dag_stage']}" if job.get("dag_id") else "",
+            f"array {job['array_id']}, task {job['array_index']}" if job.get("array_id") else ""]
+    if any(part):  # suanli dag show N / GET /api/v1/arrays/N
+        console.print("  part of:  " + ", ".join(x for x in part if x), highlight=False)
     console.print(f"  center:   {job.get('center') or '-'}   exit code: "
                   f"{job['exit_code'] if job['exit_code'] is not None else '-'}")
     if job.get("queue"):
