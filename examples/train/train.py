@@ -1,7 +1,9 @@
 """Fit y = w·x + b to data/points.csv by gradient descent (standard library only).
 
 Reads EPOCHS and LEARNING_RATE from the environment; in an array job, SUANLI_ARRAY_INDEX picks
-the learning rate from a small grid. Writes out/model.json and out/metrics.csv.
+the learning rate from a small grid. Trains on out/train.csv when it is there (prep.py's split,
+which a DAG's preprocess stage passes on), else on data/points.csv. Writes out/model.json and
+out/metrics.csv.
 """
 
 import csv
@@ -19,7 +21,8 @@ def load(path: Path) -> list[tuple[float, float]]:
 
 
 def main() -> int:
-    data_file = Path(os.environ.get("DATA", "data/points.csv"))
+    split = Path("out/train.csv")
+    data_file = Path(os.environ.get("DATA") or (split if split.exists() else "data/points.csv"))
     if not data_file.exists():
         print(f"no {data_file} in {Path.cwd()}: was the work folder staged?", file=sys.stderr)
         return 2
@@ -42,9 +45,10 @@ def main() -> int:
             mse = sum((w * x + b - y) ** 2 for x, y in points) / n
             writer.writerow([epoch, f"{mse:.6f}"])
     model = {"w": round(w, 6), "b": round(b, 6), "mse": round(mse, 6), "epochs": epochs,
-             "learning_rate": rate, "points": n, "array_index": index}
+             "learning_rate": rate, "points": n, "data": str(data_file), "array_index": index}
     (out / "model.json").write_text(json.dumps(model, indent=2) + "\n")
-    print(f"trained on {n} points: y = {w:.3f}·x + {b:.3f} (mse {mse:.4f}, rate {rate})")
+    print(f"trained on {n} points of {data_file}: y = {w:.3f}·x + {b:.3f} (mse {mse:.4f}, "
+          f"rate {rate})")
     return 0
 
 

@@ -18,6 +18,7 @@ from suanli.config import Settings
 from suanli.domain.enums import DeviceKind
 from suanli.services.auth import principal_of
 from suanli.services.context import Platform
+from suanli.services.dags import StageInput, submit_dag
 from suanli.services.jobs import JobInput, submit_job
 from suanli.store import models as m
 from suanli.store.db import Database
@@ -96,6 +97,48 @@ def test_work_goes_to_slurm_and_outputs_come_back(server: Server, beside: Platfo
     assert r.returncode == 0, r.stderr
     jid = _job(beside, DeviceKind.GPU, "fake", "市南区", 1)
     _check(server, beside, jid, "hpc-stage")
+
+
+def test_a_dag_stage_on_slurm_reads_the_outputs_of_the_stage_before(
+        server: Server, beside: Platform, slurm: dict[str, str]) -> None:
+    """Stage outputs as the next stage's input on a real Slurm: the batch script PUTs a
+    stage's outputs before its job ends, so they are there when suanli sees it complete and
+    queues the next stage, whose batch script fetches them (issue 16)."""
+    state = Path(slurm["SLURM_STATE_DIR"])
+    r = server.cli("center", "add", "--connector", "slurm",
+                   "--config", f"socket={slurm['SLURMRESTD_SOCKET']}",
+                   "--config", f"output_dir={state / 'jobs' / 'dag'}", "--slug", "hpc-dag",
+                   "--name-zh", "测试超算", "--name-en", "Test HPC", "--district", "市南区",
+                   "--price-fen", "7", "-o", "json", token="platform_admin")
+    assert r.returncode == 0, r.stderr
+    with beside.db.session() as s:
+        user = s.scalar(select(m.User).where(m.User.username == "alice"))
+        assert user is not None
+        who = principal_of(user)
+
+    def stage(name: str, script: str, **kw: object) -> JobInput:
+        return JobInput(name=name, command=["sh", "-c", script], device=DeviceKind.GPU,
+                        model="fake", district="市南区", walltime_s=300, **kw)  # type: ignore[arg-type]
+
+    dag = submit_dag(beside, who, "on-slurm", [
+        StageInput("make", stage("make", "mkdir -p out; echo made-on-slurm > out/thing.txt",
+                                 outputs=["out/**"]), []),
+        StageInput("use", stage("use", "cat got/out/thing.txt",
+                                inputs=[{"stage": "make", "path": "got"}]), ["make"]),
+    ])
+
+    def ended() -> dict[str, object] | None:
+        with server.api() as c:
+            view: dict[str, object] = c.get(f"/api/v1/dags/{dag.id}").json()
+        return view if view["state"] != "RUNNING" else None
+
+    view = eventually(ended, timeout=240, what=f"DAG {dag.id} ended")
+    assert view["state"] == "COMPLETED", view
+    stages = {st["name"]: st for st in view["stages"]}  # type: ignore[attr-defined]
+    assert {st["center"] for st in stages.values()} == {"hpc-dag"}
+    with server.api() as c:
+        out = c.get(f"/api/v1/jobs/{stages['use']['job_id']}/logs").json()["data"]
+    assert out == "made-on-slurm\n", out
 
 
 def test_work_goes_to_ray_and_outputs_come_back(server: Server, beside: Platform,

@@ -77,14 +77,33 @@ def test_train_example_end_to_end(server: Server, tmp_path: Path) -> None:
     assert again.returncode == 0 and "already stored" in again.stdout  # nothing sent twice
 
 
-def test_pipeline_example_runs_as_written(server: Server) -> None:
-    """The README's DAG example. NEEDS the artifacts API and local staging."""
+def test_pipeline_example_runs_as_written(server: Server, tmp_path: Path) -> None:
+    """The README's DAG example, and its data flow: train trains on preprocess's split (its
+    outputs, staged into train's work folder) and evaluate tests the very model train wrote."""
     r = server.cli("job", "submit", "--dag", str(EXAMPLES / "pipeline.yaml"), "--wait",
                    timeout=180)
     assert r.returncode == 0, r.stdout + r.stderr
     for stage in ("preprocess", "train", "evaluate"):
         assert f"stage {stage}" in r.stdout
     assert r.stdout.count(": COMPLETED") >= 3
+    dag = json.loads(server.cli("dag", "list", "-o", "json").stdout)["items"][0]
+    job = {st["name"]: st["job_id"] for st in dag["stages"]}
+    assert {st["name"]: st["reads"] for st in dag["stages"]} == \
+        {"preprocess": [], "train": ["preprocess"], "evaluate": ["train"]}
+    logs = {name: server.cli("job", "logs", str(jid)).stdout for name, jid in job.items()}
+    assert "160 to train, 40 to test" in logs["preprocess"]
+    assert "trained on 160 points of out/train.csv" in logs["train"], logs["train"]
+    got = server.cli("job", "download", str(job["train"]), "--to", str(tmp_path / "train"))
+    assert got.returncode == 0, got.stderr
+    model = json.loads((tmp_path / "train" / "out" / "model.json").read_text())
+    assert model["points"] == 160 and model["data"] == "out/train.csv"
+    assert (f"trained model: y = {model['w']:.3f}·x + {model['b']:.3f}, mse "
+            in logs["evaluate"]), logs["evaluate"]
+    assert "on 40 points of out/test.csv" in logs["evaluate"]
+    got = server.cli("job", "download", str(job["evaluate"]), "--to", str(tmp_path / "eval"))
+    assert got.returncode == 0, got.stderr
+    result = json.loads((tmp_path / "eval" / "out" / "exact.json").read_text())
+    assert result["model"]["w"] == model["w"] and result["model"]["test"] == "out/test.csv"
 
 
 def test_dry_run_uploads_and_submits_nothing(server: Server, tmp_path: Path) -> None:
@@ -219,10 +238,74 @@ def test_dag_wait_prints_each_stage(server: Server, tmp_path: Path) -> None:
     dag = json.loads(server.cli("dag", "list", "-o", "json").stdout)["items"][0]
     b = next(s for s in dag["stages"] if s["name"] == "b")
     assert server.cli("job", "logs", str(b["job_id"])).stdout == "bee\n"
-    bad = task_file(tmp_path, "name: p\nstages:\n  - {name: a, run: x, array: 0-3}\n",
+    bad = task_file(tmp_path, "name: p\nstages:\n  - {name: a, run: x, array: 3-1}\n",
                     name="bad.yaml")
     r = server.cli("job", "submit", "--dag", str(bad))
-    assert r.returncode == 1 and "stages[0]: unknown key array" in r.stderr
+    assert r.returncode == 1 and "stages[0].array: range '3-1' is empty" in r.stderr
+
+
+def test_dag_with_an_array_stage_and_stage_outputs_as_inputs(server: Server,
+                                                             tmp_path: Path) -> None:
+    """A DAG file through the CLI on the local executor: `split` writes shards, `square` is an
+    array whose task i reads shard i of split's outputs, `total` reads every task's outputs
+    (at parts/<index>) and sums them; `--wait` prints the array's progress, and the final
+    outputs download."""
+    path = task_file(tmp_path, """name: squares
+workdir: null
+stages:
+  - name: split
+    run: mkdir -p out && for i in 0 1 2 3 4; do echo $((i + 1)) > out/shard-$i.txt; done
+    walltime: 1m
+    outputs: [out/**]
+  - name: square
+    depends_on: [split]
+    array: 0-4%2
+    inputs: [{stage: split, path: in}]
+    run: |
+      n=$(cat in/out/shard-$SUANLI_ARRAY_INDEX.txt)
+      mkdir -p out && echo $((n * n)) > out/square.txt
+    walltime: 1m
+    outputs: [out/square.txt]
+  - name: total
+    depends_on: [square]
+    inputs: [{stage: square, path: parts}]
+    run: |
+      mkdir -p result
+      s=0; for f in parts/*/out/square.txt; do s=$((s + $(cat $f))); done
+      echo $s > result/sum.txt
+      ls parts > result/indices.txt
+      cat result/sum.txt
+    walltime: 1m
+    outputs: [result/**]
+""", name="squares.yaml")
+    r = server.cli("job", "submit", "--dag", str(path), "--wait", timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "stage square (array " in r.stdout and "5/5 done" in r.stdout, r.stdout
+    progress = [ln for ln in r.stdout.splitlines() if "stage square" in ln and " done" in ln]
+    assert len(progress) >= 2, r.stdout  # the count is printed as it changes
+    dag = json.loads(server.cli("dag", "list", "-o", "json").stdout)["items"][0]
+    assert dag["state"] == "COMPLETED"
+    square = next(st for st in dag["stages"] if st["name"] == "square")
+    assert square["tasks"] == 5 and square["done"] == 5 and len(square["jobs"]) == 5
+    shown = server.cli("dag", "show", str(dag["id"]))
+    assert f"array {square['array_id']}, 5/5 done" in shown.stdout, shown.stdout
+    shown = server.cli("job", "show", str(square["jobs"][2]))
+    assert (f"part of:  DAG {dag['id']}, stage square, array {square['array_id']}, task 2"
+            in shown.stdout), shown.stdout
+    total = next(st for st in dag["stages"] if st["name"] == "total")
+    got = server.cli("job", "download", str(total["job_id"]), "--to", str(tmp_path / "final"))
+    assert got.returncode == 0, got.stderr
+    assert (tmp_path / "final" / "result" / "sum.txt").read_text() == "55\n"  # 1+4+9+16+25
+    assert (tmp_path / "final" / "result" / "indices.txt").read_text().split() == \
+        ["0", "1", "2", "3", "4"]
+    # a stage that names a stage it does not depend on: refused before anything is sent
+    bad = task_file(tmp_path, "name: p\nworkdir: null\nstages:\n"
+                              "  - {name: a, run: 'true', outputs: [o]}\n"
+                              "  - {name: b, run: 'true', inputs: [{stage: a, path: d}]}\n",
+                    name="bad.yaml")
+    r = server.cli("job", "submit", "--dag", str(bad))
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert "stages[1].inputs[0].stage: 'a' is not a stage 'b' depends on" in r.stderr, r.stderr
 
 
 def test_a_local_input_folder_is_uploaded_as_an_artifact(server: Server, tmp_path: Path) -> None:

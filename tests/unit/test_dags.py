@@ -3,11 +3,14 @@ fails the DAG; bad graphs are refused with the reason (issue 5)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from suanli.domain.enums import DeviceKind, Policy
 from suanli.domain.errors import Forbidden, Infeasible, InvalidInput, NotFound
 from suanli.services import dags as dagsvc
+from suanli.services import jobs as jobsvc
 from suanli.services.dags import StageInput
 from suanli.services.jobs import JobInput
 
@@ -100,3 +103,117 @@ def test_a_stage_no_pool_can_run_is_named(world: World) -> None:
     assert err.value.field == "stages[1].resources"
     with pytest.raises(Forbidden):
         dagsvc.submit_dag(world.p, world.admin, "x", [stage("ok", "true")])
+
+
+# -- array stages and stage outputs (issue 16) ----------------------------------------------------
+def outputs_of(world: World, job_id: int) -> str | None:
+    runs = world.runs(job_id)
+    return runs[-1].outputs_sha256 if runs else None
+
+
+def test_an_array_stage_completes_when_every_task_did_and_passes_each_tasks_outputs(
+        world: World) -> None:
+    """`array: 0-3%2`: four tasks, at most two at once; the next stage is queued only when all
+    four completed, and reads each task's outputs at DIR/<index>."""
+    dag = dagsvc.submit_dag(world.p, world.u1, "sweep", [
+        stage("prep", "mkdir -p out && echo base > out/base.txt", outputs=["out/**"]),
+        StageInput("fan", JobInput(
+            name="fan", device=DeviceKind.CPU, walltime_s=60, policy=Policy.FASTEST,
+            command=["sh", "-c", "mkdir -p out && echo $(cat in/out/base.txt)-$SUANLI_ARRAY_INDEX"
+                     " > out/part.txt && sleep 0.3"],
+            inputs=[{"stage": "prep", "path": "in"}], outputs=["out/**"]),
+            ["prep"], array="0-3%2"),
+        stage("join", "cat parts/*/out/part.txt | tr '\\n' ' ' && ls parts",
+              deps=["fan"], inputs=[{"stage": "fan", "path": "parts"}], outputs=["x"]),
+    ])
+    seen_running: set[int] = set()
+
+    def progress() -> bool:
+        v = view(world, dag.id)
+        fan = v["stages"][1]
+        if fan["jobs"]:
+            running = sum(world.job(j).state in ("PLACED", "RUNNING") for j in fan["jobs"])
+            seen_running.add(running)
+            if fan["state"] != "COMPLETED":  # the next stage waits for every task
+                assert v["stages"][2]["state"] == "WAITING"
+        return v["state"] != "RUNNING"
+
+    world.drive(progress, timeout=60)
+    v = view(world, dag.id)
+    assert v["state"] == "COMPLETED", v["reason"]
+    fan = v["stages"][1]
+    assert fan["array"] == "0-3%2" and fan["tasks"] == 4 and fan["done"] == 4
+    assert fan["job_id"] is None and fan["array_id"] is not None and max(seen_running) <= 2
+    tasks = [world.job(j) for j in fan["jobs"]]
+    assert [t.array_index for t in tasks] == [0, 1, 2, 3]
+    assert all(t.dag_id == dag.id and t.dag_stage == "fan" for t in tasks)
+    join = world.job(v["stages"][2]["job_id"])
+    # each task's outputs, at parts/<index>, in index order
+    assert join.inputs == [{"artifact": outputs_of(world, t.id), "path": f"parts/{t.array_index}"}
+                           for t in tasks]
+    assert tasks[0].inputs == [{"artifact": outputs_of(world, int(v["stages"][0]["job_id"])),
+                                "path": "in"}]
+    text = jobsvc.job_logs(world.p, world.u1, join.id).data
+    assert text.startswith("base-0 base-1 base-2 base-3 ") and "0\n1\n2\n3" in text
+
+
+def test_a_failed_array_task_fails_the_stage_and_the_dag(world: World) -> None:
+    dag = dagsvc.submit_dag(world.p, world.u1, "sweep", [
+        StageInput("fan", JobInput(
+            name="fan", device=DeviceKind.CPU, walltime_s=60, policy=Policy.FASTEST,
+            command=["sh", "-c", "[ $SUANLI_ARRAY_INDEX != 1 ] && sleep 0.2"]), [],
+            array="0-5%1"),
+        stage("after", "true", deps=["fan"]),
+    ])
+    world.drive(lambda: view(world, dag.id)["state"] != "RUNNING", timeout=40)
+    v = view(world, dag.id)
+    assert v["state"] == "FAILED" and "stage fan failed (task 1, job" in v["reason"], v["reason"]
+    assert v["stages"][0]["state"] == "FAILED" and v["stages"][1]["state"] == "CANCELLED"
+    world.drive(lambda: all(world.job(j).state in ("COMPLETED", "FAILED", "CANCELLED")
+                            for j in v["stages"][0]["jobs"]))
+    states = [world.job(j).state for j in v["stages"][0]["jobs"]]
+    # the task before it completed; the tasks not placed yet were cancelled, not run
+    assert states[:2] == ["COMPLETED", "FAILED"] and set(states[2:]) == {"CANCELLED"}, states
+    assert all(not world.runs(j) for j in v["stages"][0]["jobs"][2:])
+
+
+def test_a_stage_whose_input_stage_kept_nothing_is_not_run(world: World) -> None:
+    """The stage it reads completed but nothing matched its outputs: the DAG fails with the
+    reason, and the stage never runs without its data."""
+    dag = dagsvc.submit_dag(world.p, world.u1, "empty", [
+        stage("prep", "true", outputs=["out/**"]),
+        stage("train", "true", deps=["prep"], inputs=[{"stage": "prep", "path": "data"}]),
+    ])
+    world.drive(lambda: view(world, dag.id)["state"] != "RUNNING", timeout=30)
+    v = view(world, dag.id)
+    assert v["state"] == "FAILED" and v["stages"][0]["state"] == "COMPLETED"
+    assert v["stages"][1]["state"] == "CANCELLED" and v["stages"][1]["job_id"] is None
+    assert "stage train cannot be queued: inputs[0]: stage prep's job" in v["reason"]
+    assert "nothing matched its outputs (out/**)" in v["reason"], v["reason"]
+
+
+@pytest.mark.parametrize(("stages", "field", "message"), [
+    ([stage("a", "true", outputs=["o"]),
+      stage("b", "true", inputs=[{"stage": "a", "path": "d"}])],
+     "stages[1].inputs[0].stage", "stage 'b': inputs[0].stage: 'a' is not a stage this one "
+                                  "depends on"),
+    ([stage("a", "true", outputs=["o"]),
+      stage("b", "true", deps=["a"], inputs=[{"stage": "nope", "path": "d"}])],
+     "stages[1].inputs[0].stage", "'nope' is not a stage this one depends on, directly or "
+                                  "through others (those: a)"),
+    ([stage("a", "true"), stage("b", "true", deps=["a"], inputs=[{"stage": "a", "path": "d"}])],
+     "stages[1].inputs[0].stage", "stage 'a' keeps no outputs"),
+    ([stage("a", "true", outputs=["o"]),
+      stage("b", "true", deps=["a"], inputs=[{"stage": "a", "path": "/etc"}])],
+     "stages[1].inputs[0].path", "must stay inside the work folder"),
+    ([StageInput("a", stage("a", "true").job, [], array="0-9%0")],
+     "stages[0].array", "stage 'a': array: the limit after % must be a positive whole number"),
+    ([stage("a", "true"), StageInput("b", stage("b", "true").job, ["a"], array="x")],
+     "stages[1].array", "stage 'b': array: 'x' is not an index or a range"),
+])
+def test_bad_stage_inputs_and_arrays_are_refused_naming_the_stage(
+        world: World, stages: list[StageInput], field: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=re.escape(message)) as err:
+        dagsvc.submit_dag(world.p, world.u1, "bad", stages)
+    assert err.value.field == field
+    assert dagsvc.list_dags(world.p, world.u1)[1] == 0

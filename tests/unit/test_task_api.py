@@ -143,19 +143,104 @@ def test_another_tenants_workdir_is_not_found(api: tuple[TestClient, dict[str, s
     assert r.status_code == 201
 
 
-def test_dag_stage_takes_task_fields_but_not_an_array(
+def test_dag_stage_takes_task_fields_and_an_array(
         api: tuple[TestClient, dict[str, str]], platform: Platform) -> None:
     client, creds = api
-    dag = {"name": "d", "stages": [{**JOB, "name": "a", "env": {"X": "1"}, "setup": "true",
-                                    "outputs": ["out/**"]}]}
+    dag: dict[str, Any] = {"name": "d", "stages": [{**JOB, "name": "a", "env": {"X": "1"},
+                                                    "setup": "true", "outputs": ["out/**"]}]}
     r = client.post("/api/v1/dags", json=dag, headers=auth(creds["tenant_a"]))
     assert r.status_code == 201, r.text
     with platform.db.session() as s:
         job = s.scalar(select(m.Job))
         assert job is not None and job.env == {"X": "1"} and job.outputs == ["out/**"]
-    dag["stages"][0]["array"] = "0-3"
+    dag["stages"][0]["array"] = "0-3%2"
+    r = client.post("/api/v1/dags", json=dag, headers=auth(creds["tenant_a"]))
+    assert r.status_code == 201, r.text
+    stage = r.json()["stages"][0]
+    assert stage["array"] == "0-3%2" and stage["tasks"] == 4 and stage["done"] == 0
+    assert stage["state"] == "QUEUED" and stage["job_id"] is None and len(stage["jobs"]) == 4
+    view = client.get(f"/api/v1/arrays/{stage['array_id']}", headers=auth(creds["tenant_a"]))
+    assert view.json()["max_running"] == 2 and view.json()["jobs"] == stage["jobs"]
+    with platform.db.session() as s:
+        tasks = list(s.scalars(select(m.Job).where(m.Job.id.in_(stage["jobs"]))
+                               .order_by(m.Job.array_index)))
+        assert [(j.name, j.array_index, j.dag_stage) for j in tasks] == \
+            [(f"a[{i}]", i, "a") for i in range(4)]
+    dag["stages"][0]["array"] = "5-1"
     r = client.post("/api/v1/dags", json=dag, headers=auth(creds["tenant_a"]))
     assert r.status_code == 422 and r.json()["field"] == "stages[0].array"
+    assert "stage 'a': array: range '5-1' is empty" in r.json()["error"]
+
+
+def test_dag_stage_inputs_name_only_its_own_dags_stages(
+        api: tuple[TestClient, dict[str, str]], platform: Platform) -> None:
+    """An input `{stage: NAME}` is looked up among the DAG's own stages that the stage depends
+    on: a crafted body cannot reach another DAG's stage, another tenant's job or its outputs."""
+    client, creds = api
+    a, b = auth(creds["tenant_a"]), auth(creds["tenant_b"])
+    prep = {**JOB, "name": "prep", "outputs": ["out/**"]}
+    ok = {"name": "d", "stages": [prep, {**JOB, "name": "train", "depends_on": ["prep"],
+                                         "inputs": [{"stage": "prep", "path": "data"}]}]}
+    r = client.post("/api/v1/dags", json=ok, headers=a)
+    assert r.status_code == 201, r.text
+    assert r.json()["stages"][1]["reads"] == ["prep"]
+    with platform.db.session() as s:  # tenant A's prep outputs, which B tries to reach
+        prep_job = s.scalar(select(m.Job).where(m.Job.dag_stage == "prep"))
+        assert prep_job is not None
+    own(platform, tenant_of(client, creds["tenant_a"]), SHA_A, kind="outputs")
+    before = counts(platform)
+
+    def refused(body: dict[str, Any], field: str, words: str, who: dict[str, str] = b) -> None:
+        r = client.post("/api/v1/dags", json=body, headers=who)
+        assert r.status_code == 422, r.text
+        assert r.json()["field"] == field and words in r.json()["error"], r.json()
+
+    def train(*inputs: dict[str, Any], deps: list[str] | None = None) -> dict[str, Any]:
+        return {"name": "x", "stages": [{**JOB, "name": "mine", "outputs": ["o"]},
+                                        {**JOB, "name": "train", "depends_on": deps or ["mine"],
+                                         "inputs": list(inputs)}]}
+
+    # tenant B names A's stage "prep" (not a stage of B's DAG), A's job id, A's DAG, A's outputs
+    refused(train({"stage": "prep", "path": "d"}), "stages[1].inputs[0].stage",
+            "stage 'train': inputs[0].stage: 'prep' is not a stage this one depends on")
+    refused(train({"stage": "mine", "path": "d", "job": prep_job.id}), "stages[1].inputs[0]",
+            "unknown key(s) job")
+    refused(train({"stage": "mine", "path": "d", "dag": prep_job.dag_id}),
+            "stages[1].inputs[0]", "unknown key(s) dag")
+    refused(train({"stage": prep_job.id, "path": "d"}), "stages[1].inputs[0].stage",
+            "the name of a stage")
+    refused(train({"artifact": SHA_A, "path": "d"}), "stages[1].inputs[0].artifact", "not found")
+    # within one's own DAG: only a stage it depends on, that keeps outputs; not itself
+    refused(train({"stage": "train", "path": "d"}), "stages[1].inputs[0].stage",
+            "'train' is not a stage this one depends on", who=a)
+    side = {"name": "x", "stages": [{**JOB, "name": "mine", "outputs": ["o"]},
+                                    {**JOB, "name": "side", "outputs": ["o"]},
+                                    {**JOB, "name": "t", "depends_on": ["mine"],
+                                     "inputs": [{"stage": "side", "path": "d"}]}]}
+    refused(side, "stages[2].inputs[0].stage", "'side' is not a stage this one depends on", a)
+    bare = train({"stage": "mine", "path": "d"})
+    bare["stages"][0]["outputs"] = []
+    refused(bare, "stages[1].inputs[0].stage", "stage 'mine' keeps no outputs", who=a)
+    refused(train({"stage": "mine", "path": "../up"}), "stages[1].inputs[0].path",
+            "must stay inside", who=a)
+    refused(train({"stage": "mine", "artifact": SHA_A, "path": "d"}), "stages[1].inputs[0]",
+            "give either artifact", who=a)
+    # an array of 101 tasks is 101 inputs: more than a job takes
+    big = train({"stage": "mine", "path": "d"})
+    big["stages"][0]["array"] = "0-100"
+    refused(big, "stages[1].inputs", "at most 100", who=a)
+    # a plain job (or an array) does not name stages
+    r = client.post("/api/v1/jobs", json={**JOB, "inputs": [{"stage": "prep", "path": "d"}]},
+                    headers=a)
+    assert r.status_code == 422 and r.json()["field"] == "inputs[0].stage"
+    assert "only a stage of a DAG" in r.json()["error"]
+    assert counts(platform) == before  # nothing was queued by any of them
+    # a stage two steps down reads it too (through another)
+    deep = {"name": "x", "stages": [{**JOB, "name": "a", "outputs": ["o"]},
+                                    {**JOB, "name": "b", "depends_on": ["a"]},
+                                    {**JOB, "name": "c", "depends_on": ["b"],
+                                     "inputs": [{"stage": "a", "path": ""}]}]}
+    assert client.post("/api/v1/dags", json=deep, headers=b).status_code == 201
 
 
 def test_array_creates_one_job_per_index_held_together(

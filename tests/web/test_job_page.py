@@ -160,6 +160,20 @@ def test_resubmit_makes_a_new_job_of_the_same_task(portal: Server, tab: Watched)
     assert tab.errors == [] or all("404" in e or "403" in e for e in tab.errors), tab.errors
 
 
+def test_a_task_of_a_dags_array_stage_says_so(portal: Server, tab: Watched) -> None:
+    with portal.api("tenant_a") as c:
+        r = c.post("/api/v1/dags", json={"name": "d", "stages": [
+            {"name": "fan", "resources": {"device": "cpu", "units": 1}, "walltime_s": 60,
+             "command": ["true"], "array": "0-1"}]})
+        assert r.status_code == 201, r.text
+        task = r.json()["stages"][0]["jobs"][1]
+        dag, array = r.json()["id"], r.json()["stages"][0]["array_id"]
+    sign_in(tab, portal, "tenant_a")
+    tab.page.goto(f"{portal.url}/jobs/{task}")
+    expect(tab.page.locator("#task-dag")).to_have_text(f"DAG #{dag} · fan")
+    expect(tab.page.locator("#task-array")).to_have_text(f"#{array} [1]")
+
+
 def test_admin_sees_every_tenants_jobs_without_a_submit_form(portal: Server, tab: Watched) -> None:
     job_a = finished(portal, "tenant_a", {"name": "of-a", "resources": {"device": "cpu", "units": 1},
                                           "walltime_s": 60, "command": ["true"]})

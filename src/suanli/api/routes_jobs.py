@@ -8,7 +8,6 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from sqlalchemy import select
 
-from ..domain.errors import InvalidInput
 from ..domain.jobstate import JobState
 from ..domain.task import parse_array
 from ..services import arrays, dags, jobs, ledger, usage
@@ -178,12 +177,11 @@ def job_placement(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> dict[str
 @router.post("/dags", status_code=201, tags=["dags"])
 def submit_dag(body: DagSubmit, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> DagPublic:
     """Submit a DAG job: stages with dependencies, each placed on its own best pool when the
-    stages it depends on have completed. Refused with 422 naming the stage (or the cycle)."""
-    for i, st in enumerate(body.stages):
-        if st.array is not None:
-            raise InvalidInput(f"stage {st.name!r}: a DAG stage is one job, not an array",
-                               field=f"stages[{i}].array")
-    stages = [StageInput(st.name, _input(st), list(st.depends_on)) for st in body.stages]
+    stages it depends on have completed (a stage with `array`: a job array). An input
+    `{"stage": NAME, "path": DIR}` is the outputs of NAME, a stage it depends on. Refused with
+    422 naming the stage (or the cycle)."""
+    stages = [StageInput(st.name, _input(st), list(st.depends_on), st.array)
+              for st in body.stages]
     dag = dags.submit_dag(p, who, body.name, stages)
     engine.wake()
     return DagPublic.model_validate(dags.dag_view(p, who, dag.id))

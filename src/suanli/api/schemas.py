@@ -354,7 +354,9 @@ class JobSubmit(Input):
 
 
 class DagStageSubmit(JobSubmit):
-    """One stage: a job (its `name` is the stage's name) and the stages it waits for."""
+    """One stage: a job (its `name` is the stage's name; with `array`, a job array) and the
+    stages it waits for. An input may be `{"stage": NAME, "path": DIR}`: the outputs of NAME, a
+    stage it depends on (directly or through others)."""
 
     depends_on: Annotated[list[Annotated[str, Field(max_length=64)]], Field(max_length=100)] = []
 
@@ -386,8 +388,16 @@ class ArrayPublic(BaseModel):
 class DagStagePublic(BaseModel):
     name: str
     depends_on: list[str]
-    state: str  # the stage job's state, or WAITING (parents not done) or CANCELLED (never queued)
-    job_id: int | None
+    # the stage job's state (an array stage: its tasks', see services/dags.py stage_state), or
+    # WAITING (parents not done) or CANCELLED (never queued)
+    state: str
+    job_id: int | None  # a one-job stage's job
+    array: str | None = None  # an array stage's spec ("0-9%2")
+    array_id: int | None = None
+    jobs: list[int] = Field(default_factory=list)  # its job, or its array's tasks by index
+    tasks: int = 1  # how many jobs the stage is
+    done: int = 0  # how many of them completed
+    reads: list[str] = Field(default_factory=list)  # the stages whose outputs it reads
     device: str
     units: int
     center: str | None

@@ -234,8 +234,9 @@ DAG_TERMINAL = {"COMPLETED", "FAILED", "CANCELLED"}
 
 def dag_body(path: Path) -> tuple[dict[str, Any], list[tuple[str, TaskSpec]]]:
     """The API body from a DAG file (YAML) and its stages' tasks. A stage takes a task file's
-    keys (docs/tasks.md) but `array`, and `depends_on`; `command` is a list, or a string run by
-    `sh -c`; `run` is a bash script; `workdir` at the top is every stage's work folder:
+    keys (docs/tasks.md), and `depends_on`; `command` is a list, or a string run by `sh -c`;
+    `run` is a bash script; an input `{stage: NAME, path: DIR}` is the outputs of NAME, a stage
+    it depends on; `workdir` at the top is every stage's work folder:
 
         name: pipeline
         workdir: .
@@ -246,6 +247,7 @@ def dag_body(path: Path) -> tuple[dict[str, Any], list[tuple[str, TaskSpec]]]:
             walltime: 30m
           - name: train
             depends_on: [preprocess]
+            inputs: [{stage: preprocess, path: .}]
             run: python3 train.py
             walltime: 4h
     """
@@ -258,8 +260,12 @@ def _dag_table(dag: dict[str, Any]) -> Table:
     for col in ("stage", "depends on", "state", "job", "device", "units", "center"):
         t.add_column(col)
     for st in dag["stages"]:
+        job = str(st["job_id"] or "-")
+        if st.get("array"):  # an array stage: its array and how many of its tasks completed
+            job = (f"array {st['array_id']}, " if st.get("array_id") else "") + \
+                f"{st.get('done', 0)}/{st.get('tasks', 0)} done"
         t.add_row(st["name"], ", ".join(st["depends_on"]) or "-", _state(st["state"]),
-                  str(st["job_id"] or "-"), st["device"], str(st["units"]), st.get("center") or "-")
+                  job, st["device"], str(st["units"]), st.get("center") or "-")
     return t
 
 
@@ -278,10 +284,13 @@ def submit_dag_file(path: Path, *, wait: bool, output: Output, dry: bool = False
         progress.print(f"DAG {dag['id']} submitted", style="dim")
         with api_errors(), client() as c:
             dag = watch_dag(c, dag, progress)
-            failed = [st for st in dag["stages"] if st.get("job_id")
+            failed = [st for st in dag["stages"] if st.get("jobs")
                       and st["state"] in ("FAILED", "TIMEOUT")]
-            for st in failed[:1]:
-                show_failure(c, c.get_job(st["job_id"]), progress)
+            for st in failed[:1]:  # an array stage: its first task that failed
+                job = next((j for j in (c.get_job(i) for i in st["jobs"])
+                            if j["state"] in ("FAILED", "TIMEOUT")), None)
+                if job is not None:
+                    show_failure(c, job, progress)
     if output is Output.json:
         emit_json(dag)
     else:
@@ -434,6 +443,10 @@ def show(job_id: int = typer.Argument(...), output: Output = OutputOpt) -> None:
               f"deadline {when(job['deadline'])}" if job.get("deadline") else ""]
     if any(limits):
         console.print("  limits:   " + ", ".join(x for x in limits if x), highlight=False)
+    part = [f"DAG {job['dag_id']}, stage {job['dag_stage']}" if job.get("dag_id") else "",
+            f"array {job['array_id']}, task {job['array_index']}" if job.get("array_id") else ""]
+    if any(part):  # suanli dag show N / GET /api/v1/arrays/N
+        console.print("  part of:  " + ", ".join(x for x in part if x), highlight=False)
     console.print(f"  center:   {job.get('center') or '-'}   exit code: "
                   f"{job['exit_code'] if job['exit_code'] is not None else '-'}")
     if job.get("queue"):

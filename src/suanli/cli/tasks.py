@@ -39,8 +39,8 @@ OPTION_KEYS = ("walltime", "precision", "policy", "priority", "domestic_only", "
 TASK_KEYS = frozenset({"name", "resources", "workdir", "inputs", "outputs", "env", "setup", "run",
                        "command", "array", "constraints", "environment",
                        *RESOURCE_KEYS, *OPTION_KEYS})
-# A DAG stage: the same keys but `array`, plus its dependencies; and two older spellings.
-STAGE_KEYS = (TASK_KEYS - {"array"}) | {"depends_on", "walltime_s", "budget_fen"}
+# A DAG stage: the same keys, plus its dependencies; and two older spellings.
+STAGE_KEYS = TASK_KEYS | {"depends_on", "walltime_s", "budget_fen"}
 DAG_KEYS = frozenset({"name", "stages", "workdir"})
 TERMINAL = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}
 STDERR_TAIL = 20
@@ -97,9 +97,11 @@ def _folder(where: str, value: object, base: Path) -> Path:
 
 
 def task_spec(data: dict[str, Any], *, where: str, base: Path, known: frozenset[str] = TASK_KEYS,
-              default_workdir: object = ".", default_name: str = "task") -> TaskSpec:
+              default_workdir: object = ".", default_name: str = "task",
+              stage_inputs: bool = False) -> TaskSpec:
     """The API body of one task (or DAG stage) from its file's keys; `base` is the folder paths
-    are relative to. Every problem names the key (`where.key`) and stops the command."""
+    are relative to. Every problem names the key (`where.key`) and stops the command. With
+    `stage_inputs` (a DAG stage) an input may be `{stage: NAME, path: DIR}`."""
     _unknown(where, data, known)
 
     def bad(exc: InvalidInput) -> None:
@@ -171,23 +173,30 @@ def task_spec(data: dict[str, Any], *, where: str, base: Path, known: frozenset[
     if workdir is not None and workdir is not False:
         spec.workdir = Upload("workdir", _folder(f"{where}.workdir", workdir, base), "workdir")
     inputs = data.get("inputs") or []
+    kinds = ("from", "artifact", "dataset", "stage") if stage_inputs else \
+        ("from", "artifact", "dataset")
     if not isinstance(inputs, list):
-        fail(f"{where}.inputs: a list of {{path, from}}, {{path, artifact}} or {{path, dataset}}")
+        fail(f"{where}.inputs: a list of " + ", ".join(f"{{path, {k}}}" for k in kinds))
     body["inputs"] = []
     for i, item in enumerate(inputs):
         at = f"{where}.inputs[{i}]"
         if not isinstance(item, dict):
-            fail(f"{at}: a map with path and one of from, artifact, dataset")
-        _unknown(at, item, frozenset({"path", "from", "artifact", "dataset"}))
-        sources = [k for k in ("from", "artifact", "dataset") if k in item]
+            fail(f"{at}: a map with path and one of {', '.join(kinds)}")
+        _unknown(at, item, frozenset({"path", *kinds}))
+        sources = [k for k in kinds if k in item]
         if len(sources) != 1:
             fail(f"{at}: give exactly one of from (a local folder), artifact (a SHA-256) or "
-                 "dataset (a name)")
+                 "dataset (a name)" + (", or stage (a stage it depends on)" if stage_inputs
+                                       else ""))
         try:
             path = check_relative_path(str(item.get("path", "")), field_name=f"{at}.path")
         except InvalidInput as exc:
             fail(exc.message)
-        if "from" in item:
+        if "stage" in item:
+            if not isinstance(item["stage"], str) or not item["stage"]:
+                fail(f"{at}.stage: the name of a stage it depends on, not {item['stage']!r}")
+            body["inputs"].append({"stage": item["stage"], "path": path})
+        elif "from" in item:
             # a packed folder, stored as kind workdir: staging unpacks it at `path`
             spec.inputs[i] = Upload(f"inputs[{i}]", _folder(f"{at}.from", item["from"], base),
                                     "workdir")
@@ -323,6 +332,8 @@ def dry_run(c: Client, specs: list[tuple[str, TaskSpec]], uploads: list[Upload])
     console.print(f"would upload {size_text(total)} in all", highlight=False)
     for label, spec in specs:
         body = {k: v for k, v in spec.body.items() if k not in ("array", "depends_on")}
+        # another stage's outputs exist only once it has run
+        body["inputs"] = [i for i in body.get("inputs") or [] if "stage" not in i]
         tasks = len(parse_array(spec.body["array"]).indices) if spec.body.get("array") else 1
         est = c.estimate_job(body)
         chosen = next((x for x in est.get("candidates", []) if x.get("chosen")), None)
@@ -458,8 +469,9 @@ def submit_task_file(path: Path, *, env: list[str], workdir: Path | None, array:
 
 
 def dag_specs(path: Path) -> tuple[dict[str, Any], list[tuple[str, TaskSpec]]]:
-    """A DAG file: its body's name and each stage's task (a stage takes a task's keys but
-    `array`, and `depends_on`; `workdir` once at the top is every stage's default)."""
+    """A DAG file: its body's name and each stage's task (a stage takes a task's keys, and
+    `depends_on`, and inputs `{stage, path}`; `workdir` once at the top is every stage's
+    default)."""
     data = read_yaml(path)
     _unknown(str(path), data, DAG_KEYS)
     if not isinstance(data.get("stages"), list) or not data["stages"]:
@@ -472,30 +484,53 @@ def dag_specs(path: Path) -> tuple[dict[str, Any], list[tuple[str, TaskSpec]]]:
         if not isinstance(st, dict):
             fail(f"{where} is not a table of options")
         spec = task_spec(st, where=where, base=base, known=STAGE_KEYS,
-                         default_workdir=default_workdir, default_name="")
+                         default_workdir=default_workdir, default_name="", stage_inputs=True)
         depends = st.get("depends_on") or []
         if not isinstance(depends, list):
             fail(f"{where}.depends_on: a list of stage names")
         spec.body["depends_on"] = depends
         specs.append((str(spec.body["name"]), spec))
+    _check_stage_inputs(path, specs)
     return {"name": data.get("name") or path.stem}, specs
+
+
+def _check_stage_inputs(path: Path, specs: list[tuple[str, TaskSpec]]) -> None:
+    """Each input `{stage: NAME}` names a stage it depends on, directly or through others (the
+    server checks it too; here it stops the command before anything is uploaded)."""
+    parents = {name: [str(d) for d in spec.body["depends_on"]] for name, spec in specs}
+    for i, (name, spec) in enumerate(specs):
+        seen: set[str] = set()
+        todo = list(parents[name])
+        while todo:
+            n = todo.pop()
+            if n not in seen:
+                seen.add(n)
+                todo.extend(parents.get(n, []))
+        for j, item in enumerate(spec.body["inputs"]):
+            if "stage" in item and item["stage"] not in seen:
+                fail(f"{path}: stages[{i}].inputs[{j}].stage: {item['stage']!r} is not a stage "
+                     f"{name!r} depends on, directly or through others")
 
 
 def watch_dag(c: Client, dag: dict[str, Any], out: Console, poll_s: float = 0.5) -> dict[str, Any]:
     """Print each stage's state changes until the DAG ends."""
     import time
 
-    last: dict[str, str] = {}
+    last: dict[str, tuple[str, int]] = {}
     while True:
         for st in dag["stages"]:
-            if last.get(st["name"]) != st["state"]:
-                last[st["name"]] = st["state"]
+            seen = (st["state"], int(st.get("done") or 0))
+            if last.get(st["name"]) != seen:
+                last[st["name"]] = seen
                 where = f" on {st['center']}" if st.get("center") and st["state"] != "QUEUED" \
                     else ""
-                job = f" (job {st['job_id']})" if st.get("job_id") else ""
+                job = f" (job {st['job_id']})" if st.get("job_id") else \
+                    f" (array {st['array_id']})" if st.get("array_id") else ""
+                done = f", {st['done']}/{st['tasks']} done" if st.get("array") and \
+                    st["state"] not in ("WAITING", "CANCELLED") else ""
                 now = datetime.now(UTC).isoformat()
-                out.print(f"[dim]{when(now)}[/]  stage {st['name']}{job}: {st['state']}{where}",
-                          highlight=False)
+                out.print(f"[dim]{when(now)}[/]  stage {st['name']}{job}: {st['state']}{where}"
+                          f"{done}", highlight=False)
         if dag["state"] in ("COMPLETED", "FAILED", "CANCELLED"):
             return dag
         time.sleep(poll_s)

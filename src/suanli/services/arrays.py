@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import replace
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -33,22 +34,32 @@ def submit_array(p: Platform, actor: Principal, data: JobInput,
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
     hold = jobsvc.check_submission(p, data, now, actor.tenant_id)
-    name = data.name.strip()
     with p.db.session(immediate=True) as s:
         jobsvc.check_references(s, actor.tenant_id, data)
-        admit(s, actor.tenant_id, hold * len(spec.indices),
-              what=f"the array's {len(spec.indices)} tasks", reserve=False)
-        array = m.JobArray(tenant_id=actor.tenant_id, name=name, spec=spec.text or "",
-                           size=len(spec.indices), max_running=spec.max_running,
-                           submitted_at=now)
-        s.add(array)
-        s.flush()
-        ids = [jobsvc.queue_job(s, actor, replace(data, name=f"{name}[{i}]"), now,
-                                hold_fen=hold, array=(array.id, i),
-                                reason=f"array {array.id} task {i}, submitted by "
-                                       f"{actor.username}").id
-               for i in spec.indices]
+        array, ids = queue_array(s, actor, data, spec, now, hold_fen=hold,
+                                 reason=f"submitted by {actor.username}")
         s.expunge(array)
+    return array, ids
+
+
+def queue_array(s: Session, actor: Principal, data: JobInput, spec: ArraySpec, now: datetime,
+                *, hold_fen: int, reason: str, dag: tuple[int, str] | None = None,
+                ) -> tuple[m.JobArray, list[int]]:
+    """In the caller's transaction: the array and one queued job per index (`NAME[i]`), each
+    holding `hold_fen`, if the tenant's money covers them all (else PaymentRequired, and the
+    caller's transaction queues nothing). `dag`: the DAG and stage the array is."""
+    assert actor.tenant_id is not None
+    name = data.name.strip()
+    admit(s, actor.tenant_id, hold_fen * len(spec.indices),
+          what=f"the array's {len(spec.indices)} tasks", reserve=False)
+    array = m.JobArray(tenant_id=actor.tenant_id, name=name, spec=spec.text or "",
+                       size=len(spec.indices), max_running=spec.max_running, submitted_at=now)
+    s.add(array)
+    s.flush()
+    ids = [jobsvc.queue_job(s, actor, replace(data, name=f"{name}[{i}]"), now,
+                            hold_fen=hold_fen, array=(array.id, i), dag=dag,
+                            reason=f"array {array.id} task {i}, {reason}").id
+           for i in spec.indices]
     return array, ids
 
 

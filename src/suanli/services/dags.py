@@ -1,16 +1,28 @@
 """DAG jobs: a set of stages with dependencies (preprocess on CPU → train on NPU → evaluate on CPU).
 
-Each stage is an ordinary job, placed on its own best pool by the scheduler; it is queued when
-every stage it depends on has completed. A stage that fails (or times out, or is cancelled) fails
-the DAG: the stages downstream of it are never queued (they show as cancelled); stages already
-running on other branches finish. Cancelling a DAG cancels its stages that have not ended.
+Each stage is an ordinary job, placed on its own best pool by the scheduler, or with `array` a job
+array (services/arrays.py: one job per index, at most N placed at once); it is queued when every
+stage it depends on has completed (an array stage: every one of its tasks). A stage that fails (or
+times out, or is cancelled; an array stage: any of its tasks) fails the DAG: the stages downstream
+of it are never queued (they show as cancelled), the failed array's tasks not yet placed are
+cancelled, and what already runs (other branches, the array's other tasks) finishes. Cancelling a
+DAG cancels its stages' jobs that have not ended.
+
+A stage reads another's outputs with an input `{"stage": NAME, "path": DIR}`: NAME must be a stage
+it depends on, directly or through others, that keeps outputs (checked at submission). When the
+stage is queued each such input becomes the artifact of NAME's outputs (the last run's), or for an
+array stage one artifact per task, unpacked into `DIR/<index>`, by index; staging then brings them
+like any input. NAME's job that completed without outputs (none matched, or not kept) fails the DAG
+before the stage is queued, with the reason. Names are looked up in the DAG's own stages only.
 The engine advances DAGs on every tick (`advance`).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
+import tarfile
+from collections import Counter
+from dataclasses import dataclass, fields, replace
 from datetime import datetime
 from typing import Any
 
@@ -18,11 +30,14 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..domain.enums import DeviceKind, Policy, Precision, Role
-from ..domain.errors import Forbidden, InvalidInput, NotFound
+from ..domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..domain.jobstate import JobState
+from ..domain.task import MAX_PATHS, parse_array
 from ..store import models as m
 from ..store.locks import lock_dag
+from . import arrays as arraysvc
 from . import jobs as jobsvc
+from .artifacts import artifact_row
 from .auth import Principal, principal_of
 from .context import Platform
 from .jobs import JobInput
@@ -36,8 +51,9 @@ FAILED_STATES = {JobState.FAILED.value, JobState.CANCELLED.value, JobState.TIMEO
 @dataclass
 class StageInput:
     name: str
-    job: JobInput
+    job: JobInput  # its inputs may name stages: {"stage": NAME, "path": DIR}
     depends_on: list[str]
+    array: str | None = None  # "0-9%2": the stage is a job array
 
 
 def _order(stages: list[StageInput]) -> list[str]:
@@ -64,6 +80,47 @@ def _order(stages: list[StageInput]) -> list[str]:
             raise InvalidInput(f"the stages' dependencies form a cycle among {stuck}", field="stages")
         done.extend(ready)
     return done
+
+
+def _ancestors(stages: list[StageInput]) -> dict[str, set[str]]:
+    """Each stage's dependencies, directly or through others (the graph is checked first)."""
+    parents = {st.name: set(st.depends_on) for st in stages}
+    out: dict[str, set[str]] = {}
+
+    def of(name: str) -> set[str]:
+        if name not in out:
+            out[name] = set(parents[name])
+            for parent in parents[name]:
+                out[name] |= of(parent)
+        return out[name]
+
+    for st in stages:
+        of(st.name)
+    return out
+
+
+def _check_stage_inputs(st: StageInput, by_name: dict[str, StageInput],
+                        ancestors: dict[str, set[str]], tasks: dict[str, int]) -> None:
+    """A stage's inputs that name stages: each one it depends on (directly or through others)
+    and that keeps outputs; and no more inputs in all than a job takes once they are resolved
+    (an array stage's outputs are one input per task)."""
+    count = 0
+    for j, item in enumerate(st.job.inputs):
+        if "stage" not in item:
+            count += 1
+            continue
+        name, where = item["stage"], f"inputs[{j}].stage"
+        if name not in ancestors[st.name]:
+            known = ", ".join(sorted(ancestors[st.name])) or "none"
+            raise InvalidInput(f"{where}: {name!r} is not a stage this one depends on, directly "
+                               f"or through others (those: {known})", field=where)
+        if not by_name[name].job.outputs:
+            raise InvalidInput(f"{where}: stage {name!r} keeps no outputs (give it outputs, e.g. "
+                               "[out/**])", field=where)
+        count += tasks[name]
+    if count > MAX_PATHS:
+        raise InvalidInput(f"inputs: {count} in all once the stages' outputs are counted (one per "
+                           f"task of an array stage); at most {MAX_PATHS}", field="inputs")
 
 
 def _stage_job(spec: dict[str, Any]) -> JobInput:
@@ -97,36 +154,98 @@ def submit_dag(p: Platform, actor: Principal, name: str, stages: list[StageInput
     order = _order(stages)
     now = p.clock.now()
     holds: dict[str, int] = {}
+    tasks: dict[str, int] = {}
+    by_name = {st.name: st for st in stages}
+    ancestors = _ancestors(stages)
     for i, st in enumerate(stages):
         try:
-            holds[st.name] = jobsvc.check_submission(p, st.job, now, actor.tenant_id)
+            tasks[st.name] = 1 if st.array is None else len(parse_array(st.array).indices)
+            holds[st.name] = jobsvc.check_submission(p, st.job, now, actor.tenant_id,
+                                                     stage_inputs=True)
             with p.db.session() as s:
                 jobsvc.check_references(s, actor.tenant_id, st.job)
         except InvalidInput as exc:
-            where = f"stages[{i}]" + (f".{exc.field}" if exc.field else "")
-            raise type(exc)(f"stage {st.name!r}: {exc}", field=where, detail=exc.detail) from exc
-    by_name = {st.name: st for st in stages}
+            raise _in_stage(exc, i, st.name) from exc
+    for i, st in enumerate(stages):  # every stage's outputs are known (checked) by now
+        try:
+            _check_stage_inputs(st, by_name, ancestors, tasks)
+        except InvalidInput as exc:
+            raise _in_stage(exc, i, st.name) from exc
     with p.db.session() as s:
         # a check only: each stage holds its own estimate when it is queued
-        admit(s, actor.tenant_id, sum(holds.values()), what=f"the DAG's {len(stages)} stages",
-              reserve=False)
+        admit(s, actor.tenant_id, sum(holds[n] * tasks[n] for n in holds),
+              what=f"the DAG's {len(stages)} stages", reserve=False)
         dag = m.Dag(tenant_id=actor.tenant_id, user_id=actor.user_id, name=name.strip(),
                     stages=[{"name": n, "depends_on": list(by_name[n].depends_on),
-                             "job": _job_spec(by_name[n].job)} for n in order],
+                             "array": by_name[n].array, "job": _job_spec(by_name[n].job)}
+                            for n in order],
                     state="RUNNING", reason="submitted", submitted_at=now)
         s.add(dag)
         s.flush()
         dag_id = dag.id
     for n in order:
         if not by_name[n].depends_on:
-            jobsvc.insert_job(p, actor, by_name[n].job, now, hold_fen=holds[n], dag=(dag_id, n),
-                              reason=f"stage {n} of DAG {dag_id}, submitted by {actor.username}")
+            why = f"stage {n} of DAG {dag_id}, submitted by {actor.username}"
+            with p.db.session(immediate=True) as s:
+                _queue_stage(s, actor, by_name[n].job, by_name[n].array, now, hold=holds[n],
+                             dag=(dag_id, n), reason=why)
     return get_dag_row(p, actor, dag_id)
 
 
-def _stage_jobs(s: Session, dag_id: int) -> dict[str, m.Job]:
-    rows = s.scalars(select(m.Job).where(m.Job.dag_id == dag_id).order_by(m.Job.id))
-    return {j.dag_stage or "": j for j in rows}  # the latest job per stage
+def _in_stage(exc: InvalidInput, i: int, name: str) -> InvalidInput:
+    """The error of stage `i`, naming it: `stage 'train': inputs[0].stage: ...`, field
+    `stages[1].inputs[0].stage`."""
+    where = f"stages[{i}]" + (f".{exc.field}" if exc.field else "")
+    return type(exc)(f"stage {name!r}: {exc}", field=where, detail=exc.detail)
+
+
+def _queue_stage(s: Session, actor: Principal, job: JobInput, array: str | None, now: datetime,
+                 *, hold: int, dag: tuple[int, str], reason: str) -> None:
+    """In the caller's transaction: the stage's job, or its array's tasks (all or none)."""
+    if array is None:
+        jobsvc.queue_job(s, actor, job, now, hold_fen=hold, dag=dag, reason=reason)
+    else:
+        arraysvc.queue_array(s, actor, job, parse_array(array), now, hold_fen=hold, dag=dag,
+                             reason=reason)
+
+
+def _stage_jobs(s: Session, dag: m.Dag, only: str | None = None) -> dict[str, list[m.Job]]:
+    """Each queued stage's jobs (or stage `only`'s): its job, or its array's tasks by index."""
+    arrays = {st["name"] for st in dag.stages if st.get("array")}
+    q = select(m.Job).where(m.Job.dag_id == dag.id).order_by(m.Job.id)
+    if only is not None:
+        q = q.where(m.Job.dag_stage == only)
+    out: dict[str, list[m.Job]] = {}
+    for j in s.scalars(q):
+        out.setdefault(j.dag_stage or "", []).append(j)
+    return {n: sorted(js, key=lambda j: (j.array_index or 0, j.id)) if n in arrays else js[-1:]
+            for n, js in out.items()}  # a one-job stage: its latest job
+
+
+def _stage_counts(s: Session, dag_id: int) -> dict[str, dict[str, int]]:
+    """How many of each queued stage's jobs are in each state (one query, however large the
+    arrays: the engine asks on every pass). A one-job stage has one job: it is queued once."""
+    out: dict[str, dict[str, int]] = {}
+    for name, state, n in s.execute(select(m.Job.dag_stage, m.Job.state, func.count())
+                                    .where(m.Job.dag_id == dag_id)
+                                    .group_by(m.Job.dag_stage, m.Job.state)):
+        out.setdefault(name or "", {})[state] = int(n)
+    return out
+
+
+def stage_state(states: dict[str, int]) -> str:
+    """A stage's state from how many of its jobs (an array's tasks) are in each state: a failed
+    one's (FAILED before TIMEOUT before CANCELLED); COMPLETED when all completed; RUNNING while
+    some run or some completed; else PLACED or QUEUED."""
+    for failed in (JobState.FAILED.value, JobState.TIMEOUT.value, JobState.CANCELLED.value):
+        if states.get(failed):
+            return failed
+    done = states.get(JobState.COMPLETED.value, 0)
+    if done == sum(states.values()):
+        return JobState.COMPLETED.value
+    if done or states.get(JobState.RUNNING.value):
+        return JobState.RUNNING.value
+    return JobState.PLACED.value if states.get(JobState.PLACED.value) else JobState.QUEUED.value
 
 
 def advance(p: Platform) -> int:
@@ -143,26 +262,35 @@ def advance(p: Platform) -> int:
 def _advance_one(p: Platform, dag: m.Dag) -> int:
     now = p.clock.now()
     with p.db.session() as s:
-        jobs = {n: (j.state, j.id) for n, j in _stage_jobs(s, dag.id).items()}
+        states = {n: stage_state(c) for n, c in _stage_counts(s, dag.id).items()}
         user = s.get(m.User, dag.user_id)
         assert user is not None
         actor = principal_of(user)
-    failed = [n for n, (state, _) in jobs.items() if state in FAILED_STATES]
+    failed = [n for n, state in states.items() if state in FAILED_STATES]
     if failed:
-        _settle(p, dag.id, "FAILED", f"stage {failed[0]} {jobs[failed[0]][0].lower()}: "
+        name = failed[0]
+        with p.db.session() as s:
+            members = {n: _stage_jobs(s, dag, n).get(n, []) for n in failed}
+        bad = next(j for j in members[name] if j.state == states[name])
+        task = f" (task {bad.array_index}, job {bad.id})" if bad.array_index is not None else ""
+        _settle(p, dag.id, "FAILED", f"stage {name} {states[name].lower()}{task}: "
                 "the stages after it are cancelled", now)
+        for n in failed:  # a failed array's tasks not placed yet would run for nothing
+            _cancel_queued(p, actor, members[n], f"stage {n} of DAG {dag.id} failed")
         return 0
-    done = {n for n, (state, _) in jobs.items() if state == JobState.COMPLETED.value}
+    done = {n for n, state in states.items() if state == JobState.COMPLETED.value}
     if len(done) == len(dag.stages):
         _settle(p, dag.id, "COMPLETED", "every stage completed", now)
         return 0
     queued = 0
     for st in dag.stages:
         name = st["name"]
-        if name in jobs or not set(st["depends_on"]) <= done:
+        if name in states or not set(st["depends_on"]) <= done:
             continue
-        job = _stage_job(st["job"])
-        try:  # e.g. its deadline can no longer be met, or the tenant's money ran out
+        try:  # e.g. its deadline can no longer be met, the tenant's money ran out, or a stage
+            # it reads completed without outputs
+            with p.db.session() as s:
+                job = _resolve_inputs(s, p, dag, _stage_job(st["job"]))
             hold = jobsvc.check_submission(p, job, now, dag.tenant_id)
             # Queued only while the DAG still runs and the stage is not queued yet, in one
             # serialised step with that check: a cancel of the DAG may be racing us.
@@ -173,14 +301,70 @@ def _advance_one(p: Platform, dag: m.Dag) -> int:
                 if s.scalar(select(m.Job.id).where(m.Job.dag_id == dag.id,
                                                    m.Job.dag_stage == name)) is not None:
                     continue
-                jobsvc.queue_job(s, actor, job, now, hold_fen=hold, dag=(dag.id, name),
-                                 reason=f"stage {name} of DAG {dag.id}: "
-                                 f"{', '.join(st['depends_on'])} completed")
+                _queue_stage(s, actor, job, st.get("array"), now, hold=hold, dag=(dag.id, name),
+                             reason=f"stage {name} of DAG {dag.id}: "
+                             f"{', '.join(st['depends_on'])} completed")
         except InvalidInput as exc:
             _settle(p, dag.id, "FAILED", f"stage {name} cannot be queued: {exc}", now)
             return queued
         queued += 1
     return queued
+
+
+def _resolve_inputs(s: Session, p: Platform, dag: m.Dag, job: JobInput) -> JobInput:
+    """The stage's job with each `{"stage": NAME, "path": DIR}` input replaced by the artifact
+    of NAME's outputs (its job's last run's), or for an array stage by one per task at
+    `DIR/<index>`. NAME is one of the same DAG's stages, completed (an ancestor: submit checked
+    it); InvalidInput, naming the input, when one has no outputs to give."""
+    inputs: list[dict[str, str]] = []
+    array = {st["name"] for st in dag.stages if st.get("array")}
+    for j, item in enumerate(job.inputs):
+        name = item.get("stage")
+        if name is None:
+            inputs.append(item)
+            continue
+        path = item.get("path", "")
+        for task in _stage_jobs(s, dag, name).get(name, []):
+            why = _no_outputs(s, p, task)
+            if why:
+                what = f"task {task.array_index} (job {task.id})" if name in array \
+                    else f"job {task.id}"
+                raise InvalidInput(f"inputs[{j}]: stage {name}'s {what} completed without "
+                                   f"outputs: {why}", field=f"inputs[{j}]")
+            run = s.get(m.Run, task.current_run_id)
+            assert run is not None and run.outputs_sha256 is not None
+            dest = "/".join(x for x in (path, str(task.array_index)) if x) if name in array \
+                else path
+            inputs.append({"artifact": run.outputs_sha256, "path": dest})
+    return replace(job, inputs=inputs)
+
+
+def _no_outputs(s: Session, p: Platform, job: m.Job) -> str:
+    """Why the job's last run gave no outputs to read ("" when it did): none kept, gone since,
+    or an empty archive (nothing matched its outputs)."""
+    run = s.get(m.Run, job.current_run_id) if job.current_run_id else None
+    if run is None or run.outputs_sha256 is None:
+        kept = [part.strip() for part in (run.reason if run else "").split(";")
+                if "outputs" in part]
+        return kept[-1] if kept else "none were kept"
+    if artifact_row(s, job.tenant_id, run.outputs_sha256) is None:
+        return "they are no longer kept"
+    try:
+        with p.blobs.open(job.tenant_id, run.outputs_sha256) as fh, \
+                tarfile.open(fileobj=fh, mode="r|") as tar:
+            empty = tar.next() is None
+    except (OSError, tarfile.TarError):
+        return "they cannot be read"
+    return f"nothing matched its outputs ({', '.join(job.outputs or [])})" if empty else ""
+
+
+def _cancel_queued(p: Platform, actor: Principal, jobs: list[m.Job], reason: str) -> None:
+    for j in jobs:
+        if j.state == JobState.QUEUED.value:
+            try:
+                jobsvc.cancel_job(p, actor, j.id, reason=reason)
+            except Conflict:
+                pass  # ended meanwhile
 
 
 def _settle(p: Platform, dag_id: int, state: str, reason: str, now: datetime) -> None:
@@ -200,7 +384,8 @@ def cancel_dag(p: Platform, actor: Principal, dag_id: int) -> m.Dag:
     now = p.clock.now()
     _settle(p, dag_id, "CANCELLED", f"cancelled by {actor.username}", now)
     with p.db.session() as s:
-        open_jobs = [j.id for j in _stage_jobs(s, dag_id).values() if not JobState(j.state).is_terminal]
+        open_jobs = [j.id for js in _stage_jobs(s, dag).values() for j in js
+                     if not JobState(j.state).is_terminal]
     for jid in open_jobs:
         jobsvc.cancel_job(p, actor, jid)
     return get_dag_row(p, actor, dag_id)
@@ -222,16 +407,26 @@ def dag_view(p: Platform, actor: Principal, dag_id: int) -> dict[str, Any]:
     `CANCELLED` (never queued: the DAG failed or was cancelled first)."""
     dag = get_dag_row(p, actor, dag_id)
     with p.db.session() as s:
-        jobs = _stage_jobs(s, dag_id)
+        members = _stage_jobs(s, dag)
         stages = []
         for st in dag.stages:
-            job = jobs.get(st["name"])
-            state = job.state if job else ("WAITING" if dag.state == "RUNNING" else "CANCELLED")
+            jobs = members.get(st["name"], [])
+            state = stage_state(dict(Counter(j.state for j in jobs))) if jobs else \
+                ("WAITING" if dag.state == "RUNNING" else "CANCELLED")
             spec = st["job"]
+            one = jobs[0] if jobs and not st.get("array") else None
             stages.append({"name": st["name"], "depends_on": st["depends_on"], "state": state,
-                           "job_id": job.id if job else None,
+                           "job_id": one.id if one else None,
+                           "array": st.get("array"),
+                           "array_id": jobs[0].array_id if jobs and st.get("array") else None,
+                           "jobs": [j.id for j in jobs],
+                           "tasks": len(jobs) if jobs else (
+                               len(parse_array(st["array"]).indices) if st.get("array") else 1),
+                           "done": sum(j.state == JobState.COMPLETED.value for j in jobs),
+                           "reads": sorted({str(i["stage"]) for i in spec.get("inputs") or []
+                                            if isinstance(i, dict) and "stage" in i}),
                            "device": spec["device"], "units": spec["units"],
-                           "center": _center_of(s, job) if job else None})
+                           "center": _center_of(s, one) if one else None})
     return {"id": dag.id, "tenant_id": dag.tenant_id, "user_id": dag.user_id, "name": dag.name,
             "state": dag.state, "reason": dag.reason, "submitted_at": dag.submitted_at,
             "finished_at": dag.finished_at, "stages": stages}

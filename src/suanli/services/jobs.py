@@ -85,7 +85,7 @@ class JobInput:
         )
 
 
-def _validate(data: JobInput, now: datetime) -> None:
+def _validate(data: JobInput, now: datetime, *, stage_inputs: bool = False) -> None:
     if not data.name.strip() or len(data.name) > 200:
         raise InvalidInput("name must be 1-200 characters", field="name")
     if not data.command or not all(isinstance(a, str) for a in data.command):
@@ -109,11 +109,13 @@ def _validate(data: JobInput, now: datetime) -> None:
             raise InvalidInput("deadline needs a timezone (e.g. ...Z)", field="deadline")
         if data.deadline <= now:
             raise InvalidInput("deadline is in the past", field="deadline")
-    _validate_task(data)
+    _validate_task(data, stage_inputs=stage_inputs)
 
 
-def _validate_task(data: JobInput) -> None:
-    """A task's own fields (domain/task.py), normalised in place: a clear error naming the field."""
+def _validate_task(data: JobInput, *, stage_inputs: bool = False) -> None:
+    """A task's own fields (domain/task.py), normalised in place: a clear error naming the field.
+    With `stage_inputs` (a DAG stage) an input may also be `{"stage": NAME, "path": DIR}`: another
+    stage's outputs, which services/dags.py checks and resolves to artifacts."""
     data.env = check_env(data.env or {})
     data.setup = check_script(data.setup, field_name="setup")
     if data.workdir_sha256 is not None and not _SHA256.fullmatch(data.workdir_sha256):
@@ -126,15 +128,26 @@ def _validate_task(data: JobInput) -> None:
         where = f"inputs[{i}]"
         if not isinstance(item, dict):
             raise InvalidInput(f"{where}: a map with artifact or dataset, and path", field=where)
-        unknown = set(item) - {"artifact", "dataset", "path"}
+        if "stage" in item and not stage_inputs:
+            raise InvalidInput(f"{where}.stage: only a stage of a DAG reads another stage's "
+                               "outputs", field=f"{where}.stage")
+        sources = ("artifact", "dataset", "stage") if stage_inputs else ("artifact", "dataset")
+        unknown = set(item) - {*sources, "path"}
         if unknown:
             raise InvalidInput(f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                               "(known: artifact, dataset, path)", field=where)
-        if ("artifact" in item) == ("dataset" in item):
-            raise InvalidInput(f"{where}: give either artifact (a SHA-256) or dataset (a name)",
+                               f"(known: {', '.join(sorted({*sources, 'path'}))})", field=where)
+        if sum(k in item for k in sources) != 1:
+            raise InvalidInput(f"{where}: give either artifact (a SHA-256) or dataset (a name)"
+                               + (" or stage (a stage it depends on)" if stage_inputs else ""),
                                field=where)
         path = check_relative_path(item.get("path", ""), field_name=f"{where}.path")
-        if "artifact" in item:
+        if "stage" in item:
+            name = item["stage"]
+            if not isinstance(name, str) or not name or len(name) > 64:
+                raise InvalidInput(f"{where}.stage: the name of a stage, not {name!r}",
+                                   field=f"{where}.stage")
+            inputs.append({"stage": name, "path": path})
+        elif "artifact" in item:
             sha = item["artifact"]
             if not isinstance(sha, str) or not _SHA256.fullmatch(sha):
                 raise InvalidInput(f"{where}.artifact: {sha!r} is not a SHA-256 (64 lowercase hex "
@@ -374,11 +387,12 @@ def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
 
 
 def check_submission(p: Platform, data: JobInput, now: datetime,
-                     tenant_id: int | None = None) -> int:
+                     tenant_id: int | None = None, *, stage_inputs: bool = False) -> int:
     """Everything a job must pass before it is queued: valid fields, a pool that could ever run
     it (with `tenant_id`, at a center holding each dataset it names that cannot travel), and its
-    budget and deadline. Returns the most it may cost (see `check_feasible`)."""
-    _validate(data, now)
+    budget and deadline. Returns the most it may cost (see `check_feasible`).
+    `stage_inputs`: a DAG stage's, whose inputs may name other stages (`_validate_task`)."""
+    _validate(data, now, stage_inputs=stage_inputs)
     if (data.data_site is None) != (data.data_gb is None):
         raise InvalidInput("give data_site and data_gb together", field="data_site")
     if data.data_gb is not None and not 0 < data.data_gb <= 10_000_000:
@@ -748,15 +762,15 @@ def resubmit_job(p: Platform, actor: Principal, job_id: int) -> m.Job:
     """The same task as job `job_id`, as a new job, through every check a submission passes (a
     deadline now past, a budget or money no longer enough, an artifact since deleted: refused as
     a new job would be). Only the job's own tenant submits it again; another tenant's job is not
-    found. A task of an array keeps its array and index; a DAG stage comes back as a job of its
-    own."""
+    found. A task of an array keeps its array and index; a DAG stage (a task of an array stage
+    too) comes back as a job of its own."""
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     with p.db.session() as s:
         old = _get(s, actor, job_id)
         data = _input_of(old)
         array = (old.array_id, old.array_index) if old.array_id is not None \
-            and old.array_index is not None else None
+            and old.array_index is not None and old.dag_id is None else None
     now = p.clock.now()
     hold = check_submission(p, data, now, actor.tenant_id)
     with p.db.session(immediate=True) as s:

@@ -196,6 +196,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "priority": ("优先级", "Priority"),
     "where_only": ("限定", "Only on"),
     "array": ("作业数组", "Array"),
+    "dag_stage": ("工作流阶段", "DAG stage"),
     "env": ("环境变量", "Environment variables"),
     "env_values_hidden": ("(只显示名称：变量值可能是密钥，不在页面上显示)",
                           "(names only: values may be secrets and are not shown)"),
