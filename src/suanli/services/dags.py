@@ -346,7 +346,7 @@ def _no_outputs(s: Session, p: Platform, job: m.Job) -> str:
     if run is None or run.outputs_sha256 is None:
         kept = [part.strip() for part in (run.reason if run else "").split(";")
                 if "outputs" in part]
-        return kept[-1] if kept else "none were kept"
+        return kept[-1].removeprefix("outputs: ") if kept else "none were kept"
     if artifact_row(s, job.tenant_id, run.outputs_sha256) is None:
         return "they are no longer kept"
     try:
