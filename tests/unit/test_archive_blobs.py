@@ -211,14 +211,15 @@ def test_pack_writes_what_tarfile_writes_for_every_kind_of_name(tmp_path: Path) 
     assert got["训练/数据.csv"].isfile() and got[f"{long_dir}"].isdir()
 
 
-def test_pack_refuses_a_file_that_shrinks_while_packed(tmp_path: Path) -> None:
-    write(tmp_path, {"big.bin": "x" * 4096})
-
-    class Shrinker(io.BytesIO):
-        def write(self, data: bytes) -> int:  # type: ignore[override]
-            if len(data) == tarfile.BLOCKSIZE and data[:7] == b"big.bin":
-                (tmp_path / "big.bin").write_text("x")  # after its header says 4096
-            return super().write(data)
-
-    with pytest.raises(OSError, match="shrank"):
-        pack(tmp_path, Shrinker())
+def test_pack_refuses_a_file_that_shrinks_or_turns_into_a_link_while_packed(
+        tmp_path: Path) -> None:
+    write(tmp_path, {"big.bin": "x" * 4096, "small.txt": "y" * 10, "secret": "s"})
+    listed = list(walk(tmp_path))  # sizes as listed: the archive's headers promise them
+    (tmp_path / "big.bin").write_text("x")
+    with pytest.raises(OSError, match=r"big\.bin shrank"):
+        pack(tmp_path, io.BytesIO(), listed)
+    (tmp_path / "big.bin").write_text("x" * 4096)
+    (tmp_path / "small.txt").unlink()
+    (tmp_path / "small.txt").symlink_to("secret")  # never followed: packed as listed or not
+    with pytest.raises(OSError):
+        pack(tmp_path, io.BytesIO(), listed)

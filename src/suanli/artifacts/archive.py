@@ -32,6 +32,8 @@ ALWAYS_LEFT_OUT = frozenset({".git", ".hg", ".svn"})
 # outputs it unpacks, so outputs downloaded into a work folder do not go up with its next run.
 DOWNLOAD_MARKER = ".suanli-outputs"
 _CHUNK = 1 << 20
+_SMALL = 256 << 10  # files up to this size go out as one write with their header
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NOFOLLOW", 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,21 +151,33 @@ def pack(root: str | os.PathLike[str], out: IO[bytes],
                            linkname=os.readlink(os.path.join(base, rel)))
         else:
             size = st.st_size
-            with open(os.path.join(base, rel), "rb") as fh:
-                head = _header(rel, typeflag=tarfile.REGTYPE, mode=0o755 if mode & 0o111
-                               else 0o644, size=size, mtime=mtime)
-                out.write(head)
-                left = size
-                while left:
-                    chunk = fh.read(min(left, _CHUNK))
-                    if not chunk:
-                        raise OSError(f"{rel} shrank while it was packed")
-                    out.write(chunk)
-                    left -= len(chunk)
-            pad = -size % tarfile.BLOCKSIZE
-            if pad:
-                out.write(_NUL[:pad])
-            written += len(head) + size + pad
+            head = _header(rel, typeflag=tarfile.REGTYPE, mode=0o755 if mode & 0o111 else 0o644,
+                           size=size, mtime=mtime)
+            pad = _NUL[:-size % tarfile.BLOCKSIZE]
+            fd = os.open(os.path.join(base, rel), _READ_FLAGS)
+            try:
+                if size <= _SMALL:  # one read and one write for the whole member
+                    data = os.read(fd, size)
+                    while len(data) < size:
+                        more = os.read(fd, size - len(data))
+                        if not more:
+                            raise OSError(f"{rel} shrank while it was packed")
+                        data += more
+                    out.write(b"".join((head, data, pad)))
+                else:
+                    out.write(head)
+                    left = size
+                    while left:
+                        chunk = os.read(fd, min(left, _CHUNK))
+                        if not chunk:
+                            raise OSError(f"{rel} shrank while it was packed")
+                        out.write(chunk)
+                        left -= len(chunk)
+                    if pad:
+                        out.write(pad)
+            finally:
+                os.close(fd)
+            written += len(head) + size + len(pad)
             files.append(PackedFile(rel, size))
             continue
         out.write(head)
