@@ -5,16 +5,25 @@ passes, real local executor (sandboxed jobs), real processes of another uid."""
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
+import os
+import shutil
+import subprocess
 import tarfile
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from suanli.connectors.slurm import SlurmConnector
 from suanli.domain.jobstate import JobState
 from suanli.services.jobs import submit_job
 
 from ..conftest import World
+from ..contract.stage_server import tar_of
 from .test_dataset_cache import add_uploaded, cache_of, centers_of, task
 from .test_staging_attacks import finish, stdout
 
@@ -67,3 +76,69 @@ def test_a_compressed_dataset_does_not_grow_past_its_size_in_the_centers_cache(
     assert w.job(jid).state == JobState.COMPLETED.value, w.runs(jid)[-1].reason
     assert stdout(w, jid).strip() == str(200 * MB)
     assert centers_of(w, w.u1, "bomb") == ()
+
+
+# -- Slurm's shared staging_dir ------------------------------------------------------------------
+JOB_UID = 12345  # a job of the center's nodes: another Unix user than suanli's
+
+
+def as_job(*command: str) -> None:
+    """Run `command` as another Unix user (a job on the nodes sharing `staging_dir`)."""
+    subprocess.run(["setpriv", f"--reuid={JOB_UID}", f"--regid={JOB_UID}", "--clear-groups",
+                    *command], check=True, capture_output=True, timeout=30)
+
+
+@pytest.fixture
+def shared() -> Iterator[Path]:
+    """A folder the nodes' jobs can reach and write (what docs/staging.md guards against)."""
+    top = Path(tempfile.mkdtemp(prefix="suanli-stage-", dir="/tmp"))
+    os.chmod(top, 0o777)
+    try:
+        yield top
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
+
+
+def slurm_with_staging(tmp_path: Path, shared: Path) -> SlurmConnector:
+    return SlurmConnector({"url": "http://127.0.0.1:1", "staging_dir": str(shared)}, tmp_path)
+
+
+def blob(tmp_path: Path, name: str, data: bytes) -> dict[str, Any]:
+    path = tmp_path / name
+    path.write_bytes(data)
+    return {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "dest": "data",
+            "unpack": True, "local_path": str(path), "url": "http://suanli/stage", "cache": True}
+
+
+def test_a_job_renaming_suanlis_staged_file_does_not_make_a_dataset_present(
+        tmp_path: Path, shared: Path) -> None:
+    """A job that renames a file suanli staged (any artifact: its own work folder, say) to a
+    dataset's SHA-256 leaves a regular file of suanli's user under that name: its bytes are not
+    the dataset's, so the dataset is not at the center (placement would send runs there for
+    nothing to move, and each would fail its staging)."""
+    conn = slurm_with_staging(tmp_path, shared)
+    other = blob(tmp_path, "workdir.tar", tar_of({"job.sh": "echo mine\n"}))
+    dataset = blob(tmp_path, "dataset.tar", tar_of({"d.txt": "the dataset\n"}))
+    conn._staged_copy(other)
+    assert conn.holds_dataset(1, other["sha256"])  # (suanli's own, right bytes)
+    as_job("mv", str(shared / other["sha256"]), str(shared / dataset["sha256"]))
+    assert (shared / dataset["sha256"]).stat().st_uid == os.getuid()
+    assert not conn.holds_dataset(1, dataset["sha256"])
+
+
+def test_a_file_planted_under_a_datasets_name_is_not_what_runs_read(tmp_path: Path,
+                                                                    shared: Path) -> None:
+    """A job that plants a file named like a dataset (of any tenant: the names are listed there)
+    before suanli's first copy must not leave every later run of it at that center reading the
+    planted bytes (each failing its SHA-256 check): suanli's copy replaces it, or the run
+    fetches the item over HTTP."""
+    conn = slurm_with_staging(tmp_path, shared)
+    dataset = blob(tmp_path, "dataset.tar", tar_of({"d.txt": "the dataset\n"}))
+    as_job("sh", "-c", f"echo planted > {shared / dataset['sha256']}")
+    got = conn._staged_copy(dataset)
+    if got["local_path"] is not None:
+        data = Path(got["local_path"]).read_bytes()
+        assert hashlib.sha256(data).hexdigest() == dataset["sha256"]
+    else:
+        assert got["url"]
+    assert conn.holds_dataset(1, dataset["sha256"]) == (got["local_path"] is not None)
