@@ -12,12 +12,15 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from suanli.artifacts import packcache
+from suanli.client.uploads import pack_local
 from suanli.connectors.slurm import SlurmConnector
 from suanli.domain.jobstate import JobState
 from suanli.services.jobs import submit_job
@@ -142,3 +145,34 @@ def test_a_file_planted_under_a_datasets_name_is_not_what_runs_read(tmp_path: Pa
     else:
         assert got["url"]
     assert conn.holds_dataset(1, dataset["sha256"]) == (got["local_path"] is not None)
+
+
+# -- the client's pack cache ----------------------------------------------------------------------
+def test_entries_planted_while_the_pack_cache_was_shared_are_not_believed(
+        tmp_path: Path, shared: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pack cache folder that others could write (a shared SUANLI_CACHE_DIR, a group folder)
+    is not believed, until the user's first upload makes it 0700: what another user planted
+    in it meanwhile (an entry naming an older artifact of the tenant for another folder of the
+    user's) must not be believed then — the upload would be skipped and the job would run that
+    artifact instead of the folder, which the server cannot notice."""
+    cache = shared / "packs"
+    cache.mkdir()
+    os.chmod(cache, 0o777)
+    monkeypatch.setenv("SUANLI_CACHE_DIR", str(cache))
+    os.chmod(tmp_path, 0o755)
+    first, second = tmp_path / "first", tmp_path / "second"
+    for folder, text in ((first, "one"), (second, "two")):
+        folder.mkdir()
+        (folder / "run.sh").write_text(f"echo {text}\n")
+        os.utime(folder / "run.sh", (1, 1))
+    old = time.time_ns() + int(10e9)  # (both listings older than the racy window)
+    real = pack_local(second, use_cache=False)
+    key = packcache.fingerprint(second).key
+    older = "ab" * 32  # what the other user wants the job to run
+    as_job("sh", "-c", f"mkdir -m 777 {cache / key[:2]} && printf '%s' "
+           f"'{{\"sha256\": \"{older}\", \"size\": {real.size}}}' > {cache / key[:2] / key}")
+    assert packcache.lookup(packcache.fingerprint(second)) is None  # not trusted: shared
+    fp = packcache.fingerprint(first)
+    assert packcache.remember(fp, "cd" * 32, 10, now_ns=old)  # the user's first upload
+    assert packcache.lookup(fp) == ("cd" * 32, 10)  # the user's own entries are believed
+    assert pack_local(second).sha256 == real.sha256
