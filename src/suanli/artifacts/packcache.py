@@ -9,9 +9,14 @@ and rsync. Entries whose change time is within RACY_S of when they were packed a
 remembered (a write in the same clock tick could go unseen; git's "racy" rule).
 
 The cache is only a shortcut: the server checks every upload's SHA-256, and a stale entry at
-worst costs one refused upload (the uploader forgets it and packs again). Files live under
-$SUANLI_CACHE_DIR, else $XDG_CACHE_HOME/suanli/packs, else ~/.cache/suanli/packs (0700), one
-small JSON file per folder state; the oldest go past MAX_ENTRIES.
+worst costs one refused upload (the uploader forgets it and packs again) — unless it names
+content the tenant already has: then nothing is uploaded and the job runs that content, which no
+server can notice. So an entry is believed only from folders nobody else may write (see
+`lookup`). The rule needs change times every write updates: not FAT or exFAT, where the
+"change" time is the creation time (a rewrite keeping size and modification time goes unseen).
+Files live under $SUANLI_CACHE_DIR, else $XDG_CACHE_HOME/suanli/packs, else
+~/.cache/suanli/packs (0700), one small JSON file per folder state; the oldest go past
+MAX_ENTRIES.
 """
 
 from __future__ import annotations
@@ -76,11 +81,19 @@ def _trusted(folder: Path) -> bool:
 
 def lookup(fp: Fingerprint) -> tuple[str, int] | None:
     """(SHA-256, size) of the archive this exact listing packed to, if remembered (and the
-    cache folder is the caller's own, writable by nobody else)."""
-    if not _trusted(cache_dir()):
+    cache folder, the entry's folder and the entry are the caller's own, the folders writable
+    by nobody else: a folder that was once writable by others may hold what they planted
+    before `remember` made it 0700)."""
+    path = _entry(fp.key)
+    if not (_trusted(cache_dir()) and _trusted(path.parent)):
         return None
     try:
-        data = json.loads(_entry(fp.key).read_text(encoding="utf-8"))
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                return None
+            data = json.loads(fh.read(4096).decode("utf-8"))
         sha, size = str(data["sha256"]), int(data["size"])
     except (OSError, ValueError, KeyError, TypeError):
         return None

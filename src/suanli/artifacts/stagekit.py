@@ -45,6 +45,10 @@ class UnsafeArchive(Exception):
     """An archive that would write outside its folder, or more than it may."""
 
 
+class OverBudget(UnsafeArchive):
+    """An archive with more bytes or entries than the budget it was unpacked within."""
+
+
 class StageError(Exception):
     """Bytes that could not be brought in (not found, refused, not the announced content)."""
 
@@ -122,12 +126,12 @@ def safe_unpack(src: IO[bytes], dest: str, *, max_bytes: int,
             for member in tar:
                 count += 1
                 if count > max_members:
-                    raise UnsafeArchive(f"more than {max_members:,} entries")
+                    raise OverBudget(f"more than {max_members:,} entries")
                 name = member.name
                 target = check_member(member, root)
                 total += max(0, member.size)
                 if total > max_bytes:
-                    raise UnsafeArchive(f"more than {max_bytes:,} bytes unpacked")
+                    raise OverBudget(f"more than {max_bytes:,} bytes unpacked")
                 member.uid = member.gid = 0
                 member.uname = member.gname = ""
                 if member.isdir():
@@ -324,9 +328,11 @@ def _open_item(item: dict[str, Any], token: str) -> IO[bytes]:
     return resp
 
 
-def fetch_item(item: dict[str, Any], work: str, token: str, *, max_bytes: int) -> int:
-    """Bring one stage item into `work`: unpacked at `dest`, or written as the file `dest`.
-    Returns the bytes it holds; StageError / UnsafeArchive when it cannot."""
+def fetch_item(item: dict[str, Any], work: str, token: str, *, max_bytes: int,
+               max_members: int = 1_000_000) -> int:
+    """Bring one stage item into `work`: unpacked at `dest` (within `max_bytes` and
+    `max_members`), or written as the file `dest`. Returns the bytes it holds; StageError /
+    UnsafeArchive (OverBudget past the budget) when it cannot."""
     dest_rel = str(item.get("dest") or "")
     root = os.path.realpath(work)
     parts = _parts(dest_rel, "the destination", dest_rel) if dest_rel else []
@@ -340,7 +346,8 @@ def fetch_item(item: dict[str, Any], work: str, token: str, *, max_bytes: int) -
     with _open_item(item, token) as raw:
         src = _Hashing(raw, size if size > 0 else max_bytes)
         if item.get("unpack", True):
-            written = safe_unpack(src, dest, max_bytes=max_bytes)  # type: ignore[arg-type]
+            written = safe_unpack(src, dest, max_bytes=max_bytes,  # type: ignore[arg-type]
+                                  max_members=max_members)
             src.drain()
         else:
             os.makedirs(os.path.dirname(dest), exist_ok=True)

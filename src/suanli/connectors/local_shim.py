@@ -248,10 +248,13 @@ def _stage_in(spec: dict[str, Any], scratch: Path, mounts: list[tuple[str, str]]
         for item in items:
             if cache and item.get("cache") and item.get("unpack", True) and \
                     kit._parts(str(item.get("dest") or "."), "the destination", "dest") != []:
-                mounts.append((_cached(kit, item, cache, str(spec.get("token", "")),
-                                       int(sandbox["disk_reserve_bytes"])),
-                               _mount_point(kit, work, str(item["dest"]))))
-                continue
+                copy = _cached(kit, item, cache, str(spec.get("token", "")),
+                               int(sandbox["disk_reserve_bytes"]))
+                if copy is not None:
+                    mounts.append((copy, _mount_point(kit, work, str(item["dest"]))))
+                    continue
+                # Too large for the cache (see `_cached`): unpacked into the run's own scratch
+                # space like any item, within its budget.
             budget -= kit.fetch_item(item, str(work), str(spec.get("token", "")),
                                      max_bytes=budget)
         kit.chown_tree(str(work), int(sandbox["uid"]), int(sandbox["gid"]))
@@ -296,13 +299,22 @@ def _readable(root: str) -> None:
                 os.chmod(path, 0o755 if st.st_mode & 0o111 else 0o644)
 
 
-def _cached(kit: Any, item: dict[str, Any], cache: str, token: str, reserve: int) -> str:
+def _cached(kit: Any, item: dict[str, Any], cache: str, token: str, reserve: int
+            ) -> str | None:
     """The center's copy of an uploaded dataset: `<cache>/<sha256>`, unpacked once (under a
     lock, into a fresh folder renamed into place whole: a reader never sees half of it) with
-    the same rules as any item, root's and read-only to every job. Returns its folder."""
+    the same rules as any item, root's and read-only to every job. Returns its folder, or None
+    when the dataset does not fit the cache: it may not unpack to more bytes, nor more entries
+    (one 512-byte header each), than the archive the tenant stores weighs (a compressed tar
+    could otherwise put far more than the tenant's quota on the disk holding suanli's data,
+    outside any run's scratch limit, for good), nor past the disk's free space less `reserve`.
+    """
     sha = str(item["sha256"])
     if len(sha) != 64 or not all(c in "0123456789abcdef" for c in sha):
         raise kit.StageError(f"not a SHA-256: {sha[:80]!r}")
+    size = int(item.get("size") or 0)
+    if size <= 0:
+        return None
     os.makedirs(os.path.dirname(cache), mode=0o700, exist_ok=True)
     os.makedirs(cache, mode=0o700, exist_ok=True)
     final = os.path.join(cache, sha)
@@ -315,15 +327,19 @@ def _cached(kit: Any, item: dict[str, Any], cache: str, token: str, reserve: int
         for name in os.listdir(cache):  # what a supervisor that died while unpacking left
             if name.startswith(f".{sha}.tmp"):
                 shutil.rmtree(os.path.join(cache, name), ignore_errors=True)
+        st = os.statvfs(cache)
+        room = min(size, st.f_bavail * st.f_frsize - reserve)
+        if room <= 0:
+            return None
         tmp = tempfile.mkdtemp(prefix=f".{sha}.tmp", dir=cache)
         try:
-            st = os.statvfs(cache)
-            room = st.f_bavail * st.f_frsize - reserve
-            if room <= 0:
-                raise kit.StageError("no room for the dataset in the center's cache")
-            kit.fetch_item({**item, "dest": ""}, tmp, token, max_bytes=room)
+            kit.fetch_item({**item, "dest": ""}, tmp, token, max_bytes=room,
+                           max_members=max(1, size // 512))
             _readable(tmp)
             os.rename(tmp, final)
+        except kit.OverBudget:
+            shutil.rmtree(tmp, ignore_errors=True)
+            return None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise

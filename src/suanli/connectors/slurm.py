@@ -34,6 +34,7 @@ command runs (exit 1, the reason on its stderr).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import secrets
@@ -249,10 +250,12 @@ class SlurmConnector:
         if self.staging_dir is None or not local or not os.path.isfile(local):
             return item
         target = self.staging_dir / item["sha256"]
-        if not target.exists():
+        if self._staged_file(item["sha256"], int(item.get("size") or 0) or None) is None:
             self.staging_dir.mkdir(parents=True, exist_ok=True)
             # The folder is shared with the nodes' jobs: a new file of our own, never a name a
-            # job planted (a link there would have us write and chmod whatever it points at).
+            # job planted (a link there would have us write and chmod whatever it points at),
+            # renamed over whatever a job left under that name (its bytes would fail every
+            # run's check); where we may not replace it (a sticky folder), fetched over HTTP.
             tmp = target.with_name(f".{target.name}.{secrets.token_hex(16)}.tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
             try:
@@ -260,14 +263,19 @@ class SlurmConnector:
                     shutil.copyfileobj(src, out, 1 << 20)
                     os.fchmod(out.fileno(), 0o644)
                 os.replace(tmp, target)
+            except PermissionError:
+                tmp.unlink(missing_ok=True)
+                return item
             except BaseException:
                 tmp.unlink(missing_ok=True)
                 raise
         return {**item, "local_path": str(target)}
 
-    def _staged_file(self, sha256: str) -> Path | None:
-        """suanli's own copy of an artifact in `staging_dir` (a regular file it wrote, not a
-        link nor a file a job planted), or None."""
+    def _staged_file(self, sha256: str, size: int | None = None) -> Path | None:
+        """suanli's own copy of an artifact in `staging_dir` (a regular file of suanli's user,
+        not a link nor a file a job planted; of `size` bytes when given), or None. A job able
+        to write the folder may still have renamed another of suanli's files to that name:
+        `holds_dataset` reads the bytes."""
         if self.staging_dir is None or len(sha256) != 64 or \
                 any(c not in "0123456789abcdef" for c in sha256):
             return None
@@ -276,13 +284,32 @@ class SlurmConnector:
             st = target.lstat()
         except OSError:
             return None
-        return target if stat.S_ISREG(st.st_mode) and st.st_uid == os.getuid() else None
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid() or \
+                (size is not None and st.st_size != size):
+            return None
+        return target
 
     def holds_dataset(self, tenant_id: int, sha256: str) -> bool:
         """Whether the dataset's tar is in `staging_dir` (copied there by suanli at a submit):
         its bytes are at the center, and each run unpacks it from there. Without `staging_dir`
-        each run fetches it over HTTP: never counted as present."""
-        return self._staged_file(sha256) is not None
+        each run fetches it over HTTP: never counted as present. The file's SHA-256 is checked
+        (once per dataset and center: the engine asks only until it is recorded present), so
+        no file a job renamed or planted there counts."""
+        found = self._staged_file(sha256)
+        if found is None:
+            return False
+        try:
+            fd = os.open(found, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+        except OSError:
+            return False
+        with os.fdopen(fd, "rb") as fh:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_uid != os.getuid():
+                return False
+            digest = hashlib.sha256()
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+        return digest.hexdigest() == sha256
 
     def drop_dataset(self, tenant_id: int, sha256: str, shared: bool = False) -> None:
         """Remove the dataset's tar from `staging_dir`, unless another tenant stores the same
