@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__, web
 from ..services.context import Platform
-from ..services.engine import Engine, EngineControl
+from ..services.control import EngineControl, NoEngine
 from . import errors, routes_artifacts, routes_jobs, routes_money, routes_platform, routes_staging
 from .metrics import Metrics
 from .middleware import RequestGuard
@@ -26,8 +26,13 @@ Authenticate with `Authorization: Bearer sl_...`. Money is integer fen (分); ti
 
 
 def create_app(platform: Platform, engine: EngineControl | None = None, *,
-               run_engine: bool = True) -> FastAPI:
-    engine = engine or Engine(platform)
+               run_engine: bool | None = None) -> FastAPI:
+    """The application around `engine` (started and stopped with it, unless `run_engine` is
+    False). Without an engine (tests of the API and the portal) it runs none: the engine is wired
+    in by the server (`suanli.server`), since the API never imports it."""
+    if run_engine is None:
+        run_engine = engine is not None
+    engine = engine if engine is not None else NoEngine()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

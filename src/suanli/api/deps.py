@@ -10,7 +10,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..domain.errors import Unauthenticated
 from ..services.auth import Principal, authenticate
 from ..services.context import Platform
-from ..services.engine import EngineControl
+from ..services.control import EngineControl
 
 bearer = HTTPBearer(auto_error=False, description="an API token (sl_...)")
 

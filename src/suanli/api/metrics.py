@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from ..domain.jobstate import JobState
 from ..services.centers import used_units_by_pool
 from ..services.context import Platform
-from ..services.engine import EngineControl
+from ..services.control import EngineControl
 from ..store import models as m
 
 

@@ -15,10 +15,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.exc import IntegrityError
@@ -40,6 +39,7 @@ from .artifacts import reap_expired_outputs
 from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
+from .control import EngineStatus, PassStats
 from .dags import advance as advance_dags
 from .environments import activation_for
 from .health import check_centers, fail_over
@@ -62,68 +62,6 @@ RUN_TO_JOB = {
     RunState.CANCELLED: JobState.CANCELLED,
     RunState.TIMEOUT: JobState.TIMEOUT,
 }
-
-
-@dataclass
-class PassStats:
-    at: datetime | None = None
-    queued: int = 0
-    placed: int = 0
-    finished: int = 0
-    seconds: float = 0.0
-    phases: dict[str, float] = field(default_factory=dict)
-    waiting_by_pool: dict[int, int] = field(default_factory=dict)
-
-
-@dataclass
-class EngineStatus:
-    last: PassStats
-    placements_total: int = 0
-    running: bool = False
-    pid: int | None = None
-    restarts: int = 0  # times the server restarted its engine process after it died
-
-    def as_dict(self) -> dict[str, Any]:
-        last = self.last
-        return {
-            "running": self.running,
-            "pid": self.pid,
-            "restarts": self.restarts,
-            "placements_total": self.placements_total,
-            "last_pass_at": last.at.isoformat() if last.at else None,
-            "queued": last.queued,
-            "placed": last.placed,
-            "finished": last.finished,
-            "seconds": round(last.seconds, 4),
-            "phases": last.phases,
-            "waiting_by_pool": {str(k): v for k, v in last.waiting_by_pool.items()},
-        }
-
-    @staticmethod
-    def from_dict(data: dict[str, Any]) -> EngineStatus:
-        at = data.get("last_pass_at")
-        last = PassStats(
-            at=datetime.fromisoformat(at) if at else None, queued=int(data.get("queued", 0)),
-            placed=int(data.get("placed", 0)), finished=int(data.get("finished", 0)),
-            seconds=float(data.get("seconds", 0.0)), phases=dict(data.get("phases") or {}),
-            waiting_by_pool={int(k): int(v)
-                             for k, v in (data.get("waiting_by_pool") or {}).items()},
-        )
-        return EngineStatus(last, int(data.get("placements_total", 0)),
-                            bool(data.get("running")), data.get("pid"),
-                            int(data.get("restarts", 0)))
-
-
-class EngineControl(Protocol):
-    """What the API needs of the engine, wherever it runs (a thread here, or its own process)."""
-
-    def start(self) -> None: ...
-
-    def stop(self, timeout: float = 10.0) -> None: ...
-
-    def wake(self) -> None: ...
-
-    def status(self) -> EngineStatus: ...
 
 
 class Engine:

@@ -31,7 +31,8 @@ from .. import logs
 from ..config import Settings
 from ..store.db import Database
 from .context import Platform
-from .engine import Engine, EngineStatus, PassStats
+from .control import EngineStatus, PassStats
+from .engine import Engine
 
 log = logging.getLogger("suanli.engine")
 STATUS_FILE = "engine-status.json"

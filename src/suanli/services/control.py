@@ -1,0 +1,91 @@
+"""What the API and the portal know of the engine: a handle to start, stop, wake and ask it, and
+the statistics of its last pass.
+
+The engine itself (`suanli.engine`) runs in the server's process or in its own; the API and the
+portal import only this module, never the engine package (an import-linter contract holds it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+
+@dataclass
+class PassStats:
+    at: datetime | None = None
+    queued: int = 0
+    placed: int = 0
+    finished: int = 0
+    seconds: float = 0.0
+    phases: dict[str, float] = field(default_factory=dict)
+    waiting_by_pool: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class EngineStatus:
+    last: PassStats
+    placements_total: int = 0
+    running: bool = False
+    pid: int | None = None
+    restarts: int = 0  # times the server restarted its engine process after it died
+
+    def as_dict(self) -> dict[str, Any]:
+        last = self.last
+        return {
+            "running": self.running,
+            "pid": self.pid,
+            "restarts": self.restarts,
+            "placements_total": self.placements_total,
+            "last_pass_at": last.at.isoformat() if last.at else None,
+            "queued": last.queued,
+            "placed": last.placed,
+            "finished": last.finished,
+            "seconds": round(last.seconds, 4),
+            "phases": last.phases,
+            "waiting_by_pool": {str(k): v for k, v in last.waiting_by_pool.items()},
+        }
+
+    @staticmethod
+    def from_dict(data: dict[str, Any]) -> EngineStatus:
+        at = data.get("last_pass_at")
+        last = PassStats(
+            at=datetime.fromisoformat(at) if at else None, queued=int(data.get("queued", 0)),
+            placed=int(data.get("placed", 0)), finished=int(data.get("finished", 0)),
+            seconds=float(data.get("seconds", 0.0)), phases=dict(data.get("phases") or {}),
+            waiting_by_pool={int(k): int(v)
+                             for k, v in (data.get("waiting_by_pool") or {}).items()},
+        )
+        return EngineStatus(last, int(data.get("placements_total", 0)),
+                            bool(data.get("running")), data.get("pid"),
+                            int(data.get("restarts", 0)))
+
+
+class EngineControl(Protocol):
+    """What the API needs of the engine, wherever it runs (a thread here, or its own process)."""
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 10.0) -> None: ...
+
+    def wake(self) -> None: ...
+
+    def status(self) -> EngineStatus: ...
+
+
+class NoEngine:
+    """The handle of an application that runs no engine (tests of the API and the portal): it
+    starts nothing, a wake-up goes nowhere, and its status says no engine runs."""
+
+    def start(self) -> None:
+        return None
+
+    def stop(self, timeout: float = 10.0) -> None:
+        return None
+
+    def wake(self) -> None:
+        return None
+
+    def status(self) -> EngineStatus:
+        return EngineStatus(PassStats())
