@@ -16,10 +16,10 @@ from sqlalchemy import select
 
 from suanli.config import Settings
 from suanli.domain.enums import CenterKind, DeviceKind, Role
+from suanli.engine import Engine
 from suanli.services.auth import Principal, create_user, principal_of
 from suanli.services.centers import CenterInput, PoolInput, create_center
 from suanli.services.context import Platform
-from suanli.services.engine import Engine
 from suanli.services.tenants import create_tenant
 from suanli.store import models as m
 from suanli.store.db import Database

@@ -22,10 +22,10 @@ from suanli.config import Settings
 from suanli.domain.enums import CenterKind, CenterStatus, DeviceKind
 from suanli.domain.errors import Conflict
 from suanli.domain.jobstate import JobState
+from suanli.engine import Engine
 from suanli.services import jobs as jobsvc
 from suanli.services.centers import CenterInput, create_center, set_center_status
 from suanli.services.context import Platform
-from suanli.services.engine import Engine
 from suanli.services.jobs import JobInput
 from suanli.store import models as m
 from suanli.store.db import Database

@@ -15,8 +15,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from suanli.domain.money import yuan
+from suanli.engine import Engine
 from suanli.services.context import Platform
-from suanli.services.engine import Engine
 
 from ..api_routes import api_routes, body_model
 from ..demo_app import demo_app

@@ -186,7 +186,7 @@ def test_the_engine_measures_intervals_on_the_platforms_clock(world: World) -> N
 
 def test_the_engine_process_goes_on_when_its_status_cannot_be_written(world: World) -> None:
     """A full disk (or any error) writing engine-status.json must not end the engine's loop."""
-    from suanli.services.engine_process import STATUS_FILE, _write_status
+    from suanli.engine.process import STATUS_FILE, _write_status
 
     (world.p.home / (STATUS_FILE + ".tmp")).mkdir()  # writing the file now fails
     _write_status(world.p.home, world.engine)  # logs, does not raise
@@ -194,7 +194,7 @@ def test_the_engine_process_goes_on_when_its_status_cannot_be_written(world: Wor
 
 
 def test_a_dead_engine_is_restarted_after_a_growing_wait_reset_once_it_ran_a_while() -> None:
-    from suanli.services.engine_process import RESTART_MAX_S, STABLE_S, Backoff
+    from suanli.engine.process import RESTART_MAX_S, STABLE_S, Backoff
 
     b = Backoff(1.0)
     waits = [b.next(ran_s=0.5) for _ in range(8)]

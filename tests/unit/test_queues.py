@@ -10,8 +10,8 @@ import pytest
 
 from suanli.domain.enums import DeviceKind, Policy
 from suanli.domain.errors import InvalidInput
+from suanli.engine import Engine
 from suanli.services import jobs as jobsvc
-from suanli.services.engine import Engine
 from suanli.services.estimates import queue_estimates
 from suanli.services.jobs import JobInput
 from suanli.services.queueing import set_quota

@@ -10,11 +10,11 @@ from pathlib import Path
 
 from .. import logs
 from ..config import Settings, secure_home
+from ..engine import Engine
+from ..engine.process import EngineProcess
 from ..services.context import Platform
 from ..services.control import EngineControl
 from ..services.demo import ensure_credentials, seed_demo
-from ..services.engine import Engine
-from ..services.engine_process import EngineProcess
 from ..store.db import Database
 
 log = logging.getLogger("suanli.server")

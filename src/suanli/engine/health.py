@@ -23,12 +23,12 @@ from sqlalchemy.orm import Session
 from ..connectors import Health, RunStatus
 from ..domain.enums import CenterStatus, RunState
 from ..domain.errors import ConnectorError
+from ..services.centers import ACTIVE_RUN_STATES
 from ..store import models as m
 from ..store.locks import lock_run
-from .centers import ACTIVE_RUN_STATES
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from .loop import Engine
 
 log = logging.getLogger("suanli.health")
 

@@ -31,23 +31,23 @@ from ..domain.model import billable_span
 from ..domain.task import Script
 from ..scheduling import Decision, QueuedJob, schedule
 from ..scheduling.fairshare import order as fair_order
+from ..services import staging
+from ..services.arrays import limit_array_tasks
+from ..services.artifacts import reap_expired_outputs
+from ..services.billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
+from ..services.centers import ACTIVE_RUN_STATES
+from ..services.context import Platform
+from ..services.control import EngineStatus, PassStats
+from ..services.dags import advance as advance_dags
+from ..services.environments import activation_for
+from ..services.jobs import transition
+from ..services.prices import sync_current as sync_current_prices
+from ..services.queueing import Quotas, fair_share_factors
+from ..services.snapshot import pool_states, queued_jobs
+from ..services.vouchers import expire_grants
 from ..store import models as m
 from ..store.locks import lock_job, lock_run
-from . import staging
-from .arrays import limit_array_tasks
-from .artifacts import reap_expired_outputs
-from .billing import BUDGET_STOP, bill_runs, finished_run, stop_over_budget
-from .centers import ACTIVE_RUN_STATES
-from .context import Platform
-from .control import EngineStatus, PassStats
-from .dags import advance as advance_dags
-from .environments import activation_for
 from .health import check_centers, fail_over
-from .jobs import transition
-from .prices import sync_current as sync_current_prices
-from .queueing import Quotas, fair_share_factors
-from .snapshot import pool_states, queued_jobs
-from .vouchers import expire_grants
 
 log = logging.getLogger("suanli.engine")
 

@@ -6,7 +6,7 @@
 it again (with back-off). The API wakes it through a pipe and reads its pass statistics from
 `$SUANLI_HOME/engine-status.json`.
 
-    python -m suanli.services.engine_process --wake-fd N
+    python -m suanli.engine.process --wake-fd N
 """
 
 from __future__ import annotations
@@ -29,10 +29,10 @@ from typing import Any
 
 from .. import logs
 from ..config import Settings
+from ..services.context import Platform
+from ..services.control import EngineStatus, PassStats
 from ..store.db import Database
-from .context import Platform
-from .control import EngineStatus, PassStats
-from .engine import Engine
+from .loop import Engine
 
 log = logging.getLogger("suanli.engine")
 STATUS_FILE = "engine-status.json"
@@ -106,7 +106,7 @@ class EngineProcess:
                    SUANLI_PUBLIC_URL=self.settings.public_url)
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "suanli.services.engine_process", "--wake-fd", str(r)],
+                [sys.executable, "-m", "suanli.engine.process", "--wake-fd", str(r)],
                 pass_fds=(r,), env=env, stdin=subprocess.DEVNULL)
         finally:
             os.close(r)
