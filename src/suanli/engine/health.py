@@ -1,5 +1,9 @@
 """Center health and failover.
 
+This module finds; the engine's loop acts: `check_centers` returns the centers whose status
+changed (the loop then plans every job again), `overdue_runs` the runs to give up (the loop closes
+each as `lost`, with the end `lost_status` says).
+
 * Every `health_interval_s`, each center's connector is asked for its health. After
   `health_failures` consecutive failures an online (or draining) center goes `offline`
   (status_source "health"); the first good check brings it back `online`. A center an operator set
@@ -15,7 +19,6 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -24,11 +27,9 @@ from ..connectors import Health, RunStatus
 from ..domain.enums import CenterStatus, RunState
 from ..domain.errors import ConnectorError
 from ..services.centers import ACTIVE_RUN_STATES
+from ..services.context import Platform
 from ..store import models as m
 from ..store.locks import lock_run
-
-if TYPE_CHECKING:
-    from .loop import Engine
 
 log = logging.getLogger("suanli.health")
 
@@ -38,9 +39,11 @@ def _event(s: Session, job: m.Job, reason: str, at: datetime) -> None:
                      reason=reason[:500]))
 
 
-def check_centers(engine: Engine) -> None:
-    """One round of health checks over every center an operator has not switched off."""
-    p = engine.p
+def check_centers(p: Platform) -> list[int]:
+    """One round of health checks over every center an operator has not switched off; the stale
+    attempts still on a center that answers are cancelled. Returns the centers that went offline
+    or came back (capacity changed: every job is to be planned again)."""
+    changed: list[int] = []
     with p.db.session() as s:
         centers = list(s.scalars(select(m.Center).order_by(m.Center.id)))
     for center in centers:
@@ -52,19 +55,21 @@ def check_centers(engine: Engine) -> None:
             health = Health(False, exc.message)
         except Exception as exc:  # a broken connector must not stop the loop
             health = Health(False, f"{type(exc).__name__}: {exc}")
-        _record_health(engine, center.id, health)
+        if _record_health(p, center.id, health):
+            changed.append(center.id)
         if health.ok:
-            cancel_stale(engine, center.id)
+            cancel_stale(p, center.id)
+    return changed
 
 
-def _record_health(engine: Engine, center_id: int, health: Health) -> None:
-    p = engine.p
+def _record_health(p: Platform, center_id: int, health: Health) -> bool:
+    """Record one check; True when the center's status changed."""
     now = p.clock.now()
     changed = False
     with p.db.session() as s:
         c = s.get(m.Center, center_id)
         if c is None:
-            return
+            return False
         c.health_checked_at = now
         c.health_detail = health.detail[:500]
         if health.ok:
@@ -89,45 +94,32 @@ def _record_health(engine: Engine, center_id: int, health: Health) -> None:
                             c.health_failures, health.detail)
     if changed:
         p.topology_changed()
-        engine.request_full_pass()
+    return changed
 
 
-def fail_over(engine: Engine) -> int:
-    """Give up the runs of centers offline for longer than the grace period. Returns how many."""
-    p = engine.p
-    now = p.clock.now()
+def overdue_runs(p: Platform, now: datetime) -> list[int]:
+    """The active runs of centers offline for longer than the grace period: to be given up."""
     cutoff = now - timedelta(seconds=p.settings.failover_grace_s)
-    lost = 0
     with p.db.session() as s:
-        run_ids = list(s.scalars(
+        return list(s.scalars(
             select(m.Run.id).join(m.Center, m.Center.id == m.Run.center_id).where(
                 m.Center.status == CenterStatus.OFFLINE.value,
                 m.Center.offline_since.is_not(None), m.Center.offline_since <= cutoff,
                 m.Run.state.in_(ACTIVE_RUN_STATES))))
-    for run_id in run_ids:
-        with p.db.session(immediate=True) as s:  # the run and its job, read and closed at once
-            locked = lock_run(s, run_id)
-            if locked is None or locked[1].state not in ACTIVE_RUN_STATES:
-                continue
-            job, run = locked
-            center = s.get(m.Center, run.center_id)
-            assert center is not None
-            seen = center.health_ok_at or center.offline_since or now
-            ended = max(seen, run.started_at) if run.started_at else seen
-            run.stale = run.external_id is not None
-            status = RunStatus(RunState.LOST, ended_at=ended,
-                               reason=f"center {center.slug} offline since "
-                                      f"{center.offline_since:%Y-%m-%d %H:%M:%S}Z")
-            engine.close_run(s, job, run, RunState.LOST, status, now)
-            lost += 1
-    if lost:
-        engine.request_full_pass()
-    return lost
 
 
-def cancel_stale(engine: Engine, center_id: int) -> None:
+def lost_status(center: m.Center, run: m.Run, now: datetime) -> RunStatus:
+    """How a run given up with its center ends: `lost`, metered up to the last time the center
+    was seen healthy (never before the run started)."""
+    seen = center.health_ok_at or center.offline_since or now
+    ended = max(seen, run.started_at) if run.started_at else seen
+    return RunStatus(RunState.LOST, ended_at=ended,
+                     reason=f"center {center.slug} offline since "
+                            f"{center.offline_since:%Y-%m-%d %H:%M:%S}Z")
+
+
+def cancel_stale(p: Platform, center_id: int) -> None:
     """Cancel the attempts given up while the center was unreachable, if they still run there."""
-    p = engine.p
     with p.db.session() as s:
         stale = list(s.scalars(select(m.Run).where(m.Run.center_id == center_id,
                                                    m.Run.stale.is_(True))))

@@ -47,7 +47,7 @@ from ..services.snapshot import pool_states, queued_jobs
 from ..services.vouchers import expire_grants
 from ..store import models as m
 from ..store.locks import lock_job, lock_run
-from .health import check_centers, fail_over
+from .health import check_centers, lost_status, overdue_runs
 
 log = logging.getLogger("suanli.engine")
 
@@ -140,9 +140,10 @@ class Engine:
         now_m = self.p.clock.monotonic()
         if now_m - self._last_health >= self.p.settings.health_interval_s:
             self._last_health = now_m
-            check_centers(self)
+            if check_centers(self.p):
+                self.request_full_pass()  # a center went offline or came back
             self.housekeeping()
-        stats.finished = self.reconcile() + fail_over(self)
+        stats.finished = self.reconcile() + self.fail_over()
         if stats.finished:
             self._full_due = True  # capacity came back
         with self.p.db.session(immediate=True) as s:
@@ -196,6 +197,27 @@ class Engine:
             except IntegrityError:
                 log.info("run %s: already metered by another pass", run_id)
         return ended
+
+    def fail_over(self) -> int:
+        """Give up the runs of centers offline for longer than the grace period (what
+        `health.overdue_runs` finds): each is closed as lost, marked stale (cancelled when its
+        center answers again). Returns how many."""
+        now = self.p.clock.now()
+        lost = 0
+        for run_id in overdue_runs(self.p, now):
+            with self.p.db.session(immediate=True) as s:  # the run and its job, read and closed at once
+                locked = lock_run(s, run_id)
+                if locked is None or locked[1].state not in ACTIVE_RUN_STATES:
+                    continue
+                job, run = locked
+                center = s.get(m.Center, run.center_id)
+                assert center is not None
+                run.stale = run.external_id is not None
+                self.close_run(s, job, run, RunState.LOST, lost_status(center, run, now), now)
+                lost += 1
+        if lost:
+            self.request_full_pass()
+        return lost
 
     def _batch_statuses(self, runs: list[tuple[int, str | None, m.Center]]
                         ) -> dict[tuple[int, str | None], RunStatus]:
