@@ -98,8 +98,8 @@ def serve(
     port: int | None = typer.Option(None, help="port (default 8000 or SUANLI_PORT)"),
 ) -> None:
     """Run the platform: REST API, scheduler loop and the local executor."""
-    from ..api.server import serve as run_server
     from ..config import Settings
+    from ..server import serve as run_server
 
     try:
         settings = Settings.from_env()

@@ -1,4 +1,7 @@
-"""Start the platform: settings -> database (migrated) -> optional demo city -> API + engine."""
+"""Start the platform: settings -> database (migrated) -> optional demo city -> API + engine.
+
+The composition root: the one module that wires the API and the engine together (in this process,
+or the engine in its own); the API and the portal never import the engine."""
 
 from __future__ import annotations
 
@@ -8,14 +11,14 @@ import os
 import sys
 from pathlib import Path
 
-from .. import logs
-from ..config import Settings, secure_home
-from ..engine import Engine
-from ..engine.process import EngineProcess
-from ..services.context import Platform
-from ..services.control import EngineControl
-from ..services.demo import ensure_credentials, seed_demo
-from ..store.db import Database
+from . import logs
+from .config import Settings, secure_home
+from .engine import Engine
+from .engine.process import EngineProcess
+from .services.context import Platform
+from .services.control import EngineControl
+from .services.demo import ensure_credentials, seed_demo
+from .store.db import Database
 
 log = logging.getLogger("suanli.server")
 
@@ -64,7 +67,7 @@ def cli_hints(settings: Settings, base: str) -> list[str]:
 def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> None:
     import uvicorn
 
-    from .app import create_app
+    from .api.app import create_app
 
     logs.configure(settings.log_format, settings.log_level)
     platform = build_platform(settings)
