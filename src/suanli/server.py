@@ -76,7 +76,7 @@ def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> N
     if os.environ.get("SUANLI_ENGINE", "process") == "thread":
         engine = Engine(platform)
     else:
-        engine = EngineProcess(settings)
+        engine = EngineProcess(settings, platform.clock)
     app = create_app(platform, engine)
     # A long-running server holds a large, slowly changing heap (the queue): move what exists
     # now out of the collector's way and collect the young generation less often.

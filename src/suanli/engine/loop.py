@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 
 from ..services.artifacts import reap_expired_outputs
@@ -81,23 +80,23 @@ class Engine(Reconciler, Placer):
         """Run passes until stopped. `wait(timeout)` returns early when someone wakes us."""
         interval = self.p.settings.scheduler_interval_s
         while not self._stop.is_set():
-            t0 = time.perf_counter()
+            t0 = self.p.clock.monotonic()
             try:
                 self.tick()
             except Exception:  # the loop must survive anything one pass hits
                 log.exception("engine pass failed")
-            took = time.perf_counter() - t0
+            took = self.p.clock.monotonic() - t0
             if after_pass is not None:
                 after_pass(self)
             wait(interval)
             # Wake-ups coalesce: at least MIN_GAP between passes, and never more than half the
             # time in passes, so a burst of submissions cannot starve the API of the GIL.
-            pause = max(MIN_GAP_S, took) - (time.perf_counter() - t0 - took)
+            pause = max(MIN_GAP_S, took) - (self.p.clock.monotonic() - t0 - took)
             if pause > 0:
                 self._stop.wait(pause)
 
     def tick(self) -> PassStats:
-        started = time.perf_counter()
+        started = self.p.clock.monotonic()
         stats = PassStats(at=self.p.clock.now())
         now_m = self.p.clock.monotonic()
         if now_m - self._last_health >= self.p.settings.health_interval_s:
@@ -117,9 +116,9 @@ class Engine(Reconciler, Placer):
                 log.info("jobs stopped at their budget")
         self.push_cancels()
         advance_dags(self.p)  # stages whose parents completed join the queue
-        t1 = time.perf_counter()
+        t1 = self.p.clock.monotonic()
         self.schedule_pass(stats)
-        t2 = time.perf_counter()
+        t2 = self.p.clock.monotonic()
         stats.seconds = t2 - started
         stats.phases["reconcile"] = round(t1 - started, 4)
         stats.phases["schedule"] = round(t2 - t1, 4)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from datetime import datetime
 from typing import Any, cast
 
@@ -44,7 +43,7 @@ class Placer(Submitter):
 
     def schedule_pass(self, stats: PassStats | None = None) -> list[Decision]:
         stats = stats or PassStats()
-        t_load = time.perf_counter()
+        t_load = self.p.clock.monotonic()
         now = self.p.clock.now()
         with self.p.db.session() as s:
             queue = self._load_queue(s)
@@ -61,13 +60,13 @@ class Placer(Submitter):
             pools = pool_states(s)
             fair = fair_share_factors(s, now, self.p.settings.fairshare_half_life_s)
             quotas = Quotas.load(s)
-        t0 = time.perf_counter()
+        t0 = self.p.clock.monotonic()
         stats.phases["load"] = round(t0 - t_load, 4)
         # A pass that only saw new jobs plans only the pools those jobs were committed to.
         decisions = schedule(pools, queue, now, targets=self._targets, order=fair_order(fair),
                              admit=quotas, queue_mode=self.p.settings.queue,
                              only_pools=None if full else set())
-        t1 = time.perf_counter()
+        t1 = self.p.clock.monotonic()
         stats.phases["decide"] = round(t1 - t0, 4)
         self._remember_targets(decisions)
         if any(d.deferred for d in decisions):
@@ -82,7 +81,7 @@ class Placer(Submitter):
             elif d.target_pool_id is not None:
                 stats.waiting_by_pool[d.target_pool_id] = stats.waiting_by_pool.get(d.target_pool_id, 0) + 1
         self._submit_placed(to_submit)
-        stats.phases["place"] = round(time.perf_counter() - t1, 4)
+        stats.phases["place"] = round(self.p.clock.monotonic() - t1, 4)
         self.placements_total += stats.placed
         return decisions
 

@@ -29,6 +29,7 @@ from typing import Any
 
 from .. import logs
 from ..config import Settings
+from ..domain.clock import Clock, SystemClock
 from ..services.context import Platform
 from ..services.control import EngineStatus, PassStats
 from ..store.db import Database
@@ -66,8 +67,9 @@ class EngineProcess:
     first wait once an engine has run STABLE_S. While none runs, `status().running` is False
     (the health endpoint answers 503)."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, clock: Clock | None = None) -> None:
         self.settings = settings
+        self.clock = clock or SystemClock()  # how long an engine ran; the status file's age
         self.proc: subprocess.Popen[bytes] | None = None
         self.restarts = 0
         self._wake_w: int | None = None
@@ -113,7 +115,7 @@ class EngineProcess:
         if self._wake_w is not None:
             os.close(self._wake_w)
         self._wake_w = w
-        self._spawned_at = time.monotonic()
+        self._spawned_at = self.clock.monotonic()
         self._status_cache = None
 
     def _watch(self) -> None:
@@ -127,7 +129,7 @@ class EngineProcess:
                 continue
             if self._stopping.is_set():
                 return
-            ran = time.monotonic() - self._spawned_at
+            ran = self.clock.monotonic() - self._spawned_at
             delay = backoff.next(ran)
             how = f"killed by signal {-code}" if code < 0 else f"exit code {code}"
             log.error("the engine process (pid %d) died (%s) after %.0f s; restarting it in "
@@ -154,7 +156,7 @@ class EngineProcess:
                 os.write(self._wake_w, b"w")
 
     def status(self) -> EngineStatus:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self._status_cache is not None and now - self._status_cache[0] < 0.5:
             return self._status_cache[1]
         try:
