@@ -203,3 +203,15 @@ def test_a_dead_engine_is_restarted_after_a_growing_wait_reset_once_it_ran_a_whi
     assert waits == [1, 2, 4, 8, 16, 32, RESTART_MAX_S, RESTART_MAX_S]
     assert b.next(ran_s=STABLE_S) == 1  # it ran a while: its death is news
     assert Backoff(300).next(0) == RESTART_MAX_S
+
+
+def test_the_api_and_the_portal_load_without_the_engine() -> None:
+    """The API and the portal know the engine only by its handle (services.control): building
+    the application loads no module of the engine package (a later API replica runs none)."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from suanli.api.app import create_app; import suanli.web.app; "
+            "print(sorted(m for m in sys.modules if m.startswith('suanli.engine')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout
