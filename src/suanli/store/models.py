@@ -396,6 +396,8 @@ class Run(Base):
     # What the run's declared outputs were packed into (an artifact of the job's tenant).
     outputs_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     outputs_size: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    # The lease epoch of the engine leader that placed it (engine/lease.py); None before 0013.
+    epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class UsageRecord(Base):
@@ -658,3 +660,19 @@ __all__ = [
     "UsageRecord",
     "User",
 ]
+
+
+class EngineLease(Base):
+    """The engine leader's lease: a single row (id 1, created by migration 0013). `holder` is the
+    leading candidate (`host:pid:random`, None when free), `epoch` grows by one at every
+    acquisition; a leader's writes commit only while its holder and epoch are still these and
+    `expires_at` is ahead (engine/lease.py)."""
+
+    __tablename__ = "engine_lease"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    epoch: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    acquired_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    renewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
