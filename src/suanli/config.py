@@ -103,6 +103,10 @@ class Settings:
     # Direct peers (a TLS proxy) whose X-Forwarded-For / X-Forwarded-Proto are believed.
     trusted_proxies: tuple[IPNetwork, ...] = ()
     engine_restart_s: float = 1.0  # first wait before a dead engine process is restarted
+    # The engine leader's lease (engine/lease.py): how long it lasts unless renewed, and how
+    # often the leader renews it (and a standby tries to take it).
+    lease_s: float = 10.0
+    lease_renew_s: float = 2.0
     # Artifacts (work folders, inputs, outputs): where their bytes live (an fsspec URL; empty:
     # $SUANLI_HOME/artifacts), the largest one, each tenant's default quota (bytes and count),
     # how long job outputs are kept, and the URL centers reach suanli's API at (staging over
@@ -133,6 +137,11 @@ class Settings:
         queue = (os.environ.get("SUANLI_QUEUE") or "easy").lower()
         if queue not in ("easy", "conservative", "fcfs"):
             raise ValueError(f"SUANLI_QUEUE must be easy, conservative or fcfs, got {queue!r}")
+        lease_s = _float("SUANLI_LEASE_S", 10.0)
+        lease_renew_s = _float("SUANLI_LEASE_RENEW_S", 2.0)
+        if not 0 < lease_renew_s < lease_s:
+            raise ValueError("SUANLI_LEASE_RENEW_S must be more than 0 and less than "
+                             f"SUANLI_LEASE_S ({lease_renew_s} >= {lease_s})")
         return Settings(
             home=home,
             database_url=url,
@@ -152,6 +161,8 @@ class Settings:
             signin_failures_per_address=_count("SUANLI_SIGNIN_FAILURES_PER_ADDRESS", 20),
             trusted_proxies=parse_networks(os.environ.get("SUANLI_TRUSTED_PROXIES") or ""),
             engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
+            lease_s=lease_s,
+            lease_renew_s=lease_renew_s,
             artifacts_url=os.environ.get("SUANLI_ARTIFACTS_URL") or "",
             artifact_max_bytes=_count("SUANLI_ARTIFACT_MAX_BYTES", 10 << 30),
             uploads_per_tenant=max(1, _count("SUANLI_UPLOADS_PER_TENANT", 4)),

@@ -21,6 +21,7 @@ from ..services.dags import advance as advance_dags
 from ..services.prices import sync_current as sync_current_prices
 from ..services.vouchers import expire_grants
 from .health import check_centers
+from .lease import Deposed
 from .placement import Placer
 from .reconcile import Reconciler
 
@@ -76,13 +77,18 @@ class Engine(Reconciler, Placer):
         self.run(wait)
 
     def run(self, wait: Callable[[float], None],
-            after_pass: Callable[[Engine], None] | None = None) -> None:
-        """Run passes until stopped. `wait(timeout)` returns early when someone wakes us."""
+            after_pass: Callable[[Engine], None] | None = None,
+            leading: Callable[[], bool] | None = None) -> None:
+        """Run passes until stopped, or until `leading()` is false (the lease is lost: a pass
+        that meets `Deposed` ends there). `wait(timeout)` returns early when someone wakes us."""
         interval = self.p.settings.scheduler_interval_s
-        while not self._stop.is_set():
+        while not self._stop.is_set() and (leading is None or leading()):
             t0 = self.p.clock.monotonic()
             try:
                 self.tick()
+            except Deposed as exc:  # nothing of the pass past this point was committed
+                log.warning("pass ended: %s", exc)
+                break
             except Exception:  # the loop must survive anything one pass hits
                 log.exception("engine pass failed")
             took = self.p.clock.monotonic() - t0

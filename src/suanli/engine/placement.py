@@ -22,6 +22,7 @@ from ..services.queueing import Quotas, fair_share_factors
 from ..services.snapshot import pool_states, queued_jobs
 from ..store import models as m
 from ..store.locks import lock_job
+from .lease import session_epoch
 from .submit import Submitter
 
 log = logging.getLogger("suanli.engine")
@@ -161,7 +162,7 @@ class Placer(Submitter):
                         pool_id=pool.id, attempt=attempt, run_key=f"pending-{placement.id}",
                         state="pending", units=job.units, nodes=list(d.nodes),
                         devices=list(d.devices), memory_gb=job.memory_gb,
-                        walltime_s=job.walltime_s, created_at=now)
+                        walltime_s=job.walltime_s, created_at=now, epoch=session_epoch(s))
             s.add(run)
             s.flush()
             # Unique beyond this database: a center (a Ray cluster, a Slurm account) may have

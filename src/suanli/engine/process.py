@@ -33,6 +33,7 @@ from ..domain.clock import Clock, SystemClock
 from ..services.context import Platform
 from ..services.control import EngineStatus, PassStats
 from ..store.db import Database
+from .lease import Lease
 from .loop import Engine
 
 log = logging.getLogger("suanli.engine")
@@ -100,6 +101,8 @@ class EngineProcess:
                    SUANLI_HEALTH_INTERVAL=str(self.settings.health_interval_s),
                    SUANLI_HEALTH_FAILURES=str(self.settings.health_failures),
                    SUANLI_FAILOVER_GRACE=str(self.settings.failover_grace_s),
+                   SUANLI_LEASE_S=str(self.settings.lease_s),
+                   SUANLI_LEASE_RENEW_S=str(self.settings.lease_renew_s),
                    SUANLI_LOG_FORMAT=self.settings.log_format,
                    SUANLI_LOG_LEVEL=self.settings.log_level,
                    # where centers call back (stage items, outputs): the server's own address,
@@ -197,15 +200,95 @@ def _die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _write_status(home: Path, engine: Engine) -> None:
-    data: dict[str, Any] = engine.status().as_dict()
+def _write_status(home: Path, engine: Engine | None, lease: Lease | None = None) -> None:
+    data: dict[str, Any] = (engine.status() if engine is not None
+                            else EngineStatus(PassStats(), pid=os.getpid())).as_dict()
     data["running"] = True
+    if lease is not None:
+        data["role"] = "leader" if lease.leading else "standby"
+        data["epoch"] = lease.epoch
     tmp = home / (STATUS_FILE + ".tmp")
     try:
         tmp.write_text(json.dumps(data), encoding="utf-8")
         os.replace(tmp, home / STATUS_FILE)
     except OSError as exc:  # e.g. a full disk: the statistics wait, the scheduling goes on
         log.warning("cannot write %s: %s", home / STATUS_FILE, exc)
+
+
+def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None = None,
+                  upgrade: bool = False) -> int:
+    """An engine candidate until SIGTERM/SIGINT (or, with `parent`, until that process is
+    gone): it takes and renews the lease (engine/lease.py) and runs passes only while it leads,
+    each unit of work fenced by the lease; deposed, it stands by and tries again. On SQLite one
+    candidate per data directory runs at all (`engine.lock`). `wake_fd`: a pipe whose bytes ask
+    for a pass now."""
+    os.umask(0o077)  # what the engine writes in $SUANLI_HOME is owner-only, like the rest
+    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
+    stop = threading.Event()
+    current: list[Engine] = []
+
+    def on_signal(*_: object) -> None:
+        stop.set()
+        for e in current:
+            e.request_stop()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    if settings.database_url.startswith("sqlite"):
+        lock = open(settings.home / LOCK_FILE, "a+")  # noqa: SIM115 - held for the process's life
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.warning("another engine holds %s; waiting for it to end",
+                        settings.home / LOCK_FILE)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+    if settings.engine_nice:
+        # Passes are background work; an API request waiting on the CPU is a user waiting.
+        os.nice(settings.engine_nice)
+    platform = Platform(db=Database(settings.database_url), settings=settings)
+    if upgrade:
+        platform.db.upgrade()
+    lease = Lease(platform)
+    lease.install()
+    keeper = threading.Thread(target=lease.keep, args=(stop,), name="suanli-lease", daemon=True)
+    keeper.start()
+
+    def wait(timeout: float) -> None:
+        if parent is not None and os.getppid() != parent:
+            log.warning("the server that started this engine is gone; stopping")
+            on_signal()
+            return
+        if wake_fd < 0:
+            stop.wait(timeout)
+            return
+        ready, _, _ = select.select([wake_fd], [], [], timeout)
+        if ready:
+            try:
+                if not os.read(wake_fd, 4096):
+                    time.sleep(timeout)  # the writer closed: fall back to the interval
+            except OSError:
+                time.sleep(timeout)
+
+    log.info("engine candidate %s started", lease.holder)
+    while not stop.is_set():
+        _write_status(settings.home, None, lease)
+        if not lease.wait_leading(settings.lease_renew_s):
+            wait(0)  # standby: only notice a parent gone (and drain wake-ups)
+            continue
+        engine = Engine(platform)  # a new term starts from the database, not from memory
+        current[:] = [engine]
+        if stop.is_set():
+            break
+        engine.run(wait, after_pass=lambda e: _write_status(settings.home, e, lease),
+                   leading=lambda: lease.leading)
+        current.clear()
+        if not stop.is_set():
+            log.warning("standing by (not the leader any more)")
+    stop.set()
+    keeper.join(settings.lease_renew_s + 5)
+    lease.release()
+    platform.db.dispose()
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -216,42 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     settings = Settings.from_env()
     logs.configure(settings.log_format, settings.log_level)
-    os.umask(0o077)  # what the engine writes in $SUANLI_HOME is owner-only, like the rest
-    settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
-    lock = open(settings.home / LOCK_FILE, "a+")  # noqa: SIM115 - held for the process's life
-    try:
-        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        log.warning("another engine holds %s; waiting for it to end", settings.home / LOCK_FILE)
-        fcntl.flock(lock, fcntl.LOCK_EX)
-    if settings.engine_nice:
-        # Passes are background work; an API request waiting on the CPU is a user waiting.
-        os.nice(settings.engine_nice)
-    platform = Platform(db=Database(settings.database_url), settings=settings)
-    engine = Engine(platform)
-    signal.signal(signal.SIGTERM, lambda *_: engine.request_stop())
-    signal.signal(signal.SIGINT, lambda *_: engine.request_stop())
-
-    def wait(timeout: float) -> None:
-        if os.getppid() != parent:
-            log.warning("the server that started this engine is gone; stopping")
-            engine.request_stop()
-            return
-        if args.wake_fd < 0:
-            time.sleep(timeout)
-            return
-        ready, _, _ = select.select([args.wake_fd], [], [], timeout)
-        if ready:
-            try:
-                if not os.read(args.wake_fd, 4096):
-                    time.sleep(timeout)  # the writer closed: fall back to the interval
-            except OSError:
-                time.sleep(timeout)
-
-    log.info("engine started (pid %d)", os.getpid())
-    engine.run(wait, after_pass=lambda e: _write_status(settings.home, e))
-    platform.db.dispose()
-    return 0
+    return run_candidate(settings, wake_fd=args.wake_fd, parent=parent)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,10 @@ class EngineStatus:
     running: bool = False
     pid: int | None = None
     restarts: int = 0  # times the server restarted its engine process after it died
+    # "leader" while it holds the lease (engine/lease.py) with `epoch`, "standby" while it waits
+    # for it; "" where no lease is kept (an engine in the server's own process).
+    role: str = ""
+    epoch: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
         last = self.last
@@ -37,6 +41,8 @@ class EngineStatus:
             "running": self.running,
             "pid": self.pid,
             "restarts": self.restarts,
+            "role": self.role,
+            "epoch": self.epoch,
             "placements_total": self.placements_total,
             "last_pass_at": last.at.isoformat() if last.at else None,
             "queued": last.queued,
@@ -57,9 +63,11 @@ class EngineStatus:
             waiting_by_pool={int(k): int(v)
                              for k, v in (data.get("waiting_by_pool") or {}).items()},
         )
+        epoch = data.get("epoch")
         return EngineStatus(last, int(data.get("placements_total", 0)),
                             bool(data.get("running")), data.get("pid"),
-                            int(data.get("restarts", 0)))
+                            int(data.get("restarts", 0)), str(data.get("role") or ""),
+                            int(epoch) if epoch is not None else None)
 
 
 class EngineControl(Protocol):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -45,9 +45,13 @@ class Database:
         # rather than in SQLite's busy handler, which polls with growing sleeps; other processes
         # still wait there.
         self._immediate = threading.Lock()
+        # The engine leader's fence (engine/lease.py), run at the start of every unit of work of
+        # this database: it raises when this process no longer leads, so nothing of the unit is
+        # committed. None for the API's database (it never leads anything).
+        self.fence: Callable[[Session], None] | None = None
 
     @contextmanager
-    def session(self, *, immediate: bool = False) -> Iterator[Session]:
+    def session(self, *, immediate: bool = False, fenced: bool = True) -> Iterator[Session]:
         """A unit of work: commits on success, rolls back on error.
 
         `immediate`: a unit that reads a row's state and writes it back (a job's, a run's), which
@@ -55,12 +59,16 @@ class Database:
         read (`BEGIN IMMEDIATE`): pysqlite otherwise runs the reads outside any transaction and
         begins one only before the first write, so two units could both read QUEUED and both
         write. On PostgreSQL the unit locks the rows it reads instead (see `store.locks`). Other
-        units keep the default, so that reads stay concurrent. Immediate units do not nest."""
+        units keep the default, so that reads stay concurrent. Immediate units do not nest.
+
+        `fenced`: run `fence` first, in the unit's transaction (only the lease itself opts out)."""
         serialise = immediate and self.engine.dialect.name == "sqlite"
         with self._immediate if serialise else nullcontext(), self.sessions() as s:
             try:
                 if serialise:
                     s.connection().exec_driver_sql("BEGIN IMMEDIATE")
+                if fenced and self.fence is not None:
+                    self.fence(s)
                 yield s
                 s.commit()
             except BaseException:

@@ -1,0 +1,247 @@
+"""Leader election and fencing: of the engine candidates sharing one database, exactly one acts.
+
+The lease is a single row (`engine_lease`, migration 0013): its holder (`host:pid:random`), an
+epoch that grows by one at every acquisition, and when it expires. A candidate takes it when it is
+free or expired (`acquire`), the leader extends it every `lease_renew_s` (`renew`) and gives it up
+on a clean stop (`release`). Time is the platform's clock (`p.clock.now()`).
+
+Fencing: `install` makes `check` run at the start of every unit of work of the engine's database
+(`Database.fence`), inside its transaction. `check` reads the lease row and raises `Deposed` unless
+this candidate still holds it with the same epoch and it has not expired. On PostgreSQL it reads
+the row `FOR KEY SHARE`: a takeover locks the row `FOR UPDATE`, which waits until every unit that
+passed the check has ended, so what a leader commits is committed before the next epoch begins.
+A renewal (`FOR NO KEY UPDATE`, only the times change) does not wait for them. On SQLite the
+fence runs inside the unit's transaction too; a unit that writes is `BEGIN IMMEDIATE`, which
+serialises writers, and one engine per data directory holds `engine.lock` besides.
+
+A paused leader (SIGSTOP, a long GC pause) may hold the row's share lock in a transaction it does
+not finish; on PostgreSQL the engine's connections therefore have
+`idle_in_transaction_session_timeout` set to the lease: the server ends such a transaction once it
+has been idle that long, and the takeover proceeds.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+import threading
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import event, select, text
+from sqlalchemy.exc import OperationalError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from ..services.context import Platform
+from ..store import models as m
+
+log = logging.getLogger("suanli.engine")
+
+LEASE_ID = 1
+EPOCH_KEY = "lease_epoch"  # Session.info: the epoch a fenced unit of work was checked under
+
+
+class Deposed(Exception):
+    """This engine candidate does not lead (any more): what it was doing must not be committed."""
+
+
+def new_holder() -> str:
+    """This process's name on the lease: `host:pid:random` (the random part tells a restarted
+    process with a reused pid from the one before)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def session_epoch(s: Session) -> int | None:
+    """The lease epoch a fenced unit of work was checked under (None: not fenced)."""
+    epoch = s.info.get(EPOCH_KEY)
+    return int(epoch) if epoch is not None else None
+
+
+class Lease:
+    """One candidate's side of the lease. `epoch` is the epoch it holds, None while it stands by."""
+
+    def __init__(self, platform: Platform, holder: str | None = None) -> None:
+        self.p = platform
+        self.holder = holder or new_holder()
+        self.epoch: int | None = None
+        self.expires_at: datetime | None = None
+        self.changed = threading.Condition()  # notified when it starts or stops leading
+
+    # -- state
+
+    @property
+    def leading(self) -> bool:
+        return self.epoch is not None
+
+    def wait_leading(self, timeout: float) -> bool:
+        with self.changed:
+            if self.epoch is None:
+                self.changed.wait(timeout)
+            return self.epoch is not None
+
+    def _set(self, epoch: int | None, expires_at: datetime | None) -> None:
+        with self.changed:
+            was = self.epoch
+            self.epoch, self.expires_at = epoch, expires_at
+            if was != epoch:
+                self.changed.notify_all()
+
+    def _lose(self, epoch: int, why: str) -> None:
+        """Stop leading, once per epoch lost."""
+        with self.changed:
+            if self.epoch != epoch:
+                return
+            self.epoch, self.expires_at = None, None
+            self.changed.notify_all()
+        log.warning("deposed from epoch %d: %s; standing by", epoch, why)
+
+    # -- the row
+
+    @property
+    def _pg(self) -> bool:
+        return self.p.db.engine.dialect.name == "postgresql"
+
+    def _row(self, s: Session, **lock: Any) -> m.EngineLease:
+        """The lease row, locked as asked (PostgreSQL; SQLite's immediate unit serialises).
+        Created when missing (a database made from the models rather than the migrations)."""
+        if self._pg:
+            # Waiting for a lock longer than a renewal interval helps nobody: try again later.
+            ms = int(self.p.settings.lease_renew_s * 1000)
+            s.execute(text(f"SET LOCAL lock_timeout = {ms}"))
+        row = s.scalars(select(m.EngineLease).where(m.EngineLease.id == LEASE_ID)
+                        .with_for_update(**lock)).one_or_none()
+        if row is None:
+            row = m.EngineLease(id=LEASE_ID, holder=None, epoch=0)
+            s.add(row)
+            s.flush()
+        return row
+
+    def acquire(self) -> bool:
+        """Take the lease if it is free or expired (the epoch grows by one), or renew it if this
+        candidate holds it. True when this candidate leads afterwards."""
+        if self.leading:
+            return self.renew()
+        now = self.p.clock.now()
+        try:
+            with self.p.db.session(immediate=True, fenced=False) as s:
+                row = self._row(s)  # FOR UPDATE: waits for the fenced units of the old epoch
+                if row.holder is not None and row.expires_at is not None and row.expires_at > now:
+                    return False
+                previous = row.holder
+                row.holder = self.holder
+                row.epoch += 1
+                row.acquired_at = row.renewed_at = now
+                row.expires_at = now + timedelta(seconds=self.p.settings.lease_s)
+                epoch, expires = row.epoch, row.expires_at
+        except OperationalError as exc:  # e.g. lock_timeout: an old epoch's unit still runs
+            log.info("lease not taken this time: %s", str(exc).splitlines()[0])
+            return False
+        self._set(epoch, expires)
+        log.warning("leading: epoch %d (lease %s before, by %s)", epoch,
+                    "free" if previous is None else "expired", previous or "nobody")
+        return True
+
+    def renew(self) -> bool:
+        """Extend the lease, if this candidate still holds it with its epoch and it has not
+        expired; otherwise it is deposed. True while it leads."""
+        epoch = self.epoch
+        if epoch is None:
+            return False
+        now = self.p.clock.now()
+        with self.p.db.session(immediate=True, fenced=False) as s:
+            row = self._row(s, key_share=True)  # FOR NO KEY UPDATE: fenced units go on
+            if row.holder != self.holder or row.epoch != epoch:
+                why = f"the lease is {row.holder or 'free'}'s, epoch {row.epoch}"
+            elif row.expires_at is None or row.expires_at <= now:
+                why = "the lease expired before it was renewed"
+            else:
+                why = ""
+                row.renewed_at = now
+                row.expires_at = now + timedelta(seconds=self.p.settings.lease_s)
+                expires = row.expires_at
+        if why:
+            self._lose(epoch, why)
+            return False
+        with self.changed:
+            if self.epoch == epoch:
+                self.expires_at = expires
+        return True
+
+    def release(self) -> None:
+        """Give the lease up (a clean stop): the next candidate need not wait for it to expire."""
+        epoch = self.epoch
+        if epoch is None:
+            return
+        self._set(None, None)
+        try:
+            with self.p.db.session(immediate=True, fenced=False) as s:
+                row = self._row(s)
+                if row.holder == self.holder and row.epoch == epoch:
+                    row.holder = None
+                    row.expires_at = self.p.clock.now()
+        except SQLAlchemyError as exc:
+            log.warning("could not release the lease (it expires by itself): %s",
+                        str(exc).splitlines()[0])
+            return
+        log.info("lease released (epoch %d)", epoch)
+
+    # -- the fence
+
+    def check(self, s: Session) -> None:
+        """The fence, at the start of a unit of work: raise `Deposed` unless this candidate still
+        holds the lease with its epoch and it has not expired. On PostgreSQL the row stays share
+        locked until the unit ends, so the answer holds until its commit."""
+        epoch = self.epoch
+        if epoch is None:
+            raise Deposed("this engine is a standby: it does not hold the lease")
+        row = s.execute(select(m.EngineLease.holder, m.EngineLease.epoch,
+                               m.EngineLease.expires_at)
+                        .where(m.EngineLease.id == LEASE_ID)
+                        .with_for_update(read=True, key_share=True)).one_or_none()
+        now = self.p.clock.now()
+        if row is None or row.holder != self.holder or row.epoch != epoch:
+            why = (f"the lease is {row.holder or 'free'}'s, epoch {row.epoch}" if row is not None
+                   else "the lease row is gone")
+        elif row.expires_at is None or row.expires_at <= now:
+            why = "the lease expired"
+        else:
+            s.info[EPOCH_KEY] = epoch
+            return
+        self._lose(epoch, why)
+        raise Deposed(f"epoch {epoch} is over: {why}")
+
+    def install(self) -> None:
+        """Fence every unit of work of the platform's database; on PostgreSQL, have the server end
+        any of its transactions idle longer than the lease (see the module's doc)."""
+        db = self.p.db
+        if self._pg:
+            ms = int(self.p.settings.lease_s * 1000)
+
+            @event.listens_for(db.engine, "connect")
+            def _idle_limit(dbapi_conn: Any, _record: Any) -> None:
+                cur = dbapi_conn.cursor()
+                cur.execute(f"SET idle_in_transaction_session_timeout = {ms}")
+                cur.close()
+                dbapi_conn.commit()
+
+            db.engine.dispose()  # connections opened before get the setting too
+        db.fence = self.check
+
+    # -- the candidate's loop
+
+    def keep(self, stop: threading.Event) -> None:
+        """Until `stop`: renew while leading, else try to take the lease, every `lease_renew_s`."""
+        while not stop.is_set():
+            epoch, expires = self.epoch, self.expires_at
+            if epoch is not None and expires is not None and expires <= self.p.clock.now():
+                self._lose(epoch, "the lease expired before it could be renewed")
+            try:
+                if self.leading:
+                    self.renew()
+                else:
+                    self.acquire()
+            except SQLAlchemyError as exc:  # the database away: the fence stops any pass
+                log.warning("lease: %s", str(exc).splitlines()[0])
+            stop.wait(self.p.settings.lease_renew_s)
