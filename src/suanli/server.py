@@ -14,7 +14,7 @@ from pathlib import Path
 from . import logs
 from .config import Settings, secure_home
 from .engine import Engine
-from .engine.process import EngineProcess
+from .engine.process import EngineProcess, run_candidate
 from .services.context import Platform
 from .services.control import EngineControl
 from .services.demo import ensure_credentials, seed_demo
@@ -64,7 +64,10 @@ def cli_hints(settings: Settings, base: str) -> list[str]:
     ]
 
 
-def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> None:
+def serve(settings: Settings, *, demo: bool = False, announce: bool = True,
+          engine: bool = True) -> None:
+    """The API and the portal, and unless `engine` is False an engine candidate in its own
+    process (which takes the lease like any `suanli engine`)."""
     import uvicorn
 
     from .api.app import create_app
@@ -72,12 +75,14 @@ def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> N
     logs.configure(settings.log_format, settings.log_level)
     platform = build_platform(settings)
     creds = prepare_demo(platform) if demo else None
-    engine: EngineControl
-    if os.environ.get("SUANLI_ENGINE", "process") == "thread":
-        engine = Engine(platform)
+    handle: EngineControl | None = None
+    if not engine:
+        handle = None  # API and portal only: the engine runs elsewhere (`suanli engine`)
+    elif os.environ.get("SUANLI_ENGINE", "process") == "thread":
+        handle = Engine(platform)  # tests: one engine in this process, no lease
     else:
-        engine = EngineProcess(settings, platform.clock)
-    app = create_app(platform, engine)
+        handle = EngineProcess(settings, platform.clock)
+    app = create_app(platform, handle)
     # A long-running server holds a large, slowly changing heap (the queue): move what exists
     # now out of the collector's way and collect the young generation less often.
     gc.collect()
@@ -93,6 +98,8 @@ def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> N
             f"  metrics:  {base}/metrics",
             f"  data:     {settings.home}  (database {platform.db.engine.url.render_as_string()})",
         ]
+        if not engine:
+            lines.append("  engine:   none here (--no-engine): `suanli engine` candidates place jobs")
         if creds is not None:
             lines += [f"  tokens:   {creds}  (readable by this user only)", *cli_hints(settings, base)]
         print("\n".join(lines), flush=True)
@@ -100,3 +107,17 @@ def serve(settings: Settings, *, demo: bool = False, announce: bool = True) -> N
     # send them); the app believes only SUANLI_TRUSTED_PROXIES (api/proxy.py).
     uvicorn.run(app, host=settings.host, port=settings.port, log_config=None,
                 access_log=False, timeout_graceful_shutdown=5, proxy_headers=False)
+
+
+def engine_candidate(settings: Settings) -> int:
+    """`suanli engine`: an engine candidate without HTTP. The schema is brought up to date
+    first; then it takes the lease when it is free, acts only while it leads, and gives the
+    lease up on SIGTERM (engine/process.py, engine/lease.py)."""
+    logs.configure(settings.log_format, settings.log_level)
+    secure_home(settings.home)
+    db = Database(settings.database_url)
+    try:
+        db.upgrade()
+    finally:
+        db.dispose()
+    return run_candidate(settings)

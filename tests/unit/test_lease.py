@@ -237,3 +237,24 @@ def test_runs_carry_the_epoch_that_placed_them_and_a_deposed_engine_places_nothi
     for lease in (a, b):
         lease.p.db.dispose()
     kill_runs(api.home)
+
+
+def test_health_and_metrics_show_the_leader_from_the_database(two: Two) -> None:
+    from fastapi.testclient import TestClient
+
+    from suanli.api.app import create_app
+
+    with TestClient(create_app(two.api, run_engine=False)) as client:
+        body = client.get("/api/v1/health").json()
+        assert body["leader"] is None  # nobody ever took the lease
+        assert "suanli_leader_changes_total 0.0" in client.get("/metrics").text
+        assert two.a.acquire()
+        two.clock.advance(10)
+        assert two.b.acquire()  # epoch 2
+        two.clock.advance(1.5)
+        leader = client.get("/api/v1/health").json()["leader"]
+        assert leader == {"holder": "host-b:2:bbbb", "host": "host-b", "pid": 2, "epoch": 2,
+                          "lease_age_s": 1.5, "leading_for_s": 1.5, "expires_in_s": 8.5}
+        text = client.get("/metrics").text
+        assert "suanli_leader_changes_total 2.0" in text
+        assert "suanli_lease_age_seconds 1.5" in text

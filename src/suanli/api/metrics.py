@@ -13,6 +13,7 @@ from ..domain.jobstate import JobState
 from ..services.centers import used_units_by_pool
 from ..services.context import Platform
 from ..services.control import EngineControl
+from ..services.leader import current_leader, leader_changes
 from ..store import models as m
 
 
@@ -62,7 +63,17 @@ class PlatformCollector(Collector):
         restarts = CounterMetricFamily("suanli_engine_restarts",
                                        "Times the server restarted its engine process after it died")
         restarts.add_metric([], status.restarts)
-        yield from (jobs, units, total, util, cutil, queue, placements, running, restarts)
+        leader = current_leader(self.p)
+        changes = CounterMetricFamily("suanli_leader_changes",
+                                      "Times the engine lease was taken (its epoch)")
+        changes.add_metric([], leader["epoch"] if leader else leader_changes(self.p))
+        age = GaugeMetricFamily("suanli_lease_age_seconds",
+                                "Seconds since the engine leader last renewed its lease "
+                                "(absent while nobody holds it)")
+        if leader and leader["lease_age_s"] is not None:
+            age.add_metric([], leader["lease_age_s"])
+        yield from (jobs, units, total, util, cutil, queue, placements, running, restarts,
+                    changes, age)
 
 
 class Metrics:

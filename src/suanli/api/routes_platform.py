@@ -12,6 +12,7 @@ from ..domain.enums import DeviceKind
 from ..domain.errors import NotFound
 from ..services import auth, centers, tenants, users
 from ..services.centers import CenterInput, PoolInput
+from ..services.leader import current_leader
 from .deps import EngineDep, PlatformDep, PrincipalDep
 from .render import center_public, pool_public
 from .schemas import (
@@ -54,15 +55,18 @@ def api_index() -> dict[str, Any]:
 @router.get("/health", tags=["platform"], responses={503: {"description": "no engine runs"}})
 def health(p: PlatformDep, engine: EngineDep, request: Request,
            response: Response) -> dict[str, Any]:
-    """Liveness and the scheduler's last pass. No token needed. `"status": "degraded"` with 503
-    while the server runs no engine (it died; the server restarts it): nothing is placed, no
-    run's end is recorded meanwhile."""
+    """Liveness, the scheduler's last pass and the engine's leader. No token needed.
+    `"status": "degraded"` with 503 while the server runs no engine (it died; the server restarts
+    it): nothing is placed, no run's end is recorded meanwhile. `leader`: the engine candidate
+    holding the lease (host, pid, epoch, seconds since its last renewal and until it expires;
+    null while none holds it), read from the database: the same on every API replica."""
     status = engine.status()
     out: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
         "database": p.db.engine.dialect.name,
         "scheduler": status.as_dict(),
+        "leader": current_leader(p),
     }
     if getattr(request.app.state, "run_engine", True) and not status.running:
         response.status_code = 503

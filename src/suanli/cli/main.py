@@ -96,6 +96,9 @@ def serve(
     demo: bool = typer.Option(False, "--demo", help="seed the demo city (Qingdao) and accounts"),
     host: str | None = typer.Option(None, help="bind address (default 127.0.0.1)"),
     port: int | None = typer.Option(None, help="port (default 8000 or SUANLI_PORT)"),
+    no_engine: bool = typer.Option(False, "--no-engine",
+                                   help="the API and the portal only: no engine here (run "
+                                   "`suanli engine` candidates against the same database)"),
 ) -> None:
     """Run the platform: REST API, scheduler loop and the local executor."""
     from ..config import Settings
@@ -112,11 +115,34 @@ def serve(
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
-        run_server(settings, demo=demo)
+        run_server(settings, demo=demo, engine=not no_engine)
     except SQLAlchemyError as exc:
         fail(f"database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
     except OSError as exc:
         fail(f"cannot start: {exc}")
+
+
+@app.command()
+def engine() -> None:
+    """Run an engine candidate (no HTTP): it leads when it holds the lease in the database,
+    placing and reconciling jobs, and stands by while another candidate does (docs/ha.md).
+    SIGTERM gives the lease up."""
+    from ..config import Settings
+    from ..server import engine_candidate
+
+    try:
+        settings = Settings.from_env()
+    except ValueError as exc:
+        fail(str(exc))
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        code = engine_candidate(settings)
+    except SQLAlchemyError as exc:
+        fail(f"database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
+    except OSError as exc:
+        fail(f"cannot start: {exc}")
+    raise typer.Exit(code)
 
 
 DEMO_ROLES = ("platform_admin", "tenant_a", "tenant_b", "center_operator", "reviewer", "auditor")
