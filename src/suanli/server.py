@@ -120,4 +120,4 @@ def engine_candidate(settings: Settings) -> int:
         db.upgrade()
     finally:
         db.dispose()
-    return run_candidate(settings)
+    return run_candidate(settings, status=False)

@@ -89,8 +89,14 @@ class Engine(Reconciler, Placer):
             except Deposed as exc:  # nothing of the pass past this point was committed
                 log.warning("pass ended: %s", exc)
                 break
-            except Exception:  # the loop must survive anything one pass hits
+            except Exception as exc:  # the loop must survive anything one pass hits
+                if leading is not None and not leading():
+                    # e.g. the server ended its transaction, idle past the lease (paused)
+                    log.warning("pass ended, the lease lost: %s", str(exc).splitlines()[0])
+                    break
                 log.exception("engine pass failed")
+            if leading is not None and not leading():
+                break
             took = self.p.clock.monotonic() - t0
             if after_pass is not None:
                 after_pass(self)

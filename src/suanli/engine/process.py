@@ -216,12 +216,13 @@ def _write_status(home: Path, engine: Engine | None, lease: Lease | None = None)
 
 
 def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None = None,
-                  upgrade: bool = False) -> int:
+                  upgrade: bool = False, status: bool = True) -> int:
     """An engine candidate until SIGTERM/SIGINT (or, with `parent`, until that process is
     gone): it takes and renews the lease (engine/lease.py) and runs passes only while it leads,
     each unit of work fenced by the lease; deposed, it stands by and tries again. On SQLite one
     candidate per data directory runs at all (`engine.lock`). `wake_fd`: a pipe whose bytes ask
-    for a pass now."""
+    for a pass now. `status`: write the pass statistics and role to `engine-status.json` (for the
+    server that started it; candidates of their own share a data directory, and log instead)."""
     os.umask(0o077)  # what the engine writes in $SUANLI_HOME is owner-only, like the rest
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     stop = threading.Event()
@@ -270,8 +271,12 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
                 time.sleep(timeout)
 
     log.info("engine candidate %s started", lease.holder)
+    def report(engine: Engine | None) -> None:
+        if status:
+            _write_status(settings.home, engine, lease)
+
     while not stop.is_set():
-        _write_status(settings.home, None, lease)
+        report(None)
         if not lease.wait_leading(settings.lease_renew_s):
             wait(0)  # standby: only notice a parent gone (and drain wake-ups)
             continue
@@ -279,7 +284,7 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
         current[:] = [engine]
         if stop.is_set():
             break
-        engine.run(wait, after_pass=lambda e: _write_status(settings.home, e, lease),
+        engine.run(wait, after_pass=report,
                    leading=lambda: lease.leading)
         current.clear()
         if not stop.is_set():

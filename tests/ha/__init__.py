@@ -1,0 +1,1 @@
+"""High availability: several API replicas and engine candidates on one real PostgreSQL."""

@@ -1,0 +1,171 @@
+"""A control plane of separate processes on one fresh PostgreSQL schema: `suanli serve --demo
+--no-engine` replicas and `suanli engine` candidates, sharing one data directory (the local
+centers' runs live there, as they would on a shared file system)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from suanli.store import models as m
+from suanli.store.db import Database
+
+from ..conftest import fresh_postgres_url, kill_runs
+from ..integration.conftest import BIN, free_port
+from ..waiting import eventually
+
+LEASE_S = 3.0  # short, so that the tests wait little; the defaults are 10 s and 2 s
+RENEW_S = 0.5
+
+
+@dataclass
+class Cluster:
+    home: Path
+    url: str
+    api_port: int = field(default_factory=free_port)
+    api: subprocess.Popen[bytes] | None = None
+    engines: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    db: Database = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.db = Database(self.url)
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ, SUANLI_HOME=str(self.home), SUANLI_DATABASE_URL=self.url,
+                   SUANLI_SCHEDULER_INTERVAL="0.2", SUANLI_LEASE_S=str(LEASE_S),
+                   SUANLI_LEASE_RENEW_S=str(RENEW_S), SUANLI_ENGINE_NICE="0")
+        env.pop("SUANLI_TOKEN", None)
+        return env
+
+    def log(self, name: str) -> Path:
+        return self.home / f"{name}.log"
+
+    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+        out = open(self.log(name), "ab")  # noqa: SIM115 - closed with the process
+        return subprocess.Popen([str(BIN / "suanli"), *args], env=self.env(), stdout=out,
+                                stderr=subprocess.STDOUT)
+
+    def start_api(self) -> None:
+        self.api = self._spawn("api", "serve", "--demo", "--no-engine", "--port",
+                               str(self.api_port))
+
+        def answers() -> bool:
+            assert self.api is not None
+            if self.api.poll() is not None:
+                raise RuntimeError(f"API exited: {self.log('api').read_text()[-2000:]}")
+            try:
+                return httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200
+            except httpx.TransportError:
+                return False
+
+        eventually(answers, what="the API replica answering")
+
+    def start_engine(self) -> subprocess.Popen[bytes]:
+        proc = self._spawn(f"engine-{len(self.engines)}", "engine")
+        self.engines.append(proc)
+        return proc
+
+    def engine_log(self, proc: subprocess.Popen[bytes]) -> str:
+        return self.log(f"engine-{self.engines.index(proc)}").read_text()
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    def client(self) -> httpx.Client:
+        import json
+
+        token = json.loads((self.home / "demo-credentials.json").read_text())["tenant_a"]
+        return httpx.Client(base_url=self.base, timeout=10,
+                            headers={"Authorization": f"Bearer {token}"})
+
+    def leader(self) -> dict[str, Any] | None:
+        body = httpx.get(f"{self.base}/api/v1/health", timeout=5).json()
+        leader: dict[str, Any] | None = body["leader"]
+        return leader
+
+    def leading_engine(self, after_epoch: int = 0) -> tuple[subprocess.Popen[bytes], int]:
+        """Wait for a candidate to lead with an epoch past `after_epoch`: it and its epoch."""
+        def found() -> tuple[subprocess.Popen[bytes], int] | None:
+            leader = self.leader()
+            if leader is None or leader["epoch"] <= after_epoch or leader["expires_in_s"] <= 0:
+                return None
+            for proc in self.engines:
+                if proc.pid == leader["pid"] and proc.poll() is None:
+                    return proc, int(leader["epoch"])
+            return None
+
+        return eventually(found, timeout=60, interval=0.05, what="an engine leading")
+
+    def submit(self, client: httpx.Client, n: int, command: list[str], name: str) -> list[int]:
+        ids = []
+        for i in range(n):
+            r = client.post("/api/v1/jobs", json={
+                "name": f"{name}-{i}", "command": command, "walltime_s": 120,
+                "resources": {"device": "cpu", "units": 1}})
+            assert r.status_code == 201, r.text
+            ids.append(int(r.json()["id"]))
+        return ids
+
+    def states(self, ids: list[int]) -> dict[int, str]:
+        with self.db.session() as s:
+            return dict(s.execute(select(m.Job.id, m.Job.state).where(m.Job.id.in_(ids))).all())
+
+    def wait_done(self, ids: list[int], timeout: float = 120) -> None:
+        def done() -> bool:
+            states = self.states(ids)
+            bad = {i: st for i, st in states.items() if st in ("FAILED", "CANCELLED", "TIMEOUT")}
+            assert not bad, f"jobs ended badly: {bad}"
+            return all(st == "COMPLETED" for st in states.values())
+
+        eventually(done, timeout=timeout, interval=0.2, what=f"{len(ids)} jobs completed")
+
+    def runs(self) -> list[m.Run]:
+        with self.db.session() as s:
+            return list(s.scalars(select(m.Run).order_by(m.Run.id)))
+
+    def stop(self) -> None:
+        for proc in [*self.engines, *([self.api] if self.api else [])]:
+            if proc.poll() is None:
+                with_signal(proc, signal.SIGCONT)
+                proc.terminate()
+        for proc in [*self.engines, *([self.api] if self.api else [])]:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        self.db.dispose()
+
+
+def with_signal(proc: subprocess.Popen[bytes], sig: int) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, sig)
+
+
+@pytest.fixture
+def cluster(postgres: dict[str, str]) -> Iterator[Cluster]:
+    """The API replica started (it migrates and seeds the demo city); no engine yet."""
+    home = Path(tempfile.mkdtemp(prefix="suanli-ha."))
+    c = Cluster(home, fresh_postgres_url(postgres, "ha"))
+    try:
+        c.start_api()
+        yield c
+    finally:
+        c.stop()
+        kill_runs(home)
+        if os.environ.get("SUANLI_KEEP_HA_LOGS"):
+            print(f"logs kept in {home}")
+        else:
+            shutil.rmtree(home, ignore_errors=True)
