@@ -1,9 +1,11 @@
 """The engine in its own process, so scheduling work never competes with the API for the GIL.
 
-`suanli serve` starts it; exactly one engine runs per data directory (an exclusive lock on
-`$SUANLI_HOME/engine.lock`); it exits when the server that started it is gone (even after
-`kill -9`), so a restarted server never meets a second scheduler; when it dies, the server starts
-it again (with back-off). The API wakes it through a pipe and reads its pass statistics from
+`suanli serve` starts it, `suanli engine` runs it alone (`run_candidate`): an engine candidate
+that acts only while it holds the lease (engine/lease.py), every unit of work fenced by it. On
+SQLite one runs per data directory besides (an exclusive lock on `$SUANLI_HOME/engine.lock`). The
+one `suanli serve` starts exits when that server is gone (even after `kill -9`), so a restarted
+server never meets a second scheduler; when it dies, the server starts it again (with back-off).
+The API wakes it through a pipe and reads its pass statistics from
 `$SUANLI_HOME/engine-status.json`.
 
     python -m suanli.engine.process --wake-fd N
