@@ -25,8 +25,10 @@ from ..conftest import fresh_postgres_url, kill_runs
 from ..integration.conftest import BIN, free_port
 from ..waiting import eventually
 
-LEASE_S = 3.0  # short, so that the tests wait little; the defaults are 10 s and 2 s
-RENEW_S = 0.5
+# Short, so that the tests wait little (the defaults are 10 s and 2 s); SUANLI_HA_LEASE_S and
+# SUANLI_HA_LEASE_RENEW_S run them with others, e.g. the defaults, to measure a takeover.
+LEASE_S = float(os.environ.get("SUANLI_HA_LEASE_S") or 3.0)
+RENEW_S = float(os.environ.get("SUANLI_HA_LEASE_RENEW_S") or 0.5)
 
 
 @dataclass
