@@ -258,3 +258,21 @@ def test_health_and_metrics_show_the_leader_from_the_database(two: Two) -> None:
         text = client.get("/metrics").text
         assert "suanli_leader_changes_total 2.0" in text
         assert "suanli_lease_age_seconds 1.5" in text
+
+
+def test_an_impostor_claiming_the_current_epoch_is_refused_by_the_fence(two: Two) -> None:
+    """A process that knows the leader's epoch, host and pid (all shown by /api/v1/health, no
+    token needed) but not its random part cannot write as the leader, nor renew or release its
+    lease."""
+    assert two.b.acquire()
+    impostor = Lease(two.a.p, "host-b:2:0000")  # the same host and pid, another random part
+    impostor.install()
+    impostor.epoch = two.b.epoch  # it claims the term without acquiring it
+    with pytest.raises(Deposed, match="host-b:2:bbbb's, epoch 1"), impostor.p.db.session() as s:
+        s.add(m.SignInFailure(key="impostor", at=two.clock.now()))
+    impostor.epoch = two.b.epoch
+    assert not impostor.renew()
+    impostor.epoch = two.b.epoch
+    impostor.release()
+    row = _row(two.api)
+    assert (row.holder, row.epoch) == ("host-b:2:bbbb", 1) and "impostor" not in _keys(two.api)
