@@ -276,3 +276,22 @@ def test_an_impostor_claiming_the_current_epoch_is_refused_by_the_fence(two: Two
     impostor.release()
     row = _row(two.api)
     assert (row.holder, row.epoch) == ("host-b:2:bbbb", 1) and "impostor" not in _keys(two.api)
+
+
+def test_on_sqlite_the_lease_of_a_dead_process_of_this_host_is_taken_at_once(two: Two) -> None:
+    """`make run` killed with kill -9 and started again: its new engine need not wait for the old
+    one's lease to run out (on SQLite one engine runs per data directory, under engine.lock)."""
+    import socket
+    import subprocess
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    host = socket.gethostname()
+    sqlite = two.b.p.db.engine.dialect.name == "sqlite"
+    init = Lease(two.a.p, f"{host}:1:init")  # pid 1 is alive: its lease is respected
+    assert init.acquire()
+    assert not two.b.acquire()
+    init.release()
+    ghost = Lease(two.a.p, f"{host}:{dead.pid}:dead")
+    assert ghost.acquire()
+    assert two.b.acquire() is sqlite  # on PostgreSQL it waits for the lease to run out

@@ -127,7 +127,8 @@ class Lease:
         try:
             with self.p.db.session(immediate=True, fenced=False) as s:
                 row = self._row(s)  # FOR UPDATE: waits for the fenced units of the old epoch
-                if row.holder is not None and row.expires_at is not None and row.expires_at > now:
+                if row.holder is not None and row.expires_at is not None \
+                        and row.expires_at > now and not self._dead_here(row.holder):
                     return False
                 previous = row.holder
                 row.holder = self.holder
@@ -142,6 +143,25 @@ class Lease:
         log.warning("leading: epoch %d (lease %s before, by %s)", epoch,
                     "free" if previous is None else "expired", previous or "nobody")
         return True
+
+    def _dead_here(self, holder: str) -> bool:
+        """On SQLite (one machine, one engine per data directory under `engine.lock`): the
+        holder was a process of this host that is gone (a server killed with `kill -9` and
+        restarted), so its lease need not run out first. Taking a live holder's lease would
+        still be safe (fencing does not depend on it), only a needless change of leader."""
+        if self._pg:
+            return False
+        host, _, rest = holder.partition(":")
+        pid = rest.partition(":")[0]
+        if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+            return False
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            return True
+        except OSError:  # alive, another user's
+            return False
+        return False
 
     def renew(self) -> bool:
         """Extend the lease, if this candidate still holds it with its epoch and it has not
