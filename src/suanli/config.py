@@ -103,6 +103,9 @@ class Settings:
     # Direct peers (a TLS proxy) whose X-Forwarded-For / X-Forwarded-Proto are believed.
     trusted_proxies: tuple[IPNetwork, ...] = ()
     engine_restart_s: float = 1.0  # first wait before a dead engine process is restarted
+    # How long an API process believes a token lookup: a token revoked (or a user disabled)
+    # through another replica is refused here within this many seconds (docs/replicas.md).
+    token_cache_s: float = 4.0
     # Artifacts (work folders, inputs, outputs): where their bytes live (an fsspec URL; empty:
     # $SUANLI_HOME/artifacts), the largest one, each tenant's default quota (bytes and count),
     # how long job outputs are kept, and the URL centers reach suanli's API at (staging over
@@ -152,6 +155,7 @@ class Settings:
             signin_failures_per_address=_count("SUANLI_SIGNIN_FAILURES_PER_ADDRESS", 20),
             trusted_proxies=parse_networks(os.environ.get("SUANLI_TRUSTED_PROXIES") or ""),
             engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
+            token_cache_s=max(0.0, _float("SUANLI_TOKEN_CACHE_S", 4.0)),
             artifacts_url=os.environ.get("SUANLI_ARTIFACTS_URL") or "",
             artifact_max_bytes=_count("SUANLI_ARTIFACT_MAX_BYTES", 10 << 30),
             uploads_per_tenant=max(1, _count("SUANLI_UPLOADS_PER_TENANT", 4)),
