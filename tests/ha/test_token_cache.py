@@ -5,6 +5,7 @@ each with its own data directory (and so its own engine: the engine's lock is pe
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 import time
@@ -13,6 +14,8 @@ from pathlib import Path
 
 import httpx
 import pytest
+
+from suanli.web.session import SECRET_ENV, server_secret
 
 from ..conftest import fresh_postgres_url, kill_runs
 from ..integration.conftest import Server, free_port
@@ -25,8 +28,9 @@ BOUND_S = 5.0
 @pytest.fixture
 def two_replicas(postgres: dict[str, str]) -> Iterator[tuple[Server, Server]]:
     url = fresh_postgres_url(postgres, "tokencache")
+    shared = {"SUANLI_WEB_SECRET": "portal-forms-signed-alike-on-every-replica-0123"}
     servers = [Server(Path(tempfile.mkdtemp(prefix=f"suanli-tc{i}.")), free_port(),
-                      database_url=url) for i in range(2)]
+                      database_url=url, extra_env=shared) for i in range(2)]
     try:
         for srv in servers:
             srv.start()
@@ -85,3 +89,43 @@ def test_a_user_disabled_on_one_replica_is_refused_on_the_other_within_5s(
     off = httpx.post(f"{a.url}/api/v1/users/{me['user_id']}/disable", headers=admin, timeout=10)
     assert off.status_code == 200, off.text
     refused_within_bound(b, [bob], since)
+
+
+def csrf_of(html: str) -> str:
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, html[:500]
+    return found.group(1)
+
+
+def test_a_portal_session_signed_out_on_one_replica_ends_on_the_other(
+        two_replicas: tuple[Server, Server]) -> None:
+    """Behind a proxy a browser's requests land on any replica: a form one replica served is
+    accepted by another (they share SUANLI_WEB_SECRET), and signing out there ends the session
+    on the first within the bound."""
+    a, b = two_replicas
+    with httpx.Client(base_url=a.url, timeout=10) as on_a:
+        form = on_a.get("/login")
+        signed = on_a.post("/login", data={"csrf": csrf_of(form.text),
+                                          "token": a.creds()["tenant_a"]})
+        assert signed.status_code == 303, signed.text[:500]
+        cookies = dict(on_a.cookies)
+        csrf = csrf_of(on_a.get("/jobs").text)
+    with httpx.Client(base_url=b.url, timeout=10, cookies=cookies) as on_b:
+        assert on_b.get("/jobs").status_code == 200  # B knows the session: it is in the database
+        assert on_b.post("/logout", data={"csrf": "0" * 40}).status_code == 403  # a forged token
+        since = time.monotonic()
+        out = on_b.post("/logout", data={"csrf": csrf})
+        assert out.status_code == 303 and out.headers["location"] == "/login"
+    session = cookies["suanli_session"]
+    refused_within_bound(a, [session], since)
+
+
+def test_replicas_sign_portal_forms_alike_only_with_a_shared_secret(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(SECRET_ENV, raising=False)
+    one, two = tmp_path / "one", tmp_path / "two"
+    one.mkdir()
+    two.mkdir()
+    assert server_secret(one) != server_secret(two)  # each data directory made its own
+    monkeypatch.setenv(SECRET_ENV, "s" * 40)
+    assert server_secret(one) == server_secret(two) == b"s" * 40
