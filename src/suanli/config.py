@@ -107,6 +107,9 @@ class Settings:
     # often the leader renews it (and a standby tries to take it).
     lease_s: float = 10.0
     lease_renew_s: float = 2.0
+    # How long an API process believes a token lookup: a token revoked (or a user disabled)
+    # through another replica is refused here within this many seconds (docs/replicas.md).
+    token_cache_s: float = 4.0
     # Artifacts (work folders, inputs, outputs): where their bytes live (an fsspec URL; empty:
     # $SUANLI_HOME/artifacts), the largest one, each tenant's default quota (bytes and count),
     # how long job outputs are kept, and the URL centers reach suanli's API at (staging over
@@ -163,6 +166,7 @@ class Settings:
             engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
             lease_s=lease_s,
             lease_renew_s=lease_renew_s,
+            token_cache_s=max(0.0, _float("SUANLI_TOKEN_CACHE_S", 4.0)),
             artifacts_url=os.environ.get("SUANLI_ARTIFACTS_URL") or "",
             artifact_max_bytes=_count("SUANLI_ARTIFACT_MAX_BYTES", 10 << 30),
             uploads_per_tenant=max(1, _count("SUANLI_UPLOADS_PER_TENANT", 4)),

@@ -12,7 +12,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from .. import __version__, web
 from ..services.context import Platform
-from ..services.control import EngineControl, NoEngine
+from ..services.control import EngineControl, NoEngine, wakes_everywhere
 from . import errors, routes_artifacts, routes_jobs, routes_money, routes_platform, routes_staging
 from .metrics import Metrics
 from .middleware import RequestGuard
@@ -47,7 +47,8 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
     app = FastAPI(title="suanli 算力", version=__version__, description=DESCRIPTION,
                   lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.platform = platform
-    app.state.engine = engine
+    # The routes' wake-ups (a submission, a cancel) also reach an engine on another machine.
+    app.state.engine = wakes_everywhere(platform, engine)
     app.state.run_engine = run_engine  # health is degraded while an engine meant to run does not
     metrics = Metrics(platform, engine)
     app.state.metrics = metrics

@@ -87,13 +87,15 @@ class TokenAuth:
 
 
 def authenticate(p: Platform, token: str, *, record_use: bool = True) -> Principal:
-    """The principal behind a bearer token, or Unauthenticated. Lookups are cached briefly
-    in-process; revoking a token or disabling a user through this process drops them at once,
-    and expiry is checked against the platform's clock on every call."""
+    """The principal behind a bearer token, or Unauthenticated. Lookups are cached in-process for
+    `settings.token_cache_s` (SUANLI_TOKEN_CACHE_S, default 4 s): revoking a token or disabling
+    a user through this process drops them at once, through another replica they are refused
+    here within that bound; expiry is checked against the platform's clock on every call."""
     if not token.startswith(TOKEN_PREFIX):
         raise Unauthenticated("invalid API token")
     digest = hash_token(token)
-    found = p.cached(f"token:{digest}", lambda: _lookup_token(p, digest))
+    found = p.cached(f"token:{digest}", lambda: _lookup_token(p, digest),
+                     ttl=p.settings.token_cache_s)
     now = p.clock.now()
     if found.expires_at is not None and now >= found.expires_at:
         raise Unauthenticated("this API token expired")

@@ -3,13 +3,24 @@ the statistics of its last pass.
 
 The engine itself (`suanli.engine`) runs in the server's process or in its own; the API and the
 portal import only this module, never the engine package (an import-linter contract holds it).
+On PostgreSQL the engine may run on another machine: the API's wake-ups then also go out as
+`NOTIFY suanli_wake` (`wake_engines`, `wakes_everywhere`), which the engine waits for between
+passes (`store.notify.WakeListener`).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
+
+from sqlalchemy.exc import SQLAlchemyError
+
+from ..store.notify import notify_wake
+from .context import Platform
+
+log = logging.getLogger("suanli.control")
 
 
 @dataclass
@@ -97,3 +108,45 @@ class NoEngine:
 
     def status(self) -> EngineStatus:
         return EngineStatus(PassStats())
+
+
+def wake_engines(p: Platform) -> None:
+    """Wake the engine wherever it runs: on PostgreSQL, `NOTIFY suanli_wake` (the engine, on this
+    machine or another, plans what was just committed in its next pass); on SQLite nothing (the
+    engine shares this machine and is woken through its handle). Never raises: what woke it is
+    committed already, and without the notification the engine finds it at its next interval."""
+    if p.db.engine.dialect.name != "postgresql":
+        return
+    try:
+        notify_wake(p.db.engine)
+    except SQLAlchemyError as exc:
+        log.warning("could not notify the engine (%s); it plans at its next interval",
+                    str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
+
+
+class WakesEverywhere:
+    """An engine handle whose wake-ups also reach engines on other machines (`wake_engines`)."""
+
+    def __init__(self, platform: Platform, inner: EngineControl) -> None:
+        self.platform = platform
+        self.inner = inner
+
+    def start(self) -> None:
+        self.inner.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self.inner.stop(timeout)
+
+    def wake(self) -> None:
+        self.inner.wake()
+        wake_engines(self.platform)
+
+    def status(self) -> EngineStatus:
+        return self.inner.status()
+
+
+def wakes_everywhere(platform: Platform, engine: EngineControl) -> EngineControl:
+    """`engine`, whose wake-ups also go out as NOTIFY when the database is PostgreSQL."""
+    if platform.db.engine.dialect.name != "postgresql":
+        return engine
+    return WakesEverywhere(platform, engine)

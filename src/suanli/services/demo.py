@@ -25,6 +25,7 @@ from ..domain.errors import Unauthenticated
 from ..domain.task import ARCHES
 from ..ledger.entries import deposit
 from ..store import models as m
+from ..store.migrate import startup_lock
 from . import vouchers
 from .auth import Principal, authenticate, create_user, issue_token, principal_of
 from .centers import CenterInput, PoolInput, create_center
@@ -198,7 +199,14 @@ DEMO_DEPOSITS = {"tenant_a": 20_000_000, "tenant_b": 5_000_000}  # ¥200,000 and
 
 
 def seed_demo(p: Platform) -> bool:
-    """Create the demo city once. Returns True when it was created now."""
+    """Create the demo city once. Returns True when it was created now. Replicas starting together
+    on one PostgreSQL database seed one after another (an advisory lock): the first creates the
+    city, the others find it and leave it as it is."""
+    with startup_lock(p.db.engine, "demo"):
+        return _seed_demo(p)
+
+
+def _seed_demo(p: Platform) -> bool:
     with p.db.session() as s:
         if s.scalar(select(m.Center.id).where(m.Center.slug == "qd-ai")) is not None:
             return False

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import os
 import secrets
 from pathlib import Path
 
@@ -20,10 +21,16 @@ LOGIN_CSRF_COOKIE = "suanli_login_csrf"  # before sign-in: a double-submit token
 LANG_COOKIE = "lang"
 CSRF_HEADER = "x-csrf-token"
 SECRET_FILE = "web-secret"
+SECRET_ENV = "SUANLI_WEB_SECRET"
 
 
 def server_secret(home: Path) -> bytes:
-    """The key CSRF tokens are signed with: made once per data directory (0600)."""
+    """The key CSRF tokens are signed with: SUANLI_WEB_SECRET when set (API replicas behind one
+    proxy share it, so that a form one replica served may be sent to another), else made once per
+    data directory (0600)."""
+    env = os.environ.get(SECRET_ENV)
+    if env:
+        return env.encode()
     path = home / SECRET_FILE
     try:
         return bytes.fromhex(path.read_text().strip())
