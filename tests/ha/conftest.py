@@ -53,10 +53,10 @@ class Cluster:
     def log(self, name: str) -> Path:
         return self.home / f"{name}.log"
 
-    def _spawn(self, name: str, *args: str) -> subprocess.Popen[bytes]:
+    def _spawn(self, name: str, *args: str, **env: str) -> subprocess.Popen[bytes]:
         out = open(self.log(name), "ab")  # noqa: SIM115 - closed with the process
-        return subprocess.Popen([str(BIN / "suanli"), *args], env=self.env(), stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen([str(BIN / "suanli"), *args], env={**self.env(), **env},
+                                stdout=out, stderr=subprocess.STDOUT)
 
     def start_api(self) -> None:
         self.api = self._spawn("api", "serve", "--demo", "--no-engine", "--port",
@@ -73,8 +73,8 @@ class Cluster:
 
         eventually(answers, what="the API replica answering")
 
-    def start_engine(self) -> subprocess.Popen[bytes]:
-        proc = self._spawn(f"engine-{len(self.engines)}", "engine")
+    def start_engine(self, **env: str) -> subprocess.Popen[bytes]:
+        proc = self._spawn(f"engine-{len(self.engines)}", "engine", **env)
         self.engines.append(proc)
         return proc
 

@@ -35,6 +35,7 @@ from ..domain.clock import Clock, SystemClock
 from ..services.context import Platform
 from ..services.control import EngineStatus, PassStats
 from ..store.db import Database
+from ..store.notify import WakeListener
 from .lease import Lease
 from .loop import Engine
 
@@ -229,11 +230,17 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
     settings.home.mkdir(mode=0o700, parents=True, exist_ok=True)
     stop = threading.Event()
     current: list[Engine] = []
+    # On PostgreSQL the API replicas NOTIFY suanli_wake after a submission: a wake-up reaches
+    # this candidate on whichever machine it runs (the pipe only reaches a child of `serve`).
+    listener = None if settings.database_url.startswith("sqlite") \
+        else WakeListener(settings.database_url)
 
     def on_signal(*_: object) -> None:
         stop.set()
         for e in current:
             e.request_stop()
+        if listener is not None:
+            listener.wake()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -261,6 +268,13 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
             log.warning("the server that started this engine is gone; stopping")
             on_signal()
             return
+        if listener is not None:
+            if wake_fd >= 0:  # the pipe's wake-ups come as NOTIFYs too: only drain it
+                with contextlib.suppress(OSError):
+                    while select.select([wake_fd], [], [], 0)[0] and os.read(wake_fd, 4096):
+                        pass
+            listener(timeout)
+            return
         if wake_fd < 0:
             stop.wait(timeout)
             return
@@ -272,6 +286,9 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
             except OSError:
                 time.sleep(timeout)
 
+    if listener is not None:
+        with contextlib.suppress(Exception):  # unreachable now: the first wait retries
+            listener.listen()  # before the first pass: no wake-up sent after this is missed
     log.info("engine candidate %s started", lease.holder)
     def report(engine: Engine | None) -> None:
         if status:
@@ -294,6 +311,8 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
     stop.set()
     keeper.join(settings.lease_renew_s + 5)
     lease.release()
+    if listener is not None:
+        listener.close()
     platform.db.dispose()
     return 0
 
