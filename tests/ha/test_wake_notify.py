@@ -14,7 +14,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from sqlalchemy import create_engine
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import Engine
 
 from suanli.config import Settings
@@ -91,8 +91,12 @@ def test_wake_ups_sent_during_a_pass_end_the_next_wait_once(pg: tuple[str, Engin
     listener = WakeListener(url, name)
     try:
         listener.listen()
-        for _ in range(5):
-            notify_wake(engine, name)
+        # Five wake-ups of one pass, committed together (as separate commits they could reach
+        # the listener's socket on either side of its first read on a loaded machine).
+        with engine.begin() as conn:
+            for i in range(5):
+                conn.execute(text("SELECT pg_notify(:c, :p)"), {"c": name, "p": str(i)})
+        time.sleep(0.3)  # all of them at the listener before it looks
         assert timed(listener, 20.0) < 2.0
         assert timed(listener, 0.5) >= 0.45
     finally:
