@@ -78,6 +78,12 @@ class Cluster:
         self.engines.append(proc)
         return proc
 
+    def start_two_engines(self) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes], int]:
+        """Two candidates started: the one that leads, the standby, and the leader's epoch."""
+        first, second = self.start_engine(), self.start_engine()
+        leader, epoch = self.leading_engine()
+        return leader, second if leader is first else first, epoch
+
     def engine_log(self, proc: subprocess.Popen[bytes]) -> str:
         return self.log(f"engine-{self.engines.index(proc)}").read_text()
 

@@ -21,9 +21,7 @@ pytestmark = pytest.mark.integration
 
 def test_a_paused_leader_resumed_after_a_takeover_commits_nothing(cluster: Cluster) -> None:
     c = cluster
-    first, second = c.start_engine(), c.start_engine()
-    old, epoch = c.leading_engine()
-    standby = second if old is first else first
+    old, standby, epoch = c.start_two_engines()
     ids: list[int] = []
     with c.client() as api:
         ids += c.submit(api, 4, ["sh", "-c", "sleep 0.2"], "warm")

@@ -20,9 +20,7 @@ pytestmark = pytest.mark.integration
 
 def test_the_standby_takes_over_after_the_leader_is_killed(cluster: Cluster) -> None:
     c = cluster
-    first, second = c.start_engine(), c.start_engine()
-    leader, epoch = c.leading_engine()
-    standby = second if leader is first else first
+    leader, standby, epoch = c.start_two_engines()
     with c.client() as api:
         before = c.submit(api, 6, ["sh", "-c", "echo before"], "before")
         c.wait_done(before)

@@ -418,7 +418,8 @@ def list_jobs(state: str | None = typer.Option(None, help="only jobs in this sta
                                      limit=limit, offset=offset))
     if output is Output.json:
         return emit_json(page)
-    console.print(_jobs_table(page["items"], tenants=run(tenant_names)))
+    console.print(_jobs_table(page["items"],
+                              tenants=run(tenant_names) if page["items"] else {}))
     console.print(f"[dim]{len(page['items'])} of {page['total']}[/]")
 
 

@@ -110,20 +110,16 @@ class Packed:
 def pack_local(src: Path, *, use_cache: bool = True) -> Packed:
     """Pack once (hashing), keeping a small archive in memory; a folder listed exactly as when
     it was last packed here is not read (its SHA-256 and size are remembered)."""
-    if not src.is_dir():
-        keep = KeepSmall(KEEP_IN_MEMORY)
-        hashing = Hashing(keep)  # type: ignore[arg-type]
-        files = pack_any(src, hashing)  # type: ignore[arg-type]
-        return Packed(src, hashing.sha.hexdigest(), hashing.size, files,
-                      bytes(keep.kept) if keep.kept is not None else None)
-    fp = packcache.fingerprint(src)
-    if use_cache and (hit := packcache.lookup(fp)) is not None:
+    fp = packcache.fingerprint(src) if src.is_dir() else None
+    if fp is not None and use_cache and (hit := packcache.lookup(fp)) is not None:
         return Packed(src, hit[0], hit[1], fp.files, None, fp)
     keep = KeepSmall(KEEP_IN_MEMORY)
     hashing = Hashing(keep)  # type: ignore[arg-type]
-    files = pack(src, hashing, fp.entries)  # type: ignore[arg-type]
+    files = (pack_any(src, hashing) if fp is None  # type: ignore[arg-type]
+             else pack(src, hashing, fp.entries))  # type: ignore[arg-type]
     sha, size = hashing.sha.hexdigest(), hashing.size
-    packcache.remember(fp, sha, size)
+    if fp is not None:
+        packcache.remember(fp, sha, size)
     return Packed(src, sha, size, files, bytes(keep.kept) if keep.kept is not None else None)
 
 
