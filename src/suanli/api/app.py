@@ -61,7 +61,7 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse(errors.body("internal error; see the server log"), status_code=500)
+        return JSONResponse(errors.body(errors.INTERNAL), status_code=500)
 
     app.include_router(routes_platform.router)
     app.include_router(routes_jobs.router)

@@ -8,13 +8,15 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import func, select
+from sqlalchemy.exc import DBAPIError
 
 from ..domain.jobstate import JobState
 from ..services.centers import used_units_by_pool
 from ..services.context import Platform
-from ..services.control import EngineControl
+from ..services.control import EngineControl, EngineStatus
 from ..services.leader import current_leader, leader_changes
 from ..store import models as m
+from ..store.db import unavailable
 
 
 class PlatformCollector(Collector):
@@ -35,14 +37,29 @@ class PlatformCollector(Collector):
         queue = GaugeMetricFamily("suanli_queue_length",
                                   "Queued jobs waiting for a pool (the pool ranked best for them)",
                                   labels=["center", "pool"])
-        with self.p.db.session() as s:
-            counts = dict(s.execute(select(m.Job.state, func.count()).group_by(m.Job.state)).all())
-            used = used_units_by_pool(s)
-            pools = s.execute(select(m.Pool, m.Center.slug).join(m.Center)).all()
+        up = GaugeMetricFamily("suanli_database_up",
+                               "1 while this process reaches the database, else 0")
+        status = self.engine.status()
+        try:
+            with self.p.db.session() as s:
+                counts = dict(s.execute(select(m.Job.state, func.count())
+                                        .group_by(m.Job.state)).all())
+                used = used_units_by_pool(s)
+                pools = s.execute(select(m.Pool, m.Center.slug).join(m.Center)).all()
+            leader = current_leader(self.p)
+            epoch = leader["epoch"] if leader else leader_changes(self.p)
+        except DBAPIError as exc:
+            if not unavailable(exc):
+                raise
+            # What this process knows without the database; the platform's figures come back
+            # with it.
+            up.add_metric([], 0.0)
+            yield from (up, *self._engine_families(status))
+            return
+        up.add_metric([], 1.0)
         for state in JobState:
             jobs.add_metric([state.value], counts.get(state.value, 0))
         per_center: dict[str, list[int]] = {}
-        status = self.engine.status()
         waiting = status.last.waiting_by_pool
         for pool, slug in pools:
             n = pool.total_units
@@ -56,6 +73,19 @@ class PlatformCollector(Collector):
             acc[1] += n
         for slug, (u, n) in per_center.items():
             cutil.add_metric([slug], u / n if n else 0.0)
+        changes = CounterMetricFamily("suanli_leader_changes",
+                                      "Times the engine lease was taken (its epoch)")
+        changes.add_metric([], epoch)
+        age = GaugeMetricFamily("suanli_lease_age_seconds",
+                                "Seconds since the engine leader last renewed its lease "
+                                "(absent while nobody holds it)")
+        if leader and leader["lease_age_s"] is not None:
+            age.add_metric([], leader["lease_age_s"])
+        yield from (up, jobs, units, total, util, cutil, queue, *self._engine_families(status),
+                    changes, age)
+
+    @staticmethod
+    def _engine_families(status: EngineStatus) -> list[GaugeMetricFamily | CounterMetricFamily]:
         placements = CounterMetricFamily("suanli_placements", "Placements made by this server")
         placements.add_metric([], status.placements_total)
         running = GaugeMetricFamily("suanli_engine_running", "1 while the engine runs, else 0")
@@ -63,17 +93,7 @@ class PlatformCollector(Collector):
         restarts = CounterMetricFamily("suanli_engine_restarts",
                                        "Times the server restarted its engine process after it died")
         restarts.add_metric([], status.restarts)
-        leader = current_leader(self.p)
-        changes = CounterMetricFamily("suanli_leader_changes",
-                                      "Times the engine lease was taken (its epoch)")
-        changes.add_metric([], leader["epoch"] if leader else leader_changes(self.p))
-        age = GaugeMetricFamily("suanli_lease_age_seconds",
-                                "Seconds since the engine leader last renewed its lease "
-                                "(absent while nobody holds it)")
-        if leader and leader["lease_age_s"] is not None:
-            age.add_metric([], leader["lease_age_s"])
-        yield from (jobs, units, total, util, cutil, queue, placements, running, restarts,
-                    changes, age)
+        return [placements, running, restarts]
 
 
 class Metrics:

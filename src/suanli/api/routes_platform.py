@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Request, Response
+from sqlalchemy.exc import DBAPIError
 
 from .. import __version__
 from ..domain.enums import DeviceKind
@@ -13,7 +14,9 @@ from ..domain.errors import NotFound
 from ..services import auth, centers, tenants, users
 from ..services.centers import CenterInput, PoolInput
 from ..services.leader import current_leader
+from ..store.db import unavailable
 from .deps import EngineDep, PlatformDep, PrincipalDep
+from .errors import DATABASE_DOWN, RETRY_AFTER_S
 from .render import center_public, pool_public
 from .schemas import (
     CenterCreate,
@@ -39,6 +42,8 @@ from .schemas import (
 ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"model": ErrorBody} for c in (401, 403, 404, 409, 422)
 }
+# Any route, while the database cannot be reached (api/errors.py): retry after `Retry-After`.
+ERRORS[503] = {"model": ErrorBody, "description": "the database is unavailable; retry"}
 DeviceKindPath = Annotated[DeviceKind, Path(description="cpu, gpu or npu")]
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
@@ -52,21 +57,33 @@ def api_index() -> dict[str, Any]:
             "docs": "/docs", "health": "/api/v1/health", "metrics": "/metrics"}
 
 
-@router.get("/health", tags=["platform"], responses={503: {"description": "no engine runs"}})
+@router.get("/health", tags=["platform"],
+            responses={503: {"description": "no engine runs, or the database is unavailable"}})
 def health(p: PlatformDep, engine: EngineDep, request: Request,
            response: Response) -> dict[str, Any]:
     """Liveness, the scheduler's last pass and the engine's leader. No token needed.
     `"status": "degraded"` with 503 while the server runs no engine (it died; the server restarts
-    it): nothing is placed, no run's end is recorded meanwhile. `leader`: the engine candidate
-    holding the lease (host, pid, epoch, seconds since its last renewal and until it expires;
-    null while none holds it), read from the database: the same on every API replica."""
+    it): nothing is placed, no run's end is recorded meanwhile. `"status": "unavailable"`,
+    `"database": "down"` with 503 and `Retry-After` while the database cannot be reached. `leader`:
+    the engine candidate holding the lease (host, pid, epoch, seconds since its last renewal and
+    until it expires; null while none holds it, or unknown), read from the database: the same on
+    every API replica."""
     status = engine.status()
+    try:
+        leader = current_leader(p)
+    except DBAPIError as exc:
+        if not unavailable(exc):
+            raise
+        response.status_code = 503
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        return {"status": "unavailable", "version": __version__, "database": "down",
+                "error": DATABASE_DOWN, "scheduler": status.as_dict(), "leader": None}
     out: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
         "database": p.db.engine.dialect.name,
         "scheduler": status.as_dict(),
-        "leader": current_leader(p),
+        "leader": leader,
     }
     if getattr(request.app.state, "run_engine", True) and not status.running:
         response.status_code = 503

@@ -9,8 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+# How long a new connection to PostgreSQL may take before it counts as unreachable (seconds;
+# libpq's `connect_timeout`, unless the URL sets its own): a database host that answers nothing
+# (no "connection refused") makes requests answer 503 after this, not hang.
+CONNECT_TIMEOUT_S = 5
+# SQLSTATEs that say the server cannot serve this connection now: class 08 (connection
+# exception), 57P01 admin shutdown (`pg_ctl stop -m fast`), 57P02 crash shutdown, 57P03 cannot
+# connect now (starting up, shutting down, in recovery).
+_DOWN_SQLSTATES = ("57P01", "57P02", "57P03")
 
 
 def make_engine(url: str) -> Engine:
@@ -18,7 +28,11 @@ def make_engine(url: str) -> Engine:
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
     else:
+        # pre-ping: a pooled connection that died with a database restart is replaced at its
+        # next checkout, so a replica serves again by itself once the database is back.
         kwargs.update(pool_size=20, max_overflow=20, pool_pre_ping=True)
+        if url.startswith("postgresql") and "connect_timeout" not in make_url(url).query:
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT_S}
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
 
@@ -32,6 +46,33 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
     return engine
+
+
+def unavailable(exc: BaseException) -> bool:
+    """Whether `exc` says the database cannot be reached just now (refused, restarting, shutting
+    down, the connection lost), as opposed to a statement that failed (a constraint, a lock
+    timeout, bad SQL): what a client should retry in a moment."""
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True  # the dialect saw a disconnect
+    sqlstate = getattr(exc.orig, "sqlstate", False)  # psycopg's errors; never SQLite's
+    if sqlstate is None:
+        # psycopg's own errors, which the server did not send: connection refused, a timeout,
+        # "server closed the connection unexpectedly"
+        import psycopg
+
+        return isinstance(exc.orig, (psycopg.OperationalError, psycopg.InterfaceError))
+    return isinstance(sqlstate, str) and (sqlstate.startswith("08")
+                                          or sqlstate in _DOWN_SQLSTATES)
+
+
+def cause(exc: BaseException) -> str:
+    """One line for the log of why the database failed: the driver's error and its first line
+    (for the server's log only: it may name the host and port)."""
+    orig = exc.orig if isinstance(exc, DBAPIError) else exc
+    first = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {first[0]}" if first else type(orig).__name__
 
 
 class Database:

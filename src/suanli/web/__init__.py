@@ -4,6 +4,6 @@ Pages call the same services as the API, with the same tenant isolation; they ho
 their own. Sessions are API tokens in an HttpOnly, SameSite cookie; every form carries a CSRF
 token; scripts come only from suanli's own /static (no inline script, no CDN)."""
 
-from .app import install
+from .app import install, unavailable_page
 
-__all__ = ["install"]
+__all__ = ["install", "unavailable_page"]

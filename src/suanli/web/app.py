@@ -99,6 +99,19 @@ def install(app: FastAPI, platform: Platform) -> None:
     app.include_router(docs.build_router(app.title, app.openapi_url or "/openapi.json"))
 
 
+def unavailable_page(request: Request, retry_after_s: int) -> HTMLResponse:
+    """The page shown while the database cannot be reached (HTTP 503, `Retry-After`): no user
+    (who is signed in is in the database too), nothing of the error itself."""
+    lang = sess.language(request)
+    resp = templates.TemplateResponse(request, "error.html", {
+        "who": None, "lang": lang, "t": lambda key: t(key, lang), "csrf": "",
+        "path": request.url.path, "title": "unavailable",
+        "message": t("db_unavailable", lang)}, status_code=503)
+    resp.headers.update(HEADERS)
+    resp.headers["Retry-After"] = str(retry_after_s)
+    return resp
+
+
 def build_router(p: Platform) -> APIRouter:
     router = APIRouter(include_in_schema=False)
     secret = sess.server_secret(p.home)

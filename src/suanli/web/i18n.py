@@ -46,6 +46,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "not_found": ("未找到", "Not found"),
     "forbidden": ("无权访问", "Not allowed"),
     "error": ("出错了", "Something went wrong"),
+    "unavailable": ("暂时无法服务", "Temporarily unavailable"),
+    "db_unavailable": ("数据库暂时无法访问，已保存的内容不受影响。请几秒钟后刷新本页重试。",
+                       "The database cannot be reached just now; nothing saved is affected. "
+                       "Reload this page in a few seconds."),
     "bad_csrf": ("表单已过期，请重试", "The form expired; please try again"),
     "language": ("English", "中文"),
     "estimate_cost": ("预计费用", "Estimated cost"),
