@@ -20,6 +20,7 @@ from ..services.control import EngineStatus, PassStats
 from ..services.dags import advance as advance_dags
 from ..services.prices import sync_current as sync_current_prices
 from ..services.vouchers import expire_grants
+from ..store.db import cause, unavailable
 from .health import check_centers
 from .lease import Deposed
 from .placement import Placer
@@ -82,6 +83,7 @@ class Engine(Reconciler, Placer):
         """Run passes until stopped, or until `leading()` is false (the lease is lost: a pass
         that meets `Deposed` ends there). `wait(timeout)` returns early when someone wakes us."""
         interval = self.p.settings.scheduler_interval_s
+        db_down = False  # the last pass met the database unreachable (said once, not each pass)
         while not self._stop.is_set() and (leading is None or leading()):
             t0 = self.p.clock.monotonic()
             try:
@@ -94,7 +96,19 @@ class Engine(Reconciler, Placer):
                     # e.g. the server ended its transaction, idle past the lease (paused)
                     log.warning("pass ended, the lease lost: %s", str(exc).splitlines()[0])
                     break
-                log.exception("engine pass failed")
+                if unavailable(exc):
+                    # The database restarting or out of reach: what the pass did so far is
+                    # committed or not, per unit, and the next pass picks up from the tables.
+                    if not db_down:
+                        log.warning("engine pass: the database is unavailable (%s); trying "
+                                    "again every pass", cause(exc))
+                    db_down = True
+                else:
+                    log.exception("engine pass failed")
+            else:
+                if db_down:
+                    log.warning("engine pass: the database is back")
+                db_down = False
             if leading is not None and not leading():
                 break
             took = self.p.clock.monotonic() - t0

@@ -115,7 +115,8 @@ class WakeListener:
         except (psycopg.Error, OSError) as exc:
             if not self._down:
                 log.warning("cannot listen for wake-ups on the database (%s): the engine waits "
-                            "its interval until it can", str(exc).strip() or type(exc).__name__)
+                            "its interval until it can",
+                            (str(exc).strip().splitlines() or [type(exc).__name__])[0])
                 self._down = True
             self._drop()
             if not self._closed:
