@@ -6,6 +6,7 @@ import json
 import os
 import re
 import sys
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -129,7 +130,31 @@ def api_errors() -> Iterator[None]:
         if exc.status == 401:
             hint = (" — set SUANLI_TOKEN or run `suanli login` (on the demo, as the user who "
                     "started it: `suanli login --demo tenant_a`)")
+        elif exc.unavailable:
+            hint = f" — try again in {exc.retry_after_s or 5:g} s"
+            if isinstance(exc.detail, dict) and exc.detail.get("reason") == "database_unavailable":
+                hint = (" — the server is up but cannot reach its database (restarting?); try "
+                        f"again in {exc.retry_after_s or 5:g} s (after a submission, `suanli job "
+                        "list` shows whether it went through)")
         fail(f"{cli_message(exc)}{hint}")
+
+
+def patiently(call: Callable[[], T], *, give_up_s: float = 600.0) -> T:
+    """A read that waits out 503 answers (the server's database restarting) for up to
+    `give_up_s`, saying so once; other errors, and a 503 past that, are raised."""
+    deadline = time.monotonic() + give_up_s
+    said = False
+    while True:
+        try:
+            return call()
+        except ApiError as exc:
+            if not exc.unavailable or time.monotonic() >= deadline:
+                raise
+            if not said:
+                err_console.print(f"[yellow]waiting:[/] {exc.message} (HTTP 503)",
+                                  highlight=False, soft_wrap=True)
+                said = True
+            time.sleep(min(max(exc.retry_after_s or 2.0, 0.5), 10.0))
 
 
 def run(fn: Callable[[Client], T]) -> T:

@@ -25,6 +25,7 @@ from .common import (
     emit_json,
     err_console,
     fail,
+    patiently,
     run,
     tenant_name,
     tenant_names,
@@ -346,7 +347,7 @@ def follow(job_id: int, *, logs: bool = True, poll_s: float = 0.5,
     place: list[str] = []
     with api_errors(), client() as c:
         while True:
-            job = c.get_job(job_id)
+            job = patiently(lambda: c.get_job(job_id))  # a database restart: wait it out
             seen = print_events(job, seen, out, place)
             if logs and job.get("current_run_id"):
                 _pump_logs(c, job_id, job["current_run_id"], offsets)
@@ -360,7 +361,7 @@ def follow(job_id: int, *, logs: bool = True, poll_s: float = 0.5,
 
 def _pump_logs(c: Client, job_id: int, run_id: int, offsets: dict[int, int]) -> None:
     while True:
-        chunk = c.job_logs(job_id, offset=offsets.get(run_id, 0), run_id=run_id)
+        chunk = patiently(lambda: c.job_logs(job_id, offset=offsets.get(run_id, 0), run_id=run_id))
         if chunk["data"]:
             sys.stdout.write(chunk["data"])
             sys.stdout.flush()

@@ -17,15 +17,24 @@ CHUNK = 1 << 20
 
 
 class ApiError(Exception):
-    """An error answer from the server (status >= 400), or the server could not be reached."""
+    """An error answer from the server (status >= 400), or the server could not be reached.
+    `retry_after_s`: what a 503 or 429 asked to wait before trying again (its `Retry-After`
+    header), else None. After a 503 (`unavailable`: the server's database cannot be reached, say
+    while it restarts) a read may simply be tried again; see docs/api.md for a submission."""
 
     def __init__(self, status: int, message: str, field: str | None = None,
-                 detail: Any = None) -> None:
+                 detail: Any = None, retry_after_s: float | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.field = field
         self.detail = detail
+        self.retry_after_s = retry_after_s
+
+    @property
+    def unavailable(self) -> bool:
+        """The server (or a proxy before it) cannot serve just now: try again in a moment."""
+        return self.status == 503
 
     def __str__(self) -> str:
         return f"{self.message} (HTTP {self.status})" if self.status else self.message
@@ -39,11 +48,24 @@ def _raise_for(resp: httpx.Response) -> Any:
     try:
         data = resp.json()
     except ValueError:
-        data = {"error": resp.text.strip() or resp.reason_phrase}
+        # Not the API's answer (a proxy's HTML page, say): its status, not its markup.
+        text = resp.text.strip()
+        html = "html" in resp.headers.get("content-type", "") or text.startswith("<")
+        data = {"error": resp.reason_phrase if html or not text else text[:500]}
     if not isinstance(data, dict):
         data = {"error": str(data)}
     raise ApiError(resp.status_code, str(data.get("error") or data.get("detail")),
-                   data.get("field"), data.get("detail"))
+                   data.get("field"), data.get("detail"),
+                   _retry_after(resp.headers.get("retry-after")))
+
+
+def _retry_after(value: str | None) -> float | None:
+    """A `Retry-After` of seconds (an HTTP date, which suanli never sends, counts as absent)."""
+    try:
+        seconds = float(value) if value is not None else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and 0 <= seconds < 86400 else None
 
 
 def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
