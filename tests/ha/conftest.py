@@ -10,6 +10,7 @@ import signal
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,8 @@ class Cluster:
     api_port: int = field(default_factory=free_port)
     api: subprocess.Popen[bytes] | None = None
     engines: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    # More `serve --no-engine` replicas (start_replica), each with its port.
+    replicas: list[tuple[subprocess.Popen[bytes], int]] = field(default_factory=list)
     db: Database = field(init=False)
 
     def __post_init__(self) -> None:
@@ -59,19 +62,29 @@ class Cluster:
                                 stdout=out, stderr=subprocess.STDOUT)
 
     def start_api(self) -> None:
-        self.api = self._spawn("api", "serve", "--demo", "--no-engine", "--port",
-                               str(self.api_port))
+        self.api = self._start_replica("api", self.api_port)
+
+    def start_replica(self) -> str:
+        """Another API replica (`serve --demo --no-engine`) on its own port: its base URL."""
+        port = free_port()
+        proc = self._start_replica(f"api-{len(self.replicas) + 1}", port)
+        self.replicas.append((proc, port))
+        return f"http://127.0.0.1:{port}"
+
+    def _start_replica(self, name: str, port: int) -> subprocess.Popen[bytes]:
+        proc = self._spawn(name, "serve", "--demo", "--no-engine", "--port", str(port))
 
         def answers() -> bool:
-            assert self.api is not None
-            if self.api.poll() is not None:
-                raise RuntimeError(f"API exited: {self.log('api').read_text()[-2000:]}")
+            if proc.poll() is not None:
+                raise RuntimeError(f"API exited: {self.log(name).read_text()[-2000:]}")
             try:
-                return httpx.get(f"{self.base}/api/v1/health", timeout=1).status_code == 200
+                return httpx.get(f"http://127.0.0.1:{port}/api/v1/health",
+                                 timeout=1).status_code == 200
             except httpx.TransportError:
                 return False
 
-        eventually(answers, what="the API replica answering")
+        eventually(answers, what=f"the API replica {name} answering")
+        return proc
 
     def start_engine(self, **env: str) -> subprocess.Popen[bytes]:
         proc = self._spawn(f"engine-{len(self.engines)}", "engine", **env)
@@ -91,11 +104,12 @@ class Cluster:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.api_port}"
 
-    def client(self) -> httpx.Client:
+    def client(self, base: str | None = None) -> httpx.Client:
+        """tenant_a's client of the first replica (or of the one at `base`)."""
         import json
 
         token = json.loads((self.home / "demo-credentials.json").read_text())["tenant_a"]
-        return httpx.Client(base_url=self.base, timeout=10,
+        return httpx.Client(base_url=base or self.base, timeout=10,
                             headers={"Authorization": f"Bearer {token}"})
 
     def leader(self) -> dict[str, Any] | None:
@@ -144,11 +158,12 @@ class Cluster:
             return list(s.scalars(select(m.Run).order_by(m.Run.id)))
 
     def stop(self) -> None:
-        for proc in [*self.engines, *([self.api] if self.api else [])]:
+        procs = [*self.engines, *([self.api] if self.api else []), *(p for p, _ in self.replicas)]
+        for proc in procs:
             if proc.poll() is None:
                 with_signal(proc, signal.SIGCONT)
                 proc.terminate()
-        for proc in [*self.engines, *([self.api] if self.api else [])]:
+        for proc in procs:
             try:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
@@ -162,11 +177,12 @@ def with_signal(proc: subprocess.Popen[bytes], sig: int) -> None:
         os.kill(proc.pid, sig)
 
 
-@pytest.fixture
-def cluster(postgres: dict[str, str]) -> Iterator[Cluster]:
-    """The API replica started (it migrates and seeds the demo city); no engine yet."""
+@contextmanager
+def cluster_on(url: str) -> Iterator[Cluster]:
+    """A cluster on the database at `url`, its first API replica started (it migrates and seeds
+    the demo city); no engine yet. Stopped, its runs killed and its home removed at the end."""
     home = Path(tempfile.mkdtemp(prefix="suanli-ha."))
-    c = Cluster(home, fresh_postgres_url(postgres, "ha"))
+    c = Cluster(home, url)
     try:
         c.start_api()
         yield c
@@ -177,3 +193,10 @@ def cluster(postgres: dict[str, str]) -> Iterator[Cluster]:
             print(f"logs kept in {home}")
         else:
             shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture
+def cluster(postgres: dict[str, str]) -> Iterator[Cluster]:
+    """The API replica started on a fresh schema of the session's PostgreSQL; no engine yet."""
+    with cluster_on(fresh_postgres_url(postgres, "ha")) as c:
+        yield c
