@@ -1,4 +1,4 @@
-"""API benchmark on SQLite while the scheduler runs (issue 3 targets).
+"""API benchmark on SQLite and PostgreSQL while the scheduler runs (issue 3 targets).
 
 1. open loop: job submissions at a fixed rate (default 200/s for 60 s); latency is measured from
    each request's *scheduled* time, so a slow server cannot hide queueing (no coordinated omission);
@@ -6,14 +6,19 @@
    clients reading /api/v1/health (the framework's floor: the ratio shows what suanli's work costs);
 3. `GET /api/v1/jobs` latency with >= 10,000 jobs in the database.
 
+On SQLite and on PostgreSQL in the same run (`--db both`, the default; PostgreSQL is started with
+tests/services/postgres.sh, as root, or `--database-url` names one: each run gets a fresh schema).
+
 During phases 1 and 2 a probe reads /api/v1/health ten times a second on its own connection: its
 latency shows whether submissions hold up everything else (blocking work on the event loop).
 
 A real `suanli serve --demo` process is started on a free port with a fresh SUANLI_HOME. Jobs go to
 a bench pool of 2 units (`true` as the command), so the queue grows as in a busy network and the
-scheduler works on every pass. Prints a table and writes bench/results/api-latest.json.
+scheduler works on every pass. Prints a table and writes bench/results/api-latest.json (the first
+database's figures at the top level, as before; PostgreSQL's under "postgres" in a `both` run).
 
     python bench/api.py [--rate 200] [--duration 60] [--clients 50] [--seed 1]
+                        [--db sqlite|postgres|both] [--database-url URL]
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from typing import Any
 
 import aiohttp
 import httpx
-from demo_server import demo_server
+from demo_server import demo_server, fresh_schema, postgres
 from rich.console import Console
 from rich.table import Table
 
@@ -191,20 +196,12 @@ def list_latency(url: str, token: str, n: int) -> dict[str, Any]:
             "mean_ms": round(statistics.mean(lat) * 1000, 2)}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--rate", type=float, default=200.0)
-    ap.add_argument("--duration", type=float, default=60.0)
-    ap.add_argument("--clients", type=int, default=50)
-    ap.add_argument("--saturation-seconds", type=float, default=15.0)
-    ap.add_argument("--list-requests", type=int, default=1000)
-    ap.add_argument("--min-jobs", type=int, default=10_000)
-    ap.add_argument("--seed", type=int, default=1, help="recorded; the load is deterministic")
-    args = ap.parse_args()
-    console = Console()
+def measure(args: argparse.Namespace, console: Console,
+            database_url: str | None) -> dict[str, Any]:
+    """The three phases against one fresh server (SQLite in its home, or `database_url`)."""
     home = Path(tempfile.mkdtemp(prefix="suanli-bench."))
     try:
-        with demo_server(home) as (url, creds):
+        with demo_server(home, database_url) as (url, creds):
             admin, tenant = creds["platform_admin"], creds["tenant_a"]
             r = httpx.post(f"{url}/api/v1/centers", json=BENCH_CENTER,
                            headers={"Authorization": f"Bearer {admin}"})
@@ -226,18 +223,15 @@ def main() -> int:
             health = httpx.get(f"{url}/api/v1/health").json()
     finally:
         shutil.rmtree(home, ignore_errors=True)
-
     targets = {
         "open_loop_p99_ms<=100": ol["p99_ms"] <= 100,
         "open_loop_no_errors": not ol["errors"],
         "open_loop_rate>=target": ol["achieved_rate"] >= 0.97 * args.rate,
         "list_p99_ms<=50": lst["p99_ms"] <= 50,
     }
-    result = {
-        "benchmark": "api", "when": datetime.now(UTC).isoformat(timespec="seconds"),
-        "seed": args.seed, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                                       "platform": platform.platform()},
-        "database": "sqlite (WAL)", "scheduler_last_pass": health["scheduler"],
+    return {
+        "database": "postgresql 15" if database_url else "sqlite (WAL)",
+        "scheduler_last_pass": health["scheduler"],
         "open_loop": {"rate": args.rate, "duration_s": args.duration, **ol},
         "health_during_open_loop": ol_health,
         "saturation_submit": {"clients": args.clients, **sat},
@@ -247,28 +241,92 @@ def main() -> int:
                                                   / max(1e-9, floor["throughput_rps"]), 3),
         "list_jobs": lst, "targets_met": targets,
     }
-    t = Table(title="suanli API benchmark (SQLite, scheduler running)")
-    for col in ("phase", "requests", "rate / throughput", "p50 ms", "p99 ms", "errors"):
-        t.add_column(col)
-    t.add_row(f"open loop {args.rate:g}/s × {args.duration:g}s", str(ol["requests"]),
-              f"{ol['achieved_rate']}/s", str(ol["p50_ms"]), str(ol["p99_ms"]),
-              str(sum(ol["errors"].values())))
-    t.add_row(f"saturation submit, {args.clients} clients", str(sat["requests"]),
-              f"{sat['throughput_rps']}/s", str(sat["p50_ms"]), str(sat["p99_ms"]),
-              str(sat["errors"]))
-    for name, h in (("GET /health, 10/s, during the open loop", ol_health),
-                    ("GET /health, 10/s, during saturation", sat_health)):
-        t.add_row(name, str(h["requests"]), "-", str(h["p50_ms"]), str(h["p99_ms"]),
-                  str(h["errors"]))
-    t.add_row(f"floor: GET /health, {args.clients} clients", str(floor["requests"]),
-              f"{floor['throughput_rps']}/s", str(floor["p50_ms"]), str(floor["p99_ms"]),
-              str(floor["errors"]))
-    t.add_row(f"GET /jobs ({lst['jobs_in_db']:,} jobs)", str(lst["requests"]), "-",
-              str(lst["p50_ms"]), str(lst["p99_ms"]), "0")
-    console.print(t)
-    console.print(f"submit / floor throughput: {result['submit_vs_floor_throughput_ratio']}")
-    for k, v in targets.items():
-        console.print(f"  {'[green]met' if v else '[red]missed'}[/] {k}")
+
+
+def table(args: argparse.Namespace, runs: dict[str, dict[str, Any]]) -> Table:
+    """One row per phase, one group of columns per database."""
+    t = Table(title=f"suanli API benchmark ({' vs '.join(runs)}, scheduler running)")
+    t.add_column("phase")
+    for db in runs:
+        for col in ("rate / thr.", "p50 ms", "p99 ms", "err"):
+            t.add_column(f"{db}\n{col}" if col == "rate / thr." else col, justify="right")
+
+    def cells(key: str, rate: str | None) -> list[str]:
+        out: list[str] = []
+        for r in runs.values():
+            ph = r[key]
+            errors = ph["errors"]
+            n_err = sum(errors.values()) if isinstance(errors, dict) else errors
+            shown = "-" if rate is None else (f"{ph[rate]}/s" if rate in ph else "-")
+            out += [shown, str(ph["p50_ms"]), str(ph["p99_ms"]), str(n_err)]
+        return out
+
+    t.add_row(f"open loop {args.rate:g}/s × {args.duration:g}s", *cells("open_loop",
+                                                                         "achieved_rate"))
+    t.add_row(f"saturation submit, {args.clients} clients",
+              *cells("saturation_submit", "throughput_rps"))
+    t.add_row("GET /health, 10/s, during the open loop", *cells("health_during_open_loop", None))
+    t.add_row("GET /health, 10/s, during saturation", *cells("health_during_saturation", None))
+    t.add_row(f"floor: GET /health, {args.clients} clients",
+              *cells("saturation_health_floor", "throughput_rps"))
+    jobs = "/".join(f"{r['list_jobs']['jobs_in_db']:,}" for r in runs.values())
+    t.add_row(f"GET /jobs ({jobs} jobs)", *[c for r in runs.values() for c in (
+        "-", str(r["list_jobs"]["p50_ms"]), str(r["list_jobs"]["p99_ms"]), "0")])
+    return t
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--rate", type=float, default=200.0)
+    ap.add_argument("--duration", type=float, default=60.0)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--saturation-seconds", type=float, default=15.0)
+    ap.add_argument("--list-requests", type=int, default=1000)
+    ap.add_argument("--min-jobs", type=int, default=10_000)
+    ap.add_argument("--seed", type=int, default=1, help="recorded; the load is deterministic")
+    ap.add_argument("--db", choices=("sqlite", "postgres", "both"), default="both",
+                    help="SQLite, PostgreSQL, or both in this run (default; PostgreSQL is "
+                         "started with tests/services/postgres.sh, as root)")
+    ap.add_argument("--database-url", default=None,
+                    help="a PostgreSQL (postgresql+psycopg://…) to use instead of starting one; "
+                         "each run gets a fresh schema in it")
+    args = ap.parse_args()
+    console = Console(width=150)
+    runs: dict[str, dict[str, Any]] = {}
+    if args.db in ("sqlite", "both"):
+        console.print("[bold]SQLite[/]")
+        runs["sqlite"] = measure(args, console, None)
+    if args.db in ("postgres", "both"):
+        console.print("[bold]PostgreSQL[/]")
+        with postgres(args.database_url) as pg:
+            runs["postgres"] = measure(args, console, fresh_schema(pg, "bench_api"))
+
+    first = next(iter(runs.values()))
+    result: dict[str, Any] = {
+        "benchmark": "api", "when": datetime.now(UTC).isoformat(timespec="seconds"),
+        "seed": args.seed, "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                                       "platform": platform.platform()},
+        **first,  # the first database's figures at the top, as before PostgreSQL was added
+    }
+    if "postgres" in runs and "sqlite" in runs:
+        result["postgres"] = runs["postgres"]
+        sq, pg = runs["sqlite"], runs["postgres"]
+        result["postgres_vs_sqlite"] = {
+            "saturation_throughput_ratio": round(pg["saturation_submit"]["throughput_rps"]
+                                                 / max(1e-9, sq["saturation_submit"]
+                                                       ["throughput_rps"]), 3),
+            "open_loop_p99_ratio": round(pg["open_loop"]["p99_ms"]
+                                         / max(1e-9, sq["open_loop"]["p99_ms"]), 3),
+            "list_p99_ratio": round(pg["list_jobs"]["p99_ms"]
+                                    / max(1e-9, sq["list_jobs"]["p99_ms"]), 3),
+        }
+    console.print(table(args, runs))
+    for db, r in runs.items():
+        console.print(f"{db}: submit / floor throughput {r['submit_vs_floor_throughput_ratio']}")
+        for k, v in r["targets_met"].items():
+            console.print(f"  {'[green]met' if v else '[red]missed'}[/] {k}")
+    if "postgres_vs_sqlite" in result:
+        console.print(f"PostgreSQL / SQLite: {result['postgres_vs_sqlite']}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "api-latest.json").write_text(json.dumps(result, indent=2, ensure_ascii=False)
                                              + "\n")
