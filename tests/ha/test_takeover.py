@@ -62,3 +62,36 @@ def test_the_standby_takes_over_after_the_leader_is_killed(cluster: Cluster) -> 
     standby.send_signal(signal.SIGTERM)
     assert standby.wait(15) == 0
     assert c.leader() is None
+
+
+def test_with_the_default_lease_a_killed_leader_is_replaced_before_its_lease_runs_out(
+        cluster: Cluster) -> None:
+    """The defaults (lease 10 s, renewal every 2 s): a standby that watched a healthy leader for
+    a while never took over; after `kill -9` it places the next job well before the 10 s lease
+    could have expired (the leader's liveness lock went with its connection)."""
+    c = cluster
+    defaults = {"SUANLI_LEASE_S": "10", "SUANLI_LEASE_RENEW_S": "2"}
+    first, second = c.start_engine(**defaults), c.start_engine(**defaults)
+    leader, epoch = c.leading_engine()
+    standby = second if leader is first else first
+    with c.client() as api:
+        c.wait_done(c.submit(api, 2, ["true"], "warm"))
+        time.sleep(3)  # six standby polls at 0.5 s: a live leader keeps its term
+        info = c.leader()
+        assert info is not None and (info["pid"], info["epoch"]) == (leader.pid, epoch)
+        leader.send_signal(signal.SIGKILL)
+        killed = time.monotonic()
+        after = c.submit(api, 1, ["true"], "after")
+
+        def placed() -> bool:
+            with c.db.session() as s:
+                return bool(s.scalar(select(func.count()).select_from(m.Run)
+                                     .where(m.Run.epoch > epoch)))
+
+        eventually(placed, timeout=60, interval=0.05, what="a placement by the next leader")
+        took = time.monotonic() - killed
+        c.wait_done(after)
+    print(f"takeover with the default lease: first placement {took:.2f} s after kill -9")
+    assert took < 9.0, f"{took:.2f} s: the standby waited for the lease to expire"
+    info = c.leader()
+    assert info is not None and info["pid"] == standby.pid and info["epoch"] == epoch + 1

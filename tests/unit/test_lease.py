@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.exc import DBAPIError
 
 from suanli.config import Settings
@@ -28,6 +28,7 @@ from suanli.store import models as m
 from suanli.store.db import Database
 
 from ..conftest import World, database_url, kill_runs
+from ..waiting import eventually
 
 
 @dataclass
@@ -59,6 +60,8 @@ def two(request: pytest.FixtureRequest) -> Iterator[Two]:
     a.install()
     b.install()
     yield Two(clock, a, b, api, url)
+    for lease in (a, b):
+        lease.release()  # closes the liveness connection too
     for p in (pa, pb, api):
         p.db.dispose()
     shutil.rmtree(home, ignore_errors=True)
@@ -295,3 +298,82 @@ def test_on_sqlite_the_lease_of_a_dead_process_of_this_host_is_taken_at_once(two
     ghost = Lease(two.a.p, f"{host}:{dead.pid}:dead")
     assert ghost.acquire()
     assert two.b.acquire() is sqlite  # on PostgreSQL it waits for the lease to run out
+
+
+def _pg_only(two: Two) -> None:
+    if two.a.p.db.engine.dialect.name != "postgresql":
+        pytest.skip("the liveness lock is PostgreSQL's (SQLite runs one engine per data "
+                    "directory and checks the holder's pid instead)")
+
+
+def _live_pid(lease: Lease) -> int:
+    assert lease._live is not None
+    return int(lease._live.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
+
+
+def test_a_leader_gone_is_replaced_before_its_lease_runs_out(two: Two) -> None:
+    """The leader's process dies (its liveness connection with it): the standby's next try takes
+    over at once, with the next epoch, though the lease has 10 s to run; the old leader, were it
+    to write after all, is fenced."""
+    _pg_only(two)
+    assert two.a.acquire() and two.a.epoch == 1
+    for _ in range(3):  # a healthy leader is never replaced, however often the standby looks
+        assert not two.b.acquire()
+        two.clock.advance(1)
+        assert two.a.renew()
+    two.a._close_live()  # what the server sees of kill -9: the connection ends
+    assert two.b.acquire() and two.b.epoch == 2  # the clock did not move: no expiry involved
+    assert _row(two.api).holder == "host-b:2:bbbb"
+    with pytest.raises(Deposed, match="epoch 1 is over"), two.a.p.db.session(immediate=True) as s:
+        s.add(m.SignInFailure(key="from-the-grave", at=two.clock.now()))
+    assert "from-the-grave" not in _keys(two.api)
+    # The new leader holds its own epoch's lock: the old one, back as a standby, cannot take over.
+    assert not two.a.acquire() and two.b.renew() and two.b.epoch == 2
+
+
+def test_a_leader_whose_liveness_connection_is_terminated_is_deposed_cleanly(two: Two) -> None:
+    """An operator (or an attacker with database access) ends the leader's liveness connection
+    with pg_terminate_backend while its process lives: the standby takes over (the leader looks
+    gone); the old leader's next write is refused, its renewal deposes it, and from then on it is
+    a standby that does not fight back."""
+    _pg_only(two)
+    assert two.a.acquire()
+    with two.api.db.session() as s:
+        assert s.execute(text("SELECT pg_terminate_backend(:pid)"),
+                         {"pid": _live_pid(two.a)}).scalar()
+    assert eventually(lambda: two.b.acquire(), timeout=10, what="the standby taking over")
+    assert two.b.epoch == 2
+    with pytest.raises(Deposed), two.a.p.db.session(immediate=True) as s:
+        s.add(m.SignInFailure(key="after-terminate", at=two.clock.now()))
+    assert not two.a.renew() and not two.a.leading
+    for _ in range(3):
+        assert not two.a.acquire()
+        assert two.b.renew() and two.b.epoch == 2
+    assert "after-terminate" not in _keys(two.api)
+
+
+def test_a_leader_that_won_by_expiry_is_not_replaced_when_the_paused_one_wakes(two: Two) -> None:
+    """a pauses (SIGSTOP) holding epoch 1's lock; b takes over by expiry and holds epoch 2's.
+    a wakes, is deposed, lets its old lock go and stands by: b keeps leading (the lock is per
+    epoch, so a's old lock says nothing of b)."""
+    _pg_only(two)
+    assert two.a.acquire()
+    two.clock.advance(10)
+    assert two.b.acquire() and two.b.epoch == 2
+    assert not two.a.renew()
+    assert two.a._live_epoch is None  # epoch 1's lock let go
+    for _ in range(3):
+        assert not two.a.acquire()
+        assert two.b.renew() and two.b.epoch == 2
+
+
+def test_the_leader_takes_its_lock_again_after_its_connection_was_lost(two: Two) -> None:
+    """The database restarted (every connection lost) but nobody took over: the leader's next
+    renewal holds its epoch's lock again, so the fast path keeps working for the standby."""
+    _pg_only(two)
+    assert two.a.acquire()
+    two.a._close_live()
+    assert two.a.renew() and two.a._live_epoch == 1
+    assert not two.b.acquire()
+    two.a._close_live()
+    assert two.b.acquire() and two.b.epoch == 2

@@ -27,20 +27,30 @@ import os
 import secrets
 import socket
 import threading
+import time
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, select, text
+from sqlalchemy import Connection, create_engine, event, select, text
+from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session
+from sqlalchemy.pool import NullPool
 
 from ..services.context import Platform
 from ..store import models as m
+from ..store.db import CONNECT_TIMEOUT_S
 
 log = logging.getLogger("suanli.engine")
 
 LEASE_ID = 1
 EPOCH_KEY = "lease_epoch"  # Session.info: the epoch a fenced unit of work was checked under
+# The liveness lock (PostgreSQL): a session advisory lock keyed by (this name in the schema in use,
+# the epoch). The leader of epoch E holds (KEY, E) on a connection of its own for as long as it
+# leads; the server drops it the moment that connection ends, e.g. when the process is killed.
+LIVE_KEY = "hashtext('suanli-lease:' || coalesce(current_schema(), ''))"
+STANDBY_POLL_S = 0.5  # how often a standby on PostgreSQL looks (at most; lease_renew_s if shorter)
+LOG_EVERY_S = 10.0  # the keeper's database errors: one line per this many seconds
 
 
 class Deposed(Exception):
@@ -68,6 +78,13 @@ class Lease:
         self.epoch: int | None = None
         self.expires_at: datetime | None = None
         self.changed = threading.Condition()  # notified when it starts or stops leading
+        # PostgreSQL: the connection that holds the liveness lock (the keeper thread's alone) and
+        # the epoch whose lock it holds.
+        self._live: Connection | None = None
+        self._live_engine: Engine | None = None
+        self._live_epoch: int | None = None
+        self._failing_since: float | None = None
+        self._logged_at = 0.0
 
     # -- state
 
@@ -120,28 +137,52 @@ class Lease:
 
     def acquire(self) -> bool:
         """Take the lease if it is free or expired (the epoch grows by one), or renew it if this
-        candidate holds it. True when this candidate leads afterwards."""
+        candidate holds it. True when this candidate leads afterwards.
+
+        On PostgreSQL a lease held and not expired is also taken when its holder is gone: nobody
+        holds that epoch's liveness lock any more (`_holder_gone`), so a standby need not wait
+        for the lease to run out after the leader was killed."""
         if self.leading:
             return self.renew()
         now = self.p.clock.now()
+        gone: int | None = None
+        if self._pg:
+            self._sync_live()  # deposed by a fence: its old epoch's lock goes now
+            with self.p.db.session(fenced=False) as s:
+                seen = s.execute(select(m.EngineLease.holder, m.EngineLease.epoch,
+                                        m.EngineLease.expires_at)
+                                 .where(m.EngineLease.id == LEASE_ID)).one_or_none()
+            if seen is not None and seen.holder is not None and seen.expires_at is not None \
+                    and seen.expires_at > now:
+                if not self._holder_gone(seen.epoch):
+                    return False  # held by a live leader: no row lock taken, no waiting
+                gone = seen.epoch
         try:
             with self.p.db.session(immediate=True, fenced=False) as s:
                 row = self._row(s)  # FOR UPDATE: waits for the fenced units of the old epoch
-                if row.holder is not None and row.expires_at is not None \
-                        and row.expires_at > now and not self._dead_here(row.holder):
+                held = row.holder is not None and row.expires_at is not None \
+                    and row.expires_at > now
+                if held and row.epoch != gone and not self._dead_here(row.holder or ""):
                     return False
-                previous = row.holder
+                previous, how = row.holder, ("gone" if held else "expired")
                 row.holder = self.holder
                 row.epoch += 1
                 row.acquired_at = row.renewed_at = now
                 row.expires_at = now + timedelta(seconds=self.p.settings.lease_s)
                 epoch, expires = row.epoch, row.expires_at
+                if self._pg:
+                    # before the commit: from the moment the epoch exists, its lock is held
+                    self._hold_live(epoch)
         except OperationalError as exc:  # e.g. lock_timeout: an old epoch's unit still runs
             log.info("lease not taken this time: %s", str(exc).splitlines()[0])
+            self._sync_live()
             return False
+        finally:
+            if gone is not None:
+                self._unlock(gone)
         self._set(epoch, expires)
         log.warning("leading: epoch %d (lease %s before, by %s)", epoch,
-                    "free" if previous is None else "expired", previous or "nobody")
+                    "free" if previous is None else how, previous or "nobody")
         return True
 
     def _dead_here(self, holder: str) -> bool:
@@ -183,16 +224,20 @@ class Lease:
                 expires = row.expires_at
         if why:
             self._lose(epoch, why)
+            self._sync_live()
             return False
         with self.changed:
             if self.epoch == epoch:
                 self.expires_at = expires
+        if self._pg and self._live_epoch != epoch:
+            self._hold_live(epoch)  # its connection was lost (e.g. the database restarted)
         return True
 
     def release(self) -> None:
         """Give the lease up (a clean stop): the next candidate need not wait for it to expire."""
         epoch = self.epoch
         if epoch is None:
+            self._close_live()
             return
         self._set(None, None)
         try:
@@ -205,7 +250,82 @@ class Lease:
             log.warning("could not release the lease (it expires by itself): %s",
                         str(exc).splitlines()[0])
             return
+        finally:
+            self._close_live()
         log.info("lease released (epoch %d)", epoch)
+
+    # -- the liveness lock (PostgreSQL)
+
+    def _conn(self) -> Connection:
+        """The liveness connection: of its own (no pool), in autocommit, so it is never idle in a
+        transaction and its locks live exactly as long as it does."""
+        if self._live is None or self._live.closed or self._live.invalidated:
+            self._live = None
+            self._live_epoch = None
+            if self._live_engine is None:
+                self._live_engine = create_engine(
+                    self.p.db.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
+                    connect_args=({} if "connect_timeout" in make_url(self.p.db.url).query
+                                  else {"connect_timeout": CONNECT_TIMEOUT_S}))
+            self._live = self._live_engine.connect()
+        return self._live
+
+    def _try_lock(self, epoch: int) -> bool:
+        """Try the lock of `epoch` on the liveness connection; a connection the server ended
+        (a restart, pg_terminate_backend) is replaced once."""
+        for again in (False, True):
+            try:
+                return bool(self._conn().exec_driver_sql(
+                    f"SELECT pg_try_advisory_lock({LIVE_KEY}, %(e)s)", {"e": epoch}).scalar())
+            except OperationalError:
+                self._close_live()
+                if again:
+                    raise
+        raise AssertionError("unreachable")
+
+    def _unlock(self, epoch: int) -> None:
+        live = self._live
+        if live is None or live.closed or live.invalidated:
+            return
+        try:
+            live.exec_driver_sql(f"SELECT pg_advisory_unlock({LIVE_KEY}, %(e)s)", {"e": epoch})
+        except SQLAlchemyError:
+            self._close_live()
+        if self._live_epoch == epoch:
+            self._live_epoch = None
+
+    def _holder_gone(self, epoch: int) -> bool:
+        """Whether the leader of `epoch` is gone: its liveness lock is free (taken here; the
+        caller unlocks it). A leader that lost its own connection (a database restart) counts as
+        gone too: the takeover is safe, the fence deposes it."""
+        return self._try_lock(epoch)
+
+    def _hold_live(self, epoch: int) -> None:
+        """Hold the liveness lock of `epoch` (this candidate leads it) and no other."""
+        try:
+            self._sync_live()
+            if self._try_lock(epoch):
+                self._live_epoch = epoch
+            else:  # a standby has it just now: it is taking over, the fence will tell
+                log.warning("the liveness lock of epoch %d is taken by another candidate", epoch)
+        except SQLAlchemyError as exc:
+            log.warning("cannot hold the liveness lock: %s", str(exc).splitlines()[0])
+            self._close_live()
+
+    def _sync_live(self) -> None:
+        """Let go of the liveness lock of an epoch this candidate no longer leads."""
+        held = self._live_epoch
+        if held is not None and held != self.epoch:
+            self._unlock(held)
+
+    def _close_live(self) -> None:
+        live, self._live, self._live_epoch = self._live, None, None
+        if live is not None:
+            try:
+                live.invalidate()  # really closed, whatever it held released by the server
+                live.close()
+            except SQLAlchemyError:
+                pass
 
     # -- the fence
 
@@ -252,7 +372,9 @@ class Lease:
     # -- the candidate's loop
 
     def keep(self, stop: threading.Event) -> None:
-        """Until `stop`: renew while leading, else try to take the lease, every `lease_renew_s`."""
+        """Until `stop`: renew while leading (every `lease_renew_s`), else try to take the lease
+        (on PostgreSQL every STANDBY_POLL_S at most: a cheap read and a try of the liveness
+        lock, so a killed leader is replaced within about that)."""
         while not stop.is_set():
             epoch, expires = self.epoch, self.expires_at
             if epoch is not None and expires is not None and expires <= self.p.clock.now():
@@ -262,6 +384,25 @@ class Lease:
                     self.renew()
                 else:
                     self.acquire()
+                if self._failing_since is not None:
+                    log.warning("lease: the database answers again (after %.0f s)",
+                                time.monotonic() - self._failing_since)
+                    self._failing_since = None
             except SQLAlchemyError as exc:  # the database away: the fence stops any pass
-                log.warning("lease: %s", str(exc).splitlines()[0])
-            stop.wait(self.p.settings.lease_renew_s)
+                self._failed(exc)
+            if self._pg:
+                self._sync_live()
+            wait = self.p.settings.lease_renew_s
+            if self._pg and not self.leading:
+                wait = min(wait, STANDBY_POLL_S)
+            stop.wait(wait)
+
+    def _failed(self, exc: SQLAlchemyError) -> None:
+        """Log a failed renewal or try: the first, then one line per LOG_EVERY_S."""
+        now = time.monotonic()
+        if self._failing_since is None:
+            self._failing_since = now
+        elif now - self._logged_at < LOG_EVERY_S:
+            return
+        self._logged_at = now
+        log.warning("lease: %s", str(exc).splitlines()[0])
