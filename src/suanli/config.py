@@ -107,6 +107,10 @@ class Settings:
     # often the leader renews it (and a standby tries to take it).
     lease_s: float = 10.0
     lease_renew_s: float = 2.0
+    # The control plane's processes write a heartbeat row (`replicas`) this often; `suanli
+    # status` lists those seen within `replica_seen_s` (docs/ha.md).
+    heartbeat_s: float = 10.0
+    replica_seen_s: float = 60.0
     # How long an API process believes a token lookup: a token revoked (or a user disabled)
     # through another replica is refused here within this many seconds (docs/replicas.md).
     token_cache_s: float = 4.0
@@ -166,6 +170,8 @@ class Settings:
             engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
             lease_s=lease_s,
             lease_renew_s=lease_renew_s,
+            heartbeat_s=max(0.1, _float("SUANLI_HEARTBEAT_S", 10.0)),
+            replica_seen_s=max(1.0, _float("SUANLI_REPLICA_SEEN_S", 60.0)),
             token_cache_s=max(0.0, _float("SUANLI_TOKEN_CACHE_S", 4.0)),
             artifacts_url=os.environ.get("SUANLI_ARTIFACTS_URL") or "",
             artifact_max_bytes=_count("SUANLI_ARTIFACT_MAX_BYTES", 10 << 30),

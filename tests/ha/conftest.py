@@ -30,6 +30,7 @@ from ..waiting import eventually
 # SUANLI_HA_LEASE_RENEW_S run them with others, e.g. the defaults, to measure a takeover.
 LEASE_S = float(os.environ.get("SUANLI_HA_LEASE_S") or 3.0)
 RENEW_S = float(os.environ.get("SUANLI_HA_LEASE_RENEW_S") or 0.5)
+HEARTBEAT_S, SEEN_S = 1.0, 4.0  # the control plane's list (defaults 10 s and 60 s)
 
 
 @dataclass
@@ -49,7 +50,8 @@ class Cluster:
     def env(self) -> dict[str, str]:
         env = dict(os.environ, SUANLI_HOME=str(self.home), SUANLI_DATABASE_URL=self.url,
                    SUANLI_SCHEDULER_INTERVAL="0.2", SUANLI_LEASE_S=str(LEASE_S),
-                   SUANLI_LEASE_RENEW_S=str(RENEW_S), SUANLI_ENGINE_NICE="0")
+                   SUANLI_LEASE_RENEW_S=str(RENEW_S), SUANLI_ENGINE_NICE="0",
+                   SUANLI_HEARTBEAT_S=str(HEARTBEAT_S), SUANLI_REPLICA_SEEN_S=str(SEEN_S))
         env.pop("SUANLI_TOKEN", None)
         return env
 

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from .. import __version__, web
 from ..services.context import Platform
 from ..services.control import EngineControl, NoEngine, wakes_everywhere
+from ..services.replicas import Heartbeat
 from . import errors, routes_artifacts, routes_jobs, routes_money, routes_platform, routes_staging
 from .metrics import Metrics
 from .middleware import RequestGuard
@@ -34,13 +35,18 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
         run_engine = engine is not None
     engine = engine if engine is not None else NoEngine()
 
+    # This process in the control plane's list (`suanli status`): "serve" runs an engine too.
+    heartbeat = Heartbeat(platform, "serve" if run_engine else "api")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if run_engine:
             engine.start()
+        heartbeat.start()
         try:
             yield
         finally:
+            heartbeat.stop()
             engine.stop()
 
     # /docs is the portal's (web/docs.py: Swagger UI from suanli's own files, no CDN); no ReDoc
@@ -49,6 +55,7 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
     app.state.platform = platform
     # The routes' wake-ups (a submission, a cancel) also reach an engine on another machine.
     app.state.engine = wakes_everywhere(platform, engine)
+    app.state.replica = heartbeat
     app.state.run_engine = run_engine  # health is degraded while an engine meant to run does not
     metrics = Metrics(platform, engine)
     app.state.metrics = metrics

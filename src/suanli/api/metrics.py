@@ -15,6 +15,7 @@ from ..services.centers import used_units_by_pool
 from ..services.context import Platform
 from ..services.control import EngineControl, EngineStatus
 from ..services.leader import current_leader, leader_changes
+from ..services.replicas import ROLES, seen
 from ..store import models as m
 from ..store.db import unavailable
 
@@ -81,8 +82,20 @@ class PlatformCollector(Collector):
                                 "(absent while nobody holds it)")
         if leader and leader["lease_age_s"] is not None:
             age.add_metric([], leader["lease_age_s"])
+        procs = seen(self.p)
+        replicas = GaugeMetricFamily("suanli_replicas",
+                                     "Control-plane processes seen within SUANLI_REPLICA_SEEN_S",
+                                     labels=["role"])
+        for role in ROLES:
+            replicas.add_metric([role], sum(1 for r in procs if r["role"] == role))
+        pass_s = GaugeMetricFamily("suanli_engine_pass_seconds",
+                                   "How long the engine leader's last pass took (absent until "
+                                   "it reported one)")
+        lead = next((r for r in procs if leader and r["id"] == leader["holder"]), None)
+        if lead is not None and lead["last_pass_ms"] is not None:
+            pass_s.add_metric([], lead["last_pass_ms"] / 1000)
         yield from (up, jobs, units, total, util, cutil, queue, *self._engine_families(status),
-                    changes, age)
+                    changes, age, replicas, pass_s)
 
     @staticmethod
     def _engine_families(status: EngineStatus) -> list[GaugeMetricFamily | CounterMetricFamily]:

@@ -11,7 +11,7 @@ from sqlalchemy.exc import DBAPIError
 from .. import __version__
 from ..domain.enums import DeviceKind
 from ..domain.errors import NotFound
-from ..services import auth, centers, tenants, users
+from ..services import auth, centers, replicas, tenants, users
 from ..services.centers import CenterInput, PoolInput
 from ..services.leader import current_leader
 from ..store.db import unavailable
@@ -22,6 +22,7 @@ from .schemas import (
     CenterCreate,
     CenterPublic,
     CenterStatusUpdate,
+    ControlPlane,
     DiscoverRequest,
     ErrorBody,
     PathId,
@@ -57,6 +58,12 @@ def api_index() -> dict[str, Any]:
             "docs": "/docs", "health": "/api/v1/health", "metrics": "/metrics"}
 
 
+def replica_of(request: Request) -> dict[str, Any] | None:
+    """This process as the control plane lists it: its id (`host:pid:random`) and role."""
+    hb = getattr(request.app.state, "replica", None)
+    return {"id": hb.id, "role": hb.role} if hb is not None else None
+
+
 @router.get("/health", tags=["platform"],
             responses={503: {"description": "no engine runs, or the database is unavailable"}})
 def health(p: PlatformDep, engine: EngineDep, request: Request,
@@ -76,11 +83,13 @@ def health(p: PlatformDep, engine: EngineDep, request: Request,
             raise
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return {"status": "unavailable", "version": __version__, "database": "down",
+        return {"status": "unavailable", "version": __version__, "replica": replica_of(request),
+                "database": "down",
                 "error": DATABASE_DOWN, "scheduler": status.as_dict(), "leader": None}
     out: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
+        "replica": replica_of(request),
         "database": p.db.engine.dialect.name,
         "scheduler": status.as_dict(),
         "leader": leader,
@@ -90,6 +99,14 @@ def health(p: PlatformDep, engine: EngineDep, request: Request,
         out["status"] = "degraded"
         out["error"] = "the engine is not running (the server restarts it)"
     return out
+
+
+@router.get("/control-plane", tags=["platform"])
+def control_plane(p: PlatformDep, who: PrincipalDep) -> ControlPlane:
+    """The whole control plane (platform admin): the API replicas, servers and engine
+    candidates that wrote their heartbeat within `SUANLI_REPLICA_SEEN_S` (60 s), the engine's
+    leader and its last pass, and each center's health. What `suanli status` shows an admin."""
+    return ControlPlane.model_validate(replicas.control_plane(p, who))
 
 
 def _used(p: PlatformDep) -> dict[int, int]:

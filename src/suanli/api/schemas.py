@@ -614,3 +614,59 @@ class SettleIn(Input):
     month: Month
     preview: bool = Field(default=False, description="compute the statements (any month so far) "
                           "without storing or paying them")
+
+
+class ReplicaPublic(Output):
+    """A process of the control plane, as its own heartbeat last reported it."""
+
+    id: str = Field(description="host:pid:random (an engine's is its lease holder name)")
+    role: str = Field(description="api (serve --no-engine), serve (with an engine) or engine")
+    host: str
+    pid: int
+    version: str
+    started_at: datetime
+    seen_at: datetime
+    age_s: float = Field(description="seconds since its last heartbeat")
+    leading: bool | None = Field(None, description="engines: whether it held the lease")
+    epoch: int | None = None
+    last_pass_at: datetime | None = None
+    last_pass_ms: int | None = None
+
+
+class LeaderPublic(Output):
+    holder: str
+    host: str
+    pid: int | None
+    epoch: int
+    lease_age_s: float | None
+    leading_for_s: float | None
+    expires_in_s: float | None
+
+
+class LastPass(Output):
+    at: datetime
+    ms: int | None
+    by: str
+
+
+class CenterHealth(Output):
+    slug: str
+    status: str
+    status_reason: str
+    status_source: str
+    health_failures: int
+    health_detail: str
+    health_checked_at: datetime | None
+    health_ok_at: datetime | None
+    offline_since: datetime | None
+
+
+class ControlPlane(Output):
+    """`GET /api/v1/control-plane` (platform admin)."""
+
+    at: datetime
+    window_s: float = Field(description="processes seen within this many seconds are listed")
+    replicas: list[ReplicaPublic]
+    leader: LeaderPublic | None
+    last_pass: LastPass | None
+    centers: list[CenterHealth]

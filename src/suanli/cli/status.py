@@ -64,6 +64,8 @@ def gather(c: Client) -> dict[str, Any]:
         data["programmes"] = _maybe(c.list_programmes)
         if me["role"] == "reviewer":
             data["pending"] = _maybe(lambda: c.list_applications(state="pending"))
+    if me["role"] == "platform_admin":
+        data["control_plane"] = _maybe(c.control_plane)
     data["centers"] = _maybe(c.list_centers)
     data["capacity"] = _maybe(c.capacity) if me["role"] in ("platform_admin", "auditor") else None
     return data
@@ -156,9 +158,48 @@ def _centers_section(centers: list[dict[str, Any]], capacity: dict[str, Any] | N
                       f" of {pflops(tot['total_pflops'].get('fp16'))}", highlight=False)
 
 
+def _age(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds:.1f} s ago" if seconds < 60 else f"{seconds / 60:.0f} min ago"
+
+
+def _control_plane_section(cp: dict[str, Any]) -> None:
+    """The platform admin's view of the control plane: the processes seen in the last minute,
+    the engine's leader and its last pass (the centers' health follows in the centers table)."""
+    leader = cp.get("leader")
+    if leader is None:
+        console.print("[bold]engine leader 调度主节点[/]  [red]none holds the lease[/] "
+                      "[dim](nothing is placed or closed until an engine candidate takes it)[/]",
+                      highlight=False)
+    else:
+        console.print(
+            f"[bold]engine leader 调度主节点[/]  {leader['host']} pid {leader['pid']} · epoch "
+            f"{leader['epoch']} · renewed {_age(leader['lease_age_s'])} · expires in "
+            f"{leader['expires_in_s']:.1f} s", highlight=False)
+    last = cp.get("last_pass")
+    if last is not None:
+        console.print(f"[bold]last pass 最近一轮调度[/]  {when(last['at'])} · {last['ms']} ms",
+                      highlight=False)
+    t = Table(title=f"control plane 控制面 (seen in the last {cp['window_s']:.0f} s)",
+              title_justify="left", show_edge=False, box=None)
+    for col in ("role", "host", "pid", "version", "up since", "heartbeat", "engine"):
+        t.add_column(col, header_style="dim")
+    for r in cp["replicas"]:
+        engine = ""
+        if r["role"] == "engine":
+            engine = (f"[green]leader[/] epoch {r['epoch']}" if r["leading"]
+                      else "[dim]standby[/]")
+        t.add_row(r["role"], r["host"], str(r["pid"]), r["version"], when(r["started_at"]),
+                  _age(r["age_s"]), engine)
+    console.print(t)
+
+
 def status_screen(output: Output = OutputOpt) -> None:
     """One screen: your jobs by state (and the latest running or queued), your balance and
-    voucher grants left, and the centers' health. An admin sees the whole network."""
+    voucher grants left, and the centers' health. An admin sees the whole network and the
+    control plane: API replicas and engine candidates seen in the last minute, the engine's
+    leader and its last pass."""
     with api_errors(), client() as c:
         data = gather(c)
     if output is Output.json:
@@ -176,5 +217,7 @@ def status_screen(output: Output = OutputOpt) -> None:
     if data["jobs"] is not None:
         _jobs_section(data["jobs"], whose)
     _money_section(data)
+    if data.get("control_plane") is not None:
+        _control_plane_section(data["control_plane"])
     if data.get("centers") is not None:
         _centers_section(data["centers"], data.get("capacity"))

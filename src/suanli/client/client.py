@@ -91,6 +91,10 @@ class _Endpoints:
     def capacity(self) -> Any:
         return self._call("GET", "/api/v1/capacity")
 
+    def control_plane(self) -> Any:
+        """Replicas, engine leader, last pass and centers' health (platform admin)."""
+        return self._call("GET", "/api/v1/control-plane")
+
     # centers
     def list_centers(self) -> Any:
         return self._call("GET", "/api/v1/centers")

@@ -34,6 +34,7 @@ from ..config import Settings
 from ..domain.clock import Clock, SystemClock
 from ..services.context import Platform
 from ..services.control import EngineStatus, PassStats
+from ..services.replicas import Heartbeat
 from ..store.db import Database
 from ..store.notify import WakeListener
 from .lease import Lease
@@ -260,6 +261,16 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
         platform.db.upgrade()
     lease = Lease(platform)
     lease.install()
+
+    def engine_report() -> dict[str, Any]:
+        last = current[0].status().last if current else None
+        return {"leading": lease.leading, "epoch": lease.epoch,
+                "last_pass_at": last.at if last else None,
+                "last_pass_ms": round(last.seconds * 1000) if last and last.at else None}
+
+    # The replica id is the lease's holder name: `suanli status` matches the two.
+    heartbeat = Heartbeat(platform, "engine", replica_id=lease.holder, report=engine_report)
+    heartbeat.start()
     keeper = threading.Thread(target=lease.keep, args=(stop,), name="suanli-lease", daemon=True)
     keeper.start()
 
@@ -311,6 +322,7 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
     stop.set()
     keeper.join(settings.lease_renew_s + 5)
     lease.release()
+    heartbeat.stop()
     if listener is not None:
         listener.close()
     platform.db.dispose()

@@ -676,3 +676,25 @@ class EngineLease(Base):
     acquired_at: Mapped[datetime | None] = mapped_column(nullable=True)
     renewed_at: Mapped[datetime | None] = mapped_column(nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class Replica(Base):
+    """A process of the control plane as it last reported itself (migration 0014): an API
+    replica (`api`), an all-in-one server (`serve`) or an engine candidate (`engine`). Each
+    writes its row at start and every `heartbeat_s`, and deletes it on a clean stop; an engine
+    adds whether it led, its epoch and its last pass. Only the processes write it (no API route
+    does); `suanli status` lists the rows seen recently."""
+
+    __tablename__ = "replicas"
+
+    id: Mapped[str] = mapped_column(String(200), primary_key=True)  # host:pid:random
+    role: Mapped[str] = mapped_column(String(16))
+    host: Mapped[str] = mapped_column(String(200))
+    pid: Mapped[int] = mapped_column(Integer)
+    version: Mapped[str] = mapped_column(String(40))
+    started_at: Mapped[datetime]
+    seen_at: Mapped[datetime] = mapped_column(index=True)
+    leading: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_pass_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    last_pass_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
