@@ -149,6 +149,11 @@ class Settings:
         if not 0 < lease_renew_s < lease_s:
             raise ValueError("SUANLI_LEASE_RENEW_S must be more than 0 and less than "
                              f"SUANLI_LEASE_S ({lease_renew_s} >= {lease_s})")
+        heartbeat_s = max(0.1, _float("SUANLI_HEARTBEAT_S", 10.0))
+        seen_s = max(1.0, _float("SUANLI_REPLICA_SEEN_S", 60.0))
+        if heartbeat_s >= seen_s:  # every process would drop out of the list between heartbeats
+            raise ValueError("SUANLI_HEARTBEAT_S must be less than SUANLI_REPLICA_SEEN_S "
+                             f"({heartbeat_s:g} >= {seen_s:g})")
         return Settings(
             home=home,
             database_url=url,
@@ -170,8 +175,8 @@ class Settings:
             engine_restart_s=max(0.1, _float("SUANLI_ENGINE_RESTART_S", 1.0)),
             lease_s=lease_s,
             lease_renew_s=lease_renew_s,
-            heartbeat_s=max(0.1, _float("SUANLI_HEARTBEAT_S", 10.0)),
-            replica_seen_s=max(1.0, _float("SUANLI_REPLICA_SEEN_S", 60.0)),
+            heartbeat_s=heartbeat_s,
+            replica_seen_s=seen_s,
             token_cache_s=max(0.0, _float("SUANLI_TOKEN_CACHE_S", 4.0)),
             artifacts_url=os.environ.get("SUANLI_ARTIFACTS_URL") or "",
             artifact_max_bytes=_count("SUANLI_ARTIFACT_MAX_BYTES", 10 << 30),

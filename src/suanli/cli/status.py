@@ -1,6 +1,7 @@
 """`suanli status`: one screen — my jobs by state, my money and vouchers, the centers' health.
 (The `sky status` / `sinfo` of suanli.) Each role sees what it may: a tenant its own jobs and
-account, a center operator its center's jobs, the platform admin and the auditor the network."""
+account, a center operator its center's jobs, the platform admin and the auditor the network;
+the platform admin also the control plane, which `--control-plane` shows alone."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
+import typer
 from rich.table import Table
 
 from ..client import ApiError, Client
-from .common import Output, OutputOpt, api_errors, client, console, emit_json
+from .common import Output, OutputOpt, api_errors, client, console, emit_json, fail
 from .format import day, pflops, when, yuan, zone_name
 from .jobs import STATE_STYLE, _queue_text, _state
 
@@ -195,11 +197,63 @@ def _control_plane_section(cp: dict[str, Any]) -> None:
     console.print(t)
 
 
-def status_screen(output: Output = OutputOpt) -> None:
+def _control_plane_centers(centers: list[dict[str, Any]]) -> None:
+    """Each center's health as the control plane reports it (the engine's checks)."""
+    t = Table(title="centers' health 算力中心健康", title_justify="left", show_edge=False, box=None)
+    for col in ("center", "status", "health", "last check", "detail"):
+        t.add_column(col, header_style="dim")
+    style = {"online": "green", "draining": "yellow", "offline": "red"}
+    for c in centers:
+        status = f"[{style.get(c['status'], 'white')}]{c['status']}[/]"
+        if c.get("status_reason"):
+            status += f" [dim]{c['status_reason']}[/]"
+        if c.get("health_failures"):
+            health = f"[red]{c['health_failures']} failed checks[/]"
+        elif c.get("health_checked_at"):
+            health = "[green]ok[/]"
+        else:
+            health = "[dim]not checked yet[/]"
+        # a failing check's detail; a healthy one's says only where the check reached the center
+        t.add_row(c["slug"], status, health, when(c.get("health_checked_at")),
+                  (c.get("health_detail") or "") if c.get("health_failures") else "")
+    console.print(t)
+
+
+def _control_plane_screen(output: Output) -> None:
+    """`suanli status --control-plane`: the control plane alone (platform admin)."""
+    with api_errors(), client() as c:
+        try:
+            cp = c.control_plane()
+        except ApiError as exc:
+            if exc.status == 403:
+                fail(f"{exc.message} — `suanli status --control-plane` is for the platform admin; "
+                     "`suanli status` shows what your role may see")
+            raise
+        url = c.url
+    if output is Output.json:
+        return emit_json(cp)
+    console.print(f"[bold]suanli status --control-plane[/] · {url} · "
+                  f"[dim]times in {zone_name()}[/]", highlight=False)
+    _control_plane_section(cp)
+    _control_plane_centers(cp["centers"])
+
+
+def status_screen(
+    output: Output = OutputOpt,
+    as_json: bool = typer.Option(False, "--json", help="the same as -o json"),
+    control_plane: bool = typer.Option(
+        False, "--control-plane", "-c",
+        help="only the control plane (platform admin): replicas, leader, last pass, centers' "
+             "health"),
+) -> None:
     """One screen: your jobs by state (and the latest running or queued), your balance and
     voucher grants left, and the centers' health. An admin sees the whole network and the
     control plane: API replicas and engine candidates seen in the last minute, the engine's
-    leader and its last pass."""
+    leader and its last pass (`--control-plane`: that alone)."""
+    if as_json:
+        output = Output.json
+    if control_plane:
+        return _control_plane_screen(output)
     with api_errors(), client() as c:
         data = gather(c)
     if output is Output.json:
