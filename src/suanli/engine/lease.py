@@ -49,6 +49,7 @@ EPOCH_KEY = "lease_epoch"  # Session.info: the epoch a fenced unit of work was c
 # the epoch). The leader of epoch E holds (KEY, E) on a connection of its own for as long as it
 # leads; the server drops it the moment that connection ends, e.g. when the process is killed.
 LIVE_KEY = "hashtext('suanli-lease:' || coalesce(current_schema(), ''))"
+LIVENESS_APP = "suanli-engine-liveness"  # its application_name in pg_stat_activity
 STANDBY_POLL_S = 0.5  # how often a standby on PostgreSQL looks (at most; lease_renew_s if shorter)
 LOG_EVERY_S = 10.0  # the keeper's database errors: one line per this many seconds
 
@@ -265,8 +266,9 @@ class Lease:
             if self._live_engine is None:
                 self._live_engine = create_engine(
                     self.p.db.url, poolclass=NullPool, isolation_level="AUTOCOMMIT",
-                    connect_args=({} if "connect_timeout" in make_url(self.p.db.url).query
-                                  else {"connect_timeout": CONNECT_TIMEOUT_S}))
+                    connect_args={"application_name": LIVENESS_APP,
+                                  **({} if "connect_timeout" in make_url(self.p.db.url).query
+                                     else {"connect_timeout": CONNECT_TIMEOUT_S})})
             self._live = self._live_engine.connect()
         return self._live
 
