@@ -5,10 +5,13 @@ lease, and a replica killed with `kill -9` drops out of the list once its heartb
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
+from datetime import datetime
 from typing import Any
 
+import httpx
 import pytest
 
 from ..integration.conftest import BIN
@@ -46,6 +49,12 @@ def test_status_lists_the_control_plane_and_forgets_a_killed_replica(cluster: Cl
     assert engines[leader.pid]["leading"] is True and engines[standby.pid]["leading"] is False
     assert cp["last_pass"]["by"] == cp["leader"]["holder"]
     assert cp["centers"] and all("health_failures" in x for x in cp["centers"])
+    # A replica that runs no engine exports the leader's pass from its heartbeat row.
+    metrics = httpx.get(f"{second}/metrics", timeout=10).text
+    stamp = re.search(r"^suanli_engine_last_pass_timestamp_seconds (\S+)$", metrics, re.M)
+    assert stamp is not None and re.search(r"^suanli_engine_pass_seconds \S+$", metrics, re.M)
+    # the same pass as the status read a moment before, or a later one
+    assert float(stamp[1]) >= datetime.fromisoformat(cp["last_pass"]["at"]).timestamp() - 0.001
     # The human screen names the leader and the section (both languages in one line).
     token = json.loads((c.home / "demo-credentials.json").read_text())["platform_admin"]
     screen = subprocess.run([str(BIN / "suanli"), "status"], capture_output=True, text=True,

@@ -3,6 +3,7 @@ in process, on SQLite with a fixed clock (the real processes on PostgreSQL: test
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -64,6 +65,10 @@ def test_the_admin_sees_this_replica_and_an_engine_leading_with_its_last_pass(
     assert 'suanli_replicas{role="engine"} 1.0' in metrics
     assert 'suanli_replicas{role="api"} 1.0' in metrics
     assert "suanli_engine_pass_seconds 0.037" in metrics
+    # This replica runs no engine; the leader's last pass comes from its heartbeat row.
+    value = re.search(r"^suanli_engine_last_pass_timestamp_seconds (\S+)$", metrics, re.M)
+    assert value is not None
+    assert float(value[1]) == datetime(2026, 12, 5, 8, 0, tzinfo=UTC).timestamp()
 
 
 def test_a_process_not_heard_from_within_the_window_is_not_listed(fixed: Platform) -> None:

@@ -49,6 +49,7 @@ class PlatformCollector(Collector):
                 pools = s.execute(select(m.Pool, m.Center.slug).join(m.Center)).all()
             leader = current_leader(self.p)
             epoch = leader["epoch"] if leader else leader_changes(self.p)
+            procs = seen(self.p)
         except DBAPIError as exc:
             if not unavailable(exc):
                 raise
@@ -82,7 +83,6 @@ class PlatformCollector(Collector):
                                 "(absent while nobody holds it)")
         if leader and leader["lease_age_s"] is not None:
             age.add_metric([], leader["lease_age_s"])
-        procs = seen(self.p)
         replicas = GaugeMetricFamily("suanli_replicas",
                                      "Control-plane processes seen within SUANLI_REPLICA_SEEN_S",
                                      labels=["role"])
@@ -91,11 +91,17 @@ class PlatformCollector(Collector):
         pass_s = GaugeMetricFamily("suanli_engine_pass_seconds",
                                    "How long the engine leader's last pass took (absent until "
                                    "it reported one)")
+        last_pass = GaugeMetricFamily(
+            "suanli_engine_last_pass_timestamp_seconds",
+            "When the engine leader's last pass began (Unix time, as its heartbeat reported it: "
+            "up to SUANLI_HEARTBEAT_S late; absent until it reported one)")
         lead = next((r for r in procs if leader and r["id"] == leader["holder"]), None)
         if lead is not None and lead["last_pass_ms"] is not None:
             pass_s.add_metric([], lead["last_pass_ms"] / 1000)
+        if lead is not None and lead["last_pass_at"] is not None:
+            last_pass.add_metric([], lead["last_pass_at"].timestamp())
         yield from (up, jobs, units, total, util, cutil, queue, *self._engine_families(status),
-                    changes, age, replicas, pass_s)
+                    changes, age, replicas, pass_s, last_pass)
 
     @staticmethod
     def _engine_families(status: EngineStatus) -> list[GaugeMetricFamily | CounterMetricFamily]:
