@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import socket
 import threading
 import time
@@ -38,6 +37,7 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import NullPool
 
 from ..services.context import Platform
+from ..services.replicas import new_replica_id
 from ..store import models as m
 from ..store.db import CONNECT_TIMEOUT_S
 
@@ -58,12 +58,6 @@ class Deposed(Exception):
     """This engine candidate does not lead (any more): what it was doing must not be committed."""
 
 
-def new_holder() -> str:
-    """This process's name on the lease: `host:pid:random` (the random part tells a restarted
-    process with a reused pid from the one before)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
 def session_epoch(s: Session) -> int | None:
     """The lease epoch a fenced unit of work was checked under (None: not fenced)."""
     epoch = s.info.get(EPOCH_KEY)
@@ -75,7 +69,7 @@ class Lease:
 
     def __init__(self, platform: Platform, holder: str | None = None) -> None:
         self.p = platform
-        self.holder = holder or new_holder()
+        self.holder = holder or new_replica_id()  # its name in the replicas list too
         self.epoch: int | None = None
         self.expires_at: datetime | None = None
         self.changed = threading.Condition()  # notified when it starts or stops leading

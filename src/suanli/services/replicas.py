@@ -37,7 +37,8 @@ LOG_EVERY_S = 60.0  # a failing heartbeat: one line per this many seconds
 
 
 def new_replica_id() -> str:
-    """`host:pid:random`, as the engine's lease names its holder."""
+    """This process's name: `host:pid:random` (the random part tells a restarted process with a
+    reused pid from the one before); an engine candidate's is also its name on the lease."""
     return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
 
 
