@@ -133,11 +133,21 @@ def _money_section(data: dict[str, Any]) -> None:
                       "[dim](suanli voucher applications --state pending)[/]", highlight=False)
 
 
+STATUS_STYLE = {"online": "green", "draining": "yellow", "offline": "red"}
+
+
+def _status_cell(c: dict[str, Any]) -> str:
+    """A center's status, coloured, with the operator's or the health check's reason."""
+    status = f"[{STATUS_STYLE.get(c['status'], 'white')}]{c['status']}[/]"
+    if c.get("status_reason"):
+        status += f" [dim]{c['status_reason']}[/]"
+    return status
+
+
 def _centers_section(centers: list[dict[str, Any]], capacity: dict[str, Any] | None) -> None:
     t = Table(title="centers 算力中心", title_justify="left", show_edge=False, box=None)
     for col in ("center", "status", "health", "units in use", "pools"):
         t.add_column(col, header_style="dim", justify="right" if col == "units in use" else "left")
-    style = {"online": "green", "draining": "yellow", "offline": "red"}
     for c in centers:
         used = sum(p.get("used_units") or 0 for p in c["pools"])
         total = sum(p["total_units"] for p in c["pools"])
@@ -147,9 +157,7 @@ def _centers_section(centers: list[dict[str, Any]], capacity: dict[str, Any] | N
             health = f"ok {when(c['health_checked_at'])}"
         else:
             health = "[dim]not checked yet[/]"
-        status = f"[{style.get(c['status'], 'white')}]{c['status']}[/]"
-        if c.get("status_reason"):
-            status += f" [dim]{c['status_reason']}[/]"
+        status = _status_cell(c)
         pools = ", ".join(f"{p['name']} {p['device_kind']}" for p in c["pools"])
         t.add_row(c["slug"], status, health, f"{used:,}/{total:,}", pools)
     console.print(t)
@@ -202,11 +210,8 @@ def _control_plane_centers(centers: list[dict[str, Any]]) -> None:
     t = Table(title="centers' health 算力中心健康", title_justify="left", show_edge=False, box=None)
     for col in ("center", "status", "health", "last check", "detail"):
         t.add_column(col, header_style="dim")
-    style = {"online": "green", "draining": "yellow", "offline": "red"}
     for c in centers:
-        status = f"[{style.get(c['status'], 'white')}]{c['status']}[/]"
-        if c.get("status_reason"):
-            status += f" [dim]{c['status_reason']}[/]"
+        status = _status_cell(c)
         if c.get("health_failures"):
             health = f"[red]{c['health_failures']} failed checks[/]"
         elif c.get("health_checked_at"):
