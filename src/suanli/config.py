@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,19 @@ def parse_networks(text: str, name: str = "SUANLI_TRUSTED_PROXIES") -> tuple[IPN
         except ValueError as exc:
             raise ValueError(f"{name}: {item!r} is not an IP address or network ({exc})") from exc
     return tuple(nets)
+
+
+DEFAULT_NETWORK_ID = "CN-SD-QD"  # the demo city, Qingdao (Shandong)
+_NETWORK_ID = re.compile(r"[A-Z0-9][A-Z0-9-]{1,47}")
+
+
+def network_id() -> str:
+    """SUANLI_NETWORK_ID: upper-case letters, digits and '-', e.g. CN-SD-QD."""
+    raw = (os.environ.get("SUANLI_NETWORK_ID") or DEFAULT_NETWORK_ID).strip()
+    if not _NETWORK_ID.fullmatch(raw):
+        raise ValueError("SUANLI_NETWORK_ID must be 2-48 upper-case letters, digits or '-' "
+                         f"(e.g. CN-SD-QD), got {raw!r}")
+    return raw
 
 
 def default_home() -> Path:
@@ -125,6 +139,11 @@ class Settings:
     storage_quota_count: int = 10_000
     outputs_retention_days: float = 30.0
     public_url: str = ""
+    # This platform's identifier in the national compute network (统一标识): its centers are
+    # NETWORK/center and its pools NETWORK/center/pool (docs/federation.md). And how often the
+    # pools of each peer platform that lends us compute are discovered again.
+    network_id: str = DEFAULT_NETWORK_ID
+    peer_discovery_s: float = 60.0
 
     @property
     def artifacts_location(self) -> str:
@@ -185,4 +204,6 @@ class Settings:
             storage_quota_count=_count("SUANLI_STORAGE_QUOTA_COUNT", 10_000),
             outputs_retention_days=max(0.0, _float("SUANLI_OUTPUTS_RETENTION_DAYS", 30.0)),
             public_url=os.environ.get("SUANLI_PUBLIC_URL") or "",
+            network_id=network_id(),
+            peer_discovery_s=max(1.0, _float("SUANLI_PEER_DISCOVERY_S", 60.0)),
         )

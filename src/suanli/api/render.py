@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from ..domain.enums import CenterKind, CenterStatus, Policy, Precision
 from ..domain.jobstate import JobState
-from ..services.centers import redact
+from ..services.centers import center_identifier, pool_identifier, redact
 from ..services.estimates import QueueEstimate
 from ..store import models as m
 from .schemas import CenterPublic, JobPublic, PoolPublic, QueueInfo
 
 
-def pool_public(pool: m.Pool, used: dict[int, int] | None = None) -> PoolPublic:
+def pool_public(pool: m.Pool, used: dict[int, int] | None = None, *, network: str,
+                slug: str) -> PoolPublic:
+    """`network`: this platform's network identifier; `slug`: the pool's center's."""
     spec = pool.spec()
     out = PoolPublic.model_validate(pool)
+    out.identifier = pool_identifier(network, slug, pool)
     out.total_units = spec.total_units
     out.peak_pflops = {p.value: round(spec.peak_pflops(p), 6) for p in Precision}
     if used is not None:
@@ -20,10 +23,12 @@ def pool_public(pool: m.Pool, used: dict[int, int] | None = None) -> PoolPublic:
     return out
 
 
-def center_public(center: m.Center, used: dict[int, int] | None = None) -> CenterPublic:
-    pools = [pool_public(p, used) for p in center.pools]
+def center_public(center: m.Center, used: dict[int, int] | None = None, *,
+                  network: str) -> CenterPublic:
+    pools = [pool_public(p, used, network=network, slug=center.slug) for p in center.pools]
     out = CenterPublic(
-        id=center.id, slug=center.slug, name_zh=center.name_zh, name_en=center.name_en,
+        id=center.id, slug=center.slug, identifier=center_identifier(network, center),
+        name_zh=center.name_zh, name_en=center.name_en,
         kind=CenterKind(center.kind), district=center.district, operator=center.operator, pue=center.pue,
         connector=center.connector, connector_config=redact(center.connector_config or {}),
         status=CenterStatus(center.status), status_reason=center.status_reason,
@@ -55,6 +60,8 @@ def job_public(job: m.Job, center: str | None = None, queue: QueueEstimate | Non
         data_gb=job.data_gb, env_names=sorted(job.env or {}), setup=job.setup,
         workdir=job.workdir_sha256, inputs=list(job.inputs or []), outputs=list(job.outputs or []),
         constraints=dict(job.constraints or {}), environment=job.environment,
+        centers=list((job.constraints or {}).get("centers") or []),
+        exclude_centers=list((job.constraints or {}).get("exclude_centers") or []),
         array_id=job.array_id, array_index=job.array_index,
         queue=QueueInfo(pool=queue.pool, position=queue.position, estimated_start=queue.estimated_start)
         if queue is not None else None,

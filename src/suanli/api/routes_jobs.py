@@ -60,6 +60,7 @@ def _input(body: JobSubmit) -> JobInput:
         data_gb=body.data_gb, env=dict(body.env or {}), setup=body.setup,
         workdir_sha256=body.workdir, inputs=list(body.inputs), outputs=list(body.outputs),
         constraints=dict(body.constraints or {}), environment=body.environment,
+        centers=body.centers, exclude_centers=body.exclude_centers,
     )
 
 

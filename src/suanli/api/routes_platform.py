@@ -51,10 +51,12 @@ router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
 @router.get("", tags=["platform"])
-def api_index() -> dict[str, Any]:
-    """Where things are: the API's version and links to its description and health. No token
+def api_index(p: PlatformDep) -> dict[str, Any]:
+    """Where things are: the API's version, this platform's network identifier (`network_id`,
+    what a peer platform reads when it joins) and links to its description and health. No token
     needed (the address the server prints at start)."""
-    return {"name": "suanli", "version": __version__, "openapi": "/openapi.json",
+    return {"name": "suanli", "version": __version__, "network_id": p.settings.network_id,
+            "openapi": "/openapi.json",
             "docs": "/docs", "health": "/api/v1/health", "metrics": "/metrics"}
 
 
@@ -89,6 +91,7 @@ def health(p: PlatformDep, engine: EngineDep, request: Request,
     out: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
+        "network_id": p.settings.network_id,
         "replica": replica_of(request),
         "database": p.db.engine.dialect.name,
         "scheduler": status.as_dict(),
@@ -117,7 +120,7 @@ def _used(p: PlatformDep) -> dict[int, int]:
 @router.get("/centers", tags=["centers"])
 def list_centers(p: PlatformDep, who: PrincipalDep) -> list[CenterPublic]:
     used = _used(p)
-    return [center_public(c, used) for c in centers.list_centers(p, who)]
+    return [center_public(c, used, network=p.settings.network_id) for c in centers.list_centers(p, who)]
 
 
 @router.post("/centers", status_code=201, tags=["centers"])
@@ -127,7 +130,7 @@ def create_center(body: CenterCreate, p: PlatformDep, who: PrincipalDep,
     data["pools"] = [PoolInput(**pl) for pl in data["pools"]]
     center = centers.create_center(p, who, CenterInput(**data))
     engine.wake()
-    return center_public(center, _used(p))
+    return center_public(center, _used(p), network=p.settings.network_id)
 
 
 @router.post("/centers/discover", tags=["centers"])
@@ -138,7 +141,8 @@ def discover(body: DiscoverRequest, p: PlatformDep, who: PrincipalDep) -> dict[s
 
 @router.get("/centers/{center_id}", tags=["centers"])
 def get_center(center_id: PathId, p: PlatformDep, who: PrincipalDep) -> CenterPublic:
-    return center_public(centers.get_center(p, who, center_id), _used(p))
+    return center_public(centers.get_center(p, who, center_id), _used(p),
+                         network=p.settings.network_id)
 
 
 @router.post("/centers/{center_id}/status", tags=["centers"])
@@ -146,13 +150,15 @@ def set_center_status(center_id: PathId, body: CenterStatusUpdate, p: PlatformDe
                       who: PrincipalDep, engine: EngineDep) -> CenterPublic:
     center = centers.set_center_status(p, who, center_id, body.status, body.reason)
     engine.wake()
-    return center_public(center, _used(p))
+    return center_public(center, _used(p), network=p.settings.network_id)
 
 
 @router.get("/centers/{center_id}/pools", tags=["centers"])
 def center_pools(center_id: PathId, p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
     used = _used(p)
-    return [pool_public(pl, used) for pl in centers.get_center(p, who, center_id).pools]
+    center = centers.get_center(p, who, center_id)
+    return [pool_public(pl, used, network=p.settings.network_id, slug=center.slug)
+            for pl in center.pools]
 
 
 @router.post("/centers/{center_id}/pools", status_code=201, tags=["centers"])
@@ -160,13 +166,15 @@ def add_pool(center_id: PathId, body: PoolCreate, p: PlatformDep, who: Principal
              engine: EngineDep) -> PoolPublic:
     pool = centers.add_pool(p, who, center_id, PoolInput(**body.model_dump()))
     engine.wake()
-    return pool_public(pool, _used(p))
+    return pool_public(pool, _used(p), network=p.settings.network_id,
+                       slug=centers.get_center(p, who, center_id).slug)
 
 
 @router.get("/pools", tags=["centers"])
 def list_pools(p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
     used = _used(p)
-    return [pool_public(pl, used) for pl in centers.list_pools(p, who)]
+    return [pool_public(pl, used, network=p.settings.network_id, slug=pl.center.slug)
+            for pl in centers.list_pools(p, who)]
 
 
 @router.get("/capacity", tags=["centers"])

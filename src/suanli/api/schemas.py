@@ -151,6 +151,8 @@ class PoolPublic(Output):
     id: int
     center_id: int
     name: str
+    identifier: str = Field("", description="its network identifier: NETWORK/center/pool "
+                            "(a peer platform's pool keeps the identifier that platform gave it)")
     device_kind: DeviceKind
     device_model: str
     domestic: bool
@@ -170,11 +172,15 @@ class PoolPublic(Output):
     environments: dict[str, str] = Field(default_factory=dict)
     peak_pflops: dict[str, float] = Field(default_factory=dict)
     used_units: int | None = None
+    withdrawn_at: datetime | None = Field(None, description="when the peer platform that "
+                                          "offered it stopped offering it (never placed on)")
 
 
 class CenterPublic(Output):
     id: int
     slug: str
+    identifier: str = Field("", description="its network identifier: NETWORK/slug (a peer "
+                            "platform: that platform's own network identifier)")
     name_zh: str
     name_en: str
     kind: CenterKind
@@ -342,6 +348,10 @@ class JobSubmit(Input):
                                              "the pool activates before the job (e.g. pytorch-2.4)")] = None
     array: Annotated[str | None, Field(max_length=100, description="one job per index: "
                                        "'0-99%10' (at most 10 at once), '1,3,5-7'")] = None
+    centers: Annotated[list[Annotated[str, Field(max_length=130)]] | None, Field(
+        max_length=50, description="run only at these centers (slug) or pools (center/pool)")] = None
+    exclude_centers: Annotated[list[Annotated[str, Field(max_length=130)]] | None, Field(
+        max_length=50, description="never at these centers (slug) or pools (center/pool)")] = None
 
     @field_validator("command")
     @classmethod
@@ -470,6 +480,8 @@ class JobPublic(Output):
     outputs: list[str] = Field(default_factory=list)
     constraints: dict[str, Any] = Field(default_factory=dict)
     environment: str | None = None
+    centers: list[str] = Field(default_factory=list)
+    exclude_centers: list[str] = Field(default_factory=list)
     array_id: int | None = None
     array_index: int | None = None
 

@@ -152,6 +152,10 @@ def submit(
     dry_run: bool = typer.Option(False, "--dry-run", help="with -f: print what would be "
                                  "uploaded, where it would go and what it would cost; submit "
                                  "nothing"),
+    center: list[str] = typer.Option([], "--center", help="run only at this center (slug) or "
+                                     "pool (center/pool); repeatable"),
+    exclude_center: list[str] = typer.Option([], "--exclude-center", help="never at this center "
+                                             "or pool; repeatable"),
     output: Output = OutputOpt,
 ) -> None:
     """Submit a job: suanli job submit [OPTIONS] -- COMMAND [ARGS]...  or  -f task.yaml  or
@@ -166,7 +170,8 @@ def submit(
                  "--domestic-only": domestic_only, "--district": district is not None,
                  "--deadline": deadline is not None, "--budget-fen": budget_fen is not None,
                  "--data-site": data_site is not None, "--data-gb": data_gb is not None,
-                 "--no-requeue": no_requeue}
+                 "--no-requeue": no_requeue, "--center": bool(center),
+                 "--exclude-center": bool(exclude_center)}
         if any(given.values()):
             flags = ", ".join(f for f, on in given.items() if on)
             fail(f"with -f, set {flags} in the task file (only --env, --workdir, --array, "
@@ -207,6 +212,10 @@ def submit(
         "deadline": deadline, "budget_fen": budget_fen, "requeue": not no_requeue,
         "data_site": data_site, "data_gb": data_gb,
     }
+    if center:
+        body["centers"] = center
+    if exclude_center:
+        body["exclude_centers"] = exclude_center
     if env_map:
         body["env"] = env_map
     job = run(lambda c: c.submit_job(body))

@@ -35,7 +35,8 @@ from .format import duration, parse_duration, when
 RESOURCE_KEYS = ("device", "model", "units", "nodes", "memory_gb")
 # The `job submit` options, by the name a file uses (walltime and budget are converted).
 OPTION_KEYS = ("walltime", "precision", "policy", "priority", "domestic_only", "district",
-               "deadline", "budget", "requeue", "data_site", "data_gb")
+               "deadline", "budget", "requeue", "data_site", "data_gb", "centers",
+               "exclude_centers")
 TASK_KEYS = frozenset({"name", "resources", "workdir", "inputs", "outputs", "env", "setup", "run",
                        "command", "array", "constraints", "environment",
                        *RESOURCE_KEYS, *OPTION_KEYS})
@@ -163,7 +164,8 @@ def task_spec(data: dict[str, Any], *, where: str, base: Path, known: frozenset[
     elif "budget_fen" in data:
         body["budget_fen"] = data["budget_fen"]
     for key in ("precision", "policy", "priority", "domestic_only", "district", "deadline",
-                "requeue", "data_site", "data_gb", "setup", "environment"):
+                "requeue", "data_site", "data_gb", "setup", "environment", "centers",
+                "exclude_centers"):
         if key in data:
             body[key] = data[key]
     if isinstance(body.get("deadline"), date):  # YAML reads an unquoted time as a datetime

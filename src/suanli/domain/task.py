@@ -150,12 +150,20 @@ def check_script(script: str | None, *, field_name: str) -> str | None:
     return script if script.strip() else None
 
 
+_PLACE = re.compile(r"[a-z0-9][a-z0-9-]{1,62}(/[a-z0-9][a-z0-9-]{1,62})?")
+MAX_PLACES = 50
+
+
 @dataclass(frozen=True, slots=True)
 class Constraints:
-    """What a pool must offer: its CPU architecture and every listed feature."""
+    """What a pool must offer: its CPU architecture and every listed feature; and where the job
+    may run: only at `centers`, never at `exclude_centers` (each a center's slug, or
+    `center/pool` for one pool of it)."""
 
     arch: str | None = None
     features: tuple[str, ...] = ()
+    centers: tuple[str, ...] = ()
+    exclude_centers: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         out: dict[str, object] = {}
@@ -163,15 +171,23 @@ class Constraints:
             out["arch"] = self.arch
         if self.features:
             out["features"] = list(self.features)
+        if self.centers:
+            out["centers"] = list(self.centers)
+        if self.exclude_centers:
+            out["exclude_centers"] = list(self.exclude_centers)
         return out
 
     @classmethod
     def from_dict(cls, data: dict[str, object] | None) -> Constraints:
         data = data or {}
         arch = data.get("arch")
-        feats = data.get("features") or []
-        return cls(str(arch) if arch else None,
-                   tuple(str(f) for f in feats) if isinstance(feats, (list, tuple)) else ())
+
+        def names(key: str) -> tuple[str, ...]:
+            items = data.get(key) or []
+            return tuple(str(f) for f in items) if isinstance(items, (list, tuple)) else ()
+
+        return cls(str(arch) if arch else None, names("features"), names("centers"),
+                   names("exclude_centers"))
 
     def missing(self, arch: str, features: frozenset[str] | set[str] | tuple[str, ...]) -> list[str]:
         """Why a pool with `arch` and `features` does not satisfy these (empty: it does)."""
@@ -184,16 +200,43 @@ class Constraints:
             why.append("lacks feature " + ", ".join(lacking))
         return why
 
+    def kept_from(self, center: str, pool: str) -> list[str]:
+        """Why the job may not run on pool `pool` of center `center` (slugs; empty: it may)."""
+        here = (center, f"{center}/{pool}")
+        if self.centers and not any(c in here for c in self.centers):
+            return [f"not one of the job's centers ({', '.join(self.centers)})"]
+        if any(c in here for c in self.exclude_centers):
+            return [f"excluded by the job (exclude_centers: {', '.join(self.exclude_centers)})"]
+        return []
+
+
+def check_places(data: object, *, field_name: str) -> tuple[str, ...]:
+    """A job's `centers` or `exclude_centers`: center slugs or `center/pool`, at most
+    MAX_PLACES (a single string is a list of one)."""
+    if data is None:
+        return ()
+    if isinstance(data, str):
+        data = [data]
+    if not isinstance(data, list) or len(data) > MAX_PLACES:
+        raise InvalidInput(f"{field_name}: a list of up to {MAX_PLACES} centers (slug, or "
+                           "center/pool)", field=field_name)
+    for item in data:
+        if not isinstance(item, str) or not _PLACE.fullmatch(item):
+            raise InvalidInput(f"{field_name}: {item!r} is not a center (its slug, e.g. qd-ai) "
+                               "or a pool (center/pool, e.g. qd-ai/ascend-910b)", field=field_name)
+    return tuple(dict.fromkeys(data))
+
 
 def check_constraints(data: object, *, field_name: str = "constraints") -> Constraints:
     if data is None:
         return Constraints()
     if not isinstance(data, dict):
         raise InvalidInput(f"{field_name}: a map with arch and/or features", field=field_name)
-    unknown = set(data) - {"arch", "features"}
+    known = {"arch", "features", "centers", "exclude_centers"}
+    unknown = set(data) - known
     if unknown:
         raise InvalidInput(f"{field_name}: unknown key(s) {', '.join(sorted(map(str, unknown)))} "
-                           f"(known: arch, features)", field=field_name)
+                           f"(known: {', '.join(sorted(known))})", field=field_name)
     arch = data.get("arch")
     if arch is not None and (not isinstance(arch, str) or arch not in ARCHES):
         raise InvalidInput(f"{field_name}.arch: {arch!r} is not one of "
@@ -208,7 +251,13 @@ def check_constraints(data: object, *, field_name: str = "constraints") -> Const
         if not isinstance(f, str) or not _NAME.fullmatch(f):
             raise InvalidInput(f"{field_name}.features: {f!r} is not a feature name (e.g. "
                                f"cuda-12.4)", field=f"{field_name}.features")
-    return Constraints(arch, tuple(dict.fromkeys(feats)))
+    centers = check_places(data.get("centers"), field_name="centers")
+    excluded = check_places(data.get("exclude_centers"), field_name="exclude_centers")
+    both = [c for c in centers if c in excluded]
+    if both:
+        raise InvalidInput(f"centers: {', '.join(both)} is both required and excluded",
+                           field="exclude_centers")
+    return Constraints(arch, tuple(dict.fromkeys(feats)), centers, excluded)
 
 
 def check_name(name: object, *, field_name: str) -> str:

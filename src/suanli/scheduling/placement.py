@@ -121,7 +121,7 @@ def static_reasons(req: JobRequirements, pool: PoolState) -> list[str]:
     """Why this pool could never run the job, whatever its load (empty when it could)."""
     spec = pool.spec
     res = req.resources
-    reasons: list[str] = []
+    reasons: list[str] = ["withdrawn by the platform that offered it"] if pool.withdrawn else []
     other_device = spec.device_kind != res.device
     if other_device:
         reasons.append(f"device is {spec.device_kind}, job needs {res.device}")
@@ -155,6 +155,7 @@ def static_reasons(req: JobRequirements, pool: PoolState) -> list[str]:
     if req.district and req.district != pool.district:
         reasons.append(f"district is {pool.district or 'unknown'}, job requires {req.district}")
     reasons.extend(req.unmet(spec))
+    reasons.extend(req.constraints.kept_from(pool.center_slug, pool.pool_name))
     if req.data is not None:
         reasons.extend(f"dataset {name} is not at this center"
                        for name in req.data.absent_at(pool.center_slug))

@@ -32,6 +32,7 @@ class PoolState:
     free_devices: tuple[frozenset[int], ...]
     free_memory_gb: tuple[int, ...]
     running: tuple[RunningAllocation, ...] = ()
+    withdrawn: bool = False  # its platform (a peer) no longer offers it: never a candidate
 
     @property
     def free_units(self) -> int:

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, joinedload
 
 from ..connectors import Capability
 from ..connectors import available as available_connectors
@@ -61,6 +61,22 @@ class CenterInput:
     connector_config: dict[str, Any] = field(default_factory=dict)
     emulated: bool = False
     pools: list[PoolInput] = field(default_factory=list)
+
+
+def center_identifier(network: str, center: m.Center) -> str:
+    """A center's network identifier: `{network}/{slug}` (CN-SD-QD/qd-ai); a peer platform's
+    center is that platform (its own network identifier, as it reported it)."""
+    if center.connector == "suanli":
+        peer_network = str((center.connector_config or {}).get("network_id") or "")
+        if peer_network:
+            return peer_network
+    return f"{network}/{center.slug}"
+
+
+def pool_identifier(network: str, center_slug: str, pool: m.Pool) -> str:
+    """A pool's network identifier: `{network}/{center}/{pool}` (CN-SD-QD/qd-ai/ascend-910b),
+    or the one its peer platform gave it."""
+    return pool.identifier or f"{network}/{center_slug}/{pool.name}"
 
 
 def discover_pools(p: Platform, actor: Principal | None, connector: str,
@@ -256,7 +272,7 @@ def set_center_status(
 
 def list_pools(p: Platform, actor: Principal) -> list[m.Pool]:
     with p.db.session() as s:
-        q = select(m.Pool).order_by(m.Pool.id)
+        q = select(m.Pool).options(joinedload(m.Pool.center)).order_by(m.Pool.id)
         only = _visible_center_ids(actor)
         if only is not None:
             q = q.where(m.Pool.center_id == only)
@@ -311,7 +327,8 @@ def city_capacity(p: Platform, actor: Principal) -> dict[str, Any]:
     offline = CapacityFigures()
     with p.db.session() as s:
         used = used_units_by_pool(s)
-        rows = s.execute(select(m.Pool, m.Center).join(m.Center)).all()
+        rows = s.execute(select(m.Pool, m.Center).join(m.Center)
+                         .where(m.Pool.withdrawn_at.is_(None))).all()
         for pool, center in rows:
             free = max(0, pool.total_units - used.get(pool.id, 0))
             if center.status == CenterStatus.OFFLINE.value:

@@ -66,6 +66,10 @@ class JobInput:
     outputs: list[str] = field(default_factory=list)
     constraints: dict[str, Any] = field(default_factory=dict)
     environment: str | None = None
+    # Where it may run (kept in `constraints`): only at these centers or `center/pool`s, never
+    # at those (None: as `constraints` says).
+    centers: list[str] | None = None
+    exclude_centers: list[str] | None = None
 
     def requirements(self) -> JobRequirements:
         return JobRequirements(
@@ -200,7 +204,12 @@ def check_datasets(s: Session, tenant_id: int, data: JobInput) -> None:
 def _check_pool_needs(data: JobInput) -> None:
     """The job's `constraints` and `environment` are well formed (whether a pool offers them is
     the scheduler's question: `static_reasons`)."""
-    data.constraints = check_constraints(data.constraints or None).as_dict()
+    merged = dict(data.constraints or {})
+    if data.centers is not None:
+        merged["centers"] = data.centers
+    if data.exclude_centers is not None:
+        merged["exclude_centers"] = data.exclude_centers
+    data.constraints = check_constraints(merged or None).as_dict()
     if data.environment is not None:
         data.environment = check_name(data.environment, field_name="environment")
 
@@ -260,6 +269,7 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
 
     connectors = center_connectors(p)
     facts = p.cached("pool_facts", build)
+    _check_places(req, facts)
     for st in facts:
         reasons = static_reasons(req, st)
         report.append({"pool_id": st.pool_id, "pool": st.label, "reasons": reasons})
@@ -271,12 +281,40 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
         why, field = _nowhere(req, facts)
         if not why:
             why, field = _datasets_nowhere(req, facts)
+        if not why:
+            why, field = _places_nowhere(req, facts)
         raise Infeasible(
             "no pool in the network can ever run this job"
             + (f": {why}" if why else _largest(req, facts)),
             field=field, detail=report,
         )
     return worst if req.budget_fen is None else min(worst, req.budget_fen)
+
+
+def _check_places(req: JobRequirements, facts: list[Any]) -> None:
+    """Each center or pool the job names (`centers`, `exclude_centers`) exists."""
+    known = {st.center_slug for st in facts} | {st.label for st in facts}
+    for key, places in (("centers", req.constraints.centers),
+                        ("exclude_centers", req.constraints.exclude_centers)):
+        unknown = [c for c in places if c not in known]
+        if unknown:
+            raise InvalidInput(f"{key}: no center or pool {', '.join(unknown)} (see suanli "
+                               "centers)", field=key)
+
+
+def _places_nowhere(req: JobRequirements, facts: list[Any]) -> tuple[str, str]:
+    """When the centers the job is restricted to (or kept from) are what keeps it from every
+    pool: say so; ("", "resources") otherwise."""
+    c = req.constraints
+    if not (c.centers or c.exclude_centers):
+        return "", "resources"
+    free = replace(req, constraints=replace(c, centers=(), exclude_centers=()))
+    if not any(not static_reasons(free, st) for st in facts):
+        return "", "resources"
+    if c.centers:
+        return (f"no pool at {', '.join(c.centers)} can run it (other centers could: drop "
+                "centers)", "centers")
+    return "only the excluded centers could run it", "exclude_centers"
 
 
 def _nowhere(req: JobRequirements, facts: list[Any]) -> tuple[str, str]:

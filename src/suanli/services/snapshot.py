@@ -30,7 +30,7 @@ def pool_facts(s: Session) -> list[PoolState]:
         PoolState(pool_id=pool.id, center_id=center.id, center_slug=center.slug,
                   pool_name=pool.name, spec=pool.spec(), pue=center.pue,
                   district=center.district, center_status=CenterStatus(center.status),
-                  free_devices=(), free_memory_gb=())
+                  free_devices=(), free_memory_gb=(), withdrawn=pool.withdrawn_at is not None)
         for pool, center in s.execute(select(m.Pool, m.Center).join(m.Center).order_by(m.Pool.id))
     ]
 
@@ -81,6 +81,7 @@ def pool_states(s: Session) -> list[PoolState]:
                     spec.memory_gb_per_node - mem.get(n, 0) for n in range(spec.nodes)
                 ),
                 running=tuple(running.get(pool.id, ())),
+                withdrawn=pool.withdrawn_at is not None,
             )
         )
     return states

@@ -85,6 +85,11 @@ class Pool(Base):
     arch: Mapped[str] = mapped_column(String(16), default="x86_64")
     features: Mapped[list[Any]] = mapped_column(JSON, default=list)
     environments: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Its network identifier when it is not ours (a peer's pool keeps the peer's, e.g.
+    # CN-SD-YT/yt-ai/a100); null: `{network_id}/{center}/{pool}`. And when its peer stopped
+    # offering it: a withdrawn pool is never a candidate again (migration 0015).
+    identifier: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(nullable=True)
 
     center: Mapped[Center] = relationship(back_populates="pools")
 
@@ -137,6 +142,10 @@ class Tenant(Base):
     # Artifact storage it may use (set by the platform admin; null: the platform's default).
     storage_quota_bytes: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     storage_quota_count: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # `enterprise`, or `platform`: another suanli instance that borrows compute here (a peer
+    # invited with `suanli peer invite`; migration 0015).
+    kind: Mapped[str] = mapped_column(String(16), default="enterprise",
+                                      server_default="enterprise")
 
 
 class TenantQuota(Base):
@@ -698,3 +707,27 @@ class Replica(Base):
     epoch: Mapped[int | None] = mapped_column(Integer, nullable=True)
     last_pass_at: Mapped[datetime | None] = mapped_column(nullable=True)
     last_pass_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
+class Peer(Base):
+    """Another suanli platform (migration 0015). `direction` `lends`: it lends us compute — added
+    with `suanli peer add`, it is the center `center_id` with the connector `suanli`, its pools
+    discovered from it. `borrows`: it borrows ours — invited with `suanli peer invite`, it is
+    the tenant `tenant_id` of kind `platform`. A removed peer keeps its row (`removed_at`) for
+    the statements of the months it took part in."""
+
+    __tablename__ = "peers"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), index=True)
+    direction: Mapped[str] = mapped_column(String(8))
+    url: Mapped[str] = mapped_column(String(500), default="")
+    network_id: Mapped[str] = mapped_column(String(64), default="")
+    center_id: Mapped[int | None] = mapped_column(ForeignKey("centers.id"), nullable=True)
+    tenant_id: Mapped[int | None] = mapped_column(ForeignKey("tenants.id"), nullable=True)
+    report: Mapped[bool] = mapped_column(Boolean, default=False)
+    margin_bp: Mapped[int] = mapped_column(Integer, default=0)  # on the peer's price, 1/100 %
+    created_at: Mapped[datetime]
+    discovered_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    discovery_error: Mapped[str] = mapped_column(String(500), default="")
+    removed_at: Mapped[datetime | None] = mapped_column(nullable=True)
