@@ -14,7 +14,15 @@ from .. import __version__, web
 from ..services.context import Platform
 from ..services.control import EngineControl, NoEngine, wakes_everywhere
 from ..services.replicas import Heartbeat
-from . import errors, routes_artifacts, routes_jobs, routes_money, routes_platform, routes_staging
+from . import (
+    errors,
+    routes_artifacts,
+    routes_jobs,
+    routes_money,
+    routes_peers,
+    routes_platform,
+    routes_staging,
+)
 from .metrics import Metrics
 from .middleware import RequestGuard
 from .proxy import TrustedProxies
@@ -75,6 +83,7 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
     app.include_router(routes_money.router)
     app.include_router(routes_staging.router)
     app.include_router(routes_artifacts.router)
+    app.include_router(routes_peers.router)
 
     @app.get("/metrics", include_in_schema=False)
     def prometheus() -> PlainTextResponse:

@@ -151,8 +151,9 @@ class PoolPublic(Output):
     id: int
     center_id: int
     name: str
-    identifier: str = Field("", description="its network identifier: NETWORK/center/pool "
-                            "(a peer platform's pool keeps the identifier that platform gave it)")
+    identifier: Annotated[str, BeforeValidator(lambda v: v or "")] = Field(
+        "", description="its network identifier: NETWORK/center/pool (a peer platform's pool "
+        "keeps the identifier that platform gave it)")
     device_kind: DeviceKind
     device_model: str
     domestic: bool
@@ -224,6 +225,8 @@ class TenantPublic(Output):
     credit_limit_fen: int
     frozen_at: datetime | None
     frozen_reason: str
+    kind: str = Field("enterprise", description="enterprise, or platform: a peer platform that "
+                      "borrows compute here (suanli peer invite)")
 
 
 class DepositIn(Input):
@@ -682,3 +685,47 @@ class ControlPlane(Output):
     leader: LeaderPublic | None
     last_pass: LastPass | None
     centers: list[CenterHealth]
+
+
+class PeerInvite(Input):
+    name: Slug
+    credit_limit_fen: Annotated[Fen, Field(ge=0, le=10**12, description="what the peer may owe "
+                                            "between settlements (its jobs are postpaid)")] = 0
+
+
+class PeerInvited(Output):
+    name: str
+    token: str = Field(description="the join token: shown only in this response; give it to the "
+                       "peer's operator (suanli peer add NAME --url URL --token TOKEN there)")
+    tenant_id: int
+
+
+class PeerAdd(Input):
+    name: Slug
+    url: Annotated[str, Field(min_length=1, max_length=500, description="the peer's base URL: "
+                              "https (http only to 127.0.0.1)")]
+    token: Annotated[str, Field(min_length=1, max_length=500, description="the join token the "
+                                "peer invited us with")]
+    report: bool = Field(False, description="report our capacity, utilisation and monthly usage "
+                         "totals to it (a parent node; never tenant details)")
+    margin_bp: Annotated[int, Field(ge=0, le=10_000, description="our margin on its prices, in "
+                                    "basis points (100 = 1 %); 0: pass-through")] = 0
+
+
+class PeerPublic(Output):
+    name: str
+    direction: str = Field(description="lends: it lends us compute (a center of ours); "
+                           "borrows: it borrows ours (a platform account here)")
+    network_id: str
+    url: str
+    center_id: int | None
+    center: str | None
+    tenant_id: int | None
+    status: str
+    report: bool
+    margin_bp: int
+    pools: int
+    created_at: datetime
+    discovered_at: datetime | None
+    discovery_error: str
+    removed_at: datetime | None

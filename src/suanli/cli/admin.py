@@ -58,7 +58,8 @@ def center_list(output: Output = OutputOpt) -> None:
                 "FP16 P", "FP64 P"):
         t.add_column(col)
     for c in centers:
-        t.add_row(c["slug"], f"{c['name_zh']}\n{c['name_en']}", c["kind"],
+        t.add_row(f"{c['slug']}\n[dim]{c.get('identifier') or ''}[/]",
+                  f"{c['name_zh']}\n{c['name_en']}", c["kind"],
                   c["district"], c["status"], "emulated" if c["emulated"] else "real",
                   str(len(c["pools"])), pflops(c["peak_pflops"]["fp16"]),
                   pflops(c["peak_pflops"]["fp64"]))
@@ -99,6 +100,8 @@ def center_show(center: str = typer.Argument(..., help="slug (or id)"),
     console.print(f"[bold]{data['name_zh']}[/] / {data['name_en']}  ("
                   f"{data['slug']}, {data['kind']}, {data['district'] or '-'}, PUE {data['pue']},"
                   f" {data['connector']} connector, {kind}, {data['status']})")
+    if data.get("identifier"):
+        console.print(f"  identifier 统一标识: {data['identifier']}")
     if data.get("health_checked_at"):
         console.print(f"  health: {data['health_detail'] or 'ok'} (checked "
                       f"{when(data['health_checked_at'])}, {data['health_failures']} failures)"
@@ -109,7 +112,10 @@ def center_show(center: str = typer.Argument(..., help="slug (or id)"),
         t.add_column(col)
     for p in data["pools"]:
         pk = p["peak_pflops"]
-        t.add_row(str(p["id"]), p["name"], p["device_kind"], p["device_model"],
+        name = p["name"] + (" [red](withdrawn)[/]" if p.get("withdrawn_at") else "")
+        if p.get("identifier"):
+            name += f"\n[dim]{p['identifier']}[/]"
+        t.add_row(str(p["id"]), name, p["device_kind"], p["device_model"],
                   _yes(p["domestic"]), f"{p['nodes']}×{p['units_per_node']}",
                   str(p.get("used_units") or 0), pflops(pk["fp64"]), pflops(pk["fp32"]),
                   pflops(pk["fp16"]), pflops(pk["int8"]), yuan(p["price_fen_per_unit_hour"]),

@@ -19,6 +19,7 @@ from .common import Output, OutputOpt, api_errors, cli_config_path, console, fai
 from .format import set_zone
 from .jobs import dag_app, job_app
 from .money import bill_app
+from .peers import peer_app
 from .settle import audit_app, settle
 from .simulate import simulate_app
 from .status import status_screen
@@ -42,6 +43,7 @@ app.add_typer(dag_app, name="dag")
 app.add_typer(simulate_app, name="simulate")
 app.add_typer(bill_app, name="bill")
 app.add_typer(voucher_app, name="voucher")
+app.add_typer(peer_app, name="peer")
 app.add_typer(artifacts.artifact_app, name="artifact")
 app.add_typer(artifacts.data_app, name="data")
 job_app.command("download")(artifacts.job_download)

@@ -82,6 +82,10 @@ class _Endpoints:
         raise NotImplementedError
 
     # platform
+    def index(self) -> Any:
+        """The API's index: version and this platform's `network_id` (no token needed)."""
+        return self._call("GET", "/api/v1")
+
     def health(self) -> Any:
         return self._call("GET", "/api/v1/health")
 
@@ -94,6 +98,30 @@ class _Endpoints:
     def control_plane(self) -> Any:
         """Replicas, engine leader, last pass and centers' health (platform admin)."""
         return self._call("GET", "/api/v1/control-plane")
+
+    # peer platforms (federation)
+    def invite_peer(self, name: str, credit_limit_fen: int = 0) -> Any:
+        """An account here for the peer platform `name`, and its join token (shown once)."""
+        return self._call("POST", "/api/v1/peers/invitations",
+                          json={"name": name, "credit_limit_fen": credit_limit_fen})
+
+    def add_peer(self, name: str, url: str, token: str, *, report: bool = False,
+                 margin_bp: int = 0) -> Any:
+        """Borrow from the peer platform at `url` with the token it invited us with."""
+        return self._call("POST", "/api/v1/peers", json={
+            "name": name, "url": url, "token": token, "report": report, "margin_bp": margin_bp})
+
+    def list_peers(self) -> Any:
+        return self._call("GET", "/api/v1/peers")
+
+    def get_peer(self, name: str) -> Any:
+        return self._call("GET", f"/api/v1/peers/{quote(name, safe='')}")
+
+    def discover_peer(self, name: str) -> Any:
+        return self._call("POST", f"/api/v1/peers/{quote(name, safe='')}/discover")
+
+    def remove_peer(self, name: str) -> Any:
+        return self._call("DELETE", f"/api/v1/peers/{quote(name, safe='')}")
 
     # centers
     def list_centers(self) -> Any:
@@ -429,6 +457,19 @@ class Client(_Endpoints):
     def job_outputs(self, job_id: int, out: IO[bytes] | str | Path) -> int:
         """Write the job's packed outputs (a tar) to `out`; returns the bytes written."""
         return self._download(f"/api/v1/jobs/{job_id}/outputs", out)
+
+    def has_outputs(self, job_id: int) -> bool:
+        """Whether the job's outputs are stored (its GET answers; nothing is downloaded)."""
+        try:
+            with self._http.stream("GET", f"/api/v1/jobs/{job_id}/outputs") as resp:
+                if resp.status_code == 404:
+                    return False
+                if resp.status_code >= 400:
+                    resp.read()
+                    _raise_for(resp)
+                return True
+        except httpx.TransportError as exc:
+            raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
 
     def close(self) -> None:
         self._http.close()

@@ -17,6 +17,7 @@ _REGISTRY: dict[str, str | Factory] = {
     "local": "suanli.connectors.local:create",
     "slurm": "suanli.connectors.slurm:create",
     "ray": "suanli.connectors.ray:create",
+    "suanli": "suanli.connectors.suanli:create",
 }
 
 

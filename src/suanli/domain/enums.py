@@ -10,6 +10,7 @@ class CenterKind(StrEnum):
     AI = "ai"
     CLOUD = "cloud"
     EDGE = "edge"
+    PLATFORM = "platform"  # another suanli platform that lends us compute (a peer)
 
 
 class CenterStatus(StrEnum):

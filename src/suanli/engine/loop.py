@@ -13,6 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
+from ..services import peers
 from ..services.artifacts import reap_expired_outputs
 from ..services.billing import stop_over_budget
 from ..services.context import Platform
@@ -41,6 +42,8 @@ class Engine(Reconciler, Placer):
         super().__init__(platform)
         self.last = PassStats()
         self._last_health = -1e9
+        self._last_discovery = -1e9
+        self._discovering = threading.Lock()  # one discovery of the peers' pools at a time
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -130,6 +133,9 @@ class Engine(Reconciler, Placer):
             if check_centers(self.p):
                 self.request_full_pass()  # a center went offline or came back
             self.housekeeping()
+        if now_m - self._last_discovery >= self.p.settings.peer_discovery_s:
+            self._last_discovery = now_m
+            self.discover_peers()
         ended = self.reconcile()
         lost = self.fail_over()
         if lost:
@@ -167,6 +173,23 @@ class Engine(Reconciler, Placer):
             reap_expired_outputs(self.p)
         except OSError:  # the artifact store unreachable: try again at the next housekeeping
             log.exception("removing expired job outputs failed")
+
+    def discover_peers(self) -> None:
+        """Ask each peer platform that lends to us for its pools again, in a thread of its own
+        (a slow peer never holds up a pass); a change asks for a full pass."""
+        if not self._discovering.acquire(blocking=False):
+            return  # the last one is still asking
+
+        def run() -> None:
+            try:
+                if peers.discover_all(self.p):
+                    self.request_full_pass()
+            except Exception:  # the next interval tries again
+                log.exception("discovering the peers' pools failed")
+            finally:
+                self._discovering.release()
+
+        threading.Thread(target=run, name="suanli-peer-discovery", daemon=True).start()
 
     def request_full_pass(self) -> None:
         """Capacity may have changed (a cancel, a center back online): re-examine every job."""

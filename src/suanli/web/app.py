@@ -516,7 +516,8 @@ def build_router(p: Platform) -> APIRouter:
                     "used": centers.units_in_use(p, who, who.center_id),
                     "load": center_load(p, who, who.center_id),
                     "running": jobs.list_jobs(p, who, state=JobState.RUNNING, limit=100),
-                    "statements": settlement.history(p, who)["items"]}
+                    "statements": settlement.history(p, who)["items"],
+                    "network": p.settings.network_id}
         return view(request, "center.html", build)
 
     # -- platform admin: the city dashboard ----------------------------------------------------

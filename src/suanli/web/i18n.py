@@ -174,6 +174,8 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "kind_ai": ("智算", "AI"),
     "units_share": ("设备使用率 %", "Units in use (%)"),
     "kind_supercomputing": ("超算", "Supercomputing"),
+    "kind_platform": ("对等平台", "Peer platform"),
+    "identifier": ("统一标识", "Network identifier"),
     "kind_cloud": ("云", "Cloud"),
     "kind_edge": ("边缘", "Edge"),
     "domestic": ("国产芯片", "Domestic chips"),

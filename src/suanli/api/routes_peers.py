@@ -1,0 +1,67 @@
+"""Routes: peer platforms (federation, docs/federation.md)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path
+
+from ..services import peers
+from .deps import EngineDep, PlatformDep, PrincipalDep
+from .routes_platform import ERRORS
+from .schemas import PeerAdd, PeerInvite, PeerInvited, PeerPublic
+
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
+PeerName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
+
+
+@router.post("/peers/invitations", status_code=201, tags=["peers"])
+def invite_peer(body: PeerInvite, p: PlatformDep, who: PrincipalDep) -> PeerInvited:
+    """Lend to a peer platform (platform admin): an account of kind `platform` for it and its
+    join token, shown only here. The account sees only its own jobs and bills."""
+    peer, token = peers.invite(p, who, body.name, credit_limit_fen=body.credit_limit_fen)
+    assert peer.tenant_id is not None
+    return PeerInvited(name=peer.name, token=token, tenant_id=peer.tenant_id)
+
+
+@router.post("/peers", status_code=201, tags=["peers"])
+def add_peer(body: PeerAdd, p: PlatformDep, who: PrincipalDep, engine: EngineDep) -> PeerPublic:
+    """Borrow from a peer platform (platform admin): check it at `url` with the token it
+    invited us with, and add it as a center (connector `suanli`) with its pools."""
+    view = peers.add(p, who, body.name, url=body.url, token=body.token, report=body.report,
+                     margin_bp=body.margin_bp)
+    engine.wake()
+    return PeerPublic.model_validate(view.as_dict())
+
+
+@router.get("/peers", tags=["peers"])
+def list_peers(p: PlatformDep, who: PrincipalDep) -> list[PeerPublic]:
+    """The peers this platform lends to and borrows from (platform admin)."""
+    return [PeerPublic.model_validate(v.as_dict()) for v in peers.list_peers(p, who)]
+
+
+@router.get("/peers/{name}", tags=["peers"])
+def show_peer(name: PeerName, p: PlatformDep, who: PrincipalDep) -> list[PeerPublic]:
+    """A peer, each way it is one (it may lend to us and borrow from us)."""
+    return [PeerPublic.model_validate(v.as_dict()) for v in peers.show(p, who, name)]
+
+
+@router.post("/peers/{name}/discover", tags=["peers"])
+def discover_peer(name: PeerName, p: PlatformDep, who: PrincipalDep,
+                  engine: EngineDep) -> dict[str, Any]:
+    """Ask a peer that lends to us for its pools now (the engine does every
+    SUANLI_PEER_DISCOVERY_S): how many of our pools changed."""
+    peers.get(p, who, name, peers.LENDS)
+    changed = peers.discover(p, name)
+    engine.wake()
+    return {"name": name, "changed": changed}
+
+
+@router.delete("/peers/{name}", tags=["peers"])
+def remove_peer(name: PeerName, p: PlatformDep, who: PrincipalDep,
+                engine: EngineDep) -> list[PeerPublic]:
+    """End a peer both ways: its center goes offline (refused while runs are active there) and
+    its account here is disabled, its tokens revoked."""
+    views = peers.remove(p, who, name)
+    engine.wake()
+    return [PeerPublic.model_validate(v.as_dict()) for v in views]
