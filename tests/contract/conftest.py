@@ -157,6 +157,35 @@ def ray_backend(ray: dict[str, str]) -> Iterator[Backend]:
 
 
 @pytest.fixture(scope="session")
+def suanli_backend() -> Iterator[Backend]:
+    """A real second suanli (`serve --demo`, network CN-SD-YT) lending to us: the connector
+    runs jobs of our platform account there, pinned to its real local pool."""
+    from ..integration.conftest import running_server
+
+    home = Path(tempfile.mkdtemp(prefix="suanli-contract-peer."))
+    with running_server("suanli-contract-lender.", {"SUANLI_NETWORK_ID": "CN-SD-YT"}) as lender:
+        admin = lender.api("platform_admin")
+        r = admin.post("/api/v1/peers/invitations", json={"name": "contract",
+                                                          "credit_limit_fen": 10**9})
+        assert r.status_code == 201, r.text
+        token = r.json()["token"]
+        config = {"url": lender.url, "token": token, "center": "peer",
+                  "pools": {"local-cpu": {"place": "local/cpu", "precision": "fp32"}}}
+        conn = create("suanli", config, home)
+        ref: list[Backend] = []
+        backend = Backend(
+            name="suanli", connector=conn, pool="local-cpu",
+            make_down=lambda: create("suanli", {**config, "url": "http://127.0.0.1:1"}, home),
+            refused=RunRequest(run_key="refused-suanli", job_id=0, command=["true"], units=1,
+                               nodes=1, walltime_s=60, pool="no-such-pool"),
+            min_walltime_s=2, timeout_slack_s=30, occupy=_filler(conn, ref),
+        )
+        ref.append(backend)
+        yield backend
+    shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
 def stage_server() -> Iterator[StageServer]:
     folder = Path(tempfile.mkdtemp(prefix="suanli-contract-stage."))
     os.chmod(folder, 0o755)
@@ -166,7 +195,7 @@ def stage_server() -> Iterator[StageServer]:
     shutil.rmtree(folder, ignore_errors=True)
 
 
-BACKENDS = ["local_backend", "slurm_backend", "ray_backend"]
+BACKENDS = ["local_backend", "slurm_backend", "ray_backend", "suanli_backend"]
 
 
 @pytest.fixture(params=BACKENDS)

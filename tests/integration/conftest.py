@@ -103,10 +103,12 @@ class Server:
 
 
 @contextmanager
-def running_server(prefix: str = "suanli-it.") -> Iterator[Server]:
-    """A `suanli serve --demo` in a fresh data directory, stopped and removed afterwards."""
+def running_server(prefix: str = "suanli-it.", env: dict[str, str] | None = None
+                   ) -> Iterator[Server]:
+    """A `suanli serve --demo` in a fresh data directory (with `env` set, e.g.
+    SUANLI_NETWORK_ID), stopped and removed afterwards."""
     home = Path(tempfile.mkdtemp(prefix=prefix))
-    srv = Server(home, free_port())
+    srv = Server(home, free_port(), extra_env=dict(env or {}))
     srv.start()
     try:
         yield srv

@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from ..domain.errors import Unauthenticated
-from ..services.auth import Principal, authenticate
+from ..services.auth import Principal, authenticate, not_a_peer
 from ..services.context import Platform
 from ..services.control import EngineControl
 
@@ -37,3 +37,11 @@ def get_principal(
 PlatformDep = Annotated[Platform, Depends(get_platform)]
 EngineDep = Annotated[EngineControl, Depends(get_engine)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
+
+
+def _not_a_peer(who: PrincipalDep) -> None:
+    not_a_peer(who)
+
+
+# On the voucher routes: a peer platform's account has no part in this platform's vouchers.
+NoPeer = Depends(_not_a_peer)

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
 from ..services import audit, ledger, prices, settlement, voucher_reports, vouchers
-from .deps import PlatformDep, PrincipalDep
+from .deps import NoPeer, PlatformDep, PrincipalDep
 from .routes_platform import ERRORS
 from .schemas import (
     MAX_ID,
@@ -62,100 +62,101 @@ def set_credit_limit(tenant_id: PathId, body: CreditLimitSet, p: PlatformDep,
 
 # -- vouchers ---------------------------------------------------------------------------------------
 
-@router.get("/voucher-programmes", tags=["vouchers"])
+@router.get("/voucher-programmes", tags=["vouchers"], dependencies=[NoPeer])
 def list_programmes(p: PlatformDep, who: PrincipalDep) -> list[dict[str, Any]]:
     """Every programme with its rules, their history, and the pool (budget = available +
     committed + paid)."""
     return vouchers.list_programmes(p, who)
 
 
-@router.post("/voucher-programmes", status_code=201, tags=["vouchers"])
+@router.post("/voucher-programmes", status_code=201, tags=["vouchers"], dependencies=[NoPeer])
 def create_programme(body: ProgrammeCreate, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """Open a year's programme (platform admin); the pool is funded at once."""
     return vouchers.create_programme(p, who, **body.model_dump())
 
 
-@router.get("/voucher-programmes/{programme_id}", tags=["vouchers"])
+@router.get("/voucher-programmes/{programme_id}", tags=["vouchers"], dependencies=[NoPeer])
 def get_programme(programme_id: PathId, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     return vouchers.get_programme(p, who, programme_id)
 
 
-@router.put("/voucher-programmes/{programme_id}/rules", tags=["vouchers"])
+@router.put("/voucher-programmes/{programme_id}/rules", tags=["vouchers"], dependencies=[NoPeer])
 def update_rules(programme_id: PathId, body: RulesSet, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """A new version of the rules (platform admin)."""
     return vouchers.update_rules(p, who, programme_id, body.rules)
 
 
-@router.get("/voucher-applications", tags=["vouchers"])
+@router.get("/voucher-applications", tags=["vouchers"], dependencies=[NoPeer])
 def list_applications(p: PlatformDep, who: PrincipalDep, programme_id: Id = None,
                       state: AppState = None, tenant_id: Id = None) -> list[dict[str, Any]]:
     return vouchers.list_applications(p, who, programme_id=programme_id, state=state, tenant_id=tenant_id)
 
 
-@router.post("/voucher-applications", status_code=201, tags=["vouchers"])
+@router.post("/voucher-applications", status_code=201, tags=["vouchers"], dependencies=[NoPeer])
 def apply(body: ApplicationCreate, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """A tenant admin applies, with the planned use and spend."""
     return vouchers.apply(p, who, body.programme_id, requested_fen=body.requested_fen,
                           planned_spend_fen=body.planned_spend_fen, planned_use=body.planned_use)
 
 
-@router.post("/voucher-applications/{application_id}/review", tags=["vouchers"])
+@router.post("/voucher-applications/{application_id}/review", tags=["vouchers"], dependencies=[NoPeer])
 def review(application_id: PathId, body: ReviewIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """Approve (all, or part with a reason) or reject (with a reason) — a reviewer."""
     return vouchers.review(p, who, application_id, decision=body.decision,
                            approved_fen=body.approved_fen, reason=body.reason)
 
 
-@router.get("/voucher-grants", tags=["vouchers"])
+@router.get("/voucher-grants", tags=["vouchers"], dependencies=[NoPeer])
 def list_grants(p: PlatformDep, who: PrincipalDep, programme_id: Id = None,
                 tenant_id: Id = None) -> list[dict[str, Any]]:
     """Grants with what is left of each."""
     return vouchers.list_grants(p, who, programme_id=programme_id, tenant_id=tenant_id)
 
 
-@router.post("/voucher-grants/{grant_id}/claims", status_code=201, tags=["vouchers"])
+@router.post("/voucher-grants/{grant_id}/claims", status_code=201, tags=["vouchers"], dependencies=[NoPeer])
 def claim(grant_id: PathId, body: ClaimIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """A post-hoc (奖补) claim: the subsidy on a finished period's fees (the grant's tenant admin)."""
     return vouchers.claim(p, who, grant_id, body.period)
 
 
-@router.get("/voucher-redemptions", tags=["vouchers"])
+@router.get("/voucher-redemptions", tags=["vouchers"], dependencies=[NoPeer])
 def list_redemptions(p: PlatformDep, who: PrincipalDep, programme_id: Id = None, tenant_id: Id = None,
                      limit: Limit = 100, offset: Offset = 0) -> dict[str, Any]:
     return vouchers.list_redemptions(p, who, programme_id=programme_id, tenant_id=tenant_id,
                                      limit=limit, offset=offset)
 
 
-@router.post("/voucher-redemptions/{redemption_id}/clawback", tags=["vouchers"])
+@router.post("/voucher-redemptions/{redemption_id}/clawback", tags=["vouchers"], dependencies=[NoPeer])
 def clawback(redemption_id: PathId, body: ReasonIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """Take back an improper redemption (auditor): reversing entries, the tenant owes it."""
     return vouchers.clawback(p, who, redemption_id, body.reason)
 
 
-@router.post("/tenants/{tenant_id}/freeze", tags=["vouchers"])
+@router.post("/tenants/{tenant_id}/freeze", tags=["vouchers"], dependencies=[NoPeer])
 def freeze(tenant_id: PathId, body: ReasonIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """Freeze a tenant's vouchers (auditor): no applications, no redemptions."""
     return vouchers.freeze(p, who, tenant_id, body.reason)
 
 
-@router.post("/tenants/{tenant_id}/unfreeze", tags=["vouchers"])
+@router.post("/tenants/{tenant_id}/unfreeze", tags=["vouchers"], dependencies=[NoPeer])
 def unfreeze(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     return vouchers.freeze(p, who, tenant_id, "", frozen=False)
 
 
-@router.get("/tenants/{tenant_id}/related-parties", tags=["vouchers"])
+@router.get("/tenants/{tenant_id}/related-parties", tags=["vouchers"], dependencies=[NoPeer])
 def list_related(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> list[dict[str, Any]]:
     return vouchers.list_related(p, who, tenant_id)
 
 
-@router.post("/tenants/{tenant_id}/related-parties", status_code=201, tags=["vouchers"])
+@router.post("/tenants/{tenant_id}/related-parties", status_code=201, tags=["vouchers"],
+             dependencies=[NoPeer])
 def declare_related(tenant_id: PathId, body: RelatedPartyIn, p: PlatformDep,
                     who: PrincipalDep) -> dict[str, Any]:
     """Declare a center related to the tenant: vouchers never pay for runs there."""
     return vouchers.declare_related(p, who, tenant_id, body.center_id, body.relation)
 
 
-@router.get("/voucher-reports", tags=["vouchers"], response_model=None)
+@router.get("/voucher-reports", tags=["vouchers"], response_model=None, dependencies=[NoPeer])
 def voucher_report(programme_id: Annotated[int, Query(ge=1, le=MAX_ID)], p: PlatformDep, who: PrincipalDep,
                    by: Annotated[str, Query(pattern="^(tenant|center|district|device_kind|domestic|month)$")]
                    = "tenant", format: Format = "json") -> dict[str, Any] | PlainTextResponse:

@@ -37,6 +37,9 @@ class Principal:
     tenant_id: int | None = None
     center_id: int | None = None
     token_id: int | None = None  # the API token it signed in with (None: a password)
+    # A peer platform's account (its tenant is of kind `platform`): it borrows compute, and has
+    # no part in this platform's vouchers (docs/federation.md).
+    platform_account: bool = False
 
     def require(self, *roles: Role) -> None:
         if self.role not in roles:
@@ -70,9 +73,16 @@ def verify_password(password: str, stored: str | None) -> bool:
     return hmac.compare_digest(digest.hex(), digest_hex)
 
 
-def principal_of(user: m.User, token_id: int | None = None) -> Principal:
+def principal_of(user: m.User, token_id: int | None = None, *,
+                 platform_account: bool = False) -> Principal:
     return Principal(user.id, user.username, Role(user.role), user.tenant_id, user.center_id,
-                     token_id)
+                     token_id, platform_account)
+
+
+def not_a_peer(actor: Principal) -> None:
+    """A peer platform's account has no part in this platform's vouchers."""
+    if actor.platform_account:
+        raise Forbidden("a peer platform's account has no part in this platform's vouchers")
 
 
 @dataclass(slots=True)
@@ -120,7 +130,10 @@ def _lookup_token(p: Platform, digest: str) -> TokenAuth:
         if user is None or user.disabled:
             raise Unauthenticated("this user is disabled")
         expiries = [t.expires_at for t in chain if t.expires_at is not None]
-        return TokenAuth(principal_of(user, tok.id), frozenset(t.id for t in chain),
+        kind = s.scalar(select(m.Tenant.kind).where(m.Tenant.id == user.tenant_id)) \
+            if user.tenant_id is not None else None
+        principal = principal_of(user, tok.id, platform_account=kind == "platform")
+        return TokenAuth(principal, frozenset(t.id for t in chain),
                          min(expiries, default=None), tok.last_used_at)
 
 
