@@ -1,0 +1,177 @@
+"""Two real suanli instances joined as peers (issue 18): Yantai (CN-SD-YT) lends, Qingdao
+(CN-SD-QD) borrows, through the CLI as their admins type it. A job of Qingdao's tenant pinned to
+Yantai runs there with its work folder, and its outputs come back home; a cancel reaches
+Yantai; a pool Yantai stops offering is withdrawn at Qingdao; Yantai's other tenants and
+Qingdao's tenant never meet."""
+
+from __future__ import annotations
+
+import io
+import json
+import tarfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ..waiting import eventually
+from .conftest import Server, running_server
+
+
+@pytest.fixture(scope="module")
+def cities() -> Iterator[tuple[Server, Server]]:
+    with running_server("suanli-fed-yt.", {"SUANLI_NETWORK_ID": "CN-SD-YT"}) as yantai, \
+            running_server("suanli-fed-qd.") as qingdao:
+        invited = yantai.cli("peer", "invite", "qingdao", "--credit-limit", "1000", "-o", "json",
+                             token="platform_admin")
+        assert invited.returncode == 0, invited.stderr
+        token = json.loads(invited.stdout)["token"]
+        assert set(json.loads(invited.stdout)) == {"name", "token"}
+        added = qingdao.cli("peer", "add", "yantai", "--url", yantai.url, "--token", token,
+                            "--margin", "10", "-o", "json", token="platform_admin")
+        assert added.returncode == 0, added.stderr
+        yield yantai, qingdao
+
+
+def _job(srv: Server, job_id: int, token: str = "tenant_a") -> dict:
+    with srv.api(token) as c:
+        r = c.get(f"/api/v1/jobs/{job_id}")
+        assert r.status_code == 200, r.text
+        return dict(r.json())
+
+
+def _until_state(srv: Server, job_id: int, states: set[str], timeout: float = 90) -> dict:
+    def reached() -> dict | None:
+        job = _job(srv, job_id)
+        return job if job["state"] in states else None
+
+    return eventually(reached, timeout=timeout, interval=0.3,
+                      what=f"job {job_id} in {states}")
+
+
+def test_the_peer_is_a_center_with_the_peers_identifiers(cities: tuple[Server, Server]) -> None:
+    yantai, qingdao = cities
+    with qingdao.api("platform_admin") as c:
+        peers = c.get("/api/v1/peers").json()
+        assert [(p["name"], p["direction"], p["network_id"]) for p in peers] == [
+            ("yantai", "lends", "CN-SD-YT")]
+        assert peers[0]["pools"] > 1 and peers[0]["margin_bp"] == 1000
+        center = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "yantai")
+        assert c.get("/api/v1").json()["network_id"] == "CN-SD-QD"
+        own = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "local")
+    assert center["kind"] == "platform" and center["identifier"] == "CN-SD-YT"
+    assert center["connector_config"]["token"] == "***"
+    assert own["identifier"] == "CN-SD-QD/local"
+    assert own["pools"][0]["identifier"] == "CN-SD-QD/local/cpu"
+    with yantai.api("platform_admin") as c:
+        offered = {p["identifier"]: p for p in c.get("/api/v1/pools").json()}
+    ours = {p["identifier"]: p for p in center["pools"]}
+    assert set(ours) <= set(offered) and "CN-SD-YT/local/cpu" in ours
+    for ident, pool in ours.items():  # the peer's price plus our 10 %, rounded up to the fen
+        price = offered[ident]["price_fen_per_unit_hour"]
+        assert pool["price_fen_per_unit_hour"] == -(-price * 11 // 10), ident
+    shown = qingdao.cli("center", "show", "yantai", token="platform_admin")
+    assert shown.returncode == 0 and "CN-SD-YT/local/cpu" in shown.stdout, shown.stdout
+    listed = qingdao.cli("peer", "list", token="platform_admin")
+    assert listed.returncode == 0 and "CN-SD-YT" in listed.stdout, listed.stdout
+    # Yantai lists its borrower, not as a lender
+    with yantai.api("platform_admin") as c:
+        assert [(p["name"], p["direction"]) for p in c.get("/api/v1/peers").json()] == [
+            ("qingdao", "borrows")]
+
+
+def test_a_job_pinned_to_the_peer_runs_there_and_its_outputs_come_home(
+        cities: tuple[Server, Server], tmp_path: Path) -> None:
+    yantai, qingdao = cities
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "in.txt").write_text("from qingdao\n")
+    (tmp_path / "task.yaml").write_text(
+        "name: fed\nrun: |\n  mkdir -p out; cat in.txt > out/result.txt; echo SUANLI=$SUANLI_UNITS\n"
+        "outputs: [out/**]\ncenters: [yantai/local-cpu]\nworkdir: work\nwalltime: 5m\n")
+    r = qingdao.cli("job", "submit", "-f", str(tmp_path / "task.yaml"), "-o", "json")
+    assert r.returncode == 0, r.stderr
+    job_id = int(json.loads(r.stdout)["id"])
+    job = _until_state(qingdao, job_id, {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT"}, 120)
+    assert job["state"] == "COMPLETED", job
+    assert job["center"] == "yantai" and job["centers"] == ["yantai/local-cpu"]
+    with qingdao.api() as c:
+        out = c.get(f"/api/v1/jobs/{job_id}/outputs")
+        assert out.status_code == 200, out.text
+        logs = c.get(f"/api/v1/jobs/{job_id}/logs").json()["data"]
+    with tarfile.open(fileobj=io.BytesIO(out.content)) as tar:
+        member = tar.extractfile("out/result.txt")
+        assert member is not None and member.read() == b"from qingdao\n"
+    assert "SUANLI=1" in logs
+    # At Yantai it is a job of the platform account, seen by Yantai's admin, not by its tenants.
+    with yantai.api("platform_admin") as c:
+        theirs = c.get("/api/v1/jobs", params={"name": "suanli-*"}).json()["items"]
+        tenants = {t["id"]: t for t in c.get("/api/v1/tenants").json()}
+    assert len(theirs) == 1 and theirs[0]["state"] == "COMPLETED"
+    assert tenants[theirs[0]["tenant_id"]]["kind"] == "platform"
+    with yantai.api("tenant_a") as c:
+        assert c.get("/api/v1/jobs").json()["total"] == 0
+        assert c.get(f"/api/v1/jobs/{theirs[0]['id']}").status_code == 404
+
+
+def test_a_cancel_reaches_the_peer(cities: tuple[Server, Server]) -> None:
+    yantai, qingdao = cities
+    r = qingdao.cli("job", "submit", "--center", "yantai", "--walltime", "10m", "-o", "json",
+                    "--", "sleep", "300")
+    assert r.returncode == 0, r.stderr
+    job_id = int(json.loads(r.stdout)["id"])
+    _until_state(qingdao, job_id, {"RUNNING"})
+    with yantai.api("platform_admin") as c:
+        remote = next(j for j in c.get("/api/v1/jobs", params={"state": "RUNNING"}).json()["items"]
+                      if j["name"].startswith("suanli-"))
+    assert qingdao.cli("job", "cancel", str(job_id)).returncode == 0
+    assert _until_state(qingdao, job_id, {"CANCELLED", "COMPLETED", "FAILED"})["state"] == \
+        "CANCELLED"
+
+    def cancelled_there() -> bool:
+        with yantai.api("platform_admin") as c:
+            return bool(c.get(f"/api/v1/jobs/{remote['id']}").json()["state"] == "CANCELLED")
+
+    eventually(cancelled_there, timeout=30, what="the job cancelled at the peer")
+
+
+def test_a_pool_the_peer_stops_offering_is_withdrawn(cities: tuple[Server, Server]) -> None:
+    yantai, qingdao = cities
+    with yantai.api("platform_admin") as c:
+        hpc = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "qd-sc")
+        assert c.post(f"/api/v1/centers/{hpc['id']}/status",
+                      json={"status": "offline", "reason": "maintenance"}).status_code == 200
+    try:
+        r = qingdao.cli("peer", "discover", "yantai", "-o", "json", token="platform_admin")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["changed"] == len(hpc["pools"])
+        with qingdao.api("platform_admin") as c:
+            center = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "yantai")
+        gone = {p["name"] for p in center["pools"] if p["withdrawn_at"]}
+        assert gone == {f"qd-sc-{p['name']}" for p in hpc["pools"]}
+        place = f"yantai/{sorted(gone)[0]}"
+        refused = qingdao.cli("job", "submit", "--center", place, "--device",
+                              hpc["pools"][0]["device_kind"], "--", "true")
+        assert refused.returncode != 0 and "withdrawn" in refused.stderr + refused.stdout, \
+            refused.stdout + refused.stderr
+    finally:
+        with yantai.api("platform_admin") as c:
+            c.post(f"/api/v1/centers/{hpc['id']}/status", json={"status": "online"})
+    r = qingdao.cli("peer", "discover", "yantai", "-o", "json", token="platform_admin")
+    assert json.loads(r.stdout)["changed"] == len(hpc["pools"])  # offered again: back
+
+
+def test_bad_joins_are_refused_clearly(cities: tuple[Server, Server]) -> None:
+    yantai, qingdao = cities
+    wrong = qingdao.cli("peer", "add", "weihai", "--url", yantai.url, "--token", "sl_nope",
+                        token="platform_admin")
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert "token" in (wrong.stdout + wrong.stderr).lower()
+    plain = qingdao.cli("peer", "add", "weihai", "--url", "http://example.com", "--token", "x",
+                        token="platform_admin")
+    assert plain.returncode != 0 and "https" in plain.stdout + plain.stderr
+    again = qingdao.cli("peer", "add", "yantai", "--url", yantai.url, "--token", "x",
+                        token="platform_admin")
+    assert again.returncode != 0 and "Traceback" not in again.stderr
+    tenant = qingdao.cli("peer", "list")  # tenant_a
+    assert tenant.returncode != 0 and "platform_admin" in tenant.stdout + tenant.stderr
