@@ -8,7 +8,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
 
-from ..services import audit, ledger, prices, settlement, voucher_reports, vouchers
+from ..services import (
+    audit,
+    ledger,
+    peer_money,
+    prices,
+    settlement,
+    voucher_reports,
+    vouchers,
+)
 from .deps import NoPeer, PlatformDep, PrincipalDep
 from .routes_platform import ERRORS
 from .schemas import (
@@ -178,10 +186,15 @@ def settle(body: SettleIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
 
 @router.get("/settlements", tags=["settlement"], response_model=None)
 def statements(month: MonthQuery, p: PlatformDep, who: PrincipalDep,
-               party: Annotated[str | None, Query(pattern="^(center|tenant|city)$")] = None,
+               party: Annotated[str | None, Query(
+                   pattern="^(center|tenant|city|peer:[a-z0-9][a-z0-9-]{1,62})$")] = None,
                party_id: Id = None, format: Format = "json") -> dict[str, Any] | PlainTextResponse:
     """A settled month's statements: per center (runs, unit-hours, P·h, amount, voucher part), per
-    tenant (the invoice) and per voucher programme (the city's payment)."""
+    tenant (the invoice) and per voucher programme (the city's payment). `party=peer:NAME`: the
+    month with a peer platform, run by run — what it borrowed from us (`lent`) and what we
+    borrowed from it (`borrowed`); a peer's own account gets the lent view of itself (JSON)."""
+    if party is not None and party.startswith("peer:"):
+        return peer_money.statement(p, who, month, party.removeprefix("peer:"))
     data = settlement.statements(p, who, month, party=party, party_id=party_id)
     if format == "csv":
         return PlainTextResponse(settlement.to_csv(data["items"]), media_type=CSV)

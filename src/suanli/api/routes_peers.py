@@ -6,8 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Path
 
-from ..services import peers
+from ..services import peer_money, peers
 from .deps import EngineDep, PlatformDep, PrincipalDep
+from .routes_money import MonthQuery
 from .routes_platform import ERRORS
 from .schemas import PeerAdd, PeerInvite, PeerInvited, PeerPublic
 
@@ -55,6 +56,14 @@ def discover_peer(name: PeerName, p: PlatformDep, who: PrincipalDep,
     changed = peers.discover(p, name)
     engine.wake()
     return {"name": name, "changed": changed}
+
+
+@router.get("/peers/{name}/reconcile", tags=["peers"])
+def reconcile_peer(name: PeerName, month: MonthQuery, p: PlatformDep,
+                   who: PrincipalDep) -> dict[str, Any]:
+    """Our statement of what we borrowed from the peer in `month` against the peer's statement of
+    what it lent us (read from it over its API), run by run: `same`, and each run that differs."""
+    return peer_money.reconcile(p, who, name, month)
 
 
 @router.delete("/peers/{name}", tags=["peers"])

@@ -8,7 +8,7 @@ import typer
 from rich.table import Table
 
 from .common import Output, OutputOpt, console, emit_json, fail, run
-from .format import fen_from_yuan, when
+from .format import fen_from_yuan, when, yuan
 
 peer_app = typer.Typer(help="Peer platforms: lend to and borrow from other suanli platforms "
                             "(算力互联互通). See docs/federation.md.")
@@ -111,3 +111,53 @@ def peer_remove(name: str = typer.Argument(...), output: Output = OutputOpt) -> 
     if output is Output.json:
         return emit_json(data)
     console.print(f"peer {name} removed ({', '.join(p['direction'] for p in data)})")
+
+
+@peer_app.command("statement")
+def peer_statement(name: str = typer.Argument(...),
+                   month: str = typer.Option(..., "--month", help="e.g. 2026-11"),
+                   output: Output = OutputOpt) -> None:
+    """The month with a peer, run by run: what it borrowed from us, what we borrowed from it."""
+    data = run(lambda c: c.statements(month, party=f"peer:{name}"))
+    if output is Output.json:
+        return emit_json(data)
+    for side, title in (("lent", "it borrowed from us 借出"), ("borrowed", "we borrowed 借入")):
+        part = data.get(side)
+        if part is None:
+            continue
+        t = Table(title=f"{name} {month}: {title}")
+        for col in ("run", "peer job", "ended", "unit·h", "amount"):
+            t.add_column(col)
+        for i in part["items"]:
+            t.add_row(i["run_key"] or "-", str(i["job_id"]), when(i["ended_at"]),
+                      f"{i['unit_seconds'] / 3600:.3f}", yuan(i["amount_fen"]))
+        t.add_row("total", "", "", f"{part['unit_seconds'] / 3600:.3f}", yuan(part["amount_fen"]))
+        console.print(t)
+        if side == "borrowed":
+            console.print(f"billed to our tenants {yuan(part['billed_fen'])}, margin "
+                          f"{yuan(part['margin_fen'])}")
+
+
+@peer_app.command("reconcile")
+def peer_reconcile(name: str = typer.Argument(...),
+                   month: str = typer.Option(..., "--month", help="e.g. 2026-11"),
+                   output: Output = OutputOpt) -> None:
+    """Compare what we borrowed from a peer in a month with what it says it lent us; exit 1 when
+    any run differs (and name it)."""
+    data = run(lambda c: c.reconcile_peer(name, month))
+    if output is Output.json:
+        emit_json(data)
+    elif data["same"]:
+        console.print(f"peer {name} {month}: the same {data['runs']} runs and "
+                      f"{yuan(data['ours_fen'])} on both sides ✓")
+    else:
+        t = Table(title=f"peer {name} {month}: {len(data['differences'])} runs differ")
+        for col in ("run", "ours", "theirs", "why"):
+            t.add_column(col)
+        for d in data["differences"]:
+            t.add_row(d["run_key"], "-" if d["ours_fen"] is None else yuan(d["ours_fen"]),
+                      "-" if d["theirs_fen"] is None else yuan(d["theirs_fen"]), d["why"])
+        console.print(t)
+        console.print(f"ours {yuan(data['ours_fen'])}, theirs {yuan(data['theirs_fen'])}")
+    if not data["same"]:
+        raise typer.Exit(1)

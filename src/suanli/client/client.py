@@ -120,6 +120,11 @@ class _Endpoints:
     def discover_peer(self, name: str) -> Any:
         return self._call("POST", f"/api/v1/peers/{quote(name, safe='')}/discover")
 
+    def reconcile_peer(self, name: str, month: str) -> Any:
+        """Our statement of what we borrowed from the peer in `month` against its own."""
+        return self._call("GET", f"/api/v1/peers/{quote(name, safe='')}/reconcile",
+                          params={"month": month})
+
     def remove_peer(self, name: str) -> Any:
         return self._call("DELETE", f"/api/v1/peers/{quote(name, safe='')}")
 

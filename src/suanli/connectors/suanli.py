@@ -216,6 +216,34 @@ class SuanliConnector:
             })
         return pools
 
+    def charge(self, external_id: str) -> dict[str, Any] | None:
+        """What the peer billed us for an ended job: its usage as the peer metered it (amount,
+        unit-seconds, first start, last end); None while the job has not ended there."""
+        job_id = self._id(external_id)
+        try:
+            job = self._client.get_job(job_id)
+        except ApiError as exc:
+            raise self._error(exc) from exc
+        if not _STATES.get(str(job.get("state")), RunState.UNKNOWN).is_terminal:
+            return None
+        items = self._call(lambda: self._client.usage(job_id=job_id, limit=1000))["items"]
+        ended = _time(job.get("finished_at")) or _time(job.get("updated_at"))
+        if ended is None:
+            return None
+        if not items:  # it never started there: nothing billed
+            return {"remote_job_id": job_id, "amount_fen": 0, "unit_seconds": 0,
+                    "started_at": ended, "ended_at": ended}
+        return {"remote_job_id": job_id,
+                "amount_fen": sum(int(u["amount_fen"]) for u in items),
+                "unit_seconds": sum(int(u["unit_seconds"]) for u in items),
+                "started_at": min(_time(u["started_at"]) or ended for u in items),
+                "ended_at": max(_time(u["ended_at"]) or ended for u in items)}
+
+    def statement(self, month: str) -> dict[str, Any]:
+        """The peer's monthly statement of what it lent us (`party=peer:…`: as our account)."""
+        body: dict[str, Any] = self._call(lambda: self._client.statements(month, party="peer:us"))
+        return body
+
     def network_id(self) -> str:
         """The peer's network identifier (its API index, no token needed)."""
         body = self._call(self._client.index)

@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from ..services import peers
+from ..services import peer_money, peers
 from ..services.artifacts import reap_expired_outputs
 from ..services.billing import stop_over_budget
 from ..services.context import Platform
@@ -133,9 +133,10 @@ class Engine(Reconciler, Placer):
             if check_centers(self.p):
                 self.request_full_pass()  # a center went offline or came back
             self.housekeeping()
-        if now_m - self._last_discovery >= self.p.settings.peer_discovery_s:
-            self._last_discovery = now_m
-            self.discover_peers()
+            discover = now_m - self._last_discovery >= self.p.settings.peer_discovery_s
+            if discover:
+                self._last_discovery = now_m
+            self.sync_peers(discover=discover)
         ended = self.reconcile()
         lost = self.fail_over()
         if lost:
@@ -174,18 +175,23 @@ class Engine(Reconciler, Placer):
         except OSError:  # the artifact store unreachable: try again at the next housekeeping
             log.exception("removing expired job outputs failed")
 
-    def discover_peers(self) -> None:
-        """Ask each peer platform that lends to us for its pools again, in a thread of its own
-        (a slow peer never holds up a pass); a change asks for a full pass."""
+    def sync_peers(self, *, discover: bool) -> None:
+        """With the peer platforms that lend to us, in a thread of its own (a slow peer never
+        holds up a pass): copy what they billed us for our ended runs there, and (`discover`)
+        ask for their pools again; a change of pools asks for a full pass."""
         if not self._discovering.acquire(blocking=False):
-            return  # the last one is still asking
+            return  # the last round is still asking
+        if not peers.any_lender(self.p):
+            self._discovering.release()
+            return
 
         def run() -> None:
             try:
-                if peers.discover_all(self.p):
+                peer_money.collect_charges(self.p)
+                if discover and peers.discover_all(self.p):
                     self.request_full_pass()
             except Exception:  # the next interval tries again
-                log.exception("discovering the peers' pools failed")
+                log.exception("syncing with the peer platforms failed")
             finally:
                 self._discovering.release()
 

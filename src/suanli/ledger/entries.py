@@ -97,6 +97,9 @@ def center_payable(center_id: int) -> str:
 
 
 PLATFORM_CASH = "platform:cash"
+# What the platform keeps (or loses) between what it billed its tenants for runs on peer
+# platforms and what those platforms billed it (credit balance: a margin earned).
+PEER_MARGIN = "platform:peer_margin"
 
 
 def deposit(tenant_id: int, amount_fen: int, reference: str) -> Entry:
@@ -177,6 +180,21 @@ def bill(run_id: int, tenant_id: int, center_id: int, amount_fen: int, prepaid_f
         postings += _redeem(voucher)
         refs |= {"programme_id": voucher.programme_id, "grant_id": voucher.grant_id}
     return Entry("bill", f"bill:run:{run_id}", tuple(postings), f"run {run_id}", refs)
+
+
+def peer_charge(run_id: int, center_id: int, billed_fen: int, charged_fen: int) -> Entry | None:
+    """A run on a peer platform's center: we billed our tenant `billed_fen` (and owe the center
+    that much since the bill), the peer billed us `charged_fen`. The difference moves between
+    what we owe the peer and our margin. None when they are equal."""
+    if charged_fen < 0 or billed_fen < 0:
+        raise LedgerError(f"peer-charge:run:{run_id}: amounts are not negative")
+    diff = billed_fen - charged_fen
+    if diff == 0:
+        return None
+    return Entry("peer-charge", f"peer-charge:run:{run_id}",
+                 (Posting(center_payable(center_id), diff), Posting(PEER_MARGIN, -diff)),
+                 f"run {run_id}: billed {billed_fen}, the peer charged {charged_fen}",
+                 {"run_id": run_id, "center_id": center_id})
 
 
 def fund_programme(programme_id: int, budget_fen: int) -> Entry:

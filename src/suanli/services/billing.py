@@ -127,12 +127,12 @@ class _Vouchers:
                                           .where(cond)).all())
 
     def part(self, run: FinishedRun, amount_fen: int, center_slug: str, domestic: bool,
-             device_kind: str) -> tuple[_Grant, int, int] | None:
+             device_kind: str, peer: bool = False) -> tuple[_Grant, int, int] | None:
         """The grant that pays part of this bill, its ratio and amount (and spend it)."""
         if (run.tenant_id, run.center_id) in self.related:
             return None  # never on a center related to the tenant
         for g in self.by_tenant.get(run.tenant_id, ()):
-            if g.left <= 0 or not g.rules.center_allowed(center_slug):
+            if g.left <= 0 or not g.rules.center_allowed(center_slug, peer=peer):
                 continue
             ratio = g.rules.ratio_for(domestic=domestic, device_kind=device_kind, center=center_slug)
             # Never more than the grant's remainder; the tenant's cap bounds its grants (checked
@@ -210,7 +210,8 @@ def bill_runs(s: Session, runs: list[FinishedRun], now: datetime) -> list[Billed
                       "unit_seconds": fig.unit_seconds, "precision": r.precision.value,
                       "pflops_hours": fig.pflops_hours, "energy_wh": fig.energy_wh, "pue": center.pue,
                       "price_fen_per_unit_hour": price, "amount_fen": amount, "created_at": now})
-        found = vouchers.part(r, amount, center.slug, pool.domestic, pool.device_kind) if amount else None
+        found = vouchers.part(r, amount, center.slug, pool.domestic, pool.device_kind,
+                              center.connector == "suanli") if amount else None
         part = None
         if found is not None:
             g, ratio, v = found

@@ -267,13 +267,23 @@ def discover(p: Platform, name: str, *, connector: Callable[[m.Center], Any] | N
                       "features": new.features, "environments": new.environments,
                       "identifier": d.get("identifier"), "withdrawn_at": None}
             if any(getattr(pl, k) != v for k, v in values.items()):
+                if pl.price_fen_per_unit_hour != new.price_fen_per_unit_hour:
+                    # a new version from now on: runs already started keep their price
+                    s.add(m.PriceList(pool_id=pl.id, valid_from=now, created_at=now,
+                                      price_fen_per_unit_hour=new.price_fen_per_unit_hour,
+                                      note=f"peer {name}'s price (discovered)"))
                 for k, v in values.items():
                     setattr(pl, k, v)
                 changed += 1
         for pool_name, d in found.items():
             if pool_name not in existing:
-                s.add(m.Pool(center_id=row.id, created_at=now, identifier=d.get("identifier"),
-                             **_pool_row(_pool_input(d, margin))))
+                pool = m.Pool(center_id=row.id, created_at=now, identifier=d.get("identifier"),
+                              **_pool_row(_pool_input(d, margin)))
+                s.add(pool)
+                s.flush()
+                s.add(m.PriceList(pool_id=pool.id, valid_from=now, created_at=now,
+                                  price_fen_per_unit_hour=pool.price_fen_per_unit_hour,
+                                  note=f"peer {name}'s price (discovered)"))
                 changed += 1
         config = dict(row.connector_config or {})
         config["pools"] = {k: {"place": d["place"], "precision": d["precision"]}
@@ -291,6 +301,13 @@ def _pool_row(pool: PoolInput) -> dict[str, Any]:
     out = dict(pool.__dict__)
     out["device_kind"] = pool.device_kind.value
     return out
+
+
+def any_lender(p: Platform) -> bool:
+    """Whether any center is a peer platform (ours to sync with)."""
+    with p.db.session() as s:
+        return s.scalar(select(m.Center.id).where(m.Center.connector == "suanli")
+                        .limit(1)) is not None
 
 
 def discover_all(p: Platform) -> int:

@@ -110,12 +110,20 @@ def _settle(s: Session, month: str, start: datetime, end: datetime, now: datetim
     u, r, c = m.UsageRecord, m.VoucherRedemption, m.VoucherClaim
     rows: list[m.Statement] = []
     paid_by: dict[int, le.Entry] = {}  # statement index -> its payment
-    for center_id, (runs, us, ph, gross, voucher) in sorted(_usage_by(s, u.center_id, start, end).items()):
+    by_center = _usage_by(s, u.center_id, start, end)
+    # A peer platform's center is paid what the peer billed us (its charges, by its month), not
+    # what we billed our tenants for the runs there (that difference is our margin).
+    peer_centers = set(s.scalars(select(m.Center.id).where(m.Center.connector == "suanli")))
+    charged = _sum_by(s, m.PeerCharge.center_id, m.PeerCharge.amount_fen,
+                      m.PeerCharge.month == month)
+    for center_id in sorted(set(by_center) | set(charged)):
+        runs, us, ph, gross, voucher = by_center.get(center_id, [0, 0, 0.0, 0, 0])
+        net = charged.get(center_id, 0) if center_id in peer_centers else gross
         rows.append(m.Statement(month=month, party="center", party_id=center_id, runs=runs,
                                 unit_seconds=us, pflops_hours=ph, gross_fen=gross, voucher_fen=voucher,
-                                adjustments_fen=0, net_fen=gross, created_at=now))
-        if gross > 0:
-            paid_by[len(rows) - 1] = le.center_payout(center_id, month, gross)
+                                adjustments_fen=net - gross, net_fen=net, created_at=now))
+        if net > 0:
+            paid_by[len(rows) - 1] = le.center_payout(center_id, month, net)
     clawed = _sum_by(s, r.tenant_id, r.amount_fen, r.clawed_back_at >= start, r.clawed_back_at < end)
     claimed = _sum_by(s, c.tenant_id, c.amount_fen, c.created_at >= start, c.created_at < end)
     tenants = _usage_by(s, u.tenant_id, start, end)

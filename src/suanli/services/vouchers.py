@@ -406,7 +406,8 @@ def claim(p: Platform, actor: Principal, grant_id: int, period: str) -> dict[str
         related = set(s.scalars(select(m.RelatedParty.center_id)
                                 .where(m.RelatedParty.tenant_id == g.tenant_id)))
         rows = s.execute(
-            select(m.UsageRecord, m.Center.slug, m.Pool.domestic, m.Pool.device_kind)
+            select(m.UsageRecord, m.Center.slug, m.Pool.domestic, m.Pool.device_kind,
+                   m.Center.connector)
             .join(m.Center, m.Center.id == m.UsageRecord.center_id)
             .join(m.Pool, m.Pool.id == m.UsageRecord.pool_id)
             .join(m.VoucherRedemption, m.VoucherRedemption.run_id == m.UsageRecord.run_id, isouter=True)
@@ -420,8 +421,8 @@ def claim(p: Platform, actor: Principal, grant_id: int, period: str) -> dict[str
         s.add(c)
         s.flush()
         total = fees = runs = 0
-        for u, slug, domestic, kind in rows:
-            if u.center_id in related or not rules.center_allowed(slug):
+        for u, slug, domestic, kind, connector in rows:
+            if u.center_id in related or not rules.center_allowed(slug, peer=connector == "suanli"):
                 continue
             ratio = rules.ratio_for(domestic=domestic, device_kind=kind, center=slug)
             v = subsidy(u.amount_fen, ratio, left - total)

@@ -731,3 +731,25 @@ class Peer(Base):
     discovered_at: Mapped[datetime | None] = mapped_column(nullable=True)
     discovery_error: Mapped[str] = mapped_column(String(500), default="")
     removed_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+
+class PeerCharge(Base):
+    """What a peer platform that lent us compute billed us for one run there (migration 0015):
+    its job's usage as the peer metered it, copied when the run ended. Our payout to the peer
+    for a month is the sum of these by the peer's month (its `ended_at`), so both sides' monthly
+    statements list the same runs and amounts (`suanli peer reconcile`)."""
+
+    __tablename__ = "peer_charges"
+    __table_args__ = (Index("ix_peer_charges_center_month", "center_id", "month"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"), unique=True)
+    center_id: Mapped[int] = mapped_column(Integer)
+    run_key: Mapped[str] = mapped_column(String(64))
+    remote_job_id: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime]
+    ended_at: Mapped[datetime]
+    month: Mapped[str] = mapped_column(String(7))
+    unit_seconds: Mapped[int] = mapped_column(BigInteger)
+    amount_fen: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime]

@@ -12,7 +12,11 @@ version priced each redemption, so a rule change never rewrites the past.
     districts           eligible tenants' districts (e.g. registered in the city)
     credit_code_prefixes eligible tenants' unified social credit code prefixes (e.g. 913702);
                         a tenant qualifies when it matches a district or a prefix (no list: all)
-    centers             whitelisted centers by slug (empty: every center in the network)
+    centers             whitelisted centers by slug (empty: every center of the city's own)
+    exclude_centers     centers it never pays for, by slug
+    peers               whether it pays for runs on peer platforms' centers (federation) that
+                        `centers` does not name (default false: the city's vouchers pay for the
+                        city's compute; list a peer's center in `centers` to pay for it alone)
     validity_days       how long a grant may be spent (default 365)
     settlement_period   monthly | quarterly (post-hoc claims and the city's payments)
 """
@@ -56,6 +60,8 @@ class Rules:
     districts: tuple[str, ...] = ()
     credit_code_prefixes: tuple[str, ...] = ()
     centers: tuple[str, ...] = ()
+    exclude_centers: tuple[str, ...] = ()
+    peers: bool = False
     validity_days: int = 365
     settlement_period: str = "monthly"
 
@@ -65,7 +71,8 @@ class Rules:
         if not isinstance(data, dict):
             raise RulesError("rules are an object")
         known = {"ratio_bp", "overrides", "tenant_cap_fen", "min_spend_fen", "districts",
-                 "credit_code_prefixes", "centers", "validity_days", "settlement_period"}
+                 "credit_code_prefixes", "centers", "exclude_centers", "peers", "validity_days",
+                 "settlement_period"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise RulesError(f"unknown rule {unknown[0]!r}; rules are {', '.join(sorted(known))}")
@@ -90,6 +97,9 @@ class Rules:
                 raise RulesError(f"overrides[{i}] needs ratio_bp")
             overrides.append(Override(_int(o, "ratio_bp", 0, 0, MAX_BP, f"overrides[{i}]."),
                                       dom, kind, center))
+        peers = data.get("peers", d.peers)
+        if not isinstance(peers, bool):
+            raise RulesError("peers is true or false")
         period = data.get("settlement_period", d.settlement_period)
         if period not in PERIODS:
             raise RulesError("settlement_period is monthly or quarterly")
@@ -100,6 +110,7 @@ class Rules:
             districts=_strings(data, "districts", 64),
             credit_code_prefixes=_strings(data, "credit_code_prefixes", 18),
             centers=_strings(data, "centers", 64),
+            exclude_centers=_strings(data, "exclude_centers", 64), peers=peers,
             validity_days=_int(data, "validity_days", d.validity_days, 1, 3660),
             settlement_period=str(period),
         )
@@ -108,7 +119,7 @@ class Rules:
         out = asdict(self)
         out["overrides"] = [{k: v for k, v in asdict(o).items() if v is not None}
                             for o in self.overrides]
-        for k in ("districts", "credit_code_prefixes", "centers"):
+        for k in ("districts", "credit_code_prefixes", "centers", "exclude_centers"):
             out[k] = list(out[k])
         return out
 
@@ -130,8 +141,14 @@ class Rules:
         where = ", ".join([*self.districts, *(f"credit code {p}…" for p in self.credit_code_prefixes)])
         return f"the programme is for tenants registered in: {where}"
 
-    def center_allowed(self, slug: str) -> bool:
-        return not self.centers or slug in self.centers
+    def center_allowed(self, slug: str, *, peer: bool = False) -> bool:
+        """Whether the programme pays for runs on the center `slug` (`peer`: a peer platform's
+        center, paid only when named in `centers` or with `peers`)."""
+        if slug in self.exclude_centers:
+            return False
+        if self.centers:
+            return slug in self.centers
+        return not peer or self.peers
 
 
 def _int(data: dict[str, Any], key: str, default: int, lo: int, hi: int, prefix: str = "") -> int:

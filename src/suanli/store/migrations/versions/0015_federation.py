@@ -50,9 +50,28 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id"),
     )
     op.create_index("ix_peers_name", "peers", ["name"])
+    op.create_table(
+        "peer_charges",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("run_id", sa.Integer(), sa.ForeignKey("runs.id"), nullable=False),
+        sa.Column("center_id", sa.Integer(), nullable=False),
+        sa.Column("run_key", sa.String(length=64), nullable=False),
+        sa.Column("remote_job_id", sa.Integer(), nullable=False),
+        sa.Column("started_at", UTC(timezone=True), nullable=False),
+        sa.Column("ended_at", UTC(timezone=True), nullable=False),
+        sa.Column("month", sa.String(length=7), nullable=False),
+        sa.Column("unit_seconds", sa.BigInteger(), nullable=False),
+        sa.Column("amount_fen", sa.BigInteger(), nullable=False),
+        sa.Column("created_at", UTC(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("run_id"),
+    )
+    op.create_index("ix_peer_charges_center_month", "peer_charges", ["center_id", "month"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_peer_charges_center_month", table_name="peer_charges")
+    op.drop_table("peer_charges")
     op.drop_index("ix_peers_name", table_name="peers")
     op.drop_table("peers")
     with op.batch_alter_table("pools") as batch:
