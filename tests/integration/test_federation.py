@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import sqlite3
 import tarfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,7 +22,9 @@ from .conftest import Server, running_server
 @pytest.fixture(scope="module")
 def cities() -> Iterator[tuple[Server, Server]]:
     with running_server("suanli-fed-yt.", {"SUANLI_NETWORK_ID": "CN-SD-YT"}) as yantai, \
-            running_server("suanli-fed-qd.", {"SUANLI_HEALTH_INTERVAL": "1"}) as qingdao:
+            running_server("suanli-fed-qd.", {"SUANLI_HEALTH_INTERVAL": "1",
+                                              "SUANLI_HEALTH_FAILURES": "1",
+                                              "SUANLI_FAILOVER_GRACE": "3"}) as qingdao:
         invited = yantai.cli("peer", "invite", "qingdao", "--credit-limit", "1000", "-o", "json",
                              token="platform_admin")
         assert invited.returncode == 0, invited.stderr
@@ -138,6 +141,10 @@ def test_the_money_between_the_platforms_reconciles_to_the_fen(
     with qingdao.api("tenant_a") as c:
         billed = c.get("/api/v1/usage", params={"job_id": job_id}).json()["items"]
     assert len(billed) == 1 and billed[0]["price_fen_per_unit_hour"] == 396_000
+    with qingdao.api("platform_admin") as c:  # tenant_a's grant pays for the city's compute only
+        paid = c.get("/api/v1/voucher-redemptions",
+                     params={"tenant_id": billed[0]["tenant_id"]}).json()["items"]
+    assert billed[0]["run_id"] not in {r["run_id"] for r in paid}
 
     def charged() -> dict | None:
         with qingdao.api("platform_admin") as c:
@@ -164,8 +171,6 @@ def test_the_money_between_the_platforms_reconciles_to_the_fen(
                     for a in c.get("/api/v1/ledger/trial-balance").json()["accounts"]}
     assert accounts["platform:peer_margin"] == -ours["margin_fen"]
     # Our copy disagrees with Yantai's (a bookkeeping error, or a tampered row): named.
-    import sqlite3
-
     with sqlite3.connect(qingdao.home / "suanli.db") as db:
         db.execute("UPDATE peer_charges SET amount_fen = amount_fen + 1 WHERE run_key = ?",
                    (ours["items"][0]["run_key"],))
@@ -241,3 +246,62 @@ def test_bad_joins_are_refused_clearly(cities: tuple[Server, Server]) -> None:
     assert again.returncode != 0 and "Traceback" not in again.stderr
     tenant = qingdao.cli("peer", "list")  # tenant_a
     assert tenant.returncode != 0 and "platform_admin" in tenant.stdout + tenant.stderr
+
+
+def test_a_peer_killed_fails_over_home_and_nobody_is_billed_twice(
+        cities: tuple[Server, Server]) -> None:
+    """(Last: it kills Yantai.) A job that may run at Yantai or at home runs at Yantai; Yantai is
+    killed with kill -9: after the grace period the job runs again at home and completes.
+    Yantai comes back: the stale attempt there is cancelled; Yantai bills the platform account
+    once for it, Qingdao copies that once, and every trial balance is still 0."""
+    yantai, qingdao = cities
+    with qingdao.api("platform_admin") as c:
+        home = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "local")
+        c.post(f"/api/v1/centers/{home['id']}/status", json={"status": "draining"})
+        r = qingdao.cli("job", "submit", "--center", "yantai/local-cpu", "--center", "local",
+                        "--walltime", "5m", "-o", "json", "--", "sh", "-c",
+                        "sleep 8; echo done-$SUANLI_UNITS")
+        assert r.returncode == 0, r.stderr
+        job_id = int(json.loads(r.stdout)["id"])
+        first = _until_state(qingdao, job_id, {"RUNNING"})
+        assert first["center"] == "yantai"
+        c.post(f"/api/v1/centers/{home['id']}/status", json={"status": "online"})
+    yantai.kill9()
+    done = _until_state(qingdao, job_id, {"COMPLETED", "FAILED", "CANCELLED"}, 120)
+    assert done["state"] == "COMPLETED" and done["center"] == "local", done
+    runs = _job(qingdao, job_id)["runs"]
+    assert [r["state"] for r in runs] == ["lost", "completed"], runs
+    yantai.start()  # the same data directory and port: the lost attempt is found again there
+
+    def stale_ended() -> dict | None:
+        with yantai.api("platform_admin") as c:
+            theirs = [j for j in c.get("/api/v1/jobs", params={"name": "suanli-*",
+                                                              "limit": 100}).json()["items"]
+                      if j["name"] == f"suanli-{runs[0]['run_key']}"]
+        print("STALE", [(j["id"], j["state"], j["state_reason"]) for j in theirs], flush=True)
+        assert len(theirs) == 1, theirs  # never submitted twice
+        return theirs[0] if theirs[0]["state"] in ("CANCELLED", "COMPLETED", "FAILED") else None
+
+    try:
+        stale = eventually(stale_ended, timeout=90, interval=0.5, what="the stale attempt ended")
+    except AssertionError:
+        print("YANTAI LOG", yantai.log.read_text()[-6000:])
+        raise
+    with yantai.api("platform_admin") as c:
+        usage = c.get("/api/v1/usage", params={"job_id": stale["id"]}).json()["items"]
+    assert len(usage) <= 1  # Yantai billed the attempt at most once
+
+    def copied() -> bool:
+        with sqlite3.connect(qingdao.home / "suanli.db") as db:
+            rows = db.execute("SELECT amount_fen FROM peer_charges WHERE run_id = ?",
+                              (runs[0]["id"],)).fetchall()
+        assert len(rows) <= 1
+        return len(rows) == 1 and rows[0][0] == sum(u["amount_fen"] for u in usage)
+
+    eventually(copied, timeout=60, what="Yantai's charge for the stale attempt copied once")
+    with qingdao.api("tenant_a") as c:
+        billed = c.get("/api/v1/usage", params={"job_id": job_id}).json()["items"]
+    assert len({u["run_id"] for u in billed}) == len(billed) <= 2
+    for srv in (yantai, qingdao):
+        with srv.api("platform_admin") as c:
+            assert c.get("/api/v1/ledger/trial-balance").json()["total_fen"] == 0

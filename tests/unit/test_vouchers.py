@@ -431,3 +431,22 @@ def test_admission_holds_each_jobs_estimate_until_it_is_billed(fw: World) -> Non
             m.Job.tenant_id == w.t1.id, m.Job.state.in_(["QUEUED", "PLACED", "RUNNING"])))
         assert s.get(m.Tenant, w.t1.id).held_fen == unfinished == 2 * hold  # type: ignore[union-attr]
         assert s.get(m.Job, job.id).hold_fen == 0  # type: ignore[union-attr]
+
+
+def test_a_programme_pays_for_peer_platforms_only_when_its_rules_say() -> None:
+    """Federation: the city's vouchers pay for the city's own compute; a peer platform's center
+    only when the rules name it (`centers`) or allow peers (`peers`); `exclude_centers` wins."""
+    from suanli.vouchers import Rules
+    from suanli.vouchers.rules import RulesError
+
+    default = Rules.from_dict({})
+    assert default.center_allowed("qd-ai") and not default.center_allowed("yantai", peer=True)
+    assert Rules.from_dict({"peers": True}).center_allowed("yantai", peer=True)
+    listed = Rules.from_dict({"centers": ["qd-ai", "yantai"]})
+    assert listed.center_allowed("yantai", peer=True) and not listed.center_allowed("qd-sc")
+    out = Rules.from_dict({"peers": True, "exclude_centers": ["yantai", "qd-sc"]})
+    assert not out.center_allowed("yantai", peer=True) and not out.center_allowed("qd-sc")
+    assert out.center_allowed("weihai", peer=True) and out.center_allowed("qd-ai")
+    assert Rules.from_dict(out.to_dict()) == out
+    with pytest.raises(RulesError, match="peers"):
+        Rules.from_dict({"peers": "yes"})
