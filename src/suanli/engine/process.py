@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import ctypes
+import faulthandler
 import fcntl
 import json
 import logging
@@ -219,6 +220,29 @@ def _write_status(home: Path, engine: Engine | None, lease: Lease | None = None)
         log.warning("cannot write %s: %s", home / STATUS_FILE, exc)
 
 
+class Stopper:
+    """What SIGTERM/SIGINT (and a parent seen gone) do: stop the candidate, once. Once only: a
+    SIGTERM (the parent's death signal) may arrive while this runs on the main thread (`wait`
+    saw the parent gone first) and is inside `stop.set()`, holding the Event's lock; a second
+    `stop.set()` in the handler would wait for that lock forever, and the engine would never
+    stop, nor let the next one take engine.lock."""
+
+    def __init__(self, stop: threading.Event, current: list[Engine],
+                 listener: WakeListener | None) -> None:
+        self.stop, self.current, self.listener = stop, current, listener
+        self.called = False
+
+    def __call__(self, *_: object) -> None:
+        if self.called:
+            return
+        self.called = True
+        self.stop.set()
+        for e in self.current:
+            e.request_stop()
+        if self.listener is not None:
+            self.listener.wake()
+
+
 def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None = None,
                   upgrade: bool = False, status: bool = True) -> int:
     """An engine candidate until SIGTERM/SIGINT (or, with `parent`, until that process is
@@ -236,12 +260,7 @@ def run_candidate(settings: Settings, *, wake_fd: int = -1, parent: int | None =
     listener = None if settings.database_url.startswith("sqlite") \
         else WakeListener(settings.database_url)
 
-    def on_signal(*_: object) -> None:
-        stop.set()
-        for e in current:
-            e.request_stop()
-        if listener is not None:
-            listener.wake()
+    on_signal = Stopper(stop, current, listener)
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
@@ -335,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     parent = os.getppid()
     _die_with_parent()
+    faulthandler.register(signal.SIGUSR1, all_threads=True)  # kill -USR1: every stack, to the log
     settings = Settings.from_env()
     logs.configure(settings.log_format, settings.log_level)
     return run_candidate(settings, wake_fd=args.wake_fd, parent=parent)
