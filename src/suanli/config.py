@@ -22,6 +22,17 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _optional_seconds(name: str) -> float | None:
+    """Seconds (0 or more), or None when unset or empty."""
+    raw = os.environ.get(name)
+    if raw in (None, ""):
+        return None
+    value = _float(name, 0.0)
+    if value < 0:
+        raise ValueError(f"{name} must be 0 or more seconds, got {raw!r}")
+    return value
+
+
 def _count(name: str, default: int) -> int:
     raw = os.environ.get(name)
     if raw in (None, ""):
@@ -144,6 +155,10 @@ class Settings:
     # pools of each peer platform that lends us compute are discovered again.
     network_id: str = DEFAULT_NETWORK_ID
     peer_discovery_s: float = 60.0
+    # Home first (HTCondor's flocking, made explicit): a job goes to a peer platform's pool only
+    # when that finishes it this many seconds earlier than the best home pool; None: peers are
+    # ranked like any pool. A tenant may have its own (`suanli tenant peer-rule`).
+    peers_earlier_by_s: float | None = None
 
     @property
     def artifacts_location(self) -> str:
@@ -206,4 +221,5 @@ class Settings:
             public_url=os.environ.get("SUANLI_PUBLIC_URL") or "",
             network_id=network_id(),
             peer_discovery_s=max(1.0, _float("SUANLI_PEER_DISCOVERY_S", 60.0)),
+            peers_earlier_by_s=_optional_seconds("SUANLI_PEERS_EARLIER_BY_S"),
         )

@@ -226,6 +226,7 @@ def test_the_auditor_reads_a_job_page_without_its_output(demo: Demo) -> None:
 NAMING_A_TENANT: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/tenants/{t}", None),
     ("GET", "/api/v1/tenants/{t}/quotas", None),
+    ("PUT", "/api/v1/tenants/{t}/peer-rule", {"earlier_by_s": 1}),
     ("PUT", "/api/v1/tenants/{t}/quotas/cpu", {"max_units": 1}),
     ("DELETE", "/api/v1/tenants/{t}/quotas/cpu", None),
     ("PUT", "/api/v1/tenants/{t}/credit-limit", {"credit_limit_fen": 0}),

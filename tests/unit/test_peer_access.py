@@ -120,6 +120,23 @@ def test_it_changes_nothing_of_anyone_else(peer: tuple[Demo, str, int], method: 
     assert job["cancel_requested_at"] is None and job["state"] == "QUEUED"
 
 
+def test_a_tenant_sets_its_home_first_rule_and_the_peer_cannot(peer: tuple[Demo, str, int]) -> None:
+    """The rule "peers only when earlier by X": the tenant's admin sets its own (and clears it
+    back to the platform's), bad values are a 422, and nobody sets another tenant's."""
+    d, _, own = peer
+    t = d.ids["tenant_a"]
+    r = d.call("tenant_a", "PUT", f"/api/v1/tenants/{t}/peer-rule", {"earlier_by_s": 600})
+    assert r.status_code == 200 and r.json()["peer_earlier_by_s"] == 600, r.text
+    assert d.call("tenant_a", "PUT", f"/api/v1/tenants/{t}/peer-rule",
+                  {"earlier_by_s": -1}).status_code == 422
+    assert d.call("peer", "PUT", f"/api/v1/tenants/{t}/peer-rule",
+                  {"earlier_by_s": 0}).status_code == 404
+    assert d.call("peer", "PUT", f"/api/v1/tenants/{own}/peer-rule",
+                  {"earlier_by_s": 0}).status_code == 403  # a tenant user, not its admin
+    r = d.call("tenant_a", "PUT", f"/api/v1/tenants/{t}/peer-rule", {"earlier_by_s": None})
+    assert r.status_code == 200 and r.json()["peer_earlier_by_s"] is None
+
+
 def test_removing_the_peer_ends_its_token(peer: tuple[Demo, str, int]) -> None:
     d, token, _ = peer
     assert d.call("peer", "GET", "/api/v1/users/me").status_code == 200

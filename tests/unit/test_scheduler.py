@@ -160,3 +160,36 @@ def test_explanation_is_serialisable_and_marks_the_choice() -> None:
     assert exp["policy"] == "balanced" and exp["weights"]
     chosen = [c for c in exp["candidates"] if c["chosen"]]
     assert len(chosen) == 1 and chosen[0]["pool_id"] == 2
+
+
+def _busy_home(pid: int, ends_in_s: int) -> PoolState:
+    """A home pool whose 16 units are all held for `ends_in_s` more seconds."""
+    from dataclasses import replace as _replace
+
+    idle = pool(pid)
+    return _replace(idle, free_devices=tuple(frozenset() for _ in idle.free_devices),
+                    running=(RunningAllocation(16, NOW + timedelta(seconds=ends_in_s),
+                                               tuple(range(16))),))
+
+
+def test_home_first_sends_a_job_to_a_peer_only_when_it_is_earlier_by_the_margin() -> None:
+    """Federation: with the rule "peers only when more than X s earlier", a peer platform's
+    idle pool wins only when the home pool would make the job wait longer than X; a cheaper
+    peer never wins by price alone, and without the rule the policy decides as usual."""
+    from dataclasses import replace as _replace
+
+    peer = _replace(pool(2, spec(price_fen_per_unit_hour=100)), peer=True)
+    for wait_s, rule, expect in [(300, 600.0, 1), (900, 600.0, 2), (0, 0.0, 1), (0, None, 2)]:
+        home = _busy_home(1, wait_s) if wait_s else pool(1)
+        r = req(1, policy=Policy.CHEAPEST if rule is None else Policy.FASTEST,
+                peer_earlier_by_s=rule)
+        d = explain_job(r, [home, peer], NOW)
+        chosen = [c.pool_id for c in d.candidates if c.chosen]
+        assert chosen == [expect], (wait_s, rule, d.explanation())
+        peer_c = next(c for c in d.candidates if c.pool_id == 2)
+        if expect == 1 and rule is not None:
+            assert not peer_c.feasible and any("home first" in x for x in peer_c.reasons)
+    # no home pool can run it: the peer, whatever the rule
+    d = explain_job(req(1, peer_earlier_by_s=600.0),
+                    [pool(1, spec(device_kind=DeviceKind.NPU)), peer], NOW)
+    assert [c.pool_id for c in d.candidates if c.chosen] == [2]

@@ -26,6 +26,7 @@ from .schemas import (
     DiscoverRequest,
     ErrorBody,
     PathId,
+    PeerRuleSet,
     PoolCreate,
     PoolPublic,
     QuotaPublic,
@@ -196,6 +197,16 @@ def create_tenant(body: TenantCreate, p: PlatformDep, who: PrincipalDep) -> Tena
 @router.get("/tenants/{tenant_id}", tags=["tenants"])
 def get_tenant(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> TenantPublic:
     return TenantPublic.model_validate(tenants.get_tenant(p, who, tenant_id))
+
+
+@router.put("/tenants/{tenant_id}/peer-rule", tags=["tenants"])
+def set_peer_rule(tenant_id: PathId, body: PeerRuleSet, p: PlatformDep,
+                  who: PrincipalDep) -> TenantPublic:
+    """Home first: the tenant's jobs go to a peer platform's pool only when that finishes them
+    more than `earlier_by_s` seconds earlier than the best home pool (null: the platform's
+    SUANLI_PEERS_EARLIER_BY_S). The platform admin, or the tenant's admin. Applies to jobs
+    queued from then on."""
+    return TenantPublic.model_validate(tenants.set_peer_rule(p, who, tenant_id, body.earlier_by_s))
 
 
 @router.get("/tenants/{tenant_id}/quotas", tags=["tenants"])

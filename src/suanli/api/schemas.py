@@ -227,6 +227,9 @@ class TenantPublic(Output):
     frozen_reason: str
     kind: str = Field("enterprise", description="enterprise, or platform: a peer platform that "
                       "borrows compute here (suanli peer invite)")
+    peer_earlier_by_s: int | None = Field(None, description="home first: its jobs go to a peer "
+                                          "platform's pool only when that finishes them more than "
+                                          "this many seconds earlier (null: the platform's rule)")
 
 
 class DepositIn(Input):
@@ -685,6 +688,11 @@ class ControlPlane(Output):
     leader: LeaderPublic | None
     last_pass: LastPass | None
     centers: list[CenterHealth]
+
+
+class PeerRuleSet(Input):
+    earlier_by_s: Annotated[int | None, Field(ge=0, le=30 * 86400, description="seconds; null: "
+                                              "the platform's rule")] = None
 
 
 class PeerInvite(Input):

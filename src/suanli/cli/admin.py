@@ -364,6 +364,30 @@ def _quota_table(tenant_id: int, data: list[dict[str, Any]]) -> Table:
     return t
 
 
+@tenant_app.command("peer-rule")
+def tenant_peer_rule(
+    tenant: int = typer.Argument(..., help="tenant id"),
+    earlier_by: str | None = typer.Option(None, "--earlier-by", help="peers only when they finish "
+                                          "this much earlier than home: 600, 10m, 1h"),
+    off: bool = typer.Option(False, "--platform-default", help="follow the platform's rule"),
+    output: Output = OutputOpt,
+) -> None:
+    """Home first: send the tenant's jobs to a peer platform only when it finishes them earlier
+    by more than a margin (platform admin, or the tenant's admin)."""
+    if (earlier_by is None) == (not off):
+        fail("give --earlier-by DURATION or --platform-default")
+    try:
+        seconds = None if off else parse_duration(str(earlier_by))
+    except ValueError as exc:
+        fail(f"--earlier-by: {exc}")
+    data = run(lambda c: c.set_peer_rule(tenant, seconds))
+    if output is Output.json:
+        return emit_json(data)
+    rule = data.get("peer_earlier_by_s")
+    console.print(f"tenant {tenant}: " + ("the platform's rule for peers" if rule is None else
+                                          f"peers only when {duration(rule)} earlier than home"))
+
+
 @quota_app.command("list")
 def quota_list(tenant: int = typer.Argument(..., help="tenant id"), output: Output = OutputOpt) -> None:
     """Show a tenant's quotas and what its running jobs hold."""

@@ -162,6 +162,10 @@ class _Endpoints:
     def create_tenant(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/tenants", json=dict(body))
 
+    def set_peer_rule(self, tenant_id: int, earlier_by_s: int | None) -> Any:
+        return self._call("PUT", f"/api/v1/tenants/{tenant_id}/peer-rule",
+                          json={"earlier_by_s": earlier_by_s})
+
     def tenant_quotas(self, tenant_id: int) -> Any:
         return self._call("GET", f"/api/v1/tenants/{tenant_id}/quotas")
 

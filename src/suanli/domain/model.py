@@ -122,6 +122,9 @@ class JobRequirements:
     constraints: Constraints = NO_CONSTRAINTS  # the pool's arch and the features it must offer
     environment: str | None = None  # a named environment the pool must offer
     data: DataToMove | None = None  # its real inputs; when set, used instead of data_site/data_gb
+    # Home first: a peer platform's pool only when it finishes the job this many seconds earlier
+    # than the best home pool (None: peers are ranked like any pool).
+    peer_earlier_by_s: float | None = None
 
     def unmet(self, spec: PoolSpec) -> list[str]:
         """Why a pool's software and hardware do not suit the job (empty: they do)."""

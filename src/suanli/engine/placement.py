@@ -122,7 +122,8 @@ class Placer(Submitter):
         self._new &= ids
         missing = sorted(ids - self._queue.keys())
         for i in range(0, len(missing), 500):
-            for q in queued_jobs(s, missing[i : i + 500]):
+            for q in queued_jobs(s, missing[i : i + 500],
+                                 peer_default=self.p.settings.peers_earlier_by_s):
                 self._queue[q.job_id] = q
                 self._new.add(q.job_id)
                 if q.target_pool_id is not None:

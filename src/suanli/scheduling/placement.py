@@ -338,8 +338,26 @@ def _evaluate(
                              f"{yuan(req.budget_fen)}")
         if c.feasible and req.deadline is not None and c.finish_s is not None:
             c.misses_deadline = now + timedelta(seconds=c.finish_s) > req.deadline
+    if req.peer_earlier_by_s is not None:
+        _home_first(req.peer_earlier_by_s, [(wp.state, c) for wp, c in zip(pools, cands,
+                                                                          strict=True)])
     _score(req.policy, cands)
     return cands
+
+
+def _home_first(gain_s: float, cands: list[tuple[PoolState, Candidate]]) -> None:
+    """HTCondor's flocking, made explicit: a peer platform's pool stays a candidate only when
+    it finishes the job more than `gain_s` earlier than the best home pool (always when no home
+    pool can run it)."""
+    home = [c.finish_s for st, c in cands if c.feasible and not st.peer and c.finish_s is not None]
+    if not home:
+        return
+    best = min(home)
+    for st, c in cands:
+        if st.peer and c.feasible and c.finish_s is not None and c.finish_s >= best - gain_s:
+            c.feasible = False
+            c.reasons.append(f"home first: a home pool finishes within {gain_s:g} s of it "
+                             f"(peers only when more than {gain_s:g} s earlier)")
 
 
 def _rank_key(c: Candidate) -> tuple[bool, float, float, int]:
@@ -351,7 +369,8 @@ def _rank_key(c: Candidate) -> tuple[bool, float, float, int]:
 def _shape(req: JobRequirements) -> tuple[object, ...]:
     """What decides whether a job fits a pool now (not its policy or priority)."""
     return (req.resources, req.walltime_s, req.precision, req.domestic_only, req.district,
-            req.data_site, req.data_gb, req.constraints, req.environment, req.data)
+            req.data_site, req.data_gb, req.constraints, req.environment, req.data,
+            req.peer_earlier_by_s)
 
 
 NETWORK_GBPS = 10.0  # the city network's bandwidth between two centers, for moving a job's data

@@ -33,6 +33,7 @@ class PoolState:
     free_memory_gb: tuple[int, ...]
     running: tuple[RunningAllocation, ...] = ()
     withdrawn: bool = False  # its platform (a peer) no longer offers it: never a candidate
+    peer: bool = False  # at a peer platform's center (federation)
 
     @property
     def free_units(self) -> int:

@@ -31,7 +31,7 @@ from ..store import models as m
 from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .ledger import admit
-from .snapshot import bytes_to_move, pool_facts, pool_states, requirements_of
+from .snapshot import bytes_to_move, peer_rule, pool_facts, pool_states, requirements_of
 
 MAX_COMMAND_ARGS = 1000
 MAX_PRIORITY = 1000
@@ -451,9 +451,12 @@ def data_requirements(p: Platform, data: JobInput, tenant_id: int | None) -> Job
     """The job's requirements with the real bytes its inputs take to each center (and where its
     datasets that cannot travel are), for the tenant `tenant_id`; without one, as typed."""
     req = data.requirements()
-    if tenant_id is None or not (data.workdir_sha256 or data.inputs):
-        return req
     with p.db.session() as s:
+        gain = peer_rule(s, tenant_id, p.settings.peers_earlier_by_s)
+        if gain is not None:
+            req = replace(req, peer_earlier_by_s=gain)
+        if tenant_id is None or not (data.workdir_sha256 or data.inputs):
+            return req
         moved = bytes_to_move(s, {0: (tenant_id, data.workdir_sha256, data.inputs)})
     return replace(req, data=moved.get(0))
 
@@ -754,7 +757,9 @@ def _placement_explanation(p: Platform, actor: Principal, job_id: int) -> dict[s
             "current": None,
         }
         if job.state == JobState.QUEUED.value:
-            decision = explain_job(requirements_of(job, s), pool_states(s), p.clock.now(),
+            decision = explain_job(requirements_of(job, s,
+                                                   peer_default=p.settings.peers_earlier_by_s),
+                                   pool_states(s), p.clock.now(),
                                    job_id=job.id)
             out["current"] = decision.explanation()
         elif placements:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import timedelta
 from functools import lru_cache
 from typing import Any
@@ -30,7 +31,8 @@ def pool_facts(s: Session) -> list[PoolState]:
         PoolState(pool_id=pool.id, center_id=center.id, center_slug=center.slug,
                   pool_name=pool.name, spec=pool.spec(), pue=center.pue,
                   district=center.district, center_status=CenterStatus(center.status),
-                  free_devices=(), free_memory_gb=(), withdrawn=pool.withdrawn_at is not None)
+                  free_devices=(), free_memory_gb=(), withdrawn=pool.withdrawn_at is not None,
+                  peer=center.connector == "suanli")
         for pool, center in s.execute(select(m.Pool, m.Center).join(m.Center).order_by(m.Pool.id))
     ]
 
@@ -82,6 +84,7 @@ def pool_states(s: Session) -> list[PoolState]:
                 ),
                 running=tuple(running.get(pool.id, ())),
                 withdrawn=pool.withdrawn_at is not None,
+                peer=center.connector == "suanli",
             )
         )
     return states
@@ -162,21 +165,44 @@ def bytes_to_move(s: Session, jobs: dict[int, tuple[int, str | None, list[Any] |
     }
 
 
-def requirements_of(job: m.Job, s: Session | None = None) -> JobRequirements:
-    """A job's requirements; with a session, also the real bytes its inputs take to each center."""
+def requirements_of(job: m.Job, s: Session | None = None, *,
+                    peer_default: float | None = None) -> JobRequirements:
+    """A job's requirements; with a session, also the real bytes its inputs take to each center
+    and its tenant's peer rule (else `peer_default`)."""
     data = None
+    gain = peer_default
     if s is not None:
         data = bytes_to_move(s, {job.id: (job.tenant_id, job.workdir_sha256, job.inputs)}).get(job.id)
-    return _requirements(tuple(getattr(job, c.key) for c in _REQ_COLUMNS), data)
+        gain = peer_rule(s, job.tenant_id, peer_default)
+    req = _requirements(tuple(getattr(job, c.key) for c in _REQ_COLUMNS), data)
+    return req if gain is None else replace(req, peer_earlier_by_s=gain)
 
 
-def queued_jobs(s: Session, ids: list[int] | None = None) -> list[QueuedJob]:
-    """Queued jobs as the scheduler sees them (all of them, or those among `ids`)."""
+def peer_rule(s: Session, tenant_id: int | None, default: float | None) -> float | None:
+    """A tenant's "peers only when earlier by" rule: its own, else the platform's `default`."""
+    own = s.scalar(select(m.Tenant.peer_earlier_by_s).where(m.Tenant.id == tenant_id)) \
+        if tenant_id is not None else None
+    return float(own) if own is not None else default
+
+
+def queued_jobs(s: Session, ids: list[int] | None = None, *,
+                peer_default: float | None = None) -> list[QueuedJob]:
+    """Queued jobs as the scheduler sees them (all of them, or those among `ids`), each with its
+    tenant's peer rule (else `peer_default`, the platform's)."""
     c = m.Job
     cond = c.state == "QUEUED" if ids is None else (c.state == "QUEUED") & c.id.in_(ids)
     rows = s.execute(select(c.id, c.tenant_id, c.submitted_at, c.target_pool_id, *_REQ_COLUMNS,
                             c.workdir_sha256, c.inputs).where(cond)).all()
     n = 4 + len(_REQ_COLUMNS)
     data = bytes_to_move(s, {r[0]: (r[1], r[n], r[n + 1]) for r in rows if r[n] or r[n + 1]})
-    return [QueuedJob(r[0], r[1], r[2], _requirements(tuple(r[4:n]), data.get(r[0])), r[3])
-            for r in rows]
+    own = dict(s.execute(select(m.Tenant.id, m.Tenant.peer_earlier_by_s).where(
+        m.Tenant.peer_earlier_by_s.is_not(None))).all())
+    out = []
+    for r in rows:
+        req = _requirements(tuple(r[4:n]), data.get(r[0]))
+        rule = own.get(r[1])
+        gain = float(rule) if rule is not None else peer_default
+        if gain is not None:
+            req = replace(req, peer_earlier_by_s=gain)
+        out.append(QueuedJob(r[0], r[1], r[2], req, r[3]))
+    return out

@@ -90,3 +90,25 @@ def put_quota(p: Platform, actor: Principal, tenant_id: int, device_kind: str,
     with p.db.session() as s:
         set_quota(s, tenant_id, device_kind, max_units, p.clock.now())
     return tenant_quotas(p, actor, tenant_id)
+
+
+MAX_PEER_RULE_S = 30 * 86400
+
+
+def set_peer_rule(p: Platform, actor: Principal, tenant_id: int,
+                  earlier_by_s: int | None) -> m.Tenant:
+    """The tenant's "home first" rule: its jobs go to a peer platform's pool only when that
+    finishes them more than `earlier_by_s` seconds earlier than the best home pool (None: the
+    platform's rule). The platform admin, or the tenant's own admin."""
+    hide_other_tenant(actor, tenant_id)
+    actor.require(Role.PLATFORM_ADMIN, Role.TENANT_ADMIN)
+    if earlier_by_s is not None and not 0 <= earlier_by_s <= MAX_PEER_RULE_S:
+        raise InvalidInput(f"earlier_by_s is 0 to {MAX_PEER_RULE_S} seconds, or null",
+                           field="earlier_by_s")
+    with p.db.session() as s:
+        tenant = s.get(m.Tenant, tenant_id)
+        if tenant is None:
+            raise NotFound(f"no tenant {tenant_id}")
+        tenant.peer_earlier_by_s = earlier_by_s
+        s.flush()
+        return tenant

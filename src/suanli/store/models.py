@@ -146,6 +146,9 @@ class Tenant(Base):
     # invited with `suanli peer invite`; migration 0015).
     kind: Mapped[str] = mapped_column(String(16), default="enterprise",
                                       server_default="enterprise")
+    # Its jobs go to a peer platform's pool only when it finishes them this many seconds
+    # earlier than the best home pool (null: the platform's SUANLI_PEERS_EARLIER_BY_S).
+    peer_earlier_by_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class TenantQuota(Base):

@@ -29,6 +29,7 @@ def upgrade() -> None:
     with op.batch_alter_table("tenants") as batch:
         batch.add_column(sa.Column("kind", sa.String(length=16), nullable=False,
                                    server_default="enterprise"))
+        batch.add_column(sa.Column("peer_earlier_by_s", sa.Integer(), nullable=True))
     with op.batch_alter_table("pools") as batch:
         batch.add_column(sa.Column("identifier", sa.String(length=200), nullable=True))
         batch.add_column(sa.Column("withdrawn_at", UTC(timezone=True), nullable=True))
@@ -78,4 +79,5 @@ def downgrade() -> None:
         batch.drop_column("withdrawn_at")
         batch.drop_column("identifier")
     with op.batch_alter_table("tenants") as batch:
+        batch.drop_column("peer_earlier_by_s")
         batch.drop_column("kind")
