@@ -106,6 +106,18 @@ def test_a_job_pinned_to_the_peer_runs_there_and_its_outputs_come_home(
         member = tar.extractfile("out/result.txt")
         assert member is not None and member.read() == b"from qingdao\n"
     assert "SUANLI=1" in logs
+    # Negotiated: the peer was asked first, and its answer is in the explanation.
+    with qingdao.api() as c:
+        placement = c.get(f"/api/v1/jobs/{job_id}/placement").json()
+        estimate = c.post("/api/v1/jobs/estimate", json={
+            "name": "q", "command": ["true"], "resources": {"device": "cpu", "units": 1},
+            "walltime_s": 60, "centers": ["yantai", "local"]}).json()
+    chosen = [c for pl in placement["placements"] for c in pl["candidates"] if c["chosen"]]
+    assert chosen and chosen[0]["pool"] == "yantai/local-cpu"
+    assert chosen[0]["quote"]["wait_s"] is not None and chosen[0]["quote"]["cost_fen"] is not None
+    quoted = {c["pool"]: c.get("quote") for c in estimate["candidates"]}
+    assert quoted["yantai/local-cpu"]["wait_s"] == 0.0  # Yantai's own answer, beside ours
+    assert quoted["local/cpu"] is None
     # At Yantai it is a job of the platform account, seen by Yantai's admin, not by its tenants.
     with yantai.api("platform_admin") as c:
         theirs = c.get("/api/v1/jobs", params={"name": "suanli-*"}).json()["items"]

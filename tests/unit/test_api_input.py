@@ -80,6 +80,7 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/api/v1/tenants"): {"name": "Money Co", "credit_code": "91370212MA3C5T8K2R",
                                   "credit_limit_fen": 100},
     ("POST", "/api/v1/ledger/deposits"): {"tenant_id": 1, "amount_fen": 100, "reference": "m"},
+    ("POST", "/api/v1/peers/invitations"): {"name": "m-peer", "credit_limit_fen": 100},
     ("POST", "/api/v1/jobs"): JOB,
     ("POST", "/api/v1/jobs/estimate"): JOB,
     ("POST", "/api/v1/dags"): {"name": "m", "stages": [JOB]},

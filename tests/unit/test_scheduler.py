@@ -193,3 +193,31 @@ def test_home_first_sends_a_job_to_a_peer_only_when_it_is_earlier_by_the_margin(
     d = explain_job(req(1, peer_earlier_by_s=600.0),
                     [pool(1, spec(device_kind=DeviceKind.NPU)), peer], NOW)
     assert [c.pool_id for c in d.candidates if c.chosen] == [2]
+
+
+def test_a_peer_pool_is_weighed_by_the_peers_own_quote() -> None:
+    """Negotiation: with quotes in hand, a peer's pool without one is not a candidate yet, one
+    the peer refused carries its reason, and a quoted wait (the peer's other users) counts even
+    when our own view of that pool says it is idle."""
+    from dataclasses import replace as _replace
+
+    from suanli.scheduling import Quote, shape_key
+
+    home = _busy_home(1, 600)
+    peer = _replace(pool(2), peer=True)
+    r = req(1, policy=Policy.FASTEST)
+    key = (shape_key(r), 2)
+    waiting = explain_job(r, [home, peer], NOW, quotes={})
+    cand = {c.pool_id: c for c in waiting.candidates}
+    assert not cand[2].feasible and cand[2].reasons == ["awaiting the peer's quote"]
+    refused = explain_job(r, [home, peer], NOW, quotes={key: Quote(None, reason="full")})
+    assert "the peer cannot run it now: full" in refused.candidates[1].reasons
+    soon = explain_job(r, [home, peer], NOW, quotes={key: Quote(60.0, 3660.0, 1000)})
+    assert [c.pool_id for c in soon.candidates if c.chosen] == [2]
+    assert soon.candidates[1].wait_s == 60.0
+    assert soon.explanation()["candidates"][1]["quote"]["cost_fen"] == 1000
+    late = explain_job(r, [home, peer], NOW, quotes={key: Quote(1800.0, 5400.0, 1000)})
+    assert [c.pool_id for c in late.candidates if c.chosen] == [1]  # home frees up sooner
+    # schedule(): the same, through the nominator
+    d = only(schedule([home, peer], [job(1, r)], NOW, quotes={key: Quote(60.0)}))
+    assert d.target_pool_id == 2 and d.candidates[0].quote == Quote(60.0)  # type: ignore[attr-defined]

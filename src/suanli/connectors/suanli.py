@@ -216,6 +216,29 @@ class SuanliConnector:
             })
         return pools
 
+    def quote(self, pool: str, job: dict[str, Any]) -> dict[str, Any]:
+        """The peer's answer for a job (the API's fields: resources, walltime_s, precision, …)
+        on our pool `pool` (its pool): `POST /api/v1/jobs/estimate` there, pinned to it. Returns
+        {"wait_s", "finish_s", "cost_fen"} — or {"wait_s": None, "reason"} when the peer
+        cannot run it (it said why)."""
+        target = self.pools.get(pool)
+        if target is None:
+            return {"wait_s": None, "reason": f"the peer offers no pool {pool!r} any more"}
+        body = {"name": "quote", "command": ["true"], **job, "centers": [target["place"]]}
+        try:
+            answer = self._client.estimate_job(body)
+        except ApiError as exc:
+            if 400 <= exc.status < 500 and exc.status not in (401, 403, 429):
+                return {"wait_s": None, "reason": exc.message[:300]}
+            raise self._error(exc) from exc
+        for c in answer.get("candidates") or []:
+            if c.get("pool") == target["place"]:
+                if c.get("feasible") and c.get("wait_s") is not None:
+                    return {"wait_s": float(c["wait_s"]), "finish_s": c.get("finish_s"),
+                            "cost_fen": c.get("cost_fen")}
+                return {"wait_s": None, "reason": "; ".join(c.get("reasons") or [])[:300]}
+        return {"wait_s": None, "reason": "the peer did not weigh that pool"}
+
     def charge(self, external_id: str) -> dict[str, Any] | None:
         """What the peer billed us for an ended job: its usage as the peer metered it (amount,
         unit-seconds, first start, last end); None while the job has not ended there."""

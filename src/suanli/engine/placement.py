@@ -23,6 +23,7 @@ from ..services.snapshot import pool_states, queued_jobs
 from ..store import models as m
 from ..store.locks import lock_job
 from .lease import session_epoch
+from .quotes import QuoteBook
 from .submit import Submitter
 
 log = logging.getLogger("suanli.engine")
@@ -41,6 +42,14 @@ class Placer(Submitter):
         self._new: set[int] = set()  # queued jobs not yet seen by a pass
         self._last_full = 0.0
         self._topology_seen = -1
+        self.quotes = QuoteBook(platform, self._quotes_arrived)  # the peers' answers
+
+    def _quotes_arrived(self) -> None:
+        """Peers answered: weigh every queued job again (their pools may now be candidates)."""
+        self._full_due = True
+        wake = getattr(self, "wake", None)
+        if wake is not None:
+            wake()
 
     def schedule_pass(self, stats: PassStats | None = None) -> list[Decision]:
         stats = stats or PassStats()
@@ -66,7 +75,8 @@ class Placer(Submitter):
         # A pass that only saw new jobs plans only the pools those jobs were committed to.
         decisions = schedule(pools, queue, now, targets=self._targets, order=fair_order(fair),
                              admit=quotas, queue_mode=self.p.settings.queue,
-                             only_pools=None if full else set())
+                             only_pools=None if full else set(),
+                             quotes=self.quotes.current(queue, pools))
         t1 = self.p.clock.monotonic()
         stats.phases["decide"] = round(t1 - t0, 4)
         self._remember_targets(decisions)

@@ -1,6 +1,15 @@
 """The scheduler: pure functions of a snapshot (pools, queue, now) -> decisions. No I/O."""
 
-from .placement import Candidate, Decision, explain_job, schedule, static_reasons
+from .placement import (
+    Candidate,
+    Decision,
+    Quote,
+    QuoteKey,
+    explain_job,
+    schedule,
+    shape_key,
+    static_reasons,
+)
 from .snapshot import PoolState, QueuedJob, RunningAllocation
 
 __all__ = [
@@ -8,8 +17,11 @@ __all__ = [
     "Decision",
     "PoolState",
     "QueuedJob",
+    "Quote",
+    "QuoteKey",
     "RunningAllocation",
     "explain_job",
     "schedule",
+    "shape_key",
     "static_reasons",
 ]

@@ -35,6 +35,25 @@ from .network import BALANCED, PoolView, policy_scores
 from .snapshot import PoolState, QueuedJob, RunningAllocation
 
 
+@dataclass(frozen=True, slots=True)
+class Quote:
+    """A peer platform's answer for one job shape on one of its pools (federation): when the job
+    would start and finish there, and what the peer would bill us (`wait_s` None: it cannot run
+    it now, `reason` says why)."""
+
+    wait_s: float | None
+    finish_s: float | None = None
+    cost_fen: int | None = None
+    reason: str = ""
+
+    def as_dict(self) -> dict[str, object]:
+        return {"wait_s": self.wait_s, "finish_s": self.finish_s, "cost_fen": self.cost_fen,
+                "reason": self.reason}
+
+
+QuoteKey = tuple[tuple[object, ...], int]  # (the job's shape, the pool id)
+
+
 @dataclass(slots=True)
 class Candidate:
     """One pool as seen for one job: whether it could run it, why not, and its score components."""
@@ -60,6 +79,7 @@ class Candidate:
     # Unrounded figures used for ranking (the fen and Wh above are for display).
     cost_exact: float = 0.0
     energy_exact: float = 0.0
+    quote: Quote | None = None  # a peer platform's pool: the peer's own answer
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -79,6 +99,7 @@ class Candidate:
             "misses_deadline": self.misses_deadline,
             "transfer_s": round(self.transfer_s, 3),
             "beyond_walltime": self.beyond_walltime,
+            **({"quote": self.quote.as_dict()} if self.quote is not None else {}),
         }
 
 
@@ -291,6 +312,7 @@ def _score(policy: Policy, cands: list[Candidate]) -> None:
 def _evaluate(
     job: QueuedJob, pools: list[_WorkingPool], now: datetime,
     backlog: Mapping[int, float] | None = None,
+    quotes: Mapping[QuoteKey, Quote] | None = None,
 ) -> list[Candidate]:
     req = job.req
     cands: list[Candidate] = []
@@ -311,6 +333,17 @@ def _evaluate(
         runtime = req.walltime_s * (ref_speed / speed) if speed > 0 else math.inf
         c.fits_now = wp.find_nodes(req) is not None
         wait = 0.0 if c.fits_now else wp.wait_estimate(req, now)
+        if st.peer and quotes is not None:  # the peer's own answer: its queue, its other users
+            q = quotes.get((shape_key(req), st.pool_id))
+            if q is None or q.wait_s is None:
+                c.feasible = False
+                c.reasons.append("awaiting the peer's quote" if q is None else
+                                 f"the peer cannot run it now: {q.reason or 'no reason given'}")
+                c.quote = q
+                continue
+            c.quote = q
+            wait = max(wait, q.wait_s)
+            c.fits_now = c.fits_now and q.wait_s == 0.0
         c.transfer_s = transfer_seconds(req, st)
         if c.transfer_s:  # the data must arrive before the job can start there
             wait = max(wait, c.transfer_s)
@@ -366,7 +399,7 @@ def _rank_key(c: Candidate) -> tuple[bool, float, float, int]:
             c.pool_id)
 
 
-def _shape(req: JobRequirements) -> tuple[object, ...]:
+def shape_key(req: JobRequirements) -> tuple[object, ...]:
     """What decides whether a job fits a pool now (not its policy or priority)."""
     return (req.resources, req.walltime_s, req.precision, req.domestic_only, req.district,
             req.data_site, req.data_gb, req.constraints, req.environment, req.data,
@@ -405,8 +438,9 @@ class _Nominator:
 
     KEEP = 3
 
-    def __init__(self, pools: list[_WorkingPool], now: datetime) -> None:
-        self.pools, self.now = pools, now
+    def __init__(self, pools: list[_WorkingPool], now: datetime,
+                 quotes: Mapping[QuoteKey, Quote] | None = None) -> None:
+        self.pools, self.now, self.quotes = pools, now, quotes
         self.by_id = {wp.state.pool_id: wp for wp in pools}
         self.shapes: dict[tuple[object, ...], list[Candidate]] = {}
         self.cleared: dict[int, tuple[float, float]] = {}  # pool → (backlog, when it has drained)
@@ -424,12 +458,13 @@ class _Nominator:
         return t
 
     def _base(self, job: QueuedJob) -> list[Candidate]:
-        key = _shape(job.req)
+        key = shape_key(job.req)
         base = self.shapes.get(key)
         if base is None:
             plain = QueuedJob(job.job_id, job.tenant_id, job.submitted_at,
                               replace(job.req, budget_fen=None, deadline=None))
-            base = [c for c in _evaluate(plain, self.pools, self.now) if c.feasible]
+            base = [c for c in _evaluate(plain, self.pools, self.now, quotes=self.quotes)
+                    if c.feasible]
             self.shapes[key] = base
         return base
 
@@ -472,7 +507,7 @@ class _Nominator:
                 wait_s=round(waits[i], 3), runtime_s=c.runtime_s, finish_s=round(finish, 3),
                 cost_fen=c.cost_fen, energy_wh=c.energy_wh, score=score, chosen=rank == 0,
                 cost_exact=c.cost_exact, energy_exact=c.energy_exact, misses_deadline=miss,
-                transfer_s=c.transfer_s, beyond_walltime=c.beyond_walltime))
+                transfer_s=c.transfer_s, beyond_walltime=c.beyond_walltime, quote=c.quote))
         best = decision.candidates[0]
         decision.target_pool_id = best.pool_id
         decision.estimated_start = now + timedelta(seconds=best.wait_s or 0.0)
@@ -493,6 +528,7 @@ def schedule(
     admit: Admission | None = None,
     queue_mode: str = "easy",
     only_pools: set[int] | None = None,
+    quotes: Mapping[QuoteKey, Quote] | None = None,
 ) -> list[Decision]:
     """One scheduling pass. Returns a decision for every queued job, in queue order.
 
@@ -507,10 +543,13 @@ def schedule(
        start (two jobs of one tenant cannot together pass its quota). `only_pools` limits step 2
        to those pools (plus pools that were given jobs in step 1): the others' queues did not
        change.
+    `quotes`: the peer platforms' answers for the queue's job shapes on their pools (federation;
+    `QuoteKey` = (shape_key(req), pool id)); a peer's pool without one is not a candidate yet.
+    None: peers' pools are weighed like any pool (the digital twin, tests).
     """
     working = [_WorkingPool(p) for p in sorted(pools, key=lambda p: p.pool_id)]
     by_id = {wp.state.pool_id: wp for wp in working}
-    nominator = _Nominator(working, now)
+    nominator = _Nominator(working, now, quotes)
     ordered = sorted(queue, key=order or queue_order)
     decisions: list[Decision] = []
     committed: dict[int, list[tuple[QueuedJob, Decision]]] = {}
@@ -598,12 +637,14 @@ def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: da
 def explain_job(
     req: JobRequirements, pools: list[PoolState], now: datetime, *, job_id: int = 0,
     backlog: Mapping[int, float] | None = None,
+    quotes: Mapping[QuoteKey, Quote] | None = None,
 ) -> Decision:
     """Evaluate one job against the pools as they are, without placing anything. `backlog`: the
-    unit-seconds of walltime already queued at each pool (the job would queue behind it)."""
+    unit-seconds of walltime already queued at each pool (the job would queue behind it);
+    `quotes`: the peers' answers for it (see `schedule`)."""
     working = [_WorkingPool(p) for p in sorted(pools, key=lambda p: p.pool_id)]
     job = QueuedJob(job_id, 0, now, req)
-    cands = _evaluate(job, working, now, backlog)
+    cands = _evaluate(job, working, now, backlog, quotes)
     decision = Decision(job_id, req.policy, cands)
     feasible = [c for c in cands if c.feasible]
     if feasible:

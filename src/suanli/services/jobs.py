@@ -28,6 +28,7 @@ from ..domain.task import (
 )
 from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
+from . import peer_quotes
 from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .ledger import admit
@@ -781,7 +782,10 @@ def estimate(p: Platform, actor: Principal, data: JobInput) -> dict[str, Any]:
     req = data_requirements(p, data, actor.tenant_id)
     check_feasible(p, req)
     with p.db.session() as s:
-        return explain_job(req, pool_states(s), now).explanation()
+        states = pool_states(s)
+    # A peer platform's pools: its own answer, asked now (negotiation; services/peer_quotes).
+    quotes = peer_quotes.ask_all(p, req, states) if any(st.peer for st in states) else None
+    return explain_job(req, states, now, quotes=quotes).explanation()
 
 
 def _input_of(job: m.Job) -> JobInput:
