@@ -22,6 +22,20 @@ def _float(name: str, default: float) -> float:
         raise ValueError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _location(text: str) -> tuple[float, float] | None:
+    """SUANLI_NETWORK_LOCATION: 'longitude,latitude' (e.g. 120.38,36.07), or empty."""
+    if not text.strip():
+        return None
+    try:
+        lon, lat = (float(x) for x in text.split(","))
+    except ValueError as exc:
+        raise ValueError("SUANLI_NETWORK_LOCATION is 'longitude,latitude', e.g. 120.38,36.07, "
+                         f"not {text!r}") from exc
+    if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+        raise ValueError(f"SUANLI_NETWORK_LOCATION {text!r} is not on Earth")
+    return lon, lat
+
+
 def _optional_seconds(name: str) -> float | None:
     """Seconds (0 or more), or None when unset or empty."""
     raw = os.environ.get(name)
@@ -159,6 +173,11 @@ class Settings:
     # when that finishes it this many seconds earlier than the best home pool; None: peers are
     # ranked like any pool. A tenant may have its own (`suanli tenant peer-rule`).
     peers_earlier_by_s: float | None = None
+    # How this platform shows on a national view: its name, where it is (longitude, latitude),
+    # and the map its own network view draws its member nodes on (docs/federation.md).
+    network_name: str = ""
+    network_location: tuple[float, float] | None = None
+    network_map: str = "shandong"
 
     @property
     def artifacts_location(self) -> str:
@@ -222,4 +241,7 @@ class Settings:
             network_id=network_id(),
             peer_discovery_s=max(1.0, _float("SUANLI_PEER_DISCOVERY_S", 60.0)),
             peers_earlier_by_s=_optional_seconds("SUANLI_PEERS_EARLIER_BY_S"),
+            network_name=(os.environ.get("SUANLI_NETWORK_NAME") or "").strip()[:100],
+            network_location=_location(os.environ.get("SUANLI_NETWORK_LOCATION") or ""),
+            network_map=(os.environ.get("SUANLI_NETWORK_MAP") or "shandong").strip(),
         )

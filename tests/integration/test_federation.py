@@ -24,14 +24,18 @@ def cities() -> Iterator[tuple[Server, Server]]:
     with running_server("suanli-fed-yt.", {"SUANLI_NETWORK_ID": "CN-SD-YT"}) as yantai, \
             running_server("suanli-fed-qd.", {"SUANLI_HEALTH_INTERVAL": "1",
                                               "SUANLI_HEALTH_FAILURES": "1",
-                                              "SUANLI_FAILOVER_GRACE": "3"}) as qingdao:
+                                              "SUANLI_FAILOVER_GRACE": "3",
+                                              "SUANLI_PEER_DISCOVERY_S": "2",
+                                              "SUANLI_NETWORK_NAME": "青岛 Qingdao",
+                                              "SUANLI_NETWORK_LOCATION": "120.38,36.07"}
+                           ) as qingdao:
         invited = yantai.cli("peer", "invite", "qingdao", "--credit-limit", "1000", "-o", "json",
                              token="platform_admin")
         assert invited.returncode == 0, invited.stderr
         token = json.loads(invited.stdout)["token"]
         assert set(json.loads(invited.stdout)) == {"name", "token"}
         added = qingdao.cli("peer", "add", "yantai", "--url", yantai.url, "--token", token,
-                            "--margin", "10", "-o", "json", token="platform_admin")
+                            "--margin", "10", "--report", "-o", "json", token="platform_admin")
         assert added.returncode == 0, added.stderr
         yield yantai, qingdao
 
@@ -195,6 +199,40 @@ def test_the_money_between_the_platforms_reconciles_to_the_fen(
     with sqlite3.connect(qingdao.home / "suanli.db") as db:
         db.execute("UPDATE peer_charges SET amount_fen = amount_fen - 1 WHERE run_key = ?",
                    (ours["items"][0]["run_key"],))
+
+
+def test_a_member_reports_upward_aggregates_only(cities: tuple[Server, Server]) -> None:
+    """Qingdao reports to Yantai (`--report`): Yantai's network view shows it with its own
+    capacity (not what it borrows), its load, its monthly usage and the runs it borrowed from
+    Yantai — and no tenant of Qingdao's by name or id."""
+    yantai, qingdao = cities
+
+    def reported() -> dict | None:
+        with yantai.api("platform_admin") as c:
+            body = c.get("/api/v1/network").json()
+        members = [m for m in body["members"] if m["network_id"] == "CN-SD-QD"]
+        return body if members and any(e.get("borrowed_runs") for e in
+                                       members[0]["exchanged"]) else None
+
+    body = eventually(reported, timeout=60, what="Qingdao's report at Yantai")
+    member = next(m for m in body["members"] if m["network_id"] == "CN-SD-QD")
+    assert member["name"] == "青岛 Qingdao" and member["location"] == [120.38, 36.07]
+    assert member["capacity"]["total_pflops"]["fp16"] > 0
+    with qingdao.api("platform_admin") as c:
+        own = c.get("/api/v1/capacity").json()
+    # its own compute: less than its capacity with Yantai's pools counted in
+    assert member["capacity"]["total_pflops"]["fp16"] < own["total"]["total_pflops"]["fp16"]
+    assert "platform" not in member["capacity"]["by_kind"]
+    assert body["self"]["network_id"] == "CN-SD-YT" and body["map"] == "shandong"
+    text = json.dumps(member, ensure_ascii=False)
+    assert not any(s in text for s in ("青岛海蓝", "青岛蓝海", "Alice", "tenant"))
+    # a tenant (or the peer's account) cannot read the network view; a tenant cannot report
+    with yantai.api("tenant_a") as c:
+        assert c.get("/api/v1/network").status_code == 403
+        assert c.post("/api/v1/peers/report", json=member | {"peer": None}).status_code == 422
+        r = c.post("/api/v1/peers/report", json={k: v for k, v in member.items()
+                                                 if k not in ("peer", "received_at")})
+        assert r.status_code == 403, r.text
 
 
 def test_a_cancel_reaches_the_peer(cities: tuple[Server, Server]) -> None:

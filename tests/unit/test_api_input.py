@@ -81,6 +81,11 @@ EXAMPLES: dict[tuple[str, str], dict[str, Any]] = {
                                   "credit_limit_fen": 100},
     ("POST", "/api/v1/ledger/deposits"): {"tenant_id": 1, "amount_fen": 100, "reference": "m"},
     ("POST", "/api/v1/peers/invitations"): {"name": "m-peer", "credit_limit_fen": 100},
+    ("POST", "/api/v1/peers/report"): {
+        "network_id": "CN-M", "at": "2026-11-01T00:00:00Z", "units": 1, "units_in_use": 0,
+        "utilisation": 0.0, "capacity": {"total_pflops": {}, "free_pflops": {}, "by_kind": {}},
+        "usage": [{"month": "2026-11", "runs": 1, "unit_hours": 1.0, "pflops_hours": 1.0,
+                   "gross_fen": 100}]},
     ("POST", "/api/v1/jobs"): JOB,
     ("POST", "/api/v1/jobs/estimate"): JOB,
     ("POST", "/api/v1/dags"): {"name": "m", "stages": [JOB]},

@@ -7,10 +7,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 
 from ..services import peer_money, peers
+from ..services import peer_report as peer_report_service
 from .deps import EngineDep, PlatformDep, PrincipalDep
 from .routes_money import MonthQuery
 from .routes_platform import ERRORS
-from .schemas import PeerAdd, PeerInvite, PeerInvited, PeerPublic
+from .schemas import PeerAdd, PeerInvite, PeerInvited, PeerPublic, PeerReportIn
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 PeerName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
@@ -33,6 +34,20 @@ def add_peer(body: PeerAdd, p: PlatformDep, who: PrincipalDep, engine: EngineDep
                      margin_bp=body.margin_bp)
     engine.wake()
     return PeerPublic.model_validate(view.as_dict())
+
+
+@router.post("/peers/report", tags=["peers"])
+def peer_report(body: PeerReportIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """A member node reports to us, its parent (a peer platform's account only): its capacity,
+    utilisation, monthly usage totals and the jobs it exchanged — never a tenant's details."""
+    return peer_report_service.receive(p, who, body.model_dump(mode="json"))
+
+
+@router.get("/network", tags=["peers"])
+def network(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """This node and the member nodes that report to it (their last reports): capacity, load,
+    usage and the jobs exchanged between nodes (the platform's roles)."""
+    return peer_report_service.network_view(p, who)
 
 
 @router.get("/peers", tags=["peers"])

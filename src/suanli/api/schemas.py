@@ -737,3 +737,44 @@ class PeerPublic(Output):
     discovered_at: datetime | None
     discovery_error: str
     removed_at: datetime | None
+
+
+NonNegative = Annotated[float, Field(ge=0, le=1e12, allow_inf_nan=False)]
+Pflops = dict[Precision, NonNegative]
+
+
+class UsageMonth(Input):
+    month: Annotated[str, Field(pattern=r"^\d{4}-\d{2}$")]
+    runs: Annotated[int, Field(ge=0, le=10**12)]
+    unit_hours: NonNegative
+    pflops_hours: NonNegative
+    gross_fen: Annotated[Fen, Field(ge=0, le=10**15)]
+
+
+class Exchange(Input):
+    peer: Annotated[str, Field(max_length=64)]
+    network_id: Annotated[str, Field(max_length=64)]
+    lent_runs: Annotated[int | None, Field(ge=0, le=10**12)] = None
+    borrowed_runs: Annotated[int | None, Field(ge=0, le=10**12)] = None
+
+
+class CapacityReport(Input):
+    total_pflops: Pflops
+    free_pflops: Pflops
+    by_kind: Annotated[dict[Annotated[str, Field(max_length=32)], Pflops], Field(max_length=16)]
+
+
+class PeerReportIn(Input):
+    """A member node's report to its parent (`suanli peer add --report`): aggregates only."""
+
+    network_id: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,47}$")]
+    name: Annotated[str, Field(max_length=100)] = ""
+    location: Annotated[list[Annotated[float, Field(ge=-180, le=180)]] | None,
+                        Field(min_length=2, max_length=2)] = None
+    at: AwareDatetime
+    capacity: CapacityReport
+    units: Annotated[int, Field(ge=0, le=10**12)]
+    units_in_use: Annotated[int, Field(ge=0, le=10**12)]
+    utilisation: Annotated[float, Field(ge=0, le=1)]
+    usage: Annotated[list[UsageMonth], Field(max_length=24)]
+    exchanged: Annotated[list[Exchange], Field(max_length=200)] = []

@@ -111,6 +111,14 @@ class _Endpoints:
         return self._call("POST", "/api/v1/peers", json={
             "name": name, "url": url, "token": token, "report": report, "margin_bp": margin_bp})
 
+    def peer_report(self, body: Mapping[str, Any]) -> Any:
+        """Report to our parent node (as our platform account there)."""
+        return self._call("POST", "/api/v1/peers/report", json=dict(body))
+
+    def network(self) -> Any:
+        """This node and its member nodes' last reports."""
+        return self._call("GET", "/api/v1/network")
+
     def list_peers(self) -> Any:
         return self._call("GET", "/api/v1/peers")
 

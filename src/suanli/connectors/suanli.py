@@ -267,6 +267,10 @@ class SuanliConnector:
         body: dict[str, Any] = self._call(lambda: self._client.statements(month, party="peer:us"))
         return body
 
+    def report(self, body: dict[str, Any]) -> None:
+        """Our report to this peer, our parent node (aggregates only: services/peer_report)."""
+        self._call(lambda: self._client.peer_report(body))
+
     def network_id(self) -> str:
         """The peer's network identifier (its API index, no token needed)."""
         body = self._call(self._client.index)

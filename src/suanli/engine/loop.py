@@ -13,7 +13,7 @@ import os
 import threading
 from collections.abc import Callable
 
-from ..services import peer_money, peers
+from ..services import peer_money, peer_report, peers
 from ..services.artifacts import reap_expired_outputs
 from ..services.billing import stop_over_budget
 from ..services.context import Platform
@@ -188,8 +188,10 @@ class Engine(Reconciler, Placer):
         def run() -> None:
             try:
                 peer_money.collect_charges(self.p)
-                if discover and peers.discover_all(self.p):
-                    self.request_full_pass()
+                if discover:
+                    if peers.discover_all(self.p):
+                        self.request_full_pass()
+                    peer_report.send(self.p)
             except Exception:  # the next interval tries again
                 log.exception("syncing with the peer platforms failed")
             finally:

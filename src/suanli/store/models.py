@@ -756,3 +756,16 @@ class PeerCharge(Base):
     unit_seconds: Mapped[int] = mapped_column(BigInteger)
     amount_fen: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
+
+
+class PeerReport(Base):
+    """The last report of a member node (a peer platform that reports to us, its parent node):
+    its capacity, utilisation and monthly usage totals — never its tenants (migration 0015)."""
+
+    __tablename__ = "peer_reports"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"), unique=True)
+    network_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime]

@@ -33,7 +33,19 @@ from ..domain.errors import (
 from ..domain.jobstate import JobState
 from ..domain.money import parse_yuan, yuan
 from ..domain.timefmt import display_zone, duration, local_time
-from ..services import artifacts, audit, auth, centers, jobs, ledger, settlement, signin, tenants, vouchers
+from ..services import (
+    artifacts,
+    audit,
+    auth,
+    centers,
+    jobs,
+    ledger,
+    peer_report,
+    settlement,
+    signin,
+    tenants,
+    vouchers,
+)
 from ..services.auth import Principal
 from ..services.context import Platform
 from ..services.dashboard import center_load, city_dashboard
@@ -538,7 +550,9 @@ def build_router(p: Platform) -> APIRouter:
         except SuanliError as exc:
             return JSONResponse({"error": exc.message}, status_code=403)
         # Shared by every admin and wall display for DASHBOARD_TTL_S: its figures are hourly.
-        data = p.cached("dashboard", lambda: city_dashboard(p, who), ttl=DASHBOARD_TTL_S)
+        data = p.cached("dashboard", lambda: {**city_dashboard(p, who),
+                                              "network": peer_report.network_view(p, who)},
+                        ttl=DASHBOARD_TTL_S)
         return JSONResponse(jsonable_encoder(data), headers=HEADERS)
 
     return router

@@ -55,6 +55,15 @@ _RULES: list[tuple[str, str]] = [
     (r"center is offline", "中心离线"),
     (r"center is draining \(no new placements\)", "中心停止接收新作业"),
     (r"cannot free enough units", "无法腾出足够的设备"),
+    # federation (peer platforms)
+    (r"withdrawn by the platform that offered it", "提供它的平台已撤下该资源池"),
+    (r"not one of the job's centers \((?P<c>.+)\)", "不在作业指定的中心之内（{c}）"),
+    (r"excluded by the job \(exclude_centers: (?P<c>.+)\)", "作业已排除该中心（{c}）"),
+    (r"home first: a home pool finishes within (?P<a>[\d.]+) s of it \(peers only when more "
+     r"than (?P<b>[\d.]+) s earlier\)",
+     "本地优先：本地资源池的完成时间与之相差不到 {a} 秒（对等平台须早 {b} 秒以上）"),
+    (r"awaiting the peer's quote", "等待对等平台报价"),
+    (r"the peer cannot run it now: (?P<why>.+)", "对等平台现在无法运行：{why}"),
     (r"cost estimate (?P<fen1>\d+) fen is over the budget of (?P<fen2>\d+) fen",
      "预计费用 {fen1} 超出预算 {fen2}"),
     (r"cost estimate (?P<a>\S+) is over the budget of (?P<b>\S+)", "预计费用 {a} 超出预算 {b}"),

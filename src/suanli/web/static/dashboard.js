@@ -125,13 +125,58 @@
     }
   }
 
+  // The national view: this node and the member nodes that report to it (federation).
+  async function renderNetwork(net) {
+    if (!net || !net.members || !net.members.length) return;
+    const nodes = [net.self, ...net.members];
+    const card = document.getElementById("network-card");
+    card.hidden = false;
+    const rows = nodes.map((n) => {
+      const ex = (n.exchanged || []).map((e) => e.peer + " " + (e.lent_runs != null ? "↔" + e.lent_runs : "←" + e.borrowed_runs)).join(", ");
+      const fp16 = P((n.capacity.total_pflops || {}).fp16 || 0);
+      return "<tr><td>" + esc(n.name || n.network_id) + "</td><td>" + esc(n.network_id) + "</td><td>" + fp16 +
+        "</td><td>" + Math.round(100 * (n.utilisation || 0)) + " %</td><td>" + esc(ex || "-") + "</td><td>" +
+        esc(n.received_at ? String(n.received_at).slice(0, 16).replace("T", " ") : "-") + "</td></tr>";
+    });
+    card.querySelector("tbody").innerHTML = rows.join("");
+    const placed = nodes.filter((n) => n.location);
+    const el = document.getElementById("chart-network");
+    el.hidden = false;
+    let geo = null;
+    try {
+      const r = await fetch("/static/vendor/" + encodeURIComponent(net.map) + ".geojson");
+      if (r.ok) { echarts.registerMap(net.map, await r.json()); geo = net.map; }
+    } catch (e) { geo = null; }
+    const points = placed.map((n) => ({ name: n.name || n.network_id,
+      value: [n.location[0], n.location[1], Math.round(100 * (n.utilisation || 0))] }));
+    const byId = Object.fromEntries(placed.map((n) => [n.network_id, n.location]));
+    const lines = [];
+    for (const n of placed) for (const e of n.exchanged || []) {
+      if (byId[e.network_id] && (e.lent_runs || e.borrowed_runs)) lines.push({ coords: [n.location, byId[e.network_id]] });
+    }
+    const coord = geo ? { geo: { map: geo, roam: true, itemStyle: { areaColor: dark ? "#23344a" : "#eef4fb" } } }
+                      : { xAxis: { type: "value", scale: true }, yAxis: { type: "value", scale: true } };
+    const sys = geo ? { coordinateSystem: "geo" } : {};
+    show("chart-network", Object.assign({
+      title: { text: L.network },
+      tooltip: { formatter: (p) => p.name + (p.value && p.value.length > 2 ? ": " + L.load + " " + p.value[2] + " %" : "") },
+      series: [Object.assign({ type: "effectScatter", data: points, symbolSize: 14,
+                               label: { show: true, formatter: "{b}", position: "right" } }, sys),
+               Object.assign({ type: "lines", data: lines, effect: { show: true, symbolSize: 5 },
+                               lineStyle: { width: 2, curveness: 0.2 } }, sys)],
+    }, coord), points.length);
+  }
+  const esc = (s) => String(s).replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
+
   async function refresh() {
     const d = await fetchData();
-    if (d) render(d);
+    if (d) { render(d); renderNetwork(d.network); }
   }
 
   window.addEventListener("resize", () => Object.values(charts).forEach((c) => c.resize()));
   // the map's shapes and the figures load at once; the charts draw when both are there
-  Promise.all([loadMap().catch(() => null), fetchData()]).then(([, d]) => { if (d) render(d); });
+  Promise.all([loadMap().catch(() => null), fetchData()]).then(([, d]) => {
+    if (d) { render(d); renderNetwork(d.network); }
+  });
   setInterval(refresh, 30000);
 })();

@@ -68,9 +68,20 @@ def upgrade() -> None:
         sa.UniqueConstraint("run_id"),
     )
     op.create_index("ix_peer_charges_center_month", "peer_charges", ["center_id", "month"])
+    op.create_table(
+        "peer_reports",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("tenant_id", sa.Integer(), sa.ForeignKey("tenants.id"), nullable=False),
+        sa.Column("network_id", sa.String(length=64), nullable=False),
+        sa.Column("body", sa.JSON(), nullable=False),
+        sa.Column("received_at", UTC(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("tenant_id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("peer_reports")
     op.drop_index("ix_peer_charges_center_month", table_name="peer_charges")
     op.drop_table("peer_charges")
     op.drop_index("ix_peers_name", table_name="peers")
