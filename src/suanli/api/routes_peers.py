@@ -11,7 +11,7 @@ from ..services import peer_report as peer_report_service
 from .deps import EngineDep, PlatformDep, PrincipalDep
 from .routes_money import MonthQuery
 from .routes_platform import ERRORS
-from .schemas import PeerAdd, PeerInvite, PeerInvited, PeerPublic, PeerReportIn
+from .schemas import PeerAdd, PeerHello, PeerInvite, PeerInvited, PeerPublic, PeerReportIn
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 PeerName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
@@ -34,6 +34,13 @@ def add_peer(body: PeerAdd, p: PlatformDep, who: PrincipalDep, engine: EngineDep
                      margin_bp=body.margin_bp)
     engine.wake()
     return PeerPublic.model_validate(view.as_dict())
+
+
+@router.post("/peers/hello", tags=["peers"])
+def peer_hello(body: PeerHello, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """A peer that borrows from us says who it is (a peer platform's account only): its network
+    identifier, shown in our list of peers. Answers ours."""
+    return peers.hello(p, who, body.network_id)
 
 
 @router.post("/peers/report", tags=["peers"])

@@ -695,6 +695,10 @@ class PeerRuleSet(Input):
                                               "the platform's rule")] = None
 
 
+class PeerHello(Input):
+    network_id: Annotated[str, Field(pattern=r"^[A-Z0-9][A-Z0-9-]{1,47}$")]
+
+
 class PeerInvite(Input):
     name: Slug
     credit_limit_fen: Annotated[Fen, Field(ge=0, le=10**12, description="what the peer may owe "

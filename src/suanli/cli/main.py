@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 
@@ -101,8 +102,13 @@ def serve(
     no_engine: bool = typer.Option(False, "--no-engine",
                                    help="the API and the portal only: no engine here (run "
                                    "`suanli engine` candidates against the same database)"),
+    peer_demo: bool = typer.Option(False, "--peer-demo",
+                                   help="with --demo: also start the national node and Yantai on "
+                                   "the next two ports, joined as peers (docs/federation.md)"),
 ) -> None:
     """Run the platform: REST API, scheduler loop and the local executor."""
+    from dataclasses import replace
+
     from ..config import Settings
     from ..server import serve as run_server
 
@@ -111,9 +117,17 @@ def serve(
     except ValueError as exc:
         fail(str(exc))
     if host or port:
-        from dataclasses import replace
-
         settings = replace(settings, host=host or settings.host, port=port or settings.port)
+    children: list[Any] = []
+    if peer_demo:
+        if not demo or no_engine:
+            fail("--peer-demo goes with --demo (and an engine)")
+        from . import peer_demo as three
+
+        settings = replace(settings, network_name=settings.network_name or "青岛 Qingdao",
+                           network_location=settings.network_location or (120.38, 36.07),
+                           peer_discovery_s=min(settings.peer_discovery_s, 10.0))
+        children = three.run_in_background(settings.home, settings.port)
     from sqlalchemy.exc import SQLAlchemyError
 
     try:
@@ -122,6 +136,9 @@ def serve(
         fail(f"database {settings.database_url.split('@')[-1]}: {str(exc).splitlines()[0]}")
     except OSError as exc:
         fail(f"cannot start: {exc}")
+    finally:
+        if children:
+            three.stop(children)
 
 
 @app.command()

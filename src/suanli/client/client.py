@@ -111,6 +111,10 @@ class _Endpoints:
         return self._call("POST", "/api/v1/peers", json={
             "name": name, "url": url, "token": token, "report": report, "margin_bp": margin_bp})
 
+    def peer_hello(self, network_id: str) -> Any:
+        """Tell the platform we borrow from who we are (as our platform account there)."""
+        return self._call("POST", "/api/v1/peers/hello", json={"network_id": network_id})
+
     def peer_report(self, body: Mapping[str, Any]) -> Any:
         """Report to our parent node (as our platform account there)."""
         return self._call("POST", "/api/v1/peers/report", json=dict(body))

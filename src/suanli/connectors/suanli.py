@@ -267,6 +267,10 @@ class SuanliConnector:
         body: dict[str, Any] = self._call(lambda: self._client.statements(month, party="peer:us"))
         return body
 
+    def hello(self, network_id: str) -> None:
+        """Tell the peer our network identifier (once we joined it)."""
+        self._call(lambda: self._client.peer_hello(network_id))
+
     def report(self, body: dict[str, Any]) -> None:
         """Our report to this peer, our parent node (aggregates only: services/peer_report)."""
         self._call(lambda: self._client.peer_report(body))

@@ -27,7 +27,14 @@ from sqlalchemy.orm import Session
 
 from ..connectors import create as create_connector
 from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Role
-from ..domain.errors import Conflict, ConnectorError, InvalidInput, NotFound, SuanliError
+from ..domain.errors import (
+    Conflict,
+    ConnectorError,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    SuanliError,
+)
 from ..store import models as m
 from . import audit
 from .auth import Principal, create_user, forget_cached, issue_token
@@ -191,7 +198,8 @@ def add(p: Platform, actor: Principal, name: str, *, url: str, token: str,
             row.offline_since = None
     with p.db.session() as s:
         peer = m.Peer(name=name, direction=LENDS, url=conn.url, network_id=network,
-                      center_id=center_id, report=report, margin_bp=margin_bp, created_at=now)
+                      center_id=center_id, report=report, margin_bp=margin_bp, created_at=now,
+                      discovered_at=now)
         s.add(peer)
         audit.record(s, "peer.add", f"peer:{name}",
                      {"url": conn.url, "network_id": network, "pools": len(found),
@@ -199,8 +207,25 @@ def add(p: Platform, actor: Principal, name: str, *, url: str, token: str,
         s.flush()
     if old_center_id is not None:
         discover(p, name)
+    try:  # tell the lender who we are (its view of us shows our network identifier)
+        conn.hello(p.settings.network_id)
+    except ConnectorError as exc:
+        log.info("peer %s: hello not taken now (%s)", name, exc.message)
     p.topology_changed()
     return get(p, actor, name, LENDS)
+
+
+def hello(p: Platform, actor: Principal, network_id: str) -> dict[str, Any]:
+    """A peer that borrows from us says who it is (its network identifier), once it joined."""
+    if not actor.platform_account or actor.tenant_id is None:
+        raise Forbidden("a hello comes from a peer platform's account")
+    if network_id == p.settings.network_id:
+        raise InvalidInput("that is our own network identifier", field="network_id")
+    with p.db.session() as s:
+        s.execute(update(m.Peer).where(m.Peer.tenant_id == actor.tenant_id,
+                                       m.Peer.direction == BORROWS, m.Peer.removed_at.is_(None))
+                  .values(network_id=network_id))
+    return {"network_id": p.settings.network_id}
 
 
 def _priced(price: int, margin_bp: int) -> int:
