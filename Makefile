@@ -115,5 +115,6 @@ bench: venv services web-assets sandbox
 screenshots: venv web-assets
 	@tests/services/chromium.sh install >/dev/null
 	$(BIN)/python bench/screenshots.py
+	cd bench && ../$(BIN)/python peer_screenshots.py
 
 .PHONY: help venv web-assets sandbox run lint services test test-dates docs docs-serve bench screenshots

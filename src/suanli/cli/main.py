@@ -112,6 +112,10 @@ def serve(
     from ..config import Settings
     from ..server import serve as run_server
 
+    if peer_demo:  # (the environment: the engine process reads it too)
+        os.environ.setdefault("SUANLI_NETWORK_NAME", "青岛 Qingdao")
+        os.environ.setdefault("SUANLI_NETWORK_LOCATION", "120.38,36.07")
+        os.environ.setdefault("SUANLI_PEER_DISCOVERY_S", "10")
     try:
         settings = Settings.from_env()
     except ValueError as exc:
@@ -124,9 +128,6 @@ def serve(
             fail("--peer-demo goes with --demo (and an engine)")
         from . import peer_demo as three
 
-        settings = replace(settings, network_name=settings.network_name or "青岛 Qingdao",
-                           network_location=settings.network_location or (120.38, 36.07),
-                           peer_discovery_s=min(settings.peer_discovery_s, 10.0))
         children = three.run_in_background(settings.home, settings.port)
     from sqlalchemy.exc import SQLAlchemyError
 
