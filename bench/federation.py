@@ -210,7 +210,7 @@ def main() -> int:
         table.add_row(f"{size:,} B", f"{work_s:g} s", f"{h_run:.2f} s", f"{p_run:.2f} s", f"{h_out:.2f} s",
                       f"{p_out:.2f} s", f"×{p_out / h_out:.2f}", f"{transfer:.3f} s",
                       ("✓ " if p_out <= goal else "✗ ") + f"{goal:.2f} s")
-    Console().print(table)
+    Console(width=150).print(table)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "federation-latest.json").write_text(json.dumps(out, indent=1) + "\n")
     return 0

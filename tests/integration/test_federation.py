@@ -1,5 +1,6 @@
-"""Two real suanli instances joined as peers (issue 18): Yantai (CN-SD-YT) lends, Qingdao
-(CN-SD-QD) borrows, through the CLI as their admins type it. A job of Qingdao's tenant pinned to
+"""Three real suanli instances joined as peers (issue 18): Yantai (CN-SD-YT) lends, Qingdao
+(CN-SD-QD) borrows, both report to the national node (CN), through the CLI as their admins
+type it. A job of Qingdao's tenant pinned to
 Yantai runs there with its work folder, and its outputs come back home; a cancel reaches
 Yantai; a pool Yantai stops offering is withdrawn at Qingdao; Yantai's other tenants and
 Qingdao's tenant never meet."""
@@ -18,10 +19,14 @@ import pytest
 from ..waiting import eventually
 from .conftest import Server, running_server
 
+NATIONAL: list[Server] = []  # the parent node both cities report to
+
 
 @pytest.fixture(scope="module")
 def cities() -> Iterator[tuple[Server, Server]]:
-    with running_server("suanli-fed-yt.", {"SUANLI_NETWORK_ID": "CN-SD-YT"}) as yantai, \
+    with running_server("suanli-fed-cn.", {"SUANLI_NETWORK_ID": "CN"}) as national, \
+            running_server("suanli-fed-yt.", {"SUANLI_NETWORK_ID": "CN-SD-YT",
+                                              "SUANLI_PEER_DISCOVERY_S": "2"}) as yantai, \
             running_server("suanli-fed-qd.", {"SUANLI_HEALTH_INTERVAL": "1",
                                               "SUANLI_HEALTH_FAILURES": "1",
                                               "SUANLI_FAILOVER_GRACE": "3",
@@ -37,6 +42,14 @@ def cities() -> Iterator[tuple[Server, Server]]:
         added = qingdao.cli("peer", "add", "yantai", "--url", yantai.url, "--token", token,
                             "--margin", "10", "--report", "-o", "json", token="platform_admin")
         assert added.returncode == 0, added.stderr
+        for city, name in ((qingdao, "qingdao"), (yantai, "yantai")):
+            invited = national.cli("peer", "invite", name, "-o", "json", token="platform_admin")
+            assert invited.returncode == 0, invited.stderr
+            joined = city.cli("peer", "add", "national", "--url", national.url, "--token",
+                              json.loads(invited.stdout)["token"], "--report",
+                              token="platform_admin")
+            assert joined.returncode == 0, joined.stderr
+        NATIONAL[:] = [national]
         yield yantai, qingdao
 
 
@@ -61,8 +74,8 @@ def test_the_peer_is_a_center_with_the_peers_identifiers(cities: tuple[Server, S
     with qingdao.api("platform_admin") as c:
         peers = c.get("/api/v1/peers").json()
         assert [(p["name"], p["direction"], p["network_id"]) for p in peers] == [
-            ("yantai", "lends", "CN-SD-YT")]
-        assert peers[0]["pools"] > 1 and peers[0]["margin_bp"] == 1000
+            ("national", "lends", "CN"), ("yantai", "lends", "CN-SD-YT")]
+        assert peers[1]["pools"] > 1 and peers[1]["margin_bp"] == 1000
         center = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "yantai")
         assert c.get("/api/v1").json()["network_id"] == "CN-SD-QD"
         own = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "local")
@@ -84,7 +97,8 @@ def test_the_peer_is_a_center_with_the_peers_identifiers(cities: tuple[Server, S
     # Yantai lists its borrower, not as a lender
     with yantai.api("platform_admin") as c:
         assert [(p["name"], p["direction"], p["network_id"])
-                for p in c.get("/api/v1/peers").json()] == [("qingdao", "borrows", "CN-SD-QD")]
+                for p in c.get("/api/v1/peers").json()] == [("national", "lends", "CN"),
+                                                             ("qingdao", "borrows", "CN-SD-QD")]
 
 
 def test_a_job_pinned_to_the_peer_runs_there_and_its_outputs_come_home(
@@ -201,6 +215,26 @@ def test_the_money_between_the_platforms_reconciles_to_the_fen(
                    (ours["items"][0]["run_key"],))
 
 
+def test_the_national_node_sees_both_cities(cities: tuple[Server, Server]) -> None:
+    """Both cities report to the national node: its network view lists them (and itself), the
+    run Qingdao borrowed from Yantai counted on both sides."""
+    national = NATIONAL[0]
+
+    def both() -> dict | None:
+        with national.api("platform_admin") as c:
+            body = c.get("/api/v1/network").json()
+        ids = {m["network_id"]: m for m in body["members"]}
+        if set(ids) != {"CN-SD-QD", "CN-SD-YT"}:
+            return None
+        lent = [e for e in ids["CN-SD-YT"]["exchanged"] if e["peer"] == "qingdao"]
+        return body if lent and lent[0]["lent_runs"] else None
+
+    body = eventually(both, timeout=60, what="both cities' reports at the national node")
+    assert body["self"]["network_id"] == "CN"
+    with national.api("platform_admin") as c:
+        assert c.get("/api/v1/ledger/trial-balance").json()["total_fen"] == 0
+
+
 def test_a_member_reports_upward_aggregates_only(cities: tuple[Server, Server]) -> None:
     """Qingdao reports to Yantai (`--report`): Yantai's network view shows it with its own
     capacity (not what it borrows), its load, its monthly usage and the runs it borrowed from
@@ -254,6 +288,34 @@ def test_a_cancel_reaches_the_peer(cities: tuple[Server, Server]) -> None:
             return bool(c.get(f"/api/v1/jobs/{remote['id']}").json()["state"] == "CANCELLED")
 
     eventually(cancelled_there, timeout=30, what="the job cancelled at the peer")
+
+
+def test_a_job_goes_to_the_peer_by_policy_when_home_is_full(cities: tuple[Server, Server]) -> None:
+    """Not pinned: a job that may run at home or at Yantai, home full for a minute: placement,
+    with Yantai's quote (no wait there), sends it to Yantai; the explanation says why."""
+    _, qingdao = cities
+    with qingdao.api("platform_admin") as c:
+        home = next(p for p in c.get("/api/v1/pools").json()
+                    if p["identifier"] == "CN-SD-QD/local/cpu")
+    r = qingdao.cli("job", "submit", "--center", "local/cpu", "--units",
+                    str(home["total_units"]), "--walltime", "2m", "-o", "json", "--", "sleep", "60")
+    assert r.returncode == 0, r.stderr
+    filler = int(json.loads(r.stdout)["id"])
+    try:
+        _until_state(qingdao, filler, {"RUNNING"})
+        r = qingdao.cli("job", "submit", "--center", "local", "--center", "yantai/local-cpu",
+                        "--policy", "fastest", "--walltime", "2m", "-o", "json", "--",
+                        "echo", "flocked")
+        assert r.returncode == 0, r.stderr
+        job = _until_state(qingdao, int(json.loads(r.stdout)["id"]), {"COMPLETED", "FAILED"})
+        assert job["state"] == "COMPLETED" and job["center"] == "yantai", job
+        with qingdao.api() as c:
+            placement = c.get(f"/api/v1/jobs/{job['id']}/placement").json()
+        cands = {c["pool"]: c for pl in placement["placements"] for c in pl["candidates"]}
+        assert cands["yantai/local-cpu"]["chosen"] and cands["yantai/local-cpu"]["quote"]
+        assert cands["local/cpu"]["wait_s"] > 0  # home was full
+    finally:
+        qingdao.cli("job", "cancel", str(filler))
 
 
 def test_a_pool_the_peer_stops_offering_is_withdrawn(cities: tuple[Server, Server]) -> None:
@@ -347,6 +409,6 @@ def test_a_peer_killed_fails_over_home_and_nobody_is_billed_twice(
     with qingdao.api("tenant_a") as c:
         billed = c.get("/api/v1/usage", params={"job_id": job_id}).json()["items"]
     assert len({u["run_id"] for u in billed}) == len(billed) <= 2
-    for srv in (yantai, qingdao):
+    for srv in (yantai, qingdao, *NATIONAL):
         with srv.api("platform_admin") as c:
             assert c.get("/api/v1/ledger/trial-balance").json()["total_fen"] == 0

@@ -178,6 +178,7 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "identifier": ("统一标识", "Network identifier"),
     "network_view": ("算力网络节点", "Network nodes"),
     "node": ("节点", "Node"),
+    "peer_quote": ("对等平台报价", "the peer's quote"),
     "capacity": ("算力", "Capacity"),
     "load": ("负载", "Load"),
     "exchanged": ("互通作业（30天）", "Runs exchanged (30 days)"),
