@@ -110,6 +110,7 @@ bench: venv services web-assets sandbox
 	$(BIN)/python bench/staging.py
 	$(BIN)/python bench/ha.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/federation.py
 
 # PNGs of the portal's main pages (zh and en) for the README, from a real server and browser.
 screenshots: venv web-assets
