@@ -327,10 +327,16 @@ def test_a_pool_the_peer_stops_offering_is_withdrawn(cities: tuple[Server, Serve
     try:
         r = qingdao.cli("peer", "discover", "yantai", "-o", "json", token="platform_admin")
         assert r.returncode == 0, r.stderr
-        assert json.loads(r.stdout)["changed"] == len(hpc["pools"])
-        with qingdao.api("platform_admin") as c:
-            center = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "yantai")
-        gone = {p["name"] for p in center["pools"] if p["withdrawn_at"]}
+        # (the engine discovers every 2 s here too: it may have been first)
+        assert json.loads(r.stdout)["changed"] in (0, len(hpc["pools"]))
+
+        def withdrawn() -> set[str]:
+            with qingdao.api("platform_admin") as c:
+                center = next(x for x in c.get("/api/v1/centers").json()
+                              if x["slug"] == "yantai")
+            return {p["name"] for p in center["pools"] if p["withdrawn_at"]}
+
+        gone = withdrawn()
         assert gone == {f"qd-sc-{p['name']}" for p in hpc["pools"]}
         place = f"yantai/{sorted(gone)[0]}"
         refused = qingdao.cli("job", "submit", "--center", place, "--device",
@@ -341,7 +347,7 @@ def test_a_pool_the_peer_stops_offering_is_withdrawn(cities: tuple[Server, Serve
         with yantai.api("platform_admin") as c:
             c.post(f"/api/v1/centers/{hpc['id']}/status", json={"status": "online"})
     r = qingdao.cli("peer", "discover", "yantai", "-o", "json", token="platform_admin")
-    assert json.loads(r.stdout)["changed"] == len(hpc["pools"])  # offered again: back
+    assert r.returncode == 0 and not withdrawn()  # offered again: back
 
 
 def test_bad_joins_are_refused_clearly(cities: tuple[Server, Server]) -> None:

@@ -218,6 +218,9 @@ def test_a_peer_pool_is_weighed_by_the_peers_own_quote() -> None:
     assert soon.explanation()["candidates"][1]["quote"]["cost_fen"] == 1000
     late = explain_job(r, [home, peer], NOW, quotes={key: Quote(1800.0, 5400.0, 1000)})
     assert [c.pool_id for c in late.candidates if c.chosen] == [1]  # home frees up sooner
-    # schedule(): the same, through the nominator
+    # schedule(): the same, through the nominator; while the peer has not answered, the job is
+    # committed nowhere (committed at home, it would stay there however good the answer)
+    d = only(schedule([home, peer], [job(1, r)], NOW, quotes={}))
+    assert d.target_pool_id is None and d.message == "awaiting the peer's quote"  # type: ignore[attr-defined]
     d = only(schedule([home, peer], [job(1, r)], NOW, quotes={key: Quote(60.0)}))
     assert d.target_pool_id == 2 and d.candidates[0].quote == Quote(60.0)  # type: ignore[attr-defined]

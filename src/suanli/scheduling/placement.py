@@ -52,6 +52,7 @@ class Quote:
 
 
 QuoteKey = tuple[tuple[object, ...], int]  # (the job's shape, the pool id)
+AWAITING_QUOTE = "awaiting the peer's quote"
 
 
 @dataclass(slots=True)
@@ -337,7 +338,7 @@ def _evaluate(
             q = quotes.get((shape_key(req), st.pool_id))
             if q is None or q.wait_s is None:
                 c.feasible = False
-                c.reasons.append("awaiting the peer's quote" if q is None else
+                c.reasons.append(AWAITING_QUOTE if q is None else
                                  f"the peer cannot run it now: {q.reason or 'no reason given'}")
                 c.quote = q
                 continue
@@ -443,6 +444,7 @@ class _Nominator:
         self.pools, self.now, self.quotes = pools, now, quotes
         self.by_id = {wp.state.pool_id: wp for wp in pools}
         self.shapes: dict[tuple[object, ...], list[Candidate]] = {}
+        self.awaiting: set[tuple[object, ...]] = set()  # shapes a peer has not answered for
         self.cleared: dict[int, tuple[float, float]] = {}  # pool → (backlog, when it has drained)
 
     def _drained(self, pid: int, queued: float) -> float:
@@ -463,14 +465,20 @@ class _Nominator:
         if base is None:
             plain = QueuedJob(job.job_id, job.tenant_id, job.submitted_at,
                               replace(job.req, budget_fen=None, deadline=None))
-            base = [c for c in _evaluate(plain, self.pools, self.now, quotes=self.quotes)
-                    if c.feasible]
+            cands = _evaluate(plain, self.pools, self.now, quotes=self.quotes)
+            base = [c for c in cands if c.feasible]
+            if any(c.reasons == [AWAITING_QUOTE] for c in cands):
+                self.awaiting.add(key)
             self.shapes[key] = base
         return base
 
     def nominate(self, job: QueuedJob, backlog: Mapping[int, float]) -> Decision:
         req = job.req
         base = self._base(job)
+        if shape_key(req) in self.awaiting:
+            # A peer's answer is on its way (a pass or two): committing the job elsewhere now
+            # would keep it there, however good the peer's answer.
+            return Decision(job.job_id, req.policy, [], message=AWAITING_QUOTE)
         now, budget, deadline = self.now, req.budget_fen, req.deadline
         if budget is not None:
             base = [c for c in base if c.cost_exact <= budget]
