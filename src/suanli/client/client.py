@@ -454,10 +454,11 @@ class Client(_Endpoints):
         data["created"] = resp.status_code == 201
         return data
 
-    def _download(self, path: str, out: IO[bytes] | str | Path) -> int:
+    def _download(self, path: str, out: IO[bytes] | str | Path,
+                  max_bytes: int | None = None) -> int:
         if isinstance(out, str | Path):
             with open(out, "wb") as fh:
-                return self._download(path, fh)
+                return self._download(path, fh, max_bytes)
         written = 0
         try:
             with self._http.stream("GET", path) as resp:
@@ -465,8 +466,10 @@ class Client(_Endpoints):
                     resp.read()
                     _raise_for(resp)
                 for chunk in resp.iter_bytes(CHUNK):
-                    out.write(chunk)
                     written += len(chunk)
+                    if max_bytes is not None and written > max_bytes:
+                        raise ApiError(413, f"{path}: more than {max_bytes:,} bytes")
+                    out.write(chunk)
         except httpx.TransportError as exc:
             raise ApiError(0, f"download from {self.url} failed: {exc}") from exc
         return written
@@ -475,9 +478,11 @@ class Client(_Endpoints):
         """Write the artifact's bytes to `out` (a binary file or a path); returns the count."""
         return self._download(f"/api/v1/artifacts/{sha256}", out)
 
-    def job_outputs(self, job_id: int, out: IO[bytes] | str | Path) -> int:
-        """Write the job's packed outputs (a tar) to `out`; returns the bytes written."""
-        return self._download(f"/api/v1/jobs/{job_id}/outputs", out)
+    def job_outputs(self, job_id: int, out: IO[bytes] | str | Path,
+                    max_bytes: int | None = None) -> int:
+        """Write the job's packed outputs (a tar) to `out`; returns the bytes written (more than
+        `max_bytes`: ApiError 413, the download stopped)."""
+        return self._download(f"/api/v1/jobs/{job_id}/outputs", out, max_bytes)
 
     def has_outputs(self, job_id: int) -> bool:
         """Whether the job's outputs are stored (its GET answers; nothing is downloaded)."""

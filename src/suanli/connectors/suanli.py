@@ -104,6 +104,9 @@ class SuanliConnector:
             str(k): dict(v) if isinstance(v, dict) else {"place": str(v)}
             for k, v in pools.items()}
         self.timeout_s = positive_int(config, "timeout_s", 15)
+        # The most bytes of a job's outputs taken back from the peer (a peer that sends more is
+        # refused: its outputs are not kept, the run's end is).
+        self.max_output_bytes = positive_int(config, "max_output_bytes", 10 << 30)
         self.home = home
         self._client = Client(self.url, token, timeout=float(self.timeout_s))
         self._ended_at: dict[str, float] = {}  # ext -> when its end without outputs was first seen
@@ -285,11 +288,14 @@ class SuanliConnector:
         fd, name = tempfile.mkstemp(prefix="suanli-peer-outputs.", dir=self._spool())
         os.close(fd)
         try:
-            self._client.job_outputs(self._id(external_id), name)
+            self._client.job_outputs(self._id(external_id), name, self.max_output_bytes)
         except ApiError as exc:
             Path(name).unlink(missing_ok=True)
             if exc.status == 404:
                 return None
+            if exc.status == 413:
+                raise ConnectorError(f"the peer's outputs of job {external_id} are over "
+                                     f"{self.max_output_bytes:,} bytes: not kept") from exc
             raise self._error(exc) from exc
         return Path(name)
 

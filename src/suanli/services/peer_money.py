@@ -28,6 +28,7 @@ from ..domain.errors import Conflict, ConnectorError, Forbidden, NotFound
 from ..ledger import entries as le
 from ..store import models as m
 from .auth import Principal
+from .billing import price_at, price_versions
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
 from .ledger import post
@@ -75,19 +76,52 @@ def collect_charges(p: Platform) -> int:
     return recorded
 
 
+# A peer's charge is believed up to what the run could have cost there: its units for its
+# walltime and this much more (the peer's grace past the walltime, rounding), at the peer's price.
+CHARGE_SLACK_S = 3600
+
+
+def most_plausible(s: Session, run: m.Run, margin_bp: int) -> int:
+    """The most a peer can have billed us for `run`: its units for its walltime plus
+    CHARGE_SLACK_S at the peer's price when it started (our price there, less our margin)."""
+    ours = price_at(price_versions(s, [run.pool_id]).get(run.pool_id),
+                    run.started_at or run.created_at,
+                    s.scalar(select(m.Pool.price_fen_per_unit_hour)
+                             .where(m.Pool.id == run.pool_id)) or 0)
+    theirs = -(-ours * 10_000 // (10_000 + margin_bp))
+    return -(-run.units * (run.walltime_s + CHARGE_SLACK_S) * theirs // 3600)
+
+
 def _record(p: Platform, run_id: int, run_key: str, center_id: int, charge: dict[str, Any]) -> int:
+    """Keep what the peer billed us for one run. The peer's figures are believed only as far as
+    they could be true: an amount over what the run could have cost there is kept at that most
+    (and logged); `suanli peer reconcile` then names the run."""
     now = p.clock.now()
     with p.db.session(immediate=True) as s:
         if s.scalar(select(m.PeerCharge.id).where(m.PeerCharge.run_id == run_id)) is not None:
             return 0
+        run = s.get(m.Run, run_id)
+        assert run is not None
+        margin = s.scalar(select(m.Peer.margin_bp).where(m.Peer.center_id == center_id)
+                          .order_by(m.Peer.id.desc()).limit(1)) or 0
+        amount = max(0, int(charge["amount_fen"]))
+        most = most_plausible(s, run, int(margin))
+        if amount > most:
+            log.warning("run %s: the peer billed %s fen, more than it could cost there (%s fen): "
+                        "%s kept", run_id, amount, most, most)
+            amount = most
+        unit_seconds = min(max(0, int(charge["unit_seconds"])),
+                           run.units * (run.walltime_s + CHARGE_SLACK_S))
         billed = s.scalar(select(m.UsageRecord.amount_fen).where(m.UsageRecord.run_id == run_id))
-        ended: datetime = charge["ended_at"]
+        # (never before we placed the run, never after now: a peer's clock cannot move a run
+        # into a month that has not come)
+        ended: datetime = min(max(charge["ended_at"], run.created_at), now)
+        started: datetime = min(max(charge["started_at"], run.created_at), ended)
         s.add(m.PeerCharge(run_id=run_id, center_id=center_id, run_key=run_key,
                            remote_job_id=int(charge["remote_job_id"]),
-                           started_at=charge["started_at"], ended_at=ended, month=month_of(ended),
-                           unit_seconds=int(charge["unit_seconds"]),
-                           amount_fen=int(charge["amount_fen"]), created_at=now))
-        entry = le.peer_charge(run_id, center_id, int(billed or 0), int(charge["amount_fen"]))
+                           started_at=started, ended_at=ended, month=month_of(ended),
+                           unit_seconds=unit_seconds, amount_fen=amount, created_at=now))
+        entry = le.peer_charge(run_id, center_id, int(billed or 0), amount)
         if entry is not None:
             post(s, entry, now)
     return 1
