@@ -13,74 +13,59 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from ..domain.enums import CenterStatus, Precision, Role
+from ..domain.enums import CenterStatus, Role
 from ..domain.errors import ConnectorError, Forbidden
 from ..store import models as m
 from .auth import Principal
-from .centers import used_units_by_pool
+from .centers import CapacityFigures, used_units_by_pool
 from .context import Platform
 from .peers import BORROWS, LENDS
+from .settlement import month_bounds, recent_months
 
 log = logging.getLogger(__name__)
 
 MONTHS = 12
 
 
-def _months(now: datetime) -> list[str]:
-    return [f"{now.year + (now.month - 1 - k) // 12}-{(now.month - 1 - k) % 12 + 1:02d}"
-            for k in range(MONTHS)]
-
-
 def build(p: Platform) -> dict[str, Any]:
     """This platform's report: its own compute only (not what it borrows from peers)."""
     now = p.clock.now()
-    total: dict[str, float] = defaultdict(float)
-    free: dict[str, float] = defaultdict(float)
-    by_kind: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
-    units = used = 0
+    total = CapacityFigures()
+    by_kind: dict[str, CapacityFigures] = defaultdict(CapacityFigures)
     with p.db.session() as s:
         in_use = used_units_by_pool(s)
         rows = s.execute(select(m.Pool, m.Center).join(m.Center).where(
             m.Center.connector != "suanli", m.Center.status != CenterStatus.OFFLINE.value,
             m.Pool.withdrawn_at.is_(None))).all()
         for pool, center in rows:
-            busy = min(pool.total_units, in_use.get(pool.id, 0))
-            units += pool.total_units
-            used += busy
-            for prec in Precision:
-                peak = pool.pflops(prec)
-                total[prec.value] += peak
-                free[prec.value] += peak * (pool.total_units - busy) / max(1, pool.total_units)
-                by_kind[center.kind][prec.value] += peak
-        months = _months(now)
-        start = datetime.fromisoformat(f"{months[-1]}-01T00:00:00+00:00")
+            free = max(0, pool.total_units - in_use.get(pool.id, 0))
+            total.add(pool, free)
+            by_kind[center.kind].add(pool, free)
         u = m.UsageRecord
         peer_centers = select(m.Center.id).where(m.Center.connector == "suanli")
-        usage = {k: [0, 0, 0.0, 0] for k in months}
-        for ended, us, ph, amount in s.execute(
-                select(u.ended_at, u.unit_seconds, u.pflops_hours, u.amount_fen)
-                .where(u.ended_at >= start, u.center_id.not_in(peer_centers))):
-            key = ended.strftime("%Y-%m")
-            if key in usage:
-                row = usage[key]
-                row[0] += 1
-                row[1] += int(us)
-                row[2] += float(ph)
-                row[3] += int(amount)
+        usage = []
+        for month in sorted(recent_months(now, MONTHS)):  # one aggregate per month (indexed)
+            start, end = month_bounds(month)
+            runs, us, ph, amount = s.execute(
+                select(func.count(u.id), func.sum(u.unit_seconds), func.sum(u.pflops_hours),
+                       func.sum(u.amount_fen))
+                .where(u.ended_at >= start, u.ended_at < end,
+                       u.center_id.not_in(peer_centers))).one()
+            usage.append({"month": month, "runs": int(runs or 0),
+                          "unit_hours": round(int(us or 0) / 3600, 3),
+                          "pflops_hours": round(float(ph or 0.0), 6),
+                          "gross_fen": int(amount or 0)})
         exchanged = _exchanged(s, now - timedelta(days=30))
     return {
         "network_id": p.settings.network_id, "name": p.settings.network_name,
         "location": list(p.settings.network_location) if p.settings.network_location else None,
         "at": now.isoformat(),
-        "capacity": {"total_pflops": {k: round(v, 6) for k, v in total.items()},
-                     "free_pflops": {k: round(v, 6) for k, v in free.items()},
-                     "by_kind": {k: {q: round(x, 6) for q, x in v.items()}
-                                 for k, v in sorted(by_kind.items())}},
-        "units": units, "units_in_use": used,
-        "utilisation": round(used / units, 4) if units else 0.0,
-        "usage": [{"month": k, "runs": v[0], "unit_hours": round(v[1] / 3600, 3),
-                   "pflops_hours": round(v[2], 6), "gross_fen": v[3]}
-                  for k, v in sorted(usage.items())],
+        "capacity": {"total_pflops": total.total_pflops, "free_pflops": total.free_pflops,
+                     "by_kind": {k: v.total_pflops for k, v in sorted(by_kind.items())}},
+        "units": total.total_units, "units_in_use": total.total_units - total.free_units,
+        "utilisation": round(1 - total.free_units / total.total_units, 4)
+        if total.total_units else 0.0,
+        "usage": usage,
         "exchanged": exchanged,
     }
 

@@ -40,6 +40,12 @@ COLUMNS = ("month", "party", "party_id", "name", "runs", "unit_hours", "pflops_h
            "voucher_fen", "adjustments_fen", "net_fen")
 
 
+def recent_months(now: datetime, n: int) -> list[str]:
+    """The month of `now` and the n-1 before it, newest first: ["2026-12", "2026-11", …]."""
+    return [f"{now.year + (now.month - 1 - k) // 12}-{(now.month - 1 - k) % 12 + 1:02d}"
+            for k in range(n)]
+
+
 def month_bounds(month: str) -> tuple[datetime, datetime]:
     if len(month) != 7:
         raise InvalidInput(f"a month is written 2026-11, not {month!r}", field="month")
@@ -233,8 +239,7 @@ def history(p: Platform, actor: Principal, *, months: int = 12) -> dict[str, Any
         raise Forbidden("bills are a tenant's or a center operator's own; the platform reads "
                         "/api/v1/settlements")
     now = p.clock.now()
-    keys = [f"{now.year + (now.month - 1 - k) // 12}-{(now.month - 1 - k) % 12 + 1:02d}"
-            for k in range(months)]
+    keys = recent_months(now, months)
     out: list[dict[str, Any]] = []
     with p.db.session() as s:
         stored = {st.month: st for st in s.scalars(
