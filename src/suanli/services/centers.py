@@ -46,6 +46,8 @@ class PoolInput:
     arch: str = "x86_64"
     features: list[str] = field(default_factory=list)
     environments: dict[str, str] = field(default_factory=dict)
+    # A peer platform's pool: the identifier that platform gave it (None: ours, derived).
+    identifier: str | None = None
 
 
 @dataclass
@@ -149,7 +151,7 @@ def _check_software(pool: PoolInput) -> None:
     pool.environments = envs
 
 
-def _add_pool(s: Session, p: Platform, center: m.Center, pool: PoolInput) -> m.Pool:
+def add_pool_row(s: Session, p: Platform, center: m.Center, pool: PoolInput) -> m.Pool:
     _validate_pool(pool)
     exists = s.scalar(
         select(m.Pool.id).where(m.Pool.center_id == center.id, m.Pool.name == pool.name)
@@ -198,7 +200,7 @@ def create_center(p: Platform, actor: Principal | None, data: CenterInput) -> m.
         s.add(center)
         s.flush()
         for pool in data.pools:
-            _add_pool(s, p, center, pool)
+            add_pool_row(s, p, center, pool)
         s.refresh(center)
         _ = center.pools
     p.topology_changed()
@@ -248,7 +250,7 @@ def add_pool(p: Platform, actor: Principal, center_id: int, pool: PoolInput) -> 
     with p.db.session() as s:
         row = s.get(m.Center, center.id)
         assert row is not None
-        added = _add_pool(s, p, row, pool)
+        added = add_pool_row(s, p, row, pool)
     p.topology_changed()
     return added
 

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
 
@@ -38,7 +38,14 @@ from ..domain.errors import (
 from ..store import models as m
 from . import audit
 from .auth import Principal, create_user, forget_cached, issue_token
-from .centers import ACTIVE_RUN_STATES, SLUG_RE, CenterInput, PoolInput, create_center
+from .centers import (
+    ACTIVE_RUN_STATES,
+    SLUG_RE,
+    CenterInput,
+    PoolInput,
+    add_pool_row,
+    create_center,
+)
 from .context import Platform
 
 log = logging.getLogger(__name__)
@@ -174,20 +181,13 @@ def add(p: Platform, actor: Principal, name: str, *, url: str, token: str,
             raise Conflict(f"a center {name} exists (not a peer): choose another name",
                            field="name")
         old_center_id = center.id if center is not None else None
-    config.update(url=conn.url, network_id=network,
-                  pools={d["name"]: {"place": d["place"], "precision": d["precision"]}
-                         for d in found})
+    config.update(url=conn.url, network_id=network, pools=_routes(found))
     if old_center_id is None:
         center = create_center(p, None, CenterInput(
             slug=name, name_zh=f"对等平台 {name}", name_en=f"Peer platform {name}",
             kind=CenterKind.PLATFORM, operator=network, connector="suanli",
             connector_config=config, pools=[_pool_input(d, margin_bp) for d in found]))
         center_id = center.id
-        with p.db.session() as s:
-            for d in found:
-                s.execute(update(m.Pool).where(m.Pool.center_id == center_id,
-                                               m.Pool.name == d["name"])
-                          .values(identifier=d.get("identifier")))
     else:
         center_id = old_center_id
         with p.db.session() as s:
@@ -242,7 +242,13 @@ def _pool_input(d: dict[str, Any], margin_bp: int) -> PoolInput:
         domestic=d["domestic"], tflops_fp64=d.get("tflops_fp64"), tflops_fp32=d.get("tflops_fp32"),
         tflops_fp16=d.get("tflops_fp16"), tflops_int8=d.get("tflops_int8"),
         watts_per_unit=d["watts_per_unit"], max_walltime_s=d["max_walltime_s"], arch=d["arch"],
-        features=list(d["features"]), environments=dict(d["environments"]))
+        features=list(d["features"]), environments=dict(d["environments"]),
+        identifier=d.get("identifier"))
+
+
+def _routes(found: Iterable[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """The suanli connector's `pools` setting: our pool name -> the peer's place and precision."""
+    return {d["name"]: {"place": d["place"], "precision": d["precision"]} for d in found}
 
 
 def discover(p: Platform, name: str, *, connector: Callable[[m.Center], Any] | None = None
@@ -281,16 +287,8 @@ def discover(p: Platform, name: str, *, connector: Callable[[m.Center], Any] | N
                     changed += 1
                 continue
             new = _pool_input(d, margin)
-            values = {"device_kind": new.device_kind.value, "device_model": new.device_model,
-                      "units_per_node": new.units_per_node, "nodes": new.nodes,
-                      "memory_gb_per_node": new.memory_gb_per_node,
-                      "price_fen_per_unit_hour": new.price_fen_per_unit_hour,
-                      "domestic": new.domestic, "tflops_fp64": new.tflops_fp64,
-                      "tflops_fp32": new.tflops_fp32, "tflops_fp16": new.tflops_fp16,
-                      "tflops_int8": new.tflops_int8, "watts_per_unit": new.watts_per_unit,
-                      "max_walltime_s": new.max_walltime_s, "arch": new.arch,
-                      "features": new.features, "environments": new.environments,
-                      "identifier": d.get("identifier"), "withdrawn_at": None}
+            values = {**asdict(new), "device_kind": new.device_kind.value, "withdrawn_at": None}
+            del values["name"]
             if any(getattr(pl, k) != v for k, v in values.items()):
                 if pl.price_fen_per_unit_hour != new.price_fen_per_unit_hour:
                     # a new version from now on: runs already started keep their price
@@ -302,17 +300,10 @@ def discover(p: Platform, name: str, *, connector: Callable[[m.Center], Any] | N
                 changed += 1
         for pool_name, d in found.items():
             if pool_name not in existing:
-                pool = m.Pool(center_id=row.id, created_at=now, identifier=d.get("identifier"),
-                              **_pool_row(_pool_input(d, margin)))
-                s.add(pool)
-                s.flush()
-                s.add(m.PriceList(pool_id=pool.id, valid_from=now, created_at=now,
-                                  price_fen_per_unit_hour=pool.price_fen_per_unit_hour,
-                                  note=f"peer {name}'s price (discovered)"))
+                add_pool_row(s, p, row, _pool_input(d, margin))  # (with its first price)
                 changed += 1
         config = dict(row.connector_config or {})
-        config["pools"] = {k: {"place": d["place"], "precision": d["precision"]}
-                           for k, d in found.items()}
+        config["pools"] = _routes(found.values())
         if config != row.connector_config:
             row.connector_config = config
         s.execute(update(m.Peer).where(m.Peer.id == peer_id)
@@ -320,12 +311,6 @@ def discover(p: Platform, name: str, *, connector: Callable[[m.Center], Any] | N
     if changed:
         p.topology_changed()
     return changed
-
-
-def _pool_row(pool: PoolInput) -> dict[str, Any]:
-    out = dict(pool.__dict__)
-    out["device_kind"] = pool.device_kind.value
-    return out
 
 
 def any_lender(p: Platform) -> bool:
