@@ -255,6 +255,15 @@ def _largest(req: JobRequirements, pools: list[Any]) -> str:
     return text
 
 
+def cached_pool_facts(p: Platform) -> list[Any]:
+    """Every pool without its load (`snapshot.pool_facts`), cached with the topology."""
+    def build() -> list[Any]:
+        with p.db.session() as s:
+            return pool_facts(s)
+
+    return p.cached("pool_facts", build)
+
+
 def check_feasible(p: Platform, req: JobRequirements) -> int:
     """Raises Infeasible (with per-pool reasons) when no pool of the network could ever run the
     job; else returns the most it may cost: its walltime plus the grace its center's backend
@@ -263,13 +272,8 @@ def check_feasible(p: Platform, req: JobRequirements) -> int:
     charges the job more than it held."""
     report: list[dict[str, Any]] = []
     worst = 0
-
-    def build() -> list[Any]:
-        with p.db.session() as s:
-            return pool_facts(s)
-
     connectors = center_connectors(p)
-    facts = p.cached("pool_facts", build)
+    facts = cached_pool_facts(p)
     _check_places(req, facts)
     for st in facts:
         reasons = static_reasons(req, st)
@@ -452,12 +456,14 @@ def data_requirements(p: Platform, data: JobInput, tenant_id: int | None) -> Job
     """The job's requirements with the real bytes its inputs take to each center (and where its
     datasets that cannot travel are), for the tenant `tenant_id`; without one, as typed."""
     req = data.requirements()
-    with p.db.session() as s:
-        gain = peer_rule(s, tenant_id, p.settings.peers_earlier_by_s)
+    if any(st.peer for st in cached_pool_facts(p)):  # (the rule weighs only peers' pools)
+        with p.db.session() as s:
+            gain = peer_rule(s, tenant_id, p.settings.peers_earlier_by_s)
         if gain is not None:
             req = replace(req, peer_earlier_by_s=gain)
-        if tenant_id is None or not (data.workdir_sha256 or data.inputs):
-            return req
+    if tenant_id is None or not (data.workdir_sha256 or data.inputs):
+        return req
+    with p.db.session() as s:
         moved = bytes_to_move(s, {0: (tenant_id, data.workdir_sha256, data.inputs)})
     return replace(req, data=moved.get(0))
 
