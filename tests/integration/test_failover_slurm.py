@@ -96,10 +96,16 @@ def test_job_survives_slurm_controller_death(slurm: dict[str, str]) -> None:
             center = api.get(f"/api/v1/centers/{hpc}", headers={
                 "Authorization": f"Bearer {srv.creds()['platform_admin']}"}).json()
             assert center["status"] == "online"
-        out = subprocess.run(["curl", "-s", "--unix-socket", slurm["SLURMRESTD_SOCKET"],
-                              f"http://localhost/slurm/v0.0.38/job/{slurm_id}"],
-                             capture_output=True, text=True, timeout=30).stdout
-        assert json.loads(out)["jobs"][0]["job_state"] == "CANCELLED"
+
+        def slurm_state() -> str:
+            out = subprocess.run(["curl", "-s", "--unix-socket", slurm["SLURMRESTD_SOCKET"],
+                                  f"http://localhost/slurm/v0.0.38/job/{slurm_id}"],
+                                 capture_output=True, text=True, timeout=30).stdout
+            return str(json.loads(out)["jobs"][0]["job_state"])
+
+        # Slurm shows COMPLETING while slurmd still kills the cancelled attempt's processes.
+        eventually(lambda: slurm_state() != "COMPLETING", what="Slurm finished the cancel")
+        assert slurm_state() == "CANCELLED"
         usage_after = json.loads(srv.cli("usage", "--job", jid, "-o", "json").stdout)
         assert usage_after["totals"]["runs"] == 2  # the cancel bills nothing more
     finally:
