@@ -181,7 +181,14 @@ class Placer(Submitter):
             # and an attempt must never be taken for that other one's run.
             run.run_key = f"job{job.id}-run{run.id}-{secrets.token_hex(4)}"
             job.current_run_id = run.id
-            transition(s, job, JobState.PLACED, f"placed on {center.slug}/{pool.name}", now)
+            reason = f"placed on {center.slug}/{pool.name}"
+            if d.moved_from is not None:
+                was = s.get(m.Pool, d.moved_from)
+                was_center = s.get(m.Center, was.center_id) if was is not None else None
+                if was is not None and was_center is not None:
+                    # Late binding: it waited at another pool, and this one can start it now.
+                    reason += f" (moved from {was_center.slug}/{was.name}, where it waited)"
+            transition(s, job, JobState.PLACED, reason, now)
         # Committed before the center is called: a crash here leaves a run with no external id,
         # which the next reconcile submits (submit is idempotent by run key).
         return job.id, run.id, center

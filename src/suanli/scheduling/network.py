@@ -16,7 +16,7 @@ A job is committed to one pool: never raced on several.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .backfill import Busy, shadow
@@ -181,3 +181,103 @@ def choose(ask: JobAsk, views: Sequence[PoolView], now: float,
     """The one pool the job is committed to (None when no pool can ever run it)."""
     ests = estimates(ask, views, now, bandwidth_gbps)
     return min(ests, key=_rank) if ests else None
+
+
+# --- Late binding: a waiting job moves to a pool that can start it now ---------------------------
+
+@dataclass(slots=True)
+class Opening:
+    """A pool's room after its own queue was planned: its free units, and the EASY reservation of
+    its blocked head job (the shadow time and the extra units), when one waits. A job from
+    another pool may start here only as EASY would backfill it: it fits the free units and ends
+    by the shadow time, or fits in the extra units. A pool whose own queue waits under FCFS or
+    conservative backfilling gives no room (`closed`)."""
+
+    free: int
+    shadow_time: float = math.inf
+    extra: int = 0
+
+    @classmethod
+    def closed(cls) -> Opening:
+        return cls(0, -math.inf, 0)
+
+    def admits(self, units: int, run_s: float, now: float) -> bool:
+        return units <= self.free and (now + run_s <= self.shadow_time or units <= self.extra)
+
+    def take(self, units: int, run_s: float, now: float) -> None:
+        if now + run_s > self.shadow_time:
+            self.extra -= units
+        self.free -= units
+
+
+@dataclass(slots=True)
+class Option:
+    """One pool a waiting job could run on: its run time, cost and energy there, and how long
+    that pool's planner counts it as holding its units (its estimate there; default the run
+    time)."""
+
+    key: int
+    run_s: float
+    cost: float = 0.0
+    energy: float = 0.0
+    hold_s: float | None = None
+
+    @property
+    def holds_s(self) -> float:
+        return self.run_s if self.hold_s is None else self.hold_s
+
+
+def may_move(policy: str, here: Option, there: Option) -> bool:
+    """Whether a job waiting at `here` may move to `there`, which starts it now: always for
+    `fastest` and `balanced` (it starts now instead of waiting); for `cheapest` and `greenest`
+    only to a pool that costs (or uses) no more — the user chose to wait for the cheaper one."""
+    if policy == "cheapest":
+        return there.cost <= here.cost
+    if policy == "greenest":
+        return there.energy <= here.energy
+    return True
+
+
+def rank_options(policy: str, options: Sequence[Option]) -> list[Option]:
+    """The options best first by the job's policy (ties: the shorter run, then the key)."""
+    if len(options) < 2:
+        return list(options)
+    scores = policy_scores(policy, [o.run_s for o in options], [o.cost for o in options],
+                           [o.energy for o in options])
+    order = sorted(range(len(options)), key=lambda i: (scores[i], options[i].run_s, options[i].key))
+    return [options[i] for i in order]
+
+
+def pick_opening(policy: str, units: int, here: Option, ranked: list[Option],
+                 openings: dict[int, Opening], now: float,
+                 fits: Callable[[int], bool] | None = None) -> Option | None:
+    """Late binding, the one rule of the platform's engine and the twin: a job waiting at pool
+    `here` (not started by that pool's planner this pass) moves to the first pool of `ranked`
+    (its feasible pools, best first by its policy: `rank_options`) that has room for it now
+    (`Opening.admits`; `fits`, when given, checks the pool's nodes too) and that its policy
+    lets it move to (`may_move`). None: it stays. A started job never moves, and a job is only
+    ever at one pool: the caller takes it out of `here`'s queue and starts it at the pool
+    returned, in the same instant.
+
+    Pools without room are dropped from `ranked` as they are met: room only shrinks until the
+    pools plan again, so a caller may keep one list per job shape for a whole pass."""
+    keep = 0
+    found: Option | None = None
+    for i, o in enumerate(ranked):
+        if found is not None:
+            ranked[keep:] = ranked[i:]
+            return found
+        if o.key != here.key and not may_move(policy, here, o) and policy in ("cheapest", "greenest"):
+            break  # ranked by that very cost: every later pool costs more too
+        if o.key != here.key and may_move(policy, here, o):
+            op = openings.get(o.key)
+            if op is None or not op.admits(units, o.holds_s, now) or (fits is not None and not fits(o.key)):
+                continue  # no room: dropped
+            found = o
+        ranked[keep] = o
+        keep += 1
+    else:
+        del ranked[keep:]
+        return found
+    ranked[keep:] = ranked[i:]
+    return found

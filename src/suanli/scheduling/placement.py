@@ -31,7 +31,7 @@ from ..domain.enums import CenterStatus, Policy
 from ..domain.model import JobRequirements
 from ..domain.money import yuan
 from .backfill import Busy, Waiting, by_end, conservative, plan
-from .network import BALANCED, PoolView, policy_scores
+from .network import BALANCED, Opening, Option, PoolView, pick_opening, policy_scores, rank_options
 from .snapshot import PoolState, QueuedJob, RunningAllocation
 
 
@@ -121,6 +121,7 @@ class Decision:
     # The planner started it, but it could not start (no whole nodes, or a quota): the units the
     # planner gave it are free after all, so the next pass must plan the whole pool again.
     deferred: bool = False
+    moved_from: int | None = None  # late binding: the pool it waited at before this pass moved it
 
     @property
     def placed(self) -> bool:
@@ -133,6 +134,7 @@ class Decision:
             "chosen_pool_id": self.pool_id,
             "target_pool_id": self.target_pool_id,
             "position": self.position,
+            "moved_from_pool_id": self.moved_from,
             "estimated_start": self.estimated_start.isoformat() if self.estimated_start else None,
             "weights": BALANCED if self.policy is Policy.BALANCED else None,
             "candidates": [c.as_dict() for c in self.candidates],
@@ -580,16 +582,88 @@ def schedule(
         pid = wp.state.pool_id
         committed.setdefault(pid, []).append((job, d))
         backlog[pid] = backlog.get(pid, 0.0) + job.req.resources.units * job.req.walltime_s
+    openings: dict[int, Opening] = {}
     for pid, jobs in committed.items():
         if only_pools is not None and pid not in only_pools and pid not in touched:
             continue
-        _plan_pool(by_id[pid], jobs, now, admit, queue_mode)
+        openings[pid] = _plan_pool(by_id[pid], jobs, now, admit, queue_mode)
+    for wp in working:  # a pool with no queue of its own has all its free units to offer
+        st = wp.state
+        if st.pool_id not in committed and wp.free_units > 0:
+            openings[st.pool_id] = Opening(wp.free_units)
+    _rebind(ordered, decisions, openings, nominator, by_id, admit)
     return decisions
 
 
+def _rebind(ordered: list[QueuedJob], decisions: list[Decision], openings: dict[int, Opening],
+            nominator: _Nominator, by_id: dict[int, _WorkingPool], admit: Admission | None) -> None:
+    """Late binding: a job still waiting at its pool after every pool's queue was planned starts
+    now at another pool that has room for it (`network.pick_opening`: the twin's rule too) —
+    as EASY would backfill it there, on whole nodes, within its budget and quota. Peers' pools
+    are not offered (the peer answers for its own queue)."""
+    for pid in [pid for pid in openings if by_id[pid].state.peer]:
+        del openings[pid]
+    if not openings:
+        return
+    by_job = {d.job_id: d for d in decisions}
+    most = max(o.free for o in openings.values())
+    # Per job shape and policy, its feasible pools ranked; shapes no pool had room for (room
+    # only shrinks during a pass: they never will).
+    ranked: dict[tuple[object, ...], list[Option]] = {}
+    no_room: set[tuple[object, ...]] = set()
+    for job in ordered:
+        if most <= 0:
+            return
+        req = job.req
+        d = by_job[job.job_id]
+        if (d.placed or d.deferred or d.target_pool_id is None or req.resources.units > most
+                or d.message.startswith("held at")):
+            continue
+        key = shape_key(req)
+        if key in no_room:
+            continue
+        policy = req.policy.value
+        rkey = (key, policy, req.budget_fen)
+        options = ranked.get(rkey)
+        if options is None:
+            hold = float(req.walltime_s)
+            options = ranked[rkey] = rank_options(policy, [
+                Option(c.pool_id, c.runtime_s or math.inf, c.cost_exact, c.energy_exact, hold_s=hold)
+                for c in nominator._base(job) if req.budget_fen is None or c.cost_exact <= req.budget_fen])
+        here_id = d.target_pool_id
+        here = next((o for o in options if o.key == here_id), Option(here_id, math.inf, math.inf, math.inf))
+        units = req.resources.units
+        if not any((op := openings.get(o.key)) is not None and op.admits(units, o.holds_s, 0.0)
+                   for o in options if o.key != here_id):
+            no_room.add(key)
+            continue
+
+        def whole_nodes(pid: int, r: JobRequirements = req) -> bool:
+            return by_id[pid].find_nodes(r) is not None
+
+        best = pick_opening(policy, units, here, options, openings, 0.0, fits=whole_nodes)
+        if best is None:
+            continue
+        wp = by_id[best.key]
+        if admit is not None and (admit.check(job, wp.state) or admit.take(job, wp.state)):
+            continue
+        nodes = wp.find_nodes(req)
+        assert nodes is not None
+        openings[best.key].take(req.resources.units, best.holds_s, 0.0)
+        most = max(o.free for o in openings.values())
+        was = by_id[here_id].state.label
+        d.moved_from, d.target_pool_id, d.pool_id = here_id, best.key, best.key
+        d.nodes = tuple(nodes)
+        d.devices = wp.take(req, nodes, nominator.now)
+        d.estimated_start = nominator.now
+        d.position = None
+        d.message = f"moved from {was} to {wp.state.label}: it starts now there (best by {req.policy})"
+
+
 def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: datetime,
-               admit: Admission | None, mode: str) -> None:
-    """EASY (or FCFS) over one pool's queue; starts get whole nodes or wait."""
+               admit: Admission | None, mode: str) -> Opening:
+    """EASY (or FCFS) over one pool's queue; starts get whole nodes or wait. Returns the room the
+    pool has left for a job from elsewhere (times in seconds from `now`)."""
     eligible: list[tuple[QueuedJob, Decision]] = []
     for job, d in jobs:
         held = admit.check(job, wp.state) if admit is not None else None
@@ -640,6 +714,11 @@ def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: da
                          f"{d.estimated_start:%Y-%m-%d %H:%M}Z")
         else:
             d.message = f"waiting at {label} (#{position})"
+    if p.head is None:
+        return Opening(wp.free_units)
+    if mode != "easy" or p.shadow_time is None:
+        return Opening.closed()
+    return Opening(wp.free_units, p.shadow_time, p.extra_left)
 
 
 def explain_job(

@@ -103,6 +103,23 @@ class SimPool:
             self.queued_unit_s = 0.0  # no float drift survives an empty queue
         return out
 
+    def remove(self, job: int) -> None:
+        """Take a queued job out of the queue (it moves to another pool)."""
+        k = self.queued_ids.index(job)
+        w = self.queue.pop(k)
+        del self.queued_ids[k]
+        self.queued_units -= w.units
+        self.queued_unit_s -= w.units * w.estimate_s
+        self._forget_size(w.units)
+        if not self.queue:
+            self.queued_unit_s = 0.0
+        if self._blocked is not None:
+            if k == 0:  # the head's reservation goes with it
+                self._blocked = None
+            elif k < self._blocked[2]:
+                shadow_time, extra, seen = self._blocked
+                self._blocked = (shadow_time, extra, seen - 1)
+
     def _forget_size(self, units: int) -> None:
         sizes = self._sizes
         left = sizes[units] - 1

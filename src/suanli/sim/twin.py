@@ -9,21 +9,23 @@ Policies, all through one interface (`Policy.choose(job, now) -> pool index`):
 * least-loaded — the pool with the least (busy + queued units) / units;
 * suanli — the network placement: earliest estimated finish (or the job's own policy: cheapest,
   greenest, balanced), from each pool's running jobs and queued work;
-* merged — all pools that share the jobs' device kinds as one ideal cluster at speed 1: the
-  upper bound no placement can beat.
+* merged — all pools that share the jobs' device kinds as one ideal cluster (their units, at
+  their unit-weighted mean speed): the limit a placement is measured against (a true upper bound
+  when every pool runs at one speed).
 """
 
 from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Callable, Sequence
+from bisect import bisect_left, insort
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..scheduling.backfill import Busy
-from ..scheduling.network import JobAsk, PoolView, choose
+from ..scheduling.network import JobAsk, Opening, Option, PoolView, choose, pick_opening
 from .kernel import ARRIVE, FINISH, Kernel, gc_paused
 from .metrics import JobRecord, jain, summarize
 from .pool import SimPool
@@ -35,6 +37,7 @@ POLICY_NAMES = ("isolated", "random", "round-robin", "least-loaded", "suanli", "
 
 class Policy:
     name = ""
+    rebind = False  # jobs queued at one pool may move to another that can start them now
 
     def __init__(self, pools: Sequence[SimPool], specs: Sequence[PoolSpec], seed: int) -> None:
         self.pools, self.specs = pools, specs
@@ -96,6 +99,7 @@ class LeastLoaded(Policy):
 
 class Suanli(Policy):
     name = "suanli"
+    rebind = True
 
     def __init__(self, pools: Sequence[SimPool], specs: Sequence[PoolSpec], seed: int) -> None:
         super().__init__(pools, specs, seed)
@@ -170,7 +174,8 @@ class TwinRun:
 
 
 def _merged_pools(sc: Scenario) -> tuple[list[PoolSpec], dict[frozenset[str], int]]:
-    """One speed-1 pool per distinct device set of the jobs, with every matching pool's units."""
+    """One pool per distinct device set of the jobs, with every matching pool's units at their
+    unit-weighted mean speed."""
     sets = sorted({j.devices for j in sc.jobs}, key=lambda s: sorted(s))
     for a in sets:
         for b in sets:
@@ -182,12 +187,13 @@ def _merged_pools(sc: Scenario) -> tuple[list[PoolSpec], dict[frozenset[str], in
     for s in sets:
         members = [p for p in sc.pools if p.device in s]
         units = sum(p.units for p in members)
+        speed = sum(p.speed * p.units for p in members) / units
         price = sum(p.price_fen_per_unit_hour * p.units for p in members) / units
         watts = sum(p.watts_per_unit * p.units for p in members) / units
         pue = sum(p.pue * p.units for p in members) / units
         index[s] = len(specs)
         kinds = "+".join(sorted(s))
-        specs.append(PoolSpec("merged", kinds, kinds, units, 1.0, price, watts, pue))
+        specs.append(PoolSpec("merged", kinds, kinds, units, round(speed, 6), price, watts, pue))
     return specs, index
 
 
@@ -220,17 +226,80 @@ def run_twin(sc: Scenario, policy: str, *, progress: Callable[[int], None] | Non
             children.setdefault(index[parent], []).append(k)
     stream = [k for k, j in enumerate(jobs) if not j.parents]  # arrivals from outside, by time
 
+    rebind = chooser is not None and chooser.rebind
+    waiting: dict[frozenset[str], list[int]] = {}  # per device set: queued jobs, in arrival order
+    moved = [0]
+    arrived = [False]
+
+    def start_ready(i: int, now: float) -> None:
+        speed = specs[i].speed
+        for k, hold in pools[i].schedule(now):
+            start[k] = now
+            e = now + jobs[k].runtime / speed
+            end[k] = e
+            kernel.at(e, FINISH, finish, i, hold, k)
+            if rebind:
+                w = waiting[jobs[k].devices]
+                del w[bisect_left(w, k)]
+
     def schedule() -> None:
         now = kernel.now
-        for i in sorted(dirty):
+        while dirty:
+            todo = sorted(dirty)
+            dirty.clear()
+            for i in todo:
+                start_ready(i, now)
+            if rebind:
+                # After arrivals every pool with free units looks (an idle pool is not dirty).
+                rebalance(range(len(pools)) if arrived[0] else todo, now)
+                arrived[0] = False
+
+    def option(i: int, j: SimJob) -> Option:
+        spec = specs[i]
+        run = j.estimate / spec.speed
+        return Option(i, run, j.units * spec.price_fen_per_unit_hour * run,
+                      j.units * spec.watts_per_unit * run * spec.pue)
+
+    def rebalance(lookers: Iterable[int], now: float) -> None:
+        """Late binding (`network.pick_opening`, as the engine): pools with units left after their
+        own queue take jobs waiting elsewhere that they can start now."""
+        openings: dict[int, Opening] = {}
+        for i in lookers:
             pool = pools[i]
-            speed = specs[i].speed
-            for k, hold in pool.schedule(now):
-                start[k] = now
-                e = now + jobs[k].runtime / speed
-                end[k] = e
-                kernel.at(e, FINISH, finish, i, hold, k)
-        dirty.clear()
+            if pool.free <= 0:
+                continue
+            if not pool.queue:
+                openings[i] = Opening(pool.free)
+            elif pool.easy and (res := pool.reservation) is not None:
+                openings[i] = Opening(pool.free, res[0], res[1])
+        if not openings:
+            return
+        devices_open = {specs[i].device for i in openings}
+        for devices, w in waiting.items():
+            if not devices & devices_open:
+                continue
+            for k in list(w):
+                most = max((o.free for o in openings.values()), default=0)
+                if most <= 0:
+                    return
+                j = jobs[k]
+                if j.units > most:
+                    continue
+                c = where[k]
+                choices = [option(i, j) for i in chooser.feasible(j) if i in openings]  # type: ignore[union-attr]
+                best = pick_opening(j.policy, j.units, option(c, j), choices, openings, now)
+                if best is None:
+                    continue
+                i = best.key
+                openings[i].take(j.units, best.holds_s, now)
+                pools[c].remove(k)
+                dirty.add(c)
+                where[k] = i
+                moved[0] += 1
+                pools[i].enqueue(k, j.units, best.run_s)
+                start_ready(i, now)
+                if not openings[i].free:
+                    del openings[i]
 
     def queue(k: int, now: float) -> None:
         j = jobs[k]
@@ -238,6 +307,9 @@ def run_twin(sc: Scenario, policy: str, *, progress: Callable[[int], None] | Non
         where[k] = i
         pools[i].enqueue(k, j.units, j.estimate / specs[i].speed)
         dirty.add(i)
+        if rebind:
+            insort(waiting.setdefault(j.devices, []), k)
+            arrived[0] = True
 
     def arrive(s: int) -> None:
         t = jobs[stream[s]].submit
@@ -276,7 +348,8 @@ def run_twin(sc: Scenario, policy: str, *, progress: Callable[[int], None] | Non
         records.append(JobRecord(j.id, ready[k], start[k], end[k], j.units, j.tenant, s.label,
                                  round(j.units * s.price_fen_per_unit_hour * hours),
                                  round(j.units * s.watts_per_unit * hours * s.pue, 3)))
-    return TwinRun(policy, sc, records, {s.label: s.units for s in specs}, kernel.events)
+    return TwinRun(policy, sc, records, {s.label: s.units for s in specs}, kernel.events,
+                   {"moved": moved[0]} if rebind else {})
 
 
 def compare(sc: Scenario, policies: Sequence[str], *,

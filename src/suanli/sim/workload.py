@@ -210,6 +210,11 @@ def synthetic(n: int, *, seed: int, rate_per_s: float, max_procs: int, min_runti
     return Workload(jobs, max_procs, 0, {}, f"synthetic(seed={seed})")
 
 
+def gpu_cluster_names(path: Path) -> list[str]:
+    """The clusters of a GPU CSV trace."""
+    return sorted(_gpu_clusters(path, *_stamp(path))[0])
+
+
 def clear_cache() -> None:
     """Forget the traces read so far (benchmarks time a cold read)."""
     _load_swf_cached.cache_clear()
