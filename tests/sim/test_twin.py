@@ -10,11 +10,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from rich.cells import cell_len
 
 from suanli.scheduling.backfill import Busy
 from suanli.scheduling.network import JobAsk, PoolView, choose, nominate
 from suanli.sim.scenario import ScenarioError, build, load_scenario
-from suanli.sim.twin import compare, run_twin
+from suanli.sim.twin import POLICY_NAMES, compare, run_twin
 
 ROOT = Path(__file__).resolve().parents[2]
 TRACES = ROOT / "data" / "traces"
@@ -194,6 +195,33 @@ def test_cheapest_and_devices_and_data_transfer() -> None:
 
 # --- the CLI ------------------------------------------------------------------------------------
 
+def test_compare_cli_fits_80_columns_with_six_policies() -> None:
+    """Six policies on the demo city in an 80-column terminal: nothing cut or wrapped, one number
+    format per row (every figure of a row has the same decimals), costs in whole yuan."""
+    r = subprocess.run([SUANLI, "simulate", "compare", str(ROOT / "data" / "scenarios" / "demo-city.toml"),
+                        "--policies", ",".join(POLICY_NAMES)], capture_output=True, text=True,
+                       timeout=300, env={"COLUMNS": "80", "PATH": "/usr/bin:/bin"})
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert all(cell_len(line) <= 80 for line in lines), max(lines, key=cell_len)
+    assert "…" not in r.stdout
+    header = next(line for line in lines if "metric" in line).split()
+    assert header[-6:] == ["iso", "rand", "rr", "least", "suanli", "merged"]
+    assert "iso = isolated, rand = random, rr = round-robin, least = least-loaded" in r.stdout
+    rows = {}
+    for line in lines:
+        figures = re.findall(r"(?<![\w.])[\d,]+(?:\.\d+)?(?![\w.])", line)
+        if len(figures) == 6:
+            rows[line[:14].strip()] = figures
+    assert set(rows) >= {"jobs", "mean wait s", "p95 wait s", "mean BSLD", "utilization", "cost yuan 元",
+                         "energy MWh"}
+    for label, figures in rows.items():  # one format per row: the same number of decimals
+        decimals = {len(f.partition(".")[2]) for f in figures}
+        assert len(decimals) == 1, (label, figures)
+    assert "." not in "".join(rows["cost yuan 元"])
+    assert rows["jobs"] == ["42,957"] * 6
+
+
 def test_compare_cli_prints_side_by_side_and_writes_files(tmp_path: Path) -> None:
     scen = tmp_path / "city.yaml"
     scen.write_text(yaml.safe_dump(small()))
@@ -205,9 +233,9 @@ def test_compare_cli_prints_side_by_side_and_writes_files(tmp_path: Path) -> Non
         assert r.returncode == 0, r.stderr
         outs.append(r.stdout)
     assert "isolated" in outs[0] and "suanli" in outs[0] and "merged" in outs[0]
-    assert "mean bounded slowdown" in outs[0]
-    cost = next(line for line in outs[0].splitlines() if "cost 费用" in line)
-    assert cost.count("¥") == 3 and "fen" not in cost  # costs in yuan, one per policy
+    assert "mean BSLD" in outs[0]
+    cost = next(line for line in outs[0].splitlines() if "cost yuan 元" in line)
+    assert len(re.findall(r"\b\d{1,3}(?:,\d{3})*\b", cost)) == 3 and "fen" not in cost  # yuan, one each
     assert not re.search(r"\de[-+]\d", outs[0])  # no scientific notation
     doc = json.loads((tmp_path / "o1" / "summary.json").read_text())
     assert set(doc["policies"]) == {"isolated", "suanli", "merged"}

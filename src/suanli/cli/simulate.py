@@ -96,11 +96,47 @@ def trace(
                   f"→ {out}/summary.json, {out}/jobs.csv", highlight=False)
 
 
-COMPARE_KEYS = (("jobs", "jobs"), ("mean_wait_s", "mean wait s"), ("median_wait_s", "median wait s"),
-                ("p95_wait_s", "p95 wait s"), ("mean_bsld", "mean bounded slowdown"),
-                ("utilization", "utilization"), ("makespan_s", "makespan s"),
-                ("throughput_per_h", "jobs per hour"), ("jain_fairness", "Jain fairness (tenants)"),
-                ("cost_fen", "cost 费用"), ("energy_kwh", "energy (kWh)"))
+# One row per figure, each with one number format for every policy: (summary key, label, format).
+# Costs in yuan, energy in MWh, the makespan in hours, so that six policies fit 80 columns.
+COMPARE_ROWS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("jobs", "jobs", lambda v: f"{v:,.0f}"),
+    ("mean_wait_s", "mean wait s", lambda v: f"{v:,.0f}"),
+    ("median_wait_s", "p50 wait s", lambda v: f"{v:,.0f}"),
+    ("p95_wait_s", "p95 wait s", lambda v: f"{v:,.0f}"),
+    ("mean_bsld", "mean BSLD", lambda v: f"{v:,.2f}"),
+    ("utilization", "utilization", lambda v: f"{v:.3f}"),
+    ("makespan_s", "makespan h", lambda v: f"{v / 3600:,.1f}"),
+    ("throughput_per_h", "jobs per h", lambda v: f"{v:,.1f}"),
+    ("jain_fairness", "Jain index", lambda v: f"{v:.3f}"),
+    ("cost_fen", "cost yuan 元", lambda v: f"{v / 100:,.0f}"),
+    ("energy_kwh", "energy MWh", lambda v: f"{v / 1000:,.1f}"),
+)
+DAG_ROWS: tuple[tuple[str, str, Callable[[float], str]], ...] = (
+    ("dags", "DAG instances", lambda v: f"{v:,.0f}"),
+    ("mean_dag_makespan_s", "DAG makespan s", lambda v: f"{v:,.0f}"),
+)
+# Column headers short enough for six policies side by side; the table's legend names them.
+POLICY_HEADERS = {"isolated": "iso", "random": "rand", "round-robin": "rr", "least-loaded": "least",
+                  "suanli": "suanli", "merged": "merged"}
+
+
+def compare_table(title: str, summaries: list[dict[str, object]]) -> tuple[Table, str]:
+    """Policies side by side (one column each, short headers) and the legend for the headers."""
+    from rich import box
+
+    policies = [str(s["policy"]) for s in summaries]
+    short = len(policies) > 3
+    table = Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  title_justify="left")
+    table.add_column("metric 指标")
+    for p in policies:
+        table.add_column(POLICY_HEADERS.get(p, p) if short else p, justify="right")
+    rows = COMPARE_ROWS + (DAG_ROWS if "dags" in summaries[0] else ())
+    for key, label, fmt in rows:
+        table.add_row(label, *(fmt(float(s[key])) for s in summaries))  # type: ignore[arg-type]
+    legend = ", ".join(f"{POLICY_HEADERS[p]} = {p}" for p in policies
+                       if short and POLICY_HEADERS.get(p, p) != p)
+    return table, legend
 
 
 def _load_scenario(path: Path) -> Scenario:
@@ -141,16 +177,11 @@ def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, pl
             fail(str(exc))
     elapsed = time.perf_counter() - t0
     summaries = [r.summary() for r in runs]
-    table = Table(title=f"{sc.name} · {len(sc.jobs):,} jobs · {sc.window_days:g} days · seed {sc.seed}")
-    table.add_column("metric")
-    for r in runs:
-        table.add_column(r.policy, justify="right")
-    keys = list(COMPARE_KEYS)
-    if "dags" in summaries[0]:
-        keys += [("dags", "DAG instances"), ("mean_dag_makespan_s", "mean DAG makespan s")]
-    for key, label in keys:
-        table.add_row(label, *(_fmt(s[key], key) for s in summaries))
+    table, legend = compare_table(f"{sc.name} · {len(sc.jobs):,} jobs · {sc.window_days:g} days · "
+                                  f"seed {sc.seed}", summaries)
     console.print(table)
+    if legend:
+        console.print(legend, highlight=False)
     if out is not None:
         write_runs(out, runs, plots=plots)
         console.print(f"→ {out}/summary.json, {out}/jobs-<policy>.csv"
