@@ -15,6 +15,7 @@ from rich.table import Table
 from .common import console, fail
 
 if TYPE_CHECKING:  # the twin is imported only when a simulate command runs
+    from ..sim.report import BackgroundPlots
     from ..sim.scenario import Scenario
 
 simulate_app = typer.Typer(
@@ -71,29 +72,63 @@ def trace(
         fail(f"no such trace file: {file}")
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory")
+    plotter = _plotter(plots)  # from here on it imports matplotlib beside the read and the run
     try:
         workload = load(file, fmt)
     except ValueError as exc:  # names the file and line itself
+        _stop(plotter)
         fail(str(exc))
     except OSError as exc:
+        _stop(plotter)
         fail(f"cannot read {file}: {exc}")
     if not workload.jobs:
+        _stop(plotter)
         fail(f"{file}: no valid jobs in the trace ({workload.skipped} skipped)")
     t0 = time.perf_counter()
     try:
         with progress_bar(len(workload.jobs), f"simulating {file.name}") as update:
             run = run_trace(workload, scheduler=scheduler, procs=procs, progress=update)
+        elapsed = time.perf_counter() - t0
+        summary = write_trace_run(out, run, trace=file.name, plots=plots, plotter=plotter)
     except ValueError as exc:
+        _stop(plotter)
         fail(str(exc))
-    elapsed = time.perf_counter() - t0
-    summary = write_trace_run(out, run, trace=file.name, plots=plots)
+    except BaseException:
+        _stop(plotter)
+        raise
     table = Table(title=f"{file.name} · {scheduler.upper()} · {run.capacity} procs", show_header=False)
     for key in ("jobs", "skipped", "mean_wait_s", "median_wait_s", "p95_wait_s", "mean_bsld",
                 "utilization", "makespan_s"):
         table.add_row(key, _fmt(summary[key], key))
     console.print(table)
+    _finish_plots(plotter)
     console.print(f"{len(run.records):,} jobs in {elapsed:.2f} s ({len(run.records) / elapsed:,.0f} jobs/s) "
-                  f"→ {out}/summary.json, {out}/jobs.csv", highlight=False)
+                  f"→ {out}/summary.json, {out}/jobs.csv"
+                  + (", utilization.png, wait_cdf.png" if plots else ""), highlight=False)
+
+
+def _plotter(plots: bool) -> BackgroundPlots | None:
+    """A child process that imports matplotlib while this one simulates, and then draws the plots
+    while this one writes the CSV and prints (see `sim.report.BackgroundPlots`)."""
+    if not plots:
+        return None
+    from ..sim.report import BackgroundPlots
+
+    return BackgroundPlots()
+
+
+def _stop(plotter: BackgroundPlots | None) -> None:
+    if plotter is not None:
+        plotter.close()
+
+
+def _finish_plots(plotter: BackgroundPlots | None) -> None:
+    if plotter is None:
+        return
+    try:
+        plotter.wait()
+    except RuntimeError as exc:
+        fail(str(exc))
 
 
 # One row per figure, each with one number format for every policy: (summary key, label, format).
@@ -161,7 +196,12 @@ def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, pl
         fail("a policy is named twice")
     if out is not None and out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory")
-    sc = _load_scenario(scenario_file)
+    plotter = _plotter(plots and out is not None)
+    try:
+        sc = _load_scenario(scenario_file)
+    except BaseException:
+        _stop(plotter)
+        raise
     total = len(sc.jobs) * len(policies)
     t0 = time.perf_counter()
     with progress_bar(total, f"simulating {sc.name}") as update:
@@ -174,7 +214,11 @@ def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, pl
         try:
             runs = compare(sc, policies, progress=step)
         except ScenarioError as exc:
+            _stop(plotter)
             fail(str(exc))
+        except BaseException:
+            _stop(plotter)
+            raise
     elapsed = time.perf_counter() - t0
     summaries = [r.summary() for r in runs]
     table, legend = compare_table(f"{sc.name} · {len(sc.jobs):,} jobs · {sc.window_days:g} days · "
@@ -183,7 +227,8 @@ def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, pl
     if legend:
         console.print(legend, highlight=False)
     if out is not None:
-        write_runs(out, runs, plots=plots)
+        write_runs(out, runs, plots=plots, plotter=plotter)
+        _finish_plots(plotter)
         console.print(f"→ {out}/summary.json, {out}/jobs-<policy>.csv"
                       + (", utilization.png, wait_cdf.png" if plots else ""), highlight=False)
     console.print(f"{total:,} simulated jobs in {elapsed:.2f} s", highlight=False)
@@ -212,6 +257,87 @@ def run_cmd(
 ) -> None:
     """Run one scenario under one policy. 单策略运行"""
     _run_policies(scenario, [policy], out, plots)
+
+
+@simulate_app.command("sweep")
+def sweep_cmd(
+    scenario: Path = typer.Argument(..., help="a scenario file (TOML or YAML)"),
+    param: list[str] = typer.Option(..., "--param", help="PATH=VALUES, e.g. seed=1..10 or "
+                                    "pools.qd-ai/ascend-910b.units=160,320,640 (repeatable)"),
+    policies: str = typer.Option("suanli", "--policies", help="comma-separated placement policies"),
+    metric: str = typer.Option("mean_bsld", "--metric", help="what the table and the plot show: "
+                               "mean_bsld, mean_wait_s, p95_wait_s, utilization, cost_fen, …"),
+    x: str | None = typer.Option(None, "--x", help="the parameter along the table and the plot's x axis "
+                                 "(default: the first that is not seed)"),
+    out: Path = typer.Option(..., "--out", help="directory for sweep.json, sweep.csv and sweep.png"),
+    workers: int = typer.Option(0, "--workers", help="local processes at once (default: every core)"),
+    ray: str | None = typer.Option(None, "--ray", help="run the points as jobs on the Ray cluster whose "
+                                   "Jobs API (dashboard) is at this address, e.g. http://ray-head:8265"),
+    ray_python: str = typer.Option("python3", "--ray-python",
+                                   help="the Python on the Ray nodes (needs PyYAML, as Ray itself does)"),
+) -> None:
+    """Run a scenario at every combination of some parameters. 参数扫描
+
+    Each point is the scenario with those values, under each policy; the points run in parallel
+    on local cores, or on a Ray cluster with --ray. Prints the metric against the parameter
+    (mean, min and max over the other parameters) and writes sweep.json, sweep.csv and sweep.png."""
+    import os
+
+    from rich.markup import escape
+
+    from ..sim.sweep import METRICS, SweepError, aggregate, prepare, run_local, write, x_param
+
+    if out.exists() and not out.is_dir():
+        fail(f"--out {out} exists and is not a directory")
+    if metric not in METRICS:
+        fail(f"--metric must be one of {', '.join(METRICS)}, not {metric!r}")
+    if workers < 0:
+        fail("--workers must be 0 (every core) or more")
+    if not scenario.is_file():
+        fail(f"no such scenario file: {scenario}")
+    try:
+        sweep = prepare(scenario, param, [p.strip() for p in policies.split(",") if p.strip()])
+        xp = x_param(sweep, x)
+    except SweepError as exc:
+        fail(str(exc))
+    n = len(sweep.points)
+    where = f"Ray at {ray}" if ray else f"{workers or os.cpu_count() or 1} local processes"
+    t0 = time.perf_counter()
+    try:
+        with progress_bar(n, f"{n} points on {where}") as update:
+            if ray:
+                from ..services.sweep_ray import run_on_ray
+
+                results = run_on_ray(ray, sweep, python=ray_python, progress=update)
+            else:
+                results = run_local(sweep, workers or os.cpu_count() or 1, progress=update)
+    except SweepError as exc:
+        fail(str(exc))
+    elapsed = time.perf_counter() - t0
+    rows = aggregate(sweep, results, metric, xp)
+    others = [p.path for p in sweep.params if p.path != xp]
+    table = Table(title=escape(f"{metric} against {xp}" + (f" (mean [min–max] over {', '.join(others)})"
+                                                           if others else "")), title_justify="left")
+    table.add_column(escape(xp), overflow="fold")
+    table.add_column("points", justify="right")
+    for policy in sweep.policies:
+        table.add_column(policy, justify="right")
+    def fmt(v: float) -> str:
+        return f"{v / 100:,.0f}" if metric == "cost_fen" else f"{v:,.3f}"
+
+    for r in rows:
+        cells = []
+        for policy in sweep.policies:
+            m = r[policy]
+            cells.append(escape(fmt(m["mean"]) + (f" [{fmt(m['min'])}–{fmt(m['max'])}]"
+                                                  if r["points"] > 1 else "")))
+        table.add_row(escape(str(r["x"])), str(r["points"]), *cells)
+    console.print(table)
+    if metric == "cost_fen":
+        console.print("cost in yuan 元", highlight=False)
+    write(out, sweep, results, metric, xp)
+    console.print(f"{n} points × {len(sweep.policies)} policies in {elapsed:.1f} s on {where} "
+                  f"→ {out}/sweep.json, sweep.csv, sweep.png", highlight=False)
 
 
 @simulate_app.command("burn")

@@ -197,8 +197,16 @@ class RayConnector:
             (kit / "spec.json").write_text(json.dumps({
                 "run_key": req.run_key, "outputs": list(req.outputs),
                 "outputs_url": req.outputs_url, "token": req.token}), encoding="utf-8")
-            package = tmp / "package.zip"
-            digest = _zip_folder(work, package, self.max_package_bytes)
+            return self.upload_folder(work)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def upload_folder(self, folder: Path) -> str:
+        """`folder` zipped and uploaded as a Ray package (once: the same bytes, the same name);
+        its URI for a job's `runtime_env.working_dir`."""
+        with tempfile.TemporaryDirectory(prefix="suanli-ray-pkg-") as tmp:
+            package = Path(tmp) / "package.zip"
+            digest = _zip_folder(folder, package, self.max_package_bytes)
             name = f"_ray_pkg_{digest[:32]}.zip"
             try:
                 self._request("GET", f"/api/packages/gcs/{name}")  # also pins it a while
@@ -211,8 +219,20 @@ class RayConnector:
                                   headers={"Content-Length": str(size)},
                                   timeout=max(60.0, size / (10 << 20)))
             return f"gcs://{name}"
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+
+    def submit_task(self, submission_id: str, entrypoint: str, working_dir: str, cpus: float = 1.0) -> str:
+        """A plain Ray job (not a tenant's run): `entrypoint` in the uploaded `working_dir`, on
+        `cpus` CPUs. The platform's own work on the cluster, e.g. the digital twin's sweeps."""
+        body = {"submission_id": submission_id, "entrypoint": entrypoint,
+                "runtime_env": {"working_dir": working_dir}, "entrypoint_num_cpus": cpus,
+                "metadata": {"suanli_task": "sweep"}}
+        try:
+            data = self._request("POST", "/api/jobs/", json=body)
+        except ConnectorError as exc:
+            if "already exists" in str(exc.detail or exc.message):
+                return submission_id
+            raise
+        return str(data.get("submission_id") or submission_id)
 
     def status(self, external_id: str) -> RunStatus:
         try:

@@ -11,12 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..scheduling.backfill import Busy
 from .kernel import ARRIVE, FINISH, Kernel, gc_paused
 from .metrics import JobRecord, summarize
 from .pool import SimPool
 from .workload import Workload
+
+if TYPE_CHECKING:
+    from .report import BackgroundPlots
 
 
 @dataclass(slots=True)
@@ -89,16 +93,24 @@ def run_trace(workload: Workload, *, scheduler: str = "easy", procs: int | None 
     return TraceRun(records, capacity, scheduler, skipped, kernel.events)
 
 
-def write_trace_run(out: Path, run: TraceRun, *, trace: str, plots: bool = True) -> dict[str, object]:
-    """`out/summary.json`, `out/jobs.csv` and (with `plots`) utilization.png and wait_cdf.png."""
-    from .report import plot_utilization, plot_wait_cdf, write_jobs_csv, write_summary
+def write_trace_run(out: Path, run: TraceRun, *, trace: str, plots: bool = True,
+                    plotter: BackgroundPlots | None = None) -> dict[str, object]:
+    """`out/summary.json`, `out/jobs.csv` and (with `plots`) utilization.png and wait_cdf.png —
+    drawn by `plotter` in the background when given (the caller waits for it), else here."""
+    from .metrics import utilization_series
+    from .report import BackgroundPlots, wait_cdf_points, write_jobs_csv, write_summary
 
     out.mkdir(parents=True, exist_ok=True)
+    own = plotter is None and plots
+    if plots:
+        plotter = plotter or BackgroundPlots(fork=False)
+        label = f"{trace} · {run.scheduler.upper()} · {run.capacity} procs"
+        plotter.draw("utilization", out / "utilization.png",
+                     {run.scheduler: utilization_series(run.records, run.capacity)}, label)
+        plotter.draw("wait_cdf", out / "wait_cdf.png", {run.scheduler: wait_cdf_points(run.records)}, label)
     summary: dict[str, object] = {"trace": trace, **run.summary()}
     write_summary(out / "summary.json", summary)
     write_jobs_csv(out / "jobs.csv", run.records)
-    if plots:
-        label = f"{trace} · {run.scheduler.upper()} · {run.capacity} procs"
-        plot_utilization(out / "utilization.png", {run.scheduler: (run.records, run.capacity)}, label)
-        plot_wait_cdf(out / "wait_cdf.png", {run.scheduler: run.records}, label)
+    if own and plotter is not None:
+        plotter.wait()
     return summary

@@ -22,7 +22,7 @@ from bisect import bisect_left, insort
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..scheduling.backfill import Busy
 from ..scheduling.network import JobAsk, Opening, Option, PoolView, choose, pick_opening
@@ -30,6 +30,9 @@ from .kernel import ARRIVE, FINISH, Kernel, gc_paused
 from .metrics import JobRecord, jain, summarize
 from .pool import SimPool
 from .scenario import PoolSpec, Scenario, ScenarioError, SimJob
+
+if TYPE_CHECKING:
+    from .report import BackgroundPlots
 
 TENANT_KEYS = ("jobs", "mean_wait_s", "median_wait_s", "p95_wait_s", "mean_bsld")
 POLICY_NAMES = ("isolated", "random", "round-robin", "least-loaded", "suanli", "merged")
@@ -367,13 +370,24 @@ def compare(sc: Scenario, policies: Sequence[str], *,
     return runs
 
 
-def write_runs(out: Path, runs: Sequence[TwinRun], *, plots: bool = True) -> dict[str, Any]:
+def write_runs(out: Path, runs: Sequence[TwinRun], *, plots: bool = True,
+               plotter: BackgroundPlots | None = None) -> dict[str, Any]:
     """`out/summary.json` (per policy: overall, per pool, per tenant), `out/jobs-<policy>.csv`,
-    and with `plots` utilization.png and wait_cdf.png (one line per policy)."""
-    from .report import plot_utilization, plot_wait_cdf, write_jobs_csv, write_summary
+    and with `plots` utilization.png and wait_cdf.png (one line per policy) — drawn by `plotter`
+    in the background when given (the caller waits for it), else here."""
+    from .metrics import utilization_series
+    from .report import BackgroundPlots, wait_cdf_points, write_jobs_csv, write_summary
 
     out.mkdir(parents=True, exist_ok=True)
     sc = runs[0].scenario
+    own = plotter is None and plots
+    if plots:
+        plotter = plotter or BackgroundPlots(fork=False)
+        plotter.draw("utilization", out / "utilization.png",
+                     {r.policy: utilization_series(r.records, sum(r.capacity.values())) for r in runs},
+                     f"{sc.name}: utilization of all pools")
+        plotter.draw("wait_cdf", out / "wait_cdf.png", {r.policy: wait_cdf_points(r.records) for r in runs},
+                     f"{sc.name}: waits")
     doc: dict[str, Any] = {
         "scenario": sc.name, "source": sc.source, "seed": sc.seed, "scheduler": sc.scheduler,
         "window_days": sc.window_days, "jobs": len(sc.jobs), "skipped": sc.skipped,
@@ -384,9 +398,6 @@ def write_runs(out: Path, runs: Sequence[TwinRun], *, plots: bool = True) -> dic
     write_summary(out / "summary.json", doc)
     for r in runs:
         write_jobs_csv(out / f"jobs-{r.policy}.csv", r.records, extra=True)
-    if plots:
-        plot_utilization(out / "utilization.png",
-                         {r.policy: (r.records, sum(r.capacity.values())) for r in runs},
-                         f"{sc.name}: utilization of all pools")
-        plot_wait_cdf(out / "wait_cdf.png", {r.policy: r.records for r in runs}, f"{sc.name}: waits")
+    if own and plotter is not None:
+        plotter.wait()
     return doc
