@@ -215,3 +215,31 @@ def test_the_api_and_the_portal_load_without_the_engine() -> None:
             "print(sorted(m for m in sys.modules if m.startswith('suanli.engine')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_a_waiting_job_moves_to_a_center_that_starts_it_now(world: World) -> None:
+    """Late binding (issue 19) through the real engine: alpha's CPUs (twice as fast) are full
+    for 30 s more, so a `fastest` job is committed there (30 s + 60 s beats 120 s at beta) — and
+    beta, idle, starts it now. The move is in its history and its placement explanation."""
+    blocker = jobsvc.submit_job(world.p, world.u1, cpu_job("sleep 20", units=8, nodes=2,
+                                                           walltime_s=30, centers=["alpha"]))
+    world.drive(lambda: world.job(blocker.id).state == "RUNNING")
+    job = jobsvc.submit_job(world.p, world.u1, cpu_job("echo moved", units=4, policy=Policy.FASTEST))
+    exp = jobsvc.placement_explanation(world.p, world.u1, job.id)
+    assert exp["current"]["message"] == "best pool now: alpha/cpu"  # by estimated finish
+    world.drive(lambda: world.job(job.id).state == "COMPLETED")
+    (run,) = world.runs(job.id)
+    assert run.center_id == world.beta.id
+    reasons = [e.reason for e in jobsvc.job_history(world.p, world.u1, job.id)]
+    assert "placed on beta/cpu (moved from alpha/cpu, where it waited)" in reasons
+    (placement,) = jsvc_placements(world, job.id)
+    assert placement["message"] == ("moved from alpha/cpu to beta/cpu: it starts now there "
+                                    "(best by fastest)")
+    alpha_cpu = next(c["pool_id"] for c in placement["candidates"] if c["pool"] == "alpha/cpu")
+    assert placement["moved_from_pool_id"] == alpha_cpu
+    assert world.job(blocker.id).state == "RUNNING"  # the job that held alpha was not disturbed
+
+
+def jsvc_placements(world: World, job_id: int) -> list[dict[str, object]]:
+    out: list[dict[str, object]] = jobsvc.placement_explanation(world.p, world.u1, job_id)["placements"]
+    return out
