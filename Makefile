@@ -100,6 +100,7 @@ test-dates: venv services web-assets sandbox
 bench: venv services web-assets sandbox
 	$(BIN)/python bench/sim.py
 	$(BIN)/python bench/city.py
+	$(BIN)/python bench/cities.py
 	$(BIN)/python bench/scheduler.py
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/connectors.py

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..scheduling.backfill import Busy
-from ..scheduling.network import JobAsk, Opening, Option, PoolView, choose, pick_opening
+from ..scheduling.network import JobAsk, Opening, Option, PoolView, choose, pick_opening, rank_options
 from .kernel import ARRIVE, FINISH, Kernel, gc_paused
 from .metrics import JobRecord, jain, summarize
 from .pool import SimPool
@@ -289,7 +289,8 @@ def run_twin(sc: Scenario, policy: str, *, progress: Callable[[int], None] | Non
                 if j.units > most:
                     continue
                 c = where[k]
-                choices = [option(i, j) for i in chooser.feasible(j) if i in openings]  # type: ignore[union-attr]
+                choices = rank_options(j.policy, [option(i, j) for i in chooser.feasible(j)  # type: ignore[union-attr]
+                                                  if i in openings])
                 best = pick_opening(j.policy, j.units, option(c, j), choices, openings, now)
                 if best is None:
                     continue
