@@ -20,7 +20,7 @@ if TYPE_CHECKING:  # the twin is imported only when a simulate command runs
 
 simulate_app = typer.Typer(
     help="The digital twin: replay traces and scenarios on the real scheduler. 数字孪生",
-    no_args_is_help=True)
+    no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
 
 
 @contextmanager

@@ -113,7 +113,8 @@ def draw_wait_cdf(path: Path, series: Mapping[str, Points], title: str) -> None:
     ax.set_ylim(0, 1.02)
     ax.set_title(_drawable(title))
     ax.grid(alpha=0.3, which="both")
-    ax.legend(loc="lower right", fontsize=8)
+    if any(series.values()):
+        ax.legend(loc="lower right", fontsize=8)
     fig.subplots_adjust(left=0.11, right=0.97, top=0.91, bottom=0.12)
     fig.savefig(path, metadata=_PNG_META)
     plt.close(fig)
