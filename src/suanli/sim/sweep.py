@@ -110,11 +110,7 @@ def _target(data: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
         labels = [f"{p.get('center')}/{p.get('name')}" for p in data.get("pools", [])]
         for label, pool in sorted(zip(labels, data.get("pools", []), strict=True), key=lambda x: -len(x[0])):
             if rest.startswith(label + "."):
-                key = rest[len(label) + 1:]
-                if key not in POOL_KEYS:
-                    raise SweepError(f"--param {path}: a pool has no field {key!r} "
-                                     f"(one of {', '.join(POOL_KEYS)})")
-                return pool, key
+                return pool, _field(path, "a pool", rest[len(label) + 1:], POOL_KEYS)
         raise SweepError(f"--param {path}: no such pool (pools: {', '.join(labels)}); "
                          "write pools.<center/name>.<field>")
     if head == "workloads":
@@ -128,12 +124,15 @@ def _target(data: dict[str, Any], path: str) -> tuple[dict[str, Any], str]:
             if not isinstance(wl.get("synthetic"), dict) or sub not in SYNTHETIC_KEYS:
                 raise SweepError(f"--param {path}: workload {n} has no synthetic field {sub!r}")
             return wl["synthetic"], sub
-        if key not in WORKLOAD_KEYS:
-            raise SweepError(f"--param {path}: a workload has no field {key!r} "
-                             f"(one of {', '.join(WORKLOAD_KEYS)})")
-        return wl, key
+        return wl, _field(path, "a workload", key, WORKLOAD_KEYS)
     raise SweepError(f"--param {path}: not a parameter of the scenario (seed, window_days, scheduler, "
                      "pools.<center/name>.<field>, workloads.<n>.<field>)")
+
+
+def _field(path: str, what: str, key: str, known: Sequence[str]) -> str:
+    if key not in known:
+        raise SweepError(f"--param {path}: {what} has no field {key!r} (one of {', '.join(known)})")
+    return key
 
 
 def apply(data: dict[str, Any], point: dict[str, Any]) -> dict[str, Any]:
