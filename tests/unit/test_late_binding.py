@@ -87,3 +87,49 @@ def test_pick_opening_is_the_rule_and_prunes_pools_without_room() -> None:
     assert pick_opening("fastest", 8, here, ranked, openings, 0.0).key == 3  # type: ignore[union-attr]
     assert [o.key for o in ranked] == [3, 1]  # pool 2 (no room for 8) dropped, 1 not looked at
     assert pick_opening("fastest", 8, here, [Option(3, 2000.0)], openings, 0.0) is None
+
+
+# --- found by an attacker's review ---------------------------------------------------------------
+
+def running(pid: int, runs: list[tuple[tuple[int, ...], int]], **kw: object) -> PoolState:
+    """A 2 × 8-unit pool with these runs: (devices, seconds until their walltime's end)."""
+    idle = pool(pid, spec(**kw) if kw else None)
+    taken = {d for devs, _ in runs for d in devs}
+    free = tuple(frozenset(d for d in range(n * 8, n * 8 + 8) if d not in taken) for n in range(2))
+    return replace(idle, free_devices=free, running=tuple(
+        RunningAllocation(len(devs), NOW + timedelta(seconds=end), devs) for devs, end in runs))
+
+
+def test_a_pool_whose_head_moves_away_takes_no_one_under_the_old_reservation() -> None:
+    """Pool 2's head (16 units) leaves for idle pool 3; the room pool 2 offered under that head's
+    reservation (until t=1000) must not go to a job from pool 1: it would delay pool 2's new
+    head, which can start at t=100."""
+    f = Policy.FASTEST
+    ds = {d.job_id: d for d in schedule(
+        [busy(1, ends_in_s=7200), running(2, [(tuple(range(13)), 1000), ((13,), 100)]), pool(3)],
+        [job(10, req(16, nodes=2, policy=f), at=0), job(11, req(3, policy=f), at=1),
+         job(12, req(2, policy=f, walltime_s=500), at=2)],
+        NOW, targets={10: 2, 11: 2, 12: 1})}
+    assert ds[10].pool_id == 3 and ds[10].moved_from == 2
+    assert not ds[12].placed and ds[12].target_pool_id == 1
+
+
+def test_units_the_planner_kept_for_a_job_without_whole_nodes_are_not_given_away() -> None:
+    """Pool 2 has 4 + 4 free units on two nodes; its own 8-unit job got them from the planner but
+    has no whole node: those units are its, first in line, in every queue mode."""
+    for mode in ("easy", "fcfs", "conservative"):
+        ds = {d.job_id: d for d in schedule(
+            [busy(1, ends_in_s=7200), running(2, [((0, 1, 2, 3), 100), ((8, 9, 10, 11), 7200)])],
+            [job(1, req(8, policy=Policy.FASTEST), at=0),
+             job(2, req(4, policy=Policy.FASTEST, walltime_s=7200), at=1)],
+            NOW, targets={1: 2, 2: 1}, queue_mode=mode)}
+        assert ds[1].deferred and not ds[2].placed, mode
+
+
+def test_a_job_over_its_budget_everywhere_does_not_stop_an_alike_job_without_one() -> None:
+    cheap = busy(1, ends_in_s=7200, price_fen_per_unit_hour=100)
+    dear = pool(2, spec(price_fen_per_unit_hour=10_000))
+    ds = {d.job_id: d for d in schedule(
+        [cheap, dear], [job(1, req(2, policy=Policy.FASTEST, budget_fen=1000), at=0),
+                        job(2, req(2, policy=Policy.FASTEST), at=1)], NOW, targets={1: 1, 2: 1})}
+    assert not ds[1].placed and ds[2].pool_id == 2

@@ -610,7 +610,7 @@ def _rebind(ordered: list[QueuedJob], decisions: list[Decision], openings: dict[
     # Per job shape and policy, its feasible pools ranked; shapes no pool had room for (room
     # only shrinks during a pass: they never will).
     ranked: dict[tuple[object, ...], list[Option]] = {}
-    no_room: set[tuple[object, ...]] = set()
+    no_room: set[tuple[object, ...]] = set()  # (shape, policy, budget): as `ranked`
     for job in ordered:
         if most <= 0:
             return
@@ -619,11 +619,10 @@ def _rebind(ordered: list[QueuedJob], decisions: list[Decision], openings: dict[
         if (d.placed or d.deferred or d.target_pool_id is None or req.resources.units > most
                 or d.message.startswith("held at")):
             continue
-        key = shape_key(req)
-        if key in no_room:
-            continue
         policy = req.policy.value
-        rkey = (key, policy, req.budget_fen)
+        rkey = (shape_key(req), policy, req.budget_fen)
+        if rkey in no_room:
+            continue
         options = ranked.get(rkey)
         if options is None:
             hold = float(req.walltime_s)
@@ -635,7 +634,7 @@ def _rebind(ordered: list[QueuedJob], decisions: list[Decision], openings: dict[
         units = req.resources.units
         if not any((op := openings.get(o.key)) is not None and op.admits(units, o.holds_s, 0.0)
                    for o in options if o.key != here_id):
-            no_room.add(key)
+            no_room.add(rkey)
             continue
 
         def whole_nodes(pid: int, r: JobRequirements = req) -> bool:
@@ -650,6 +649,10 @@ def _rebind(ordered: list[QueuedJob], decisions: list[Decision], openings: dict[
         nodes = wp.find_nodes(req)
         assert nodes is not None
         openings[best.key].take(req.resources.units, best.holds_s, 0.0)
+        if here_id in openings:
+            # Its pool's plan changed (its head may have left, with the reservation the room
+            # was offered under): that pool offers nothing more until it plans again.
+            openings[here_id] = Opening.closed()
         most = max(o.free for o in openings.values())
         was = by_id[here_id].state.label
         d.moved_from, d.target_pool_id, d.pool_id = here_id, best.key, best.key
@@ -714,11 +717,15 @@ def _plan_pool(wp: _WorkingPool, jobs: list[tuple[QueuedJob, Decision]], now: da
                          f"{d.estimated_start:%Y-%m-%d %H:%M}Z")
         else:
             d.message = f"waiting at {label} (#{position})"
-    if p.head is None:
+    # The units the planner gave to jobs that could not start (no whole nodes, a quota) are
+    # still theirs: they wait first in line.
+    kept = sum(eligible[i][0].req.resources.units for i in no_nodes | held_now)
+    if p.head is None and not kept:
         return Opening(wp.free_units)
-    if mode != "easy" or p.shadow_time is None:
+    if mode != "easy":
         return Opening.closed()
-    return Opening(wp.free_units, p.shadow_time, p.extra_left)
+    shadow_time = math.inf if p.head is None or p.shadow_time is None else p.shadow_time
+    return Opening(max(0, wp.free_units - kept), shadow_time, p.extra_left)
 
 
 def explain_job(

@@ -289,8 +289,8 @@ def run_twin(sc: Scenario, policy: str, *, progress: Callable[[int], None] | Non
                 if j.units > most:
                     continue
                 c = where[k]
-                choices = rank_options(j.policy, [option(i, j) for i in chooser.feasible(j)  # type: ignore[union-attr]
-                                                  if i in openings])
+                # ranked over every pool it could run on, as the engine ranks them
+                choices = rank_options(j.policy, [option(i, j) for i in chooser.feasible(j)])  # type: ignore[union-attr]
                 best = pick_opening(j.policy, j.units, option(c, j), choices, openings, now)
                 if best is None:
                     continue
@@ -298,6 +298,7 @@ def run_twin(sc: Scenario, policy: str, *, progress: Callable[[int], None] | Non
                 openings[i].take(j.units, best.holds_s, now)
                 pools[c].remove(k)
                 dirty.add(c)
+                openings.pop(c, None)  # its plan changed: it offers room again once re-planned
                 where[k] = i
                 moved[0] += 1
                 pools[i].enqueue(k, j.units, best.run_s)
