@@ -133,3 +133,16 @@ def test_a_job_over_its_budget_everywhere_does_not_stop_an_alike_job_without_one
         [cheap, dear], [job(1, req(2, policy=Policy.FASTEST, budget_fen=1000), at=0),
                         job(2, req(2, policy=Policy.FASTEST), at=1)], NOW, targets={1: 1, 2: 1})}
     assert not ds[1].placed and ds[2].pool_id == 2
+
+
+def test_a_cheapest_job_still_weighs_its_own_pool_after_an_alike_job_found_it_full() -> None:
+    """Job 1 (at pool 1, 100 fen) looks at cheaper pool 2, full, and that pool leaves the shape's
+    list; job 2 waits at pool 2 (50 fen): an idle pool at 1,000 fen costs more than its own, so
+    it waits there — its own pool's price is still known."""
+    ds = {d.job_id: d for d in schedule(
+        [busy(1, ends_in_s=7200, price_fen_per_unit_hour=100),
+         busy(2, ends_in_s=7200, price_fen_per_unit_hour=50),
+         pool(3, spec(price_fen_per_unit_hour=1000))],
+        [job(1, req(2, policy=Policy.CHEAPEST), at=0), job(2, req(2, policy=Policy.CHEAPEST), at=1)],
+        NOW, targets={1: 1, 2: 2})}
+    assert not ds[1].placed and not ds[2].placed and ds[2].target_pool_id == 2

@@ -261,23 +261,19 @@ def pick_opening(policy: str, units: int, here: Option, ranked: list[Option],
 
     Pools without room are dropped from `ranked` as they are met: room only shrinks until the
     pools plan again, so a caller may keep one list per job shape for a whole pass."""
-    keep = 0
     found: Option | None = None
+    dropped: list[int] = []
     for i, o in enumerate(ranked):
-        if found is not None:
-            ranked[keep:] = ranked[i:]
-            return found
-        if o.key != here.key and not may_move(policy, here, o) and policy in ("cheapest", "greenest"):
-            break  # ranked by that very cost: every later pool costs more too
-        if o.key != here.key and may_move(policy, here, o):
-            op = openings.get(o.key)
-            if op is None or not op.admits(units, o.holds_s, now) or (fits is not None and not fits(o.key)):
-                continue  # no room: dropped
-            found = o
-        ranked[keep] = o
-        keep += 1
-    else:
-        del ranked[keep:]
-        return found
-    ranked[keep:] = ranked[i:]
+        if o.key == here.key:
+            continue
+        if not may_move(policy, here, o):
+            break  # only cheapest and greenest refuse, and `ranked` is by that very cost: so do the rest
+        op = openings.get(o.key)
+        if op is None or not op.admits(units, o.holds_s, now) or (fits is not None and not fits(o.key)):
+            dropped.append(i)
+            continue
+        found = o
+        break
+    for i in reversed(dropped):
+        del ranked[i]
     return found

@@ -607,10 +607,10 @@ def _rebind(ordered: list[QueuedJob], decisions: list[Decision], openings: dict[
         return
     by_job = {d.job_id: d for d in decisions}
     most = max(o.free for o in openings.values())
-    # Per job shape and policy, its feasible pools ranked; shapes no pool had room for (room
-    # only shrinks during a pass: they never will).
-    ranked: dict[tuple[object, ...], list[Option]] = {}
-    no_room: set[tuple[object, ...]] = set()  # (shape, policy, budget): as `ranked`
+    # Per job shape, policy and budget: its feasible pools by id, and ranked by its policy — the
+    # ranked list loses the pools without room for it as `pick_opening` meets them (room only
+    # shrinks during a pass), so alike jobs look at each full pool once.
+    shapes: dict[tuple[object, ...], tuple[dict[int, Option], list[Option]]] = {}
     for job in ordered:
         if most <= 0:
             return
@@ -621,26 +621,22 @@ def _rebind(ordered: list[QueuedJob], decisions: list[Decision], openings: dict[
             continue
         policy = req.policy.value
         rkey = (shape_key(req), policy, req.budget_fen)
-        if rkey in no_room:
-            continue
-        options = ranked.get(rkey)
-        if options is None:
+        known = shapes.get(rkey)
+        if known is None:
             hold = float(req.walltime_s)
-            options = ranked[rkey] = rank_options(policy, [
-                Option(c.pool_id, c.runtime_s or math.inf, c.cost_exact, c.energy_exact, hold_s=hold)
-                for c in nominator._base(job) if req.budget_fen is None or c.cost_exact <= req.budget_fen])
+            options = [Option(c.pool_id, c.runtime_s or math.inf, c.cost_exact, c.energy_exact, hold_s=hold)
+                       for c in nominator._base(job)
+                       if req.budget_fen is None or c.cost_exact <= req.budget_fen]
+            known = shapes[rkey] = ({o.key: o for o in options}, rank_options(policy, options))
+        by_pool, ranked = known
         here_id = d.target_pool_id
-        here = next((o for o in options if o.key == here_id), Option(here_id, math.inf, math.inf, math.inf))
+        here = by_pool.get(here_id) or Option(here_id, math.inf, math.inf, math.inf)
         units = req.resources.units
-        if not any((op := openings.get(o.key)) is not None and op.admits(units, o.holds_s, 0.0)
-                   for o in options if o.key != here_id):
-            no_room.add(rkey)
-            continue
 
         def whole_nodes(pid: int, r: JobRequirements = req) -> bool:
             return by_id[pid].find_nodes(r) is not None
 
-        best = pick_opening(policy, units, here, options, openings, 0.0, fits=whole_nodes)
+        best = pick_opening(policy, units, here, ranked, openings, 0.0, fits=whole_nodes)
         if best is None:
             continue
         wp = by_id[best.key]
