@@ -72,64 +72,54 @@ def trace(
         fail(f"no such trace file: {file}")
     if out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory")
-    plotter = _plotter(plots)  # from here on it imports matplotlib beside the read and the run
-    try:
-        workload = load(file, fmt)
-    except ValueError as exc:  # names the file and line itself
-        _stop(plotter)
-        fail(str(exc))
-    except OSError as exc:
-        _stop(plotter)
-        fail(f"cannot read {file}: {exc}")
-    if not workload.jobs:
-        _stop(plotter)
-        fail(f"{file}: no valid jobs in the trace ({workload.skipped} skipped)")
-    t0 = time.perf_counter()
-    try:
-        with progress_bar(len(workload.jobs), f"simulating {file.name}") as update:
-            run = run_trace(workload, scheduler=scheduler, procs=procs, progress=update)
+    with background_plots(plots) as plotter:  # it imports matplotlib beside the read and the run
+        try:
+            workload = load(file, fmt)
+        except ValueError as exc:  # names the file and line itself
+            fail(str(exc))
+        except OSError as exc:
+            fail(f"cannot read {file}: {exc}")
+        if not workload.jobs:
+            fail(f"{file}: no valid jobs in the trace ({workload.skipped} skipped)")
+        t0 = time.perf_counter()
+        try:
+            with progress_bar(len(workload.jobs), f"simulating {file.name}") as update:
+                run = run_trace(workload, scheduler=scheduler, procs=procs, progress=update)
+        except ValueError as exc:
+            fail(str(exc))
         elapsed = time.perf_counter() - t0
         summary = write_trace_run(out, run, trace=file.name, plots=plots, plotter=plotter)
-    except ValueError as exc:
-        _stop(plotter)
-        fail(str(exc))
-    except BaseException:
-        _stop(plotter)
-        raise
-    table = Table(title=f"{file.name} · {scheduler.upper()} · {run.capacity} procs", show_header=False)
-    for key in ("jobs", "skipped", "mean_wait_s", "median_wait_s", "p95_wait_s", "mean_bsld",
-                "utilization", "makespan_s"):
-        table.add_row(key, _fmt(summary[key], key))
-    console.print(table)
-    _finish_plots(plotter)
+        table = Table(title=f"{file.name} · {scheduler.upper()} · {run.capacity} procs", show_header=False)
+        for key in ("jobs", "skipped", "mean_wait_s", "median_wait_s", "p95_wait_s", "mean_bsld",
+                    "utilization", "makespan_s"):
+            table.add_row(key, _fmt(summary[key], key))
+        console.print(table)
     console.print(f"{len(run.records):,} jobs in {elapsed:.2f} s ({len(run.records) / elapsed:,.0f} jobs/s) "
                   f"→ {out}/summary.json, {out}/jobs.csv"
                   + (", utilization.png, wait_cdf.png" if plots else ""), highlight=False)
 
 
-def _plotter(plots: bool) -> BackgroundPlots | None:
-    """A child process that imports matplotlib while this one simulates, and then draws the plots
-    while this one writes the CSV and prints (see `sim.report.BackgroundPlots`)."""
+@contextmanager
+def background_plots(plots: bool) -> Iterator[BackgroundPlots | None]:
+    """With `plots`, a child process that imports matplotlib while this one reads and simulates,
+    and draws the plots while this one writes the CSV and prints (`sim.report.BackgroundPlots`);
+    the block's end waits for them (a drawing that failed is one error line), a block that fails
+    stops it. None without plots."""
     if not plots:
-        return None
+        yield None
+        return
     from ..sim.report import BackgroundPlots
 
-    return BackgroundPlots()
-
-
-def _stop(plotter: BackgroundPlots | None) -> None:
-    if plotter is not None:
+    plotter = BackgroundPlots()
+    try:
+        yield plotter
+    except BaseException:
         plotter.close()
-
-
-def _finish_plots(plotter: BackgroundPlots | None) -> None:
-    if plotter is None:
-        return
+        raise
     try:
         plotter.wait()
     except RuntimeError as exc:
         fail(str(exc))
-
 
 # One row per figure, each with one number format for every policy: (summary key, label, format).
 # Costs in yuan, energy in MWh, the makespan in hours, so that six policies fit 80 columns.
@@ -196,39 +186,31 @@ def _run_policies(scenario_file: Path, policies: list[str], out: Path | None, pl
         fail("a policy is named twice")
     if out is not None and out.exists() and not out.is_dir():
         fail(f"--out {out} exists and is not a directory")
-    plotter = _plotter(plots and out is not None)
-    try:
+    with background_plots(plots and out is not None) as plotter:
         sc = _load_scenario(scenario_file)
-    except BaseException:
-        _stop(plotter)
-        raise
-    total = len(sc.jobs) * len(policies)
-    t0 = time.perf_counter()
-    with progress_bar(total, f"simulating {sc.name}") as update:
-        done_before: dict[str, int] = {}
+        total = len(sc.jobs) * len(policies)
+        t0 = time.perf_counter()
+        with progress_bar(total, f"simulating {sc.name}") as update:
+            done_before: dict[str, int] = {}
 
-        def step(policy: str, done: int) -> None:
-            done_before[policy] = done
-            update(sum(done_before.values()))
+            def step(policy: str, done: int) -> None:
+                done_before[policy] = done
+                update(sum(done_before.values()))
 
-        try:
-            runs = compare(sc, policies, progress=step)
-        except ScenarioError as exc:
-            _stop(plotter)
-            fail(str(exc))
-        except BaseException:
-            _stop(plotter)
-            raise
-    elapsed = time.perf_counter() - t0
-    summaries = [r.summary() for r in runs]
-    table, legend = compare_table(f"{sc.name} · {len(sc.jobs):,} jobs · {sc.window_days:g} days · "
-                                  f"seed {sc.seed}", summaries)
-    console.print(table)
-    if legend:
-        console.print(legend, highlight=False)
+            try:
+                runs = compare(sc, policies, progress=step)
+            except ScenarioError as exc:
+                fail(str(exc))
+        elapsed = time.perf_counter() - t0
+        summaries = [r.summary() for r in runs]
+        table, legend = compare_table(f"{sc.name} · {len(sc.jobs):,} jobs · {sc.window_days:g} days · "
+                                      f"seed {sc.seed}", summaries)
+        console.print(table)
+        if legend:
+            console.print(legend, highlight=False)
+        if out is not None:
+            write_runs(out, runs, plots=plots, plotter=plotter)
     if out is not None:
-        write_runs(out, runs, plots=plots, plotter=plotter)
-        _finish_plots(plotter)
         console.print(f"→ {out}/summary.json, {out}/jobs-<policy>.csv"
                       + (", utilization.png, wait_cdf.png" if plots else ""), highlight=False)
     console.print(f"{total:,} simulated jobs in {elapsed:.2f} s", highlight=False)

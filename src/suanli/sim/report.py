@@ -176,6 +176,23 @@ class BackgroundPlots:
             self._proc.join()
 
 
+def plot_runs(out: Path, runs: Mapping[str, tuple[Sequence[JobRecord], int]], utilization_title: str,
+              waits_title: str, plotter: BackgroundPlots | None = None) -> None:
+    """`out/utilization.png` and `out/wait_cdf.png`, one line per run (name → (records,
+    capacity)): drawn by `plotter` in the background when given (its owner waits for it), else
+    here and now."""
+    from .metrics import utilization_series
+
+    target = plotter or BackgroundPlots(fork=False)
+    target.draw("utilization", out / "utilization.png",
+                {name: utilization_series(records, capacity) for name, (records, capacity) in runs.items()},
+                utilization_title)
+    target.draw("wait_cdf", out / "wait_cdf.png",
+                {name: wait_cdf_points(records) for name, (records, _) in runs.items()}, waits_title)
+    if plotter is None:
+        target.wait()
+
+
 def _draw(kind: str, path: Path, series: Mapping[str, Points], title: str) -> None:
     (draw_utilization if kind == "utilization" else draw_wait_cdf)(path, series, title)
 

@@ -97,20 +97,13 @@ def write_trace_run(out: Path, run: TraceRun, *, trace: str, plots: bool = True,
                     plotter: BackgroundPlots | None = None) -> dict[str, object]:
     """`out/summary.json`, `out/jobs.csv` and (with `plots`) utilization.png and wait_cdf.png —
     drawn by `plotter` in the background when given (the caller waits for it), else here."""
-    from .metrics import utilization_series
-    from .report import BackgroundPlots, wait_cdf_points, write_jobs_csv, write_summary
+    from .report import plot_runs, write_jobs_csv, write_summary
 
     out.mkdir(parents=True, exist_ok=True)
-    own = plotter is None and plots
-    if plots:
-        plotter = plotter or BackgroundPlots(fork=False)
-        label = f"{trace} · {run.scheduler.upper()} · {run.capacity} procs"
-        plotter.draw("utilization", out / "utilization.png",
-                     {run.scheduler: utilization_series(run.records, run.capacity)}, label)
-        plotter.draw("wait_cdf", out / "wait_cdf.png", {run.scheduler: wait_cdf_points(run.records)}, label)
     summary: dict[str, object] = {"trace": trace, **run.summary()}
+    if plots:  # first: a background plotter draws while the files below are written
+        label = f"{trace} · {run.scheduler.upper()} · {run.capacity} procs"
+        plot_runs(out, {run.scheduler: (run.records, run.capacity)}, label, label, plotter)
     write_summary(out / "summary.json", summary)
     write_jobs_csv(out / "jobs.csv", run.records)
-    if own and plotter is not None:
-        plotter.wait()
     return summary

@@ -377,19 +377,13 @@ def write_runs(out: Path, runs: Sequence[TwinRun], *, plots: bool = True,
     """`out/summary.json` (per policy: overall, per pool, per tenant), `out/jobs-<policy>.csv`,
     and with `plots` utilization.png and wait_cdf.png (one line per policy) — drawn by `plotter`
     in the background when given (the caller waits for it), else here."""
-    from .metrics import utilization_series
-    from .report import BackgroundPlots, wait_cdf_points, write_jobs_csv, write_summary
+    from .report import plot_runs, write_jobs_csv, write_summary
 
     out.mkdir(parents=True, exist_ok=True)
     sc = runs[0].scenario
-    own = plotter is None and plots
-    if plots:
-        plotter = plotter or BackgroundPlots(fork=False)
-        plotter.draw("utilization", out / "utilization.png",
-                     {r.policy: utilization_series(r.records, sum(r.capacity.values())) for r in runs},
-                     f"{sc.name}: utilization of all pools")
-        plotter.draw("wait_cdf", out / "wait_cdf.png", {r.policy: wait_cdf_points(r.records) for r in runs},
-                     f"{sc.name}: waits")
+    if plots:  # first: a background plotter draws while the files below are written
+        plot_runs(out, {r.policy: (r.records, sum(r.capacity.values())) for r in runs},
+                  f"{sc.name}: utilization of all pools", f"{sc.name}: waits", plotter)
     doc: dict[str, Any] = {
         "scenario": sc.name, "source": sc.source, "seed": sc.seed, "scheduler": sc.scheduler,
         "window_days": sc.window_days, "jobs": len(sc.jobs), "skipped": sc.skipped,
@@ -400,6 +394,4 @@ def write_runs(out: Path, runs: Sequence[TwinRun], *, plots: bool = True,
     write_summary(out / "summary.json", doc)
     for r in runs:
         write_jobs_csv(out / f"jobs-{r.policy}.csv", r.records, extra=True)
-    if own and plotter is not None:
-        plotter.wait()
     return doc
