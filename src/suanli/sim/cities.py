@@ -18,7 +18,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from .workload import Workload, gpu_cluster_names, load
+from .workload import Workload, gpu_cluster_names, load, window
 
 TRACES = Path(__file__).resolve().parents[3] / "data" / "traces"
 CPU_TRACES = ("HPC2N-2002-2.2-cln.swf.gz", "KTH-SP2-1996-2.1-cln.swf.gz")
@@ -36,12 +36,6 @@ def _gpu_clusters(traces: Path) -> dict[str, Workload]:
     return {name: load(path, "gpu", cluster=name) for name in gpu_cluster_names(path)}
 
 
-def _window(w: Workload, start_day: float, days: float) -> list[Any]:
-    t0 = w.jobs[0].submit + start_day * 86400
-    t1 = t0 + days * 86400
-    return [j for j in w.jobs if t0 <= j.submit < t1]
-
-
 def _trace_workload(rng: random.Random, w: Workload, trace: str, pool: dict[str, Any], days: float,
                     load_target: float, extra: dict[str, Any]) -> dict[str, Any] | None:
     span_days = (w.jobs[-1].submit - w.jobs[0].submit) / 86400
@@ -49,7 +43,7 @@ def _trace_workload(rng: random.Random, w: Workload, trace: str, pool: dict[str,
         return None
     for _ in range(8):  # a window with some jobs in it
         start_day = round(rng.uniform(0, span_days - days), 1)
-        jobs = _window(w, start_day, days)
+        _, jobs = window(w, start_day, days)
         work = sum(j.procs * j.runtime for j in jobs)
         if len(jobs) >= 20 and work > 0:
             break

@@ -47,7 +47,7 @@ import yaml
 
 from ..scheduling.network import POLICIES
 from .pool import SCHEDULERS
-from .workload import TraceJob, Workload, load, synthetic
+from .workload import Workload, load, synthetic, window
 
 
 class ScenarioError(ValueError):
@@ -150,8 +150,8 @@ def build(data: dict[str, Any], *, base: Path, source: str = "") -> Scenario:
     scheduler = _get(data, "scheduler", str, where, "easy")
     if scheduler not in SCHEDULERS:
         raise ScenarioError(f"{where}: 'scheduler' must be one of {', '.join(SCHEDULERS)}, not {scheduler!r}")
-    window = _get(data, "window_days", (int, float), where, 30)
-    _positive(window, "window_days", where)
+    days = _get(data, "window_days", (int, float), where, 30)
+    _positive(days, "window_days", where)
     raw_pools = _get(data, "pools", list, where)
     if not raw_pools:
         raise ScenarioError(f"{where}: no pools")
@@ -176,7 +176,7 @@ def build(data: dict[str, Any], *, base: Path, source: str = "") -> Scenario:
         pools.append(spec)
     sc = Scenario(name=_get(data, "name", str, where, source or "scenario"),
                   seed=_get(data, "seed", int, where, 0), scheduler=scheduler,
-                  window_days=float(window), pools=pools, source=source)
+                  window_days=float(days), pools=pools, source=source)
     raw_workloads = _get(data, "workloads", list, where)
     if not raw_workloads:
         raise ScenarioError(f"{where}: no workloads")
@@ -312,10 +312,8 @@ def _add_workload(sc: Scenario, rw: Any, base: Path, w: str) -> None:
             raise ScenarioError(f"{w}: {exc}") from exc
     if not wl.jobs:
         raise ScenarioError(f"{w}: the trace has no jobs{' in cluster ' + kw['cluster'] if kw else ''}")
-    t0 = wl.jobs[0].submit + start_day * 86400
-    t1 = t0 + sc.window_days * 86400
-    window: list[TraceJob] = [j for j in wl.jobs if t0 <= j.submit < t1]
-    if not window:
+    t0, picked = window(wl, start_day, sc.window_days)
+    if not picked:
         raise ScenarioError(f"{w}: no jobs in days {start_day:g}–{start_day + sc.window_days:g} of the trace")
     scale_raw = rw.get("scale", 1 if syn is not None else "auto")
     if scale_raw == "auto":
@@ -331,7 +329,7 @@ def _add_workload(sc: Scenario, rw: Any, base: Path, w: str) -> None:
                             f"not one of the devices {devices}")
     kinds = frozenset(devices)
     first_id = len(sc.jobs)
-    for k, j in enumerate(window):
+    for k, j in enumerate(picked):
         units = max(1, round(j.procs * scale))
         if units > home_pool.units:  # every policy must be able to run every job: isolated at home
             sc.skipped += 1

@@ -210,6 +210,14 @@ def synthetic(n: int, *, seed: int, rate_per_s: float, max_procs: int, min_runti
     return Workload(jobs, max_procs, 0, {}, f"synthetic(seed={seed})")
 
 
+def window(w: Workload, start_day: float, days: float) -> tuple[float, list[TraceJob]]:
+    """The jobs submitted in `days` days from `start_day` days after the trace's first job, and
+    when that window starts (trace time)."""
+    t0 = w.jobs[0].submit + start_day * 86400
+    t1 = t0 + days * 86400
+    return t0, [j for j in w.jobs if t0 <= j.submit < t1]
+
+
 def gpu_cluster_names(path: Path) -> list[str]:
     """The clusters of a GPU CSV trace."""
     return sorted(_gpu_clusters(path, *_stamp(path))[0])
