@@ -180,11 +180,11 @@ def prepare(scenario_file: Path, params: Sequence[str], policies: Sequence[str])
 def run_point(data: dict[str, Any], policies: Sequence[str], base: str = ".") -> dict[str, Any]:
     """Build one point's scenario and run it under each policy: {policy: summary}."""
     sc = build(data, base=Path(base), source="sweep point")
-    return {r.policy: {k: r.summary()[k] for k in ("jobs", *METRICS)} for r in compare(sc, policies)}
-
-
-def _run_one(args: tuple[dict[str, Any], list[str]]) -> dict[str, Any]:
-    return run_point(*args)
+    out = {}
+    for r in compare(sc, policies):
+        summary = r.summary()
+        out[r.policy] = {k: summary[k] for k in ("jobs", *METRICS)}
+    return out
 
 
 def run_local(sweep: Sweep, workers: int,
@@ -194,7 +194,7 @@ def run_local(sweep: Sweep, workers: int,
     if workers <= 1 or len(tasks) == 1:
         out = []
         for i, t in enumerate(tasks):
-            out.append(_run_one(t))
+            out.append(run_point(*t))
             if progress is not None:
                 progress(i + 1)
         return out
@@ -210,7 +210,7 @@ def run_local(sweep: Sweep, workers: int,
 
 
 def _indexed(item: tuple[int, tuple[dict[str, Any], list[str]]]) -> tuple[int, dict[str, Any]]:
-    return item[0], _run_one(item[1])
+    return item[0], run_point(*item[1])
 
 
 def x_param(sweep: Sweep, chosen: str | None = None) -> str:
