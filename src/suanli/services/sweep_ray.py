@@ -72,48 +72,49 @@ def run_on_ray(url: str, sweep: Sweep, *, python: str = "python3", timeout_s: fl
         work.mkdir()
         _package(work)
         (work / "points.json").write_text(json.dumps(_points(sweep, work)), encoding="utf-8")
+        ids: list[str] = []
+        results: dict[str, dict[str, Any]] = {}
         try:
             uri = ray.upload_folder(work)
             tag = secrets.token_hex(4)
-            ids = [ray.submit_task(f"suanli-sweep-{tag}-{k}",
-                                   f"{shlex.quote(python)} -m suanli.sim.sweep points.json {k}", uri)
-                   for k in range(len(sweep.points))]
-            return _collect(ray, ids, timeout_s, progress)
-        except ConnectorError as exc:
-            raise SweepError(f"Ray at {url}: {exc.message}") from exc
+            for k in range(len(sweep.points)):
+                ids.append(ray.submit_task(f"suanli-sweep-{tag}-{k}",
+                                           f"{shlex.quote(python)} -m suanli.sim.sweep points.json {k}", uri))
+            _collect(ray, ids, results, timeout_s, progress)
+            return [results[sid] for sid in ids]
+        except BaseException as exc:
+            for sid in ids:  # a failed or interrupted sweep leaves nothing running on the cluster
+                if sid not in results:
+                    try:
+                        ray.cancel(sid)
+                    except ConnectorError:
+                        pass
+            if isinstance(exc, ConnectorError):
+                raise SweepError(f"Ray at {url}: {exc.message}") from exc
+            raise
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def _collect(ray: RayConnector, ids: Sequence[str], timeout_s: float,
-             progress: Callable[[int], None] | None) -> list[dict[str, Any]]:
-    results: dict[str, dict[str, Any]] = {}
+def _collect(ray: RayConnector, ids: Sequence[str], results: dict[str, dict[str, Any]], timeout_s: float,
+             progress: Callable[[int], None] | None) -> None:
+    """Wait for every job of `ids`, putting each one's result into `results`."""
     deadline = time.monotonic() + timeout_s
-    try:
-        while len(results) < len(ids):
-            if time.monotonic() > deadline:
-                raise SweepError(f"the sweep's Ray jobs did not finish in {timeout_s:g} s")
-            for sid in ids:
-                if sid in results:
-                    continue
-                st = ray.status(sid)
-                if st.state in (RunState.PENDING, RunState.RUNNING):
-                    continue
-                log = ray.logs(sid).decode("utf-8", "replace")
-                line = next((ln for ln in reversed(log.splitlines()) if ln.startswith(RESULT_MARK)), None)
-                if st.state is not RunState.COMPLETED or line is None:
-                    tail = "\n".join(log.strip().splitlines()[-8:])
-                    raise SweepError(f"Ray job {sid} ended {st.state.value}: {st.reason or ''}\n{tail}")
-                results[sid] = json.loads(line.removeprefix(RESULT_MARK))
-                if progress is not None:
-                    progress(len(results))
-            time.sleep(POLL_S)
-    except BaseException:
-        for sid in ids:  # a failed or interrupted sweep leaves nothing running on the cluster
-            if sid not in results:
-                try:
-                    ray.cancel(sid)
-                except ConnectorError:
-                    pass
-        raise
-    return [results[sid] for sid in ids]
+    while len(results) < len(ids):
+        if time.monotonic() > deadline:
+            raise SweepError(f"the sweep's Ray jobs did not finish in {timeout_s:g} s")
+        for sid in ids:
+            if sid in results:
+                continue
+            st = ray.status(sid)
+            if st.state in (RunState.PENDING, RunState.RUNNING):
+                continue
+            log = ray.logs(sid).decode("utf-8", "replace")
+            line = next((ln for ln in reversed(log.splitlines()) if ln.startswith(RESULT_MARK)), None)
+            if st.state is not RunState.COMPLETED or line is None:
+                tail = "\n".join(log.strip().splitlines()[-8:])
+                raise SweepError(f"Ray job {sid} ended {st.state.value}: {st.reason or ''}\n{tail}")
+            results[sid] = json.loads(line.removeprefix(RESULT_MARK))
+            if progress is not None:
+                progress(len(results))
+        time.sleep(POLL_S)
