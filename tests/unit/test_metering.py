@@ -1,5 +1,10 @@
+from datetime import UTC, datetime, timedelta
+
+from hypothesis import given
+from hypothesis import strategies as st
+
 from suanli.domain.enums import DeviceKind, Precision
-from suanli.domain.model import PoolSpec, meter
+from suanli.domain.model import PoolSpec, billable_span, meter
 from suanli.services.demo import demo_centers
 
 SPEC = PoolSpec(device_kind=DeviceKind.NPU, device_model="Ascend 910B", domestic=True,
@@ -34,3 +39,52 @@ def test_demo_city_matches_the_seeds() -> None:
     hzx = centers["qd-hzx"].pools[0]
     q = PoolSpec(**{k: v for k, v in vars(hzx).items() if k not in ("name", "identifier")})
     assert 245 <= p.peak_pflops(Precision.FP16) + q.peak_pflops(Precision.FP16) <= 255  # 250P park
+
+
+T0 = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+def _whole(t: datetime) -> datetime:
+    return t.replace(microsecond=0)
+
+
+def test_a_one_second_slurm_job_placed_mid_second_bills_its_second() -> None:
+    # placed at .700, Slurm starts it in the same second and reports 08:00:00 / 08:00:01
+    placed = T0 + timedelta(milliseconds=700)
+    start, end = billable_span(T0, T0 + timedelta(seconds=1), placed_at=placed,
+                               seen_at=placed + timedelta(seconds=3), limit_s=60)
+    assert start == placed and (end - start) == timedelta(seconds=1)
+
+
+@given(st.integers(0, 10_000), st.integers(0, 999_999), st.integers(0, 2_000_000),
+       st.integers(0, 5_000_000), st.integers(1, 3_600))
+def test_whole_second_reports_bill_the_measured_length_and_never_beyond_the_bounds(
+        placed_us: int, delay_us: int, run_us: int, seen_us: int, limit_s: int) -> None:
+    placed = T0 + timedelta(microseconds=placed_us)
+    real_start = placed + timedelta(microseconds=delay_us)
+    real_end = real_start + timedelta(microseconds=run_us)
+    seen = real_end + timedelta(microseconds=seen_us)
+    start, end = billable_span(_whole(real_start), _whole(real_end), placed_at=placed,
+                               seen_at=seen, limit_s=limit_s)
+    billed = end - start
+    # never before the placement, never after suanli saw the end, never past the limit
+    assert placed <= start <= end <= seen and billed <= timedelta(seconds=limit_s)
+    # within a second of the true length (what whole seconds can tell), unless the limit cut it
+    true = real_end - real_start
+    if true < timedelta(seconds=limit_s):
+        assert abs(billed - true) < timedelta(seconds=1)
+    # and, unless suanli saw the end sooner or the limit cut it, exactly the center's own elapsed
+    elapsed = _whole(real_end) - _whole(real_start)
+    if end < seen and billed < timedelta(seconds=limit_s):
+        assert billed == elapsed
+
+
+@given(st.integers(-10**7, 10**7), st.integers(-10**7, 10**7), st.integers(0, 10**7))
+def test_a_center_claiming_any_times_bills_no_more_than_suanli_saw(
+        start_us: int, end_us: int, seen_us: int) -> None:
+    placed = T0
+    seen = placed + timedelta(microseconds=seen_us)
+    start, end = billable_span(T0 + timedelta(microseconds=start_us),
+                               T0 + timedelta(microseconds=end_us), placed_at=placed,
+                               seen_at=seen, limit_s=10**6)
+    assert placed <= start <= end <= seen

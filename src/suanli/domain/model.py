@@ -163,4 +163,11 @@ def billable_span(started: datetime, ended: datetime, *, placed_at: datetime, se
     walltime and what its center lets it run past it before the kill). A center's report is a
     claim, not a fact suanli bills on unchecked."""
     start = min(max(started, placed_at), seen_at)
-    return start, min(max(ended, start), seen_at, start + timedelta(seconds=limit_s))
+    # A center that reports whole seconds (Slurm) truncates a start within the second suanli
+    # placed the run to before the placement: the start moves up to it, and the end moves with it
+    # (by under a second), so the run keeps the length its center measured instead of losing up
+    # to a second (a 1 s job billed 0).
+    shift = start - started
+    if not timedelta(0) < shift < timedelta(seconds=1):
+        shift = timedelta(0)
+    return start, min(max(ended + shift, start), seen_at, start + timedelta(seconds=limit_s))

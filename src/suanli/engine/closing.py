@@ -49,6 +49,11 @@ class RunCloser:
         run.reason = reason[:500]
         run.exit_code = status.exit_code
         started = run.started_at or status.started_at
+        if (run.started_at is not None and status.started_at is not None
+                and status.started_at <= run.started_at):
+            # the center's own start (the one its end is measured against, same precision);
+            # billable_span keeps it no earlier than the placement
+            started = status.started_at
         if started is not None:
             run.started_at, run.ended_at = billable_span(
                 started, status.ended_at or now, placed_at=run.created_at, seen_at=now,
