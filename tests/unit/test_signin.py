@@ -6,18 +6,22 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import argon2
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select, update
 
 from suanli.api.app import create_app
 from suanli.api.proxy import client_address
 from suanli.config import Settings, parse_networks
 from suanli.domain.errors import Unauthenticated
-from suanli.services import signin, users
+from suanli.services import auth, signin, users
 from suanli.services.context import Platform
+from suanli.store import models as m
 from suanli.store.db import Database
 
 from .auth_town import PASSWORD, Town, build_town, parallel_guesses, portal_sign_in
@@ -30,15 +34,18 @@ def town(platform: Platform) -> Town:
 
 @pytest.fixture
 def scrypt_calls(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
-    """Every scrypt computed (the real one runs; its parameters are noted)."""
+    """Every password hash checked (the real argon2id check runs; the parameters of the hash it
+    checked against are noted)."""
     calls: list[dict[str, Any]] = []
-    real: Callable[..., bytes] = hashlib.scrypt
+    real: Callable[[str, str], bool] = auth.argon2_verify
 
-    def counted(password: bytes, **kw: Any) -> bytes:
-        calls.append({k: (len(v) if isinstance(v, bytes) else v) for k, v in kw.items()})
-        return real(password, **kw)
+    def counted(stored: str, password: str) -> bool:
+        params = argon2.extract_parameters(stored)
+        calls.append({"type": params.type.name, "m": params.memory_cost, "t": params.time_cost,
+                      "p": params.parallelism, "salt": params.salt_len})
+        return real(stored, password)
 
-    monkeypatch.setattr(hashlib, "scrypt", counted)
+    monkeypatch.setattr(auth, "argon2_verify", counted)
     yield calls
 
 
@@ -121,10 +128,10 @@ def test_parallel_guesses_get_no_more_tries_than_the_limit(
     assert outcomes.count("refused") >= 7
 
 
-def test_unknown_disabled_and_passwordless_users_cost_one_scrypt_like_a_known_one(
+def test_unknown_disabled_and_passwordless_users_cost_one_argon2id_like_a_known_one(
         town: Town, scrypt_calls: list[dict[str, Any]]) -> None:
-    """No timing oracle for usernames: every answer does the same work, one scrypt of the same
-    size, and says the same words."""
+    """No timing oracle for usernames: every answer does the same work, one argon2id of the same
+    parameters, and says the same words."""
     users.set_disabled(town.p, town.admin, town.dave.user_id, True)
     work = {}
     for name in ("carol", "nobody", "dave", "t1admin"):  # wrong password, unknown, disabled, none
@@ -133,8 +140,64 @@ def test_unknown_disabled_and_passwordless_users_cost_one_scrypt_like_a_known_on
             signin.with_password(town.p, name, "guess-123", f"192.0.2.{len(work)}")
         assert refused.value.message == "wrong username or password"
         work[name] = list(scrypt_calls)
-    assert work["carol"] == [{"salt": 16, "n": 2**14, "r": 8, "p": 1}]
+    assert work["carol"] == [{"type": "ID", "m": 65536, "t": 3, "p": 4, "salt": 16}]
     assert all(calls == work["carol"] for calls in work.values()), work
+
+
+def _stored(town: Town, username: str) -> str:
+    with town.p.db.session() as s:
+        h = s.scalar(select(m.User.password_hash).where(m.User.username == username))
+    assert h is not None
+    return h
+
+
+def _set_stored(town: Town, username: str, h: str) -> None:
+    with town.p.db.session() as s:
+        s.execute(update(m.User).where(m.User.username == username).values(password_hash=h))
+
+
+def test_passwords_are_argon2id_with_their_parameters_in_the_hash(town: Town) -> None:
+    h = _stored(town, "carol")
+    assert h.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert PASSWORD not in h and h != auth.hash_password(PASSWORD)  # salted: never the same twice
+
+
+def test_an_older_scrypt_hash_signs_in_and_is_replaced_by_argon2id(town: Town) -> None:
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**14, r=8, p=1)
+    legacy = f"scrypt${salt.hex()}${digest.hex()}"
+    _set_stored(town, "carol", legacy)
+    # a wrong password is refused and leaves the old hash alone
+    with pytest.raises(Unauthenticated):
+        signin.with_password(town.p, "carol", "guess-123", "192.0.2.50")
+    assert _stored(town, "carol") == legacy
+    assert signin.with_password(town.p, "carol", PASSWORD, "192.0.2.50").username == "carol"
+    fresh = _stored(town, "carol")
+    assert fresh.startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+    assert not auth.needs_rehash(fresh)
+    # and the new hash holds the same password
+    assert signin.with_password(town.p, "carol", PASSWORD, "192.0.2.50").username == "carol"
+    assert _stored(town, "carol") == fresh  # not hashed again
+
+
+def test_a_weaker_argon2_hash_is_rehashed_at_sign_in(town: Town) -> None:
+    weak = argon2.PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
+    _set_stored(town, "carol", weak)
+    signin.with_password(town.p, "carol", PASSWORD, "192.0.2.51")
+    assert _stored(town, "carol").startswith("$argon2id$v=19$m=65536,t=3,p=4$")
+
+
+@pytest.mark.parametrize("forged", [
+    "scrypt$zz$00", "scrypt$" + "5a" * 16 + "$" + "00" * 64, "$argon2id$v=19$m=8,t=1,p=1$AAAA$AAAA",
+    "plain-text-password", "$argon2i$garbage", "",
+])
+def test_a_corrupt_or_foreign_hash_never_signs_in(town: Town, forged: str) -> None:
+    """A hash column written by hand (or damaged) is a refusal, not a crash or a way in."""
+    _set_stored(town, "carol", forged)
+    for guess in (PASSWORD, forged, "", "plain-text-password"):
+        assert not auth.verify_password(guess, forged)
+    with pytest.raises(Unauthenticated):
+        signin.with_password(town.p, "carol", "plain-text-password", "192.0.2.52")
 
 
 # -- proxies ------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Principals, API tokens (random, shown once, stored as SHA-256) and passwords (scrypt).
+"""Principals, API tokens (random, shown once, stored as SHA-256) and passwords (argon2id).
 
 A token may expire, and remembers the token whose bearer created it: a token is valid only
 while every token up its chain is unrevoked and unexpired, so a stolen token cannot mint one
@@ -11,6 +11,10 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import cache
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
 
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
@@ -23,10 +27,20 @@ from .context import Platform
 TOKEN_PREFIX = "sl_"
 LAST_USED_EVERY = timedelta(seconds=60)  # a token's last_used_at is written at most this often
 MAX_TOKEN_LIFE = timedelta(days=3650)
-# Checked against when there is no real hash (an unknown user, one without a password): every
-# password check costs one scrypt of the same size, so the answer's time does not tell whether
-# a username exists. It matches no password.
-DUMMY_HASH = "scrypt$" + "5a" * 16 + "$" + "00" * 64
+# Passwords: argon2id (RFC 9106's second recommended profile: 64 MiB, 3 passes, 4 lanes, 16-byte
+# salt, 32-byte tag), its parameters stored in the hash. A hash made with other parameters, or an
+# older scheme's (scrypt, before argon2id), is checked as it is and replaced at the next sign-in.
+PASSWORDS = PasswordHasher(time_cost=3, memory_cost=64 * 1024, parallelism=4, hash_len=32,
+                           salt_len=16)
+_SCRYPT = {"n": 2**14, "r": 8, "p": 1}  # the scheme before argon2id: read, never written
+
+
+@cache
+def dummy_hash() -> str:
+    """Checked against when there is no real hash (an unknown user, one without a password): every
+    password check costs one argon2id of the same parameters, so the answer's time does not tell
+    whether a username exists. The hash of a random secret nobody knows: it matches no password."""
+    return PASSWORDS.hash(secrets.token_urlsafe(32))
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,17 +74,42 @@ def hash_token(token: str) -> str:
 
 
 def hash_password(password: str) -> str:
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=2**14, r=8, p=1)
-    return f"scrypt${salt.hex()}${digest.hex()}"
+    return PASSWORDS.hash(password)
+
+
+def argon2_verify(stored: str, password: str) -> bool:
+    """One argon2id check (a seam the sign-in tests count)."""
+    try:
+        return PASSWORDS.verify(stored, password)
+    except (VerificationError, InvalidHashError):
+        return False
 
 
 def verify_password(password: str, stored: str | None) -> bool:
-    if not stored or not stored.startswith("scrypt$"):
+    if not stored:
         return False
-    _, salt_hex, digest_hex = stored.split("$", 2)
-    digest = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt_hex), n=2**14, r=8, p=1)
-    return hmac.compare_digest(digest.hex(), digest_hex)
+    if stored.startswith("$argon2"):
+        return argon2_verify(stored, password)
+    if stored.startswith("scrypt$"):  # an older hash: still accepted, replaced at sign-in
+        _, salt_hex, digest_hex = stored.split("$", 2)
+        try:
+            salt = bytes.fromhex(salt_hex)
+        except ValueError:
+            return False
+        digest = hashlib.scrypt(password.encode(), salt=salt, **_SCRYPT)
+        return hmac.compare_digest(digest.hex(), digest_hex)
+    return False
+
+
+def needs_rehash(stored: str) -> bool:
+    """Whether a hash that just matched should be replaced: not argon2id, or not the parameters
+    suanli hashes with now."""
+    if not stored.startswith("$argon2id$"):
+        return True
+    try:
+        return PASSWORDS.check_needs_rehash(stored)
+    except InvalidHashError:
+        return True
 
 
 def principal_of(user: m.User, token_id: int | None = None, *,
@@ -350,11 +389,17 @@ def _revoke(p: Platform, s: Session, tok: m.ApiToken) -> set[int]:
 
 def login_with_password(p: Platform, username: str, password: str) -> Principal:
     """The user with this password, or Unauthenticated. The same work whatever the username:
-    one scrypt (against a dummy hash when the user is unknown, disabled or has no password)."""
+    one argon2id (against a dummy hash when the user is unknown, disabled or has no password).
+    A right password whose hash is an older scheme's or parameters' is hashed again now."""
     with p.db.session() as s:
         user = s.scalar(select(m.User).where(m.User.username == username))
     stored = user.password_hash if user is not None else None
-    matches = verify_password(password, stored or DUMMY_HASH)
+    matches = verify_password(password, stored or dummy_hash())
     if user is None or not stored or user.disabled or not matches:
         raise Unauthenticated("wrong username or password")
+    if needs_rehash(stored):
+        fresh = hash_password(password)
+        with p.db.session() as s:  # only if nobody changed it meanwhile
+            s.execute(update(m.User).where(m.User.id == user.id, m.User.password_hash == stored)
+                      .values(password_hash=fresh))
     return principal_of(user)
