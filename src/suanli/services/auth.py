@@ -15,7 +15,6 @@ from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 

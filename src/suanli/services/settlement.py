@@ -15,8 +15,6 @@ What a month holds (UTC):
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from datetime import datetime
 from typing import Any
@@ -25,6 +23,7 @@ from sqlalchemy import and_, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..domain import csvsafe
 from ..domain.enums import Role
 from ..domain.errors import Conflict, Forbidden, InvalidInput, NotFound
 from ..ledger import entries as le
@@ -294,9 +293,4 @@ def invoice(p: Platform, actor: Principal, month: str, tenant_id: int) -> dict[s
 
 
 def to_csv(items: list[dict[str, Any]], columns: tuple[str, ...] = COLUMNS) -> str:
-    out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
-    w.writeheader()
-    for item in items:
-        w.writerow(item)
-    return out.getvalue()
+    return csvsafe.to_csv(items, columns)

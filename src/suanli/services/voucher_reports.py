@@ -4,13 +4,12 @@ redemptions are not counted."""
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from typing import Any
 
 from sqlalchemy import func, select
 
+from ..domain import csvsafe
 from ..domain.enums import Role
 from ..domain.errors import InvalidInput
 from ..store import models as m
@@ -96,9 +95,4 @@ def burn_down(s: Any, programme_id: int, year: int, budget: int) -> list[dict[st
 
 
 def to_csv(data: dict[str, Any]) -> str:
-    out = io.StringIO()
-    w = csv.DictWriter(out, fieldnames=COLUMNS, lineterminator="\n")
-    w.writeheader()
-    for row in data["rows"]:
-        w.writerow(row)
-    return out.getvalue()
+    return csvsafe.to_csv(data["rows"], COLUMNS)
