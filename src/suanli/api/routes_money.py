@@ -233,5 +233,12 @@ def audit_log(p: PlatformDep, who: PrincipalDep, limit: Limit = 100, offset: Off
 
 @router.get("/audit/verify", tags=["audit"])
 def audit_verify(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
-    """Walk the hash chain and the ledger: ok, or the first problems found."""
+    """Walk the hash chain, the seals and the ledger: ok, or the first problems found."""
     return audit.verify_log(p, who)
+
+
+@router.post("/audit/seal", tags=["audit"])
+def audit_seal(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+    """Seal the log again under this platform's audit key (platform admin; an upgraded log, a
+    rotated key). Refused (409) unless the chain and the ledger verify; recorded in the log."""
+    return audit.reseal(p, who)

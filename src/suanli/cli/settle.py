@@ -57,13 +57,25 @@ def verify(output: Output = OutputOpt) -> None:
     if output is Output.json:
         emit_json(data)
     elif data["ok"]:
-        console.print(f"audit log intact: {data['entries']} entries, head {data['head_hash'][:16]}…; "
-                      "the ledger matches it")
+        console.print(f"audit log intact: {data['entries']} entries, head {data['head_hash'][:16]}…, "
+                      "sealed under this platform's audit key; the ledger matches it", highlight=False)
     else:
         for problem in data["problems"]:
-            err_console.print(f"[bold red]tampered:[/] {problem}", highlight=False)
+            label = "unsealed" if "seal" in problem else "tampered"
+            err_console.print(f"[bold red]{label}:[/] {problem}", highlight=False)
     if not data["ok"]:
         raise typer.Exit(1)
+
+
+@audit_app.command("seal")
+def seal(output: Output = OutputOpt) -> None:
+    """Seal the log again under this platform's audit key (platform admin): after an upgrade or a
+    deliberate key change. Refused unless the chain and the ledger verify; recorded in the log."""
+    data = run(lambda c: c.audit_seal())
+    if output is Output.json:
+        return emit_json(data)
+    console.print(f"audit log sealed: {data['entries']} entries, head {data['head_hash'][:16]}…",
+                  highlight=False)
 
 
 @audit_app.command("log")

@@ -314,6 +314,9 @@ class _Endpoints:
     def audit_verify(self) -> Any:
         return self._call("GET", "/api/v1/audit/verify")
 
+    def audit_seal(self) -> Any:
+        return self._call("POST", "/api/v1/audit/seal")
+
     def audit_log(self, *, limit: int = 50, offset: int = 0) -> Any:
         return self._call("GET", "/api/v1/audit", params={"limit": limit, "offset": offset})
 

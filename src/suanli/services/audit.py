@@ -7,12 +7,23 @@ its postings is named.
 Appends are serialized by the one `audit_head` row (updated first: a row lock on PostgreSQL, the
 write lock on SQLite), which also remembers the last entry, so deleting the log's tail is caught
 too. Entries get their ids from the head, in order, without gaps.
+
+A chain alone does not stop someone with write access to the database from rewriting the whole
+log and its head consistently. So the log is also *sealed* with a key the database does not hold
+(SUANLI_AUDIT_KEY, else $SUANLI_HOME/audit.key): each entry's `mac` is HMAC-SHA256(key, hash) and
+the head's `seal` covers (last_id, last_hash, entries). An append checks the head's seal before it
+extends it; a head whose seal does not match (rewritten, or sealed under another key) is not
+sealed again — it stays unsealed, and `verify` keeps saying so, until an administrator who has
+looked seals it again (`reseal`, itself an audited action). Entries written before sealing
+existed (mac NULL, an upgraded database) are covered by the chain up to the first sealed entry.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
+import logging
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -22,6 +33,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Role
+from ..domain.errors import Conflict
 from ..store import models as m
 from ..store.bulk import insert_rows
 from .auth import Principal
@@ -29,6 +41,7 @@ from .context import Platform
 
 GENESIS = "0" * 64
 CHUNK = 5000
+log = logging.getLogger("suanli.audit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +58,20 @@ def digest(prev_hash: str, entry_id: int, at: datetime, actor_id: int | None, ac
     return hashlib.sha256(body.encode()).hexdigest()
 
 
+def mac(key: bytes, text: str) -> str:
+    return hmac.new(key, text.encode(), hashlib.sha256).hexdigest()
+
+
+def head_seal(key: bytes, last_id: int, last_hash: str, entries: int) -> str:
+    return mac(key, f"audit-head\n{last_id}\n{last_hash}\n{entries}")
+
+
+def _seal_holds(key: bytes, last_id: int, last_hash: str, entries: int, seal: str | None) -> bool:
+    if entries == 0 and last_id == 0 and last_hash == GENESIS:
+        return True  # an empty log has nothing to seal yet
+    return seal is not None and hmac.compare_digest(seal, head_seal(key, last_id, last_hash, entries))
+
+
 def actor_fields(actor: Principal | None) -> tuple[int | None, str]:
     return (None, "system") if actor is None else (actor.user_id, actor.username)
 
@@ -55,10 +82,18 @@ def append(s: Session, actions: Iterable[Action], now: datetime, actor: Principa
     items = list(actions)
     if not items:
         return
+    key: bytes | None = s.info.get("audit_key")
     s.execute(update(m.AuditHead).where(m.AuditHead.id == 1)
               .values(entries=m.AuditHead.entries + len(items)))
-    last_id, last_hash = s.execute(select(m.AuditHead.last_id, m.AuditHead.last_hash)
-                                   .where(m.AuditHead.id == 1)).one()
+    last_id, last_hash, entries, seal = s.execute(
+        select(m.AuditHead.last_id, m.AuditHead.last_hash, m.AuditHead.entries, m.AuditHead.seal)
+        .where(m.AuditHead.id == 1)).one()
+    # the seal covers the head as it was before this append (`entries` is already counted up)
+    sealed = key is not None and _seal_holds(key, last_id, last_hash, entries - len(items), seal)
+    if key is not None and not sealed:
+        log.error("the audit log's head (entry %s) is not sealed under this platform's audit key: "
+                  "it was rewritten, or SUANLI_AUDIT_KEY differs between replicas; it stays "
+                  "unsealed until `suanli audit seal`", last_id)
     actor_id, name = actor_fields(actor)
     at = now.astimezone(UTC)
     rows = []
@@ -67,10 +102,12 @@ def append(s: Session, actions: Iterable[Action], now: datetime, actor: Principa
         subject = a.subject[:200]
         last_hash = digest(prev, last_id, at, actor_id, name, a.action, subject, a.details)
         rows.append({"id": last_id, "at": at, "actor_id": actor_id, "actor": name, "action": a.action,
-                     "subject": subject, "details": a.details, "prev_hash": prev, "hash": last_hash})
+                     "subject": subject, "details": a.details, "prev_hash": prev, "hash": last_hash,
+                     "mac": mac(key, last_hash) if key is not None else None})
     insert_rows(s, m.AuditEntry, rows)
-    s.execute(update(m.AuditHead).where(m.AuditHead.id == 1)
-              .values(last_id=last_id, last_hash=last_hash))
+    s.execute(update(m.AuditHead).where(m.AuditHead.id == 1).values(
+        last_id=last_id, last_hash=last_hash,
+        seal=head_seal(key, last_id, last_hash, entries) if sealed and key is not None else None))
 
 
 def record(s: Session, action: str, subject: str, details: dict[str, Any], now: datetime,
@@ -86,10 +123,14 @@ class Verdict:
     entries: int
     problems: list[str]
     head_hash: str
+    sealed: bool = False  # the head's seal matches under this platform's audit key
+    unsealed_before: int = 0  # entries from before sealing existed (covered by the chain)
+    only_seal: bool = False  # every problem is a missing or wrong seal (the chain and ledger hold)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "entries": self.entries, "problems": self.problems,
-                "head_hash": self.head_hash}
+                "head_hash": self.head_hash, "sealed": self.sealed,
+                "unsealed_before": self.unsealed_before}
 
 
 def _entries(s: Session) -> Iterator[m.AuditEntry]:
@@ -127,15 +168,38 @@ def ledger_action(txs: list[tuple[str, str, list[tuple[str, int]]]]) -> Action:
 
 def verify(s: Session, max_problems: int = 20) -> Verdict:
     problems: list[str] = []
+    seal_problems: list[str] = []  # a missing or wrong seal (what `reseal` may mend)
 
-    def bad(text: str) -> None:
+    def bad(text: str, *, seal: bool = False) -> None:
         if len(problems) < max_problems:
             problems.append(text)
+        if seal:
+            seal_problems.append(text)
 
+    key: bytes | None = s.info.get("audit_key")
+    if key is None:
+        bad("this process has no audit key: the log's seal cannot be checked")
     prev, expected, count = GENESIS, 1, 0
+    first_sealed: int | None = None  # the first entry with a mac: every later one needs one
+    forged_macs = 0
     ledger_seen: dict[str, str] = {}
     for e in _entries(s):
         count += 1
+        if key is not None:
+            if e.mac is None:
+                if first_sealed is not None:
+                    forged_macs += 1
+                    if forged_macs <= 3:
+                        bad(f"entry {e.id} has no seal though entry {first_sealed} before it has "
+                            "one: it was written or rewritten outside suanli", seal=True)
+            else:
+                first_sealed = first_sealed or e.id
+                if not hmac.compare_digest(e.mac, mac(key, e.hash)):
+                    forged_macs += 1
+                    if forged_macs <= 3:
+                        bad(f"entry {e.id}'s seal does not match under the audit key: the log was "
+                            "rewritten outside suanli (or it was sealed under another key)",
+                            seal=True)
         if e.id != expected:
             bad(f"entry {expected} is missing (the next entry is {e.id})" if e.id > expected
                 else f"entry {e.id} is out of order")
@@ -148,14 +212,30 @@ def verify(s: Session, max_problems: int = 20) -> Verdict:
         if e.action.startswith("ledger.") and isinstance(e.details.get("transactions"), dict):
             ledger_seen.update(e.details["transactions"])
         prev, expected = e.hash, e.id + 1
+    if forged_macs > 3:
+        bad(f"{forged_macs} entries in all have a missing or wrong seal", seal=True)
     head = s.get(m.AuditHead, 1)
+    sealed = False
     if head is None:
         bad("the audit head is missing")
-    elif head.last_id != expected - 1 or head.last_hash != prev or head.entries != count:
-        bad(f"the log ends at entry {expected - 1} but its head says {head.last_id} "
-            f"({head.entries} entries): entries at the end were deleted")
+    else:
+        if head.last_id != expected - 1 or head.last_hash != prev or head.entries != count:
+            bad(f"the log ends at entry {expected - 1} but its head says {head.last_id} "
+                f"({head.entries} entries): entries at the end were deleted")
+        if key is not None:
+            sealed = _seal_holds(key, head.last_id, head.last_hash, head.entries, head.seal)
+            if not sealed:
+                bad("the head's seal does not match under this platform's audit key: the log and "
+                    "its head were rewritten together, or sealed under another key (replicas "
+                    "must share SUANLI_AUDIT_KEY); an administrator seals it again with "
+                    "`suanli audit seal` once the log is known good" if head.seal is not None else
+                    "the head is not sealed: it was rewritten, or it predates sealing (an upgraded "
+                    "database); an administrator seals it with `suanli audit seal` once the log "
+                    "is known good", seal=True)
     _verify_ledger(s, ledger_seen, bad)
-    return Verdict(not problems, count, problems, prev)
+    unsealed = (first_sealed - 1) if first_sealed is not None else count
+    return Verdict(not problems, count, problems, prev, sealed, unsealed,
+                   only_seal=bool(problems) and len(seal_problems) == len(problems))
 
 
 def _verify_ledger(s: Session, seen: dict[str, str], bad: Any) -> None:
@@ -204,6 +284,44 @@ def _verify_ledger(s: Session, seen: dict[str, str], bad: Any) -> None:
                                                  m.LedgerAccount.balance_fen)):
         if int(sums.get(acc_id) or 0) != cached:
             bad(f"account {code}: balance {cached} fen but its postings sum to {sums.get(acc_id) or 0}")
+
+
+def reseal(p: Platform, actor: Principal) -> dict[str, Any]:
+    """Seal the whole log again under this platform's audit key: an upgraded log (entries from
+    before sealing), a key rotated on purpose, a log restored from a backup. A platform
+    administrator's deliberate act, after reading `verify`: the chain and the ledger must verify
+    first (only seals may be wrong), and the act is itself an audit entry, sealed with the rest."""
+    actor.require(Role.PLATFORM_ADMIN)
+    with p.db.session(immediate=True) as s:
+        key: bytes = s.info["audit_key"]
+        before = verify(s, max_problems=10**6)
+        if before.problems and not before.only_seal:
+            other = [x for x in before.problems if "seal" not in x]
+            raise Conflict("the log does not verify apart from its seals, so it is not sealed: "
+                           + "; ".join(other[:3]))
+        head = s.get(m.AuditHead, 1)
+        assert head is not None
+        was = "sealed" if before.ok else ("unsealed" if head.seal is None else "wrong seal")
+        after = 0
+        while True:  # every entry's mac, in chunks
+            chunk = list(s.execute(select(m.AuditEntry.id, m.AuditEntry.hash, m.AuditEntry.mac)
+                                   .where(m.AuditEntry.id > after).order_by(m.AuditEntry.id)
+                                   .limit(CHUNK)))
+            if not chunk:
+                break
+            for entry_id, entry_hash, old in chunk:
+                want = mac(key, entry_hash)
+                if old != want:
+                    s.execute(update(m.AuditEntry).where(m.AuditEntry.id == entry_id)
+                              .values(mac=want))
+            after = chunk[-1][0]
+        head.seal = head_seal(key, head.last_id, head.last_hash, head.entries)
+        s.flush()
+        record(s, "audit.seal", f"audit:{head.last_id}",
+               {"entries": head.entries, "head_hash": head.last_hash, "was": was}, p.clock.now(),
+               actor)
+        s.flush()
+        return verify(s).as_dict()
 
 
 def verify_log(p: Platform, actor: Principal) -> dict[str, Any]:

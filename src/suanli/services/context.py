@@ -15,9 +15,11 @@ from ..connectors import Connector, create
 from ..domain.clock import Clock, SystemClock
 from ..store import models as m
 from ..store.db import Database
+from .keys import secret_key
 
 T = TypeVar("T")
 CACHE_TTL_S = 5.0
+AUDIT_KEY_ENV = "SUANLI_AUDIT_KEY"
 
 
 @dataclass
@@ -32,6 +34,10 @@ class Platform:
     topology_version: int = 0
     _cache: dict[str, tuple[float, object]] = field(default_factory=dict)
     _blobs: BlobStore | None = None
+
+    def __post_init__(self) -> None:
+        if self.db.audit_key is None:  # the audit log's seal: a key the database does not hold
+            self.db.set_audit_key(secret_key(self.settings.home, AUDIT_KEY_ENV, "audit.key"))
 
     def topology_changed(self) -> None:
         with self._lock:

@@ -22,8 +22,6 @@ import hmac
 import logging
 import os
 import re
-import secrets
-import threading
 from collections.abc import Callable, Iterable
 from datetime import timedelta
 from pathlib import Path
@@ -33,7 +31,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..artifacts import BlobError
-from ..config import write_private
 from ..connectors import StageItem
 from ..domain.errors import Conflict, InvalidInput, NotFound, TooLarge, Unauthenticated
 from ..store import models as m
@@ -41,6 +38,7 @@ from . import artifacts
 from .centers import ACTIVE_RUN_STATES
 from .context import Platform
 from .datasets import datasets_named, record_dataset_copied
+from .keys import secret_key
 
 log = logging.getLogger("suanli.staging")
 
@@ -49,36 +47,13 @@ TOKEN_GRACE_S = 6 * 3600  # queueing at the center before the run starts, and th
 OUTPUTS_AFTER_END_S = 600  # outputs are accepted this long after suanli saw the run end
 KEY_ENV = "SUANLI_STAGING_KEY"
 _TOKEN = re.compile(r"^slr_(\d{1,12})_([0-9a-f]{64})$")
-_keys: dict[str, bytes] = {}
-_keys_lock = threading.Lock()
 
 
 # -- tokens -------------------------------------------------------------------------------------
 def staging_key(home: Path) -> bytes:
     """The platform's staging key: SUANLI_STAGING_KEY, else $SUANLI_HOME/staging.key (made once,
     0600)."""
-    env = os.environ.get(KEY_ENV)
-    if env:
-        return env.encode()
-    path = home / "staging.key"
-    with _keys_lock:
-        cached = _keys.get(str(path))
-        if cached is not None:
-            return cached
-        if not path.exists():
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            except FileExistsError:
-                pass  # another process made it meanwhile
-            else:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(secrets.token_hex(32))
-        key = path.read_text(encoding="utf-8").strip()
-        if len(key) < 32:  # an empty file (a crash while it was written): make a new one
-            key = secrets.token_hex(32)
-            write_private(path, key)
-        _keys[str(path)] = key.encode()
-        return _keys[str(path)]
+    return secret_key(home, KEY_ENV, "staging.key")
 
 
 def _sign(key: bytes, run_key: str, expiry: int) -> str:

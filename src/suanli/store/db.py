@@ -90,6 +90,13 @@ class Database:
         # this database: it raises when this process no longer leads, so nothing of the unit is
         # committed. None for the API's database (it never leads anything).
         self.fence: Callable[[Session], None] | None = None
+        # The key that seals the audit log (services/audit.py), set by the Platform that uses this
+        # database; every session carries it in `info["audit_key"]`.
+        self.audit_key: bytes | None = None
+
+    def set_audit_key(self, key: bytes) -> None:
+        self.audit_key = key
+        self.sessions.configure(info={"audit_key": key})
 
     @contextmanager
     def session(self, *, immediate: bool = False, fenced: bool = True) -> Iterator[Session]:

@@ -645,6 +645,9 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
+    # HMAC-SHA256 of `hash` under the platform's audit key (which the database does not hold):
+    # NULL only for entries written before sealing existed (migration 0016)
+    mac: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class AuditHead(Base):
@@ -657,6 +660,9 @@ class AuditHead(Base):
     last_id: Mapped[int] = mapped_column(Integer, default=0)
     last_hash: Mapped[str] = mapped_column(String(64))
     entries: Mapped[int] = mapped_column(BigInteger, default=0)
+    # HMAC-SHA256 of (last_id, last_hash, entries) under the audit key; NULL when the head is not
+    # sealed (an upgraded log, or one whose seal no longer matched: see services/audit.py)
+    seal: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 __all__ = [
