@@ -265,11 +265,11 @@ def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[
     client, creds = api
     admin, alice, bob = auth(creds["platform_admin"]), auth(creds["tenant_a"]), auth(creds["tenant_b"])
     reviewer, auditor = auth(creds["reviewer"]), auth(creds["auditor"])
-    (prog,) = client.get("/api/v1/voucher-programmes", headers=alice).json()  # the demo programme
+    (prog,) = client.get("/api/v1/voucher-programmes", headers=alice).json()["items"]  # the demo one
     assert prog["budget_fen"] == 2_000_000_000 and prog["rules"]["ratio_bp"] == 2000
     assert prog["budget_fen"] == prog["available_fen"] + prog["committed_fen"] + prog["paid_fen"]
     # Bob's pending demo application: a tenant cannot review it; a partial approval needs a reason.
-    pending = client.get("/api/v1/voucher-applications?state=pending", headers=reviewer).json()
+    pending = client.get("/api/v1/voucher-applications?state=pending", headers=reviewer).json()["items"]
     assert len(pending) == 1
     aid = pending[0]["id"]
     assert client.post(f"/api/v1/voucher-applications/{aid}/review", json={"decision": "approve"},
@@ -284,7 +284,7 @@ def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[
     assert client.post(f"/api/v1/voucher-applications/{aid}/review", json={"decision": "approve"},
                        headers=reviewer).status_code == 409
     # Grants: each tenant sees its own.
-    mine = client.get("/api/v1/voucher-grants", headers=bob).json()
+    mine = client.get("/api/v1/voucher-grants", headers=bob).json()["items"]
     assert {g["tenant_id"] for g in mine} == {pending[0]["tenant_id"]} and len(mine) == 2
     assert client.get("/api/v1/voucher-grants", headers=admin).status_code == 200
     # Applications are validated: too much for the planned spend.
@@ -295,7 +295,7 @@ def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[
     # Reports (JSON and CSV) for the platform's roles only.
     rep = client.get(f"/api/v1/voucher-reports?programme_id={prog['id']}&by=domestic", headers=reviewer)
     assert rep.status_code == 200 and len(rep.json()["burn_down"]) == 12
-    csv_r = client.get(f"/api/v1/voucher-reports?programme_id={prog['id']}&format=csv", headers=auditor)
+    csv_r = client.get(f"/api/v1/voucher-reports.csv?programme_id={prog['id']}", headers=auditor)
     assert csv_r.headers["content-type"].startswith("text/csv") and csv_r.text.startswith("key,runs")
     assert client.get(f"/api/v1/voucher-reports?programme_id={prog['id']}", headers=alice).status_code == 403
     assert client.get(f"/api/v1/voucher-reports?programme_id={prog['id']}&by=colour",
@@ -318,7 +318,7 @@ def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[
     r = client.post(prices, json={"price_fen_per_unit_hour": 9, "valid_from": "2099-01-01T00:00:00Z"},
                     headers=admin)
     assert r.status_code == 201
-    assert len(client.get(f"/api/v1/pools/{pool}/prices", headers=alice).json()) == 2
+    assert client.get(f"/api/v1/pools/{pool}/prices", headers=alice).json()["total"] == 2
     # Admission: with no credit and no money left, a job is refused with 402 and the numbers.
     me = client.get("/api/v1/users/me", headers=bob).json()["tenant_id"]
     acct = client.get(f"/api/v1/ledger/tenants/{me}", headers=bob).json()

@@ -199,7 +199,7 @@ def test_each_role_in_the_portal(demo: Demo, role: str, path: str, status: int) 
 def test_the_reviewer_judges_by_the_tenant_its_money_and_usage(demo: Demo) -> None:
     """The queue shows, beside each pending application, who the tenant is, what it paid in, was
     billed and owes, and what it ran (runs, unit-hours, P·h): what the API gives a reviewer."""
-    pending = demo.call("reviewer", "GET", "/api/v1/voucher-applications?state=pending").json()
+    pending = demo.call("reviewer", "GET", "/api/v1/voucher-applications?state=pending").json()["items"]
     tenant = pending[0]["tenant_id"]
     name = demo.call("reviewer", "GET", f"/api/v1/tenants/{tenant}").json()["name"]
     money = demo.call("reviewer", "GET", f"/api/v1/ledger/tenants/{tenant}").json()
@@ -243,6 +243,7 @@ NAMING_A_TENANT: list[tuple[str, str, Any]] = [
     ("GET", "/api/v1/jobs?tenant_id={t}", None),
     ("GET", "/api/v1/usage?tenant_id={t}", None),
     ("GET", "/api/v1/settlements?month=2026-10&party=tenant&party_id={t}", None),
+    ("GET", "/api/v1/settlements.csv?month=2026-10&party=tenant&party_id={t}", None),
     ("POST", "/api/v1/users", {"username": "mallory", "role": "tenant_user", "tenant_id": "{t}"}),
     ("GET", "/api/v1/tenants/{t}/storage-quota", None),
     ("PUT", "/api/v1/tenants/{t}/storage-quota", {"bytes": 1, "count": 1}),

@@ -23,7 +23,8 @@ ALLOWED_200 = {
     "/api/v1/centers/{center_id}/pools", "/api/v1/pools", "/api/v1/capacity",
     "/api/v1/pools/{pool_id}/prices", "/api/v1/jobs", "/api/v1/tokens", "/api/v1/usage",
     "/api/v1/bills", "/api/v1/tenants", "/api/v1/artifacts", "/api/v1/datasets", "/api/v1/dags",
-    "/api/v1/users", "/api/v1/settlements", "/api/v1/invoices",
+    "/api/v1/users", "/api/v1/settlements", "/api/v1/invoices", "/api/v1/settlements.csv",
+    "/api/v1/invoices.csv",
     "/metrics",  # (platform-wide aggregates, no tenant's name: open to the scraper)
 }
 

@@ -58,8 +58,11 @@ def create_app(platform: Platform, engine: EngineControl | None = None, *,
             engine.stop()
 
     # /docs is the portal's (web/docs.py: Swagger UI from suanli's own files, no CDN); no ReDoc
+    # Operation ids are the routes' own names (`list_jobs`, `submit_job`): what a generated
+    # client calls its functions (FastAPI's default glues on the path and the method)
     app = FastAPI(title="suanli 算力", version=__version__, description=DESCRIPTION,
-                  lifespan=lifespan, docs_url=None, redoc_url=None)
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  generate_unique_id_function=lambda route: route.name)
     app.state.platform = platform
     # The routes' wake-ups (a submission, a cancel) also reach an engine on another machine.
     app.state.engine = wakes_everywhere(platform, engine)

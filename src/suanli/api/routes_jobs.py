@@ -107,7 +107,7 @@ def resubmit_job(job_id: PathId, p: PlatformDep, who: PrincipalDep,
 
 
 @router.get("/arrays/{array_id}", tags=["jobs"])
-def get_array(array_id: PathId, p: PlatformDep, who: PrincipalDep) -> ArrayPublic:
+def get_job_array(array_id: PathId, p: PlatformDep, who: PrincipalDep) -> ArrayPublic:
     """An array job: its tasks' job ids (by index) and how many are in each state."""
     return ArrayPublic.model_validate(arrays.array_view(p, who, array_id))
 

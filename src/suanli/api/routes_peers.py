@@ -51,7 +51,7 @@ def peer_report(body: PeerReportIn, p: PlatformDep, who: PrincipalDep) -> dict[s
 
 
 @router.get("/network", tags=["peers"])
-def network(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def get_network(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """This node and the member nodes that report to it (their last reports): capacity, load,
     usage and the jobs exchanged between nodes (the platform's roles)."""
     return peer_report_service.network_view(p, who)

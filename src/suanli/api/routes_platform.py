@@ -135,7 +135,7 @@ def create_center(body: CenterCreate, p: PlatformDep, who: PrincipalDep,
 
 
 @router.post("/centers/discover", tags=["centers"])
-def discover(body: DiscoverRequest, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def discover_center(body: DiscoverRequest, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """Ask a running workload manager (e.g. Slurm) for its partitions, as proposed pools."""
     return {"pools": centers.discover_pools(p, who, body.connector, body.connector_config)}
 
@@ -179,7 +179,7 @@ def list_pools(p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
 
 
 @router.get("/capacity", tags=["centers"])
-def capacity(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def get_capacity(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
     """The city's total and free capacity in P (PFLOPS) per precision, kind and district."""
     return centers.city_capacity(p, who)
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Path
 from pydantic import (
@@ -80,6 +81,24 @@ def _no_nul(value: Any) -> bool:
     if isinstance(value, dict):
         return all(_no_nul(k) and _no_nul(v) for k, v in value.items())
     return True
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: every list the API answers has this shape."""
+
+    items: list[T]
+    total: int = Field(description="how many there are in all (with the same filters)")
+    limit: int
+    offset: int
+
+
+def page_of(items: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:
+    """A page cut from a whole (short) list: the routes whose service returns every row."""
+    return {"items": list(items[offset:offset + limit]), "total": len(items), "limit": limit,
+            "offset": offset}
 
 
 class Input(BaseModel):

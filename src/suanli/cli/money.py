@@ -101,7 +101,7 @@ def credit(tenant: int = typer.Argument(..., help="tenant id"),
 def prices(pool: str = typer.Argument(..., help="the pool: center/pool, e.g. qd-ai/ascend-910b "
                                       "(or its id)"), output: Output = OutputOpt) -> None:
     """A pool's price list: every version and when it is valid from."""
-    data = run(lambda c: c.list_prices(resolve_pool(c, pool)))
+    data = run(lambda c: c.list_prices(resolve_pool(c, pool)))["items"]
     if output is Output.json:
         return emit_json(data)
     console.print(grid(

@@ -61,11 +61,11 @@ def gather(c: Client) -> dict[str, Any]:
         data["account"] = _maybe(lambda: c.tenant_account(tenant_id))
         tenants = _maybe(c.list_tenants) or []
         data["tenant"] = next((t for t in tenants if t["id"] == tenant_id), None)
-        data["grants"] = _maybe(lambda: c.list_grants(tenant_id=tenant_id))
+        data["grants"] = _maybe(lambda: c.list_grants(tenant_id=tenant_id)["items"])
     elif me["role"] in ("platform_admin", "reviewer", "auditor"):
-        data["programmes"] = _maybe(c.list_programmes)
+        data["programmes"] = _maybe(lambda: c.list_programmes()["items"])
         if me["role"] == "reviewer":
-            data["pending"] = _maybe(lambda: c.list_applications(state="pending"))
+            data["pending"] = _maybe(lambda: c.list_applications(state="pending")["items"])
     if me["role"] == "platform_admin":
         data["control_plane"] = _maybe(c.control_plane)
     data["centers"] = _maybe(c.list_centers)

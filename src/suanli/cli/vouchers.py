@@ -95,7 +95,7 @@ def programme_create(
 @programme_app.command("list")
 def programme_list(output: Output = OutputOpt) -> None:
     """Every programme and its pool."""
-    data = run(lambda c: c.list_programmes())
+    data = run(lambda c: c.list_programmes())["items"]
     if output is Output.json:
         return emit_json(data)
     console.print(grid(
@@ -163,7 +163,7 @@ def applications(programme: int | None = typer.Option(None, help="programme id")
                  state: str | None = typer.Option(None, help="pending, approved, partly_approved, rejected"),
                  output: Output = OutputOpt) -> None:
     """Applications (a tenant sees its own; reviewers all)."""
-    data = run(lambda c: c.list_applications(programme_id=programme, state=state))
+    data = run(lambda c: c.list_applications(programme_id=programme, state=state))["items"]
     if output is Output.json:
         return emit_json(data)
     console.print(_applications_table(data))
@@ -192,7 +192,7 @@ def review(application: int = typer.Argument(..., help="application id"),
 def grants(programme: int | None = typer.Option(None, help="programme id"),
            tenant: int | None = typer.Option(None, help="tenant id"), output: Output = OutputOpt) -> None:
     """Grants and what is left of each."""
-    data = run(lambda c: c.list_grants(programme_id=programme, tenant_id=tenant))
+    data = run(lambda c: c.list_grants(programme_id=programme, tenant_id=tenant))["items"]
     if output is Output.json:
         return emit_json(data)
     tenants = run(tenant_names) if data else {}

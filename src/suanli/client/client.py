@@ -43,7 +43,7 @@ class ApiError(Exception):
 def _raise_for(resp: httpx.Response) -> Any:
     if resp.status_code < 400:
         if resp.headers.get("content-type", "").startswith("text/csv"):
-            return resp.text  # an export (format=csv)
+            return resp.text  # an export (…/settlements.csv)
         return resp.json() if resp.content else None
     try:
         data = resp.json()
@@ -238,15 +238,17 @@ class _Endpoints:
         return self._call("PUT", f"/api/v1/tenants/{tenant_id}/credit-limit",
                           json={"credit_limit_fen": credit_limit_fen})
 
-    def list_prices(self, pool_id: int) -> Any:
-        return self._call("GET", f"/api/v1/pools/{pool_id}/prices")
+    def list_prices(self, pool_id: int, *, limit: int = 1000, offset: int = 0) -> Any:
+        """A page ({items, total, limit, offset}) of the pool's price versions."""
+        return self._call("GET", f"/api/v1/pools/{pool_id}/prices",
+                          params={"limit": limit, "offset": offset})
 
     def set_price(self, pool_id: int, body: Mapping[str, Any]) -> Any:
         return self._call("POST", f"/api/v1/pools/{pool_id}/prices", json=dict(body))
 
     # vouchers (算力券)
-    def list_programmes(self) -> Any:
-        return self._call("GET", "/api/v1/voucher-programmes")
+    def list_programmes(self, *, limit: int = 1000, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/voucher-programmes", params={"limit": limit, "offset": offset})
 
     def get_programme(self, programme_id: int) -> Any:
         return self._call("GET", f"/api/v1/voucher-programmes/{programme_id}")
@@ -259,9 +261,10 @@ class _Endpoints:
                           json={"rules": dict(rules)})
 
     def list_applications(self, *, programme_id: int | None = None, state: str | None = None,
-                          tenant_id: int | None = None) -> Any:
+                          tenant_id: int | None = None, limit: int = 1000, offset: int = 0) -> Any:
         return self._call("GET", "/api/v1/voucher-applications", params=_clean(
-            {"programme_id": programme_id, "state": state, "tenant_id": tenant_id}))
+            {"programme_id": programme_id, "state": state, "tenant_id": tenant_id, "limit": limit,
+             "offset": offset}))
 
     def apply_voucher(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/voucher-applications", json=dict(body))
@@ -270,9 +273,10 @@ class _Endpoints:
         return self._call("POST", f"/api/v1/voucher-applications/{application_id}/review",
                           json=dict(body))
 
-    def list_grants(self, *, programme_id: int | None = None, tenant_id: int | None = None) -> Any:
+    def list_grants(self, *, programme_id: int | None = None, tenant_id: int | None = None,
+                    limit: int = 1000, offset: int = 0) -> Any:
         return self._call("GET", "/api/v1/voucher-grants", params=_clean(
-            {"programme_id": programme_id, "tenant_id": tenant_id}))
+            {"programme_id": programme_id, "tenant_id": tenant_id, "limit": limit, "offset": offset}))
 
     def claim(self, grant_id: int, period: str) -> Any:
         return self._call("POST", f"/api/v1/voucher-grants/{grant_id}/claims", json={"period": period})
@@ -297,19 +301,22 @@ class _Endpoints:
                           json={"center_id": center_id, "relation": relation})
 
     def voucher_report(self, programme_id: int, by: str = "tenant", fmt: str = "json") -> Any:
-        return self._call("GET", "/api/v1/voucher-reports",
-                          params={"programme_id": programme_id, "by": by, "format": fmt})
+        """The report (JSON), or its rows as CSV text (`fmt="csv"`)."""
+        return self._call("GET", "/api/v1/voucher-reports" + (".csv" if fmt == "csv" else ""),
+                          params={"programme_id": programme_id, "by": by})
 
     # settlement and audit
     def settle(self, month: str, preview: bool = False) -> Any:
         return self._call("POST", "/api/v1/settlements", json={"month": month, "preview": preview})
 
     def statements(self, month: str, *, party: str | None = None, fmt: str = "json") -> Any:
-        return self._call("GET", "/api/v1/settlements",
-                          params=_clean({"month": month, "party": party, "format": fmt}))
+        """A month's statements (JSON), or as CSV text (`fmt="csv"`)."""
+        return self._call("GET", "/api/v1/settlements" + (".csv" if fmt == "csv" else ""),
+                          params=_clean({"month": month, "party": party}))
 
     def invoices(self, month: str, fmt: str = "json") -> Any:
-        return self._call("GET", "/api/v1/invoices", params={"month": month, "format": fmt})
+        return self._call("GET", "/api/v1/invoices" + (".csv" if fmt == "csv" else ""),
+                          params={"month": month})
 
     def audit_verify(self) -> Any:
         return self._call("GET", "/api/v1/audit/verify")
