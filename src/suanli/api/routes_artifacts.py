@@ -27,7 +27,7 @@ from .schemas_artifacts import (
 )
 from .streaming import BodyChunks
 
-router = APIRouter(prefix="/api/v1", responses={**ERRORS, 413: ERRORS[409]})
+router = APIRouter(prefix="/api/v1", responses=ERRORS)
 Sha = Annotated[str, Query(min_length=1, max_length=200)]
 Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=MAX_ID)]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -40,6 +40,8 @@ from .schemas import (
     UsagePage,
     UsagePublic,
 )
+from .schemas_money import TrialBalance
+from .schemas_platform import Explanation, PlacementHistory
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 Id = Annotated[int, Query(ge=1, le=MAX_ID)]
@@ -113,9 +115,9 @@ def get_job_array(array_id: PathId, p: PlatformDep, who: PrincipalDep) -> ArrayP
 
 
 @router.post("/jobs/estimate", tags=["jobs"])
-def estimate_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def estimate_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep) -> Explanation:
     """Where the job would go now, with every candidate's score; nothing is submitted."""
-    return jobs.estimate(p, who, _input(body))
+    return Explanation.model_validate(jobs.estimate(p, who, _input(body)))
 
 
 @router.get("/jobs", tags=["jobs"])
@@ -169,10 +171,10 @@ def job_logs(
 
 
 @router.get("/jobs/{job_id}/placement", tags=["jobs"])
-def job_placement(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def job_placement(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> PlacementHistory:
     """Why the job is where it is: every candidate pool, feasible or not, with its reasons and
     score components, and the chosen one."""
-    return jobs.placement_explanation(p, who, job_id)
+    return PlacementHistory.model_validate(jobs.placement_explanation(p, who, job_id))
 
 
 @router.post("/dags", status_code=201, tags=["dags"])
@@ -211,10 +213,10 @@ def cancel_dag(dag_id: PathId, p: PlatformDep, who: PrincipalDep, engine: Engine
 
 
 @router.get("/ledger/trial-balance", tags=["ledger"])
-def trial_balance(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def trial_balance(p: PlatformDep, who: PrincipalDep) -> TrialBalance:
     """Every ledger account with its balance in fen (debit > 0); the balances sum to exactly 0.
     Platform admin and auditor."""
-    return ledger.trial_balance(p, who)
+    return TrialBalance.model_validate(ledger.trial_balance(p, who))
 
 
 @router.post("/ledger/deposits", status_code=201, tags=["ledger"])

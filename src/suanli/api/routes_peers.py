@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Path
 
@@ -12,6 +12,14 @@ from .deps import EngineDep, PlatformDep, PrincipalDep
 from .routes_money import MonthQuery
 from .routes_platform import ERRORS
 from .schemas import PeerAdd, PeerHello, PeerInvite, PeerInvited, PeerPublic, PeerReportIn
+from .schemas_platform import (
+    NetworkView,
+    PeerDiscovered,
+    PeerHelloAnswer,
+    PeerWays,
+    Reconciliation,
+    ReportReceived,
+)
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 PeerName = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9-]{1,62}$")]
@@ -37,24 +45,25 @@ def add_peer(body: PeerAdd, p: PlatformDep, who: PrincipalDep, engine: EngineDep
 
 
 @router.post("/peers/hello", tags=["peers"])
-def peer_hello(body: PeerHello, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def peer_hello(body: PeerHello, p: PlatformDep, who: PrincipalDep) -> PeerHelloAnswer:
     """A peer that borrows from us says who it is (a peer platform's account only): its network
     identifier, shown in our list of peers. Answers ours."""
-    return peers.hello(p, who, body.network_id)
+    return PeerHelloAnswer.model_validate(peers.hello(p, who, body.network_id))
 
 
 @router.post("/peers/report", tags=["peers"])
-def peer_report(body: PeerReportIn, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def peer_report(body: PeerReportIn, p: PlatformDep, who: PrincipalDep) -> ReportReceived:
     """A member node reports to us, its parent (a peer platform's account only): its capacity,
     utilisation, monthly usage totals and the jobs it exchanged — never a tenant's details."""
-    return peer_report_service.receive(p, who, body.model_dump(mode="json"))
+    return ReportReceived.model_validate(
+        peer_report_service.receive(p, who, body.model_dump(mode="json")))
 
 
 @router.get("/network", tags=["peers"])
-def get_network(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def get_network(p: PlatformDep, who: PrincipalDep) -> NetworkView:
     """This node and the member nodes that report to it (their last reports): capacity, load,
     usage and the jobs exchanged between nodes (the platform's roles)."""
-    return peer_report_service.network_view(p, who)
+    return NetworkView.model_validate(peer_report_service.network_view(p, who))
 
 
 @router.get("/peers", tags=["peers"])
@@ -64,35 +73,36 @@ def list_peers(p: PlatformDep, who: PrincipalDep) -> list[PeerPublic]:
 
 
 @router.get("/peers/{name}", tags=["peers"])
-def show_peer(name: PeerName, p: PlatformDep, who: PrincipalDep) -> list[PeerPublic]:
+def show_peer(name: PeerName, p: PlatformDep, who: PrincipalDep) -> PeerWays:
     """A peer, each way it is one (it may lend to us and borrow from us)."""
-    return [PeerPublic.model_validate(v.as_dict()) for v in peers.show(p, who, name)]
+    return PeerWays(name=name, ways=[PeerPublic.model_validate(v.as_dict())
+                                     for v in peers.show(p, who, name)])
 
 
 @router.post("/peers/{name}/discover", tags=["peers"])
 def discover_peer(name: PeerName, p: PlatformDep, who: PrincipalDep,
-                  engine: EngineDep) -> dict[str, Any]:
+                  engine: EngineDep) -> PeerDiscovered:
     """Ask a peer that lends to us for its pools now (the engine does every
     SUANLI_PEER_DISCOVERY_S): how many of our pools changed."""
     peers.get(p, who, name, peers.LENDS)
     changed = peers.discover(p, name)
     engine.wake()
-    return {"name": name, "changed": changed}
+    return PeerDiscovered(name=name, changed=changed)
 
 
 @router.get("/peers/{name}/reconcile", tags=["peers"])
 def reconcile_peer(name: PeerName, month: MonthQuery, p: PlatformDep,
-                   who: PrincipalDep) -> dict[str, Any]:
+                   who: PrincipalDep) -> Reconciliation:
     """Our statement of what we borrowed from the peer in `month` against the peer's statement of
     what it lent us (read from it over its API), run by run: `same`, and each run that differs."""
-    return peer_money.reconcile(p, who, name, month)
+    return Reconciliation.model_validate(peer_money.reconcile(p, who, name, month))
 
 
 @router.delete("/peers/{name}", tags=["peers"])
 def remove_peer(name: PeerName, p: PlatformDep, who: PrincipalDep,
-                engine: EngineDep) -> list[PeerPublic]:
+                engine: EngineDep) -> PeerWays:
     """End a peer both ways: its center goes offline (refused while runs are active there) and
     its account here is disabled, its tokens revoked."""
     views = peers.remove(p, who, name)
     engine.wake()
-    return [PeerPublic.model_validate(v.as_dict()) for v in views]
+    return PeerWays(name=name, ways=[PeerPublic.model_validate(v.as_dict()) for v in views])

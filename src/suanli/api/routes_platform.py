@@ -40,25 +40,35 @@ from .schemas import (
     UserPublic,
     UserStatusChange,
 )
+from .schemas_platform import ApiIndex, Capacity, DiscoveredPools, Health, Me
 
+# What any route may answer besides its success, each with the error body (docs/api.md).
 ERRORS: dict[int | str, dict[str, Any]] = {
-    c: {"model": ErrorBody} for c in (401, 403, 404, 409, 422)
+    400: {"model": ErrorBody, "description": "a malformed request (e.g. an invalid "
+                                             "Content-Length)"},
+    401: {"model": ErrorBody, "description": "no token, or one that is unknown, expired or revoked"},
+    403: {"model": ErrorBody, "description": "the caller's role may not do this"},
+    404: {"model": ErrorBody, "description": "no such thing, or not the caller's to see"},
+    409: {"model": ErrorBody, "description": "the thing's state does not allow it"},
+    413: {"model": ErrorBody, "description": "the request body is over the server's limit "
+                                             "(SUANLI_MAX_BODY_BYTES; an artifact: its own)"},
+    422: {"model": ErrorBody, "description": "a field is invalid; `field` names it"},
+    # any route, while the database cannot be reached (api/errors.py): retry after `Retry-After`
+    503: {"model": ErrorBody, "description": "the database is unavailable; retry"},
 }
-# Any route, while the database cannot be reached (api/errors.py): retry after `Retry-After`.
-ERRORS[503] = {"model": ErrorBody, "description": "the database is unavailable; retry"}
 DeviceKindPath = Annotated[DeviceKind, Path(description="cpu, gpu or npu")]
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 
 
 @router.get("", tags=["platform"])
-def api_index(p: PlatformDep) -> dict[str, Any]:
+def api_index(p: PlatformDep) -> ApiIndex:
     """Where things are: the API's version, this platform's network identifier (`network_id`,
     what a peer platform reads when it joins) and links to its description and health. No token
     needed (the address the server prints at start)."""
-    return {"name": "suanli", "version": __version__, "network_id": p.settings.network_id,
-            "openapi": "/openapi.json",
-            "docs": "/docs", "health": "/api/v1/health", "metrics": "/metrics"}
+    return ApiIndex(name="suanli", version=__version__, network_id=p.settings.network_id,
+                    openapi="/openapi.json", docs="/docs", health="/api/v1/health",
+                    metrics="/metrics")
 
 
 def replica_of(request: Request) -> dict[str, Any] | None:
@@ -70,7 +80,7 @@ def replica_of(request: Request) -> dict[str, Any] | None:
 @router.get("/health", tags=["platform"],
             responses={503: {"description": "no engine runs, or the database is unavailable"}})
 def health(p: PlatformDep, engine: EngineDep, request: Request,
-           response: Response) -> dict[str, Any]:
+           response: Response) -> Health:
     """Liveness, the scheduler's last pass and the engine's leader. No token needed.
     `"status": "degraded"` with 503 while the server runs no engine (it died; the server restarts
     it): nothing is placed, no run's end is recorded meanwhile. `"status": "unavailable"`,
@@ -86,9 +96,10 @@ def health(p: PlatformDep, engine: EngineDep, request: Request,
             raise
         response.status_code = 503
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
-        return {"status": "unavailable", "version": __version__, "replica": replica_of(request),
-                "database": "down",
-                "error": DATABASE_DOWN, "scheduler": status.as_dict(), "leader": None}
+        return Health.model_validate({
+            "status": "unavailable", "version": __version__, "replica": replica_of(request),
+            "database": "down", "error": DATABASE_DOWN, "scheduler": status.as_dict(),
+            "leader": None})
     out: dict[str, Any] = {
         "status": "ok",
         "version": __version__,
@@ -102,7 +113,7 @@ def health(p: PlatformDep, engine: EngineDep, request: Request,
         response.status_code = 503
         out["status"] = "degraded"
         out["error"] = "the engine is not running (the server restarts it)"
-    return out
+    return Health.model_validate(out)
 
 
 @router.get("/control-plane", tags=["platform"])
@@ -135,9 +146,10 @@ def create_center(body: CenterCreate, p: PlatformDep, who: PrincipalDep,
 
 
 @router.post("/centers/discover", tags=["centers"])
-def discover_center(body: DiscoverRequest, p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def discover_center(body: DiscoverRequest, p: PlatformDep, who: PrincipalDep) -> DiscoveredPools:
     """Ask a running workload manager (e.g. Slurm) for its partitions, as proposed pools."""
-    return {"pools": centers.discover_pools(p, who, body.connector, body.connector_config)}
+    return DiscoveredPools.model_validate(
+        {"pools": centers.discover_pools(p, who, body.connector, body.connector_config)})
 
 
 @router.get("/centers/{center_id}", tags=["centers"])
@@ -179,9 +191,9 @@ def list_pools(p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
 
 
 @router.get("/capacity", tags=["centers"])
-def get_capacity(p: PlatformDep, who: PrincipalDep) -> dict[str, Any]:
+def get_capacity(p: PlatformDep, who: PrincipalDep) -> Capacity:
     """The city's total and free capacity in P (PFLOPS) per precision, kind and district."""
-    return centers.city_capacity(p, who)
+    return Capacity.model_validate(centers.city_capacity(p, who))
 
 
 @router.get("/tenants", tags=["tenants"])
@@ -237,8 +249,9 @@ def list_users(p: PlatformDep, who: PrincipalDep) -> list[UserPublic]:
 
 
 @router.get("/users/me", tags=["users"])
-def me(who: PrincipalDep) -> dict[str, Any]:
-    return {**asdict(who), "role": who.role.value}
+def me(who: PrincipalDep) -> Me:
+    """Who the caller is: user, role, tenant or center, and the token it used."""
+    return Me.model_validate(asdict(who))
 
 
 @router.post("/users", status_code=201, tags=["users"])

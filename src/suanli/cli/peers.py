@@ -89,7 +89,7 @@ def peer_list(output: Output = OutputOpt) -> None:
 @peer_app.command("show")
 def peer_show(name: str = typer.Argument(...), output: Output = OutputOpt) -> None:
     """One peer, each way it is one."""
-    peers = run(lambda c: c.get_peer(name))
+    peers = run(lambda c: c.get_peer(name))["ways"]
     if output is Output.json:
         return emit_json(peers)
     console.print(_table(peers))
@@ -110,7 +110,7 @@ def peer_remove(name: str = typer.Argument(...), output: Output = OutputOpt) -> 
     data = run(lambda c: c.remove_peer(name))
     if output is Output.json:
         return emit_json(data)
-    console.print(f"peer {name} removed ({', '.join(p['direction'] for p in data)})")
+    console.print(f"peer {name} removed ({', '.join(p['direction'] for p in data['ways'])})")
 
 
 @peer_app.command("statement")
