@@ -72,19 +72,19 @@ def _until_state(srv: Server, job_id: int, states: set[str], timeout: float = 90
 def test_the_peer_is_a_center_with_the_peers_identifiers(cities: tuple[Server, Server]) -> None:
     yantai, qingdao = cities
     with qingdao.api("platform_admin") as c:
-        peers = c.get("/api/v1/peers").json()
+        peers = c.get("/api/v1/peers").json()["items"]
         assert [(p["name"], p["direction"], p["network_id"]) for p in peers] == [
             ("national", "lends", "CN"), ("yantai", "lends", "CN-SD-YT")]
         assert peers[1]["pools"] > 1 and peers[1]["margin_bp"] == 1000
-        center = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "yantai")
+        center = next(x for x in c.get("/api/v1/centers").json()["items"] if x["slug"] == "yantai")
         assert c.get("/api/v1").json()["network_id"] == "CN-SD-QD"
-        own = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "local")
+        own = next(x for x in c.get("/api/v1/centers").json()["items"] if x["slug"] == "local")
     assert center["kind"] == "platform" and center["identifier"] == "CN-SD-YT"
     assert center["connector_config"]["token"] == "***"
     assert own["identifier"] == "CN-SD-QD/local"
     assert own["pools"][0]["identifier"] == "CN-SD-QD/local/cpu"
     with yantai.api("platform_admin") as c:
-        offered = {p["identifier"]: p for p in c.get("/api/v1/pools").json()}
+        offered = {p["identifier"]: p for p in c.get("/api/v1/pools").json()["items"]}
     ours = {p["identifier"]: p for p in center["pools"]}
     assert set(ours) <= set(offered) and "CN-SD-YT/local/cpu" in ours
     for ident, pool in ours.items():  # the peer's price plus our 10 %, rounded up to the fen
@@ -97,7 +97,7 @@ def test_the_peer_is_a_center_with_the_peers_identifiers(cities: tuple[Server, S
     # Yantai lists its borrower, not as a lender
     with yantai.api("platform_admin") as c:
         assert [(p["name"], p["direction"], p["network_id"])
-                for p in c.get("/api/v1/peers").json()] == [("national", "lends", "CN"),
+                for p in c.get("/api/v1/peers").json()["items"]] == [("national", "lends", "CN"),
                                                              ("qingdao", "borrows", "CN-SD-QD")]
 
 
@@ -139,7 +139,7 @@ def test_a_job_pinned_to_the_peer_runs_there_and_its_outputs_come_home(
     # At Yantai it is a job of the platform account, seen by Yantai's admin, not by its tenants.
     with yantai.api("platform_admin") as c:
         theirs = c.get("/api/v1/jobs", params={"name": "suanli-*"}).json()["items"]
-        tenants = {t["id"]: t for t in c.get("/api/v1/tenants").json()}
+        tenants = {t["id"]: t for t in c.get("/api/v1/tenants").json()["items"]}
     assert len(theirs) == 1 and theirs[0]["state"] == "COMPLETED"
     assert tenants[theirs[0]["tenant_id"]]["kind"] == "platform"
     with yantai.api("tenant_a") as c:
@@ -155,7 +155,7 @@ def test_the_money_between_the_platforms_reconciles_to_the_fen(
     run once the two differ; every trial balance is 0."""
     yantai, qingdao = cities
     with yantai.api("platform_admin") as c:
-        pool = next(p for p in c.get("/api/v1/pools").json()
+        pool = next(p for p in c.get("/api/v1/pools").json()["items"]
                     if p["identifier"] == "CN-SD-YT/local/cpu")
         r = c.post(f"/api/v1/pools/{pool['id']}/prices",
                    json={"price_fen_per_unit_hour": 360_000, "note": "a peer's price"})
@@ -295,7 +295,7 @@ def test_a_job_goes_to_the_peer_by_policy_when_home_is_full(cities: tuple[Server
     with Yantai's quote (no wait there), sends it to Yantai; the explanation says why."""
     _, qingdao = cities
     with qingdao.api("platform_admin") as c:
-        home = next(p for p in c.get("/api/v1/pools").json()
+        home = next(p for p in c.get("/api/v1/pools").json()["items"]
                     if p["identifier"] == "CN-SD-QD/local/cpu")
     r = qingdao.cli("job", "submit", "--center", "local/cpu", "--units",
                     str(home["total_units"]), "--walltime", "2m", "-o", "json", "--", "sleep", "60")
@@ -321,7 +321,7 @@ def test_a_job_goes_to_the_peer_by_policy_when_home_is_full(cities: tuple[Server
 def test_a_pool_the_peer_stops_offering_is_withdrawn(cities: tuple[Server, Server]) -> None:
     yantai, qingdao = cities
     with yantai.api("platform_admin") as c:
-        hpc = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "qd-sc")
+        hpc = next(x for x in c.get("/api/v1/centers").json()["items"] if x["slug"] == "qd-sc")
         assert c.post(f"/api/v1/centers/{hpc['id']}/status",
                       json={"status": "offline", "reason": "maintenance"}).status_code == 200
     try:
@@ -332,7 +332,7 @@ def test_a_pool_the_peer_stops_offering_is_withdrawn(cities: tuple[Server, Serve
 
         def withdrawn() -> set[str]:
             with qingdao.api("platform_admin") as c:
-                center = next(x for x in c.get("/api/v1/centers").json()
+                center = next(x for x in c.get("/api/v1/centers").json()["items"]
                               if x["slug"] == "yantai")
             return {p["name"] for p in center["pools"] if p["withdrawn_at"]}
 
@@ -382,7 +382,7 @@ def test_a_peer_killed_fails_over_home_and_nobody_is_billed_twice(
     once for it, Qingdao copies that once, and every trial balance is still 0."""
     yantai, qingdao = cities
     with qingdao.api("platform_admin") as c:
-        home = next(x for x in c.get("/api/v1/centers").json() if x["slug"] == "local")
+        home = next(x for x in c.get("/api/v1/centers").json()["items"] if x["slug"] == "local")
         c.post(f"/api/v1/centers/{home['id']}/status", json={"status": "draining"})
         r = qingdao.cli("job", "submit", "--center", "yantai/local-cpu", "--center", "local",
                         "--walltime", "5m", "-o", "json", "--", "sh", "-c",

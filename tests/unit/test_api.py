@@ -66,7 +66,7 @@ def test_tokens_are_shown_once_hashed_and_revocable(
     assert r.status_code == 201
     secret, tid = r.json()["token"], r.json()["id"]
     assert client.get("/api/v1/users/me", headers=auth(secret)).json()["username"] == "alice"
-    listed = client.get("/api/v1/tokens", headers=auth(secret)).json()
+    listed = client.get("/api/v1/tokens", headers=auth(secret)).json()["items"]
     assert all("token" not in t for t in listed)
     raw = platform.db.engine.raw_connection()
     try:
@@ -153,7 +153,7 @@ def test_isolation_other_tenants_job_is_404(api: tuple[TestClient, dict[str, str
     assert client.get("/api/v1/jobs", headers=auth(creds["tenant_b"])).json()["total"] == 0
     assert client.get(f"/api/v1/jobs/{jid}", headers=auth(creds["tenant_a"])).status_code == 200
     # The operator of qd-ai sees only its own center and no job that never ran there.
-    centers = client.get("/api/v1/centers", headers=auth(creds["center_operator"])).json()
+    centers = client.get("/api/v1/centers", headers=auth(creds["center_operator"])).json()["items"]
     assert [c["slug"] for c in centers] == ["qd-ai"]
     assert client.get(f"/api/v1/jobs/{jid}",
                       headers=auth(creds["center_operator"])).status_code == 404
@@ -209,11 +209,11 @@ def test_tenant_quotas_over_the_api(api: tuple[TestClient, dict[str, str]]) -> N
     admin, alice, bob = auth(creds["platform_admin"]), auth(creds["tenant_a"]), auth(creds["tenant_b"])
     me = client.get("/api/v1/users/me", headers=alice).json()
     tid = me["tenant_id"]
-    assert client.get(f"/api/v1/tenants/{tid}/quotas", headers=alice).json() == []
+    assert client.get(f"/api/v1/tenants/{tid}/quotas", headers=alice).json()["items"] == []
     r = client.put(f"/api/v1/tenants/{tid}/quotas/gpu", json={"max_units": 16}, headers=admin)
     assert r.status_code == 200, r.text
-    assert [(q["device_kind"], q["max_units"], q["in_use"]) for q in r.json()] == [("gpu", 16, 0)]
-    seen = client.get(f"/api/v1/tenants/{tid}/quotas", headers=alice).json()
+    assert [(q["device_kind"], q["max_units"], q["in_use"]) for q in r.json()["items"]] == [("gpu", 16, 0)]
+    seen = client.get(f"/api/v1/tenants/{tid}/quotas", headers=alice).json()["items"]
     assert seen[0]["max_units"] == 16
     # only the platform admin sets quotas; another tenant does not even see them
     assert client.put(f"/api/v1/tenants/{tid}/quotas/gpu", json={"max_units": 99},
@@ -225,7 +225,7 @@ def test_tenant_quotas_over_the_api(api: tuple[TestClient, dict[str, str]]) -> N
     assert neg.status_code == 422 and "max_units" in neg.text
     assert client.put("/api/v1/tenants/9999/quotas/cpu", json={"max_units": 1},
                       headers=admin).status_code == 404
-    assert client.delete(f"/api/v1/tenants/{tid}/quotas/gpu", headers=admin).json() == []
+    assert client.delete(f"/api/v1/tenants/{tid}/quotas/gpu", headers=admin).json()["items"] == []
 
 
 def test_ledger_over_the_api(api: tuple[TestClient, dict[str, str]]) -> None:
@@ -310,7 +310,7 @@ def test_vouchers_prices_and_admission_over_the_api(api: tuple[TestClient, dict[
     assert v["ok"] and v["entries"] > 10
     assert client.get("/api/v1/audit/verify", headers=alice).status_code == 403
     # Prices: versions, never in the past.
-    pool = client.get("/api/v1/pools", headers=admin).json()[0]["id"]
+    pool = client.get("/api/v1/pools", headers=admin).json()["items"][0]["id"]
     prices = f"/api/v1/pools/{pool}/prices"
     r = client.post(prices, json={"price_fen_per_unit_hour": 9, "valid_from": "2020-01-01T00:00:00Z"},
                     headers=admin)

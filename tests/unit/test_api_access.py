@@ -56,7 +56,7 @@ def demo_city() -> Iterator[Demo]:
         me = {k: d.call(k, "GET", "/api/v1/users/me").json()
               for k in ("tenant_a", "tenant_b", "center_operator")}
         own_center = me["center_operator"]["center_id"]
-        pools = d.call("platform_admin", "GET", "/api/v1/pools").json()
+        pools = d.call("platform_admin", "GET", "/api/v1/pools").json()["items"]
         job = d.call("tenant_a", "POST", "/api/v1/jobs", {
             "name": "secret sauce", "command": ["sh", "-c", "echo s3cret"],
             "resources": {"device": "cpu", "units": 1}, "walltime_s": 60})
@@ -148,7 +148,7 @@ def test_a_center_operator_sees_only_its_own_center_in_a_placement() -> None:
 
 
 def _placement_seen_by_the_operator(d: Demo) -> None:
-    kunpeng = next(pl for pl in d.call("platform_admin", "GET", "/api/v1/pools").json()
+    kunpeng = next(pl for pl in d.call("platform_admin", "GET", "/api/v1/pools").json()["items"]
                    if pl["center_id"] == d.ids["own_center"] and pl["device_kind"] == "cpu")
     # Free CPUs at the operator's center: the cheapest pool, so the job goes there.
     r = d.call("platform_admin", "POST", f"/api/v1/pools/{kunpeng['id']}/prices",

@@ -353,7 +353,7 @@ def test_the_demo_city_keeps_x86_programs_off_sunway() -> None:
                  "environment": "pytorch-2.4", "constraints": {"features": ["cann-8.0"]}}
         r = client.post("/api/v1/jobs", json=torch, headers=h)
         assert r.status_code == 201, r.text
-        pools = client.get("/api/v1/pools", headers=h).json()
+        pools = client.get("/api/v1/pools", headers=h).json()["items"]
         by = {(p["center_id"], p["name"]): p for p in pools}
         assert all(p["arch"] == "aarch64" and "cann-8.0" in p["features"]
                    and "pytorch-2.4" in p["environments"]
@@ -415,7 +415,7 @@ def test_the_example_center_file_registers_with_its_software_and_bad_values_are_
         bad["pools"][0] = {**body["pools"][0], "features": ["ok", "not ok"]}
         r = client.post("/api/v1/centers", json=bad, headers=h)
         assert r.status_code == 422 and "'not ok'" in r.json()["error"], r.text
-        centers = client.get("/api/v1/centers", headers=h).json()
+        centers = client.get("/api/v1/centers", headers=h).json()["items"]
         assert "edge-bad" not in {c["slug"] for c in centers}  # nothing half-registered
         # A tenant may not add a pool, whatever it claims to offer.
         t = {"Authorization": f"Bearer {creds['tenant_a']}"}

@@ -32,7 +32,7 @@ def test_a_token_with_an_expiry_stops_then(town: Town) -> None:
         assert r.status_code == 201, r.text
         made = r.json()
         assert at(made["expires_at"]) == START + timedelta(hours=1)
-        listed = {t["id"]: t for t in c.get("/api/v1/tokens", headers=bearer(made["token"])).json()}
+        listed = {t["id"]: t for t in c.get("/api/v1/tokens", headers=bearer(made["token"])).json()["items"]}
         assert listed[made["id"]]["expires_at"] == made["expires_at"]
         town.clock.advance(3599)
         assert c.get("/api/v1/users/me", headers=bearer(made["token"])).status_code == 200
@@ -72,7 +72,7 @@ def test_last_used_at_is_kept_without_a_write_per_request(town: Town) -> None:
     event.listen(town.p.db.engine, "before_cursor_execute", count)
     with town.client() as c:
         def last_used() -> datetime | None:
-            (row,) = [t for t in c.get("/api/v1/tokens", headers=bearer(token)).json()
+            (row,) = [t for t in c.get("/api/v1/tokens", headers=bearer(token)).json()["items"]
                       if t["name"] == "test"]
             return at(row["last_used_at"])
 
@@ -98,7 +98,8 @@ def test_a_token_minted_with_a_stolen_token_dies_with_it(town: Town) -> None:
         # The attacker's tokens work (and are cached) until the owner acts.
         for t in (child, grandchild):
             assert c.get("/api/v1/users/me", headers=bearer(t["token"])).status_code == 200
-        mine = [t for t in c.get("/api/v1/tokens", headers=bearer(stolen)).json() if t["name"] == "test"]
+        mine = [t for t in c.get("/api/v1/tokens", headers=bearer(stolen)).json()["items"]
+                if t["name"] == "test"]
         fresh = c.post("/api/v1/tokens", json={"name": "new laptop"},
                        headers=bearer(child["token"]))  # minted while it still works
         assert fresh.status_code == 201
@@ -111,7 +112,7 @@ def test_a_token_minted_with_a_stolen_token_dies_with_it(town: Town) -> None:
             # ... and they cannot be turned into a browser session either.
             assert portal_sign_in(c, token=t["token"]).status_code == 401
         # The list says so.
-        admin = c.get("/api/v1/tokens", headers=bearer(town.tokens["admin"])).json()
+        admin = c.get("/api/v1/tokens", headers=bearer(town.tokens["admin"])).json()["items"]
         by_id = {t["id"]: t for t in admin}
         assert all(by_id[t["id"]]["revoked_at"] for t in (child, grandchild))
 
@@ -121,7 +122,7 @@ def test_a_session_from_a_pasted_token_ends_with_it(town: Town) -> None:
     with town.client() as c:
         assert portal_sign_in(c, token=stolen).status_code == 303
         assert c.get("/jobs", follow_redirects=False).status_code == 200
-        ids = [t["id"] for t in c.get("/api/v1/tokens", headers=bearer(stolen)).json()
+        ids = [t["id"] for t in c.get("/api/v1/tokens", headers=bearer(stolen)).json()["items"]
                if t["name"] == "test"]
         assert c.delete(f"/api/v1/tokens/{ids[0]}", headers=bearer(stolen)).status_code == 200
         r = c.get("/jobs", follow_redirects=False)

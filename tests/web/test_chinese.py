@@ -40,7 +40,7 @@ def names_of_things(srv: Server) -> set[str]:
     architecture, features and environments (cann-8.0, pytorch-2.4: names, not prose), users."""
     text: list[str] = []
     with srv.api("platform_admin") as c:
-        for center in c.get("/api/v1/centers").json():
+        for center in c.get("/api/v1/centers").json()["items"]:
             text += [center["slug"], center.get("name_en") or ""]
             for pool in center["pools"]:
                 text += [pool["name"], pool.get("device_model") or "", pool.get("arch") or "",

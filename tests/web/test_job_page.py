@@ -180,7 +180,7 @@ def test_admin_sees_every_tenants_jobs_without_a_submit_form(portal: Server, tab
     job_b = finished(portal, "tenant_b", {"name": "of-b", "resources": {"device": "cpu", "units": 1},
                                           "walltime_s": 60, "command": ["true"]})
     with portal.api("platform_admin") as c:
-        names = {t["id"]: t["name"] for t in c.get("/api/v1/tenants").json()}
+        names = {t["id"]: t["name"] for t in c.get("/api/v1/tenants").json()["items"]}
         owner = {j: c.get(f"/api/v1/jobs/{j}").json()["tenant_id"] for j in (job_a, job_b)}
     page = tab.page
     sign_in(tab, portal, "platform_admin")

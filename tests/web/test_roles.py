@@ -124,7 +124,7 @@ def test_center_operator_sees_its_center(portal: Server, tab: Watched) -> None:
     sign_in(tab, portal, "center_operator")
     assert page.url.endswith("/center")
     with portal.api("center_operator") as c:
-        mine = c.get("/api/v1/centers").json()
+        mine = c.get("/api/v1/centers").json()["items"]
         bills = c.get("/api/v1/bills").json()["items"]
     assert len(mine) == 1 and mine[0]["slug"] == "qd-ai"  # an operator sees its own center only
     expect(page.locator("#pools tbody tr")).to_have_count(len(mine[0]["pools"]))

@@ -11,7 +11,18 @@ from ..services import peer_report as peer_report_service
 from .deps import EngineDep, PlatformDep, PrincipalDep
 from .routes_money import MonthQuery
 from .routes_platform import ERRORS
-from .schemas import PeerAdd, PeerHello, PeerInvite, PeerInvited, PeerPublic, PeerReportIn
+from .schemas import (
+    Page,
+    PageLimit,
+    PageOffset,
+    PeerAdd,
+    PeerHello,
+    PeerInvite,
+    PeerInvited,
+    PeerPublic,
+    PeerReportIn,
+    page_of,
+)
 from .schemas_platform import (
     NetworkView,
     PeerDiscovered,
@@ -67,9 +78,11 @@ def get_network(p: PlatformDep, who: PrincipalDep) -> NetworkView:
 
 
 @router.get("/peers", tags=["peers"])
-def list_peers(p: PlatformDep, who: PrincipalDep) -> list[PeerPublic]:
+def list_peers(p: PlatformDep, who: PrincipalDep, limit: PageLimit = 100,
+               offset: PageOffset = 0) -> Page[PeerPublic]:
     """The peers this platform lends to and borrows from (platform admin)."""
-    return [PeerPublic.model_validate(v.as_dict()) for v in peers.list_peers(p, who)]
+    rows = [PeerPublic.model_validate(v.as_dict()) for v in peers.list_peers(p, who)]
+    return Page[PeerPublic].model_validate(page_of(rows, limit, offset))
 
 
 @router.get("/peers/{name}", tags=["peers"])

@@ -25,6 +25,9 @@ from .schemas import (
     ControlPlane,
     DiscoverRequest,
     ErrorBody,
+    Page,
+    PageLimit,
+    PageOffset,
     PathId,
     PeerRuleSet,
     PoolCreate,
@@ -39,6 +42,7 @@ from .schemas import (
     UserCreate,
     UserPublic,
     UserStatusChange,
+    page_of,
 )
 from .schemas_platform import ApiIndex, Capacity, DiscoveredPools, Health, Me
 
@@ -130,9 +134,11 @@ def _used(p: PlatformDep) -> dict[int, int]:
 
 
 @router.get("/centers", tags=["centers"])
-def list_centers(p: PlatformDep, who: PrincipalDep) -> list[CenterPublic]:
+def list_centers(p: PlatformDep, who: PrincipalDep, limit: PageLimit = 100,
+                 offset: PageOffset = 0) -> Page[CenterPublic]:
     used = _used(p)
-    return [center_public(c, used, network=p.settings.network_id) for c in centers.list_centers(p, who)]
+    rows = [center_public(c, used, network=p.settings.network_id) for c in centers.list_centers(p, who)]
+    return Page[CenterPublic].model_validate(page_of(rows, limit, offset))
 
 
 @router.post("/centers", status_code=201, tags=["centers"])
@@ -167,11 +173,13 @@ def set_center_status(center_id: PathId, body: CenterStatusUpdate, p: PlatformDe
 
 
 @router.get("/centers/{center_id}/pools", tags=["centers"])
-def center_pools(center_id: PathId, p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
+def center_pools(center_id: PathId, p: PlatformDep, who: PrincipalDep, limit: PageLimit = 100,
+                 offset: PageOffset = 0) -> Page[PoolPublic]:
     used = _used(p)
     center = centers.get_center(p, who, center_id)
-    return [pool_public(pl, used, network=p.settings.network_id, slug=center.slug)
+    rows = [pool_public(pl, used, network=p.settings.network_id, slug=center.slug)
             for pl in center.pools]
+    return Page[PoolPublic].model_validate(page_of(rows, limit, offset))
 
 
 @router.post("/centers/{center_id}/pools", status_code=201, tags=["centers"])
@@ -184,10 +192,12 @@ def add_pool(center_id: PathId, body: PoolCreate, p: PlatformDep, who: Principal
 
 
 @router.get("/pools", tags=["centers"])
-def list_pools(p: PlatformDep, who: PrincipalDep) -> list[PoolPublic]:
+def list_pools(p: PlatformDep, who: PrincipalDep, limit: PageLimit = 100,
+               offset: PageOffset = 0) -> Page[PoolPublic]:
     used = _used(p)
-    return [pool_public(pl, used, network=p.settings.network_id, slug=pl.center.slug)
+    rows = [pool_public(pl, used, network=p.settings.network_id, slug=pl.center.slug)
             for pl in centers.list_pools(p, who)]
+    return Page[PoolPublic].model_validate(page_of(rows, limit, offset))
 
 
 @router.get("/capacity", tags=["centers"])
@@ -197,8 +207,10 @@ def get_capacity(p: PlatformDep, who: PrincipalDep) -> Capacity:
 
 
 @router.get("/tenants", tags=["tenants"])
-def list_tenants(p: PlatformDep, who: PrincipalDep) -> list[TenantPublic]:
-    return [TenantPublic.model_validate(t) for t in tenants.list_tenants(p, who)]
+def list_tenants(p: PlatformDep, who: PrincipalDep, limit: PageLimit = 100,
+                 offset: PageOffset = 0) -> Page[TenantPublic]:
+    rows = [TenantPublic.model_validate(t) for t in tenants.list_tenants(p, who)]
+    return Page[TenantPublic].model_validate(page_of(rows, limit, offset))
 
 
 @router.post("/tenants", status_code=201, tags=["tenants"])
@@ -222,30 +234,37 @@ def set_peer_rule(tenant_id: PathId, body: PeerRuleSet, p: PlatformDep,
 
 
 @router.get("/tenants/{tenant_id}/quotas", tags=["tenants"])
-def list_quotas(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> list[QuotaPublic]:
-    """The tenant's quotas (most units of a device kind its running jobs may hold at once)."""
-    return [QuotaPublic.model_validate(q) for q in tenants.tenant_quotas(p, who, tenant_id)]
+def list_quotas(tenant_id: PathId, p: PlatformDep, who: PrincipalDep) -> Page[QuotaPublic]:
+    """The tenant's quotas (most units of a device kind its running jobs may hold at once): one
+    per device kind at most, so one page."""
+    return _quotas(tenants.tenant_quotas(p, who, tenant_id))
+
+
+def _quotas(rows: list[Any]) -> Page[QuotaPublic]:
+    items = [QuotaPublic.model_validate(q) for q in rows]
+    return Page[QuotaPublic](items=items, total=len(items), limit=max(len(items), 1), offset=0)
 
 
 @router.put("/tenants/{tenant_id}/quotas/{device_kind}", tags=["tenants"])
 def put_quota(tenant_id: PathId, device_kind: DeviceKindPath, body: QuotaSet, p: PlatformDep,
-              who: PrincipalDep) -> list[QuotaPublic]:
-    """Set a quota (platform admin). Jobs beyond it wait, held, until the tenant's units free."""
-    return [QuotaPublic.model_validate(q)
-            for q in tenants.put_quota(p, who, tenant_id, device_kind.value, body.max_units)]
+              who: PrincipalDep) -> Page[QuotaPublic]:
+    """Set a quota (platform admin). Jobs beyond it wait, held, until the tenant's units free.
+    Answers the tenant's quotas."""
+    return _quotas(tenants.put_quota(p, who, tenant_id, device_kind.value, body.max_units))
 
 
 @router.delete("/tenants/{tenant_id}/quotas/{device_kind}", tags=["tenants"])
 def delete_quota(tenant_id: PathId, device_kind: DeviceKindPath, p: PlatformDep,
-                 who: PrincipalDep) -> list[QuotaPublic]:
-    """Remove a quota (platform admin)."""
-    return [QuotaPublic.model_validate(q)
-            for q in tenants.put_quota(p, who, tenant_id, device_kind.value, None)]
+                 who: PrincipalDep) -> Page[QuotaPublic]:
+    """Remove a quota (platform admin). Answers the tenant's quotas left."""
+    return _quotas(tenants.put_quota(p, who, tenant_id, device_kind.value, None))
 
 
 @router.get("/users", tags=["users"])
-def list_users(p: PlatformDep, who: PrincipalDep) -> list[UserPublic]:
-    return [UserPublic.model_validate(u) for u in auth.visible_users(p, who)]
+def list_users(p: PlatformDep, who: PrincipalDep, limit: PageLimit = 100,
+               offset: PageOffset = 0) -> Page[UserPublic]:
+    rows = [UserPublic.model_validate(u) for u in auth.visible_users(p, who)]
+    return Page[UserPublic].model_validate(page_of(rows, limit, offset))
 
 
 @router.get("/users/me", tags=["users"])
@@ -277,8 +296,10 @@ def enable_user(user_id: PathId, p: PlatformDep, who: PrincipalDep,
 
 
 @router.get("/tokens", tags=["users"])
-def list_tokens(p: PlatformDep, who: PrincipalDep) -> list[TokenPublic]:
-    return [TokenPublic.model_validate(t) for t in auth.list_tokens(p, who)]
+def list_tokens(p: PlatformDep, who: PrincipalDep, limit: PageLimit = 100,
+                offset: PageOffset = 0) -> Page[TokenPublic]:
+    rows = [TokenPublic.model_validate(t) for t in auth.list_tokens(p, who)]
+    return Page[TokenPublic].model_validate(page_of(rows, limit, offset))
 
 
 @router.post("/tokens", status_code=201, tags=["users"])

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Path
+from fastapi import Path, Query
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -93,6 +93,10 @@ class Page(BaseModel, Generic[T]):
     total: int = Field(description="how many there are in all (with the same filters)")
     limit: int
     offset: int
+
+
+PageLimit = Annotated[int, Query(ge=1, le=1000, description="at most this many items")]
+PageOffset = Annotated[int, Query(ge=0, le=10**9, description="skip this many first")]
 
 
 def page_of(items: Sequence[Any], limit: int, offset: int) -> dict[str, Any]:

@@ -50,7 +50,7 @@ def _yes(flag: bool) -> str:
 @center_app.command("list")
 def center_list(output: Output = OutputOpt) -> None:
     """List the centers of the network."""
-    centers = run(lambda c: c.list_centers())
+    centers = run(lambda c: c.list_centers())["items"]
     if output is Output.json:
         return emit_json(centers)
     t = Table(title="centers 算力中心")
@@ -70,7 +70,7 @@ def resolve_center(c: Any, ref: str) -> dict[str, Any]:
     if ref.isdigit():
         found: dict[str, Any] = c.get_center(int(ref))
         return found
-    for center in c.list_centers():
+    for center in c.list_centers()["items"]:
         if center["slug"] == ref:
             return dict(center)
     fail(f"no center {ref!r}")
@@ -81,7 +81,7 @@ def resolve_pool(c: Any, ref: str) -> int:
     if ref.isdigit():
         return int(ref)
     center, _, name = ref.partition("/")
-    for x in c.list_centers():
+    for x in c.list_centers()["items"]:
         if x["slug"] == center:
             for pool in x["pools"]:
                 if pool["name"] == name:
@@ -339,7 +339,7 @@ def tenant_add(name: str = typer.Option(..., help="enterprise name"),
 @tenant_app.command("list")
 def tenant_list(output: Output = OutputOpt) -> None:
     """List tenants."""
-    data = run(lambda c: c.list_tenants())
+    data = run(lambda c: c.list_tenants())["items"]
     if output is Output.json:
         return emit_json(data)
     t = Table(title="tenants 租户")
@@ -451,7 +451,7 @@ def user_add(username: str = typer.Argument(...),
 @user_app.command("list")
 def user_list(output: Output = OutputOpt) -> None:
     """List the users you may see."""
-    data = run(lambda c: c.list_users())
+    data = run(lambda c: c.list_users())["items"]
     if output is Output.json:
         return emit_json(data)
     slugs = run(center_slugs) if any(u["center_id"] for u in data) else {}
@@ -467,7 +467,7 @@ def user_list(output: Output = OutputOpt) -> None:
 
 def _resolve_user(c: Any, ref: str) -> int:
     """A user id from an id or a username (among the users the caller may see)."""
-    for u in c.list_users():
+    for u in c.list_users()["items"]:
         if u["username"] == ref or str(u["id"]) == ref:
             return int(u["id"])
     fail(f"no user {ref!r}")
@@ -525,7 +525,7 @@ def token_create(name: str = typer.Option("", help="a label"),
 @token_app.command("list")
 def token_list(output: Output = OutputOpt) -> None:
     """List your tokens (prefixes only)."""
-    data = run(lambda c: c.list_tokens())
+    data = run(lambda c: c.list_tokens())["items"]
     if output is Output.json:
         return emit_json(data)
     t = Table(title="tokens 令牌")

@@ -169,7 +169,7 @@ def emit_json(data: Any) -> None:
 def tenant_names(c: Client) -> dict[int, str]:
     """Tenant id -> name, for the tenants the caller may see (none when it may see none)."""
     try:
-        return {int(x["id"]): str(x["name"]) for x in c.list_tenants()}
+        return {int(x["id"]): str(x["name"]) for x in c.list_tenants()["items"]}
     except ApiError:
         return {}
 
@@ -182,4 +182,4 @@ def tenant_name(names: dict[int, str], tenant_id: int | None) -> str:
 
 def center_slugs(c: Client) -> dict[int, str]:
     """Center id -> slug: people read centers by slug, the API answers with ids."""
-    return {int(x["id"]): str(x["slug"]) for x in c.list_centers()}
+    return {int(x["id"]): str(x["slug"]) for x in c.list_centers()["items"]}

@@ -112,10 +112,10 @@ def join(nodes: list[Node], qingdao: Node, out: Any = print, timeout: float = 12
 
 def _link(lender: Node, borrower: Node, as_borrower: str, as_lender: str, *, report: bool) -> None:
     with borrower.client() as b:
-        if any(p["name"] == as_lender and p["direction"] == "lends" for p in b.list_peers()):
+        if any(p["name"] == as_lender and p["direction"] == "lends" for p in b.list_peers()["items"]):
             return
         with lender.client() as a:
-            if any(p["name"] == as_borrower for p in a.list_peers()):
+            if any(p["name"] == as_borrower for p in a.list_peers()["items"]):
                 a.remove_peer(as_borrower)  # invited before, never added: invite again
             token = a.invite_peer(as_borrower, 1_000_000)["token"]
         b.add_peer(as_lender, lender.url, token, report=report)

@@ -76,7 +76,7 @@ def _table(peers: list[dict[str, Any]]) -> Table:
 @peer_app.command("list")
 def peer_list(output: Output = OutputOpt) -> None:
     """The peers this platform lends to and borrows from."""
-    peers = run(lambda c: c.list_peers())
+    peers = run(lambda c: c.list_peers())["items"]
     if output is Output.json:
         return emit_json(peers)
     if not peers:

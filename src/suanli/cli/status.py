@@ -54,12 +54,12 @@ def gather(c: Client) -> dict[str, Any]:
         data["jobs"]["active"] = active[:RECENT]
     tenant_id = me.get("tenant_id")
     if tenant_id is None and data["jobs"] and data["jobs"]["active"]:
-        names = {t["id"]: t["name"] for t in _maybe(c.list_tenants) or []}
+        names = {t["id"]: t["name"] for t in _maybe(lambda: c.list_tenants()["items"]) or []}
         for j in data["jobs"]["active"]:
             j["tenant_name"] = names.get(j["tenant_id"], str(j["tenant_id"]))
     if tenant_id is not None:
         data["account"] = _maybe(lambda: c.tenant_account(tenant_id))
-        tenants = _maybe(c.list_tenants) or []
+        tenants = _maybe(lambda: c.list_tenants()["items"]) or []
         data["tenant"] = next((t for t in tenants if t["id"] == tenant_id), None)
         data["grants"] = _maybe(lambda: c.list_grants(tenant_id=tenant_id)["items"])
     elif me["role"] in ("platform_admin", "reviewer", "auditor"):
@@ -68,7 +68,7 @@ def gather(c: Client) -> dict[str, Any]:
             data["pending"] = _maybe(lambda: c.list_applications(state="pending")["items"])
     if me["role"] == "platform_admin":
         data["control_plane"] = _maybe(c.control_plane)
-    data["centers"] = _maybe(c.list_centers)
+    data["centers"] = _maybe(lambda: c.list_centers()["items"])
     data["capacity"] = _maybe(c.capacity) if me["role"] in ("platform_admin", "auditor") else None
     return data
 

@@ -123,8 +123,9 @@ class _Endpoints:
         """This node and its member nodes' last reports."""
         return self._call("GET", "/api/v1/network")
 
-    def list_peers(self) -> Any:
-        return self._call("GET", "/api/v1/peers")
+    def list_peers(self, *, limit: int = 1000, offset: int = 0) -> Any:
+        """A page ({items, total, limit, offset}), as every list."""
+        return self._call("GET", "/api/v1/peers", params={"limit": limit, "offset": offset})
 
     def get_peer(self, name: str) -> Any:
         return self._call("GET", f"/api/v1/peers/{quote(name, safe='')}")
@@ -141,8 +142,8 @@ class _Endpoints:
         return self._call("DELETE", f"/api/v1/peers/{quote(name, safe='')}")
 
     # centers
-    def list_centers(self) -> Any:
-        return self._call("GET", "/api/v1/centers")
+    def list_centers(self, *, limit: int = 1000, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/centers", params={"limit": limit, "offset": offset})
 
     def get_center(self, center_id: int) -> Any:
         return self._call("GET", f"/api/v1/centers/{center_id}")
@@ -158,18 +159,19 @@ class _Endpoints:
         return self._call("POST", f"/api/v1/centers/{center_id}/status",
                           json={"status": status, "reason": reason})
 
-    def center_pools(self, center_id: int) -> Any:
-        return self._call("GET", f"/api/v1/centers/{center_id}/pools")
+    def center_pools(self, center_id: int, *, limit: int = 1000, offset: int = 0) -> Any:
+        return self._call("GET", f"/api/v1/centers/{center_id}/pools",
+                          params={"limit": limit, "offset": offset})
 
     def add_pool(self, center_id: int, body: Mapping[str, Any]) -> Any:
         return self._call("POST", f"/api/v1/centers/{center_id}/pools", json=dict(body))
 
-    def list_pools(self) -> Any:
-        return self._call("GET", "/api/v1/pools")
+    def list_pools(self, *, limit: int = 1000, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/pools", params={"limit": limit, "offset": offset})
 
     # tenants, users, tokens
-    def list_tenants(self) -> Any:
-        return self._call("GET", "/api/v1/tenants")
+    def list_tenants(self, *, limit: int = 1000, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/tenants", params={"limit": limit, "offset": offset})
 
     def create_tenant(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/tenants", json=dict(body))
@@ -187,14 +189,14 @@ class _Endpoints:
             return self._call("DELETE", path)
         return self._call("PUT", path, json={"max_units": max_units})
 
-    def list_users(self) -> Any:
-        return self._call("GET", "/api/v1/users")
+    def list_users(self, *, limit: int = 1000, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/users", params={"limit": limit, "offset": offset})
 
     def create_user(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/users", json=dict(body))
 
-    def list_tokens(self) -> Any:
-        return self._call("GET", "/api/v1/tokens")
+    def list_tokens(self, *, limit: int = 1000, offset: int = 0) -> Any:
+        return self._call("GET", "/api/v1/tokens", params={"limit": limit, "offset": offset})
 
     def set_user_disabled(self, user_id: int, disabled: bool, reason: str = "") -> Any:
         verb = "disable" if disabled else "enable"
