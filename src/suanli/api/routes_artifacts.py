@@ -86,7 +86,9 @@ def list_artifacts(p: PlatformDep, who: PrincipalDep,
                         limit=page.limit, offset=page.offset)
 
 
-@router.head("/artifacts/{sha256}", tags=["artifacts"])
+@router.head("/artifacts/{sha256}", tags=["artifacts"], response_class=Response,
+             responses={200: {"description": "the caller's tenant has it: Content-Length and "
+                                             "X-Content-SHA256 say its size and hash (no body)"}})
 def artifact_exists(sha256: str, p: PlatformDep, who: PrincipalDep) -> Response:
     """200 when the caller's tenant has this content, else 404."""
     row = artifacts.get_artifact(p, who, sha256)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from sqlalchemy import select
@@ -161,7 +161,7 @@ def cancel_job(job_id: PathId, p: PlatformDep, who: PrincipalDep, engine: Engine
 @router.get("/jobs/{job_id}/logs", tags=["jobs"])
 def job_logs(
     job_id: PathId, p: PlatformDep, who: PrincipalDep,
-    stream: Annotated[str, Query(pattern="^(stdout|stderr)$")] = "stdout",
+    stream: Literal["stdout", "stderr"] = "stdout",
     offset: Annotated[int, Query(ge=0, le=BIG)] = 0, run_id: Id | None = None,
 ) -> LogChunkPublic:
     """A chunk of a run's log from a byte offset; follow with `next_offset` until `eof`."""

@@ -21,6 +21,7 @@ from ..services import staging
 from . import errors
 from .deps import PlatformDep
 from .routes_platform import ERRORS
+from .schemas_artifacts import OutputsReceived
 from .streaming import BodyChunks
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS, tags=["staging"])
@@ -47,7 +48,7 @@ def stage_item(run_key: RunKey, sha256: Sha, request: Request, p: PlatformDep) -
                              headers={"Content-Length": str(size)})
 
 
-@router.put("/runs/{run_key}/outputs", status_code=201,
+@router.put("/runs/{run_key}/outputs", status_code=201, response_model=OutputsReceived,
             responses={413: {"description": "over the tenant's storage quota or the largest "
                                              "artifact: not kept"}})
 def put_outputs(run_key: RunKey, request: Request, p: PlatformDep) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from fastapi import Path, Query
 from pydantic import (
@@ -18,7 +18,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Policy, Precision, Role
+from ..domain.enums import CenterKind, CenterStatus, DeviceKind, Policy, Precision, Role, RunState
 from ..domain.jobstate import JobState
 
 BIG = 10**12
@@ -84,6 +84,8 @@ def _no_nul(value: Any) -> bool:
 
 
 T = TypeVar("T")
+StatusSource = Literal["operator", "health"]  # who set a center's status
+ReplicaRole = Literal["api", "serve", "engine"]
 
 
 class Page(BaseModel, Generic[T]):
@@ -215,7 +217,7 @@ class CenterPublic(Output):
     connector_config: dict[str, Any]
     status: CenterStatus
     status_reason: str
-    status_source: str = "operator"
+    status_source: StatusSource = "operator"
     health_failures: int = 0
     health_detail: str = ""
     health_checked_at: datetime | None = None
@@ -248,8 +250,9 @@ class TenantPublic(Output):
     credit_limit_fen: int
     frozen_at: datetime | None
     frozen_reason: str
-    kind: str = Field("enterprise", description="enterprise, or platform: a peer platform that "
-                      "borrows compute here (suanli peer invite)")
+    kind: Literal["enterprise", "platform"] = Field(
+        "enterprise", description="enterprise, or platform: a peer platform that borrows compute "
+        "here (suanli peer invite)")
     peer_earlier_by_s: int | None = Field(None, description="home first: its jobs go to a peer "
                                           "platform's pool only when that finishes them more than "
                                           "this many seconds earlier (null: the platform's rule)")
@@ -273,7 +276,7 @@ class TenantAccount(BaseModel):
 
 
 class QuotaPublic(BaseModel):
-    device_kind: str
+    device_kind: DeviceKind
     max_units: int
     in_use: int  # units the tenant's running jobs of this kind hold now
     updated_at: datetime
@@ -447,7 +450,7 @@ class DagPublic(BaseModel):
     tenant_id: int
     user_id: int
     name: str
-    state: str  # RUNNING, COMPLETED, FAILED, CANCELLED
+    state: Literal["RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
     reason: str
     submitted_at: datetime
     finished_at: datetime | None
@@ -537,7 +540,7 @@ class RunPublic(Output):
     attempt: int
     run_key: str
     external_id: str | None
-    state: str
+    state: RunState
     reason: str
     units: int
     nodes: list[int]
@@ -615,7 +618,7 @@ class ProgrammeCreate(Input):
     name: Name
     year: Annotated[int, Field(ge=2000, le=2999)]
     budget_fen: PositiveFen = 2_000_000_000
-    mode: Annotated[str, Field(pattern="^(point_of_sale|post_hoc)$")] = "point_of_sale"
+    mode: Literal["point_of_sale", "post_hoc"] = "point_of_sale"
     rules: JsonObject | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None
@@ -633,7 +636,7 @@ class ApplicationCreate(Input):
 
 
 class ReviewIn(Input):
-    decision: Annotated[str, Field(pattern="^(approve|reject)$")]
+    decision: Literal["approve", "reject"]
     approved_fen: PositiveFen | None = None
     reason: Reason = ""
 
@@ -661,7 +664,7 @@ class ReplicaPublic(Output):
     """A process of the control plane, as its own heartbeat last reported it."""
 
     id: str = Field(description="host:pid:random (an engine's is its lease holder name)")
-    role: str = Field(description="api (serve --no-engine), serve (with an engine) or engine")
+    role: ReplicaRole = Field(description="api (serve --no-engine), serve (with an engine) or engine")
     host: str
     pid: int
     version: str
@@ -692,9 +695,9 @@ class LastPass(Output):
 
 class CenterHealth(Output):
     slug: str
-    status: str
+    status: CenterStatus
     status_reason: str
-    status_source: str
+    status_source: StatusSource
     health_failures: int
     health_detail: str
     health_checked_at: datetime | None
@@ -749,8 +752,9 @@ class PeerAdd(Input):
 
 class PeerPublic(Output):
     name: str
-    direction: str = Field(description="lends: it lends us compute (a center of ours); "
-                           "borrows: it borrows ours (a platform account here)")
+    direction: Literal["lends", "borrows"] = Field(
+        description="lends: it lends us compute (a center of ours); borrows: it borrows ours (a "
+        "platform account here)")
     network_id: str
     url: str
     center_id: int | None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
@@ -16,7 +16,7 @@ Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 class ArtifactPublic(Output):
     sha256: str
     size_bytes: int
-    kind: str
+    kind: Literal["upload", "workdir", "dataset", "outputs"]
     name: str
     tenant_id: int
     created_at: datetime
@@ -82,3 +82,11 @@ class DatasetPage(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class OutputsReceived(BaseModel):
+    """A run's outputs as suanli took them: kept as an artifact of its tenant, or not (over the
+    tenant's quota or the largest artifact: the run's reason says so)."""
+    kept: bool
+    sha256: str | None
+    size_bytes: int

@@ -29,7 +29,8 @@ class SchedulerStatus(BaseModel):
     running: bool
     pid: int | None
     restarts: int
-    role: str = Field(description="leader, standby, or empty where no lease is kept")
+    role: Literal["leader", "standby", ""] = Field(
+        description="leader, standby, or empty where no lease is kept")
     epoch: int | None
     placements_total: int
     last_pass_at: datetime | None
@@ -43,7 +44,7 @@ class SchedulerStatus(BaseModel):
 
 class ReplicaRef(BaseModel):
     id: str
-    role: str
+    role: Literal["api", "serve", "engine"]
 
 
 class Leader(BaseModel):
