@@ -72,8 +72,17 @@ services:
 	@tests/services/ray.sh install >/dev/null 2>&1
 	@tests/services/chromium.sh install >/dev/null
 
+# The outside client generator the contract test runs against the live OpenAPI description
+# (openapi-python-client, in its own locked environment: its pins are not suanli's). Idempotent.
+CODEGEN := tools/codegen/.venv/.synced-$(shell cat tools/codegen/uv.lock | sha1sum | cut -c1-12)
+$(CODEGEN): tools/codegen/pyproject.toml tools/codegen/uv.lock
+	cd tools/codegen && $(UV) sync --frozen --python python3.11 --quiet
+	@touch $(CODEGEN)
+
+codegen: $(CODEGEN)
+
 # The suite builds the docs site too (tests/unit/test_docs.py: mkdocs build --strict).
-test: lint services web-assets sandbox
+test: lint services web-assets sandbox codegen
 	$(BIN)/pytest
 
 # The reference site (MkDocs Material, mkdocs.yml): built offline, strict (broken links and anchors
@@ -119,4 +128,4 @@ screenshots: venv web-assets
 	$(BIN)/python bench/screenshots.py
 	cd bench && ../$(BIN)/python peer_screenshots.py
 
-.PHONY: help venv web-assets sandbox run lint services test test-dates docs docs-serve bench screenshots
+.PHONY: help venv web-assets sandbox codegen run lint services test test-dates docs docs-serve bench screenshots

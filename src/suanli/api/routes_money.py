@@ -63,7 +63,6 @@ Limit = Annotated[int, Query(ge=1, le=1000)]
 Offset = Annotated[int, Query(ge=0, le=10**9)]
 MonthQuery = Annotated[str, Query(pattern=r"^\d{4}-\d{2}$", description="a month, e.g. 2026-11")]
 MonthPath = Annotated[str, Path(pattern=r"^\d{4}-\d{2}$", description="a month, e.g. 2026-11")]
-CSV = "text/csv; charset=utf-8"
 # The CSV exports have their own paths (…/settlements.csv), declared as text/csv: a client reads
 # each path as what it is
 CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
@@ -73,7 +72,7 @@ CSV_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 class CSVResponse(PlainTextResponse):
-    media_type = CSV
+    media_type = "text/csv"  # (Starlette adds "; charset=utf-8" to the header)
 
 
 # -- prices and credit -------------------------------------------------------------------------------
