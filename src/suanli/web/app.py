@@ -94,7 +94,17 @@ templates.env.globals["shell_join"] = shlex.join  # a command as one would type 
 
 
 class _Static(StaticFiles):
-    """The portal's files; the vendored packages (fixed by web/package-lock.json) are cached a day."""
+    """The portal's files; the vendored packages (fixed by web/package-lock.json) are cached a day.
+    `vendor/test/` (axe-core) is there only for the browser tests: not found unless `test_assets`."""
+
+    def __init__(self, *, directory: str, test_assets: bool = False) -> None:
+        super().__init__(directory=directory)
+        self.test_assets = test_assets
+
+    def lookup_path(self, path: str) -> tuple[str, Any]:
+        if not self.test_assets and path.replace("\\", "/").lstrip("/").startswith("vendor/test"):
+            return "", None
+        return super().lookup_path(path)
 
     def file_response(self, full_path: Any, stat_result: Any, scope: Any, status_code: int = 200) -> Response:
         resp = super().file_response(full_path, stat_result, scope, status_code)
@@ -106,7 +116,8 @@ class _Static(StaticFiles):
 
 def install(app: FastAPI, platform: Platform) -> None:
     """Mount the portal's pages and its static files on the API's app."""
-    app.mount("/static", _Static(directory=str(HERE / "static")), name="static")
+    app.mount("/static", _Static(directory=str(HERE / "static"),
+                                 test_assets=platform.settings.web_test_assets), name="static")
     app.include_router(build_router(platform))
     app.include_router(docs.build_router(app.title, app.openapi_url or "/openapi.json"))
 
@@ -300,7 +311,8 @@ def build_router(p: Platform) -> APIRouter:
         except SuanliError as exc:
             return page(request, "jobs.html", who, status=exc.status, **listed(who, 0),
                         devices=list(DeviceKind), policies=list(Policy), form=form,
-                        error=reason(exc.message, sess.language(request), zone))
+                        error=reason(exc.message, sess.language(request), zone),
+                        error_field=_form_field(exc))
         request.app.state.engine.wake()
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
@@ -587,6 +599,18 @@ def _home(who: Principal | None) -> str:
         return "/login"
     return {Role.REVIEWER: "/review", Role.PLATFORM_ADMIN: "/dashboard", Role.AUDITOR: "/audit",
             Role.CENTER_OPERATOR: "/center"}.get(who.role, "/jobs")
+
+
+# The job form's fields, by the name a service's error gives the field it refuses.
+FORM_FIELDS = {"name": "name", "command": "command", "device": "device", "resources": "device",
+               "units": "units", "walltime_s": "walltime_s", "policy": "policy",
+               "budget_fen": "budget_yuan", "budget_yuan": "budget_yuan"}
+
+
+def _form_field(exc: SuanliError) -> str | None:
+    """The form field a refusal is about (marked invalid and described by the error), if any."""
+    field = getattr(exc, "field", None)
+    return FORM_FIELDS.get(str(field).split(".")[-1]) if field else None
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:

@@ -10,11 +10,17 @@
   let mapReady = false;
 
   function chart(id) {
-    if (!charts[id]) charts[id] = echarts.init(document.getElementById(id), dark ? "dark" : null);
+    if (!charts[id]) {
+      charts[id] = echarts.init(document.getElementById(id), dark ? "dark" : null,
+                                { locale: window.suanliChartLocale() });
+    }
     return charts[id];
   }
-  function show(id, option, points) {
+  // draw a chart, and its figures as the table under it (head: column names, rows: values)
+  function show(id, option, points, head, rows) {
     option.title = Object.assign({ textStyle: { fontSize: 14 } }, option.title);
+    option = Object.assign(window.suanliChartBase(dark), option);
+    if (head) window.suanliTable(id + "-data", head, rows);
     const t0 = performance.now();
     chart(id).setOption(option, true);
     performance.measure("chart " + id, { start: t0 });  // read by bench/dashboard.py
@@ -52,14 +58,17 @@
       series: [{ type: "bar", name: "FP16", data: kinds.map((k) => P(d.capacity.by_kind[k].total_pflops.fp16)) },
                { type: "bar", name: "FP64", data: kinds.map((k) => P(d.capacity.by_kind[k].total_pflops.fp64)) }],
       legend: { bottom: 0 },
-    }, kinds.length);
+    }, kinds.length, [L.col.kind, "FP16 P", "FP64 P"],
+    kinds.map((k) => [L.kinds[k] || k, P(d.capacity.by_kind[k].total_pflops.fp16),
+                      P(d.capacity.by_kind[k].total_pflops.fp64)]));
 
     const precs = Object.keys(d.capacity.total.total_pflops);
     show("chart-capacity-precision", {
       title: { text: L.capacity_precision }, tooltip: {},
       xAxis: { type: "category", data: precs }, yAxis: { type: "value" },
       series: [{ type: "bar", data: precs.map((p) => P(d.capacity.total.total_pflops[p])) }],
-    }, precs.length);
+    }, precs.length, [L.col.precision, "P"],
+    precs.map((p) => [p.toUpperCase(), P(d.capacity.total.total_pflops[p])]));
 
     show("chart-utilization", {
       title: { text: L.utilization + " · " + L.peak + " " + Pkpi(d.peak.pflops) + " P" },
@@ -71,20 +80,23 @@
                { type: "line", name: L.units_share, showSymbol: false, yAxisIndex: 1,
                  lineStyle: { type: "dashed", width: 1 },
                  data: d.utilization.map((u) => [u.hour, u.percent]) }],
-    }, d.utilization.length);
+    }, d.utilization.length, [L.col.hour, L.compute_in_use + " (P)", L.units_share + " (%)"],
+    d.utilization.map((u) => [String(u.hour).slice(0, 16).replace("T", " "), P(u.pflops), u.percent]));
 
     show("chart-jobs", {
       title: { text: L.jobs_per_day }, tooltip: { trigger: "axis" },
       xAxis: { type: "category", data: d.jobs_per_day.map((j) => j.day) }, yAxis: { type: "value" },
       series: [{ type: "bar", data: d.jobs_per_day.map((j) => j.jobs) }],
-    }, d.jobs_per_day.length);
+    }, d.jobs_per_day.length, [L.col.day, L.col.jobs], d.jobs_per_day.map((j) => [j.day, j.jobs]));
 
     const dom = d.domestic_share;
     show("chart-domestic", {
       title: { text: L.domestic_share }, tooltip: {},
       series: [{ type: "pie", radius: ["45%", "70%"],
+                 label: { formatter: "{b}: {d} %" },
                  data: [{ name: L.domestic, value: P(dom * 100) }, { name: L.other, value: P((1 - dom) * 100) }] }],
-    }, 2);
+    }, 2, [L.col.kind, L.col.share + " (%)"],
+    [[L.domestic, P(dom * 100)], [L.other, P((1 - dom) * 100)]]);
 
     if (d.vouchers) {
       const b = d.vouchers.burn_down;
@@ -93,7 +105,8 @@
         xAxis: { type: "category", data: b.map((x) => x.month) }, yAxis: { type: "value", name: "¥" },
         series: [{ type: "line", name: L.left, data: b.map((x) => yuan(x.left_fen)) },
                  { type: "line", name: L.plan, lineStyle: { type: "dashed" }, data: b.map((x) => yuan(x.plan_left_fen)) }],
-      }, b.length);
+      }, b.length, [L.col.month, L.left + " (¥)", L.plan + " (¥)"],
+      b.map((x) => [x.month, yuan(x.left_fen).toFixed(2), yuan(x.plan_left_fen).toFixed(2)]));
     }
 
     if (mapReady) {
@@ -119,7 +132,8 @@
                    label: { show: true, fontSize: 12, color: "#1b2430", textBorderColor: "#ffffff",
                             textBorderWidth: 2 },
                    emphasis: { label: { show: true, fontSize: 14, fontWeight: "bold" } } }],
-      }, data.length);
+      }, data.length, [L.col.district, L.col.busy + " (%)", L.col.centers],
+      data.map((x) => [x.name, x.value, x.centers]));
       // every chart has drawn: ms since the navigation started (read by bench/dashboard.py)
       if (!root.dataset.drawnMs) root.dataset.drawnMs = String(Math.round(performance.now()));
     }
