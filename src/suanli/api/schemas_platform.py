@@ -69,18 +69,25 @@ class Health(BaseModel):
 
 
 class DiscoveredPool(BaseModel):
-    """A backend's partition described as a pool (nothing stored): complete it (device model,
-    price) and register it."""
+    """A backend's partition (Slurm), resource (Ray) or a peer platform's pool described as a pool
+    (nothing stored): complete what it lacks (device model, price) and register it. The common
+    fields are typed; a connector adds its own (`partition`/`gres`, `resource`, `place`, …)."""
+    model_config = ConfigDict(extra="allow")
+
     name: str
-    partition: str
     device_kind: DeviceKind
     units_per_node: int
     nodes: int
     memory_gb_per_node: int
-    gres: str = ""
+    device_model: str | None = None
+    domestic: bool | None = None
+    max_walltime_s: int | None = None
     arch: str | None = None
     features: list[str] = Field(default_factory=list)
-    max_walltime_s: int | None = None
+    partition: str | None = Field(None, description="Slurm: the partition")
+    gres: str | None = Field(None, description="Slurm: the nodes' generic resources")
+    resource: str | None = Field(None, description="Ray: the custom resource")
+    place: str | None = Field(None, description="a peer platform: its center/pool")
 
 
 class DiscoveredPools(BaseModel):
