@@ -151,7 +151,7 @@ def create_center(body: CenterCreate, p: PlatformDep, who: PrincipalDep,
     return center_public(center, _used(p), network=p.settings.network_id)
 
 
-@router.post("/centers/discover", tags=["centers"])
+@router.post("/centers/discover", tags=["centers"], response_model_exclude_unset=True)
 def discover_center(body: DiscoverRequest, p: PlatformDep, who: PrincipalDep) -> DiscoveredPools:
     """Ask a running workload manager (e.g. Slurm) for its partitions, as proposed pools."""
     return DiscoveredPools.model_validate(

@@ -154,7 +154,7 @@ def _discovered_center(c: Any, connector: str, config: dict[str, str], *, slug: 
     for d in found:
         source = d.get("partition") or d.get("resource") or d["name"]
         name = _pool_name(source)
-        mapping.setdefault("partitions" if "partition" in d else "resources", {})[name] = source
+        mapping.setdefault("partitions" if d.get("partition") else "resources", {})[name] = source
         gres = str(d.get("gres") or "")
         model = d.get("device_model") or (
             gres.split(":")[1] if d["device_kind"] != "cpu" and gres.count(":") >= 2
