@@ -5,6 +5,7 @@ job, follows it while it runs without losing focus, and signs out."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -222,3 +223,36 @@ def test_a_keyboard_user_signs_in_submits_follows_and_signs_out(a11y_portal: Ser
     page.keyboard.press("Enter")
     page.wait_for_url(lambda url: url.endswith("/login"))
     assert tab.errors == [], tab.errors
+
+
+LATIN_WORD = re.compile(r"[A-Za-z]{3,}")
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_form_errors_are_announced_marked_focused_and_in_the_pages_language(
+        a11y_portal: Server, tab: Watched, lang: str) -> None:
+    """The job form and the voucher application, filled in wrong in a real browser: the page
+    comes back with what was typed, the error as an alert in the page's language, the field
+    marked invalid and described by it, and the focus on that field."""
+    page = tab.page
+    sign_in(tab, a11y_portal, "tenant_a")
+    page.goto(f"{a11y_portal.url}/lang/{lang}?next=/jobs")
+    cases = [("/jobs", "#submit-form", {"command": "echo hi", "budget_yuan": "很多"},
+              "budget_yuan", "#submit-error"),
+             ("/account", "#apply-form", {"requested_yuan": "很多", "planned_spend_yuan": "100",
+                                          "planned_use": "训练"}, "requested_yuan", "#apply-error")]
+    for path, form, values, field, error in cases:
+        page.goto(f"{a11y_portal.url}{path}")
+        for name, value in values.items():
+            page.fill(f"{form} [name={name}]", value)
+        page.locator(f"{form} [type=submit]").first.click()
+        page.wait_for_selector(error)
+        text = page.locator(error).inner_text()
+        assert page.get_attribute(error, "role") == "alert", path
+        assert page.get_attribute(f"{form} [name={field}]", "aria-invalid") == "true", path
+        assert page.get_attribute(f"{form} [name={field}]", "aria-describedby") == error[1:]
+        assert page.evaluate("document.activeElement.name") == field, path
+        assert page.input_value(f"{form} [name={field}]") == values[field]  # kept as typed
+        if lang == "zh":  # the server's message, in Chinese (amounts, units and names aside)
+            assert not LATIN_WORD.findall(text), (path, text)
+        assert axe_violations(tab) == [], path

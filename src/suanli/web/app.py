@@ -466,19 +466,21 @@ def build_router(p: Platform) -> APIRouter:
             "/review")
 
     # -- tenant: money and vouchers ----------------------------------------------------------
+    def account_ctx(who: Principal) -> dict[str, Any]:
+        if who.tenant_id is None:
+            raise Forbidden("the account page is a tenant's")
+        return {"money": ledger.tenant_account(p, who, who.tenant_id),
+                "grants": vouchers.list_grants(p, who),
+                "apps": vouchers.list_applications(p, who),
+                "paid": vouchers.list_redemptions(p, who, limit=10),
+                "bills": settlement.history(p, who)["items"],
+                "programmes": [pr for pr in vouchers.list_programmes(p, who)
+                               if pr["status"] == "open"],
+                "form": {}, "error": None, "error_field": None}
+
     @router.get("/account")
     def account(request: Request) -> Response:
-        def build(who: Principal) -> dict[str, Any]:
-            if who.tenant_id is None:
-                raise Forbidden("the account page is a tenant's")
-            return {"money": ledger.tenant_account(p, who, who.tenant_id),
-                    "grants": vouchers.list_grants(p, who),
-                    "apps": vouchers.list_applications(p, who),
-                    "paid": vouchers.list_redemptions(p, who, limit=10),
-                    "bills": settlement.history(p, who)["items"],
-                    "programmes": [pr for pr in vouchers.list_programmes(p, who)
-                                   if pr["status"] == "open"]}
-        return view(request, "account.html", build)
+        return view(request, "account.html", account_ctx)
 
     @router.get("/account/bills.csv")
     def bills_csv(request: Request) -> Response:
@@ -497,10 +499,30 @@ def build_router(p: Platform) -> APIRouter:
     def apply_vouchers(request: Request, csrf: str = Form(""), programme_id: int = Form(0),
                        requested_yuan: str = Form(""), planned_spend_yuan: str = Form(""),
                        planned_use: str = Form("")) -> Response:
-        return acted(request, csrf, lambda who: vouchers.apply(
-            p, who, programme_id, requested_fen=_fen(requested_yuan, "requested_fen"),
-            planned_spend_fen=_fen(planned_spend_yuan, "planned_spend_fen"), planned_use=planned_use),
-            "/account")
+        """Apply for vouchers; a refusal shows the form again, as typed, with the field marked."""
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
+        try:
+            vouchers.apply(p, who, programme_id,
+                           requested_fen=_fen(requested_yuan, "requested_fen"),
+                           planned_spend_fen=_fen(planned_spend_yuan, "planned_spend_fen"),
+                           planned_use=planned_use)
+        except Forbidden as exc:
+            return problem(request, who, exc)
+        except SuanliError as exc:
+            try:
+                ctx = account_ctx(who)
+            except SuanliError as again:
+                return problem(request, who, again)
+            field = str(getattr(exc, "field", "") or "").split(".")[-1]
+            ctx.update(form={"programme_id": programme_id, "requested_yuan": requested_yuan,
+                             "planned_spend_yuan": planned_spend_yuan, "planned_use": planned_use},
+                       error=reason(exc.message, sess.language(request), zone),
+                       error_field={"requested_fen": "requested_yuan",
+                                    "planned_spend_fen": "planned_spend_yuan"}.get(field, field))
+            return page(request, "account.html", who, status=exc.status, **ctx)
+        return RedirectResponse("/account", status_code=303)
 
     # -- auditor: the audit log, redemptions, claw-back ---------------------------------------
     @router.get("/audit")
