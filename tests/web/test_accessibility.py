@@ -256,3 +256,24 @@ def test_form_errors_are_announced_marked_focused_and_in_the_pages_language(
         if lang == "zh":  # the server's message, in Chinese (amounts, units and names aside)
             assert not LATIN_WORD.findall(text), (path, text)
         assert axe_violations(tab) == [], path
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_a_refused_review_marks_its_own_form(a11y_portal: Server, tab: Watched, lang: str) -> None:
+    page = tab.page
+    sign_in(tab, a11y_portal, "reviewer")
+    page.goto(f"{a11y_portal.url}/lang/{lang}?next=/review")
+    form = page.locator("form.decide").first
+    app = form.get_attribute("action")
+    form.locator("[name=approved_yuan]").fill("99999999")  # far over what was asked
+    form.locator("button.approve").click()
+    page.wait_for_selector("#review-error")
+    own = page.locator(f"form.decide[action='{app}'] [name=approved_yuan]")
+    assert own.get_attribute("aria-invalid") == "true"
+    assert own.get_attribute("aria-describedby") == "review-error"
+    assert own.input_value() == "99999999"
+    assert page.evaluate("document.activeElement.name") == "approved_yuan"
+    assert page.locator("[aria-invalid=true]").count() == 1  # only that application's field
+    if lang == "zh":
+        assert not LATIN_WORD.findall(page.locator("#review-error").inner_text())
+    assert axe_violations(tab) == []

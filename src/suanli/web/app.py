@@ -54,6 +54,7 @@ from . import docs
 from . import session as sess
 from .i18n import label, t
 from .reasons import policy_name, reason, reasons
+from .reasons import reason as reason_text  # (where a form field is named `reason`)
 
 HERE = Path(__file__).parent
 # The Content-Security-Policy of every page: scripts only from suanli itself (no inline script).
@@ -444,26 +445,47 @@ def build_router(p: Platform) -> APIRouter:
         return acted(request, csrf, do, f"/jobs/{job_id}")
 
     # -- reviewer: the voucher application queue ----------------------------------------------
+    def review_ctx(who: Principal) -> dict[str, Any]:
+        who.require(Role.REVIEWER, Role.PLATFORM_ADMIN)
+        apps = vouchers.list_applications(p, who)
+        done = [a for a in apps if a["state"] != "pending"][-50:]
+        pending = [a for a in apps if a["state"] == "pending"]
+        return {"pending": pending, "done": list(reversed(done)),
+                "tenants": {a["tenant_id"]: _tenant_summary(p, who, a["tenant_id"])
+                            for a in pending},
+                "failed": None, "form": {}, "error": None, "error_field": None}
+
     @router.get("/review")
     def review_queue(request: Request) -> Response:
-        def build(who: Principal) -> dict[str, Any]:
-            who.require(Role.REVIEWER, Role.PLATFORM_ADMIN)
-            apps = vouchers.list_applications(p, who)
-            done = [a for a in apps if a["state"] != "pending"][-50:]
-            pending = [a for a in apps if a["state"] == "pending"]
-            return {"pending": pending, "done": list(reversed(done)),
-                    "tenants": {a["tenant_id"]: _tenant_summary(p, who, a["tenant_id"])
-                                for a in pending}}
-        return view(request, "review.html", build)
+        return view(request, "review.html", review_ctx)
 
     @router.post("/review/{application_id}")
     def review_decide(request: Request, application_id: int, csrf: str = Form(""),
                       decision: str = Form(""), approved_yuan: str = Form(""),
                       reason: str = Form("")) -> Response:
-        return acted(request, csrf, lambda who: vouchers.review(
-            p, who, application_id, decision=decision, reason=reason,
-            approved_fen=_fen(approved_yuan, "approved_fen") if approved_yuan.strip() else None),
-            "/review")
+        """Decide; a refusal shows the queue again with that application's form as typed and
+        its field marked."""
+        who = posted_by(request, csrf)
+        if isinstance(who, Response):
+            return who
+        try:
+            vouchers.review(p, who, application_id, decision=decision, reason=reason,
+                            approved_fen=(_fen(approved_yuan, "approved_fen")
+                                          if approved_yuan.strip() else None))
+        except (Forbidden, NotFound) as exc:
+            return problem(request, who, exc)
+        except SuanliError as exc:
+            try:
+                ctx = review_ctx(who)
+            except SuanliError as again:
+                return problem(request, who, again)
+            field = str(getattr(exc, "field", "") or "").split(".")[-1]
+            ctx.update(failed=application_id,
+                       form={"approved_yuan": approved_yuan, "reason": reason},
+                       error=reason_text(exc.message, sess.language(request), zone),
+                       error_field={"approved_fen": "approved_yuan"}.get(field, field))
+            return page(request, "review.html", who, status=exc.status, **ctx)
+        return RedirectResponse("/review", status_code=303)
 
     # -- tenant: money and vouchers ----------------------------------------------------------
     def account_ctx(who: Principal) -> dict[str, Any]:

@@ -27,6 +27,10 @@ STATE_ZH = {
     "CONFIGURING": "配置中", "COMPLETING": "收尾中",
 }
 
+# A voucher application's states.
+APPLICATION_STATE_ZH = {"pending": "待审核", "approved": "已批准", "partly_approved": "部分批准",
+                        "rejected": "已驳回"}
+
 # Slurm's state_reason words that a finished job carries most often.
 SLURM_REASON_ZH = {"NonZeroExitCode": "非零退出码", "TimeLimit": "超出时限", "None": "无",
                    "JobLaunchFailure": "作业启动失败", "Prolog": "前置脚本", "RaisedSignal": "收到信号",
@@ -207,6 +211,30 @@ _RULES: list[tuple[str, str]] = [
      r"not for the (?P<a>\S+) role",
      "作业的日志和输出只对其企业、平台管理员和运行它的中心开放，{a} 角色不可查看"),
     (r"only the tenant's users or a platform admin cancel a job", "只有企业用户或平台管理员可以取消作业"),
+    # -- vouchers: what the application and review forms refuse (services/vouchers.py) ---------
+    (r"describe the planned use in 1-2000 characters", "请填写计划用途（1 至 2000 字）"),
+    (r"(?:requested_fen|planned_spend_fen) is 1 to (?P<fen>\d+) fen", "金额须在 ¥0.01 到 {fen} 之间"),
+    (r"programme (?P<a>.+) is not open for applications \((?P<b>\S+) to (?P<c>\S+)\)",
+     "算力券计划 {a} 不在申请期内（{b} 至 {c}）"),
+    (r"tenant (?P<a>.+) is not eligible: the programme is for tenants registered in: (?P<b>.+)",
+     "企业 {a} 不符合条件：本计划面向注册在以下地区的企业：{b}"),
+    (r"the programme needs a planned spend of at least (?P<a>" + _YUAN + ")",
+     "本计划要求计划支出至少 {a}"),
+    (r"at most (?P<a>" + _YUAN + r") can be asked for on a planned spend of (?P<b>" + _YUAN +
+     r") \(ratio up to (?P<c>[\d.]+) %\)", "计划支出 {b} 最多可申请 {a}（补贴比例最高 {c}%）"),
+    (r"the tenant cap leaves (?P<a>" + _YUAN + r") in this programme \(cap (?P<b>" + _YUAN + r")\)",
+     "企业上限在本计划中还剩 {a}（上限 {b}）"),
+    (r"the tenant cap leaves (?P<a>" + _YUAN + r") for this tenant", "企业上限只剩 {a}"),
+    (r"application (?P<a>\d+) of this tenant is still pending review", "本企业的申请 {a} 仍在审核中"),
+    (r"decision is approve or reject", "审核结果须为批准或驳回"),
+    (r"a reason has at most 500 characters", "理由最多 500 字"),
+    (r"application (?P<a>\d+) was already reviewed \((?P<ast>\w+)\)", "申请 {a} 已审核（{ast}）"),
+    (r"a rejection needs a reason", "驳回须填写理由"),
+    (r"approved_fen is 1 to the requested (?P<fen>\d+)", "批准金额须在 ¥0.01 到申请的 {fen} 之间"),
+    (r"a partial approval needs a reason", "部分批准须填写理由"),
+    (r"the pool of (?P<a>.+) has only (?P<b>" + _YUAN + r") left to grant; approve at most that",
+     "{a} 的资金池只剩 {b} 可发放；批准金额不能超过它"),
+    (r"tenant (?P<a>\d+) is frozen: (?P<b>.*)", "企业 {a} 已被冻结：{b}"),
 ]
 
 _COMPILED = [(re.compile(pattern), template) for pattern, template in _RULES]
@@ -229,6 +257,8 @@ def _converter(group: str, zone: tzinfo) -> Callable[[str], str]:
         return str.upper
     if group.startswith("pol"):
         return lambda v: POLICY_ZH.get(v, v)
+    if group.startswith("ast"):
+        return lambda v: APPLICATION_STATE_ZH.get(v, v)
     if group.startswith("st"):
         return lambda v: STATE_ZH.get(v, v)
     if group.startswith("sr"):
