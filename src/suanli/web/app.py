@@ -54,7 +54,6 @@ from . import docs
 from . import session as sess
 from .i18n import label, t
 from .reasons import policy_name, reason, reasons
-from .reasons import reason as reason_text  # (where a form field is named `reason`)
 
 HERE = Path(__file__).parent
 # The Content-Security-Policy of every page: scripts only from suanli itself (no inline script).
@@ -191,6 +190,21 @@ def build_router(p: Platform) -> APIRouter:
                         message=t("bad_csrf", sess.language(request)))
         return who
 
+    def refused(request: Request, who: Principal, exc: SuanliError, template: str,
+                build: Callable[[Principal], dict[str, Any]], form: dict[str, Any],
+                fields: dict[str, str], **extra: Any) -> Response:
+        """A form a service refused, shown again on its page: what was typed (`form`), the error
+        in the page's language, and the field it names (a service's field name, mapped to the
+        form's by `fields`) to mark invalid."""
+        try:
+            ctx = build(who)
+        except SuanliError as again:
+            return problem(request, who, again)
+        field = str(getattr(exc, "field", "") or "").split(".")[-1]
+        ctx.update(form=form, error=reason(exc.message, sess.language(request), zone),
+                   error_field=fields.get(field, field), **extra)
+        return page(request, template, who, status=exc.status, **ctx)
+
     def acted(request: Request, csrf: str, action: Callable[[Principal], object], then: str) -> Response:
         """A form post that does one thing: the signed-in user, with the form's CSRF token, calls
         a service; its refusals (bad input included) are the error page, else on to `then`."""
@@ -310,10 +324,9 @@ def build_router(p: Platform) -> APIRouter:
         except Forbidden as exc:  # not a tenant's user: there is no form to show it in
             return problem(request, who, exc)
         except SuanliError as exc:
-            return page(request, "jobs.html", who, status=exc.status, **listed(who, 0),
-                        devices=list(DeviceKind), policies=list(Policy), form=form,
-                        error=reason(exc.message, sess.language(request), zone),
-                        error_field=_form_field(exc))
+            return refused(request, who, exc, "jobs.html", lambda w: {
+                **listed(w, 0), "devices": list(DeviceKind), "policies": list(Policy)},
+                form, FORM_FIELDS)
         request.app.state.engine.wake()
         return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
@@ -475,16 +488,9 @@ def build_router(p: Platform) -> APIRouter:
         except (Forbidden, NotFound) as exc:
             return problem(request, who, exc)
         except SuanliError as exc:
-            try:
-                ctx = review_ctx(who)
-            except SuanliError as again:
-                return problem(request, who, again)
-            field = str(getattr(exc, "field", "") or "").split(".")[-1]
-            ctx.update(failed=application_id,
-                       form={"approved_yuan": approved_yuan, "reason": reason},
-                       error=reason_text(exc.message, sess.language(request), zone),
-                       error_field={"approved_fen": "approved_yuan"}.get(field, field))
-            return page(request, "review.html", who, status=exc.status, **ctx)
+            return refused(request, who, exc, "review.html", review_ctx,
+                           {"approved_yuan": approved_yuan, "reason": reason},
+                           {"approved_fen": "approved_yuan"}, failed=application_id)
         return RedirectResponse("/review", status_code=303)
 
     # -- tenant: money and vouchers ----------------------------------------------------------
@@ -533,17 +539,10 @@ def build_router(p: Platform) -> APIRouter:
         except Forbidden as exc:
             return problem(request, who, exc)
         except SuanliError as exc:
-            try:
-                ctx = account_ctx(who)
-            except SuanliError as again:
-                return problem(request, who, again)
-            field = str(getattr(exc, "field", "") or "").split(".")[-1]
-            ctx.update(form={"programme_id": programme_id, "requested_yuan": requested_yuan,
-                             "planned_spend_yuan": planned_spend_yuan, "planned_use": planned_use},
-                       error=reason(exc.message, sess.language(request), zone),
-                       error_field={"requested_fen": "requested_yuan",
-                                    "planned_spend_fen": "planned_spend_yuan"}.get(field, field))
-            return page(request, "account.html", who, status=exc.status, **ctx)
+            return refused(request, who, exc, "account.html", account_ctx,
+                           {"programme_id": programme_id, "requested_yuan": requested_yuan,
+                            "planned_spend_yuan": planned_spend_yuan, "planned_use": planned_use},
+                           {"requested_fen": "requested_yuan", "planned_spend_fen": "planned_spend_yuan"})
         return RedirectResponse("/account", status_code=303)
 
     # -- auditor: the audit log, redemptions, claw-back ---------------------------------------
@@ -646,15 +645,7 @@ def _home(who: Principal | None) -> str:
 
 
 # The job form's fields, by the name a service's error gives the field it refuses.
-FORM_FIELDS = {"name": "name", "command": "command", "device": "device", "resources": "device",
-               "units": "units", "walltime_s": "walltime_s", "policy": "policy",
-               "budget_fen": "budget_yuan", "budget_yuan": "budget_yuan"}
-
-
-def _form_field(exc: SuanliError) -> str | None:
-    """The form field a refusal is about (marked invalid and described by the error), if any."""
-    field = getattr(exc, "field", None)
-    return FORM_FIELDS.get(str(field).split(".")[-1]) if field else None
+FORM_FIELDS = {"resources": "device", "budget_fen": "budget_yuan"}
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:
