@@ -25,7 +25,7 @@ import hmac
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -125,7 +125,9 @@ class Verdict:
     head_hash: str
     sealed: bool = False  # the head's seal matches under this platform's audit key
     unsealed_before: int = 0  # entries from before sealing existed (covered by the chain)
-    only_seal: bool = False  # every problem is a missing or wrong seal (the chain and ledger hold)
+    # the problems that are not a missing or wrong seal (the chain, the ledger): `reseal` may
+    # mend a log only when there are none
+    other_problems: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "entries": self.entries, "problems": self.problems,
@@ -168,13 +170,13 @@ def ledger_action(txs: list[tuple[str, str, list[tuple[str, int]]]]) -> Action:
 
 def verify(s: Session, max_problems: int = 20) -> Verdict:
     problems: list[str] = []
-    seal_problems: list[str] = []  # a missing or wrong seal (what `reseal` may mend)
+    other: list[str] = []  # not about a seal
 
     def bad(text: str, *, seal: bool = False) -> None:
         if len(problems) < max_problems:
             problems.append(text)
-        if seal:
-            seal_problems.append(text)
+            if not seal:
+                other.append(text)
 
     key: bytes | None = s.info.get("audit_key")
     if key is None:
@@ -234,8 +236,7 @@ def verify(s: Session, max_problems: int = 20) -> Verdict:
                     "is known good", seal=True)
     _verify_ledger(s, ledger_seen, bad)
     unsealed = (first_sealed - 1) if first_sealed is not None else count
-    return Verdict(not problems, count, problems, prev, sealed, unsealed,
-                   only_seal=bool(problems) and len(seal_problems) == len(problems))
+    return Verdict(not problems, count, problems, prev, sealed, unsealed, other)
 
 
 def _verify_ledger(s: Session, seen: dict[str, str], bad: Any) -> None:
@@ -295,10 +296,9 @@ def reseal(p: Platform, actor: Principal) -> dict[str, Any]:
     with p.db.session(immediate=True) as s:
         key: bytes = s.info["audit_key"]
         before = verify(s, max_problems=10**6)
-        if before.problems and not before.only_seal:
-            other = [x for x in before.problems if "seal" not in x]
+        if before.other_problems:
             raise Conflict("the log does not verify apart from its seals, so it is not sealed: "
-                           + "; ".join(other[:3]))
+                           + "; ".join(before.other_problems[:3]))
         head = s.get(m.AuditHead, 1)
         assert head is not None
         was = "sealed" if before.ok else ("unsealed" if head.seal is None else "wrong seal")
