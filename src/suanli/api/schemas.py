@@ -86,6 +86,7 @@ def _no_nul(value: Any) -> bool:
 T = TypeVar("T")
 StatusSource = Literal["operator", "health"]  # who set a center's status
 ReplicaRole = Literal["api", "serve", "engine"]
+ProgrammeMode = Literal["point_of_sale", "post_hoc"]  # vouchers paid at billing, or claimed after
 
 
 class Page(BaseModel, Generic[T]):
@@ -618,7 +619,7 @@ class ProgrammeCreate(Input):
     name: Name
     year: Annotated[int, Field(ge=2000, le=2999)]
     budget_fen: PositiveFen = 2_000_000_000
-    mode: Literal["point_of_sale", "post_hoc"] = "point_of_sale"
+    mode: ProgrammeMode = "point_of_sale"
     rules: JsonObject | None = None
     starts_at: datetime | None = None
     ends_at: datetime | None = None

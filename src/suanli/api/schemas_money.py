@@ -11,10 +11,10 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 from ..domain.enums import DeviceKind
+from .schemas import ProgrammeMode
 
 ApplicationState = Literal["pending", "approved", "partly_approved", "rejected"]
 GrantState = Literal["active", "expired"]
-ProgrammeMode = Literal["point_of_sale", "post_hoc"]
 ProgrammeStatus = Literal["open", "closed"]
 SettlementPeriod = Literal["monthly", "quarterly"]
 StatementParty = Literal["center", "tenant", "city"]

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..domain.enums import DeviceKind, Policy, Role
 from ..domain.jobstate import JobState
-from .schemas import PeerPublic, PeerReportIn
+from .schemas import PeerPublic, PeerReportIn, ReplicaRole
 
 
 class ApiIndex(BaseModel):
@@ -44,7 +44,7 @@ class SchedulerStatus(BaseModel):
 
 class ReplicaRef(BaseModel):
     id: str
-    role: Literal["api", "serve", "engine"]
+    role: ReplicaRole
 
 
 class Leader(BaseModel):
