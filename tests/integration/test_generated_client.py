@@ -114,6 +114,9 @@ def test_the_description_keeps_the_contract(spec: dict[str, Any]) -> None:
     # every list is the one page shape
     lists = [n for n, s in models.items() if set(s.get("properties", {})) >= {"items", "total"}]
     assert lists and all({"limit", "offset"} <= set(models[n]["properties"]) for n in lists), lists
+    # ... made by the one generic Page[T] (the usage page extends it with its typed totals)
+    assert all(n.startswith("Page_") for n in lists if n != "UsagePage"), lists
+    assert models["UsagePage"]["properties"]["totals"] == {"$ref": "#/components/schemas/UsageTotals"}
     # enums are enums: no "^(a|b)$" pattern left (peer:NAME in `party` is open, not an enum)
     patterns = re.findall(r'"pattern": "(\^\([^"]*)"', json.dumps(spec))
     assert all("peer:" in p for p in patterns), patterns
@@ -152,7 +155,7 @@ def test_the_generated_client_lists_submits_follows_and_cancels(gen: ModuleType,
     from_models = importlib.import_module(f"{gen.__name__}.models")
     with _client(gen, live, "tenant_a") as alice:
         page = _op(gen, "jobs", "list_jobs").sync(client=alice)
-        assert isinstance(page, from_models.JobPage) and page.total == len(page.items)
+        assert isinstance(page, from_models.PageJobPublic) and page.total == len(page.items)
         body = from_models.JobSubmit.from_dict({
             "name": "generated", "command": ["sh", "-c", "echo from the generated client"],
             "resources": {"device": "cpu", "units": 1}, "walltime_s": 60})

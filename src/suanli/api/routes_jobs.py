@@ -39,6 +39,7 @@ from .schemas import (
     TenantAccount,
     UsagePage,
     UsagePublic,
+    UsageTotals,
 )
 from .schemas_money import TrialBalance
 from .schemas_platform import Explanation, PlacementHistory
@@ -243,4 +244,5 @@ def list_usage(
     page = usage.list_usage(p, who, job_id=job_id, tenant_id=tenant_id, center_id=center_id,
                             since=since, until=until, limit=limit, offset=offset)
     return UsagePage(items=[UsagePublic.model_validate(u) for u in page.items], total=page.total,
-                     totals=page.totals, limit=page.limit, offset=page.offset)
+                     totals=UsageTotals.model_validate(page.totals), limit=page.limit,
+                     offset=page.offset)

@@ -458,11 +458,7 @@ class DagPublic(BaseModel):
     stages: list[DagStagePublic]
 
 
-class DagPage(BaseModel):
-    items: list[DagPublic]
-    total: int
-    limit: int
-    offset: int
+DagPage = Page[DagPublic]
 
 
 class QueueInfo(BaseModel):
@@ -519,11 +515,7 @@ class JobPublic(Output):
     array_index: int | None = None
 
 
-class JobPage(BaseModel):
-    items: list[JobPublic]
-    total: int
-    limit: int
-    offset: int
+JobPage = Page[JobPublic]
 
 
 class JobEventPublic(Output):
@@ -584,12 +576,21 @@ class UsagePublic(Output):
     amount_fen: int
 
 
-class UsagePage(BaseModel):
-    items: list[UsagePublic]
-    total: int
-    totals: dict[str, Any]
-    limit: int
-    offset: int
+class UsageTotals(BaseModel):
+    """What every run matching the filters adds up to (all pages, not only this one)."""
+
+    runs: int
+    unit_seconds: int
+    unit_hours: float
+    pflops_hours: float = Field(description="standard PFLOPS-hours (FP16 dense)")
+    energy_wh: int
+    amount_fen: int
+
+
+class UsagePage(Page[UsagePublic]):
+    """A page of metered runs, with the totals of every run the filters match."""
+
+    totals: UsageTotals
 
 
 class ErrorBody(BaseModel):

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
-from .schemas import Input, Output
+from .schemas import Input, Output, Page
 
 Bytes = Annotated[int, Field(ge=0, le=2**62)]
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
@@ -24,11 +24,7 @@ class ArtifactPublic(Output):
     expires_at: datetime | None
 
 
-class ArtifactPage(BaseModel):
-    items: list[ArtifactPublic]
-    total: int
-    limit: int
-    offset: int
+ArtifactPage = Page[ArtifactPublic]
 
 
 class StorageQuotaSet(Input):
@@ -77,11 +73,7 @@ class DatasetPublic(BaseModel):
     locations: list[DatasetLocationPublic]
 
 
-class DatasetPage(BaseModel):
-    items: list[DatasetPublic]
-    total: int
-    limit: int
-    offset: int
+DatasetPage = Page[DatasetPublic]
 
 
 class OutputsReceived(BaseModel):
