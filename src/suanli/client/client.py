@@ -176,6 +176,9 @@ class _Endpoints:
     def create_tenant(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/tenants", json=dict(body))
 
+    def get_tenant(self, tenant_id: int) -> Any:
+        return self._call("GET", f"/api/v1/tenants/{tenant_id}")
+
     def set_peer_rule(self, tenant_id: int, earlier_by_s: int | None) -> Any:
         return self._call("PUT", f"/api/v1/tenants/{tenant_id}/peer-rule",
                           json={"earlier_by_s": earlier_by_s})
@@ -302,6 +305,11 @@ class _Endpoints:
         return self._call("POST", f"/api/v1/tenants/{tenant_id}/related-parties",
                           json={"center_id": center_id, "relation": relation})
 
+    def list_related_parties(self, tenant_id: int, *, limit: int = 1000, offset: int = 0) -> Any:
+        """The centers the tenant declared related (their runs are never subsidised)."""
+        return self._call("GET", f"/api/v1/tenants/{tenant_id}/related-parties",
+                          params={"limit": limit, "offset": offset})
+
     def voucher_report(self, programme_id: int, by: str = "tenant", fmt: str = "json") -> Any:
         """The report (JSON), or its rows as CSV text (`fmt="csv"`)."""
         return self._call("GET", "/api/v1/voucher-reports" + (".csv" if fmt == "csv" else ""),
@@ -319,6 +327,10 @@ class _Endpoints:
     def invoices(self, month: str, fmt: str = "json") -> Any:
         return self._call("GET", "/api/v1/invoices" + (".csv" if fmt == "csv" else ""),
                           params={"month": month})
+
+    def get_invoice(self, month: str, tenant_id: int) -> Any:
+        """The tenant's invoice (its statement) of a settled month."""
+        return self._call("GET", f"/api/v1/invoices/{quote(month, safe='')}/{tenant_id}")
 
     def audit_verify(self) -> Any:
         return self._call("GET", "/api/v1/audit/verify")
@@ -371,7 +383,6 @@ class _Endpoints:
         """The caller's own statements month by month (a tenant's invoices, an operator's
         center's), months not settled yet computed so far (`settled: false`)."""
         return self._call("GET", "/api/v1/bills", params={"months": months})
-
 
     # artifacts and datasets (the byte transfers are on Client: upload_artifact, ...)
     def list_artifacts(self, *, kind: str | None = None, tenant_id: int | None = None,
