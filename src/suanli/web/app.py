@@ -649,11 +649,13 @@ FORM_FIELDS = {"resources": "device", "budget_fen": "budget_yuan"}
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:
-    try:
-        device = DeviceKind(str(form["device"]))
-        policy = Policy(str(form["policy"]))
-    except ValueError as exc:
-        raise InvalidInput(str(exc), field="device") from exc
+    if str(form["device"]) not in set(DeviceKind):
+        raise InvalidInput(f"device is one of {', '.join(DeviceKind)}, not {str(form['device'])!r}",
+                           field="device")
+    if str(form["policy"]) not in set(Policy):
+        raise InvalidInput(f"policy is one of {', '.join(Policy)}, not {str(form['policy'])!r}",
+                           field="policy")
+    device, policy = DeviceKind(str(form["device"])), Policy(str(form["policy"]))
     budget = str(form.get("budget_yuan") or "").strip()
     budget_fen = _fen(budget, "budget_fen") if budget else None
     command = str(form["command"]).strip()

@@ -2,8 +2,9 @@
 scheduler's "why not chosen" lines and placement messages, run outcomes from every connector, and
 the errors a form or an estimate shows. One table of full-match patterns; a named group is
 translated by its prefix (`why`: another sentence, again through the table; `fen`: an amount in
-fen, shown in yuan; `dev`/`prec`: upper-cased; `pol`: a policy's name; `st`: a backend's state;
-`at`: a UTC time, shown in the display zone), every other group stays as written (names, numbers).
+fen, shown in yuan; `dev`/`prec`: upper-cased; `pol`/`pols`: a policy's name, or a list of
+them; `role`: roles; `noun`: what a "no ..." is about; `st`: a backend's state; `at`: a UTC time,
+shown in the display zone), every other group stays as written (names, numbers).
 A sentence no pattern knows is shown as the service wrote it."""
 
 from __future__ import annotations
@@ -30,6 +31,18 @@ STATE_ZH = {
 # A voucher application's states.
 APPLICATION_STATE_ZH = {"pending": "待审核", "approved": "已批准", "partly_approved": "部分批准",
                         "rejected": "已驳回"}
+
+# The roles, as a sentence names them.
+ROLE_ZH = {"platform_admin": "平台管理员", "center_operator": "中心运维人员",
+           "tenant_admin": "企业管理员", "tenant_user": "企业成员", "reviewer": "审核员",
+           "auditor": "审计员"}
+
+# What "no NOUN 12" may be about (a thing that does not exist, or is not the reader's).
+NOUN_ZH = {"voucher programme": "算力券计划", "voucher application": "算力券申请",
+           "voucher grant": "算力券额度", "voucher redemption": "算力券抵扣记录", "tenant": "企业",
+           "center": "中心", "user": "用户", "token": "令牌", "DAG": "工作流", "peer": "对等平台",
+           "pool": "资源池", "artifact": "文件", "dataset": "数据集", "run": "运行",
+           "job array": "作业数组", "ledger transaction": "账务交易"}
 
 # Slurm's state_reason words that a finished job carries most often.
 SLURM_REASON_ZH = {"NonZeroExitCode": "非零退出码", "TimeLimit": "超出时限", "None": "无",
@@ -206,7 +219,19 @@ _RULES: list[tuple[str, str]] = [
      "作业由企业用户提交（企业管理员或企业成员）"),
     (r"the account page is a tenant's", "账户页面属于企业用户"),
     (r"the center page is a center operator's", "中心页面属于中心运维人员"),
-    (r"this needs one of the roles (?P<a>.+); you are (?P<b>\S+)", "需要以下角色之一：{a}；你的角色是 {b}"),
+    (r"this needs one of the roles (?P<role_a>.+); you are (?P<role_b>\S+)",
+     "需要以下角色之一：{role_a}；你的角色是{role_b}"),
+    (r"no (?P<noun>" + "|".join(sorted(NOUN_ZH, key=len, reverse=True)) + r") (?P<a>\S+)",
+     "没有{noun} {a}"),
+    (r"a reviewer does not read jobs: a tenant's usage \(/api/v1/usage\), money "
+     r"\(/api/v1/ledger/tenants/\{id\}\) and invoices are what it judges by",
+     "审核员不查看作业：审核依据是企业的用量、资金和账单"),
+    (r"device is one of (?P<a>.+), not '(?P<b>.*)'", "设备类型只能是 {a}，不能是“{b}”"),
+    (r"policy is one of (?P<pols>.+), not '(?P<b>.*)'", "调度策略只能是{pols}，不能是“{b}”"),
+    (r"give a command", "请填写要运行的命令"),
+    (r"a clawback needs a reason \(1-500 characters\)", "追回须填写理由（1 至 500 字）"),
+    (r"freezing needs a reason \(1-500 characters\)", "冻结须填写理由（1 至 500 字）"),
+    (r"redemption (?P<a>\d+) was already clawed back", "抵扣记录 {a} 已被追回"),
     (r"a job's (?:logs|outputs) are for its tenant, the platform admin and the center that ran it, "
      r"not for the (?P<a>\S+) role",
      "作业的日志和输出只对其企业、平台管理员和运行它的中心开放，{a} 角色不可查看"),
@@ -255,8 +280,14 @@ def _converter(group: str, zone: tzinfo) -> Callable[[str], str]:
         return lambda v: yuan(int(v))
     if group.startswith(("dev", "prec")):
         return str.upper
+    if group.startswith("pols"):
+        return lambda v: "、".join(POLICY_ZH.get(x.strip(), x.strip()) for x in v.split(","))
     if group.startswith("pol"):
         return lambda v: POLICY_ZH.get(v, v)
+    if group.startswith("role"):
+        return lambda v: "、".join(ROLE_ZH.get(x.strip(), x.strip()) for x in v.split(","))
+    if group.startswith("noun"):
+        return lambda v: NOUN_ZH.get(v, v)
     if group.startswith("ast"):
         return lambda v: APPLICATION_STATE_ZH.get(v, v)
     if group.startswith("st"):
