@@ -254,6 +254,13 @@ def test_job_outputs_download_and_retention(api: Api) -> None:
     assert r.status_code == 200 and _members(r.content) == files
     assert r.headers["content-type"] == "application/x-tar"
     assert f"job-{job.id}-outputs.tar" in r.headers["content-disposition"]
+    # A generic client asks for plain bytes: the same bytes, labelled as it asked.
+    for accept, kind in (("application/octet-stream", "application/octet-stream"),
+                         ("application/x-tar, application/octet-stream", "application/x-tar"),
+                         ("*/*", "application/x-tar")):
+        again = api.client.get(f"/api/v1/jobs/{job.id}/outputs",
+                               headers={**api.h("u1"), "Accept": accept})
+        assert again.headers["content-type"] == kind and again.content == r.content, accept
     listed = api.client.get("/api/v1/artifacts", params={"job_id": job.id},
                             headers=api.h("u1")).json()["items"]
     assert [(a["kind"], a["sha256"]) for a in listed] == [("outputs", digest)]

@@ -117,16 +117,32 @@ def delete_artifact(sha256: str, p: PlatformDep, who: PrincipalDep) -> Response:
     return Response(status_code=204)
 
 
+TAR, BYTES = "application/x-tar", "application/octet-stream"
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def tar_or_bytes(accept: str | None) -> str:
+    """What a job's packed outputs are labelled: a tar (`application/x-tar`), unless the client
+    asks for plain bytes (`Accept: application/octet-stream` without x-tar, as a generic
+    client does): the same bytes either way. q-values are not weighed."""
+    kinds = {part.split(";")[0].strip().lower() for part in (accept or "").split(",")}
+    return BYTES if BYTES in kinds and TAR not in kinds else TAR
+
+
 @router.get("/jobs/{job_id}/outputs", tags=["jobs"], response_class=StreamingResponse,
-            responses={200: {"content": {"application/x-tar": {}}}})
-def job_outputs(job_id: PathId, p: PlatformDep, who: PrincipalDep) -> StreamingResponse:
+            responses={200: {"description": "the outputs, a tar (the same bytes under either "
+                                            "type, by the request's Accept)",
+                             "content": {TAR: BINARY, BYTES: BINARY}}})
+def job_outputs(job_id: PathId, p: PlatformDep, who: PrincipalDep,
+                accept: Annotated[str | None, Header(include_in_schema=False)] = None
+                ) -> StreamingResponse:
     """The job's declared outputs, packed as a tar, from its latest run that has them; 404 with
     the reason when there are none (none declared, not ended, or past their retention)."""
     ref = artifacts.job_outputs(p, who, job_id)
     resp = _stream(p.blobs.iter_bytes(ref.tenant_id, ref.sha256), ref.size, ref.sha256,
                    f"job-{job_id}-outputs.tar")
-    resp.media_type = "application/x-tar"
-    resp.headers["Content-Type"] = "application/x-tar"
+    resp.media_type = tar_or_bytes(accept)
+    resp.headers["Content-Type"] = resp.media_type
     return resp
 
 
