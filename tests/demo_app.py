@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi.testclient import TestClient
 
@@ -37,3 +38,13 @@ def demo_app(prefix: str = "suanli-demo.") -> Iterator[tuple[TestClient, dict[st
         db.dispose()
         kill_runs(home)
         shutil.rmtree(home, ignore_errors=True)
+
+
+def signed_in(app: Any, token: str) -> TestClient:
+    """A browser-like client of the portal signed in with `token` (its own cookie jar)."""
+    c = TestClient(app, follow_redirects=False)
+    c.get("/login")
+    r = c.post("/login", data={"csrf": c.cookies["suanli_login_csrf"], "token": token,
+                               "next": "/"})
+    assert r.status_code == 303, r.text
+    return c

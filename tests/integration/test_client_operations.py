@@ -39,6 +39,7 @@ from suanli.store.db import Database
 
 from ..api_routes import api_routes
 from ..conftest import VALID_CODES, kill_runs
+from ..contract.stage_server import tar_of
 from ..waiting import eventually
 from .conftest import free_port, running_server
 
@@ -126,16 +127,6 @@ def _route(routes: list[APIRoute], method: str, path: str) -> APIRoute | None:
     return min(found, key=lambda r: r.path.count("{"), default=None)  # literal paths first
 
 
-def _tar(files: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
 def _wait(c: Client, job_id: int, states: set[str] = DONE) -> dict[str, Any]:
     def reached() -> dict[str, Any] | None:
         job: dict[str, Any] = c.get_job(job_id)
@@ -217,7 +208,7 @@ def test_the_client_reaches_every_operation(city: City) -> None:
     assert admin.storage_quota(alice_tenant)["quota_bytes"] == 1 << 30
 
     # -- artifacts and datasets
-    work = _tar({"in.txt": b"walked\n"})
+    work = tar_of({"in.txt": b"walked\n"})
     sha = hashlib.sha256(work).hexdigest()
     assert not alice.artifact_exists(sha)
     assert alice.upload_artifact(io.BytesIO(work), sha256=sha, size=len(work), name="work.tar",
@@ -226,7 +217,7 @@ def test_the_client_reaches_every_operation(city: City) -> None:
     assert any(a["sha256"] == sha for a in alice.list_artifacts()["items"])
     copy = io.BytesIO()
     assert alice.download_artifact(sha, copy) == len(work) and copy.getvalue() == work
-    data = _tar({"d.txt": b"data\n"})
+    data = tar_of({"d.txt": b"data\n"})
     data_sha = hashlib.sha256(data).hexdigest()
     alice.upload_artifact(io.BytesIO(data), sha256=data_sha, size=len(data), name="d.tar",
                           kind="dataset")

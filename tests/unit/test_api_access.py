@@ -19,7 +19,7 @@ from suanli.engine import Engine
 from suanli.services.context import Platform
 
 from ..api_routes import api_routes, body_model
-from ..demo_app import demo_app
+from ..demo_app import demo_app, signed_in
 
 GHOST = 999_999  # an id nothing has
 
@@ -39,12 +39,7 @@ class Demo:
     def portal(self, role: str) -> TestClient:
         """A browser-like client of the portal signed in as `role` (its own cookie jar)."""
         if role not in self.portals:
-            c = TestClient(self.client.app, follow_redirects=False)
-            c.get("/login")
-            r = c.post("/login", data={"csrf": c.cookies["suanli_login_csrf"],
-                                       "token": self.creds[role], "next": "/"})
-            assert r.status_code == 303, r.text
-            self.portals[role] = c
+            self.portals[role] = signed_in(self.client.app, self.creds[role])
         return self.portals[role]
 
 

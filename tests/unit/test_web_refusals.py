@@ -18,7 +18,7 @@ from fastapi.testclient import TestClient
 
 from suanli.services.context import Platform
 
-from ..demo_app import demo_app
+from ..demo_app import demo_app, signed_in
 
 GHOST = 999_999
 CJK = re.compile(r"[\u4e00-\u9fff]")
@@ -42,13 +42,8 @@ class Town:
     def portal(self, role: str) -> TestClient:
         """A browser of `role`, signed in, on the Chinese pages (the default)."""
         if role not in self.portals:
-            c = TestClient(self.client.app, follow_redirects=False)
-            c.get("/login")
-            r = c.post("/login", data={"csrf": c.cookies["suanli_login_csrf"],
-                                       "token": self.creds[role], "next": "/"})
-            assert r.status_code == 303, r.text
-            c.get("/lang/zh")
-            self.portals[role] = c
+            self.portals[role] = signed_in(self.client.app, self.creds[role])
+            self.portals[role].get("/lang/zh")
         return self.portals[role]
 
     def csrf(self, role: str, page: str) -> str:
