@@ -10,13 +10,16 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC
 from html import unescape
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from suanli.services.context import Platform
+from suanli.web.reasons import reason
 
 from ..demo_app import demo_app, signed_in
 
@@ -164,3 +167,20 @@ def test_a_page_refused_says_why_in_chinese(town: Town, who: str, path: str) -> 
     r = town.portal(who).get(path.format(**town.ids))
     assert r.status_code in (403, 404), (r.status_code, r.text[:300])
     _chinese(_message(r.text), town.names)
+
+
+def _not_found_nouns() -> set[str]:
+    """What the services say does not exist, as `NotFound(f"no NOUN {id}")` (the whole sentence)."""
+    src = Path(__file__).resolve().parents[2] / "src" / "suanli"
+    found = set()
+    for path in src.rglob("*.py"):
+        found |= set(re.findall(r'NotFound\(f"no ([A-Za-z ]+) \{[^}]+\}"\)', path.read_text()))
+    return found
+
+
+def test_every_thing_not_found_is_named_in_chinese() -> None:
+    nouns = _not_found_nouns()
+    assert {"job", "voucher programme", "tenant", "array"} <= nouns, nouns
+    for noun in nouns:
+        said = reason(f"no {noun} 7", "zh", UTC)
+        assert CJK.search(said) and not LATIN.search(said), (noun, said)

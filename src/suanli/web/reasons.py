@@ -42,7 +42,7 @@ NOUN_ZH = {"voucher programme": "算力券计划", "voucher application": "算�
            "voucher grant": "算力券额度", "voucher redemption": "算力券抵扣记录", "tenant": "企业",
            "center": "中心", "user": "用户", "token": "令牌", "DAG": "工作流", "peer": "对等平台",
            "pool": "资源池", "artifact": "文件", "dataset": "数据集", "run": "运行",
-           "job array": "作业数组", "ledger transaction": "账务交易"}
+           "array": "作业数组", "ledger transaction": "账务交易"}
 
 # Slurm's state_reason words that a finished job carries most often.
 SLURM_REASON_ZH = {"NonZeroExitCode": "非零退出码", "TimeLimit": "超出时限", "None": "无",
