@@ -6,6 +6,7 @@ real server under load)."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ from suanli.api.app import create_app
 from suanli.client import ApiError
 from suanli.config import Settings
 from suanli.services.context import Platform
-from suanli.store.db import Database, unavailable
+from suanli.store.db import Database, log_failure, unavailable
 
 from ..integration.conftest import free_port
 
@@ -116,6 +117,34 @@ def test_what_counts_as_unavailable(home: Path) -> None:
     assert not unavailable(sqlite3.OperationalError("database is locked"))
     assert not unavailable(ValueError("no"))
     db.dispose()
+
+
+def test_an_outage_is_one_line_in_the_log_and_a_bug_its_traceback(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The engine's side tasks (submits, outputs, dataset copies, quotes, peers) log what failed:
+    while the database restarts, one warning line each (a traceback for every run a restart
+    touches buried the real ones: tests/ha/test_db_restart.py found it); anything else with its
+    traceback."""
+    log = logging.getLogger("suanli.test")
+    refused = Database(f"postgresql+psycopg://u:{PASSWORD}@127.0.0.1:{free_port()}/d")
+    try:
+        with refused.engine.connect():
+            pass
+    except DBAPIError:
+        log_failure(log, "run %s: collecting its outputs failed", 7)
+    finally:
+        refused.dispose()
+    try:
+        raise ValueError("a bug")
+    except ValueError:
+        log_failure(log, "run %s: collecting its outputs failed", 8)
+    outage, bug = caplog.records
+    assert outage.levelno == logging.WARNING and outage.exc_info is None
+    assert outage.getMessage().startswith("run 7: collecting its outputs failed (the database "
+                                          "is unavailable: OperationalError")
+    assert PASSWORD not in outage.getMessage()
+    assert bug.levelno == logging.ERROR and bug.exc_info is not None
+    assert bug.getMessage() == "run 8: collecting its outputs failed"
 
 
 def test_the_client_reads_a_503_and_its_retry_after() -> None:

@@ -21,7 +21,7 @@ from ..services.control import EngineStatus, PassStats
 from ..services.dags import advance as advance_dags
 from ..services.prices import sync_current as sync_current_prices
 from ..services.vouchers import expire_grants
-from ..store.db import cause, unavailable
+from ..store.db import cause, log_failure, unavailable
 from .health import check_centers
 from .lease import Deposed
 from .placement import Placer
@@ -193,7 +193,7 @@ class Engine(Reconciler, Placer):
                         self.request_full_pass()
                     peer_report.send(self.p)
             except Exception:  # the next interval tries again
-                log.exception("syncing with the peer platforms failed")
+                log_failure(log, "syncing with the peer platforms failed")
             finally:
                 self._discovering.release()
 

@@ -17,6 +17,7 @@ from ..domain.errors import ConnectorError
 from ..scheduling import PoolState, QueuedJob, Quote, QuoteKey
 from ..services import peer_quotes
 from ..services.context import Platform
+from ..store.db import log_failure
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class QuoteBook:
                     q = Quote(None, reason=f"the peer did not answer: {exc.message}"[:300])
                     ttl = FAILED_TTL_S
                 except Exception:  # never the engine's end: asked again next round
-                    log.exception("asking %s for a quote failed", pool.label)
+                    log_failure(log, "asking %s for a quote failed", pool.label)
                     continue
                 with self._lock:
                     self._quotes[key] = (time.monotonic() + ttl, q)

@@ -20,6 +20,7 @@ from ..services.centers import ACTIVE_RUN_STATES
 from ..services.context import Platform
 from ..services.jobs import transition
 from ..store import models as m
+from ..store.db import log_failure
 from ..store.locks import lock_run
 from .health import lost_status, overdue_runs
 from .submit import Submitter
@@ -141,7 +142,7 @@ class Reconciler(Submitter):
             if path is not None:
                 staging.ingest_outputs(self.p, run_id, path)
         except Exception:  # outputs never hold up the engine
-            log.exception("run %s: collecting its outputs failed", run_id)
+            log_failure(log, "run %s: collecting its outputs failed", run_id)
         finally:  # stored or refused, the center's copy goes: it must not fill the disk
             if path is not None:
                 Path(path).unlink(missing_ok=True)

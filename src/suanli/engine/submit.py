@@ -21,6 +21,7 @@ from ..services.context import Platform
 from ..services.environments import activation_for
 from ..services.jobs import transition
 from ..store import models as m
+from ..store.db import log_failure
 from ..store.locks import lock_run
 from .closing import RunCloser
 
@@ -54,7 +55,7 @@ class Submitter(RunCloser):
                     try:
                         future.result()
                     except Exception:  # one failed submit must not stop the others
-                        log.exception("submit to %s failed", center.slug)
+                        log_failure(log, "submit to %s failed", center.slug)
 
     def _submit_one(self, job_id: int, run_id: int, center: m.Center, *,
                     resubmit: bool = False) -> int:
@@ -113,7 +114,7 @@ class Submitter(RunCloser):
         try:
             staging.record_center_copies(self.p, run_id, holds)
         except Exception:  # never holds up the engine: placement just counts the bytes again
-            log.exception("run %s: recording its center's dataset copies failed", run_id)
+            log_failure(log, "run %s: recording its center's dataset copies failed", run_id)
 
     @staticmethod
     def _unsubmitted(s: Session, run_id: int) -> tuple[m.Job, m.Run] | None:

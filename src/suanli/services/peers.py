@@ -36,6 +36,7 @@ from ..domain.errors import (
     SuanliError,
 )
 from ..store import models as m
+from ..store.db import log_failure
 from . import audit
 from .auth import Principal, create_user, forget_cached, issue_token
 from .centers import (
@@ -331,7 +332,7 @@ def discover_all(p: Platform) -> int:
         try:
             changed += discover(p, name)
         except Exception:  # one peer never holds up the others
-            log.exception("discovering the pools of peer %s failed", name)
+            log_failure(log, "discovering the pools of peer %s failed", name)
     return changed
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, nullcontext
@@ -73,6 +75,17 @@ def cause(exc: BaseException) -> str:
     orig = exc.orig if isinstance(exc, DBAPIError) else exc
     first = str(orig).strip().splitlines()
     return f"{type(orig).__name__}: {first[0]}" if first else type(orig).__name__
+
+
+def log_failure(log: logging.Logger, message: str, *args: object) -> None:
+    """Log the exception being handled under `message`: one warning line when the database is
+    unavailable (restarting, out of reach: the next pass tries again, nothing to debug), else
+    with its traceback."""
+    exc = sys.exc_info()[1]
+    if exc is not None and unavailable(exc):
+        log.warning(message + " (the database is unavailable: %s)", *args, cause(exc))
+    else:
+        log.exception(message, *args)
 
 
 class Database:
