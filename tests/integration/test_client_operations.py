@@ -231,7 +231,8 @@ def test_the_client_reaches_every_operation(city: City) -> None:
                 "resources": {"device": "cpu", "units": 1}, "walltime_s": 120,
                 "workdir": sha, "outputs": ["out/**"], "centers": ["local"]}
     assert alice.estimate_job(job_body)["candidates"]
-    job = alice.submit_job(job_body)
+    job = alice.submit_job(job_body, idempotency_key="walk-job-1")
+    assert alice.submit_job(job_body, idempotency_key="walk-job-1")["id"] == job["id"]  # a retry
     assert _wait(alice, job["id"])["state"] == "COMPLETED"
     assert alice.job_logs(job["id"])["data"] == "walked\n"
     assert alice.job_placement(job["id"])["placements"]

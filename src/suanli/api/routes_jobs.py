@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Header, Query, Response
 from sqlalchemy import select
 
 from ..domain.jobstate import JobState
 from ..domain.task import parse_array
-from ..services import arrays, dags, jobs, ledger, usage
+from ..services import arrays, dags, idempotency, jobs, ledger, usage
 from ..services.context import Platform
 from ..services.dags import StageInput
 from ..services.estimates import QueueEstimate, queue_estimates
@@ -46,6 +46,10 @@ from .schemas_platform import Explanation, PlacementHistory
 
 router = APIRouter(prefix="/api/v1", responses=ERRORS)
 Id = Annotated[int, Query(ge=1, le=MAX_ID)]
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", max_length=idempotency.MAX_KEY,
+    description="makes a retry safe: the same request with the same key answers the job the "
+                "first one queued (a UUID per submission, say)")]
 NameFilter = Annotated[str | None, Query(
     max_length=200, pattern="^[^\x00]*$",
     description="jobs whose name contains this (case-insensitive), or matches it as a glob "
@@ -84,20 +88,39 @@ def _queues(p: Platform, items: list[m.Job]) -> dict[int, QueueEstimate]:
 
 
 @router.post("/jobs", status_code=201, tags=["jobs"])
-def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep,
-               engine: EngineDep) -> JobPublic | ArraySubmitted:
+def submit_job(body: JobSubmit, p: PlatformDep, who: PrincipalDep, engine: EngineDep,
+               response: Response, idempotency_key: IdempotencyKey = None
+               ) -> JobPublic | ArraySubmitted:
     """Submit a job. Refused with 422 and per-pool reasons when no pool could ever run it.
-    With `array`, one job per index, all held and queued together: the answer is the array."""
+    With `array`, one job per index, all held and queued together: the answer is the array.
+    With an `Idempotency-Key`, a retry of the same request answers the job (or array) the first
+    one queued, with `Idempotent-Replayed: true`, and queues nothing; the key with another
+    request is refused (409)."""
     # A plain `def`: FastAPI runs it in its thread pool. Submission waits on the database (the
     # write lock, which the engine holds for its passes); on the event loop it held up every
     # other request, /api/v1/health included.
-    if body.array is not None:
-        array, ids = arrays.submit_array(p, who, _input(body), parse_array(body.array))
+    key = (idempotency.SubmissionKey.of(idempotency_key, body.model_dump_json().encode())
+           if idempotency_key is not None else None)
+
+    def submit() -> JobPublic | ArraySubmitted:
+        if body.array is not None:
+            array, ids = arrays.submit_array(p, who, _input(body), parse_array(body.array), key)
+            return ArraySubmitted(array_id=array.id, jobs=ids)
+        return job_public(jobs.submit_job(p, who, _input(body), key))
+
+    def replay(earlier: idempotency.Earlier) -> JobPublic | ArraySubmitted:
+        if earlier.array_id is not None:
+            view = arrays.array_view(p, who, earlier.array_id)
+            return ArraySubmitted(array_id=earlier.array_id, jobs=view["jobs"])
+        assert earlier.job_id is not None
+        return job_public(jobs.get_job(p, who, earlier.job_id))
+
+    answer, replayed = idempotency.submit_once(p, who, key, submit, replay)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    else:
         engine.wake()
-        return ArraySubmitted(array_id=array.id, jobs=ids)
-    job = jobs.submit_job(p, who, _input(body))
-    engine.wake()
-    return job_public(job)
+    return answer
 
 
 @router.post("/jobs/{job_id}/resubmit", status_code=201, tags=["jobs"])

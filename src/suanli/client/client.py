@@ -78,7 +78,7 @@ class _Endpoints:
     """Every API call, once. `_call` returns the decoded JSON (or an awaitable of it)."""
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-              json: Any = None) -> Any:
+              json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
         raise NotImplementedError
 
     # platform
@@ -214,8 +214,12 @@ class _Endpoints:
         return self._call("DELETE", f"/api/v1/tokens/{token_id}")
 
     # jobs
-    def submit_job(self, body: Mapping[str, Any]) -> Any:
-        return self._call("POST", "/api/v1/jobs", json=dict(body))
+    def submit_job(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> Any:
+        """Queue a job. With `idempotency_key` (a UUID per submission, say) a retry of the same
+        call after a lost answer (a 503, a dropped connection) gets the job the first one
+        queued, never a second one."""
+        return self._call("POST", "/api/v1/jobs", json=dict(body), headers=(
+            {"Idempotency-Key": idempotency_key} if idempotency_key is not None else None))
 
     def submit_dag(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/dags", json=dict(body))
@@ -432,9 +436,9 @@ class Client(_Endpoints):
                                   transport=transport)
 
     def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-              json: Any = None) -> Any:
+              json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
         try:
-            resp = self._http.request(method, path, params=params, json=json)
+            resp = self._http.request(method, path, params=params, json=json, headers=headers)
         except httpx.TransportError as exc:
             raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
         return _raise_for(resp)
@@ -543,9 +547,10 @@ class AsyncClient(_Endpoints):
                                        limits=limits or httpx.Limits(max_connections=100))
 
     async def _call(self, method: str, path: str, *, params: Mapping[str, Any] | None = None,
-                    json: Any = None) -> Any:
+                    json: Any = None, headers: Mapping[str, str] | None = None) -> Any:
         try:
-            resp = await self._http.request(method, path, params=params, json=json)
+            resp = await self._http.request(method, path, params=params, json=json,
+                                                 headers=headers)
         except httpx.TransportError as exc:
             raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
         return _raise_for(resp)

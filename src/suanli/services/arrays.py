@@ -17,6 +17,7 @@ from ..domain.jobstate import JobState
 from ..domain.task import ArraySpec
 from ..scheduling import QueuedJob
 from ..store import models as m
+from . import idempotency
 from . import jobs as jobsvc
 from .auth import Principal
 from .context import Platform
@@ -26,10 +27,11 @@ from .ledger import admit
 ACTIVE = (JobState.PLACED.value, JobState.RUNNING.value)
 
 
-def submit_array(p: Platform, actor: Principal, data: JobInput,
-                 spec: ArraySpec) -> tuple[m.JobArray, list[int]]:
+def submit_array(p: Platform, actor: Principal, data: JobInput, spec: ArraySpec,
+                 key: idempotency.SubmissionKey | None = None) -> tuple[m.JobArray, list[int]]:
     """Check the task once, then queue one job per index (`NAME[i]`) in one transaction: the
-    tenant's money must cover every task's hold, or no task is queued."""
+    tenant's money must cover every task's hold, or no task is queued. With `key` (its
+    Idempotency-Key) the key is recorded with the array."""
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
@@ -38,6 +40,7 @@ def submit_array(p: Platform, actor: Principal, data: JobInput,
         jobsvc.check_references(s, actor.tenant_id, data)
         array, ids = queue_array(s, actor, data, spec, now, hold_fen=hold,
                                  reason=f"submitted by {actor.username}")
+        idempotency.record(s, actor.tenant_id, key, now, array_id=array.id)
         s.expunge(array)
     return array, ids
 

@@ -28,7 +28,7 @@ from ..domain.task import (
 )
 from ..scheduling import Decision, explain_job, static_reasons
 from ..store import models as m
-from . import peer_quotes
+from . import idempotency, peer_quotes
 from .auth import Principal, hide_other_tenant
 from .context import Platform
 from .ledger import admit
@@ -419,14 +419,16 @@ _INSERT_JOB = insert(m.Job).returning(m.Job.id)
 _INSERT_EVENT = insert(m.JobEvent)
 
 
-def submit_job(p: Platform, actor: Principal, data: JobInput) -> m.Job:
+def submit_job(p: Platform, actor: Principal, data: JobInput,
+               key: idempotency.SubmissionKey | None = None) -> m.Job:
+    """Queue a job; with `key` (its Idempotency-Key) the key is recorded with it."""
     if not actor.role.is_tenant or actor.tenant_id is None:
         raise Forbidden("jobs are submitted by tenant users (tenant_admin or tenant_user)")
     now = p.clock.now()
     hold = check_submission(p, data, now, actor.tenant_id)
     with p.db.session() as s:
         check_references(s, actor.tenant_id, data)
-    return insert_job(p, actor, data, now, hold_fen=hold)
+    return insert_job(p, actor, data, now, hold_fen=hold, key=key)
 
 
 def check_submission(p: Platform, data: JobInput, now: datetime,
@@ -469,13 +471,17 @@ def data_requirements(p: Platform, data: JobInput, tenant_id: int | None) -> Job
 
 
 def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,
-               dag: tuple[int, str] | None = None, reason: str = "") -> m.Job:
+               dag: tuple[int, str] | None = None, reason: str = "",
+               key: idempotency.SubmissionKey | None = None) -> m.Job:
     """Queue a checked job (`dag`: the DAG and stage it belongs to), if the tenant's money covers
     `hold_fen`, its cost estimate (else PaymentRequired). Submissions run in the server's thread
     pool; the money check and the insert are one serialised step (on SQLite the threads take the
     write lock in turn, not in SQLite's sleeping busy handler)."""
     with p.db.session(immediate=True) as s:
-        return queue_job(s, actor, data, now, hold_fen=hold_fen, dag=dag, reason=reason)
+        job = queue_job(s, actor, data, now, hold_fen=hold_fen, dag=dag, reason=reason)
+        if key is not None and actor.tenant_id is not None:
+            idempotency.record(s, actor.tenant_id, key, now, job_id=job.id)
+        return job
 
 
 def queue_job(s: Session, actor: Principal, data: JobInput, now: datetime, *, hold_fen: int,

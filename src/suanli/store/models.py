@@ -775,3 +775,21 @@ class PeerReport(Base):
     network_id: Mapped[str] = mapped_column(String(64))
     body: Mapped[dict[str, Any]] = mapped_column(JSON)
     received_at: Mapped[datetime]
+
+
+class SubmissionKey(Base):
+    """A submission's `Idempotency-Key` (migration 0017): the job or array that one
+    `POST /api/v1/jobs` with this key made for its tenant, and the request's SHA-256, so a retry
+    of the same request gets that answer again, never a second job. Written in the transaction
+    that queues the job."""
+
+    __tablename__ = "submission_keys"
+    __table_args__ = (UniqueConstraint("tenant_id", "key", name="uq_submission_key"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    tenant_id: Mapped[int] = mapped_column(ForeignKey("tenants.id"))
+    key: Mapped[str] = mapped_column(String(200))
+    request_sha256: Mapped[str] = mapped_column(String(64))
+    job_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    array_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    created_at: Mapped[datetime]
