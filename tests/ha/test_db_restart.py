@@ -211,6 +211,13 @@ def test_a_database_restart_under_load_loses_nothing_and_resumes_by_itself(
             assert "database" in cli.stderr and "try again in 5 s" in cli.stderr, cli.stderr
             assert "Traceback" not in cli.stderr
             assert not leaked(cli.stderr, pg, url), leaked(cli.stderr, pg, url)
+            # A submission typed during the outage waits it out and makes one job (each of its
+            # tries carries one Idempotency-Key).
+            typed = subprocess.Popen(
+                [str(BIN / "suanli"), "job", "submit", "--units", "1", "--name",
+                 "typed-in-the-outage", "--", "true"],
+                env=cli_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            cleanup.callback(lambda: typed.poll() is None and typed.kill())
             # The outage itself: what load.answers records (the scenario, not a wait for it).
             time.sleep(max(0.0, OUTAGE_S - (time.monotonic() - stopped)))
             pg.start()
@@ -227,6 +234,12 @@ def test_a_database_restart_under_load_loses_nothing_and_resumes_by_itself(
         finally:
             load.finish()
 
+        typed_out, typed_err = typed.communicate(timeout=180)
+        assert typed.returncode == 0, typed_out + typed_err
+        assert "waiting:" in typed_err and "Traceback" not in typed_err, typed_err
+        with c.db.session() as s:
+            made = list(s.scalars(select(m.Job.id).where(m.Job.name == "typed-in-the-outage")))
+        assert made == [int(typed_out.strip())], (made, typed_out)
         out, err = follower.communicate(timeout=180)
         assert follower.returncode == 0, out + err
         assert "followed-to-the-end" in out, out + err

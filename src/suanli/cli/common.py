@@ -7,6 +7,7 @@ import os
 import re
 import sys
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
@@ -134,8 +135,8 @@ def api_errors() -> Iterator[None]:
             hint = f" — try again in {exc.retry_after_s or 5:g} s"
             if isinstance(exc.detail, dict) and exc.detail.get("reason") == "database_unavailable":
                 hint = (" — the server is up but cannot reach its database (restarting?); try "
-                        f"again in {exc.retry_after_s or 5:g} s (after a submission, `suanli job "
-                        "list` shows whether it went through)")
+                        f"again in {exc.retry_after_s or 5:g} s (a change may have gone through "
+                        "all the same: look before you repeat it)")
         fail(f"{cli_message(exc)}{hint}")
 
 
@@ -155,6 +156,13 @@ def patiently(call: Callable[[], T], *, give_up_s: float = 600.0) -> T:
                                   highlight=False, soft_wrap=True)
                 said = True
             time.sleep(min(max(exc.retry_after_s or 2.0, 0.5), 10.0))
+
+
+def submitted(c: Client, body: dict[str, Any]) -> Any:
+    """Submit a job, waiting out 503s (the server's database restarting): every try carries the
+    same Idempotency-Key, so a try whose answer was lost and the next one make one job."""
+    key = str(uuid.uuid4())
+    return patiently(lambda: c.submit_job(body, idempotency_key=key), give_up_s=300.0)
 
 
 def run(fn: Callable[[Client], T]) -> T:

@@ -27,6 +27,7 @@ from .common import (
     fail,
     patiently,
     run,
+    submitted,
     tenant_name,
     tenant_names,
 )
@@ -218,7 +219,7 @@ def submit(
         body["exclude_centers"] = exclude_center
     if env_map:
         body["env"] = env_map
-    job = run(lambda c: c.submit_job(body))
+    job = run(lambda c: submitted(c, body))
     finish_submitted(job, wait=wait, output=output, note=f"job {job['id']} submitted")
 
 

@@ -29,7 +29,16 @@ from ..domain.task import (
     parse_array,
     parse_walltime,
 )
-from .common import Output, api_errors, client, console, emit_json, err_console, fail
+from .common import (
+    Output,
+    api_errors,
+    client,
+    console,
+    emit_json,
+    err_console,
+    fail,
+    submitted,
+)
 from .format import duration, parse_duration, when
 
 RESOURCE_KEYS = ("device", "model", "units", "nodes", "memory_gb")
@@ -447,7 +456,7 @@ def submit_task_file(path: Path, *, env: list[str], workdir: Path | None, array:
             # Checked before anything is sent: a typo must not cost a long upload first.
             c.estimate_job({k: v for k, v in spec.body.items() if k != "array"})
             send(c, uploads, progress)
-            answer = c.submit_job(spec.body)
+            answer = submitted(c, spec.body)
     if "jobs" in answer and "array_id" in answer:  # an array (a job has no "jobs")
         if output is Output.json and not wait:
             return emit_json(answer)
