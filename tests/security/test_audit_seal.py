@@ -5,6 +5,7 @@ platform administrator's audited `seal` (refused while the chain itself is broke
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import replace
 
 import pytest
@@ -34,6 +35,11 @@ def fw(platform: Platform) -> World:
 def _verify(p: Platform) -> audit.Verdict:
     with p.db.session() as s:
         return audit.verify(s)
+
+
+def _proof(p: Platform) -> str:
+    """What `suanli audit seal` brings where the key is: the key's HMAC over the current head."""
+    return audit.reseal_proof(p.db.audit_key, _verify(p).head_hash)
 
 
 def _rewrite_from(p: Platform, first: int, *, keep_macs: bool = True) -> None:
@@ -98,11 +104,11 @@ def test_seal_is_refused_while_the_chain_is_broken_and_only_for_the_platform_adm
     with fw.p.db.engine.begin() as c:  # an edit the chain catches by itself
         c.execute(text("UPDATE audit_log SET details = '{\"amount_fen\": 1}' WHERE id = 3"))
     with pytest.raises(Conflict, match="entry 3"):
-        audit.reseal(fw.p, fw.admin)
+        audit.reseal(fw.p, fw.admin, _proof(fw.p))
     with pytest.raises(Forbidden):
-        audit.reseal(fw.p, fw.auditor)  # type: ignore[attr-defined]
+        audit.reseal(fw.p, fw.auditor, _proof(fw.p))  # type: ignore[attr-defined]
     with pytest.raises(Forbidden):
-        audit.reseal(fw.p, fw.u2)
+        audit.reseal(fw.p, fw.u2, _proof(fw.p))
 
 
 def test_an_upgraded_log_is_sealed_by_an_audited_admin_act(fw: World) -> None:
@@ -111,8 +117,8 @@ def test_an_upgraded_log_is_sealed_by_an_audited_admin_act(fw: World) -> None:
         c.execute(text("UPDATE audit_head SET seal = NULL"))
     v = _verify(fw.p)
     assert not v.ok and v.other_problems == [] and v.unsealed_before == v.entries
-    out = audit.reseal(fw.p, fw.admin)
-    assert out["ok"] and out["sealed"] and out["unsealed_before"] == 0
+    out = audit.reseal(fw.p, fw.admin, _proof(fw.p))
+    assert out["ok"] and out["sealed"] and out["unsealed_before"] == 0, out
     with fw.p.db.session() as s:
         last = s.scalars(select(m.AuditEntry).order_by(m.AuditEntry.id.desc())).first()
     assert last is not None and last.action == "audit.seal" and last.details["was"] == "unsealed"
@@ -149,8 +155,42 @@ def test_the_api_says_which_and_only_an_admin_seals(fw: World) -> None:
         v = c.get("/api/v1/audit/verify", headers=auth).json()
         assert v["ok"] is False and v["sealed"] is False
         assert any("the head is not sealed" in x for x in v["problems"])
-        r = c.post("/api/v1/audit/seal", headers=auth)
+        r = c.post("/api/v1/audit/seal", headers=auth, json={"proof": _proof(fw.p)})
         assert r.status_code == 403
-        r = c.post("/api/v1/audit/seal", headers={"Authorization": f"Bearer {tokens['admin']}"})
+        admin = {"Authorization": f"Bearer {tokens['admin']}"}
+        assert c.post("/api/v1/audit/seal", headers=admin).status_code == 422  # no proof
+        r = c.post("/api/v1/audit/seal", headers=admin, json={"proof": _proof(fw.p)})
         assert r.status_code == 200 and r.json()["ok"] is True
         assert c.get("/api/v1/audit/verify", headers=auth).json()["ok"] is True
+
+
+def test_a_database_writer_cannot_have_a_rewrite_sealed(fw: World) -> None:
+    """Write access to the database is enough to mint an admin's API token (tokens are stored as
+    hashes there) — not to reseal: the request must prove the audit key, which the database does
+    not hold. A proof over another head (an old one, or the rewrite's own guess) is refused too."""
+    before = _verify(fw.p).head_hash
+    _rewrite_from(fw.p, 2, keep_macs=False)  # looks like a log written before sealing
+    secret = "sl_minted-in-the-database"
+    with fw.p.db.engine.begin() as c:
+        c.execute(text("INSERT INTO api_tokens (user_id, name, prefix, token_hash, created_at) "
+                       "VALUES (:u, 'x', 'sl_min', :h, '2026-01-01 00:00:00')"),
+                  {"u": fw.admin.user_id, "h": hashlib.sha256(secret.encode()).hexdigest()})
+    guesses = [hashlib.sha256(b"no key").hexdigest(), audit.reseal_proof(b"x" * 32, before),
+               audit.reseal_proof(fw.p.db.audit_key, before)]  # the right key, an old head
+    with TestClient(create_app(fw.p, run_engine=False)) as c:
+        for proof in guesses:
+            r = c.post("/api/v1/audit/seal", json={"proof": proof},
+                       headers={"Authorization": f"Bearer {secret}"})
+            assert r.status_code == 403 and r.json()["field"] == "proof", r.text
+    assert not _verify(fw.p).ok
+
+
+def test_a_seal_that_is_not_hex_is_reported_not_raised(fw: World) -> None:
+    """A non-ASCII value in a seal column (compare_digest raises TypeError on one) is a
+    tampering verify reports, and money actions go on (not a 500 on every append)."""
+    with fw.p.db.engine.begin() as c:
+        c.execute(text("UPDATE audit_head SET seal = :s"), {"s": "é" * 64})
+        c.execute(text("UPDATE audit_log SET mac = :s WHERE id = 2"), {"s": "é" * 64})
+    v = _verify(fw.p)
+    assert not v.ok and any("entry 2" in x for x in v.problems), v.problems
+    record_deposit(fw.p, fw.admin, fw.t2.id, 5, "wire-after-garbage")

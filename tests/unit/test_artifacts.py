@@ -261,6 +261,8 @@ def test_job_outputs_download_and_retention(api: Api) -> None:
         again = api.client.get(f"/api/v1/jobs/{job.id}/outputs",
                                headers={**api.h("u1"), "Accept": accept})
         assert again.headers["content-type"] == kind and again.content == r.content, accept
+        assert again.headers["vary"] == "Accept"
+        assert again.headers["cache-control"] == "private, no-store"
     listed = api.client.get("/api/v1/artifacts", params={"job_id": job.id},
                             headers=api.h("u1")).json()["items"]
     assert [(a["kind"], a["sha256"]) for a in listed] == [("outputs", digest)]

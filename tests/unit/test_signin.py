@@ -180,6 +180,21 @@ def test_an_older_scrypt_hash_signs_in_and_is_replaced_by_argon2id(town: Town) -
     assert _stored(town, "carol") == fresh  # not hashed again
 
 
+def test_an_older_hash_costs_an_argon2id_check_like_an_unknown_user(
+        town: Town, scrypt_calls: list[dict[str, Any]]) -> None:
+    """scrypt is cheaper than argon2id: without the same argon2id check a wrong password would
+    answer sooner for an account still on an older hash than for an unknown one, and the time
+    would list the accounts not signed in since the upgrade."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(PASSWORD.encode(), salt=salt, n=2**14, r=8, p=1)
+    _set_stored(town, "carol", f"scrypt${salt.hex()}${digest.hex()}")
+    for who in ("carol", "nobody-at-all"):
+        scrypt_calls.clear()
+        with pytest.raises(Unauthenticated):
+            signin.with_password(town.p, who, "guess-123", "192.0.2.53")
+        assert [c["type"] for c in scrypt_calls] == ["ID"], who
+
+
 def test_a_weaker_argon2_hash_is_rehashed_at_sign_in(town: Town) -> None:
     weak = argon2.PasswordHasher(time_cost=1, memory_cost=8 * 1024, parallelism=1).hash(PASSWORD)
     _set_stored(town, "carol", weak)

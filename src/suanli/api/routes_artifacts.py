@@ -99,7 +99,8 @@ def artifact_exists(sha256: str, p: PlatformDep, who: PrincipalDep) -> Response:
 def _stream(chunks: Iterator[bytes], size: int, sha256: str, filename: str) -> StreamingResponse:
     return StreamingResponse(chunks, media_type="application/octet-stream", headers={
         "Content-Length": str(size), "X-Content-SHA256": sha256,
-        "Content-Disposition": f'attachment; filename="{filename}"'})
+        "Content-Disposition": f'attachment; filename="{filename}"',
+        "Cache-Control": "private, no-store"})  # a tenant's own bytes: no shared cache keeps them
 
 
 @router.get("/artifacts/{sha256}", tags=["artifacts"], response_class=StreamingResponse,
@@ -143,6 +144,7 @@ def job_outputs(job_id: PathId, p: PlatformDep, who: PrincipalDep,
                    f"job-{job_id}-outputs.tar")
     resp.media_type = tar_or_bytes(accept)
     resp.headers["Content-Type"] = resp.media_type
+    resp.headers["Vary"] = "Accept"  # a cache between must not answer one type for the other
     return resp
 
 

@@ -40,6 +40,7 @@ from .schemas_money import (
     ApplicationPublic,
     ApplicationState,
     AuditEntryPublic,
+    AuditSealIn,
     AuditVerdict,
     Bills,
     ClaimPublic,
@@ -304,7 +305,9 @@ def audit_verify(p: PlatformDep, who: PrincipalDep) -> AuditVerdict:
 
 
 @router.post("/audit/seal", tags=["audit"])
-def audit_seal(p: PlatformDep, who: PrincipalDep) -> AuditVerdict:
+def audit_seal(body: AuditSealIn, p: PlatformDep, who: PrincipalDep) -> AuditVerdict:
     """Seal the log again under this platform's audit key (platform admin; an upgraded log, a
-    rotated key). Refused (409) unless the chain and the ledger verify; recorded in the log."""
-    return AuditVerdict.model_validate(audit.reseal(p, who))
+    rotated key), proving the key is at hand: `proof` is HMAC-SHA256(key, "audit-reseal\n" +
+    the current head's hash), which `suanli audit seal` computes where the key is (403 else).
+    Refused (409) unless the chain and the ledger verify; recorded in the log."""
+    return AuditVerdict.model_validate(audit.reseal(p, who, body.proof))

@@ -6,12 +6,12 @@ One model per concept, what a client reads (`…Public`); requests are in `schem
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
 from ..domain.enums import DeviceKind
-from .schemas import ProgrammeMode
+from .schemas import Input, ProgrammeMode
 
 ApplicationState = Literal["pending", "approved", "partly_approved", "rejected"]
 GrantState = Literal["active", "expired"]
@@ -309,6 +309,12 @@ class AuditEntryPublic(BaseModel):
     subject: str
     details: dict[str, object]
     hash: str
+
+
+class AuditSealIn(Input):
+    proof: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$", description=(
+        "HMAC-SHA256 under the audit key of \"audit-reseal\\n\" + the head's hash "
+        "(GET audit/verify's head_hash), in hex"))]
 
 
 class AuditVerdict(BaseModel):

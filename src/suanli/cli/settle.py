@@ -5,12 +5,13 @@ from __future__ import annotations
 import json
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich.table import Table
 
 from ..client import Client
-from .common import Output, OutputOpt, console, emit_json, err_console, run
+from .common import Output, OutputOpt, console, emit_json, err_console, fail, run
 from .format import when, yuan
 from .money import statement_table
 
@@ -70,8 +71,23 @@ def verify(output: Output = OutputOpt) -> None:
 @audit_app.command("seal")
 def seal(output: Output = OutputOpt) -> None:
     """Seal the log again under this platform's audit key (platform admin): after an upgrade or a
-    deliberate key change. Refused unless the chain and the ledger verify; recorded in the log."""
-    data = run(lambda c: c.audit_seal())
+    deliberate key change. Run where the audit key is (the server's SUANLI_AUDIT_KEY or
+    $SUANLI_HOME/audit.key): the request proves it. Refused unless the chain and the ledger
+    verify; recorded in the log."""
+    from ..config import default_home
+    from ..services.audit import reseal_proof
+    from ..services.context import AUDIT_KEY_ENV
+    from ..services.keys import existing_key
+
+    key = existing_key(default_home(), AUDIT_KEY_ENV, "audit.key")
+    if key is None:
+        fail("no audit key here: run `suanli audit seal` where the server's key is "
+             f"(SUANLI_AUDIT_KEY, or {default_home() / 'audit.key'})")
+
+    def sealed(c: Client) -> Any:
+        return c.audit_seal(reseal_proof(key, c.audit_verify()["head_hash"]))
+
+    data = run(sealed)
     if output is Output.json:
         return emit_json(data)
     console.print(f"audit log sealed: {data['entries']} entries, head {data['head_hash'][:16]}…",

@@ -68,6 +68,17 @@ def _retry_after(value: str | None) -> float | None:
     return seconds if seconds is not None and 0 <= seconds < 86400 else None
 
 
+def _seg(value: object) -> str:
+    """One path segment from a caller's value: an id as a whole number, text quoted whole. Never
+    a value that would change the endpoint called: a `..` is removed with the segment before it
+    by URL normalisation (`delete_artifact("../tokens/7")` would revoke token 7)."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    if isinstance(value, str) and value not in ("", ".", ".."):
+        return quote(value, safe="")
+    raise ApiError(422, f"{value!r} is not an id or a name")
+
+
 def _clean(params: Mapping[str, Any] | None) -> dict[str, Any] | None:
     if params is None:
         return None
@@ -128,25 +139,25 @@ class _Endpoints:
         return self._call("GET", "/api/v1/peers", params={"limit": limit, "offset": offset})
 
     def get_peer(self, name: str) -> Any:
-        return self._call("GET", f"/api/v1/peers/{quote(name, safe='')}")
+        return self._call("GET", f"/api/v1/peers/{_seg(name)}")
 
     def discover_peer(self, name: str) -> Any:
-        return self._call("POST", f"/api/v1/peers/{quote(name, safe='')}/discover")
+        return self._call("POST", f"/api/v1/peers/{_seg(name)}/discover")
 
     def reconcile_peer(self, name: str, month: str) -> Any:
         """Our statement of what we borrowed from the peer in `month` against its own."""
-        return self._call("GET", f"/api/v1/peers/{quote(name, safe='')}/reconcile",
+        return self._call("GET", f"/api/v1/peers/{_seg(name)}/reconcile",
                           params={"month": month})
 
     def remove_peer(self, name: str) -> Any:
-        return self._call("DELETE", f"/api/v1/peers/{quote(name, safe='')}")
+        return self._call("DELETE", f"/api/v1/peers/{_seg(name)}")
 
     # centers
     def list_centers(self, *, limit: int = 1000, offset: int = 0) -> Any:
         return self._call("GET", "/api/v1/centers", params={"limit": limit, "offset": offset})
 
     def get_center(self, center_id: int) -> Any:
-        return self._call("GET", f"/api/v1/centers/{center_id}")
+        return self._call("GET", f"/api/v1/centers/{_seg(center_id)}")
 
     def create_center(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/centers", json=dict(body))
@@ -156,15 +167,15 @@ class _Endpoints:
                           json={"connector": connector, "connector_config": dict(config)})
 
     def set_center_status(self, center_id: int, status: str, reason: str = "") -> Any:
-        return self._call("POST", f"/api/v1/centers/{center_id}/status",
+        return self._call("POST", f"/api/v1/centers/{_seg(center_id)}/status",
                           json={"status": status, "reason": reason})
 
     def center_pools(self, center_id: int, *, limit: int = 1000, offset: int = 0) -> Any:
-        return self._call("GET", f"/api/v1/centers/{center_id}/pools",
+        return self._call("GET", f"/api/v1/centers/{_seg(center_id)}/pools",
                           params={"limit": limit, "offset": offset})
 
     def add_pool(self, center_id: int, body: Mapping[str, Any]) -> Any:
-        return self._call("POST", f"/api/v1/centers/{center_id}/pools", json=dict(body))
+        return self._call("POST", f"/api/v1/centers/{_seg(center_id)}/pools", json=dict(body))
 
     def list_pools(self, *, limit: int = 1000, offset: int = 0) -> Any:
         return self._call("GET", "/api/v1/pools", params={"limit": limit, "offset": offset})
@@ -177,17 +188,17 @@ class _Endpoints:
         return self._call("POST", "/api/v1/tenants", json=dict(body))
 
     def get_tenant(self, tenant_id: int) -> Any:
-        return self._call("GET", f"/api/v1/tenants/{tenant_id}")
+        return self._call("GET", f"/api/v1/tenants/{_seg(tenant_id)}")
 
     def set_peer_rule(self, tenant_id: int, earlier_by_s: int | None) -> Any:
-        return self._call("PUT", f"/api/v1/tenants/{tenant_id}/peer-rule",
+        return self._call("PUT", f"/api/v1/tenants/{_seg(tenant_id)}/peer-rule",
                           json={"earlier_by_s": earlier_by_s})
 
     def tenant_quotas(self, tenant_id: int) -> Any:
-        return self._call("GET", f"/api/v1/tenants/{tenant_id}/quotas")
+        return self._call("GET", f"/api/v1/tenants/{_seg(tenant_id)}/quotas")
 
     def set_quota(self, tenant_id: int, device_kind: str, max_units: int | None) -> Any:
-        path = f"/api/v1/tenants/{tenant_id}/quotas/{device_kind}"
+        path = f"/api/v1/tenants/{_seg(tenant_id)}/quotas/{_seg(device_kind)}"
         if max_units is None:
             return self._call("DELETE", path)
         return self._call("PUT", path, json={"max_units": max_units})
@@ -203,7 +214,7 @@ class _Endpoints:
 
     def set_user_disabled(self, user_id: int, disabled: bool, reason: str = "") -> Any:
         verb = "disable" if disabled else "enable"
-        return self._call("POST", f"/api/v1/users/{user_id}/{verb}", json={"reason": reason})
+        return self._call("POST", f"/api/v1/users/{_seg(user_id)}/{_seg(verb)}", json={"reason": reason})
 
     def create_token(self, name: str = "", user_id: int | None = None,
                      expires_in_s: int | None = None) -> Any:
@@ -211,7 +222,7 @@ class _Endpoints:
             {"name": name, "user_id": user_id, "expires_in_s": expires_in_s}))
 
     def revoke_token(self, token_id: int) -> Any:
-        return self._call("DELETE", f"/api/v1/tokens/{token_id}")
+        return self._call("DELETE", f"/api/v1/tokens/{_seg(token_id)}")
 
     # jobs
     def submit_job(self, body: Mapping[str, Any], *, idempotency_key: str | None = None) -> Any:
@@ -228,13 +239,13 @@ class _Endpoints:
         return self._call("GET", "/api/v1/dags", params={"limit": limit, "offset": offset})
 
     def get_dag(self, dag_id: int) -> Any:
-        return self._call("GET", f"/api/v1/dags/{dag_id}")
+        return self._call("GET", f"/api/v1/dags/{_seg(dag_id)}")
 
     def cancel_dag(self, dag_id: int) -> Any:
-        return self._call("POST", f"/api/v1/dags/{dag_id}/cancel")
+        return self._call("POST", f"/api/v1/dags/{_seg(dag_id)}/cancel")
 
     def tenant_account(self, tenant_id: int) -> Any:
-        return self._call("GET", f"/api/v1/ledger/tenants/{tenant_id}")
+        return self._call("GET", f"/api/v1/ledger/tenants/{_seg(tenant_id)}")
 
     def deposit(self, tenant_id: int, amount_fen: int, reference: str) -> Any:
         return self._call("POST", "/api/v1/ledger/deposits",
@@ -244,29 +255,29 @@ class _Endpoints:
         return self._call("GET", "/api/v1/ledger/trial-balance")
 
     def set_credit_limit(self, tenant_id: int, credit_limit_fen: int) -> Any:
-        return self._call("PUT", f"/api/v1/tenants/{tenant_id}/credit-limit",
+        return self._call("PUT", f"/api/v1/tenants/{_seg(tenant_id)}/credit-limit",
                           json={"credit_limit_fen": credit_limit_fen})
 
     def list_prices(self, pool_id: int, *, limit: int = 1000, offset: int = 0) -> Any:
         """A page ({items, total, limit, offset}) of the pool's price versions."""
-        return self._call("GET", f"/api/v1/pools/{pool_id}/prices",
+        return self._call("GET", f"/api/v1/pools/{_seg(pool_id)}/prices",
                           params={"limit": limit, "offset": offset})
 
     def set_price(self, pool_id: int, body: Mapping[str, Any]) -> Any:
-        return self._call("POST", f"/api/v1/pools/{pool_id}/prices", json=dict(body))
+        return self._call("POST", f"/api/v1/pools/{_seg(pool_id)}/prices", json=dict(body))
 
     # vouchers (算力券)
     def list_programmes(self, *, limit: int = 1000, offset: int = 0) -> Any:
         return self._call("GET", "/api/v1/voucher-programmes", params={"limit": limit, "offset": offset})
 
     def get_programme(self, programme_id: int) -> Any:
-        return self._call("GET", f"/api/v1/voucher-programmes/{programme_id}")
+        return self._call("GET", f"/api/v1/voucher-programmes/{_seg(programme_id)}")
 
     def create_programme(self, body: Mapping[str, Any]) -> Any:
         return self._call("POST", "/api/v1/voucher-programmes", json=dict(body))
 
     def update_rules(self, programme_id: int, rules: Mapping[str, Any]) -> Any:
-        return self._call("PUT", f"/api/v1/voucher-programmes/{programme_id}/rules",
+        return self._call("PUT", f"/api/v1/voucher-programmes/{_seg(programme_id)}/rules",
                           json={"rules": dict(rules)})
 
     def list_applications(self, *, programme_id: int | None = None, state: str | None = None,
@@ -279,7 +290,7 @@ class _Endpoints:
         return self._call("POST", "/api/v1/voucher-applications", json=dict(body))
 
     def review_application(self, application_id: int, body: Mapping[str, Any]) -> Any:
-        return self._call("POST", f"/api/v1/voucher-applications/{application_id}/review",
+        return self._call("POST", f"/api/v1/voucher-applications/{_seg(application_id)}/review",
                           json=dict(body))
 
     def list_grants(self, *, programme_id: int | None = None, tenant_id: int | None = None,
@@ -288,7 +299,7 @@ class _Endpoints:
             {"programme_id": programme_id, "tenant_id": tenant_id, "limit": limit, "offset": offset}))
 
     def claim(self, grant_id: int, period: str) -> Any:
-        return self._call("POST", f"/api/v1/voucher-grants/{grant_id}/claims", json={"period": period})
+        return self._call("POST", f"/api/v1/voucher-grants/{_seg(grant_id)}/claims", json={"period": period})
 
     def list_redemptions(self, *, programme_id: int | None = None, tenant_id: int | None = None,
                          limit: int = 100, offset: int = 0) -> Any:
@@ -296,22 +307,22 @@ class _Endpoints:
             {"programme_id": programme_id, "tenant_id": tenant_id, "limit": limit, "offset": offset}))
 
     def clawback(self, redemption_id: int, reason: str) -> Any:
-        return self._call("POST", f"/api/v1/voucher-redemptions/{redemption_id}/clawback",
+        return self._call("POST", f"/api/v1/voucher-redemptions/{_seg(redemption_id)}/clawback",
                           json={"reason": reason})
 
     def freeze(self, tenant_id: int, reason: str) -> Any:
-        return self._call("POST", f"/api/v1/tenants/{tenant_id}/freeze", json={"reason": reason})
+        return self._call("POST", f"/api/v1/tenants/{_seg(tenant_id)}/freeze", json={"reason": reason})
 
     def unfreeze(self, tenant_id: int) -> Any:
-        return self._call("POST", f"/api/v1/tenants/{tenant_id}/unfreeze")
+        return self._call("POST", f"/api/v1/tenants/{_seg(tenant_id)}/unfreeze")
 
     def declare_related(self, tenant_id: int, center_id: int, relation: str) -> Any:
-        return self._call("POST", f"/api/v1/tenants/{tenant_id}/related-parties",
+        return self._call("POST", f"/api/v1/tenants/{_seg(tenant_id)}/related-parties",
                           json={"center_id": center_id, "relation": relation})
 
     def list_related_parties(self, tenant_id: int, *, limit: int = 1000, offset: int = 0) -> Any:
         """The centers the tenant declared related (their runs are never subsidised)."""
-        return self._call("GET", f"/api/v1/tenants/{tenant_id}/related-parties",
+        return self._call("GET", f"/api/v1/tenants/{_seg(tenant_id)}/related-parties",
                           params={"limit": limit, "offset": offset})
 
     def voucher_report(self, programme_id: int, by: str = "tenant", fmt: str = "json") -> Any:
@@ -334,13 +345,14 @@ class _Endpoints:
 
     def get_invoice(self, month: str, tenant_id: int) -> Any:
         """The tenant's invoice (its statement) of a settled month."""
-        return self._call("GET", f"/api/v1/invoices/{quote(month, safe='')}/{tenant_id}")
+        return self._call("GET", f"/api/v1/invoices/{_seg(month)}/{_seg(tenant_id)}")
 
     def audit_verify(self) -> Any:
         return self._call("GET", "/api/v1/audit/verify")
 
-    def audit_seal(self) -> Any:
-        return self._call("POST", "/api/v1/audit/seal")
+    def audit_seal(self, proof: str) -> Any:
+        """Seal the log again; `proof`: `services.audit.reseal_proof(key, head_hash)`."""
+        return self._call("POST", "/api/v1/audit/seal", json={"proof": proof})
 
     def audit_log(self, *, limit: int = 50, offset: int = 0) -> Any:
         return self._call("GET", "/api/v1/audit", params={"limit": limit, "offset": offset})
@@ -355,24 +367,24 @@ class _Endpoints:
              "offset": offset}))
 
     def get_job(self, job_id: int) -> Any:
-        return self._call("GET", f"/api/v1/jobs/{job_id}")
+        return self._call("GET", f"/api/v1/jobs/{_seg(job_id)}")
 
     def resubmit_job(self, job_id: int) -> Any:
-        return self._call("POST", f"/api/v1/jobs/{job_id}/resubmit")
+        return self._call("POST", f"/api/v1/jobs/{_seg(job_id)}/resubmit")
 
     def get_array(self, array_id: int) -> Any:
-        return self._call("GET", f"/api/v1/arrays/{array_id}")
+        return self._call("GET", f"/api/v1/arrays/{_seg(array_id)}")
 
     def cancel_job(self, job_id: int) -> Any:
-        return self._call("POST", f"/api/v1/jobs/{job_id}/cancel")
+        return self._call("POST", f"/api/v1/jobs/{_seg(job_id)}/cancel")
 
     def job_logs(self, job_id: int, *, stream: str = "stdout", offset: int = 0,
                  run_id: int | None = None) -> Any:
-        return self._call("GET", f"/api/v1/jobs/{job_id}/logs", params=_clean(
+        return self._call("GET", f"/api/v1/jobs/{_seg(job_id)}/logs", params=_clean(
             {"stream": stream, "offset": offset, "run_id": run_id}))
 
     def job_placement(self, job_id: int) -> Any:
-        return self._call("GET", f"/api/v1/jobs/{job_id}/placement")
+        return self._call("GET", f"/api/v1/jobs/{_seg(job_id)}/placement")
 
     def usage(self, *, job_id: int | None = None, tenant_id: int | None = None,
               center_id: int | None = None, since: datetime | None = None,
@@ -396,14 +408,14 @@ class _Endpoints:
              "offset": offset}))
 
     def delete_artifact(self, sha256: str) -> Any:
-        return self._call("DELETE", f"/api/v1/artifacts/{sha256}")
+        return self._call("DELETE", f"/api/v1/artifacts/{_seg(sha256)}")
 
     def storage_quota(self, tenant_id: int) -> Any:
-        return self._call("GET", f"/api/v1/tenants/{tenant_id}/storage-quota")
+        return self._call("GET", f"/api/v1/tenants/{_seg(tenant_id)}/storage-quota")
 
     def set_storage_quota(self, tenant_id: int, *, quota_bytes: int | None,
                           quota_count: int | None) -> Any:
-        return self._call("PUT", f"/api/v1/tenants/{tenant_id}/storage-quota",
+        return self._call("PUT", f"/api/v1/tenants/{_seg(tenant_id)}/storage-quota",
                           json={"bytes": quota_bytes, "count": quota_count})
 
     def add_dataset(self, body: Mapping[str, Any]) -> Any:
@@ -415,7 +427,7 @@ class _Endpoints:
             {"tenant_id": tenant_id, "limit": limit, "offset": offset}))
 
     def delete_dataset(self, name: str) -> Any:
-        return self._call("DELETE", f"/api/v1/datasets/{quote(name, safe='')}")
+        return self._call("DELETE", f"/api/v1/datasets/{_seg(name)}")
 
 
 def _settings(url: str | None, token: str | None) -> tuple[str, dict[str, str]]:
@@ -448,7 +460,7 @@ class Client(_Endpoints):
         """Whether the caller's tenant has this content (then an upload would transfer it for
         nothing)."""
         try:
-            resp = self._http.head(f"/api/v1/artifacts/{sha256}")
+            resp = self._http.head(f"/api/v1/artifacts/{_seg(sha256)}")
         except httpx.TransportError as exc:
             raise ApiError(0, f"cannot reach suanli at {self.url}: {exc}") from exc
         if resp.status_code == 404:
@@ -503,18 +515,18 @@ class Client(_Endpoints):
 
     def download_artifact(self, sha256: str, out: IO[bytes] | str | Path) -> int:
         """Write the artifact's bytes to `out` (a binary file or a path); returns the count."""
-        return self._download(f"/api/v1/artifacts/{sha256}", out)
+        return self._download(f"/api/v1/artifacts/{_seg(sha256)}", out)
 
     def job_outputs(self, job_id: int, out: IO[bytes] | str | Path,
                     max_bytes: int | None = None) -> int:
         """Write the job's packed outputs (a tar) to `out`; returns the bytes written (more than
         `max_bytes`: ApiError 413, the download stopped)."""
-        return self._download(f"/api/v1/jobs/{job_id}/outputs", out, max_bytes)
+        return self._download(f"/api/v1/jobs/{_seg(job_id)}/outputs", out, max_bytes)
 
     def has_outputs(self, job_id: int) -> bool:
         """Whether the job's outputs are stored (its GET answers; nothing is downloaded)."""
         try:
-            with self._http.stream("GET", f"/api/v1/jobs/{job_id}/outputs") as resp:
+            with self._http.stream("GET", f"/api/v1/jobs/{_seg(job_id)}/outputs") as resp:
                 if resp.status_code == 404:
                     return False
                 if resp.status_code >= 400:

@@ -14,11 +14,15 @@ import io
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠", "﹦", "﹢", "﹣",
+                 "﹫")
 
 
 def safe_cell(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(FORMULA_START):
+    """A text cell a spreadsheet would read as a formula (even after leading spaces, which some
+    strip first: ` =1+1`, a no-break or an ideographic space), with an apostrophe before it."""
+    if isinstance(value, str) and (value.startswith(FORMULA_START)
+                                   or value.lstrip(" \u00a0\u3000").startswith(FORMULA_START)):
         return "'" + value
     return value
 

@@ -33,7 +33,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..domain.enums import Role
-from ..domain.errors import Conflict
+from ..domain.errors import Conflict, Forbidden
 from ..store import models as m
 from ..store.bulk import insert_rows
 from .auth import Principal
@@ -66,10 +66,23 @@ def head_seal(key: bytes, last_id: int, last_hash: str, entries: int) -> str:
     return mac(key, f"audit-head\n{last_id}\n{last_hash}\n{entries}")
 
 
+def reseal_proof(key: bytes, head_hash: str) -> str:
+    """What `audit seal` must bring: the audit key's HMAC over the head it saw. Only one who holds
+    the key (the server's host) can ask for a reseal; a database writer who minted an admin token
+    cannot (its API tokens are only hashes in the database)."""
+    return mac(key, f"audit-reseal\n{head_hash}")
+
+
+def same(a: str | None, b: str) -> bool:
+    """Two hex digests compared in constant time; a value that is not ASCII (a tampered column)
+    is simply not the same."""
+    return a is not None and a.isascii() and hmac.compare_digest(a, b)
+
+
 def _seal_holds(key: bytes, last_id: int, last_hash: str, entries: int, seal: str | None) -> bool:
     if entries == 0 and last_id == 0 and last_hash == GENESIS:
         return True  # an empty log has nothing to seal yet
-    return seal is not None and hmac.compare_digest(seal, head_seal(key, last_id, last_hash, entries))
+    return same(seal, head_seal(key, last_id, last_hash, entries))
 
 
 def actor_fields(actor: Principal | None) -> tuple[int | None, str]:
@@ -196,7 +209,7 @@ def verify(s: Session, max_problems: int = 20) -> Verdict:
                             "one: it was written or rewritten outside suanli", seal=True)
             else:
                 first_sealed = first_sealed or e.id
-                if not hmac.compare_digest(e.mac, mac(key, e.hash)):
+                if not same(e.mac, mac(key, e.hash)):
                     forged_macs += 1
                     if forged_macs <= 3:
                         bad(f"entry {e.id}'s seal does not match under the audit key: the log was "
@@ -287,19 +300,26 @@ def _verify_ledger(s: Session, seen: dict[str, str], bad: Any) -> None:
             bad(f"account {code}: balance {cached} fen but its postings sum to {sums.get(acc_id) or 0}")
 
 
-def reseal(p: Platform, actor: Principal) -> dict[str, Any]:
+def reseal(p: Platform, actor: Principal, proof: str) -> dict[str, Any]:
     """Seal the whole log again under this platform's audit key: an upgraded log (entries from
     before sealing), a key rotated on purpose, a log restored from a backup. A platform
-    administrator's deliberate act, after reading `verify`: the chain and the ledger must verify
-    first (only seals may be wrong), and the act is itself an audit entry, sealed with the rest."""
+    administrator's deliberate act, after reading `verify`, that must prove it holds the key
+    (`proof`: `reseal_proof` over the head it read); the chain and the ledger must verify first
+    (only seals may be wrong), and the act is itself an audit entry, sealed with the rest."""
     actor.require(Role.PLATFORM_ADMIN)
     with p.db.session(immediate=True) as s:
         key: bytes = s.info["audit_key"]
+        head_hash = s.scalar(select(m.AuditHead.last_hash).where(m.AuditHead.id == 1))
+        if head_hash is None or not same(proof, reseal_proof(key, head_hash)):
+            raise Forbidden("the proof is not this platform's audit key over the log's current "
+                            "head: run `suanli audit seal` where the key is (the server's "
+                            "SUANLI_AUDIT_KEY or $SUANLI_HOME/audit.key), and again if the log "
+                            "moved meanwhile", field="proof")
         before = verify(s, max_problems=10**6)
         if before.other_problems:
             raise Conflict("the log does not verify apart from its seals, so it is not sealed: "
                            + "; ".join(before.other_problems[:3]))
-        head = s.get(m.AuditHead, 1)
+        head = s.get(m.AuditHead, 1)  # (after verify: its walk lets go of what it loaded)
         assert head is not None
         was = "sealed" if before.ok else ("unsealed" if head.seal is None else "wrong seal")
         after = 0

@@ -394,6 +394,11 @@ def login_with_password(p: Platform, username: str, password: str) -> Principal:
         user = s.scalar(select(m.User).where(m.User.username == username))
     stored = user.password_hash if user is not None else None
     matches = verify_password(password, stored or dummy_hash())
+    if stored and not stored.startswith("$argon2"):
+        # An older scheme's hash costs less than argon2id: pay the argon2id check too, so a
+        # wrong password takes as long for such a user as for an unknown one (else the time
+        # tells which accounts have not signed in since the upgrade).
+        verify_password(password, dummy_hash())
     if user is None or not stored or user.disabled or not matches:
         raise Unauthenticated("wrong username or password")
     if needs_rehash(stored):
