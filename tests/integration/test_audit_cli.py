@@ -4,11 +4,12 @@ request carries the key's proof); on a machine without the key it says so and ma
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from .conftest import Server
+from .conftest import BIN, Server
 
 pytestmark = pytest.mark.integration
 
@@ -23,10 +24,6 @@ def test_audit_seal_needs_the_key_at_hand(server: Server, tmp_path: Path) -> Non
     assert json.loads(log.stdout)["items"][0]["action"] == "audit.seal"
     # another machine: the admin's token, not the key
     elsewhere = server.env("platform_admin") | {"SUANLI_HOME": str(tmp_path)}
-    import subprocess
-
-    from .conftest import BIN
-
     away = subprocess.run([str(BIN / "suanli"), "audit", "seal"], env=elsewhere,
                           capture_output=True, text=True, timeout=60)
     assert away.returncode == 1 and "no audit key here" in away.stderr, away.stderr
