@@ -479,7 +479,7 @@ def insert_job(p: Platform, actor: Principal, data: JobInput, now: datetime, *, 
     write lock in turn, not in SQLite's sleeping busy handler)."""
     with p.db.session(immediate=True) as s:
         job = queue_job(s, actor, data, now, hold_fen=hold_fen, dag=dag, reason=reason)
-        if key is not None and actor.tenant_id is not None:
+        if actor.tenant_id is not None:  # (queue_job refused anyone else)
             idempotency.record(s, actor.tenant_id, key, now, job_id=job.id)
         return job
 

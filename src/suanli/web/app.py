@@ -11,8 +11,9 @@ import shlex
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from decimal import Decimal
+from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote
 
 from fastapi import APIRouter, FastAPI, Form, Request
@@ -61,6 +62,7 @@ HERE = Path(__file__).parent
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data:; connect-src 'self'; object-src 'none'; base-uri 'none'; "
        "form-action 'self'; frame-ancestors 'none'")
+E = TypeVar("E", bound=StrEnum)  # a form field that is one of an enum's values
 HEADERS = {"Content-Security-Policy": CSP, "X-Frame-Options": "DENY",
            "X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin",
            "Cache-Control": "no-store"}
@@ -649,13 +651,7 @@ FORM_FIELDS = {"resources": "device", "budget_fen": "budget_yuan"}
 
 
 def _job_input(form: dict[str, Any]) -> JobInput:
-    if str(form["device"]) not in set(DeviceKind):
-        raise InvalidInput(f"device is one of {', '.join(DeviceKind)}, not {str(form['device'])!r}",
-                           field="device")
-    if str(form["policy"]) not in set(Policy):
-        raise InvalidInput(f"policy is one of {', '.join(Policy)}, not {str(form['policy'])!r}",
-                           field="policy")
-    device, policy = DeviceKind(str(form["device"])), Policy(str(form["policy"]))
+    device, policy = _choice(form, "device", DeviceKind), _choice(form, "policy", Policy)
     budget = str(form.get("budget_yuan") or "").strip()
     budget_fen = _fen(budget, "budget_fen") if budget else None
     command = str(form["command"]).strip()
@@ -664,6 +660,16 @@ def _job_input(form: dict[str, Any]) -> JobInput:
     return JobInput(name=str(form["name"]).strip() or "job", command=["sh", "-c", command],
                     device=device, units=int(form["units"]), walltime_s=int(form["walltime_s"]),
                     policy=policy, budget_fen=budget_fen)
+
+
+def _choice(form: dict[str, Any], name: str, kind: type[E]) -> E:
+    """The form's field `name` as one of the enum `kind`; else the form's bad input, naming the
+    choices (in our words, not Python's "is not a valid ...")."""
+    value = str(form[name])
+    if value not in set(kind):
+        raise InvalidInput(f"{name} is one of {', '.join(kind)}, not {value!r}",
+                           field=name)
+    return kind(value)
 
 
 def _fen(text: str, field: str) -> int:

@@ -273,6 +273,11 @@ def _when(text: str, zone: tzinfo) -> str:
     return local_time(at if at.tzinfo else at.replace(tzinfo=UTC), zone)
 
 
+def _listed(table: dict[str, str]) -> Callable[[str], str]:
+    """A comma-separated list of words, each through `table`, joined the Chinese way."""
+    return lambda v: "、".join(table.get(x.strip(), x.strip()) for x in v.split(","))
+
+
 def _converter(group: str, zone: tzinfo) -> Callable[[str], str]:
     if group.startswith("why"):
         return lambda v: reason(v, "zh", zone)
@@ -281,11 +286,11 @@ def _converter(group: str, zone: tzinfo) -> Callable[[str], str]:
     if group.startswith(("dev", "prec")):
         return str.upper
     if group.startswith("pols"):
-        return lambda v: "、".join(POLICY_ZH.get(x.strip(), x.strip()) for x in v.split(","))
+        return _listed(POLICY_ZH)
     if group.startswith("pol"):
         return lambda v: POLICY_ZH.get(v, v)
     if group.startswith("role"):
-        return lambda v: "、".join(ROLE_ZH.get(x.strip(), x.strip()) for x in v.split(","))
+        return _listed(ROLE_ZH)
     if group.startswith("noun"):
         return lambda v: NOUN_ZH.get(v, v)
     if group.startswith("ast"):
